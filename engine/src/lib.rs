@@ -1,0 +1,137 @@
+//! Quantatom's engine: turns configuration into DataFusion sessions over the planning model.
+//!
+//! [`Engine::open`] connects the storage and the metadata store, loads the demo model into an
+//! empty data folder when asked, and builds the catalog every session shares:
+//!
+//! - `cube.<name>`: MDF cubes ([`quantatom_table_providers::mdf`]),
+//! - `dim.<dimension>`: dimension members ([`quantatom_table_providers::metadata`]),
+//! - `public`: an empty schema for users' own objects.
+//!
+//! [`Engine::new_session`] gives each caller (one wire connection, one test) its own
+//! `SessionContext`: configuration such as `SET` is private to it, tables are shared.
+
+pub mod demo;
+mod errors;
+
+pub use errors::sqlstate;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::FunctionRegistry;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use quantatom_table_providers::mdf::CubeSchemaProvider;
+use quantatom_table_providers::metadata::{DimensionSchemaProvider, EmbeddedMetadataStore, MetadataStore};
+use quantatom_table_providers::storage::Storage;
+
+/// The catalog (database) name every session uses.
+pub const CATALOG: &str = "quantatom";
+
+/// What the engine needs to start.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Folder holding cubes and the embedded metadata.
+    pub data_dir: PathBuf,
+    /// When the data folder is empty, load the demo model with about this many cells.
+    pub demo_cells: Option<usize>,
+}
+
+/// The shared part of every session: storage, metadata and the catalog over them.
+#[derive(Debug)]
+pub struct Engine {
+    cubes: Arc<CubeSchemaProvider>,
+    metadata: Arc<dyn MetadataStore>,
+    session_template: SessionState,
+}
+
+impl Engine {
+    /// Opens the data folder, loading the demo model first if it is empty and one is asked for.
+    pub async fn open(config: &EngineConfig) -> Result<Self> {
+        let storage = Storage::local(&config.data_dir)?;
+        let metadata: Arc<dyn MetadataStore> =
+            Arc::new(EmbeddedMetadataStore::open(storage.clone()).await.map_err(external)?);
+        let cubes = Arc::new(CubeSchemaProvider::open(storage.clone()).await?);
+        if let Some(cells) = config.demo_cells {
+            let empty = datafusion::catalog::SchemaProvider::table_names(cubes.as_ref()).is_empty()
+                && metadata.dimensions().await.map_err(external)?.is_empty();
+            if empty {
+                tracing::info!(cells, data_dir = %config.data_dir.display(), "empty data folder: loading the demo model");
+                demo::load(&cubes, metadata.as_ref(), demo::DemoSize::with_cells(cells)).await?;
+            }
+        }
+        let session_template = session_template(&storage, &cubes, &metadata).await?;
+        Ok(Self { cubes, metadata, session_template })
+    }
+
+    /// A new session with its own configuration over the shared catalog.
+    pub fn new_session(&self) -> SessionContext {
+        SessionContext::new_with_state(self.session_state())
+    }
+
+    /// The state a new session starts from; callers that add their own catalog layers (the
+    /// wire server's `pg_catalog`) build on this.
+    pub fn session_state(&self) -> SessionState {
+        SessionStateBuilder::new_from_existing(self.session_template.clone())
+            .with_session_id(uuid::Uuid::new_v4().to_string())
+            .build()
+    }
+
+    /// The cubes.
+    pub fn cubes(&self) -> &Arc<CubeSchemaProvider> {
+        &self.cubes
+    }
+
+    /// The metadata store.
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+}
+
+fn external(error: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+/// Session settings every Quantatom session starts with.
+pub fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(false)
+        .with_default_catalog_and_schema(CATALOG, "public");
+    let options = config.options_mut();
+    // Clients speak PostgreSQL: parse its precedence rules (`a <@ b = c`) and literals.
+    options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    // Filter rows inside the Parquet decoder, not only prune row groups.
+    options.execution.parquet.pushdown_filters = true;
+    config
+}
+
+async fn session_template(
+    storage: &Storage,
+    cubes: &Arc<CubeSchemaProvider>,
+    metadata: &Arc<dyn MetadataStore>,
+) -> Result<SessionState> {
+    let catalog = MemoryCatalogProvider::new();
+    catalog.register_schema("public", Arc::new(MemorySchemaProvider::new()))?;
+    catalog.register_schema("cube", Arc::clone(cubes) as _)?;
+    catalog.register_schema("dim", Arc::new(DimensionSchemaProvider::new(Arc::clone(metadata)).await?))?;
+    let catalogs = MemoryCatalogProviderList::new();
+    datafusion::catalog::CatalogProviderList::register_catalog(&catalogs, CATALOG.into(), Arc::new(catalog));
+
+    let runtime = Arc::new(RuntimeEnv::default());
+    storage.register(&runtime);
+    let mut state = SessionStateBuilder::new()
+        .with_config(session_config())
+        .with_runtime_env(runtime)
+        .with_catalog_list(Arc::new(catalogs))
+        .with_default_features()
+        .build();
+    for udf in quantatom_udfs::functions() {
+        state.register_udf(udf)?;
+    }
+    state.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner))?;
+    Ok(state)
+}

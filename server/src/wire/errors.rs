@@ -1,0 +1,71 @@
+//! Errors on the wire: every engine error leaves with the SQLSTATE PostgreSQL would give.
+//!
+//! datafusion-postgres sends every engine error as `XX000`; clients and tools branch on the
+//! code (retry on 40001, "no such table" on 42P01), so [`SqlStateErrors`] rewrites each error
+//! just before pgwire sends it.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::{DataFusionError, SchemaError};
+use datafusion::sql::sqlparser::parser::ParserError;
+use pgwire::api::{ClientInfo, ErrorHandler};
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// The SQLSTATE for an error raised anywhere below the wire.
+pub fn sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    if error.is::<ParserError>() {
+        return "42601";
+    }
+    let Some(df) = error.downcast_ref::<DataFusionError>() else { return "XX000" };
+    if let Some(code) = quantatom_engine::sqlstate(df) {
+        return code;
+    }
+    match Some(df.find_root()) {
+        Some(DataFusionError::SQL(..)) => "42601",
+        Some(DataFusionError::Plan(message)) => plan_sqlstate(message),
+        Some(DataFusionError::SchemaError(schema_error, _)) => match schema_error.as_ref() {
+            SchemaError::FieldNotFound { .. } => "42703",
+            SchemaError::AmbiguousReference { .. } => "42702",
+            _ => "42P16",
+        },
+        Some(DataFusionError::NotImplemented(_)) => "0A000",
+        Some(DataFusionError::ResourcesExhausted(_)) => "53200",
+        Some(DataFusionError::ArrowError(arrow, _)) => match arrow.as_ref() {
+            ArrowError::DivideByZero => "22012",
+            ArrowError::ArithmeticOverflow(_) => "22003",
+            ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
+            _ => "XX000",
+        },
+        _ => "XX000",
+    }
+}
+
+/// Plan errors carry no kind, only text; these are the ones clients branch on.
+fn plan_sqlstate(message: &str) -> &'static str {
+    if message.contains("not found") && message.starts_with("table") {
+        "42P01"
+    } else if message.contains("Invalid function") || message.contains("No function matches") {
+        "42883"
+    } else if message.contains("Cannot infer common") || message.contains("Cannot coerce") {
+        "42804"
+    } else {
+        "42000"
+    }
+}
+
+/// The [`ErrorHandler`] that gives engine errors their SQLSTATE.
+#[derive(Debug, Default)]
+pub(crate) struct SqlStateErrors;
+
+impl ErrorHandler for SqlStateErrors {
+    fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
+        if let PgWireError::ApiError(inner) = error {
+            let code = sqlstate(inner.as_ref());
+            let message = match inner.downcast_ref::<DataFusionError>() {
+                Some(df) => df.strip_backtrace(),
+                None => inner.to_string(),
+            };
+            tracing::debug!(code, %message, "query failed");
+            *error = PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message)));
+        }
+    }
+}

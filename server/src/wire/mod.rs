@@ -1,0 +1,104 @@
+//! The PostgreSQL wire endpoint.
+//!
+//! Built on pgwire and datafusion-postgres (which brings the `pg_catalog` emulation and the
+//! statement hooks), entered through our own accept loop so that every connection gets its own
+//! DataFusion session: a `SET` in one connection never reaches another. Cancel requests stop
+//! execution ([`cancel`]) and errors carry PostgreSQL's SQLSTATEs ([`errors`]).
+
+mod cancel;
+mod connection;
+mod session_hooks;
+pub mod errors;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::DfSessionService;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use quantatom_engine::{CATALOG, Engine};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use cancel::CancelRegistry;
+use connection::Connection;
+use session_hooks::{DiscardHook, ShowSettingHook};
+
+/// A bound Postgres-wire server over an [`Engine`].
+pub struct Server {
+    listener: TcpListener,
+    session_template: SessionState,
+    cancels: Arc<CancelRegistry>,
+}
+
+impl Server {
+    /// Binds `address` and prepares the session every connection starts from: the engine's
+    /// session plus the `pg_catalog` emulation clients introspect.
+    pub async fn bind(engine: &Engine, address: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address).await?;
+        let context = SessionContext::new_with_state(engine.session_state());
+        datafusion_pg_catalog::setup_pg_catalog(&context, CATALOG, EmptyContextProvider)
+            .map_err(|e| std::io::Error::other(format!("cannot set up pg_catalog: {e}")))?;
+        Ok(Self { listener, session_template: context.state(), cancels: Arc::default() })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves connections until `shutdown` completes, then stops accepting and closes the
+    /// open connections. A commit is one put-if-absent, so closing mid-query never leaves a
+    /// half-written version.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let handlers = Arc::new(self.connection());
+                    connections.spawn(async move {
+                        tracing::debug!(%peer, "connection opened");
+                        if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        tracing::debug!(%peer, "connection closed");
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(self.listener);
+        connections.shutdown().await;
+        Ok(())
+    }
+
+    /// Handlers for a new connection, over a session of its own.
+    fn connection(&self) -> Connection {
+        let state = SessionStateBuilder::new_from_existing(self.session_template.clone())
+            .with_session_id(uuid::Uuid::new_v4().to_string())
+            .build();
+        let hooks: Vec<Arc<dyn datafusion_postgres::QueryHook>> = vec![
+            Arc::new(CursorStatementHook),
+            Arc::new(ShowSettingHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+            Arc::new(DiscardHook::new(state.clone())),
+        ];
+        let service = DfSessionService::new_with_hooks(Arc::new(SessionContext::new_with_state(state)), hooks);
+        Connection::new(service, Arc::clone(&self.cancels))
+    }
+}

@@ -1,0 +1,136 @@
+//! The protocol itself, with tokio-postgres: extended queries with parameters and binary
+//! results, SQLSTATEs, per-connection sessions, DISCARD, inserts, cancel.
+
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::support::TestServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_query_binds_parameters_and_returns_binary_values() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let row = client
+        .query_one("SELECT code, level, is_leaf, path FROM dim.entity WHERE code = $1", &[&"DE"])
+        .await
+        .expect("parameterised query runs");
+    assert_eq!(row.get::<_, String>(0), "DE");
+    assert_eq!(row.get::<_, i32>(1), 3);
+    assert!(row.get::<_, bool>(2));
+    assert_eq!(row.get::<_, String>(3), "Total.EMEA.DE");
+
+    let statement = client.prepare("SELECT count(*) FROM dim.entity WHERE level = $1").await.unwrap();
+    let roots: i64 = client.query_one(&statement, &[&1_i32]).await.unwrap().get(0);
+    let members_at_3: i64 = client.query_one(&statement, &[&3_i32]).await.unwrap().get(0);
+    assert_eq!((roots, members_at_3), (1, 10));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_postgres_sqlstates_and_the_connection_keeps_working() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let cases = [
+        ("SELEC 1", SqlState::SYNTAX_ERROR),
+        ("SELECT * FROM cube.nothing", SqlState::UNDEFINED_TABLE),
+        ("SELECT no_such_column FROM dim.entity", SqlState::UNDEFINED_COLUMN),
+        ("SELECT nlevel('Total..EMEA')", SqlState::SYNTAX_ERROR),
+        ("SELECT subpath('Total.EMEA', 5)", SqlState::INVALID_PARAMETER_VALUE),
+    ];
+    for (sql, expected) in cases {
+        let simple = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(simple.code(), Some(&expected), "simple query {sql}: {simple:?}");
+        let extended = client.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(extended.code(), Some(&expected), "extended query {sql}: {extended:?}");
+        let after: i64 = client.query_one("SELECT 7::bigint", &[]).await.unwrap().get(0);
+        assert_eq!(after, 7, "connection works after {sql}");
+    }
+    server.stop().await;
+}
+
+async fn batch_size(client: &tokio_postgres::Client) -> String {
+    let rows = client.simple_query("SHOW datafusion.execution.batch_size").await.unwrap();
+    rows.iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("SHOW returns a row")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_stays_in_its_connection_and_discard_all_resets_it() {
+    let server = TestServer::start().await;
+    let first = server.client().await;
+    let second = server.client().await;
+    let default = batch_size(&second).await;
+    first.simple_query("SET datafusion.execution.batch_size = 1234").await.unwrap();
+    assert_eq!(batch_size(&first).await, "1234");
+    assert_eq!(batch_size(&second).await, default, "SET must not leak into another connection");
+    first.simple_query("DISCARD ALL").await.unwrap();
+    assert_eq!(batch_size(&first).await, default, "DISCARD ALL restores the defaults");
+    for statement in ["BEGIN", "COMMIT", "SET extra_float_digits = 3", "SET application_name = 'x'"] {
+        first.simple_query(statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let extended = first.query_one("SHOW datafusion.execution.batch_size", &[]).await.unwrap();
+    assert_eq!(extended.get::<_, String>(0), default, "SHOW works in the extended protocol too");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_commits_and_is_visible_to_the_next_query_on_another_connection() {
+    let server = TestServer::start().await;
+    let writer = server.client().await;
+    let inserted = writer
+        .execute(
+            "INSERT INTO cube.finance VALUES ('Scenario', '2025_01', 'DE', '4000', 'P0001', 'EUR', 1234.5), \
+             ('Scenario', '2025_02', 'DE', '4000', 'P0001', 'EUR', -0.25)",
+            &[],
+        )
+        .await
+        .expect("insert runs");
+    assert_eq!(inserted, 2);
+    let reader = server.client().await;
+    let rows = reader
+        .simple_query("SELECT time, amount FROM cube.finance WHERE version = 'Scenario' ORDER BY time")
+        .await
+        .unwrap();
+    let values: Vec<(String, String)> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                Some((row.get(0).unwrap().to_owned(), row.get(1).unwrap().to_owned()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, vec![("2025_01".into(), "1234.50".into()), ("2025_02".into(), "-0.25".into())]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_a_running_query() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let cancel = client.cancel_token();
+    // 10^12 rows: hours of work, all of it inside execution (planning is instant).
+    let endless = "SELECT sum(value % 7) FROM generate_series(1, 1000000000000)";
+    let running = tokio::spawn(async move {
+        let outcome = client.simple_query(endless).await;
+        (client, outcome)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel_query(NoTls).await.expect("cancel request is sent");
+    // A liveness guard, not a timing assertion: without cancel this query runs for hours.
+    let (client, outcome) = tokio::time::timeout(Duration::from_secs(120), running)
+        .await
+        .expect("the query stops after the cancel request")
+        .unwrap();
+    let error = outcome.expect_err("the query was cancelled");
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
+    let after: i64 = client.query_one("SELECT 1::bigint", &[]).await.unwrap().get(0);
+    assert_eq!(after, 1, "the connection works after a cancel");
+    server.stop().await;
+}

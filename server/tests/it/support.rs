@@ -1,0 +1,70 @@
+//! A real server over a small demo model, on a free loopback port.
+
+use std::net::SocketAddr;
+
+use quantatom_engine::{Engine, EngineConfig};
+use quantatom_server::Server;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+/// Cells in the test demo: one product, so 16 accounts × 12 entities × 78 version-months.
+pub const TEST_DEMO_CELLS: usize = 14_976;
+
+/// A running server; stops when dropped.
+pub struct TestServer {
+    pub address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<std::io::Result<()>>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Generates the demo in a temporary folder and serves it on 127.0.0.1, free port.
+    pub async fn start() -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let config = EngineConfig { data_dir: data_dir.path().to_owned(), demo_cells: Some(TEST_DEMO_CELLS) };
+        let engine = Engine::open(&config).await.expect("engine opens");
+        let server = Server::bind(&engine, "127.0.0.1:0".parse().unwrap()).await.expect("server binds");
+        let address = server.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(server.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Self { address, stop: Some(stop), serving: Some(serving), _data_dir: data_dir }
+    }
+
+    /// A libpq connection string for this server.
+    pub fn connection_string(&self) -> String {
+        format!("host={} port={} user=tester dbname=quantatom", self.address.ip(), self.address.port())
+    }
+
+    /// A connected tokio-postgres client.
+    pub async fn client(&self) -> Client {
+        let (client, connection) = tokio_postgres::connect(&self.connection_string(), NoTls)
+            .await
+            .expect("client connects");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Stops the server and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The metadata store: dimensions and members of the planning model (later also users, roles
+//! and grants), behind one trait with an embedded implementation and, later, PostgreSQL.
+//!
+//! Cell data never lives here; cubes are MDF tables (see [`crate::mdf`]).
+
+mod dimension_table;
+mod embedded;
+mod model;
+
+use async_trait::async_trait;
+use std::fmt::Debug;
+
+pub use dimension_table::{DimensionSchemaProvider, DimensionTable};
+pub use embedded::EmbeddedMetadataStore;
+pub use model::{Dimension, Member, MemberSpec};
+
+/// Why a metadata operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// The named object does not exist.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// An object of that name exists already.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The definition is not valid (bad code, unknown parent, ...).
+    #[error("invalid metadata: {0}")]
+    Invalid(String),
+    /// The backing storage failed.
+    #[error("metadata storage error: {0}")]
+    Storage(String),
+}
+
+impl MetadataError {
+    /// The SQLSTATE a client sees for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            MetadataError::NotFound(_) => "42704",
+            MetadataError::AlreadyExists(_) => "42710",
+            MetadataError::Invalid(_) => "22023",
+            MetadataError::Storage(_) => "58030",
+        }
+    }
+}
+
+/// Where dimensions and members live. Implementations must be safe to share between sessions.
+#[async_trait]
+pub trait MetadataStore: Debug + Send + Sync {
+    /// All dimensions, ordered by name.
+    async fn dimensions(&self) -> Result<Vec<Dimension>, MetadataError>;
+
+    /// The members of `dimension` in model order (parents before children).
+    async fn members(&self, dimension: &str) -> Result<Vec<Member>, MetadataError>;
+
+    /// Creates a dimension with its members; fails if one of that name exists.
+    async fn create_dimension(
+        &self,
+        dimension: Dimension,
+        members: Vec<MemberSpec>,
+    ) -> Result<(), MetadataError>;
+}

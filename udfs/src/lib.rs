@@ -1,0 +1,31 @@
+//! SQL functions for Quantatom that depend on DataFusion only.
+//!
+//! Today this is the hierarchy toolkit: member paths are PostgreSQL `ltree` values written as
+//! text (`Total.EMEA.DE`), and the functions here give them PostgreSQL's exact semantics so a
+//! planner can write `path <@ 'Total.EMEA'` or `subpath(path, 0, 2)` as they would in Postgres.
+//! The engine registers [`functions`] and [`LtreeOperatorPlanner`] on every session; table
+//! providers use [`ltree`] to validate paths they store.
+
+pub mod ltree;
+mod ltree_functions;
+mod planner;
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::ScalarUDF;
+
+pub use ltree::{LtreeError, MemberPath};
+pub use ltree_functions::{LtreeFunction, LtreeFunctionKind};
+pub use planner::LtreeOperatorPlanner;
+
+/// Every scalar function this crate provides, ready for `SessionContext::register_udf`.
+///
+/// ```
+/// let ctx = datafusion::prelude::SessionContext::new();
+/// for udf in quantatom_udfs::functions() {
+///     ctx.register_udf(udf.as_ref().clone());
+/// }
+/// ```
+pub fn functions() -> Vec<Arc<ScalarUDF>> {
+    LtreeFunctionKind::ALL.into_iter().map(LtreeFunction::udf).collect()
+}

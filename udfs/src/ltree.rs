@@ -1,0 +1,209 @@
+//! PostgreSQL `ltree` semantics on member paths held as text.
+//!
+//! A path is a sequence of labels separated by dots (`Total.EMEA.DE`); the empty string is the
+//! empty path (zero labels). Labels follow PostgreSQL 15's rule: one or more of `A-Za-z0-9_`,
+//! at most 255 characters each. Every function here mirrors `contrib/ltree` exactly, including
+//! its error cases, because planners port queries from Postgres and expect the same answers.
+
+use std::fmt;
+
+/// The longest label PostgreSQL's `ltree` accepts.
+const MAX_LABEL_LENGTH: usize = 255;
+
+/// Why a text value is not a valid `ltree`, or an `ltree` operation has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LtreeError {
+    /// The text is not a dotted list of valid labels; `position` is 1-based, in characters.
+    Syntax { text: String, position: usize },
+    /// `subpath`/`subltree` positions outside the path (PostgreSQL: "invalid positions").
+    InvalidPositions,
+}
+
+impl LtreeError {
+    /// The PostgreSQL SQLSTATE for this error (`42601` syntax, `22023` invalid parameter).
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            LtreeError::Syntax { .. } => "42601",
+            LtreeError::InvalidPositions => "22023",
+        }
+    }
+}
+
+impl fmt::Display for LtreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LtreeError::Syntax { text, position } => {
+                write!(f, "ltree syntax error at character {position} in \"{text}\"")
+            }
+            LtreeError::InvalidPositions => write!(f, "invalid positions"),
+        }
+    }
+}
+
+impl std::error::Error for LtreeError {}
+
+/// A validated member path: the labels of an `ltree` value.
+///
+/// ```
+/// use quantatom_udfs::MemberPath;
+/// let path = MemberPath::parse("Total.EMEA.DE").unwrap();
+/// assert_eq!(path.nlevel(), 3);
+/// assert!(path.is_descendant_of(&MemberPath::parse("Total.EMEA").unwrap()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberPath {
+    labels: Vec<String>,
+}
+
+impl MemberPath {
+    /// Parses dotted text, rejecting what PostgreSQL's `ltree_in` rejects.
+    pub fn parse(text: &str) -> Result<Self, LtreeError> {
+        labels_of(text).map(|labels| MemberPath {
+            labels: labels.into_iter().map(str::to_owned).collect(),
+        })
+    }
+
+    /// The path of a child: this path with one more label.
+    pub fn child(&self, label: &str) -> Result<Self, LtreeError> {
+        let mut child = self.clone();
+        child.labels.extend(MemberPath::parse(label)?.labels);
+        Ok(child)
+    }
+
+    /// The labels, root first.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Number of labels (`nlevel`).
+    pub fn nlevel(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// `self <@ ancestor`: true when `ancestor` is this path or one of its prefixes.
+    pub fn is_descendant_of(&self, ancestor: &MemberPath) -> bool {
+        self.labels.starts_with(&ancestor.labels)
+    }
+}
+
+impl fmt::Display for MemberPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.labels.join("."))
+    }
+}
+
+/// Splits and validates `text` into labels without allocating them.
+pub fn labels_of(text: &str) -> Result<Vec<&str>, LtreeError> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut labels = Vec::new();
+    let mut position = 1;
+    for label in text.split('.') {
+        let label_chars = label.chars().count();
+        if let Some(bad) = label.chars().position(|c| !(c.is_ascii_alphanumeric() || c == '_')) {
+            return Err(syntax_error(text, position + bad));
+        }
+        if label_chars == 0 || label_chars > MAX_LABEL_LENGTH {
+            return Err(syntax_error(text, position));
+        }
+        labels.push(label);
+        position += label_chars + 1;
+    }
+    Ok(labels)
+}
+
+fn syntax_error(text: &str, position: usize) -> LtreeError {
+    LtreeError::Syntax {
+        text: text.to_owned(),
+        position,
+    }
+}
+
+/// `a <@ b` on text: true when `b` is `a` or an ancestor of `a`.
+pub fn is_descendant(path: &str, ancestor: &str) -> Result<bool, LtreeError> {
+    Ok(labels_of(path)?.starts_with(&labels_of(ancestor)?))
+}
+
+/// `nlevel(path)`: the number of labels.
+pub fn nlevel(path: &str) -> Result<usize, LtreeError> {
+    Ok(labels_of(path)?.len())
+}
+
+/// `subpath(path, offset)` and `subpath(path, offset, len)` with PostgreSQL's rules: a negative
+/// offset counts from the end, a negative length leaves that many labels off the end, and a
+/// range that starts outside the path is an error.
+pub fn subpath(path: &str, offset: i64, len: Option<i64>) -> Result<String, LtreeError> {
+    let labels = labels_of(path)?;
+    let levels = labels.len() as i64;
+    let explicit_len = len.unwrap_or(0);
+    let mut start = offset;
+    // contrib/ltree applies the negative-offset adjustment twice; the second pass can only
+    // make a still-negative start more negative, which then fails the range check below.
+    for _ in 0..2 {
+        if start < 0 {
+            start += levels;
+        }
+    }
+    let end = if explicit_len < 0 {
+        levels + explicit_len
+    } else if explicit_len == 0 {
+        if len.is_some() { start } else { i64::from(u16::MAX) }
+    } else {
+        start + explicit_len
+    };
+    if start < 0 || end < 0 || start >= levels || start > end {
+        return Err(LtreeError::InvalidPositions);
+    }
+    let end = end.min(levels);
+    Ok(labels[start as usize..end as usize].join("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_like_postgres() {
+        assert_eq!(labels_of("").unwrap(), Vec::<&str>::new());
+        assert_eq!(labels_of("Top.Science_1").unwrap(), vec!["Top", "Science_1"]);
+        assert_eq!(
+            labels_of("Top..X").unwrap_err(),
+            LtreeError::Syntax { text: "Top..X".into(), position: 5 }
+        );
+        assert_eq!(
+            labels_of("Top.A-B").unwrap_err(),
+            LtreeError::Syntax { text: "Top.A-B".into(), position: 6 }
+        );
+        assert!(labels_of(&"x".repeat(256)).is_err());
+        assert!(labels_of(&"x".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn descendant_is_prefix_on_labels_not_characters() {
+        assert!(is_descendant("Total.EMEA.DE", "Total.EMEA").unwrap());
+        assert!(is_descendant("Total.EMEA", "Total.EMEA").unwrap());
+        assert!(is_descendant("Total", "").unwrap());
+        assert!(!is_descendant("Total.EMEAX", "Total.EMEA").unwrap());
+        assert!(!is_descendant("Total", "Total.EMEA").unwrap());
+    }
+
+    /// Expected values are PostgreSQL 15's answers for the same calls.
+    #[test]
+    fn subpath_matches_postgres() {
+        let p = "Top.Child1.Child2";
+        assert_eq!(subpath(p, 0, Some(2)).unwrap(), "Top.Child1");
+        assert_eq!(subpath(p, 1, None).unwrap(), "Child1.Child2");
+        assert_eq!(subpath(p, -1, None).unwrap(), "Child2");
+        assert_eq!(subpath(p, -2, Some(1)).unwrap(), "Child1");
+        assert_eq!(subpath(p, 0, Some(-1)).unwrap(), "Top.Child1");
+        assert_eq!(subpath(p, 0, Some(10)).unwrap(), p);
+        assert_eq!(subpath(p, 1, Some(0)).unwrap(), "");
+        assert_eq!(subpath(p, 3, None), Err(LtreeError::InvalidPositions));
+        // contrib/ltree adjusts a negative offset twice: -4 on three labels lands on label 2.
+        assert_eq!(subpath(p, -4, None).unwrap(), "Child2");
+        assert_eq!(subpath(p, -7, None), Err(LtreeError::InvalidPositions));
+        assert_eq!(subpath(p, 2, Some(-2)), Err(LtreeError::InvalidPositions));
+        assert_eq!(subpath("", 0, None), Err(LtreeError::InvalidPositions));
+    }
+}

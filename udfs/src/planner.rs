@@ -1,0 +1,55 @@
+//! Plans PostgreSQL's `ltree` containment operators on text paths.
+//!
+//! DataFusion parses `a <@ b` and `a @> b` and hands them to every registered [`ExprPlanner`];
+//! its own nested-types planner claims them only when both sides are lists
+//! (`array_has_all`). This planner claims them when both sides are strings, which is how member
+//! paths are typed, and turns them into `ltree_risparent` / `ltree_isparent` calls.
+
+use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::sqlparser::ast::BinaryOperator;
+use datafusion::logical_expr::{Expr, ExprSchemable};
+
+use crate::ltree_functions::{LtreeFunction, LtreeFunctionKind};
+
+/// The [`ExprPlanner`] that maps `<@` and `@>` on text to the `ltree` functions.
+///
+/// ```
+/// use std::sync::Arc;
+/// use datafusion::execution::FunctionRegistry;
+/// let mut ctx = datafusion::prelude::SessionContext::new();
+/// ctx.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner)).unwrap();
+/// ```
+#[derive(Debug, Default)]
+pub struct LtreeOperatorPlanner;
+
+impl ExprPlanner for LtreeOperatorPlanner {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> Result<PlannerResult<RawBinaryExpr>> {
+        let kind = match expr.op {
+            BinaryOperator::ArrowAt => LtreeFunctionKind::IsDescendant,
+            BinaryOperator::AtArrow => LtreeFunctionKind::IsAncestor,
+            _ => return Ok(PlannerResult::Original(expr)),
+        };
+        let is_text = |e: &Expr| -> Result<bool> {
+            let data_type = e.get_type(schema)?;
+            Ok(data_type.is_null() || is_string(&data_type))
+        };
+        if !(is_text(&expr.left)? && is_text(&expr.right)?) {
+            return Ok(PlannerResult::Original(expr));
+        }
+        Ok(PlannerResult::Planned(Expr::ScalarFunction(ScalarFunction::new_udf(
+            LtreeFunction::udf(kind),
+            vec![expr.left, expr.right],
+        ))))
+    }
+}
+
+fn is_string(data_type: &datafusion::arrow::datatypes::DataType) -> bool {
+    use datafusion::arrow::datatypes::DataType::{LargeUtf8, Utf8, Utf8View};
+    matches!(data_type, Utf8 | Utf8View | LargeUtf8)
+}
