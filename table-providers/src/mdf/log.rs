@@ -219,3 +219,66 @@ fn snapshot_of(entries: Vec<LogEntry>) -> Result<Snapshot, MdfError> {
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::ObjectStoreExt;
+
+    use super::*;
+    use crate::mdf::Measure;
+
+    fn cube() -> CubeDefinition {
+        CubeDefinition {
+            name: "plan".into(),
+            dimensions: vec!["entity".into()],
+            measures: vec![Measure { name: "amount".into(), precision: 18, scale: 2 }],
+        }
+    }
+
+    fn file(n: usize) -> DataFile {
+        DataFile { path: format!("data/{n}.parquet"), size: 1, rows: 1 }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_each_get_their_own_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let log = CubeLog::new(storage, "plan");
+        log.create(cube()).await.unwrap();
+        let writers: Vec<_> = (0..16)
+            .map(|n| {
+                let log = log.clone();
+                tokio::spawn(async move { log.commit_append(vec![file(n)]).await.unwrap() })
+            })
+            .collect();
+        let mut versions = Vec::new();
+        for writer in writers {
+            versions.push(writer.await.unwrap().0);
+        }
+        versions.sort_unstable();
+        assert_eq!(versions, (1..=16).collect::<Vec<u64>>(), "no version is owned twice, none is lost");
+        let snapshot = log.latest().await.unwrap();
+        assert_eq!(snapshot.version, SnapshotVersion(16));
+        let mut paths: Vec<String> = snapshot.files.into_iter().map(|f| f.path).collect();
+        paths.sort();
+        let mut expected: Vec<String> = (0..16).map(|n| file(n).path).collect();
+        expected.sort();
+        assert_eq!(paths, expected, "every committed file is in the snapshot");
+    }
+
+    #[tokio::test]
+    async fn creating_twice_fails_and_a_gap_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let log = CubeLog::new(storage.clone(), "plan");
+        log.create(cube()).await.unwrap();
+        assert!(matches!(log.create(cube()).await, Err(MdfError::AlreadyExists(_))));
+        log.commit_append(vec![file(1)]).await.unwrap();
+        let gap = storage.path(&["cubes", "plan", "_log", &format!("{:020}.json", 5)]);
+        Arc::clone(storage.store()).put(&gap, b"{}".to_vec().into()).await.unwrap();
+        let error = log.latest().await.unwrap_err().to_string();
+        assert!(error.contains("no entry for version 2"), "{error}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Engine integration tests over the demo model in a real data folder.
+
+mod scan;
