@@ -10,8 +10,11 @@
 //! [`Engine::new_session`] gives each caller (one wire connection, one test) its own
 //! `SessionContext`: configuration such as `SET` is private to it, tables are shared.
 
+mod catalog_subqueries;
 pub mod demo;
 mod errors;
+pub mod postgres_functions;
+pub mod postgres_settings;
 
 pub use errors::sqlstate;
 
@@ -24,6 +27,8 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use postgres_functions::{IsVisibleFunction, JsonBuildObjectFunction, SerialSequenceFunction, ToRegtypeFunction, VersionFunction};
+use postgres_settings::{CurrentSettingFunction, PostgresSettings};
 use quantatom_table_providers::mdf::CubeSchemaProvider;
 use quantatom_table_providers::metadata::{DimensionSchemaProvider, EmbeddedMetadataStore, MetadataStore};
 use quantatom_table_providers::storage::Storage;
@@ -106,7 +111,9 @@ pub fn session_config() -> SessionConfig {
     options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     // Filter rows inside the Parquet decoder, not only prune row groups.
     options.execution.parquet.pushdown_filters = true;
-    config
+    // `timestamptz` values carry a zone, as in PostgreSQL; `SET TIME ZONE` changes it.
+    options.execution.time_zone = Some("UTC".to_owned());
+    config.with_option_extension(PostgresSettings::default())
 }
 
 async fn session_template(
@@ -132,6 +139,16 @@ async fn session_template(
     for udf in quantatom_udfs::functions() {
         state.register_udf(udf)?;
     }
+    state.register_udf(Arc::new(CurrentSettingFunction::udf()))?;
+    state.register_udf(Arc::new(VersionFunction::udf()))?;
+    state.register_udf(Arc::new(ToRegtypeFunction::udf()))?;
+    state.register_udf(Arc::new(SerialSequenceFunction::udf()))?;
+    state.register_udf(Arc::new(JsonBuildObjectFunction::udf()))?;
+    for udf in IsVisibleFunction::udfs() {
+        state.register_udf(Arc::new(udf))?;
+    }
     state.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner))?;
+    state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
+    state.add_analyzer_rule(Arc::new(catalog_subqueries::CatalogSubqueryRule));
     Ok(state)
 }

@@ -1,11 +1,13 @@
 //! SQL functions for Quantatom that depend on DataFusion only.
 //!
-//! Today this is the hierarchy toolkit: member paths are PostgreSQL `ltree` values written as
+//! Mostly the hierarchy toolkit: member paths are PostgreSQL `ltree` values written as
 //! text (`Total.EMEA.DE`), and the functions here give them PostgreSQL's exact semantics so a
 //! planner can write `path <@ 'Total.EMEA'` or `subpath(path, 0, 2)` as they would in Postgres.
 //! The engine registers [`functions`] and [`LtreeOperatorPlanner`] on every session; table
-//! providers use [`ltree`] to validate paths they store.
+//! providers use [`ltree`] to validate paths they store. PostgreSQL's `LIKE ... ESCAPE` with
+//! any escape character comes from [`LikeEscapeRule`] and `like_escape()`.
 
+mod like_escape;
 pub mod ltree;
 mod ltree_functions;
 mod planner;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 
+pub use like_escape::{LikeEscapeFunction, LikeEscapeRule};
 pub use ltree::{LtreeError, MemberPath};
 pub use ltree_functions::{LtreeFunction, LtreeFunctionKind};
 pub use planner::LtreeOperatorPlanner;
@@ -27,5 +30,7 @@ pub use planner::LtreeOperatorPlanner;
 /// }
 /// ```
 pub fn functions() -> Vec<Arc<ScalarUDF>> {
-    LtreeFunctionKind::ALL.into_iter().map(LtreeFunction::udf).collect()
+    let mut functions: Vec<_> = LtreeFunctionKind::ALL.into_iter().map(LtreeFunction::udf).collect();
+    functions.push(Arc::new(LikeEscapeFunction::udf()));
+    functions
 }

@@ -1,5 +1,5 @@
-//! Query cancellation: a CancelRequest stops the running query's execution, not only its
-//! planning.
+//! Query cancellation: a CancelRequest, or the session's `statement_timeout`, stops the
+//! running query's execution, not only its planning.
 //!
 //! pgwire interrupts a query only while its handler is planning it; rows are streamed after the
 //! handler returns. So each query gets a fresh [`CancellationToken`] that guards both the
@@ -12,13 +12,16 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::results::Response;
-use pgwire::error::PgWireError;
+use pgwire::error::{ErrorInfo, PgWireError};
 use pgwire::messages::cancel::CancelRequest;
 use tokio_util::sync::CancellationToken;
 
@@ -31,12 +34,54 @@ pub(crate) struct CancelRegistry {
     running: Mutex<HashMap<ConnectionKey, CancellationToken>>,
 }
 
+/// How one query is stopped: by its client's CancelRequest or by its statement timeout.
+#[derive(Debug, Clone)]
+pub(crate) struct QueryStop {
+    token: CancellationToken,
+    timed_out: Arc<AtomicBool>,
+}
+
+impl QueryStop {
+    /// Completes once the query is to stop.
+    pub(crate) async fn stopped(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// The error the client gets: 57014 either way, with PostgreSQL's wording for each cause.
+    pub(crate) fn error(&self) -> PgWireError {
+        let cause = if self.timed_out.load(Ordering::Acquire) { "statement timeout" } else { "user request" };
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "57014".into(),
+            format!("canceling statement due to {cause}"),
+        )))
+    }
+
+    /// Stops the query once `timeout` has passed.
+    fn stop_after(&self, timeout: Duration) {
+        let stop = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {
+                    stop.timed_out.store(true, Ordering::Release);
+                    stop.token.cancel();
+                }
+                _ = stop.token.cancelled() => {}
+            }
+        });
+    }
+}
+
 impl CancelRegistry {
-    /// Starts a query on `key`: a new token replaces the previous query's.
-    pub(crate) fn begin(&self, key: ConnectionKey) -> CancellationToken {
-        let token = CancellationToken::new();
-        self.running.lock().expect("cancel registry poisoned").insert(key, token.clone());
-        token
+    /// Starts a query on `key`, replacing the previous query's entry, stopped after `timeout`
+    /// when there is one.
+    pub(crate) fn begin(&self, key: ConnectionKey, timeout: Option<Duration>) -> QueryStop {
+        let stop = QueryStop { token: CancellationToken::new(), timed_out: Arc::default() };
+        if let Some(timeout) = timeout {
+            stop.stop_after(timeout);
+        }
+        self.running.lock().expect("cancel registry poisoned").insert(key, stop.token.clone());
+        stop
     }
 
     /// Forgets a closed connection.
@@ -76,9 +121,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Produces a response's rows in their own task and ends the stream with `QueryCanceled`
-/// (SQLSTATE 57014) as soon as `token` fires.
-pub(crate) fn cancellable(response: Response, token: CancellationToken) -> Response {
+/// Produces a response's rows in their own task and ends the stream with SQLSTATE 57014 as
+/// soon as the query is stopped.
+pub(crate) fn cancellable(response: Response, stop: QueryStop) -> Response {
     let Response::Query(mut query) = response else { return response };
     let mut rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
     let (sender, receiver) = tokio::sync::mpsc::channel(FORWARDED_ROWS);
@@ -89,13 +134,13 @@ pub(crate) fn cancellable(response: Response, token: CancellationToken) -> Respo
             }
         }
     });
-    let state = Some((receiver, token, AbortOnDrop(producer.abort_handle())));
+    let state = Some((receiver, stop, AbortOnDrop(producer.abort_handle())));
     let guarded = futures::stream::unfold(state, |state| async move {
-        let (mut receiver, token, producer) = state?;
+        let (mut receiver, stop, producer) = state?;
         tokio::select! {
             biased;
-            _ = token.cancelled() => Some((Err(PgWireError::QueryCanceled), None)),
-            row = receiver.recv() => row.map(|row| (row, Some((receiver, token, producer)))),
+            _ = stop.stopped() => Some((Err(stop.error()), None)),
+            row = receiver.recv() => row.map(|row| (row, Some((receiver, stop, producer)))),
         }
     });
     query.data_rows = Box::pin(guarded);

@@ -1,33 +1,89 @@
 //! The handlers of one client connection: its own DataFusion session, cancellable queries,
 //! SQLSTATE errors.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
-use pgwire::api::auth::StartupHandler;
-use pgwire::api::auth::noop::NoopStartupHandler;
+use datafusion::prelude::SessionContext;
+use pgwire::api::auth::{self, ServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::Portal;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::Response;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers};
-use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::PgWireBackendMessage;
-use tokio_util::sync::CancellationToken;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::TransactionStatus;
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use quantatom_engine::postgres_settings::{PostgresSettings, milliseconds};
 
-use super::cancel::{CancelRegistry, ConnectionKey, cancellable};
+use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
+use super::copy_out::CopyOut;
 use super::errors::SqlStateErrors;
+use super::settings::{apply_startup_parameters, copy_format_parameters};
+use super::transactions::{in_failed_block, is_rollback_to_savepoint};
 
-/// Startup without authentication (authentication arrives with the security work); pgwire
-/// still assigns the process id and secret key that cancel requests name.
-#[derive(Debug, Default)]
-pub(crate) struct Startup;
+/// Process ids and secret keys for BackendKeyData, which cancel requests name.
+static KEY_GENERATOR: LazyLock<RandomPidSecretKeyGenerator> = LazyLock::new(RandomPidSecretKeyGenerator::default);
 
-impl NoopStartupHandler for Startup {}
+/// Startup without authentication (authentication arrives with the security work): assigns
+/// the process id and secret key, applies the client's startup parameters to its session and
+/// reports PostgreSQL's parameters back, as PostgreSQL does.
+pub(crate) struct Startup {
+    session: Arc<SessionContext>,
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let PgWireFrontendMessage::Startup(startup) = message else { return Ok(()) };
+        auth::protocol_negotiation(client, &startup).await?;
+        auth::save_startup_parameters_to_metadata(client, &startup);
+        let (pid, secret) = KEY_GENERATOR.generate(client);
+        client.set_pid_and_secret_key(pid, secret);
+        apply_startup_parameters(&self.session, &startup.parameters).map_err(|e| {
+            let code = super::errors::sqlstate(&e);
+            PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), e.strip_backtrace())))
+        })?;
+        let settings = PostgresSettings::of(self.session.state_ref().read().config_options());
+        copy_format_parameters(client.metadata_mut(), &settings);
+        auth::finish_authentication(client, &ReportedParameters(settings)).await
+    }
+}
+
+/// The parameters PostgreSQL reports to a client after authentication, with its session's values.
+struct ReportedParameters(PostgresSettings);
+
+impl ServerParameterProvider for ReportedParameters {
+    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        let user = client.metadata().get("user").cloned().unwrap_or_default();
+        Some(
+            self.0
+                .all()
+                .into_iter()
+                .filter(|(parameter, _)| parameter.reported)
+                .map(|(parameter, value)| match parameter.name {
+                    "session_authorization" => (parameter.name.to_owned(), user.clone()),
+                    name => (name.to_owned(), value),
+                })
+                .collect(),
+        )
+    }
+}
 
 /// Everything pgwire asks for on one connection.
 pub(crate) struct Connection {
@@ -38,11 +94,16 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Handlers over `service`, the connection's own session.
-    pub(crate) fn new(service: DfSessionService, cancels: Arc<CancelRegistry>) -> Self {
+    /// Handlers over `service`, which runs queries in `session`, the connection's own.
+    pub(crate) fn new(service: DfSessionService, session: Arc<SessionContext>, cancels: Arc<CancelRegistry>) -> Self {
         Self {
-            queries: Arc::new(SessionQueries { service, cancels: Arc::clone(&cancels), key: Mutex::new(None) }),
-            startup: Arc::new(Startup),
+            queries: Arc::new(SessionQueries {
+                service,
+                session: Arc::clone(&session),
+                cancels: Arc::clone(&cancels),
+                key: Mutex::new(None),
+            }),
+            startup: Arc::new(Startup { session }),
             cancels,
             errors: Arc::new(SqlStateErrors),
         }
@@ -71,19 +132,28 @@ impl PgWireServerHandlers for Connection {
     }
 }
 
-/// Runs the connection's queries through datafusion-postgres, each under a cancel token.
+/// Runs the connection's queries through datafusion-postgres, each stoppable by a cancel
+/// request and by the session's `statement_timeout`.
 pub(crate) struct SessionQueries {
     service: DfSessionService,
+    session: Arc<SessionContext>,
     cancels: Arc<CancelRegistry>,
     key: Mutex<Option<ConnectionKey>>,
 }
 
 impl SessionQueries {
-    fn begin_query<C: ClientInfo + ?Sized>(&self, client: &C) -> CancellationToken {
+    fn begin_query<C: ClientInfo + ?Sized>(&self, client: &C) -> QueryStop {
         let (pid, secret) = client.pid_and_secret_key();
         let key = (pid, secret.to_bytes());
         *self.key.lock().expect("connection key poisoned") = Some(key.clone());
-        self.cancels.begin(key)
+        let settings = PostgresSettings::of(self.session.state_ref().read().config_options());
+        let timeout = settings
+            .get("statement_timeout")
+            .ok()
+            .and_then(|text| milliseconds(&text))
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
+        self.cancels.begin(key, timeout)
     }
 }
 
@@ -97,6 +167,19 @@ impl Drop for SessionQueries {
 
 #[async_trait]
 impl SimpleQueryHandler for SessionQueries {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.transaction_status() == TransactionStatus::Error && is_rollback_to_savepoint(&query.query) {
+            client.set_transaction_status(TransactionStatus::Transaction);
+        }
+        self._on_query(client, query).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -104,13 +187,25 @@ impl SimpleQueryHandler for SessionQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let token = self.begin_query(client);
+        let stop = self.begin_query(client);
+        if let Some(copy) = CopyOut::parse(query) {
+            if client.transaction_status() == TransactionStatus::Error {
+                return Err(in_failed_block());
+            }
+            let copy = copy.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            let response = tokio::select! {
+                biased;
+                _ = stop.stopped() => return Err(stop.error()),
+                response = copy.run(&self.session) => response?,
+            };
+            return Ok(vec![response]);
+        }
         let responses = tokio::select! {
             biased;
-            _ = token.cancelled() => return Err(PgWireError::QueryCanceled),
+            _ = stop.stopped() => return Err(stop.error()),
             responses = SimpleQueryHandler::do_query(&self.service, client, query) => responses?,
         };
-        Ok(responses.into_iter().map(|response| cancellable(response, token.clone())).collect())
+        Ok(responses.into_iter().map(|response| cancellable(response, stop.clone())).collect())
     }
 }
 
@@ -135,12 +230,12 @@ impl ExtendedQueryHandler for SessionQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let token = self.begin_query(client);
+        let stop = self.begin_query(client);
         let response = tokio::select! {
             biased;
-            _ = token.cancelled() => return Err(PgWireError::QueryCanceled),
+            _ = stop.stopped() => return Err(stop.error()),
             response = ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows) => response?,
         };
-        Ok(cancellable(response, token))
+        Ok(cancellable(response, stop))
     }
 }

@@ -61,7 +61,11 @@ impl ErrorHandler for SqlStateErrors {
         if let PgWireError::ApiError(inner) = error {
             let code = sqlstate(inner.as_ref());
             let message = match inner.downcast_ref::<DataFusionError>() {
-                Some(df) => df.strip_backtrace(),
+                // Quantatom's own errors are worded for the user already.
+                Some(df) => match df.find_root() {
+                    DataFusionError::External(own) => own.to_string(),
+                    _ => df.strip_backtrace(),
+                },
                 None => inner.to_string(),
             };
             tracing::debug!(code, %message, "query failed");

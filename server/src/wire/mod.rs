@@ -7,27 +7,35 @@
 
 mod cancel;
 mod connection;
-mod session_hooks;
+mod copy_out;
 pub mod errors;
+mod settings;
+mod transactions;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use datafusion::common::DFSchemaRef;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
-use datafusion_postgres::hooks::set_show::SetShowHook;
-use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use quantatom_engine::{CATALOG, Engine};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use cancel::CancelRegistry;
 use connection::Connection;
-use session_hooks::{DiscardHook, ShowSettingHook};
+use settings::SettingsHook;
+use transactions::TransactionHook;
+
+/// The plan of a statement a hook answers itself: no rows, `schema` for Describe.
+fn answered_plan(schema: DFSchemaRef) -> LogicalPlan {
+    LogicalPlan::EmptyRelation(EmptyRelation { produce_one_row: false, schema })
+}
 
 /// A bound Postgres-wire server over an [`Engine`].
 pub struct Server {
@@ -92,13 +100,12 @@ impl Server {
             .with_session_id(uuid::Uuid::new_v4().to_string())
             .build();
         let hooks: Vec<Arc<dyn datafusion_postgres::QueryHook>> = vec![
+            Arc::new(TransactionHook::default()),
             Arc::new(CursorStatementHook),
-            Arc::new(ShowSettingHook),
-            Arc::new(SetShowHook),
-            Arc::new(TransactionStatementHook),
-            Arc::new(DiscardHook::new(state.clone())),
+            Arc::new(SettingsHook::new(state.clone())),
         ];
-        let service = DfSessionService::new_with_hooks(Arc::new(SessionContext::new_with_state(state)), hooks);
-        Connection::new(service, Arc::clone(&self.cancels))
+        let session = Arc::new(SessionContext::new_with_state(state));
+        let service = DfSessionService::new_with_hooks(Arc::clone(&session), hooks);
+        Connection::new(service, session, Arc::clone(&self.cancels))
     }
 }

@@ -1,13 +1,14 @@
-//! pgJDBC (Debian's libpostgresql-jdbc-java) DatabaseMetaData against the server.
+//! pgJDBC (Debian's libpostgresql-jdbc-java) against the server: DatabaseMetaData (catalogs,
+//! schemas, tables, columns), server-side prepared statements, fetchSize streaming.
 
 use tokio::process::Command;
 
-use crate::support::TestServer;
+use crate::support::{TEST_DEMO_CELLS, TestServer};
 
 const JDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jdbc_metadata_lists_cubes_dimensions_and_columns() {
+async fn jdbc_metadata_prepared_statements_and_streaming() {
     let server = TestServer::start().await;
     let program = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jdbc/Metadata.java");
     let url = format!("jdbc:postgresql://{}:{}/quantatom", server.address.ip(), server.address.port());
@@ -20,13 +21,30 @@ async fn jdbc_metadata_lists_cubes_dimensions_and_columns() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "pgJDBC program failed:\n{out}\n{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines.contains(&"table|cube|finance"), "getTables lists the cube:\n{out}");
+    let errors: Vec<&&str> = lines.iter().filter(|line| line.starts_with("error|")).collect();
+    assert!(errors.is_empty(), "pgJDBC calls failed: {errors:#?}\n{out}");
+    let expected = [
+        "version|16.6",
+        "catalog|quantatom",
+        "schema|cube",
+        "schema|dim",
+        "schema|public",
+        "table|cube|finance",
+        "column|finance|entity|text",
+        "column|finance|amount|numeric",
+        "column|entity|path|text",
+        "prepared|DE|EMEA",
+        "prepared|EMEA|Total",
+        "prepared|US_EAST|US",
+    ];
+    for fact in expected {
+        assert!(lines.contains(&fact), "pgJDBC reports {fact}:\n{out}");
+    }
     for dimension in ["account", "currency", "entity", "product", "time", "version"] {
         let expected = format!("table|dim|{dimension}");
         assert!(lines.contains(&expected.as_str()), "getTables lists {dimension}:\n{out}");
     }
-    assert!(lines.contains(&"column|finance|entity|text"), "getColumns describes cube columns:\n{out}");
-    assert!(lines.contains(&"column|finance|amount|numeric"), "getColumns describes the measure:\n{out}");
-    assert!(lines.contains(&"column|entity|path|text"), "getColumns describes dimension columns:\n{out}");
+    let streamed = format!("streamed|{TEST_DEMO_CELLS}");
+    assert!(lines.contains(&streamed.as_str()), "fetchSize streaming returns every cell:\n{out}");
     server.stop().await;
 }

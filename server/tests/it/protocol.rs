@@ -134,3 +134,111 @@ async fn cancel_request_stops_a_running_query() {
     assert_eq!(after, 1, "the connection works after a cancel");
     server.stop().await;
 }
+
+/// The single value a simple query returns.
+async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql} returns a row"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_parameters_set_show_reset_and_current_setting_like_postgres() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    assert_eq!(value(&client, "SHOW DateStyle").await, "ISO, MDY");
+    client.simple_query("SET datestyle TO german").await.unwrap();
+    assert_eq!(value(&client, "SHOW DATESTYLE").await, "German, DMY");
+    assert_eq!(value(&client, "SELECT current_setting('DateStyle')").await, "German, DMY");
+    client.simple_query("SET statement_timeout = 90000").await.unwrap();
+    assert_eq!(value(&client, "SHOW statement_timeout").await, "90s");
+    assert_eq!(value(&client, "SHOW TRANSACTION ISOLATION LEVEL").await, "read committed");
+    assert_eq!(value(&client, "SELECT current_setting('server_version_num')").await, "160006");
+    assert!(value(&client, "SELECT version()").await.starts_with("PostgreSQL 16.6 (Quantatom "));
+    client.simple_query("SET search_path = dim, public").await.unwrap();
+    assert_eq!(value(&client, "SHOW search_path").await, "dim, public");
+    client.simple_query("RESET datestyle").await.unwrap();
+    assert_eq!(value(&client, "SHOW DateStyle").await, "ISO, MDY");
+    client.simple_query("SET myapp.region = 'EMEA'").await.unwrap();
+    assert_eq!(value(&client, "SELECT current_setting('myapp.region')").await, "EMEA");
+    assert_eq!(
+        client.query_one("SELECT current_setting('myapp.missing', true)", &[]).await.unwrap().get::<_, Option<String>>(0),
+        None
+    );
+
+    let cases = [
+        ("SET no_such_parameter = 1", SqlState::UNDEFINED_OBJECT),
+        ("SHOW no_such_parameter", SqlState::UNDEFINED_OBJECT),
+        ("SELECT current_setting('no_such_parameter')", SqlState::UNDEFINED_OBJECT),
+        ("SET server_version = '1'", SqlState::CANT_CHANGE_RUNTIME_PARAM),
+        ("SET extra_float_digits = 42", SqlState::INVALID_PARAMETER_VALUE),
+    ];
+    for (sql, expected) in cases {
+        let error = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(error.code(), Some(&expected), "{sql}: {error:?}");
+    }
+    client.simple_query("RESET ALL").await.unwrap();
+    assert_eq!(value(&client, "SHOW statement_timeout").await, "0");
+    assert_eq!(value(&client, "SHOW search_path").await, "\"$user\", public");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_options_configure_the_session_and_statement_timeout_stops_execution() {
+    let server = TestServer::start().await;
+    let mut config: tokio_postgres::Config = server.connection_string().parse().unwrap();
+    config.options("-c statement_timeout=300 -c DateStyle=SQL");
+    config.application_name("planning-grid");
+    let (client, connection) = config.connect(NoTls).await.expect("client connects with startup options");
+    tokio::spawn(connection);
+    assert_eq!(value(&client, "SHOW DateStyle").await, "SQL, MDY");
+    assert_eq!(value(&client, "SHOW application_name").await, "planning-grid");
+    let endless = "SELECT sum(value % 7) FROM generate_series(1, 1000000000000)";
+    let error = tokio::time::timeout(Duration::from_secs(120), client.simple_query(endless))
+        .await
+        .expect("the statement timeout stops the query")
+        .expect_err("the query times out");
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
+    let message = error.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert_eq!(message, "canceling statement due to statement timeout");
+    assert_eq!(value(&client, "SELECT 1").await, "1", "the connection works after a timeout");
+
+    let mut config: tokio_postgres::Config = server.connection_string().parse().unwrap();
+    config.options("-c no_such_parameter=1");
+    let refused = config.connect(NoTls).await.err().expect("an unknown startup parameter is refused");
+    assert_eq!(refused.code(), Some(&SqlState::UNDEFINED_OBJECT), "{refused:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transaction_block_refuses_statements_until_rollback() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.simple_query("BEGIN").await.unwrap();
+    client.simple_query("SELECT * FROM cube.nothing").await.expect_err("undefined table");
+    for sql in ["SELECT 1", "SET DateStyle = 'SQL'", "SHOW DateStyle"] {
+        let error = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(error.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION), "{sql}: {error:?}");
+    }
+    client.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(value(&client, "SELECT 2").await, "2");
+    assert_eq!(value(&client, "SHOW DateStyle").await, "ISO, MDY", "the refused SET did not happen");
+
+    // Savepoints: ROLLBACK TO makes a failed block usable again, as drivers expect.
+    let error = client.simple_query("SAVEPOINT outside").await.expect_err("no block");
+    assert_eq!(error.code(), Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION), "{error:?}");
+    client.simple_query("BEGIN").await.unwrap();
+    client.simple_query("SAVEPOINT before_grid").await.unwrap();
+    client.simple_query("SELECT no_such_column FROM dim.entity").await.expect_err("undefined column");
+    client.simple_query("ROLLBACK TO SAVEPOINT before_grid").await.unwrap();
+    assert_eq!(value(&client, "SELECT 3").await, "3", "the block works again after ROLLBACK TO");
+    client.simple_query("RELEASE SAVEPOINT before_grid").await.unwrap();
+    let error = client.simple_query("RELEASE SAVEPOINT before_grid").await.expect_err("released already");
+    assert_eq!(error.code(), Some(&SqlState::S_E_INVALID_SPECIFICATION), "{error:?}");
+    client.simple_query("ROLLBACK").await.unwrap();
+    server.stop().await;
+}

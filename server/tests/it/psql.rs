@@ -69,3 +69,22 @@ async fn psql_session_survives_an_error() {
     assert!(out.lines().any(|l| l == "42"), "the next query in the same session works:\n{out}\n{err}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_copies_query_results_to_stdout_and_to_a_client_file() {
+    let server = TestServer::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("versions.csv");
+    let script = format!(
+        "COPY (SELECT code, level, is_leaf FROM dim.version ORDER BY sort_order) TO STDOUT;\n\
+         COPY (SELECT code, name FROM dim.entity WHERE code IN ('DE', 'Total') ORDER BY code) TO STDOUT WITH (FORMAT csv, HEADER, NULL 'none');\n\
+         \\copy (SELECT code, parent FROM dim.entity WHERE level <= 2 ORDER BY code) to '{}' csv header\n",
+        file.display()
+    );
+    let (out, err) = psql(&server, &script).await;
+    assert!(out.contains("Actual\t1\tt\nBudget\t1\tt\nForecast\t1\tt\n"), "text COPY:\n{out}\n{err}");
+    assert!(out.contains("code,name\nDE,Germany\nTotal,Total company\n"), "CSV COPY with header:\n{out}\n{err}");
+    let copied = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("\\copy wrote {}: {e}\n{err}", file.display()));
+    assert_eq!(copied, "code,parent\nAMER,Total\nAPAC,Total\nEMEA,Total\nTotal,\n", "\\copy to a client file");
+    server.stop().await;
+}

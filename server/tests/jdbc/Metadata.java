@@ -1,28 +1,83 @@
-// Prints what pgJDBC's DatabaseMetaData reports, one fact per line, for the Rust test to check.
+// Prints what pgJDBC reports, one fact per line, for the Rust test to check: DatabaseMetaData,
+// server-side prepared statements and fetchSize streaming. A failing call prints
+// "error|<what>|<message>" and the program goes on, so one run shows every gap.
 // Run with: java -cp /usr/share/java/postgresql.jar Metadata.java JDBC_URL
 import java.sql.*;
 
 public class Metadata {
+    interface Check {
+        void run() throws SQLException;
+    }
+
+    static void check(String what, Check check) {
+        try {
+            check.run();
+        } catch (SQLException e) {
+            System.out.println("error|" + what + "|" + e.getSQLState() + " " + e.getMessage().replace('\n', ' '));
+        }
+    }
+
+    static void printColumns(DatabaseMetaData meta, String schema, String table) throws SQLException {
+        try (ResultSet columns = meta.getColumns(null, schema, table, "%")) {
+            while (columns.next()) {
+                System.out.println("column|" + columns.getString("TABLE_NAME") + "|" + columns.getString("COLUMN_NAME")
+                    + "|" + columns.getString("TYPE_NAME"));
+            }
+        }
+    }
+
     public static void main(String[] args) throws Exception {
-        try (Connection connection = DriverManager.getConnection(args[0], "tester", "")) {
+        // prepareThreshold=1: the driver switches to a named server-side statement on first reuse.
+        try (Connection connection = DriverManager.getConnection(args[0] + "?prepareThreshold=1", "tester", "")) {
             DatabaseMetaData meta = connection.getMetaData();
-            try (ResultSet tables = meta.getTables(null, null, "%", new String[] {"TABLE"})) {
-                while (tables.next()) {
-                    System.out.println("table|" + tables.getString("TABLE_SCHEM") + "|" + tables.getString("TABLE_NAME"));
+            check("getDatabaseProductVersion", () -> System.out.println("version|" + meta.getDatabaseMajorVersion()
+                + "." + meta.getDatabaseMinorVersion()));
+            check("getCatalogs", () -> {
+                try (ResultSet catalogs = meta.getCatalogs()) {
+                    while (catalogs.next()) System.out.println("catalog|" + catalogs.getString("TABLE_CAT"));
                 }
-            }
-            try (ResultSet columns = meta.getColumns(null, "cube", "finance", "%")) {
-                while (columns.next()) {
-                    System.out.println("column|" + columns.getString("TABLE_NAME") + "|" + columns.getString("COLUMN_NAME")
-                        + "|" + columns.getString("TYPE_NAME"));
+            });
+            check("getSchemas", () -> {
+                try (ResultSet schemas = meta.getSchemas()) {
+                    while (schemas.next()) System.out.println("schema|" + schemas.getString("TABLE_SCHEM"));
                 }
-            }
-            try (ResultSet columns = meta.getColumns(null, "dim", "entity", "%")) {
-                while (columns.next()) {
-                    System.out.println("column|" + columns.getString("TABLE_NAME") + "|" + columns.getString("COLUMN_NAME")
-                        + "|" + columns.getString("TYPE_NAME"));
+            });
+            check("getTables", () -> {
+                try (ResultSet tables = meta.getTables(null, null, "%", new String[] {"TABLE"})) {
+                    while (tables.next()) {
+                        System.out.println("table|" + tables.getString("TABLE_SCHEM") + "|" + tables.getString("TABLE_NAME"));
+                    }
                 }
-            }
+            });
+            check("getColumns", () -> {
+                printColumns(meta, "cube", "finance");
+                printColumns(meta, "dim", "entity");
+            });
+            check("prepared", () -> {
+                try (PreparedStatement lookup = connection.prepareStatement("SELECT parent FROM dim.entity WHERE code = ?")) {
+                    for (String code : new String[] {"DE", "EMEA", "US_EAST"}) {
+                        lookup.setString(1, code);
+                        try (ResultSet row = lookup.executeQuery()) {
+                            row.next();
+                            System.out.println("prepared|" + code + "|" + row.getString(1));
+                        }
+                    }
+                }
+            });
+            check("fetchSize", () -> {
+                // A cursor-backed fetch: Execute with a row limit, portal suspended between batches.
+                connection.setAutoCommit(false);
+                try (Statement statement = connection.createStatement()) {
+                    statement.setFetchSize(100);
+                    long rows = 0;
+                    try (ResultSet cells = statement.executeQuery("SELECT entity, amount FROM cube.finance")) {
+                        while (cells.next()) rows++;
+                    }
+                    System.out.println("streamed|" + rows);
+                }
+                connection.commit();
+                connection.setAutoCommit(true);
+            });
         }
     }
 }

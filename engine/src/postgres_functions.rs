@@ -1,0 +1,289 @@
+//! PostgreSQL's own functions that clients call to learn about the server before they query:
+//! `version()`, `to_regtype()`, `pg_get_serial_sequence()`, `json_build_object()`,
+//! `pg_function_is_visible()` and its siblings.
+
+use datafusion::arrow::array::{Array, BooleanArray, Int32Array, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+/// The PostgreSQL major.minor version Quantatom presents to clients.
+pub const POSTGRES_VERSION: &str = "16.6";
+
+/// `version()` as PostgreSQL words it, so tools that parse `PostgreSQL <major>.<minor>`
+/// (SQLAlchemy, Superset, Metabase) accept the server; Quantatom's own name follows.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct VersionFunction {
+    signature: Signature,
+}
+
+impl VersionFunction {
+    /// The function, ready to register in place of DataFusion's own `version()`.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self { signature: Signature::nullary(Volatility::Immutable) })
+    }
+
+    /// The text `version()` returns.
+    pub fn text() -> String {
+        format!(
+            "PostgreSQL {POSTGRES_VERSION} (Quantatom {}, Apache DataFusion {}) on {}-linux, 64-bit",
+            env!("CARGO_PKG_VERSION"),
+            datafusion::DATAFUSION_VERSION,
+            std::env::consts::ARCH,
+        )
+    }
+}
+
+impl ScalarUDFImpl for VersionFunction {
+    fn name(&self) -> &str {
+        "version"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(Self::text()))))
+    }
+}
+
+/// PostgreSQL's built-in types by every name `to_regtype` accepts, with their fixed OIDs.
+const BUILTIN_TYPES: &[(&str, i32)] = &[
+    ("bool", 16), ("boolean", 16), ("bytea", 17), ("char", 18), ("name", 19), ("int8", 20),
+    ("bigint", 20), ("int2", 21), ("smallint", 21), ("int4", 23), ("integer", 23), ("int", 23),
+    ("text", 25), ("oid", 26), ("json", 114), ("xml", 142), ("float4", 700), ("real", 700),
+    ("float8", 701), ("double precision", 701), ("varchar", 1043), ("character varying", 1043),
+    ("bpchar", 1042), ("character", 1042), ("date", 1082), ("time", 1083),
+    ("time without time zone", 1083), ("timestamp", 1114), ("timestamp without time zone", 1114),
+    ("timestamptz", 1184), ("timestamp with time zone", 1184), ("interval", 1186),
+    ("timetz", 1266), ("time with time zone", 1266), ("numeric", 1700), ("decimal", 1700),
+    ("regclass", 2205), ("regtype", 2206), ("uuid", 2950), ("jsonb", 3802),
+];
+
+/// `to_regtype(name)`: the OID of a type, or NULL when there is no such type (where a
+/// `::regtype` cast would fail). Drivers probe for optional types this way (psycopg asks for
+/// `hstore`); Quantatom has PostgreSQL's built-in types only.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ToRegtypeFunction {
+    signature: Signature,
+}
+
+impl ToRegtypeFunction {
+    /// The function, ready to register.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self { signature: Signature::exact(vec![DataType::Utf8], Volatility::Stable) })
+    }
+
+    /// The OID of the type named `name` (any case, `pg_catalog.` allowed), if it is built in.
+    pub fn oid(name: &str) -> Option<i32> {
+        let name = name.trim().to_ascii_lowercase();
+        let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+        BUILTIN_TYPES.iter().find(|(known, _)| *known == name).map(|(_, oid)| *oid)
+    }
+}
+
+impl ScalarUDFImpl for ToRegtypeFunction {
+    fn name(&self) -> &str {
+        "to_regtype"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match &args.args[0] {
+            ColumnarValue::Scalar(name) => {
+                let oid = name.try_as_str().flatten().and_then(Self::oid);
+                Ok(ColumnarValue::Scalar(ScalarValue::Int32(oid)))
+            }
+            ColumnarValue::Array(names) => {
+                let names = names
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| DataFusionError::Internal("to_regtype: names are not Utf8".into()))?;
+                let oids: Int32Array = (0..names.len())
+                    .map(|i| if names.is_null(i) { None } else { Self::oid(names.value(i)) })
+                    .collect();
+                Ok(ColumnarValue::Array(std::sync::Arc::new(oids)))
+            }
+        }
+    }
+}
+
+/// `pg_get_serial_sequence(table, column)`: the sequence behind a serial column. Quantatom has
+/// no sequences, so it is NULL, as PostgreSQL answers for a column that is not serial.
+/// SQLAlchemy's inspector asks it for every column.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SerialSequenceFunction {
+    signature: Signature,
+}
+
+impl SerialSequenceFunction {
+    /// The function, ready to register.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Stable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for SerialSequenceFunction {
+    fn name(&self) -> &str {
+        "pg_get_serial_sequence"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
+}
+
+/// `json_build_object(key, value, ...)`: a JSON object from alternating keys and values, as
+/// text (Quantatom has no `json` type yet). Catalog queries of SQLAlchemy's inspector use it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JsonBuildObjectFunction {
+    signature: Signature,
+}
+
+impl JsonBuildObjectFunction {
+    /// The function, ready to register.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self { signature: Signature::variadic_any(Volatility::Immutable) })
+    }
+}
+
+/// A value as PostgreSQL's `to_json` writes it.
+fn json_value(value: &ScalarValue) -> serde_json::Value {
+    if value.is_null() {
+        return serde_json::Value::Null;
+    }
+    match value {
+        ScalarValue::Boolean(Some(flag)) => serde_json::Value::Bool(*flag),
+        ScalarValue::Int8(_) | ScalarValue::Int16(_) | ScalarValue::Int32(_) | ScalarValue::Int64(_)
+        | ScalarValue::UInt8(_) | ScalarValue::UInt16(_) | ScalarValue::UInt32(_) | ScalarValue::UInt64(_)
+        | ScalarValue::Float32(_) | ScalarValue::Float64(_) | ScalarValue::Decimal128(..) => {
+            serde_json::from_str(&value.to_string()).unwrap_or_else(|_| serde_json::Value::String(value.to_string()))
+        }
+        other => serde_json::Value::String(other.to_string()),
+    }
+}
+
+impl ScalarUDFImpl for JsonBuildObjectFunction {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if args.args.len() % 2 != 0 {
+            return Err(DataFusionError::Plan("argument list must have even number of elements".into()));
+        }
+        let rows = args.number_rows;
+        let arrays = args.args.iter().map(|arg| arg.to_array(rows)).collect::<Result<Vec<_>>>()?;
+        let objects = (0..rows)
+            .map(|row| {
+                let mut object = serde_json::Map::new();
+                for pair in arrays.chunks(2) {
+                    let key = ScalarValue::try_from_array(&pair[0], row)?;
+                    if key.is_null() {
+                        return Err(DataFusionError::Execution("null value not allowed for object key".into()));
+                    }
+                    object.insert(key.to_string(), json_value(&ScalarValue::try_from_array(&pair[1], row)?));
+                }
+                Ok(Some(serde_json::Value::Object(object).to_string()))
+            })
+            .collect::<Result<StringArray>>()?;
+        Ok(ColumnarValue::Array(std::sync::Arc::new(objects)))
+    }
+}
+
+/// `pg_function_is_visible(oid)` and its siblings for catalog objects other than tables: every
+/// such object Quantatom has lives in `pg_catalog`, which is always on the search path, so the
+/// answer is true (NULL for NULL). psql's `\df` and SQLAlchemy's inspector ask these.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct IsVisibleFunction {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl IsVisibleFunction {
+    /// One function per kind of object, ready to register.
+    pub fn udfs() -> Vec<ScalarUDF> {
+        [
+            "pg_function_is_visible",
+            "pg_type_is_visible",
+            "pg_collation_is_visible",
+            "pg_operator_is_visible",
+            "pg_opclass_is_visible",
+            "pg_conversion_is_visible",
+        ]
+        .into_iter()
+        .map(|name| {
+            ScalarUDF::new_from_impl(Self { name, signature: Signature::any(1, Volatility::Stable) })
+        })
+        .collect()
+    }
+}
+
+impl ScalarUDFImpl for IsVisibleFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match &args.args[0] {
+            ColumnarValue::Scalar(oid) => Ok(ColumnarValue::Scalar(ScalarValue::Boolean((!oid.is_null()).then_some(true)))),
+            ColumnarValue::Array(oids) => {
+                let visible: BooleanArray = (0..oids.len()).map(|i| (!oids.is_null(i)).then_some(true)).collect();
+                Ok(ColumnarValue::Array(std::sync::Arc::new(visible)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_parses_as_postgres_and_types_resolve_by_any_name() {
+        assert!(VersionFunction::text().starts_with("PostgreSQL 16.6 (Quantatom "));
+        assert_eq!(ToRegtypeFunction::oid("Integer"), Some(23));
+        assert_eq!(ToRegtypeFunction::oid("pg_catalog.timestamptz"), Some(1184));
+        assert_eq!(ToRegtypeFunction::oid("hstore"), None);
+    }
+}

@@ -1,0 +1,95 @@
+"""psycopg 3 against Quantatom: every value type in text and binary, parameters both ways,
+executemany, pipeline mode, server-side prepared statements, session settings.
+
+Usage: python psycopg_client.py "host=... port=... dbname=quantatom user=..."
+Exits non-zero, naming the check, on the first wrong answer.
+"""
+import datetime
+import decimal
+import sys
+
+import psycopg
+
+URL = sys.argv[1]
+checks = 0
+
+
+def check(what, got, expected):
+    global checks
+    if got != expected:
+        sys.exit(f"FAILED {what}: got {got!r}, expected {expected!r}")
+    checks += 1
+
+
+ZONE = datetime.timezone(datetime.timedelta(hours=2))
+VALUES = [
+    ("int2", 12),
+    ("int4", -123456),
+    ("int8", 2**40),
+    ("float4", 1.5),
+    ("float8", 2.25),
+    ("numeric", decimal.Decimal("12345.67")),
+    ("text", "héllo, wörld"),
+    ("varchar", "abc"),
+    ("bool", True),
+    ("date", datetime.date(2025, 3, 1)),
+    ("time", datetime.time(13, 45, 1, 250)),
+    ("timestamp", datetime.datetime(2025, 3, 1, 13, 45, 1, 500)),
+    ("timestamptz", datetime.datetime(2025, 3, 1, 13, 45, 1, tzinfo=ZONE)),
+    ("interval", datetime.timedelta(days=3, seconds=5)),
+    ("bytea", b"\x00\x01ab\xff"),
+    ("int4[]", [1, 2, 3]),
+    ("text[]", ["a", "b"]),
+]
+
+with psycopg.connect(URL, autocommit=True) as conn:
+    # Every type, parameters sent as text (%t) and binary (%b), results in text and binary.
+    for sql_type, value in VALUES:
+        for parameter_format in ("t", "b"):
+            for binary in (False, True):
+                row = conn.execute(f"SELECT %{parameter_format}::{sql_type}", [value], binary=binary).fetchone()
+                check(f"{sql_type} parameter {parameter_format} binary={binary}", row[0], value)
+    check("NULL round trip", conn.execute("SELECT %s::int4", [None]).fetchone()[0], None)
+
+    # A point lookup on a dimension, with a parameter, binary results.
+    row = conn.execute("SELECT code, level, is_leaf FROM dim.entity WHERE code = %s", ["DE"], binary=True).fetchone()
+    check("dimension lookup", row, ("DE", 3, True))
+
+    # Server-side prepared statement: psycopg prepares after prepare_threshold uses; force it.
+    cur = conn.cursor()
+    for code, level in [("EMEA", 2), ("Total", 1), ("DE", 3)]:
+        cur.execute("SELECT level FROM dim.entity WHERE code = %s", [code], prepare=True)
+        check(f"prepared lookup {code}", cur.fetchone()[0], level)
+
+    # executemany and pipeline mode.
+    cur.executemany("SELECT %s::int8 * 2", [(i,) for i in range(5)], returning=True)
+    results = []
+    while True:
+        results.append(cur.fetchone()[0])
+        if not cur.nextset():
+            break
+    check("executemany returning", results, [0, 2, 4, 6, 8])
+    with conn.pipeline():
+        cursors = [conn.execute("SELECT %s::text || 'x'", [str(i)]) for i in range(3)]
+    check("pipeline", [c.fetchone()[0] for c in cursors], ["0x", "1x", "2x"])
+
+    # Session settings: SET is reported back (ParameterStatus) and read by current_setting().
+    check("server_version reported", conn.info.parameter_status("server_version").split(" ")[0], "16.6")
+    conn.execute("SET DateStyle = 'ISO, DMY'")
+    check("DateStyle reported", conn.info.parameter_status("DateStyle"), "ISO, DMY")
+    check("current_setting", conn.execute("SELECT current_setting('datestyle')").fetchone()[0], "ISO, DMY")
+    conn.execute("SET TIME ZONE 'Europe/Berlin'")
+    check("TimeZone reported", conn.info.parameter_status("TimeZone"), "Europe/Berlin")
+    got = conn.execute("SELECT '2025-01-15 12:00:00+00'::timestamptz").fetchone()[0]
+    check("timestamptz in the session zone", (got.utcoffset(), got.astimezone(datetime.timezone.utc).hour),
+          (datetime.timedelta(hours=1), 12))
+    try:
+        conn.execute("SET no_such_parameter = 1")
+        sys.exit("FAILED unknown parameter was accepted")
+    except psycopg.errors.UndefinedObject as error:
+        check("unknown parameter message", str(error).strip(), 'unrecognized configuration parameter "no_such_parameter"')
+    check("connection usable after error", conn.execute("SELECT 1").fetchone()[0], 1)
+    check("version() parses as PostgreSQL", conn.execute("SELECT version()").fetchone()[0].split(" ")[:2],
+          ["PostgreSQL", "16.6"])
+
+print(f"psycopg: {checks} checks passed")
