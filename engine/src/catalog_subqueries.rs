@@ -16,6 +16,7 @@ use datafusion::common::{Column, Result};
 use datafusion::config::ConfigOptions;
 use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Subquery};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::optimizer::AnalyzerRule;
 
 /// Makes correlated scalar subqueries over the system catalogs aggregates (see the module).
@@ -60,13 +61,17 @@ fn aggregated(subquery: Subquery) -> Result<Subquery> {
 impl AnalyzerRule for CatalogSubqueryRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
+            // Output columns keep their names: the plan above refers to them.
+            let names = NamePreserver::new(&node);
             node.map_expressions(|expr| {
+                let name = names.save(&expr);
                 expr.transform_up(|expr| match expr {
                     Expr::ScalarSubquery(subquery) if needs_aggregate(&subquery) => {
                         Ok(Transformed::yes(Expr::ScalarSubquery(aggregated(subquery)?)))
                     }
                     other => Ok(Transformed::no(other)),
-                })
+                })?
+                .map_data(|expr| Ok(name.restore(expr)))
             })
         })
         .map(|transformed| transformed.data)

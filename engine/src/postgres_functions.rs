@@ -201,22 +201,24 @@ impl ScalarUDFImpl for JsonBuildObjectFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return Err(DataFusionError::Plan("argument list must have even number of elements".into()));
         }
         let rows = args.number_rows;
         let arrays = args.args.iter().map(|arg| arg.to_array(rows)).collect::<Result<Vec<_>>>()?;
+        // PostgreSQL keeps the arguments' order and writes `"key" : value` pairs.
         let objects = (0..rows)
             .map(|row| {
-                let mut object = serde_json::Map::new();
+                let mut members = Vec::with_capacity(arrays.len() / 2);
                 for pair in arrays.chunks(2) {
                     let key = ScalarValue::try_from_array(&pair[0], row)?;
                     if key.is_null() {
                         return Err(DataFusionError::Execution("null value not allowed for object key".into()));
                     }
-                    object.insert(key.to_string(), json_value(&ScalarValue::try_from_array(&pair[1], row)?));
+                    let value = json_value(&ScalarValue::try_from_array(&pair[1], row)?);
+                    members.push(format!("{} : {value}", serde_json::Value::String(key.to_string())));
                 }
-                Ok(Some(serde_json::Value::Object(object).to_string()))
+                Ok(Some(format!("{{{}}}", members.join(", "))))
             })
             .collect::<Result<StringArray>>()?;
         Ok(ColumnarValue::Array(std::sync::Arc::new(objects)))

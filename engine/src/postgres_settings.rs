@@ -255,7 +255,7 @@ fn duration_text(ms: u64) -> String {
     }
     UNITS
         .iter()
-        .find(|(size, _)| ms % size == 0)
+        .find(|(size, _)| ms.is_multiple_of(*size))
         .map_or_else(|| format!("{ms}ms"), |(size, unit)| format!("{}{unit}", ms / size))
 }
 

@@ -12,7 +12,7 @@ use quantatom_engine::{Engine, EngineConfig};
 use sqllogictest::{AsyncDB, MakeConnection, Runner};
 
 pub use in_process::{InProcessDb, InProcessError};
-pub use wire::WireDb;
+pub use wire::{WireDb, WireError};
 
 /// The demo size every suite runs against; documented answers assume it.
 pub const SUITE_DEMO_CELLS: usize = 1_000_000;

@@ -6,6 +6,22 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::render_text;
 
+/// A failed statement as the server reported it: its message (what `statement error <regex>`
+/// matches) and SQLSTATE.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct WireError {
+    message: String,
+    sqlstate: Option<String>,
+}
+
+impl From<tokio_postgres::Error> for WireError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let message = error.as_db_error().map_or_else(|| error.to_string(), |db| db.message().to_owned());
+        WireError { message, sqlstate: error.code().map(|code| code.code().to_owned()) }
+    }
+}
+
 /// One client connection.
 pub struct WireDb {
     client: Client,
@@ -14,7 +30,7 @@ pub struct WireDb {
 
 impl WireDb {
     /// Connects with a libpq-style connection string.
-    pub async fn connect(config: &str) -> Result<Self, tokio_postgres::Error> {
+    pub async fn connect(config: &str) -> Result<Self, WireError> {
         let (client, connection) = tokio_postgres::connect(config, NoTls).await?;
         let connection = tokio::spawn(async move {
             let _ = connection.await;
@@ -25,7 +41,7 @@ impl WireDb {
 
 #[async_trait]
 impl AsyncDB for WireDb {
-    type Error = tokio_postgres::Error;
+    type Error = WireError;
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
@@ -59,6 +75,6 @@ impl AsyncDB for WireDb {
     }
 
     fn error_sql_state(error: &Self::Error) -> Option<String> {
-        error.code().map(|code| code.code().to_owned())
+        error.sqlstate.clone()
     }
 }

@@ -16,6 +16,7 @@ use datafusion::logical_expr::expr::Like;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::optimizer::AnalyzerRule;
 
 /// Rewrites `pattern` written with `escape` as its escape character to backslash escaping.
@@ -113,13 +114,17 @@ pub struct LikeEscapeRule;
 impl AnalyzerRule for LikeEscapeRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
+            // Output columns keep their names: the plan above refers to them.
+            let names = NamePreserver::new(&node);
             node.map_expressions(|expr| {
+                let name = names.save(&expr);
                 expr.transform_up(|expr| match expr {
                     Expr::Like(like) if like.escape_char.is_some_and(|escape| escape != '\\') => {
                         Ok(Transformed::yes(Expr::Like(backslash_escaped(like))))
                     }
                     other => Ok(Transformed::no(other)),
-                })
+                })?
+                .map_data(|expr| Ok(name.restore(expr)))
             })
         })
         .map(|transformed| transformed.data)

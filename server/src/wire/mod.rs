@@ -37,6 +37,15 @@ fn answered_plan(schema: DFSchemaRef) -> LogicalPlan {
     LogicalPlan::EmptyRelation(EmptyRelation { produce_one_row: false, schema })
 }
 
+/// A session over `engine` as a Postgres client sees it: the engine's session plus the
+/// `pg_catalog` emulation clients introspect. Every connection starts from one; in-process
+/// tests use one to see the same SQL surface.
+pub fn postgres_session(engine: &Engine) -> datafusion::common::Result<SessionContext> {
+    let context = SessionContext::new_with_state(engine.session_state());
+    datafusion_pg_catalog::setup_pg_catalog(&context, CATALOG, EmptyContextProvider).map_err(|e| *e)?;
+    Ok(context)
+}
+
 /// A bound Postgres-wire server over an [`Engine`].
 pub struct Server {
     listener: TcpListener,
@@ -49,10 +58,10 @@ impl Server {
     /// session plus the `pg_catalog` emulation clients introspect.
     pub async fn bind(engine: &Engine, address: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind(address).await?;
-        let context = SessionContext::new_with_state(engine.session_state());
-        datafusion_pg_catalog::setup_pg_catalog(&context, CATALOG, EmptyContextProvider)
-            .map_err(|e| std::io::Error::other(format!("cannot set up pg_catalog: {e}")))?;
-        Ok(Self { listener, session_template: context.state(), cancels: Arc::default() })
+        let session_template = postgres_session(engine)
+            .map_err(|e| std::io::Error::other(format!("cannot set up pg_catalog: {e}")))?
+            .state();
+        Ok(Self { listener, session_template, cancels: Arc::default() })
     }
 
     /// The address actually bound (useful with port 0).
