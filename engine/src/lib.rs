@@ -10,11 +10,11 @@
 //! [`Engine::new_session`] gives each caller (one wire connection, one test) its own
 //! `SessionContext`: configuration such as `SET` is private to it, tables are shared.
 
-mod catalog_subqueries;
 pub mod demo;
 mod errors;
 pub mod postgres_functions;
 pub mod postgres_settings;
+pub mod scalar_subqueries;
 
 pub use errors::sqlstate;
 
@@ -149,6 +149,6 @@ async fn session_template(
     }
     state.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner))?;
     state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
-    state.add_analyzer_rule(Arc::new(catalog_subqueries::CatalogSubqueryRule));
+    state.add_analyzer_rule(Arc::new(scalar_subqueries::ScalarSubqueryRule));
     Ok(state)
 }

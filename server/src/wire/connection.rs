@@ -12,7 +12,12 @@ use futures::Sink;
 use datafusion::prelude::SessionContext;
 use pgwire::api::auth::{self, ServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
-use pgwire::api::portal::Portal;
+use datafusion_postgres::arrow_pg::encode_dataframe;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::results::FieldInfo;
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::Type;
+use pgwire::types::format::FormatOptions;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::Response;
 use pgwire::api::store::PortalStore;
@@ -28,6 +33,7 @@ use quantatom_engine::postgres_settings::{PostgresSettings, milliseconds};
 
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
+use super::direct_planning::needs_direct_planning;
 use super::errors::SqlStateErrors;
 use super::settings::{apply_startup_parameters, copy_format_parameters};
 use super::transactions::{in_failed_block, is_rollback_to_savepoint};
@@ -98,6 +104,7 @@ impl Connection {
     pub(crate) fn new(service: DfSessionService, session: Arc<SessionContext>, cancels: Arc<CancelRegistry>) -> Self {
         Self {
             queries: Arc::new(SessionQueries {
+                parser: Arc::new(SessionParser { inner: service.query_parser(), session: Arc::clone(&session) }),
                 service,
                 session: Arc::clone(&session),
                 cancels: Arc::clone(&cancels),
@@ -136,12 +143,21 @@ impl PgWireServerHandlers for Connection {
 /// request and by the session's `statement_timeout`.
 pub(crate) struct SessionQueries {
     service: DfSessionService,
+    parser: Arc<SessionParser>,
     session: Arc<SessionContext>,
     cancels: Arc<CancelRegistry>,
     key: Mutex<Option<ConnectionKey>>,
 }
 
 impl SessionQueries {
+    /// Plans `query` with DataFusion's own parser (see [`super::direct_planning`]) and
+    /// encodes its rows in text, as the simple protocol does.
+    async fn plan_directly<C: ClientInfo>(&self, client: &C, query: &str) -> PgWireResult<Response> {
+        let frame = self.session.sql(query).await.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        let format_options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        Ok(Response::Query(encode_dataframe(frame, &Format::UnifiedText, Some(format_options)).await?))
+    }
+
     fn begin_query<C: ClientInfo + ?Sized>(&self, client: &C) -> QueryStop {
         let (pid, secret) = client.pid_and_secret_key();
         let key = (pid, secret.to_bytes());
@@ -200,6 +216,17 @@ impl SimpleQueryHandler for SessionQueries {
             };
             return Ok(vec![response]);
         }
+        if needs_direct_planning(query).is_some() {
+            if client.transaction_status() == TransactionStatus::Error {
+                return Err(in_failed_block());
+            }
+            let response = tokio::select! {
+                biased;
+                _ = stop.stopped() => return Err(stop.error()),
+                response = self.plan_directly(client, query) => response?,
+            };
+            return Ok(vec![cancellable(response, stop)]);
+        }
         let responses = tokio::select! {
             biased;
             _ = stop.stopped() => return Err(stop.error()),
@@ -212,10 +239,10 @@ impl SimpleQueryHandler for SessionQueries {
 #[async_trait]
 impl ExtendedQueryHandler for SessionQueries {
     type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
-    type QueryParser = Parser;
+    type QueryParser = SessionParser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        self.service.query_parser()
+        Arc::clone(&self.parser)
     }
 
     async fn do_query<C>(
@@ -237,5 +264,36 @@ impl ExtendedQueryHandler for SessionQueries {
             response = ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows) => response?,
         };
         Ok(cancellable(response, stop))
+    }
+}
+
+/// datafusion-postgres's parser, except for the queries DataFusion must plan from the SQL as
+/// written (see [`super::direct_planning`]).
+pub(crate) struct SessionParser {
+    inner: Arc<Parser>,
+    session: Arc<SessionContext>,
+}
+
+#[async_trait]
+impl QueryParser for SessionParser {
+    type Statement = <Parser as QueryParser>::Statement;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        if let Some(statement) = needs_direct_planning(sql) {
+            let plan = self.session.state().create_logical_plan(sql).await.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            return Ok(Some((sql.to_owned(), Some((statement, plan)))));
+        }
+        self.inner.parse_sql(client, sql, types).await
+    }
+
+    fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.inner.get_parameter_types(statement)
+    }
+
+    fn get_result_schema(&self, statement: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        self.inner.get_result_schema(statement, column_format)
     }
 }

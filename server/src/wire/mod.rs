@@ -8,6 +8,7 @@
 mod cancel;
 mod connection;
 mod copy_out;
+mod direct_planning;
 pub mod errors;
 mod settings;
 mod transactions;

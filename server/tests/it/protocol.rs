@@ -21,6 +21,16 @@ async fn extended_query_binds_parameters_and_returns_binary_values() {
     assert!(row.get::<_, bool>(2));
     assert_eq!(row.get::<_, String>(3), "Total.EMEA.DE");
 
+    // A lookup per row in the SELECT list, with a parameter, in the extended protocol.
+    let row = client
+        .query_one(
+            "SELECT e.code, (SELECT p.name FROM dim.entity p WHERE p.code = e.parent) FROM dim.entity e WHERE e.code = $1",
+            &[&"DE"],
+        )
+        .await
+        .expect("correlated subquery in the SELECT list runs");
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("Europe, Middle East and Africa"));
+
     let statement = client.prepare("SELECT count(*) FROM dim.entity WHERE level = $1").await.unwrap();
     let roots: i64 = client.query_one(&statement, &[&1_i32]).await.unwrap().get(0);
     let members_at_3: i64 = client.query_one(&statement, &[&3_i32]).await.unwrap().get(0);
@@ -38,6 +48,10 @@ async fn errors_carry_postgres_sqlstates_and_the_connection_keeps_working() {
         ("SELECT no_such_column FROM dim.entity", SqlState::UNDEFINED_COLUMN),
         ("SELECT nlevel('Total..EMEA')", SqlState::SYNTAX_ERROR),
         ("SELECT subpath('Total.EMEA', 5)", SqlState::INVALID_PARAMETER_VALUE),
+        (
+            "SELECT (SELECT e.code FROM dim.entity e WHERE e.parent = v.parent) FROM dim.entity v",
+            SqlState::CARDINALITY_VIOLATION,
+        ),
     ];
     for (sql, expected) in cases {
         let simple = client.simple_query(sql).await.expect_err(sql);
