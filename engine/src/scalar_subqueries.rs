@@ -13,16 +13,16 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DataFusionError, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Expr, LogicalPlan, LogicalPlanBuilder, Signature, Subquery,
     Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
+use quantatom_udfs::rewrite_expressions;
 
 /// A scalar subquery gave more than one row for an outer row.
 #[derive(Debug, thiserror::Error)]
@@ -152,21 +152,12 @@ fn aggregated(subquery: Subquery) -> Result<Subquery> {
 
 impl AnalyzerRule for ScalarSubqueryRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            // Output columns keep their names: the plan above refers to them.
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|expr| {
-                let name = names.save(&expr);
-                expr.transform_up(|expr| match expr {
-                    Expr::ScalarSubquery(subquery) if needs_aggregate(&subquery) => {
-                        Ok(Transformed::yes(Expr::ScalarSubquery(aggregated(subquery)?)))
-                    }
-                    other => Ok(Transformed::no(other)),
-                })?
-                .map_data(|expr| Ok(name.restore(expr)))
-            })
+        rewrite_expressions(plan, |expr| match expr {
+            Expr::ScalarSubquery(subquery) if needs_aggregate(&subquery) => {
+                Ok(Transformed::yes(Expr::ScalarSubquery(aggregated(subquery)?)))
+            }
+            other => Ok(Transformed::no(other)),
         })
-        .map(|transformed| transformed.data)
     }
 
     fn name(&self) -> &str {

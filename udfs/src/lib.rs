@@ -10,6 +10,7 @@
 mod like_escape;
 pub mod ltree;
 mod ltree_functions;
+mod plan_rewrite;
 mod planner;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use datafusion::logical_expr::ScalarUDF;
 pub use like_escape::{LikeEscapeFunction, LikeEscapeRule};
 pub use ltree::{LtreeError, MemberPath};
 pub use ltree_functions::{LtreeFunction, LtreeFunctionKind};
+pub use plan_rewrite::rewrite_expressions;
 pub use planner::LtreeOperatorPlanner;
 
 /// Every scalar function this crate provides, ready for `SessionContext::register_udf`.

@@ -9,15 +9,16 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::Like;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::optimizer::AnalyzerRule;
+
+use crate::plan_rewrite::rewrite_expressions;
 
 /// Rewrites `pattern` written with `escape` as its escape character to backslash escaping.
 /// `None` when the pattern ends in a lone escape character (PostgreSQL: `22025`).
@@ -113,21 +114,12 @@ pub struct LikeEscapeRule;
 
 impl AnalyzerRule for LikeEscapeRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|node| {
-            // Output columns keep their names: the plan above refers to them.
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|expr| {
-                let name = names.save(&expr);
-                expr.transform_up(|expr| match expr {
-                    Expr::Like(like) if like.escape_char.is_some_and(|escape| escape != '\\') => {
-                        Ok(Transformed::yes(Expr::Like(backslash_escaped(like))))
-                    }
-                    other => Ok(Transformed::no(other)),
-                })?
-                .map_data(|expr| Ok(name.restore(expr)))
-            })
+        rewrite_expressions(plan, |expr| match expr {
+            Expr::Like(like) if like.escape_char.is_some_and(|escape| escape != '\\') => {
+                Ok(Transformed::yes(Expr::Like(backslash_escaped(like))))
+            }
+            other => Ok(Transformed::no(other)),
         })
-        .map(|transformed| transformed.data)
     }
 
     fn name(&self) -> &str {
