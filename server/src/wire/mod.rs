@@ -10,6 +10,7 @@ mod connection;
 mod copy_out;
 mod direct_planning;
 pub mod errors;
+mod pg_settings;
 mod settings;
 mod transactions;
 
@@ -30,6 +31,7 @@ use tokio::task::JoinSet;
 
 use cancel::CancelRegistry;
 use connection::Connection;
+use pg_settings::SessionSettingsCatalog;
 use settings::SettingsHook;
 use transactions::TransactionHook;
 
@@ -39,11 +41,19 @@ fn answered_plan(schema: DFSchemaRef) -> LogicalPlan {
 }
 
 /// A session over `engine` as a Postgres client sees it: the engine's session plus the
-/// `pg_catalog` emulation clients introspect. Every connection starts from one; in-process
+/// `pg_catalog` emulation clients introspect, with a `pg_settings` that shows the session's own
+/// parameters. Every connection starts from one; in-process
 /// tests use one to see the same SQL surface.
 pub fn postgres_session(engine: &Engine) -> datafusion::common::Result<SessionContext> {
     let context = SessionContext::new_with_state(engine.session_state());
     datafusion_pg_catalog::setup_pg_catalog(&context, CATALOG, EmptyContextProvider).map_err(|e| *e)?;
+    let catalog = context
+        .catalog(CATALOG)
+        .ok_or_else(|| datafusion::common::DataFusionError::Internal(format!("catalog {CATALOG} is missing")))?;
+    let pg_catalog = catalog
+        .schema("pg_catalog")
+        .ok_or_else(|| datafusion::common::DataFusionError::Internal("pg_catalog was not set up".into()))?;
+    catalog.register_schema("pg_catalog", Arc::new(SessionSettingsCatalog::new(pg_catalog)?))?;
     Ok(context)
 }
 

@@ -168,6 +168,11 @@ async fn postgres_parameters_set_show_reset_and_current_setting_like_postgres() 
     client.simple_query("SET datestyle TO german").await.unwrap();
     assert_eq!(value(&client, "SHOW DATESTYLE").await, "German, DMY");
     assert_eq!(value(&client, "SELECT current_setting('DateStyle')").await, "German, DMY");
+    assert_eq!(
+        value(&client, "SELECT setting || ' / ' || source FROM pg_catalog.pg_settings WHERE name = 'DateStyle'").await,
+        "German, DMY / session",
+        "pg_settings shows the session's own values"
+    );
     client.simple_query("SET statement_timeout = 90000").await.unwrap();
     assert_eq!(value(&client, "SHOW statement_timeout").await, "90s");
     assert_eq!(value(&client, "SHOW TRANSACTION ISOLATION LEVEL").await, "read committed");

@@ -1,0 +1,124 @@
+//! `pg_catalog.pg_settings` over the querying session's own parameters.
+//!
+//! datafusion-pg-catalog serves a fixed one-row `pg_settings`; tools read it to learn the
+//! session's settings (`SELECT setting FROM pg_settings WHERE name = 'max_identifier_length'`).
+//! [`SessionSettingsCatalog`] puts a `pg_settings` in front of datafusion-pg-catalog's schema
+//! whose rows are produced, at execution, from the [`PostgresSettings`] of the session that
+//! runs the query, so a `SET` shows up in it as it does in PostgreSQL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::common::Result;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use quantatom_engine::postgres_settings::PostgresSettings;
+
+const PG_SETTINGS: &str = "pg_settings";
+
+/// datafusion-pg-catalog's `pg_catalog` schema with the session-aware `pg_settings`.
+#[derive(Debug)]
+pub(crate) struct SessionSettingsCatalog {
+    inner: Arc<dyn SchemaProvider>,
+    settings: Arc<dyn TableProvider>,
+}
+
+impl SessionSettingsCatalog {
+    /// Wraps the `pg_catalog` schema `inner`.
+    pub(crate) fn new(inner: Arc<dyn SchemaProvider>) -> Result<Self> {
+        let view = Arc::new(SettingsView { schema: settings_schema() });
+        let settings = Arc::new(StreamingTable::try_new(settings_schema(), vec![view])?);
+        Ok(Self { inner, settings })
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SessionSettingsCatalog {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name == PG_SETTINGS {
+            return Ok(Some(Arc::clone(&self.settings)));
+        }
+        self.inner.table(name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
+fn settings_schema() -> SchemaRef {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        text("name"),
+        text("setting"),
+        text("unit"),
+        text("category"),
+        text("short_desc"),
+        text("extra_desc"),
+        text("context"),
+        text("vartype"),
+        text("source"),
+        text("min_val"),
+        text("max_val"),
+        text("enumvals"),
+        text("boot_val"),
+        text("reset_val"),
+        text("sourcefile"),
+        Field::new("pending_restart", DataType::Boolean, true),
+    ]))
+}
+
+/// The rows, computed from the session that executes the scan.
+#[derive(Debug)]
+struct SettingsView {
+    schema: SchemaRef,
+}
+
+impl SettingsView {
+    fn rows(&self, settings: &PostgresSettings) -> Result<RecordBatch> {
+        let all = settings.all();
+        let column = |value: &dyn Fn(&quantatom_engine::postgres_settings::Parameter, &str) -> Option<String>| -> ArrayRef {
+            Arc::new(all.iter().map(|(parameter, setting)| value(parameter, setting)).collect::<StringArray>())
+        };
+        let columns: Vec<ArrayRef> = vec![
+            column(&|parameter, _| Some(parameter.name.to_owned())),
+            column(&|_, setting| Some(setting.to_owned())),
+            column(&|_, _| None),
+            column(&|_, _| None),
+            column(&|parameter, _| Some(parameter.description.to_owned())),
+            column(&|_, _| None),
+            column(&|parameter, _| Some(if parameter.settable { "user" } else { "internal" }.to_owned())),
+            column(&|_, _| Some("string".to_owned())),
+            column(&|parameter, setting| Some(if setting == parameter.default { "default" } else { "session" }.to_owned())),
+            column(&|_, _| None),
+            column(&|_, _| None),
+            column(&|_, _| None),
+            column(&|parameter, _| Some(parameter.default.to_owned())),
+            column(&|parameter, _| Some(parameter.default.to_owned())),
+            column(&|_, _| None),
+            Arc::new(BooleanArray::from(vec![false; all.len()])),
+        ];
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+impl PartitionStream for SettingsView {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, context: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let settings = PostgresSettings::of(context.session_config().options());
+        let batch = self.rows(&settings);
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), futures::stream::once(async move { batch })))
+    }
+}
