@@ -13,6 +13,7 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::datatypes::DataType;
@@ -109,6 +110,12 @@ pub enum SettingError {
     },
 }
 
+impl From<SettingError> for DataFusionError {
+    fn from(error: SettingError) -> Self {
+        DataFusionError::External(Box::new(error))
+    }
+}
+
 impl SettingError {
     /// PostgreSQL's SQLSTATE for this error.
     pub fn sqlstate(&self) -> &'static str {
@@ -176,6 +183,12 @@ impl PostgresSettings {
             .collect();
         all.sort_by_key(|(parameter, _)| parameter.name.to_ascii_lowercase());
         all
+    }
+
+    /// How long a statement may run, when the session limits it (`statement_timeout`).
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        let text = self.get("statement_timeout").ok()?;
+        milliseconds(&text).filter(|ms| *ms > 0).map(Duration::from_millis)
     }
 
     /// The settings of the session whose options are `options` (defaults when it has none).
@@ -261,7 +274,7 @@ fn duration_text(ms: u64) -> String {
 
 /// A duration setting in milliseconds: a bare number is milliseconds; units as PostgreSQL
 /// takes them (`us`, `ms`, `s`, `min`, `h`, `d`).
-pub fn milliseconds(value: &str) -> Option<u64> {
+fn milliseconds(value: &str) -> Option<u64> {
     let value = value.trim();
     let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
     let (number, unit) = value.split_at(split);
@@ -292,7 +305,7 @@ impl ExtensionOptions for PostgresSettings {
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        PostgresSettings::set(self, key, value).map_err(|e| DataFusionError::External(Box::new(e)))
+        Ok(PostgresSettings::set(self, key, value)?)
     }
 
     fn entries(&self) -> Vec<ConfigEntry> {
@@ -374,7 +387,7 @@ impl ScalarUDFImpl for CurrentSettingFunction {
         let lookup = |name: &str| match current_setting(&args.config_options, name) {
             Ok(value) => Ok(Some(value)),
             Err(SettingError::Unrecognized(_)) if missing_ok => Ok(None),
-            Err(e) => Err(DataFusionError::External(Box::new(e))),
+            Err(e) => Err(e.into()),
         };
         match &args.args[0] {
             ColumnarValue::Scalar(name) => {

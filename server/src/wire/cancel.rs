@@ -11,6 +11,7 @@
 //! in BackendKeyData, so only the connection's own client can cancel it.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::results::Response;
-use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +44,7 @@ pub(crate) struct QueryStop {
 
 impl QueryStop {
     /// Completes once the query is to stop.
-    pub(crate) async fn stopped(&self) {
+    async fn stopped(&self) {
         self.token.cancelled().await;
     }
 
@@ -55,6 +56,16 @@ impl QueryStop {
             "57014".into(),
             format!("canceling statement due to {cause}"),
         )))
+    }
+
+    /// Runs `work` (planning, or a statement answered whole) unless the query is stopped first,
+    /// in which case the client gets [`Self::error`].
+    pub(crate) async fn until_stopped<T>(&self, work: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {
+        tokio::select! {
+            biased;
+            _ = self.stopped() => Err(self.error()),
+            done = work => done,
+        }
     }
 
     /// Stops the query once `timeout` has passed.

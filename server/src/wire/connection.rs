@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion_postgres::{DfSessionService, Parser};
@@ -29,7 +28,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use quantatom_engine::postgres_settings::{PostgresSettings, milliseconds};
+use quantatom_engine::postgres_settings::PostgresSettings;
 
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
@@ -162,13 +161,15 @@ impl SessionQueries {
         let (pid, secret) = client.pid_and_secret_key();
         let key = (pid, secret.to_bytes());
         *self.key.lock().expect("connection key poisoned") = Some(key.clone());
-        let settings = PostgresSettings::of(self.session.state_ref().read().config_options());
-        let timeout = settings
-            .get("statement_timeout")
-            .ok()
-            .and_then(|text| milliseconds(&text))
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis);
+        // Read in place: this runs for every query.
+        let timeout = self
+            .session
+            .state_ref()
+            .read()
+            .config_options()
+            .extensions
+            .get::<PostgresSettings>()
+            .and_then(PostgresSettings::statement_timeout);
         self.cancels.begin(key, timeout)
     }
 }
@@ -204,34 +205,22 @@ impl SimpleQueryHandler for SessionQueries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stop = self.begin_query(client);
-        if let Some(copy) = CopyOut::parse(query) {
-            if client.transaction_status() == TransactionStatus::Error {
-                return Err(in_failed_block());
-            }
-            let copy = copy.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-            let response = tokio::select! {
-                biased;
-                _ = stop.stopped() => return Err(stop.error()),
-                response = copy.run(&self.session) => response?,
-            };
-            return Ok(vec![response]);
+        // COPY TO STDOUT and directly planned queries bypass datafusion-postgres, whose
+        // transaction hook refuses statements in a failed block; refuse them here the same way.
+        let copy = CopyOut::parse(query);
+        let direct = copy.is_none() && needs_direct_planning(query).is_some();
+        if (copy.is_some() || direct) && client.transaction_status() == TransactionStatus::Error {
+            return Err(in_failed_block());
         }
-        if needs_direct_planning(query).is_some() {
-            if client.transaction_status() == TransactionStatus::Error {
-                return Err(in_failed_block());
-            }
-            let response = tokio::select! {
-                biased;
-                _ = stop.stopped() => return Err(stop.error()),
-                response = self.plan_directly(client, query) => response?,
-            };
+        if let Some(copy) = copy {
+            let copy = copy.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            return Ok(vec![stop.until_stopped(copy.run(&self.session)).await?]);
+        }
+        if direct {
+            let response = stop.until_stopped(self.plan_directly(client, query)).await?;
             return Ok(vec![cancellable(response, stop)]);
         }
-        let responses = tokio::select! {
-            biased;
-            _ = stop.stopped() => return Err(stop.error()),
-            responses = SimpleQueryHandler::do_query(&self.service, client, query) => responses?,
-        };
+        let responses = stop.until_stopped(SimpleQueryHandler::do_query(&self.service, client, query)).await?;
         Ok(responses.into_iter().map(|response| cancellable(response, stop.clone())).collect())
     }
 }
@@ -258,11 +247,7 @@ impl ExtendedQueryHandler for SessionQueries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stop = self.begin_query(client);
-        let response = tokio::select! {
-            biased;
-            _ = stop.stopped() => return Err(stop.error()),
-            response = ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows) => response?,
-        };
+        let response = stop.until_stopped(ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows)).await?;
         Ok(cancellable(response, stop))
     }
 }

@@ -35,9 +35,15 @@ const FORMAT_PARAMETERS: [&str; 4] = ["DateStyle", "IntervalStyle", "bytea_outpu
 /// A session statement, understood.
 #[derive(Debug)]
 enum SessionStatement {
+    Show(Shown),
+    Change(Change),
+}
+
+/// A statement that changes the session's settings.
+#[derive(Debug)]
+enum Change {
     Set { name: String, value: Option<String> },
     ResetAll,
-    Show(Shown),
     Discard(String),
 }
 
@@ -51,18 +57,19 @@ enum Shown {
 impl SessionStatement {
     fn parse(statement: &Statement) -> Option<Self> {
         match statement {
-            Statement::Set(Set::SingleAssignment { hivevar: false, variable, values, .. }) => {
-                Some(Self::Set { name: object_name(variable), value: setting_value(values) })
-            }
-            Statement::Set(Set::SetTimeZone { value, .. }) => {
-                Some(Self::Set { name: "TimeZone".into(), value: setting_value(std::slice::from_ref(value)) })
-            }
-            Statement::Reset(reset) => Some(match &reset.reset {
-                Reset::ALL => Self::ResetAll,
-                Reset::ConfigurationParameter(name) => Self::Set { name: object_name(name), value: None },
-            }),
             Statement::ShowVariable { variable } => Some(Self::Show(shown(variable))),
-            Statement::Discard { object_type } => Some(Self::Discard(object_type.to_string())),
+            Statement::Set(Set::SingleAssignment { hivevar: false, variable, values, .. }) => {
+                Some(Self::Change(Change::Set { name: object_name(variable), value: setting_value(values) }))
+            }
+            Statement::Set(Set::SetTimeZone { value, .. }) => Some(Self::Change(Change::Set {
+                name: "TimeZone".into(),
+                value: setting_value(std::slice::from_ref(value)),
+            })),
+            Statement::Reset(reset) => Some(Self::Change(match &reset.reset {
+                Reset::ALL => Change::ResetAll,
+                Reset::ConfigurationParameter(name) => Change::Set { name: object_name(name), value: None },
+            })),
+            Statement::Discard { object_type } => Some(Self::Change(Change::Discard(object_type.to_string()))),
             _ => None,
         }
     }
@@ -122,15 +129,21 @@ impl SettingsHook {
         session: &SessionContext,
         client: &mut dyn HookClient,
     ) -> PgWireResult<Response> {
+        match statement {
+            SessionStatement::Show(shown) => show(&shown, session.state_ref().read().config_options()),
+            SessionStatement::Change(change) => self.change(change, session, client).await,
+        }
+    }
+
+    async fn change(&self, change: Change, session: &SessionContext, client: &mut dyn HookClient) -> PgWireResult<Response> {
         let before = PostgresSettings::of(session.state_ref().read().config_options());
-        let tag = match statement {
-            SessionStatement::Show(shown) => return show(&shown, session.state_ref().read().config_options()),
-            SessionStatement::Set { name, value } => {
+        let tag = match change {
+            Change::Set { name, value } => {
                 let value = value.or_else(|| engine_default(&self.fresh_state, &name));
                 update_options(session, |options| assign(options, &name, value.as_deref())).map_err(api_error)?;
                 if value.is_some() { "SET" } else { "RESET" }.to_owned()
             }
-            SessionStatement::ResetAll => {
+            Change::ResetAll => {
                 let fresh = self.fresh_state.config_options();
                 update_options(session, |options| {
                     options.extensions.insert(PostgresSettings::of(fresh));
@@ -138,7 +151,7 @@ impl SettingsHook {
                 });
                 "RESET".to_owned()
             }
-            SessionStatement::Discard(object_type) => {
+            Change::Discard(object_type) => {
                 *session.state_ref().write() = self.fresh_state.clone();
                 format!("DISCARD {object_type}")
             }
@@ -163,12 +176,11 @@ fn assign(options: &mut ConfigOptions, name: &str, value: Option<&str>) -> Resul
     }
     let mut settings = PostgresSettings::of(options);
     match value {
-        Some(value) => settings.set(name, value),
-        None => settings.reset(name),
+        Some(value) => settings.set(name, value)?,
+        None => settings.reset(name)?,
     }
-    .map_err(|e| DataFusionError::External(Box::new(e)))?;
     if name.eq_ignore_ascii_case("TimeZone") {
-        let zone = settings.get("TimeZone").map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let zone = settings.get("TimeZone")?;
         options.execution.time_zone = Some(zone);
     }
     options.extensions.insert(settings);
@@ -215,15 +227,12 @@ fn command_line_options(options: &str) -> Result<Vec<(String, String)>, DataFusi
             word if word.starts_with("--") => &word[2..],
             word if word.starts_with("-c") => &word[2..],
             word => {
-                return Err(DataFusionError::External(Box::new(SettingError::InvalidValue {
-                    name: "options".into(),
-                    value: word.into(),
-                })));
+                return Err(SettingError::InvalidValue { name: "options".into(), value: word.into() }.into());
             }
         };
-        let (name, value) = pair.split_once('=').ok_or_else(|| {
-            DataFusionError::External(Box::new(SettingError::InvalidValue { name: "options".into(), value: pair.into() }))
-        })?;
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| SettingError::InvalidValue { name: "options".into(), value: pair.into() })?;
         pairs.push((name.replace('-', "_"), value.to_owned()));
     }
     Ok(pairs)
@@ -287,8 +296,7 @@ fn show_rows(shown: &Shown, options: &ConfigOptions) -> Result<(Vec<String>, Vec
             Ok((vec!["name".into(), "setting".into(), "description".into()], rows))
         }
         Shown::One(name) => {
-            let value = quantatom_engine::postgres_settings::current_setting(options, name)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let value = quantatom_engine::postgres_settings::current_setting(options, name)?;
             let column = find_parameter(name).map_or_else(|| name.to_ascii_lowercase(), |p| p.name.to_owned());
             Ok((vec![column], vec![vec![value]]))
         }
@@ -330,7 +338,7 @@ impl QueryHook for SettingsHook {
                     Err(e) => return Some(Err(api_error(e))),
                 }
             }
-            _ => Arc::new(DFSchema::empty()),
+            SessionStatement::Change(_) => Arc::new(DFSchema::empty()),
         };
         Some(Ok(answered_plan(schema)))
     }

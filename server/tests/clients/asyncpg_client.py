@@ -9,15 +9,7 @@ import sys
 
 import asyncpg
 
-checks = 0
-
-
-def check(what, got, expected):
-    global checks
-    if got != expected:
-        sys.exit(f"FAILED {what}: got {got!r}, expected {expected!r}")
-    checks += 1
-
+from checks import check, report
 
 async def main(url):
     conn = await asyncpg.connect(url)
@@ -46,13 +38,13 @@ async def main(url):
 
     try:
         await conn.fetch("SELECT * FROM cube.no_such_cube")
-        sys.exit("FAILED missing table accepted")
-    except asyncpg.exceptions.UndefinedTableError:
-        checks_ok = True
-    check("undefined table is 42P01", checks_ok, True)
+        sqlstate = None
+    except asyncpg.exceptions.PostgresError as error:
+        sqlstate = error.sqlstate
+    check("undefined table", sqlstate, "42P01")
     check("usable after error", await conn.fetchval("SELECT 2"), 2)
     await conn.close()
 
 
 asyncio.run(main(sys.argv[1]))
-print(f"asyncpg: {checks} checks passed")
+report("asyncpg")

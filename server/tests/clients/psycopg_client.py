@@ -10,17 +10,9 @@ import sys
 
 import psycopg
 
+from checks import check, report
+
 URL = sys.argv[1]
-checks = 0
-
-
-def check(what, got, expected):
-    global checks
-    if got != expected:
-        sys.exit(f"FAILED {what}: got {got!r}, expected {expected!r}")
-    checks += 1
-
-
 ZONE = datetime.timezone(datetime.timedelta(hours=2))
 VALUES = [
     ("int2", 12),
@@ -92,4 +84,4 @@ with psycopg.connect(URL, autocommit=True) as conn:
     check("version() parses as PostgreSQL", conn.execute("SELECT version()").fetchone()[0].split(" ")[:2],
           ["PostgreSQL", "16.6"])
 
-print(f"psycopg: {checks} checks passed")
+report("psycopg")
