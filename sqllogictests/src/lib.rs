@@ -44,8 +44,13 @@ impl DemoEngine {
 }
 
 /// Every `.slt` file of the suite, sorted.
+///
+/// The folder is found at run time (cargo and nextest set `CARGO_MANIFEST_DIR` for every test
+/// they run), not baked in at compile time: the build cache is shared between checkouts, and a
+/// binary built in one checkout must read the `.slt` files of the checkout that runs it.
 pub fn suite_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt");
+    let package = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test or cargo nextest");
+    let dir = Path::new(&package).join("slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|entry| entry.expect("readable entry").path())

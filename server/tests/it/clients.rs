@@ -6,7 +6,7 @@
 
 use tokio::process::Command;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, package_file};
 
 fn clients_dir() -> String {
     std::env::var("QUANTATOM_CLIENTS")
@@ -14,7 +14,7 @@ fn clients_dir() -> String {
 }
 
 fn script(name: &str) -> String {
-    format!("{}/tests/clients/{name}", env!("CARGO_MANIFEST_DIR"))
+    package_file(&format!("tests/clients/{name}"))
 }
 
 /// Runs `program args`, failing the test with its output unless it succeeds.

@@ -3,17 +3,17 @@
 
 use tokio::process::Command;
 
-use crate::support::{TEST_DEMO_CELLS, TestServer};
+use crate::support::{TEST_DEMO_CELLS, TestServer, package_file};
 
 const JDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jdbc_metadata_prepared_statements_and_streaming() {
     let server = TestServer::start().await;
-    let program = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jdbc/Metadata.java");
+    let program = package_file("tests/jdbc/Metadata.java");
     let url = format!("jdbc:postgresql://{}:{}/quantatom", server.address.ip(), server.address.port());
     let output = Command::new("java")
-        .args(["-cp", JDBC_JAR, program, &url])
+        .args(["-cp", JDBC_JAR, &program, &url])
         .output()
         .await
         .expect("java is installed (scripts/test installs it)");

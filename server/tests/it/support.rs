@@ -68,3 +68,10 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// A file of this test package, found at run time: the build cache is shared between checkouts,
+/// so a path baked in at compile time could name another checkout's copy.
+pub fn package_file(relative: &str) -> String {
+    let package = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test or cargo nextest");
+    format!("{package}/{relative}")
+}
