@@ -12,6 +12,7 @@
 
 pub mod demo;
 mod errors;
+pub mod plan_reuse;
 pub mod postgres_functions;
 pub mod postgres_settings;
 pub mod scalar_subqueries;
@@ -28,6 +29,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use postgres_functions::{IsVisibleFunction, JsonBuildObjectFunction, SerialSequenceFunction, ToRegtypeFunction, VersionFunction};
+use plan_reuse::PlanEpoch;
 use postgres_settings::{CurrentSettingFunction, PostgresSettings};
 use quantatom_table_providers::mdf::CubeSchemaProvider;
 use quantatom_table_providers::metadata::{DimensionSchemaProvider, EmbeddedMetadataStore, MetadataStore};
@@ -51,6 +53,7 @@ pub struct Engine {
     cubes: Arc<CubeSchemaProvider>,
     metadata: Arc<dyn MetadataStore>,
     session_template: SessionState,
+    plan_epoch: Arc<PlanEpoch>,
 }
 
 impl Engine {
@@ -69,7 +72,7 @@ impl Engine {
             }
         }
         let session_template = session_template(&storage, &cubes, &metadata).await?;
-        Ok(Self { cubes, metadata, session_template })
+        Ok(Self { cubes, metadata, session_template, plan_epoch: Arc::default() })
     }
 
     /// A new session with its own configuration over the shared catalog.
@@ -93,6 +96,12 @@ impl Engine {
     /// The metadata store.
     pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
         &self.metadata
+    }
+
+    /// The epoch every session's [`plan_reuse::PlanCache`] follows; advance it after anything
+    /// that may change what a query text means.
+    pub fn plan_epoch(&self) -> &Arc<PlanEpoch> {
+        &self.plan_epoch
     }
 }
 

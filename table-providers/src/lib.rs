@@ -10,3 +10,19 @@
 pub mod mdf;
 pub mod metadata;
 pub mod storage;
+
+use datafusion::catalog::TableProvider;
+
+/// The version of what a scan of `provider` reads now, for tables whose contents change only
+/// by committing a new version (cubes and dimensions); `None` for any other table, whose
+/// contents may change without notice.
+///
+/// A physical plan keeps what its scans read (a cube's file list, a dimension's members), so
+/// it may be run again only while the versions of its tables are the ones it was planned at.
+pub async fn table_version(provider: &dyn TableProvider) -> Option<datafusion::common::Result<u64>> {
+    if let Some(cube) = provider.downcast_ref::<mdf::MdfTable>() {
+        return Some(cube.version().await.map(|version| version.0).map_err(Into::into));
+    }
+    let dimension = provider.downcast_ref::<metadata::DimensionTable>()?;
+    Some(dimension.version().await)
+}

@@ -28,12 +28,15 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use datafusion::common::ParamValues;
+use quantatom_engine::plan_reuse::PlanEpoch;
 use quantatom_engine::postgres_settings::PostgresSettings;
 
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::direct_planning::needs_direct_planning;
 use super::errors::SqlStateErrors;
+use super::session_plans::{SessionPlans, SimpleQueryPlan, bind_parameters, may_change_plans};
 use super::settings::{apply_startup_parameters, copy_format_parameters};
 use super::transactions::{in_failed_block, is_rollback_to_savepoint};
 
@@ -100,11 +103,17 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Handlers over `service`, which runs queries in `session`, the connection's own.
-    pub(crate) fn new(service: DfSessionService, session: Arc<SessionContext>, cancels: Arc<CancelRegistry>) -> Self {
+    pub(crate) fn new(
+        service: DfSessionService,
+        session: Arc<SessionContext>,
+        plan_epoch: Arc<PlanEpoch>,
+        cancels: Arc<CancelRegistry>,
+    ) -> Self {
         Self {
             queries: Arc::new(SessionQueries {
                 parser: Arc::new(SessionParser { inner: service.query_parser(), session: Arc::clone(&session) }),
                 service,
+                plans: SessionPlans::new(Arc::clone(&session), plan_epoch),
                 session: Arc::clone(&session),
                 cancels: Arc::clone(&cancels),
                 key: Mutex::new(None),
@@ -138,10 +147,12 @@ impl PgWireServerHandlers for Connection {
     }
 }
 
-/// Runs the connection's queries through datafusion-postgres, each stoppable by a cancel
-/// request and by the session's `statement_timeout`.
+/// Runs the connection's queries, plain queries from its plan cache and other statements
+/// through datafusion-postgres, each stoppable by a cancel request and by the session's
+/// `statement_timeout`.
 pub(crate) struct SessionQueries {
     service: DfSessionService,
+    plans: SessionPlans,
     parser: Arc<SessionParser>,
     session: Arc<SessionContext>,
     cancels: Arc<CancelRegistry>,
@@ -220,8 +231,26 @@ impl SimpleQueryHandler for SessionQueries {
             let response = stop.until_stopped(self.plan_directly(client, query)).await?;
             return Ok(vec![cancellable(response, stop)]);
         }
-        let responses = stop.until_stopped(SimpleQueryHandler::do_query(&self.service, client, query)).await?;
-        Ok(responses.into_iter().map(|response| cancellable(response, stop.clone())).collect())
+        let plan = stop.until_stopped(self.plans.plan_simple_query(query)).await?;
+        let changes_plans = match plan {
+            SimpleQueryPlan::Delegate { changes_plans } => changes_plans,
+            _ if client.transaction_status() == TransactionStatus::Error => return Err(in_failed_block()),
+            SimpleQueryPlan::Reusable(plan) => {
+                let options = FormatOptions::from_client_metadata(client.metadata());
+                let run = self.plans.run(&plan, ParamValues::List(vec![]), &Format::UnifiedText, options);
+                return Ok(vec![cancellable(stop.until_stopped(run).await?, stop)]);
+            }
+            SimpleQueryPlan::Once(plan) => {
+                let options = FormatOptions::from_client_metadata(client.metadata());
+                let run = self.plans.run_once(plan, &Format::UnifiedText, options);
+                return Ok(vec![cancellable(stop.until_stopped(run).await?, stop)]);
+            }
+        };
+        let responses = stop.until_stopped(SimpleQueryHandler::do_query(&self.service, client, query)).await;
+        if changes_plans {
+            self.plans.statement_changed_plans();
+        }
+        Ok(responses?.into_iter().map(|response| cancellable(response, stop.clone())).collect())
     }
 }
 
@@ -247,8 +276,24 @@ impl ExtendedQueryHandler for SessionQueries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stop = self.begin_query(client);
-        let response = stop.until_stopped(ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows)).await?;
-        Ok(cancellable(response, stop))
+        let (sql, parsed) = &portal.statement.statement;
+        if let Some((statement, plan)) = parsed {
+            if let Some(reusable) = self.plans.plan_prepared_query(sql, statement, plan)? {
+                if client.transaction_status() == TransactionStatus::Error {
+                    return Err(in_failed_block());
+                }
+                let wire_types = self.parser.get_parameter_types(&portal.statement.statement)?;
+                let parameters = bind_parameters(portal, &reusable, &wire_types)?;
+                let options = FormatOptions::from_client_metadata(client.metadata());
+                let run = self.plans.run(&reusable, parameters, &portal.result_column_format, options);
+                return Ok(cancellable(stop.until_stopped(run).await?, stop));
+            }
+        }
+        let response = stop.until_stopped(ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows)).await;
+        if parsed.as_ref().is_some_and(|(statement, _)| may_change_plans(statement)) {
+            self.plans.statement_changed_plans();
+        }
+        Ok(cancellable(response?, stop))
     }
 }
 

@@ -11,6 +11,7 @@ mod copy_out;
 mod direct_planning;
 pub mod errors;
 mod pg_settings;
+mod session_plans;
 mod settings;
 mod transactions;
 
@@ -25,6 +26,7 @@ use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use quantatom_engine::plan_reuse::PlanEpoch;
 use quantatom_engine::{CATALOG, Engine};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -61,6 +63,7 @@ pub fn postgres_session(engine: &Engine) -> datafusion::common::Result<SessionCo
 pub struct Server {
     listener: TcpListener,
     session_template: SessionState,
+    plan_epoch: Arc<PlanEpoch>,
     cancels: Arc<CancelRegistry>,
 }
 
@@ -72,7 +75,8 @@ impl Server {
         let session_template = postgres_session(engine)
             .map_err(|e| std::io::Error::other(format!("cannot set up pg_catalog: {e}")))?
             .state();
-        Ok(Self { listener, session_template, cancels: Arc::default() })
+        let plan_epoch = Arc::clone(engine.plan_epoch());
+        Ok(Self { listener, session_template, plan_epoch, cancels: Arc::default() })
     }
 
     /// The address actually bound (useful with port 0).
@@ -126,6 +130,6 @@ impl Server {
         ];
         let session = Arc::new(SessionContext::new_with_state(state));
         let service = DfSessionService::new_with_hooks(Arc::clone(&session), hooks);
-        Connection::new(service, session, Arc::clone(&self.cancels))
+        Connection::new(service, session, Arc::clone(&self.plan_epoch), Arc::clone(&self.cancels))
     }
 }

@@ -3,6 +3,7 @@
 
 mod clients;
 mod jdbc;
+mod plan_reuse;
 mod protocol;
 mod psql;
 mod support;

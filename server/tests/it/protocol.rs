@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_query_binds_parameters_and_returns_binary_values() {
@@ -147,17 +147,6 @@ async fn cancel_request_stops_a_running_query() {
     let after: i64 = client.query_one("SELECT 1::bigint", &[]).await.unwrap().get(0);
     assert_eq!(after, 1, "the connection works after a cancel");
     server.stop().await;
-}
-
-/// The single value a simple query returns.
-async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
-    let rows = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .find_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql} returns a row"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,3 +75,14 @@ pub fn package_file(relative: &str) -> String {
     let package = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test or cargo nextest");
     format!("{package}/{relative}")
 }
+
+/// The single value a simple query returns.
+pub async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql} returns a row"))
+}

@@ -141,6 +141,12 @@ impl CubeLog {
         Ok(entry)
     }
 
+    /// The latest committed version (one listing of the log, no entry read); `NotFound` when
+    /// the cube has no log.
+    pub async fn latest_version(&self) -> Result<SnapshotVersion, MdfError> {
+        self.versions().await?.pop().ok_or_else(|| MdfError::NotFound(self.cube_dir.to_string()))
+    }
+
     /// Reads the latest snapshot; `NotFound` when the cube has no log.
     pub async fn latest(&self) -> Result<Snapshot, MdfError> {
         let versions = self.versions().await?;

@@ -67,6 +67,11 @@ impl MdfTable {
         &self.cube
     }
 
+    /// The latest committed version, the one a scan reads now.
+    pub async fn version(&self) -> Result<SnapshotVersion, MdfError> {
+        self.log.latest_version().await
+    }
+
     /// Appends cells (batches in the cube's schema) as one new file and commits it atomically.
     /// Returns the committed version, or `None` when there was nothing to write.
     pub async fn append(

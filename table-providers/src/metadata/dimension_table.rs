@@ -68,6 +68,11 @@ impl DimensionTable {
     pub fn new(store: Arc<dyn MetadataStore>, dimension: impl Into<String>) -> Self {
         Self { store, dimension: dimension.into() }
     }
+
+    /// The version of the members a scan reads now (see [`MetadataStore::dimension_version`]).
+    pub async fn version(&self) -> Result<u64> {
+        self.store.dimension_version(&self.dimension).await.map_err(metadata_error)
+    }
 }
 
 #[async_trait]

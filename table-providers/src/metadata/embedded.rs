@@ -101,6 +101,12 @@ impl MetadataStore for EmbeddedMetadataStore {
         Ok(self.document(dimension)?.members.clone())
     }
 
+    /// Dimension documents are written once (a second create fails), so the version of an
+    /// existing dimension never moves.
+    async fn dimension_version(&self, dimension: &str) -> Result<u64, MetadataError> {
+        self.document(dimension).map(|_| 0)
+    }
+
     async fn create_dimension(
         &self,
         dimension: Dimension,

@@ -52,6 +52,10 @@ pub trait MetadataStore: Debug + Send + Sync {
     /// The members of `dimension` in model order (parents before children).
     async fn members(&self, dimension: &str) -> Result<Vec<Member>, MetadataError>;
 
+    /// A number that changes whenever the members of `dimension` change, so that a plan which
+    /// read the members at one version is known to be still right while the version stays.
+    async fn dimension_version(&self, dimension: &str) -> Result<u64, MetadataError>;
+
     /// Creates a dimension with its members; fails if one of that name exists.
     async fn create_dimension(
         &self,

@@ -1,0 +1,269 @@
+//! Plans reused across executions of the same query text, while nothing they read has changed.
+//!
+//! Planning costs far more than running a small query: for a one-row `SELECT`, parsing,
+//! analysing, optimising and physical planning are about nine tenths of the server's time. A
+//! session therefore keeps its plans in a [`PlanCache`], keyed by the query text:
+//!
+//! - The **optimised logical plan** is kept for any plain query whose meaning does not depend on
+//!   the moment it is planned (no stable or volatile function such as `now()`, which the
+//!   optimiser folds into a constant). It may hold `$n` placeholders; each execution binds them
+//!   and plans physically, so a prepared statement is parsed and optimised once.
+//! - The **physical plan** is kept too when the query has no parameters, every table it scans
+//!   is versioned (cubes and dimensions, see [`quantatom_table_providers::table_version`]) and
+//!   it has no dynamic filters (which DataFusion cannot reset for a second run). It is reused
+//!   only while every scanned table is still at the version it was planned at, and reset with
+//!   DataFusion's [`reset_plan_states`] before each run.
+//!
+//! Anything that may change what a query text means (DDL, `SET`, `DISCARD`, in any session)
+//! advances the engine's [`PlanEpoch`], which empties every session's cache on its next use.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchemaRef, ParamValues, Result};
+use datafusion::datasource::source_as_provider;
+use datafusion::execution::TaskContext;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::prelude::SessionContext;
+use indexmap::IndexMap;
+use quantatom_table_providers::table_version;
+
+/// How many plans a session keeps; the least recently used one goes first.
+pub const PLANS_PER_SESSION: usize = 256;
+
+/// Counts the changes that may alter what a query text means: DDL, `SET`, `DISCARD`. Shared by
+/// every session of an engine.
+#[derive(Debug, Default)]
+pub struct PlanEpoch(AtomicU64);
+
+impl PlanEpoch {
+    /// The current epoch.
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Records a change: every cached plan and session snapshot becomes stale.
+    pub fn advance(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// What running a cached plan needs from its session, taken once per epoch instead of once per
+/// query (cloning a `SessionState` copies every function registry).
+#[derive(Debug)]
+pub struct SessionSnapshot {
+    /// The session's state when the snapshot was taken.
+    pub state: SessionState,
+    /// A task context over that state.
+    pub task: Arc<TaskContext>,
+}
+
+/// One session's plans, keyed by query text.
+#[derive(Debug)]
+pub struct PlanCache {
+    epoch: Arc<PlanEpoch>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    epoch: u64,
+    plans: IndexMap<String, Arc<ReusablePlan>>,
+    snapshot: Option<Arc<SessionSnapshot>>,
+}
+
+impl PlanCache {
+    /// An empty cache that goes stale whenever `epoch` advances.
+    pub fn new(epoch: Arc<PlanEpoch>) -> Self {
+        let entries = Entries { epoch: epoch.current(), ..Entries::default() };
+        Self { epoch, entries: Mutex::new(entries) }
+    }
+
+    /// The engine-wide epoch this cache follows.
+    pub fn epoch(&self) -> &Arc<PlanEpoch> {
+        &self.epoch
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        let mut entries = self.entries.lock().expect("plan cache poisoned");
+        let now = self.epoch.current();
+        if entries.epoch != now {
+            *entries = Entries { epoch: now, ..Entries::default() };
+        }
+        entries
+    }
+
+    /// The plan cached for `sql`, if it is still current.
+    pub fn get(&self, sql: &str) -> Option<Arc<ReusablePlan>> {
+        let mut entries = self.entries();
+        let index = entries.plans.get_index_of(sql)?;
+        let last = entries.plans.len() - 1;
+        entries.plans.move_index(index, last);
+        entries.plans.get_index(last).map(|(_, plan)| Arc::clone(plan))
+    }
+
+    /// Keeps `plan` for `sql`, unless the epoch moved since `planned_at` (the plan may then
+    /// predate a change it should have seen).
+    pub fn insert(&self, sql: &str, plan: Arc<ReusablePlan>, planned_at: u64) {
+        let mut entries = self.entries();
+        if entries.epoch != planned_at {
+            return;
+        }
+        if entries.plans.len() >= PLANS_PER_SESSION {
+            entries.plans.shift_remove_index(0);
+        }
+        entries.plans.insert(sql.to_owned(), plan);
+    }
+
+    /// The session's state and task context for running cached plans, taken again after every
+    /// epoch change.
+    pub fn snapshot(&self, session: &SessionContext) -> Arc<SessionSnapshot> {
+        let mut entries = self.entries();
+        Arc::clone(entries.snapshot.get_or_insert_with(|| {
+            let state = session.state();
+            let task = state.task_ctx();
+            Arc::new(SessionSnapshot { state, task })
+        }))
+    }
+}
+
+/// An optimised query plan that may be run many times (see the module documentation).
+#[derive(Debug)]
+pub struct ReusablePlan {
+    optimized: LogicalPlan,
+    parameter_types: Vec<Option<datafusion::arrow::datatypes::DataType>>,
+    scans: Vec<Arc<dyn TableProvider>>,
+    physical: Mutex<PhysicalReuse>,
+}
+
+#[derive(Debug)]
+enum PhysicalReuse {
+    /// Not planned physically yet, or last planned when a table was unversioned.
+    Unknown,
+    /// Planned when the scanned tables were at `versions`.
+    PlannedAt { plan: Arc<dyn ExecutionPlan>, versions: Vec<u64> },
+    /// Has parameters or dynamic filters: planned physically for every run.
+    Never,
+}
+
+impl ReusablePlan {
+    /// Optimises `plan` for reuse; `None` when it must be planned afresh for every run (it is
+    /// not a plain query, or its meaning depends on the moment of planning).
+    pub fn try_new(state: &SessionState, plan: &LogicalPlan) -> Result<Option<Self>> {
+        if !is_reusable(plan)? {
+            return Ok(None);
+        }
+        let mut parameters: Vec<_> = plan.get_parameter_types()?.into_iter().collect();
+        parameters.sort_by_key(|(id, _)| id.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+        let optimized = state.optimize(plan)?;
+        let mut scans = Vec::new();
+        optimized.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                scans.push(source_as_provider(&scan.source)?);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let physical = if parameters.is_empty() { PhysicalReuse::Unknown } else { PhysicalReuse::Never };
+        Ok(Some(Self {
+            optimized,
+            parameter_types: parameters.into_iter().map(|(_, data_type)| data_type).collect(),
+            scans,
+            physical: Mutex::new(physical),
+        }))
+    }
+
+    /// The schema of the rows the query returns.
+    pub fn schema(&self) -> &DFSchemaRef {
+        self.optimized.schema()
+    }
+
+    /// The types DataFusion inferred for `$1`, `$2`, ... (`None` where it could not).
+    pub fn parameter_types(&self) -> &[Option<datafusion::arrow::datatypes::DataType>] {
+        &self.parameter_types
+    }
+
+    /// A physical plan ready to run with `parameters` bound: the kept one while every scanned
+    /// table is at the version it was planned at, else a new one.
+    pub async fn physical_plan(&self, state: &SessionState, parameters: ParamValues) -> Result<Arc<dyn ExecutionPlan>> {
+        let reusable = !matches!(*self.physical.lock().expect("plan poisoned"), PhysicalReuse::Never);
+        if !reusable {
+            let bound = self.optimized.clone().replace_params_with_values(&parameters)?;
+            return state.query_planner().create_physical_plan(&bound, state).await;
+        }
+        let versions = self.scan_versions().await?;
+        if let (Some(versions), PhysicalReuse::PlannedAt { plan, versions: planned }) =
+            (&versions, &*self.physical.lock().expect("plan poisoned"))
+            && versions == planned
+        {
+            return reset_plan_states(Arc::clone(plan));
+        }
+        let plan = state.query_planner().create_physical_plan(&self.optimized, state).await?;
+        let reuse = match versions {
+            _ if has_dynamic_filters(&plan)? => PhysicalReuse::Never,
+            Some(versions) => PhysicalReuse::PlannedAt { plan: Arc::clone(&plan), versions },
+            None => PhysicalReuse::Unknown,
+        };
+        *self.physical.lock().expect("plan poisoned") = reuse;
+        Ok(plan)
+    }
+
+    /// The current version of every scanned table, read before planning so that a commit
+    /// racing the planning can only make the kept plan look stale, never fresh; `None` when a
+    /// table is unversioned.
+    async fn scan_versions(&self) -> Result<Option<Vec<u64>>> {
+        let mut versions = Vec::with_capacity(self.scans.len());
+        for scan in &self.scans {
+            match table_version(scan.as_ref()).await {
+                Some(version) => versions.push(version?),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(versions))
+    }
+}
+
+/// A plain query whose meaning does not depend on when it is planned: no DDL, DML or
+/// statements, no recursion (its work table cannot be reset), no extension nodes, no session
+/// variables and no function that is not immutable (the optimiser folds `now()`).
+fn is_reusable(plan: &LogicalPlan) -> Result<bool> {
+    let mut reusable = true;
+    plan.apply_with_subqueries(|node| {
+        reusable &= !matches!(
+            node,
+            LogicalPlan::Dml(_)
+                | LogicalPlan::Ddl(_)
+                | LogicalPlan::Copy(_)
+                | LogicalPlan::Explain(_)
+                | LogicalPlan::Analyze(_)
+                | LogicalPlan::Statement(_)
+                | LogicalPlan::DescribeTable(_)
+                | LogicalPlan::RecursiveQuery(_)
+                | LogicalPlan::Extension(_)
+        );
+        if !reusable {
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        node.apply_expressions(|expr| {
+            expr.apply(|expr| {
+                reusable &= match expr {
+                    Expr::ScalarFunction(function) => function.func.signature().volatility == Volatility::Immutable,
+                    Expr::ScalarVariable(..) => false,
+                    _ => true,
+                };
+                Ok(if reusable { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+            })
+        })
+    })?;
+    Ok(reusable)
+}
+
+/// Whether any operator of `plan` produces a dynamic filter (a TopK sort, a hash join, a
+/// min/max aggregate): its scans keep the filter tightened by the last run.
+fn has_dynamic_filters(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
+    plan.exists(|node| Ok(!node.dynamic_expressions_produced().is_empty()))
+}

@@ -1,0 +1,175 @@
+//! The connection's plan cache on the wire: plain queries, simple or prepared, are planned once
+//! per query text and run from the kept plan (see [`quantatom_engine::plan_reuse`]); every
+//! other statement goes through datafusion-postgres's handlers, and those that may change what
+//! a query means advance the engine's plan epoch.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_postgres::arrow_pg::datatypes::df::{deserialize_parameters_with_server_types, encode_dataframe};
+use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use futures::{StreamExt, stream};
+use pgwire::api::Type;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::results::{QueryResponse, Response};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::types::format::FormatOptions;
+use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
+
+/// datafusion-postgres's parser with its catalog-compatibility rewrites; building one parses a
+/// list of SQL snippets, so there is one per process.
+static COMPATIBILITY_PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
+
+/// What to do with a simple-protocol query string.
+pub(crate) enum SimpleQueryPlan {
+    /// One plain query with a plan worth keeping.
+    Reusable(Arc<ReusablePlan>),
+    /// One plain query that must be planned afresh for every run (it calls `now()`, ...).
+    Once(LogicalPlan),
+    /// Anything else: datafusion-postgres's handler runs it. `changes_plans` when a statement
+    /// may change what queries mean (DDL, `SET`, ...).
+    Delegate { changes_plans: bool },
+}
+
+/// One connection's plans and how it runs them.
+pub(crate) struct SessionPlans {
+    cache: PlanCache,
+    session: Arc<SessionContext>,
+}
+
+fn api_error(error: impl std::error::Error + Send + Sync + 'static) -> PgWireError {
+    PgWireError::ApiError(Box::new(error))
+}
+
+impl SessionPlans {
+    /// Plans of queries run in `session`, kept while `epoch` stands still.
+    pub(crate) fn new(session: Arc<SessionContext>, epoch: Arc<PlanEpoch>) -> Self {
+        Self { cache: PlanCache::new(epoch), session }
+    }
+
+    /// Records that a statement which may change what queries mean has run.
+    pub(crate) fn statement_changed_plans(&self) {
+        self.cache.epoch().advance();
+    }
+
+    /// Decides how to run the simple-protocol string `query`, planning it when it is one plain
+    /// query not seen before.
+    pub(crate) async fn plan_simple_query(&self, query: &str) -> PgWireResult<SimpleQueryPlan> {
+        if let Some(plan) = self.cache.get(query) {
+            return Ok(SimpleQueryPlan::Reusable(plan));
+        }
+        // A string that does not parse goes to datafusion-postgres, which reports the error.
+        let Ok(mut statements) = COMPATIBILITY_PARSER.parse(query) else {
+            return Ok(SimpleQueryPlan::Delegate { changes_plans: false });
+        };
+        if statements.len() != 1 || !matches!(statements[0], Statement::Query(_)) {
+            let changes_plans = statements.iter().any(may_change_plans);
+            return Ok(SimpleQueryPlan::Delegate { changes_plans });
+        }
+        let epoch = self.cache.epoch().current();
+        let state = self.session.state();
+        let statement = DfStatement::Statement(Box::new(statements.remove(0)));
+        let plan = state.statement_to_plan(statement).await.map_err(api_error)?;
+        match ReusablePlan::try_new(&state, &plan).map_err(api_error)? {
+            Some(reusable) => {
+                let reusable = Arc::new(reusable);
+                self.cache.insert(query, Arc::clone(&reusable), epoch);
+                Ok(SimpleQueryPlan::Reusable(reusable))
+            }
+            None => Ok(SimpleQueryPlan::Once(plan)),
+        }
+    }
+
+    /// The reusable plan of a prepared plain query (`sql` as datafusion-postgres's parser
+    /// rewrote it, `plan` as it planned it), or `None` when it must go through
+    /// datafusion-postgres's handler.
+    pub(crate) fn plan_prepared_query(
+        &self,
+        sql: &str,
+        statement: &Statement,
+        plan: &LogicalPlan,
+    ) -> PgWireResult<Option<Arc<ReusablePlan>>> {
+        if !matches!(statement, Statement::Query(_)) {
+            return Ok(None);
+        }
+        if let Some(reusable) = self.cache.get(sql) {
+            return Ok(Some(reusable));
+        }
+        let epoch = self.cache.epoch().current();
+        let Some(reusable) = ReusablePlan::try_new(&self.session.state(), plan).map_err(api_error)? else {
+            return Ok(None);
+        };
+        let reusable = Arc::new(reusable);
+        self.cache.insert(sql, Arc::clone(&reusable), epoch);
+        Ok(Some(reusable))
+    }
+
+    /// Runs a plan planned for one run only, encoding its rows in `format`.
+    pub(crate) async fn run_once(&self, plan: LogicalPlan, format: &Format, options: FormatOptions) -> PgWireResult<Response> {
+        let frame = self.session.execute_logical_plan(plan).await.map_err(api_error)?;
+        Ok(Response::Query(encode_dataframe(frame, format, Some(Arc::new(options))).await?))
+    }
+
+    /// Runs `plan` with `parameters` bound, encoding its rows in `format`.
+    pub(crate) async fn run(
+        &self,
+        plan: &ReusablePlan,
+        parameters: ParamValues,
+        format: &Format,
+        options: FormatOptions,
+    ) -> PgWireResult<Response> {
+        let fields = Arc::new(arrow_schema_to_pg_fields(plan.schema().as_arrow(), format, Some(Arc::new(options)))?);
+        let snapshot = self.cache.snapshot(&self.session);
+        let physical = plan.physical_plan(&snapshot.state, parameters).await.map_err(api_error)?;
+        let batches = execute_stream(physical, Arc::clone(&snapshot.task)).map_err(api_error)?;
+        let row_fields = Arc::clone(&fields);
+        let rows = batches
+            .map(move |batch| -> Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> {
+                match batch {
+                    Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
+                    Err(e) => Box::new(std::iter::once(Err(api_error(e)))),
+                }
+            })
+            .flat_map(stream::iter);
+        Ok(Response::Query(QueryResponse::new(fields, rows)))
+    }
+}
+
+/// Decodes a portal's parameters for `plan`, whose wire types datafusion-postgres's parser
+/// reported to the client as `wire_types`.
+pub(crate) fn bind_parameters<S: Clone>(
+    portal: &Portal<S>,
+    plan: &ReusablePlan,
+    wire_types: &[Type],
+) -> PgWireResult<ParamValues> {
+    let inferred: Vec<Option<&DataType>> = plan.parameter_types().iter().map(Option::as_ref).collect();
+    let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
+    deserialize_parameters_with_server_types(portal, &inferred, &wire)
+}
+
+/// Whether running `statement` may change what a query text means: anything but queries,
+/// data changes (cubes are versioned), transaction control, cursors and `SHOW`.
+pub(crate) fn may_change_plans(statement: &Statement) -> bool {
+    !matches!(
+        statement,
+        Statement::Query(_)
+            | Statement::Insert(_)
+            | Statement::Explain { .. }
+            | Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::ShowVariable { .. }
+            | Statement::Declare { .. }
+            | Statement::Fetch { .. }
+            | Statement::Close { .. }
+    )
+}
