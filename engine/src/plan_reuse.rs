@@ -8,11 +8,13 @@
 //!   the moment it is planned (no stable or volatile function such as `now()`, which the
 //!   optimiser folds into a constant). It may hold `$n` placeholders; each execution binds them
 //!   and plans physically, so a prepared statement is parsed and optimised once.
-//! - The **physical plan** is kept too when the query has no parameters, every table it scans
-//!   is versioned (cubes and dimensions, see [`quantatom_table_providers::table_version`]) and
-//!   it has no dynamic filters (which DataFusion cannot reset for a second run). It is reused
-//!   only while every scanned table is still at the version it was planned at, and reset with
-//!   DataFusion's [`reset_plan_states`] before each run.
+//! - The **physical plan** is kept too, per set of bound parameter values (DataFusion's
+//!   physical plans cannot hold placeholders; the [`PHYSICAL_PLANS_PER_QUERY`] most recent
+//!   sets), when every table the query scans is versioned (cubes and dimensions, see
+//!   [`quantatom_table_providers::table_version`]) and it has no dynamic filters (which
+//!   DataFusion cannot reset for a second run). It is reused only while every scanned table is
+//!   still at the version it was planned at, and reset with DataFusion's [`reset_plan_states`]
+//!   before each run.
 //!
 //! Anything that may change what a query text means (DDL, `SET`, `DISCARD`, in any session)
 //! advances the engine's [`PlanEpoch`], which empties every session's cache on its next use.
@@ -22,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchemaRef, ParamValues, Result};
+use datafusion::common::{DFSchemaRef, ParamValues, Result, ScalarValue, not_impl_err};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::TaskContext;
 use datafusion::execution::session_state::SessionState;
@@ -35,6 +37,9 @@ use quantatom_table_providers::table_version;
 
 /// How many plans a session keeps; the least recently used one goes first.
 pub const PLANS_PER_SESSION: usize = 256;
+
+/// How many physical plans (one per set of parameter values) a query keeps.
+pub const PHYSICAL_PLANS_PER_QUERY: usize = 128;
 
 /// Counts the changes that may alter what a query text means: DDL, `SET`, `DISCARD`. Shared by
 /// every session of an engine.
@@ -63,24 +68,24 @@ pub struct SessionSnapshot {
     pub task: Arc<TaskContext>,
 }
 
-/// One session's plans, keyed by query text.
+/// Values keyed by query text that stay right only while the engine's [`PlanEpoch`] stands
+/// still (plans, parse results); at most [`PLANS_PER_SESSION`], least recently used first out.
 #[derive(Debug)]
-pub struct PlanCache {
+pub struct EpochCache<V> {
     epoch: Arc<PlanEpoch>,
-    entries: Mutex<Entries>,
+    entries: Mutex<Entries<V>>,
 }
 
-#[derive(Debug, Default)]
-struct Entries {
+#[derive(Debug)]
+struct Entries<V> {
     epoch: u64,
-    plans: IndexMap<String, Arc<ReusablePlan>>,
-    snapshot: Option<Arc<SessionSnapshot>>,
+    values: IndexMap<String, Arc<V>>,
 }
 
-impl PlanCache {
+impl<V> EpochCache<V> {
     /// An empty cache that goes stale whenever `epoch` advances.
     pub fn new(epoch: Arc<PlanEpoch>) -> Self {
-        let entries = Entries { epoch: epoch.current(), ..Entries::default() };
+        let entries = Entries { epoch: epoch.current(), values: IndexMap::new() };
         Self { epoch, entries: Mutex::new(entries) }
     }
 
@@ -89,46 +94,72 @@ impl PlanCache {
         &self.epoch
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
-        let mut entries = self.entries.lock().expect("plan cache poisoned");
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries<V>> {
+        let mut entries = self.entries.lock().expect("cache poisoned");
         let now = self.epoch.current();
         if entries.epoch != now {
-            *entries = Entries { epoch: now, ..Entries::default() };
+            entries.epoch = now;
+            entries.values.clear();
         }
         entries
     }
 
-    /// The plan cached for `sql`, if it is still current.
-    pub fn get(&self, sql: &str) -> Option<Arc<ReusablePlan>> {
+    /// The value kept for `sql`, if it is still current.
+    pub fn get(&self, sql: &str) -> Option<Arc<V>> {
         let mut entries = self.entries();
-        let index = entries.plans.get_index_of(sql)?;
-        let last = entries.plans.len() - 1;
-        entries.plans.move_index(index, last);
-        entries.plans.get_index(last).map(|(_, plan)| Arc::clone(plan))
+        let index = entries.values.get_index_of(sql)?;
+        let last = entries.values.len() - 1;
+        entries.values.move_index(index, last);
+        entries.values.get_index(last).map(|(_, value)| Arc::clone(value))
     }
 
-    /// Keeps `plan` for `sql`, unless the epoch moved since `planned_at` (the plan may then
+    /// Keeps `value` for `sql`, unless the epoch moved since `computed_at` (the value may then
     /// predate a change it should have seen).
-    pub fn insert(&self, sql: &str, plan: Arc<ReusablePlan>, planned_at: u64) {
+    pub fn insert(&self, sql: &str, value: Arc<V>, computed_at: u64) {
         let mut entries = self.entries();
-        if entries.epoch != planned_at {
+        if entries.epoch != computed_at {
             return;
         }
-        if entries.plans.len() >= PLANS_PER_SESSION {
-            entries.plans.shift_remove_index(0);
+        if entries.values.len() >= PLANS_PER_SESSION {
+            entries.values.shift_remove_index(0);
         }
-        entries.plans.insert(sql.to_owned(), plan);
+        entries.values.insert(sql.to_owned(), value);
+    }
+}
+
+/// One session's plans, keyed by query text, and the session snapshot they run in.
+#[derive(Debug)]
+pub struct PlanCache {
+    plans: EpochCache<ReusablePlan>,
+    snapshot: Mutex<Option<(u64, Arc<SessionSnapshot>)>>,
+}
+
+impl PlanCache {
+    /// An empty cache that goes stale whenever `epoch` advances.
+    pub fn new(epoch: Arc<PlanEpoch>) -> Self {
+        Self { plans: EpochCache::new(epoch), snapshot: Mutex::default() }
+    }
+
+    /// The plans, by query text.
+    pub fn plans(&self) -> &EpochCache<ReusablePlan> {
+        &self.plans
     }
 
     /// The session's state and task context for running cached plans, taken again after every
     /// epoch change.
     pub fn snapshot(&self, session: &SessionContext) -> Arc<SessionSnapshot> {
-        let mut entries = self.entries();
-        Arc::clone(entries.snapshot.get_or_insert_with(|| {
-            let state = session.state();
-            let task = state.task_ctx();
-            Arc::new(SessionSnapshot { state, task })
-        }))
+        let now = self.plans.epoch().current();
+        let mut snapshot = self.snapshot.lock().expect("snapshot poisoned");
+        match &*snapshot {
+            Some((epoch, taken)) if *epoch == now => Arc::clone(taken),
+            _ => {
+                let state = session.state();
+                let task = state.task_ctx();
+                let taken = Arc::new(SessionSnapshot { state, task });
+                *snapshot = Some((now, Arc::clone(&taken)));
+                taken
+            }
+        }
     }
 }
 
@@ -143,12 +174,17 @@ pub struct ReusablePlan {
 
 #[derive(Debug)]
 enum PhysicalReuse {
-    /// Not planned physically yet, or last planned when a table was unversioned.
-    Unknown,
-    /// Planned when the scanned tables were at `versions`.
-    PlannedAt { plan: Arc<dyn ExecutionPlan>, versions: Vec<u64> },
-    /// Has parameters or dynamic filters: planned physically for every run.
+    /// Physical plans by the parameter values they were planned with.
+    Kept(IndexMap<Vec<ScalarValue>, PlannedAt>),
+    /// Has dynamic filters: planned physically for every run.
     Never,
+}
+
+/// A physical plan and the versions of the scanned tables it was planned at.
+#[derive(Debug)]
+struct PlannedAt {
+    plan: Arc<dyn ExecutionPlan>,
+    versions: Vec<u64>,
 }
 
 impl ReusablePlan {
@@ -168,12 +204,11 @@ impl ReusablePlan {
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        let physical = if parameters.is_empty() { PhysicalReuse::Unknown } else { PhysicalReuse::Never };
         Ok(Some(Self {
             optimized,
             parameter_types: parameters.into_iter().map(|(_, data_type)| data_type).collect(),
             scans,
-            physical: Mutex::new(physical),
+            physical: Mutex::new(PhysicalReuse::Kept(IndexMap::new())),
         }))
     }
 
@@ -187,28 +222,37 @@ impl ReusablePlan {
         &self.parameter_types
     }
 
-    /// A physical plan ready to run with `parameters` bound: the kept one while every scanned
-    /// table is at the version it was planned at, else a new one.
+    /// A physical plan ready to run with `parameters` bound: the kept one for these values
+    /// while every scanned table is at the version it was planned at, else a new one.
     pub async fn physical_plan(&self, state: &SessionState, parameters: ParamValues) -> Result<Arc<dyn ExecutionPlan>> {
-        let reusable = !matches!(*self.physical.lock().expect("plan poisoned"), PhysicalReuse::Never);
-        if !reusable {
-            let bound = self.optimized.clone().replace_params_with_values(&parameters)?;
-            return state.query_planner().create_physical_plan(&bound, state).await;
-        }
-        let versions = self.scan_versions().await?;
-        if let (Some(versions), PhysicalReuse::PlannedAt { plan, versions: planned }) =
-            (&versions, &*self.physical.lock().expect("plan poisoned"))
-            && versions == planned
-        {
-            return reset_plan_states(Arc::clone(plan));
-        }
-        let plan = state.query_planner().create_physical_plan(&self.optimized, state).await?;
-        let reuse = match versions {
-            _ if has_dynamic_filters(&plan)? => PhysicalReuse::Never,
-            Some(versions) => PhysicalReuse::PlannedAt { plan: Arc::clone(&plan), versions },
-            None => PhysicalReuse::Unknown,
+        let key: Vec<ScalarValue> = match &parameters {
+            ParamValues::List(values) => values.iter().map(|value| value.value.clone()).collect(),
+            ParamValues::Map(_) => return not_impl_err!("named parameters"),
         };
-        *self.physical.lock().expect("plan poisoned") = reuse;
+        let never = matches!(*self.physical.lock().expect("plan poisoned"), PhysicalReuse::Never);
+        let versions = if never { None } else { self.scan_versions().await? };
+        if let Some(versions) = &versions
+            && let PhysicalReuse::Kept(kept) = &*self.physical.lock().expect("plan poisoned")
+            && let Some(planned) = kept.get(&key)
+            && planned.versions == *versions
+        {
+            return reset_plan_states(Arc::clone(&planned.plan));
+        }
+        let bound = match key.is_empty() {
+            true => self.optimized.clone(),
+            false => self.optimized.clone().replace_params_with_values(&parameters)?,
+        };
+        let plan = state.query_planner().create_physical_plan(&bound, state).await?;
+        let Some(versions) = versions else { return Ok(plan) };
+        let mut physical = self.physical.lock().expect("plan poisoned");
+        if has_dynamic_filters(&plan)? {
+            *physical = PhysicalReuse::Never;
+        } else if let PhysicalReuse::Kept(kept) = &mut *physical {
+            if kept.len() >= PHYSICAL_PLANS_PER_QUERY && !kept.contains_key(&key) {
+                kept.shift_remove_index(0);
+            }
+            kept.insert(key, PlannedAt { plan: Arc::clone(&plan), versions });
+        }
         Ok(plan)
     }
 

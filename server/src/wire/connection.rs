@@ -29,7 +29,8 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use datafusion::common::ParamValues;
-use quantatom_engine::plan_reuse::PlanEpoch;
+use datafusion::sql::sqlparser::ast::Statement;
+use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch};
 use quantatom_engine::postgres_settings::PostgresSettings;
 
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
@@ -111,7 +112,11 @@ impl Connection {
     ) -> Self {
         Self {
             queries: Arc::new(SessionQueries {
-                parser: Arc::new(SessionParser { inner: service.query_parser(), session: Arc::clone(&session) }),
+                parser: Arc::new(SessionParser {
+                    inner: service.query_parser(),
+                    session: Arc::clone(&session),
+                    parsed: EpochCache::new(Arc::clone(&plan_epoch)),
+                }),
                 service,
                 plans: SessionPlans::new(Arc::clone(&session), plan_epoch),
                 session: Arc::clone(&session),
@@ -298,10 +303,12 @@ impl ExtendedQueryHandler for SessionQueries {
 }
 
 /// datafusion-postgres's parser, except for the queries DataFusion must plan from the SQL as
-/// written (see [`super::direct_planning`]).
+/// written (see [`super::direct_planning`]); plain queries' parse results are kept by text, as
+/// drivers send the same unnamed statements again and again.
 pub(crate) struct SessionParser {
     inner: Arc<Parser>,
     session: Arc<SessionContext>,
+    parsed: EpochCache<<Parser as QueryParser>::Statement>,
 }
 
 #[async_trait]
@@ -312,11 +319,21 @@ impl QueryParser for SessionParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        if let Some(statement) = needs_direct_planning(sql) {
-            let plan = self.session.state().create_logical_plan(sql).await.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-            return Ok(Some((sql.to_owned(), Some((statement, plan)))));
+        if let Some(parsed) = self.parsed.get(sql) {
+            return Ok(Some(parsed.as_ref().clone()));
         }
-        self.inner.parse_sql(client, sql, types).await
+        let epoch = self.parsed.epoch().current();
+        let parsed = match needs_direct_planning(sql) {
+            Some(statement) => {
+                let plan = self.session.state().create_logical_plan(sql).await.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                Some((sql.to_owned(), Some((statement, plan))))
+            }
+            None => self.inner.parse_sql(client, sql, types).await?,
+        };
+        if let Some(query @ (_, Some((Statement::Query(_), _)))) = &parsed {
+            self.parsed.insert(sql, Arc::new(query.clone()), epoch);
+        }
+        Ok(parsed)
     }
 
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {

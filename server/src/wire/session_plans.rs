@@ -56,13 +56,13 @@ impl SessionPlans {
 
     /// Records that a statement which may change what queries mean has run.
     pub(crate) fn statement_changed_plans(&self) {
-        self.cache.epoch().advance();
+        self.cache.plans().epoch().advance();
     }
 
     /// Decides how to run the simple-protocol string `query`, planning it when it is one plain
     /// query not seen before.
     pub(crate) async fn plan_simple_query(&self, query: &str) -> PgWireResult<SimpleQueryPlan> {
-        if let Some(plan) = self.cache.get(query) {
+        if let Some(plan) = self.cache.plans().get(query) {
             return Ok(SimpleQueryPlan::Reusable(plan));
         }
         // A string that does not parse goes to datafusion-postgres, which reports the error.
@@ -73,14 +73,14 @@ impl SessionPlans {
             let changes_plans = statements.iter().any(may_change_plans);
             return Ok(SimpleQueryPlan::Delegate { changes_plans });
         }
-        let epoch = self.cache.epoch().current();
+        let epoch = self.cache.plans().epoch().current();
         let state = self.session.state();
         let statement = DfStatement::Statement(Box::new(statements.remove(0)));
         let plan = state.statement_to_plan(statement).await.map_err(api_error)?;
         match ReusablePlan::try_new(&state, &plan).map_err(api_error)? {
             Some(reusable) => {
                 let reusable = Arc::new(reusable);
-                self.cache.insert(query, Arc::clone(&reusable), epoch);
+                self.cache.plans().insert(query, Arc::clone(&reusable), epoch);
                 Ok(SimpleQueryPlan::Reusable(reusable))
             }
             None => Ok(SimpleQueryPlan::Once(plan)),
@@ -99,15 +99,15 @@ impl SessionPlans {
         if !matches!(statement, Statement::Query(_)) {
             return Ok(None);
         }
-        if let Some(reusable) = self.cache.get(sql) {
+        if let Some(reusable) = self.cache.plans().get(sql) {
             return Ok(Some(reusable));
         }
-        let epoch = self.cache.epoch().current();
+        let epoch = self.cache.plans().epoch().current();
         let Some(reusable) = ReusablePlan::try_new(&self.session.state(), plan).map_err(api_error)? else {
             return Ok(None);
         };
         let reusable = Arc::new(reusable);
-        self.cache.insert(sql, Arc::clone(&reusable), epoch);
+        self.cache.plans().insert(sql, Arc::clone(&reusable), epoch);
         Ok(Some(reusable))
     }
 

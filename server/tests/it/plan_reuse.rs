@@ -25,7 +25,7 @@ async fn reused_plans_see_commits_from_other_connections() {
         .expect("prepares");
     for _ in 0..2 {
         assert_eq!(value(&reader, SCENARIO_CELLS).await, "0");
-        assert!(reader.query(&point, &[&"Scenario", &"2025_01"]).await.unwrap().is_empty());
+        assert!(reader.query(&point, &[&"Scenario", &"2025_02"]).await.unwrap().is_empty());
     }
     insert(&writer, "2025_01", "1234.5").await;
     insert(&writer, "2025_02", "99.75").await;
@@ -60,13 +60,18 @@ async fn reused_plans_follow_catalog_changes_settings_and_the_clock() {
     let server = TestServer::start().await;
     let reader = server.client().await;
     let writer = server.client().await;
+    let view = "SELECT x FROM public.reuse";
+    // Through the extended protocol, as drivers send it: Parse, Bind, Execute every time.
+    let extended = async |client: &tokio_postgres::Client| client.query_one(view, &[]).await.unwrap().get::<_, i64>(0);
     writer.batch_execute("CREATE VIEW public.reuse AS SELECT 1 AS x").await.unwrap();
     for _ in 0..2 {
-        assert_eq!(value(&reader, "SELECT x FROM public.reuse").await, "1");
+        assert_eq!(value(&reader, view).await, "1");
+        assert_eq!(extended(&reader).await, 1);
     }
     writer.batch_execute("DROP VIEW public.reuse").await.unwrap();
     writer.batch_execute("CREATE VIEW public.reuse AS SELECT 2 AS x").await.unwrap();
-    assert_eq!(value(&reader, "SELECT x FROM public.reuse").await, "2");
+    assert_eq!(value(&reader, view).await, "2");
+    assert_eq!(extended(&reader).await, 2);
 
     // A time zone given in the literal's text is read in the session's zone when planned.
     let noon = "SELECT extract(epoch FROM '2024-01-01 12:00:00'::timestamptz)::bigint";
