@@ -13,6 +13,7 @@ pub mod errors;
 mod pg_settings;
 mod session_plans;
 mod settings;
+mod socket;
 mod transactions;
 
 use std::future::Future;
@@ -104,7 +105,7 @@ impl Server {
                     let handlers = Arc::new(self.connection());
                     connections.spawn(async move {
                         tracing::debug!(%peer, "connection opened");
-                        if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                        if let Err(e) = socket::serve_connection(socket, handlers).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                         tracing::debug!(%peer, "connection closed");

@@ -1,0 +1,154 @@
+//! One client connection's message loop, with PostgreSQL's output buffering.
+//!
+//! pgwire's handlers flush after many single messages (ParseComplete, BindComplete,
+//! RowDescription, CommandComplete), so a prepared statement's Bind/Describe/Execute/Sync cost
+//! four `sendto`s where PostgreSQL sends one. PostgreSQL flushes only when it is about to wait
+//! for the client; this loop does the same: writes collect in a buffer (written out whenever it
+//! fills, so a large result still streams) and go to the socket when no further complete message
+//! from the client is already buffered. The loop is otherwise pgwire's own (`process_socket`):
+//! its TLS negotiation, message dispatch and error handling.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use pgwire::api::{ClientInfo, ErrorHandler, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::messages::PgWireFrontendMessage;
+use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
+use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, FramedParts};
+
+/// How long a client has to finish startup, as PostgreSQL's `authentication_timeout`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bytes written to the socket at once at most while a response is being produced.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// A stream whose flushes are held back until [`HeldFlushes::flush_now`] allows one.
+struct HeldFlushes<S> {
+    io: BufWriter<S>,
+    hold: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeldFlushes<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeldFlushes<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.hold {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Whether `buffer` starts with a whole regular message (type byte, then a length that counts
+/// itself): the loop will handle it without waiting for the client.
+fn holds_whole_message(buffer: &[u8]) -> bool {
+    match buffer.get(1..5) {
+        Some(length) => {
+            let length = u32::from_be_bytes(length.try_into().expect("four bytes")) as usize;
+            buffer.len() > length
+        }
+        None => false,
+    }
+}
+
+/// Serves one client connection with `handlers` until it ends.
+pub(crate) async fn serve_connection<H: PgWireServerHandlers>(tcp: TcpStream, handlers: H) -> io::Result<()> {
+    let startup = handlers.startup_handler();
+    let simple = handlers.simple_query_handler();
+    let extended = handlers.extended_query_handler();
+    let copy = handlers.copy_handler();
+    let cancel = handlers.cancel_handler();
+    let errors = handlers.error_handler();
+
+    let deadline = tokio::time::sleep(STARTUP_TIMEOUT);
+    tokio::pin!(deadline);
+    let negotiated = tokio::select! {
+        _ = &mut deadline => return Ok(()),
+        negotiated = negotiate_tls(tcp, None) => negotiated?,
+    };
+    let Some(negotiated) = negotiated else { return Ok(()) };
+    let parts = negotiated.into_parts();
+    let io = HeldFlushes { io: BufWriter::with_capacity(WRITE_BUFFER, parts.io), hold: true };
+    let mut held = FramedParts::new(io, parts.codec);
+    held.read_buf = parts.read_buf;
+    held.write_buf = parts.write_buf;
+    let mut socket = Framed::from_parts(held);
+
+    loop {
+        let starting = matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress
+        );
+        let message = if starting {
+            tokio::select! {
+                _ = &mut deadline => None,
+                message = socket.next() => message,
+            }
+        } else {
+            socket.next().await
+        };
+        let Some(Ok(message)) = message else { break };
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            break;
+        }
+        let extended_protocol = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended_protocol) => extended_protocol,
+            _ => message.is_extended_query(),
+        };
+        let handled = process_message(
+            message,
+            &mut socket,
+            startup.clone(),
+            simple.clone(),
+            extended.clone(),
+            copy.clone(),
+            cancel.clone(),
+        )
+        .await;
+        if let Err(mut error) = handled {
+            errors.on_error(&socket, &mut error);
+            process_error(&mut socket, error, extended_protocol).await?;
+        }
+        if matches!(socket.state(), PgWireConnectionState::AwaitingStartup) || !holds_whole_message(socket.read_buffer()) {
+            socket.get_mut().hold = false;
+            let flushed = socket.flush().await;
+            socket.get_mut().hold = true;
+            flushed.map_err(io::Error::other)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_whole_message;
+
+    #[test]
+    fn a_message_is_whole_once_its_counted_length_is_buffered() {
+        // Sync: 'S', length 4 (the length field only).
+        assert!(holds_whole_message(b"S\0\0\0\x04"));
+        assert!(holds_whole_message(b"S\0\0\0\x04Q"));
+        // Query 'Q' of length 9 with only 4 of its 5 body bytes here.
+        assert!(!holds_whole_message(b"Q\0\0\0\x09SELE"));
+        assert!(holds_whole_message(b"Q\0\0\0\x09SELE\0"));
+        assert!(!holds_whole_message(b"S\0\0"));
+        assert!(!holds_whole_message(b""));
+    }
+}
