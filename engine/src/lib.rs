@@ -12,6 +12,7 @@
 
 pub mod demo;
 mod errors;
+pub mod information_schema;
 pub mod plan_reuse;
 pub mod postgres_functions;
 pub mod postgres_settings;
@@ -28,7 +29,9 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use postgres_functions::{IsVisibleFunction, JsonBuildObjectFunction, SerialSequenceFunction, ToRegtypeFunction, VersionFunction};
+use postgres_functions::{FixedAnswerFunction, IsVisibleFunction, JsonBuildObjectFunction, ToRegtypeFunction, VersionFunction};
+use datafusion::catalog::information_schema::InformationSchemaProvider;
+use information_schema::PostgresInformationSchema;
 use plan_reuse::PlanEpoch;
 use postgres_settings::{CurrentSettingFunction, PostgresSettings};
 use quantatom_table_providers::mdf::CubeSchemaProvider;
@@ -111,8 +114,10 @@ fn external(error: impl std::error::Error + Send + Sync + 'static) -> DataFusion
 
 /// Session settings every Quantatom session starts with.
 pub fn session_config() -> SessionConfig {
+    // `information_schema` is registered as a schema of its own (see `information_schema`),
+    // DataFusion's views plus PostgreSQL's constraint views.
     let mut config = SessionConfig::new()
-        .with_information_schema(true)
+        .with_information_schema(false)
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema(CATALOG, "public");
     let options = config.options_mut();
@@ -130,19 +135,20 @@ async fn session_template(
     cubes: &Arc<CubeSchemaProvider>,
     metadata: &Arc<dyn MetadataStore>,
 ) -> Result<SessionState> {
-    let catalog = MemoryCatalogProvider::new();
+    let catalog = Arc::new(MemoryCatalogProvider::new());
     catalog.register_schema("public", Arc::new(MemorySchemaProvider::new()))?;
     catalog.register_schema("cube", Arc::clone(cubes) as _)?;
     catalog.register_schema("dim", Arc::new(DimensionSchemaProvider::new(Arc::clone(metadata)).await?))?;
     let catalogs = MemoryCatalogProviderList::new();
-    datafusion::catalog::CatalogProviderList::register_catalog(&catalogs, CATALOG.into(), Arc::new(catalog));
+    let catalogs = Arc::new(catalogs);
+    datafusion::catalog::CatalogProviderList::register_catalog(catalogs.as_ref(), CATALOG.into(), Arc::clone(&catalog) as _);
 
     let runtime = Arc::new(RuntimeEnv::default());
     storage.register(&runtime);
     let mut state = SessionStateBuilder::new()
         .with_config(session_config())
         .with_runtime_env(runtime)
-        .with_catalog_list(Arc::new(catalogs))
+        .with_catalog_list(Arc::clone(&catalogs) as _)
         .with_default_features()
         .build();
     for udf in quantatom_udfs::functions() {
@@ -151,11 +157,12 @@ async fn session_template(
     state.register_udf(Arc::new(CurrentSettingFunction::udf()))?;
     state.register_udf(Arc::new(VersionFunction::udf()))?;
     state.register_udf(Arc::new(ToRegtypeFunction::udf()))?;
-    state.register_udf(Arc::new(SerialSequenceFunction::udf()))?;
     state.register_udf(Arc::new(JsonBuildObjectFunction::udf()))?;
-    for udf in IsVisibleFunction::udfs() {
+    for udf in IsVisibleFunction::udfs().into_iter().chain(FixedAnswerFunction::udfs()) {
         state.register_udf(Arc::new(udf))?;
     }
+    let information_schema = InformationSchemaProvider::new(catalogs).with_table_functions(state.table_functions().clone());
+    catalog.register_schema("information_schema", Arc::new(PostgresInformationSchema::new(information_schema)))?;
     state.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner))?;
     state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
     state.add_analyzer_rule(Arc::new(scalar_subqueries::ScalarSubqueryRule));

@@ -1,12 +1,12 @@
 //! PostgreSQL's own functions that clients call to learn about the server before they query:
-//! `version()`, `to_regtype()`, `pg_get_serial_sequence()`, `json_build_object()`,
-//! `pg_function_is_visible()` and its siblings.
+//! `version()`, `to_regtype()`, `json_build_object()`, `pg_function_is_visible()` and its
+//! siblings, and those with a fixed answer here (`obj_description()`, `pg_is_in_recovery()`, ...).
 
 use datafusion::arrow::array::{Array, BooleanArray, Int32Array, StringArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 
 /// The PostgreSQL major.minor version Quantatom presents to clients.
@@ -122,26 +122,48 @@ impl ScalarUDFImpl for ToRegtypeFunction {
     }
 }
 
-/// `pg_get_serial_sequence(table, column)`: the sequence behind a serial column. Quantatom has
-/// no sequences, so it is NULL, as PostgreSQL answers for a column that is not serial.
-/// SQLAlchemy's inspector asks it for every column.
+/// PostgreSQL functions whose answer on Quantatom never varies:
+///
+/// - `pg_get_serial_sequence(table, column)`: NULL, Quantatom has no sequences (SQLAlchemy's
+///   inspector asks for every column);
+/// - `obj_description(oid[, catalog])`, `col_description(table, column)`,
+///   `shobj_description(oid, catalog)`: NULL, no object has a comment (BI tools show these
+///   next to tables and columns);
+/// - `pg_is_in_recovery()`: false, every replica serves reads and writes.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct SerialSequenceFunction {
+pub struct FixedAnswerFunction {
+    name: &'static str,
     signature: Signature,
+    answer: ScalarValue,
 }
 
-impl SerialSequenceFunction {
-    /// The function, ready to register.
-    pub fn udf() -> ScalarUDF {
-        ScalarUDF::new_from_impl(Self {
-            signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Stable),
-        })
+impl FixedAnswerFunction {
+    /// Every such function, ready to register.
+    pub fn udfs() -> Vec<ScalarUDF> {
+        let no_text = ScalarValue::Utf8(None);
+        let text_pair = || Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Stable);
+        let oid_and = |second| {
+            Signature::one_of(
+                vec![TypeSignature::Any(1), TypeSignature::Exact(vec![DataType::Int64, second])],
+                Volatility::Stable,
+            )
+        };
+        [
+            ("pg_get_serial_sequence", text_pair(), no_text.clone()),
+            ("obj_description", oid_and(DataType::Utf8), no_text.clone()),
+            ("shobj_description", oid_and(DataType::Utf8), no_text.clone()),
+            ("col_description", oid_and(DataType::Int64), no_text),
+            ("pg_is_in_recovery", Signature::nullary(Volatility::Stable), ScalarValue::Boolean(Some(false))),
+        ]
+        .into_iter()
+        .map(|(name, signature, answer)| ScalarUDF::new_from_impl(Self { name, signature, answer }))
+        .collect()
     }
 }
 
-impl ScalarUDFImpl for SerialSequenceFunction {
+impl ScalarUDFImpl for FixedAnswerFunction {
     fn name(&self) -> &str {
-        "pg_get_serial_sequence"
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -149,11 +171,11 @@ impl ScalarUDFImpl for SerialSequenceFunction {
     }
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
+        Ok(self.answer.data_type())
     }
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+        Ok(ColumnarValue::Scalar(self.answer.clone()))
     }
 }
 

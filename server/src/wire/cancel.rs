@@ -26,6 +26,8 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::RunningQuery;
+
 /// Identifies a connection the way a CancelRequest does.
 pub(crate) type ConnectionKey = (i32, Bytes);
 
@@ -35,11 +37,13 @@ pub(crate) struct CancelRegistry {
     running: Mutex<HashMap<ConnectionKey, CancellationToken>>,
 }
 
-/// How one query is stopped: by its client's CancelRequest or by its statement timeout.
+/// How one query is stopped: by its client's CancelRequest or by its statement timeout. Its
+/// clones also keep the connection shown as active in `pg_stat_activity`.
 #[derive(Debug, Clone)]
 pub(crate) struct QueryStop {
     token: CancellationToken,
     timed_out: Arc<AtomicBool>,
+    _running: Option<Arc<RunningQuery>>,
 }
 
 impl QueryStop {
@@ -70,14 +74,14 @@ impl QueryStop {
 
     /// Stops the query once `timeout` has passed.
     fn stop_after(&self, timeout: Duration) {
-        let stop = self.clone();
+        let (token, timed_out) = (self.token.clone(), Arc::clone(&self.timed_out));
         tokio::spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep(timeout) => {
-                    stop.timed_out.store(true, Ordering::Release);
-                    stop.token.cancel();
+                    timed_out.store(true, Ordering::Release);
+                    token.cancel();
                 }
-                _ = stop.token.cancelled() => {}
+                _ = token.cancelled() => {}
             }
         });
     }
@@ -85,9 +89,9 @@ impl QueryStop {
 
 impl CancelRegistry {
     /// Starts a query on `key`, replacing the previous query's entry, stopped after `timeout`
-    /// when there is one.
-    pub(crate) fn begin(&self, key: ConnectionKey, timeout: Option<Duration>) -> QueryStop {
-        let stop = QueryStop { token: CancellationToken::new(), timed_out: Arc::default() };
+    /// when there is one; `running` lives as long as the query.
+    pub(crate) fn begin(&self, key: ConnectionKey, timeout: Option<Duration>, running: Option<RunningQuery>) -> QueryStop {
+        let stop = QueryStop { token: CancellationToken::new(), timed_out: Arc::default(), _running: running.map(Arc::new) };
         if let Some(timeout) = timeout {
             stop.stop_after(timeout);
         }

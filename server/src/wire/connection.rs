@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use datafusion_postgres::{DfSessionService, Parser};
@@ -33,6 +33,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch};
 use quantatom_engine::postgres_settings::PostgresSettings;
 
+use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::direct_planning::needs_direct_planning;
@@ -49,6 +50,8 @@ static KEY_GENERATOR: LazyLock<RandomPidSecretKeyGenerator> = LazyLock::new(Rand
 /// reports PostgreSQL's parameters back, as PostgreSQL does.
 pub(crate) struct Startup {
     session: Arc<SessionContext>,
+    activities: Arc<ActivityRegistry>,
+    activity: Arc<OnceLock<Arc<SessionActivity>>>,
 }
 
 #[async_trait]
@@ -64,12 +67,19 @@ impl StartupHandler for Startup {
         auth::save_startup_parameters_to_metadata(client, &startup);
         let (pid, secret) = KEY_GENERATOR.generate(client);
         client.set_pid_and_secret_key(pid, secret);
+        self.session.register_udf(BackendPidFunction::udf(pid));
         apply_startup_parameters(&self.session, &startup.parameters).map_err(|e| {
             let code = super::errors::sqlstate(&e);
             PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), e.strip_backtrace())))
         })?;
         let settings = PostgresSettings::of(self.session.state_ref().read().config_options());
         copy_format_parameters(client.metadata_mut(), &settings);
+        let parameter = |name: &str| startup.parameters.get(name).cloned().unwrap_or_default();
+        let user = parameter("user");
+        let database = startup.parameters.get("database").cloned().unwrap_or_else(|| user.clone());
+        let registered =
+            self.activities.connected(pid, user, database, parameter("application_name"), client.socket_addr());
+        let _ = self.activity.set(registered);
         auth::finish_authentication(client, &ReportedParameters(settings)).await
     }
 }
@@ -109,7 +119,9 @@ impl Connection {
         session: Arc<SessionContext>,
         plan_epoch: Arc<PlanEpoch>,
         cancels: Arc<CancelRegistry>,
+        activities: Arc<ActivityRegistry>,
     ) -> Self {
+        let activity = Arc::new(OnceLock::new());
         Self {
             queries: Arc::new(SessionQueries {
                 parser: Arc::new(SessionParser {
@@ -122,8 +134,10 @@ impl Connection {
                 session: Arc::clone(&session),
                 cancels: Arc::clone(&cancels),
                 key: Mutex::new(None),
+                activities: Arc::clone(&activities),
+                activity: Arc::clone(&activity),
             }),
-            startup: Arc::new(Startup { session }),
+            startup: Arc::new(Startup { session, activities, activity }),
             cancels,
             errors: Arc::new(SqlStateErrors),
         }
@@ -162,6 +176,8 @@ pub(crate) struct SessionQueries {
     session: Arc<SessionContext>,
     cancels: Arc<CancelRegistry>,
     key: Mutex<Option<ConnectionKey>>,
+    activities: Arc<ActivityRegistry>,
+    activity: Arc<OnceLock<Arc<SessionActivity>>>,
 }
 
 impl SessionQueries {
@@ -173,7 +189,8 @@ impl SessionQueries {
         Ok(Response::Query(encode_dataframe(frame, &Format::UnifiedText, Some(format_options)).await?))
     }
 
-    fn begin_query<C: ClientInfo + ?Sized>(&self, client: &C) -> QueryStop {
+    /// Starts `query` (its text as `pg_stat_activity` shows it): stoppable by cancel and timeout.
+    fn begin_query<C: ClientInfo + ?Sized>(&self, client: &C, query: &str) -> QueryStop {
         let (pid, secret) = client.pid_and_secret_key();
         let key = (pid, secret.to_bytes());
         *self.key.lock().expect("connection key poisoned") = Some(key.clone());
@@ -186,7 +203,8 @@ impl SessionQueries {
             .extensions
             .get::<PostgresSettings>()
             .and_then(PostgresSettings::statement_timeout);
-        self.cancels.begin(key, timeout)
+        let running = self.activity.get().map(|activity| activity.query_started(query));
+        self.cancels.begin(key, timeout, running)
     }
 }
 
@@ -194,6 +212,9 @@ impl Drop for SessionQueries {
     fn drop(&mut self) {
         if let Some(key) = self.key.lock().expect("connection key poisoned").take() {
             self.cancels.remove(&key);
+        }
+        if let Some(activity) = self.activity.get() {
+            self.activities.disconnected(activity.pid());
         }
     }
 }
@@ -220,7 +241,7 @@ impl SimpleQueryHandler for SessionQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let stop = self.begin_query(client);
+        let stop = self.begin_query(client, query);
         // COPY TO STDOUT and directly planned queries bypass datafusion-postgres, whose
         // transaction hook refuses statements in a failed block; refuse them here the same way.
         let copy = CopyOut::parse(query);
@@ -280,8 +301,8 @@ impl ExtendedQueryHandler for SessionQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let stop = self.begin_query(client);
         let (sql, parsed) = &portal.statement.statement;
+        let stop = self.begin_query(client, sql);
         if let Some((statement, plan)) = parsed {
             if let Some(reusable) = self.plans.plan_prepared_query(sql, statement, plan)? {
                 if client.transaction_status() == TransactionStatus::Error {

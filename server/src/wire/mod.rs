@@ -5,12 +5,14 @@
 //! DataFusion session: a `SET` in one connection never reaches another. Cancel requests stop
 //! execution ([`cancel`]) and errors carry PostgreSQL's SQLSTATEs ([`errors`]).
 
+mod activity;
 mod cancel;
 mod connection;
 mod copy_out;
 mod direct_planning;
 pub mod errors;
 mod pg_settings;
+mod search_path;
 mod session_plans;
 mod settings;
 mod socket;
@@ -34,7 +36,9 @@ use tokio::task::JoinSet;
 
 use cancel::CancelRegistry;
 use connection::Connection;
+pub use activity::ActivityRegistry;
 use pg_settings::SessionSettingsCatalog;
+use search_path::PublicWithPgCatalog;
 use settings::SettingsHook;
 use transactions::TransactionHook;
 
@@ -45,18 +49,20 @@ fn answered_plan(schema: DFSchemaRef) -> LogicalPlan {
 
 /// A session over `engine` as a Postgres client sees it: the engine's session plus the
 /// `pg_catalog` emulation clients introspect, with a `pg_settings` that shows the session's own
-/// parameters. Every connection starts from one; in-process
-/// tests use one to see the same SQL surface.
-pub fn postgres_session(engine: &Engine) -> datafusion::common::Result<SessionContext> {
+/// parameters and a `pg_stat_activity` over `activities`, and `pg_catalog` searched first for
+/// unqualified names. Every connection starts from one; in-process tests use one (with an empty
+/// registry) to see the same SQL surface.
+pub fn postgres_session(engine: &Engine, activities: &Arc<ActivityRegistry>) -> datafusion::common::Result<SessionContext> {
     let context = SessionContext::new_with_state(engine.session_state());
     datafusion_pg_catalog::setup_pg_catalog(&context, CATALOG, EmptyContextProvider).map_err(|e| *e)?;
-    let catalog = context
-        .catalog(CATALOG)
-        .ok_or_else(|| datafusion::common::DataFusionError::Internal(format!("catalog {CATALOG} is missing")))?;
-    let pg_catalog = catalog
-        .schema("pg_catalog")
-        .ok_or_else(|| datafusion::common::DataFusionError::Internal("pg_catalog was not set up".into()))?;
-    catalog.register_schema("pg_catalog", Arc::new(SessionSettingsCatalog::new(pg_catalog)?))?;
+    let missing = |what: &str| datafusion::common::DataFusionError::Internal(format!("{what} is missing"));
+    let catalog = context.catalog(CATALOG).ok_or_else(|| missing("the catalog"))?;
+    let pg_catalog = catalog.schema("pg_catalog").ok_or_else(|| missing("pg_catalog"))?;
+    let pg_catalog: Arc<dyn datafusion::catalog::SchemaProvider> =
+        Arc::new(SessionSettingsCatalog::new(pg_catalog, activities.table()?)?);
+    catalog.register_schema("pg_catalog", Arc::clone(&pg_catalog))?;
+    let public = catalog.schema("public").ok_or_else(|| missing("public"))?;
+    catalog.register_schema("public", Arc::new(PublicWithPgCatalog::new(public, pg_catalog)))?;
     Ok(context)
 }
 
@@ -66,6 +72,7 @@ pub struct Server {
     session_template: SessionState,
     plan_epoch: Arc<PlanEpoch>,
     cancels: Arc<CancelRegistry>,
+    activities: Arc<ActivityRegistry>,
 }
 
 impl Server {
@@ -73,11 +80,12 @@ impl Server {
     /// session plus the `pg_catalog` emulation clients introspect.
     pub async fn bind(engine: &Engine, address: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind(address).await?;
-        let session_template = postgres_session(engine)
+        let activities = Arc::new(ActivityRegistry::default());
+        let session_template = postgres_session(engine, &activities)
             .map_err(|e| std::io::Error::other(format!("cannot set up pg_catalog: {e}")))?
             .state();
         let plan_epoch = Arc::clone(engine.plan_epoch());
-        Ok(Self { listener, session_template, plan_epoch, cancels: Arc::default() })
+        Ok(Self { listener, session_template, plan_epoch, cancels: Arc::default(), activities })
     }
 
     /// The address actually bound (useful with port 0).
@@ -131,6 +139,12 @@ impl Server {
         ];
         let session = Arc::new(SessionContext::new_with_state(state));
         let service = DfSessionService::new_with_hooks(Arc::clone(&session), hooks);
-        Connection::new(service, session, Arc::clone(&self.plan_epoch), Arc::clone(&self.cancels))
+        Connection::new(
+            service,
+            session,
+            Arc::clone(&self.plan_epoch),
+            Arc::clone(&self.cancels),
+            Arc::clone(&self.activities),
+        )
     }
 }

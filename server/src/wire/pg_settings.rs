@@ -20,38 +20,46 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use quantatom_engine::postgres_settings::PostgresSettings;
 
 const PG_SETTINGS: &str = "pg_settings";
+const PG_STAT_ACTIVITY: &str = "pg_stat_activity";
 
-/// datafusion-pg-catalog's `pg_catalog` schema with the session-aware `pg_settings`.
+/// datafusion-pg-catalog's `pg_catalog` schema with the session-aware `pg_settings` and the
+/// server's `pg_stat_activity` (see [`super::activity`]).
 #[derive(Debug)]
 pub(crate) struct SessionSettingsCatalog {
     inner: Arc<dyn SchemaProvider>,
     settings: Arc<dyn TableProvider>,
+    activity: Arc<dyn TableProvider>,
 }
 
 impl SessionSettingsCatalog {
-    /// Wraps the `pg_catalog` schema `inner`.
-    pub(crate) fn new(inner: Arc<dyn SchemaProvider>) -> Result<Self> {
+    /// Wraps the `pg_catalog` schema `inner`, adding `activity` as `pg_stat_activity`.
+    pub(crate) fn new(inner: Arc<dyn SchemaProvider>, activity: Arc<dyn TableProvider>) -> Result<Self> {
         let view = Arc::new(SettingsView { schema: settings_schema() });
         let settings = Arc::new(StreamingTable::try_new(settings_schema(), vec![view])?);
-        Ok(Self { inner, settings })
+        Ok(Self { inner, settings, activity })
     }
 }
 
 #[async_trait]
 impl SchemaProvider for SessionSettingsCatalog {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        if !names.iter().any(|name| name == PG_STAT_ACTIVITY) {
+            names.push(PG_STAT_ACTIVITY.to_owned());
+        }
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if name == PG_SETTINGS {
-            return Ok(Some(Arc::clone(&self.settings)));
+        match name {
+            PG_SETTINGS => Ok(Some(Arc::clone(&self.settings))),
+            PG_STAT_ACTIVITY => Ok(Some(Arc::clone(&self.activity))),
+            _ => self.inner.table(name).await,
         }
-        self.inner.table(name).await
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        name == PG_STAT_ACTIVITY || self.inner.table_exist(name)
     }
 }
 

@@ -11,7 +11,7 @@ async fn slt_in_process() {
     let failures = run_files(&suite_files(), || {
         let demo = Arc::clone(&demo);
         move || {
-            let db = InProcessDb::new(quantatom_server::wire::postgres_session(&demo.engine).expect("pg_catalog sets up"));
+            let db = InProcessDb::new(quantatom_server::wire::postgres_session(&demo.engine, &Default::default()).expect("pg_catalog sets up"));
             async move { Ok::<_, quantatom_sqllogictests::InProcessError>(db) }
         }
     })

@@ -1,0 +1,234 @@
+//! `pg_catalog.pg_stat_activity`: one row per open connection, as PostgreSQL shows its backends
+//! (DBeaver's session manager, Grafana's and pgAdmin's dashboards read it).
+//!
+//! Each connection registers when its startup completes and leaves when it closes; a query
+//! marks it `active` with its text and start time until the query's last result row has been
+//! sent, then `idle`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::TableProvider;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+
+/// The open connections of a server, by process id. In-process sessions (tests) use an empty
+/// one.
+#[derive(Debug, Default)]
+pub struct ActivityRegistry {
+    sessions: Mutex<BTreeMap<i32, Arc<SessionActivity>>>,
+}
+
+/// Who a connection is, and what it is doing.
+#[derive(Debug)]
+pub(crate) struct SessionActivity {
+    pid: i32,
+    user: String,
+    database: String,
+    application_name: String,
+    client: SocketAddr,
+    backend_start: SystemTime,
+    now: Mutex<Doing>,
+}
+
+#[derive(Debug, Clone)]
+struct Doing {
+    active: bool,
+    query: String,
+    query_start: Option<SystemTime>,
+    state_change: SystemTime,
+}
+
+/// Marks its connection `active` while it lives (held by the running query's stop handle,
+/// so it ends when the last result row has been sent or the query is dropped).
+#[derive(Debug)]
+pub(crate) struct RunningQuery(Arc<SessionActivity>);
+
+impl Drop for RunningQuery {
+    fn drop(&mut self) {
+        let mut now = self.0.now.lock().expect("activity poisoned");
+        now.active = false;
+        now.state_change = SystemTime::now();
+    }
+}
+
+impl SessionActivity {
+    /// The connection's process id.
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+    /// Records that `query` starts now; the connection is active until the guard drops.
+    pub(crate) fn query_started(self: &Arc<Self>, query: &str) -> RunningQuery {
+        let started = SystemTime::now();
+        *self.now.lock().expect("activity poisoned") =
+            Doing { active: true, query: query.to_owned(), query_start: Some(started), state_change: started };
+        RunningQuery(Arc::clone(self))
+    }
+}
+
+impl ActivityRegistry {
+    /// Registers a connection whose startup just completed.
+    pub(crate) fn connected(
+        &self,
+        pid: i32,
+        user: String,
+        database: String,
+        application_name: String,
+        client: SocketAddr,
+    ) -> Arc<SessionActivity> {
+        let started = SystemTime::now();
+        let doing = Doing { active: false, query: String::new(), query_start: None, state_change: started };
+        let session = Arc::new(SessionActivity {
+            pid,
+            user,
+            database,
+            application_name,
+            client,
+            backend_start: started,
+            now: Mutex::new(doing),
+        });
+        self.sessions.lock().expect("activity poisoned").insert(pid, Arc::clone(&session));
+        session
+    }
+
+    /// Forgets a closed connection.
+    pub(crate) fn disconnected(&self, pid: i32) {
+        self.sessions.lock().expect("activity poisoned").remove(&pid);
+    }
+
+    /// `pg_stat_activity` over this registry.
+    pub(crate) fn table(self: &Arc<Self>) -> Result<Arc<dyn TableProvider>> {
+        let view = Arc::new(ActivityView { registry: Arc::clone(self), schema: activity_schema() });
+        Ok(Arc::new(StreamingTable::try_new(activity_schema(), vec![view])?))
+    }
+
+    fn rows(&self, schema: &SchemaRef) -> Result<RecordBatch> {
+        let sessions: Vec<(Arc<SessionActivity>, Doing)> = self
+            .sessions
+            .lock()
+            .expect("activity poisoned")
+            .values()
+            .map(|session| (Arc::clone(session), session.now.lock().expect("activity poisoned").clone()))
+            .collect();
+        let text = |value: &dyn Fn(&SessionActivity, &Doing) -> Option<String>| -> ArrayRef {
+            Arc::new(sessions.iter().map(|(session, doing)| value(session, doing)).collect::<StringArray>())
+        };
+        let int = |value: &dyn Fn(&SessionActivity) -> Option<i32>| -> ArrayRef {
+            Arc::new(sessions.iter().map(|(session, _)| value(session)).collect::<Int32Array>())
+        };
+        let time = |value: &dyn Fn(&SessionActivity, &Doing) -> Option<SystemTime>| -> ArrayRef {
+            let micros = |at: SystemTime| at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+            let values: TimestampMicrosecondArray =
+                sessions.iter().map(|(session, doing)| value(session, doing).map(micros)).collect();
+            Arc::new(values.with_timezone("UTC"))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            int(&|_| None),
+            text(&|session, _| Some(session.database.clone())),
+            int(&|session| Some(session.pid)),
+            int(&|_| None),
+            int(&|_| None),
+            text(&|session, _| Some(session.user.clone())),
+            text(&|session, _| Some(session.application_name.clone())),
+            text(&|session, _| Some(session.client.ip().to_string())),
+            text(&|_, _| None),
+            int(&|session| Some(i32::from(session.client.port()))),
+            time(&|session, _| Some(session.backend_start)),
+            time(&|_, _| None),
+            time(&|_, doing| doing.query_start),
+            time(&|_, doing| Some(doing.state_change)),
+            text(&|_, doing| (!doing.active).then(|| "Client".to_owned())),
+            text(&|_, doing| (!doing.active).then(|| "ClientRead".to_owned())),
+            text(&|_, doing| Some(if doing.active { "active" } else { "idle" }.to_owned())),
+            text(&|_, doing| Some(doing.query.clone())),
+            text(&|_, _| Some("client backend".to_owned())),
+        ];
+        Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    }
+}
+
+fn activity_schema() -> SchemaRef {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let int = |name: &str| Field::new(name, DataType::Int32, true);
+    let time = |name: &str| Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true);
+    Arc::new(Schema::new(vec![
+        int("datid"),
+        text("datname"),
+        int("pid"),
+        int("leader_pid"),
+        int("usesysid"),
+        text("usename"),
+        text("application_name"),
+        text("client_addr"),
+        text("client_hostname"),
+        int("client_port"),
+        time("backend_start"),
+        time("xact_start"),
+        time("query_start"),
+        time("state_change"),
+        text("wait_event_type"),
+        text("wait_event"),
+        text("state"),
+        text("query"),
+        text("backend_type"),
+    ]))
+}
+
+/// The rows, taken from the registry when the scan runs.
+#[derive(Debug)]
+struct ActivityView {
+    registry: Arc<ActivityRegistry>,
+    schema: SchemaRef,
+}
+
+impl PartitionStream for ActivityView {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _context: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let batch = self.registry.rows(&self.schema);
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), futures::stream::once(async move { batch })))
+    }
+}
+
+/// `pg_backend_pid()`: the process id the connection's client received in BackendKeyData, as
+/// `pg_stat_activity.pid` shows it (registered in each connection's session at startup).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct BackendPidFunction {
+    pid: i32,
+    signature: Signature,
+}
+
+impl BackendPidFunction {
+    /// The function for the connection with process id `pid`.
+    pub(crate) fn udf(pid: i32) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self { pid, signature: Signature::nullary(Volatility::Stable) })
+    }
+}
+
+impl ScalarUDFImpl for BackendPidFunction {
+    fn name(&self) -> &str {
+        "pg_backend_pid"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(self.pid))))
+    }
+}

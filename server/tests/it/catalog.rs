@@ -1,0 +1,69 @@
+//! Catalog views that BI tools read on connect and that depend on the server itself:
+//! `pg_stat_activity`, unqualified catalog names, `information_schema`'s constraint views.
+
+use tokio_postgres::NoTls;
+
+use crate::support::{TestServer, value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_stat_activity_shows_each_connection_and_what_it_runs() {
+    let server = TestServer::start().await;
+    let (watched, connection) =
+        tokio_postgres::connect(&format!("{} application_name=grid_app", server.connection_string()), NoTls)
+            .await
+            .expect("connects");
+    let watched_task = tokio::spawn(connection);
+    let watched_pid = value(&watched, "SELECT pg_backend_pid()").await;
+    watched.simple_query("SELECT count(*) FROM dim.account").await.unwrap();
+
+    let observer = server.client().await;
+    let own = "SELECT state, query FROM pg_stat_activity WHERE pid = pg_backend_pid()";
+    let rows = observer.simple_query(own).await.unwrap();
+    let row = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    });
+    let row = row.expect("the observer sees itself");
+    assert_eq!((row.get(0), row.get(1)), (Some("active"), Some(own)));
+
+    let other = format!(
+        "SELECT state || '|' || query || '|' || application_name || '|' || usename || '|' || datname || '|' || \
+         (backend_start <= query_start)::text FROM pg_catalog.pg_stat_activity WHERE pid = {watched_pid}"
+    );
+    assert_eq!(value(&observer, &other).await, "idle|SELECT count(*) FROM dim.account|grid_app|tester|quantatom|true");
+    assert_eq!(value(&observer, "SELECT count(*) FROM pg_stat_activity").await, "2");
+
+    drop(watched);
+    watched_task.await.unwrap().unwrap();
+    // The server notices the closed socket on its next read; give it a moment.
+    for _ in 0..50 {
+        if value(&observer, "SELECT count(*) FROM pg_stat_activity").await == "1" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(value(&observer, "SELECT count(*) FROM pg_stat_activity").await, "1");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constraint_views_exist_with_postgres_columns_and_user_tables_stay_in_public() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    // Metabase's and DBeaver's key discovery: no constraints are declared.
+    let keys = "SELECT count(*) FROM information_schema.table_constraints tc \
+                JOIN information_schema.key_column_usage kcu ON tc.constraint_name = kcu.constraint_name \
+                WHERE tc.constraint_type = 'PRIMARY KEY'";
+    assert_eq!(value(&client, keys).await, "0");
+    assert_eq!(value(&client, "SELECT count(*) FROM information_schema.referential_constraints").await, "0");
+    // DataFusion's own views are still there, and list the cube.
+    let cube = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'cube' AND table_name = 'finance'";
+    assert_eq!(value(&client, cube).await, "1");
+    // A user table in public is found unqualified; catalog views do not show up as public tables.
+    client.batch_execute("CREATE TABLE notes (id INT, body TEXT)").await.unwrap();
+    client.batch_execute("INSERT INTO notes VALUES (1, 'plan')").await.unwrap();
+    assert_eq!(value(&client, "SELECT body FROM notes").await, "plan");
+    let public = "SELECT string_agg(table_name, ',') FROM information_schema.tables WHERE table_schema = 'public'";
+    assert_eq!(value(&client, public).await, "notes");
+    server.stop().await;
+}
