@@ -129,7 +129,10 @@ impl ScalarUDFImpl for ToRegtypeFunction {
 /// - `obj_description(oid[, catalog])`, `col_description(table, column)`,
 ///   `shobj_description(oid, catalog)`: NULL, no object has a comment (BI tools show these
 ///   next to tables and columns);
-/// - `pg_is_in_recovery()`: false, every replica serves reads and writes.
+/// - `pg_is_in_recovery()`: false, every replica serves reads and writes;
+/// - `pg_get_function_result(oid)`, `pg_get_function_arguments(oid)`: NULL, Quantatom's
+///   functions are DataFusion's and have no PostgreSQL signatures (psql's `\df` lists only
+///   functions outside `pg_catalog`, and there are none).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct FixedAnswerFunction {
     name: &'static str,
@@ -154,6 +157,8 @@ impl FixedAnswerFunction {
             ("shobj_description", oid_and(DataType::Utf8), no_text.clone()),
             ("col_description", oid_and(DataType::Int64), no_text),
             ("pg_is_in_recovery", Signature::nullary(Volatility::Stable), ScalarValue::Boolean(Some(false))),
+            ("pg_get_function_result", Signature::any(1, Volatility::Stable), ScalarValue::Utf8(None)),
+            ("pg_get_function_arguments", Signature::any(1, Volatility::Stable), ScalarValue::Utf8(None)),
         ]
         .into_iter()
         .map(|(name, signature, answer)| ScalarUDF::new_from_impl(Self { name, signature, answer }))

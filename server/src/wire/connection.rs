@@ -29,10 +29,12 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use datafusion::common::ParamValues;
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch};
 use quantatom_engine::postgres_settings::PostgresSettings;
 
+use super::array_subquery::with_array_subqueries_rewritten;
 use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
@@ -344,12 +346,16 @@ impl QueryParser for SessionParser {
             return Ok(Some(parsed.as_ref().clone()));
         }
         let epoch = self.parsed.epoch().current();
-        let parsed = match needs_direct_planning(sql) {
-            Some(statement) => {
-                let plan = self.session.state().create_logical_plan(sql).await.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-                Some((sql.to_owned(), Some((statement, plan))))
-            }
-            None => self.inner.parse_sql(client, sql, types).await?,
+        let api_error = |e| PgWireError::ApiError(Box::new(e));
+        let parsed = if let Some(statement) = needs_direct_planning(sql) {
+            let plan = self.session.state().create_logical_plan(sql).await.map_err(api_error)?;
+            Some((sql.to_owned(), Some((statement, plan))))
+        } else if let Some(statement) = with_array_subqueries_rewritten(sql) {
+            let planned = DfStatement::Statement(Box::new(statement.clone()));
+            let plan = self.session.state().statement_to_plan(planned).await.map_err(api_error)?;
+            Some((sql.to_owned(), Some((statement, plan))))
+        } else {
+            self.inner.parse_sql(client, sql, types).await?
         };
         if let Some(query @ (_, Some((Statement::Query(_), _)))) = &parsed {
             self.parsed.insert(sql, Arc::new(query.clone()), epoch);

@@ -6,6 +6,7 @@
 //! execution ([`cancel`]) and errors carry PostgreSQL's SQLSTATEs ([`errors`]).
 
 mod activity;
+mod array_subquery;
 mod cancel;
 mod connection;
 mod copy_out;

@@ -23,9 +23,11 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 
+use super::array_subquery::rewrite_array_subqueries;
+
 /// datafusion-postgres's parser with its catalog-compatibility rewrites; building one parses a
 /// list of SQL snippets, so there is one per process.
-static COMPATIBILITY_PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
+pub(crate) static COMPATIBILITY_PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
 
 /// What to do with a simple-protocol query string.
 pub(crate) enum SimpleQueryPlan {
@@ -75,7 +77,9 @@ impl SessionPlans {
         }
         let epoch = self.cache.plans().epoch().current();
         let state = self.session.state();
-        let statement = DfStatement::Statement(Box::new(statements.remove(0)));
+        let mut statement = statements.remove(0);
+        rewrite_array_subqueries(&mut statement);
+        let statement = DfStatement::Statement(Box::new(statement));
         let plan = state.statement_to_plan(statement).await.map_err(api_error)?;
         match ReusablePlan::try_new(&state, &plan).map_err(api_error)? {
             Some(reusable) => {

@@ -67,3 +67,17 @@ async fn constraint_views_exist_with_postgres_columns_and_user_tables_stay_in_pu
     assert_eq!(value(&client, public).await, "notes");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_subqueries_answer_through_both_protocols() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let columns = "SELECT array_to_string(ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a \
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 ORDER BY a.attnum), ',') \
+                   FROM pg_catalog.pg_class c WHERE c.relname = 'finance'";
+    let expected = "version,time,entity,account,product,currency,amount";
+    assert_eq!(value(&client, columns).await, expected);
+    let row = client.query_one(columns, &[]).await.expect("extended protocol plans it too");
+    assert_eq!(row.get::<_, String>(0), expected);
+    server.stop().await;
+}

@@ -88,3 +88,17 @@ async fn psql_copies_query_results_to_stdout_and_to_a_client_file() {
     assert_eq!(copied, "code,parent\nAMER,Total\nAPAC,Total\nEMEA,Total\nTotal,\n", "\\copy to a client file");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_lists_roles_and_functions_and_expands_rows() {
+    let server = TestServer::start().await;
+    let (out, err) = psql(&server, "\\du\n\\df\n\\x\nSELECT 1 AS a, 'x' AS b;\n").await;
+    assert!(!err.contains("ERROR"), "no errors:\n{out}\n{err}");
+    // \du plans `ARRAY(SELECT ...)` (rewritten to an aggregate subquery); no roles exist yet.
+    assert!(out.lines().any(|l| l == "Role name|Attributes|Member of"), "\\du answers:\n{out}\n{err}");
+    // \df lists functions outside pg_catalog: there are none.
+    let functions = "Schema|Name|Result data type|Argument data types|Type\n(0 rows)";
+    assert!(out.contains(functions), "\\df answers:\n{out}\n{err}");
+    assert!(out.lines().any(|l| l == "a|1") && out.lines().any(|l| l == "b|x"), "\\x expands:\n{out}\n{err}");
+    server.stop().await;
+}
