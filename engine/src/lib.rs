@@ -15,6 +15,7 @@ mod errors;
 pub mod information_schema;
 pub mod plan_reuse;
 pub mod postgres_functions;
+pub mod postgres_literals;
 pub mod postgres_settings;
 pub mod scalar_subqueries;
 

@@ -32,6 +32,7 @@ use datafusion::common::ParamValues;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch};
+use quantatom_engine::postgres_literals::type_output_literals;
 use quantatom_engine::postgres_settings::PostgresSettings;
 
 use super::array_subquery::with_array_subqueries_rewritten;
@@ -356,6 +357,13 @@ impl QueryParser for SessionParser {
             Some((sql.to_owned(), Some((statement, plan))))
         } else {
             self.inner.parse_sql(client, sql, types).await?
+        };
+        // Typed before Describe reports the columns, so that the rows match what it said.
+        let parsed = match parsed {
+            Some((sql, Some((statement @ Statement::Query(_), plan)))) => {
+                Some((sql, Some((statement, type_output_literals(plan).map_err(api_error)?))))
+            }
+            other => other,
         };
         if let Some(query @ (_, Some((Statement::Query(_), _)))) = &parsed {
             self.parsed.insert(sql, Arc::new(query.clone()), epoch);

@@ -22,6 +22,7 @@ use pgwire::api::results::{QueryResponse, Response};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
+use quantatom_engine::postgres_literals::type_output_literals;
 
 use super::array_subquery::rewrite_array_subqueries;
 
@@ -81,6 +82,7 @@ impl SessionPlans {
         rewrite_array_subqueries(&mut statement);
         let statement = DfStatement::Statement(Box::new(statement));
         let plan = state.statement_to_plan(statement).await.map_err(api_error)?;
+        let plan = type_output_literals(plan).map_err(api_error)?;
         match ReusablePlan::try_new(&state, &plan).map_err(api_error)? {
             Some(reusable) => {
                 let reusable = Arc::new(reusable);

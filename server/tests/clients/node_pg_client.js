@@ -30,6 +30,14 @@ async function main() {
   checks += 1;
   result = await client.query("SELECT $1::numeric AS n", ["12.50"]);
   check("numeric after an error", Number(result.rows[0].n), 12.5);
+
+  // Integer literals are int4 as in PostgreSQL (node-postgres returns int8 as a string).
+  for (const text of ["SELECT 1 AS one, 3000000000 AS big", "SELECT 1 AS one, 3000000000 AS big"]) {
+    result = await client.query(text);
+    check("int4 literal, simple protocol", result.rows, [{ one: 1, big: "3000000000" }]);
+    result = await client.query(text, []);
+    check("int4 literal, extended protocol", result.rows, [{ one: 1, big: "3000000000" }]);
+  }
   await client.end();
   console.log(`node-postgres: ${checks} checks passed`);
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 
 use crate::support::{TestServer, value};
 
@@ -248,5 +249,21 @@ async fn a_failed_transaction_block_refuses_statements_until_rollback() {
     let error = client.simple_query("RELEASE SAVEPOINT before_grid").await.expect_err("released already");
     assert_eq!(error.code(), Some(&SqlState::S_E_INVALID_SPECIFICATION), "{error:?}");
     client.simple_query("ROLLBACK").await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_literals_are_typed_as_postgres_types_them() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let sql = "SELECT 1 AS one, 3000000000 AS big, 2147483647 + 1 AS sum ORDER BY one LIMIT 1";
+    // Twice: the second run comes from the connection's plan cache.
+    for _ in 0..2 {
+        let row = client.query_one(sql, &[]).await.unwrap();
+        let types: Vec<_> = row.columns().iter().map(|column| column.type_().clone()).collect();
+        assert_eq!(types, [Type::INT4, Type::INT8, Type::INT8]);
+        assert_eq!((row.get::<_, i32>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (1, 3_000_000_000, 2_147_483_648));
+    }
+    assert_eq!(value(&client, "SELECT 1").await, "1");
     server.stop().await;
 }
