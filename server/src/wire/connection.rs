@@ -36,6 +36,7 @@ use quantatom_engine::postgres_literals::type_output_literals;
 use quantatom_engine::postgres_settings::PostgresSettings;
 
 use super::array_subquery::with_array_subqueries_rewritten;
+use super::regproc_literals::with_regproc_literals_as_names;
 use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
@@ -351,12 +352,17 @@ impl QueryParser for SessionParser {
         let parsed = if let Some(statement) = needs_direct_planning(sql) {
             let plan = self.session.state().create_logical_plan(sql).await.map_err(api_error)?;
             Some((sql.to_owned(), Some((statement, plan))))
-        } else if let Some(statement) = with_array_subqueries_rewritten(sql) {
-            let planned = DfStatement::Statement(Box::new(statement.clone()));
-            let plan = self.session.state().statement_to_plan(planned).await.map_err(api_error)?;
-            Some((sql.to_owned(), Some((statement, plan))))
         } else {
-            self.inner.parse_sql(client, sql, types).await?
+            let regproc_as_names = with_regproc_literals_as_names(sql);
+            let text = regproc_as_names.as_deref().unwrap_or(sql);
+            match with_array_subqueries_rewritten(text) {
+                Some(statement) => {
+                    let planned = DfStatement::Statement(Box::new(statement.clone()));
+                    let plan = self.session.state().statement_to_plan(planned).await.map_err(api_error)?;
+                    Some((sql.to_owned(), Some((statement, plan))))
+                }
+                None => self.inner.parse_sql(client, text, types).await?,
+            }
         };
         // Typed before Describe reports the columns, so that the rows match what it said.
         let parsed = match parsed {

@@ -13,6 +13,7 @@ mod copy_out;
 mod direct_planning;
 pub mod errors;
 mod pg_settings;
+mod regproc_literals;
 mod search_path;
 mod session_plans;
 mod settings;

@@ -25,6 +25,7 @@ use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 use quantatom_engine::postgres_literals::type_output_literals;
 
 use super::array_subquery::rewrite_array_subqueries;
+use super::regproc_literals::with_regproc_literals_as_names;
 
 /// datafusion-postgres's parser with its catalog-compatibility rewrites; building one parses a
 /// list of SQL snippets, so there is one per process.
@@ -69,7 +70,8 @@ impl SessionPlans {
             return Ok(SimpleQueryPlan::Reusable(plan));
         }
         // A string that does not parse goes to datafusion-postgres, which reports the error.
-        let Ok(mut statements) = COMPATIBILITY_PARSER.parse(query) else {
+        let regproc_as_names = with_regproc_literals_as_names(query);
+        let Ok(mut statements) = COMPATIBILITY_PARSER.parse(regproc_as_names.as_deref().unwrap_or(query)) else {
             return Ok(SimpleQueryPlan::Delegate { changes_plans: false });
         };
         if statements.len() != 1 || !matches!(statements[0], Statement::Query(_)) {

@@ -33,6 +33,12 @@ async fn jdbc_metadata_prepared_statements_and_streaming() {
         "column|finance|entity|text",
         "column|finance|amount|numeric",
         "column|entity|path|text",
+        // java.sql.Types: INTEGER 4, VARCHAR 12, NUMERIC 2, ARRAY 2003 (the type cache compares
+        // `typinput` with `'array_in'::regproc`).
+        "type|int4|4",
+        "type|text|12",
+        "type|numeric|2",
+        "type|_int4|2003",
         "prepared|DE|EMEA",
         "prepared|EMEA|Total",
         "prepared|US_EAST|US",

@@ -53,6 +53,16 @@ public class Metadata {
                 printColumns(meta, "cube", "finance");
                 printColumns(meta, "dim", "entity");
             });
+            check("getTypeInfo", () -> {
+                try (ResultSet types = meta.getTypeInfo()) {
+                    while (types.next()) {
+                        String name = types.getString("TYPE_NAME");
+                        if (name.equals("int4") || name.equals("text") || name.equals("numeric") || name.equals("_int4")) {
+                            System.out.println("type|" + name + "|" + types.getInt("DATA_TYPE"));
+                        }
+                    }
+                }
+            });
             check("prepared", () -> {
                 try (PreparedStatement lookup = connection.prepareStatement("SELECT parent FROM dim.entity WHERE code = ?")) {
                     for (String code : new String[] {"DE", "EMEA", "US_EAST"}) {
