@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DataFusionError, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::expr::Case;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, LogicalPlan, LogicalPlanBuilder, Signature, Subquery,
-    Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Filter, LogicalPlan, LogicalPlanBuilder, Projection, Signature,
+    Subquery, SubqueryAlias, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 use quantatom_udfs::rewrite_expressions;
@@ -150,12 +152,77 @@ fn aggregated(subquery: Subquery) -> Result<Subquery> {
     Ok(Subquery { subquery: Arc::new(plan), ..subquery })
 }
 
+/// Whether `expr` refers to the outer query only (DataFusion cannot pull such a predicate up
+/// out of the aggregate a subquery becomes).
+fn refers_to_outer_query_only(expr: &Expr) -> bool {
+    let mut outer = false;
+    let mut other = false;
+    expr.apply(|expr| {
+        match expr {
+            Expr::OuterReferenceColumn(..) => outer = true,
+            Expr::Column(_) | Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => other = true,
+            _ => {}
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })
+    .expect("infallible");
+    outer && !other
+}
+
+/// Takes the conjuncts that refer to the outer query only out of the first filter on the
+/// subquery's top chain (through projections and aliases): `(SELECT e FROM t WHERE c AND w)`
+/// with `c` on outer columns only yields no row unless `c` holds, so it equals `CASE WHEN c
+/// THEN (SELECT e FROM t WHERE w) END`. Returns the plan without them and `c` in the outer
+/// query's terms.
+fn take_outer_only_conjuncts(plan: LogicalPlan) -> Result<(LogicalPlan, Option<Expr>)> {
+    match plan {
+        LogicalPlan::Projection(projection) => {
+            let (input, guard) = take_outer_only_conjuncts(Arc::unwrap_or_clone(projection.input))?;
+            Ok((LogicalPlan::Projection(Projection::try_new(projection.expr, Arc::new(input))?), guard))
+        }
+        LogicalPlan::SubqueryAlias(alias) => {
+            let (input, guard) = take_outer_only_conjuncts(Arc::unwrap_or_clone(alias.input))?;
+            Ok((LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(Arc::new(input), alias.alias)?), guard))
+        }
+        LogicalPlan::Filter(filter) => {
+            let (outer, inner): (Vec<Expr>, Vec<Expr>) =
+                split_conjunction_owned(filter.predicate).into_iter().partition(refers_to_outer_query_only);
+            let input = match conjunction(inner) {
+                Some(predicate) => LogicalPlan::Filter(Filter::try_new(predicate, filter.input)?),
+                None => Arc::unwrap_or_clone(filter.input),
+            };
+            let guard = conjunction(outer)
+                .map(|guard| {
+                    guard.transform(|expr| match expr {
+                        Expr::OuterReferenceColumn(_, column) => Ok(Transformed::yes(Expr::Column(column))),
+                        other => Ok(Transformed::no(other)),
+                    })
+                })
+                .transpose()?
+                .map(|guard| guard.data);
+            Ok((input, guard))
+        }
+        other => Ok((other, None)),
+    }
+}
+
+/// The expression a correlated non-aggregate scalar subquery becomes: the single-row aggregate,
+/// under a `CASE` for the conditions on the outer query alone.
+fn single_row(subquery: Subquery) -> Result<Expr> {
+    let (plan, guard) = take_outer_only_conjuncts(Arc::unwrap_or_clone(subquery.subquery))?;
+    let outer_ref_columns = plan.all_out_ref_exprs();
+    let subquery = Subquery { subquery: Arc::new(plan), outer_ref_columns, ..subquery };
+    let value = Expr::ScalarSubquery(aggregated(subquery)?);
+    Ok(match guard {
+        Some(guard) => Expr::Case(Case::new(None, vec![(Box::new(guard), Box::new(value))], None)),
+        None => value,
+    })
+}
+
 impl AnalyzerRule for ScalarSubqueryRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         rewrite_expressions(plan, |expr| match expr {
-            Expr::ScalarSubquery(subquery) if needs_aggregate(&subquery) => {
-                Ok(Transformed::yes(Expr::ScalarSubquery(aggregated(subquery)?)))
-            }
+            Expr::ScalarSubquery(subquery) if needs_aggregate(&subquery) => Ok(Transformed::yes(single_row(subquery)?)),
             other => Ok(Transformed::no(other)),
         })
     }
