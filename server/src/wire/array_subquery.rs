@@ -11,19 +11,6 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use super::session_plans::COMPATIBILITY_PARSER;
-
-/// The one plain query `sql` holds, with its array subqueries rewritten, when it has any.
-pub(crate) fn with_array_subqueries_rewritten(sql: &str) -> Option<Statement> {
-    if !sql.to_ascii_lowercase().contains("array") {
-        return None;
-    }
-    let mut statements = COMPATIBILITY_PARSER.parse(sql).ok()?;
-    let [Statement::Query(_)] = statements.as_slice() else { return None };
-    let mut statement = statements.remove(0);
-    rewrite_array_subqueries(&mut statement).then_some(statement)
-}
-
 /// Rewrites every array subquery in `statement`; true when there was one.
 pub(crate) fn rewrite_array_subqueries(statement: &mut Statement) -> bool {
     let mut rewritten = false;

@@ -11,7 +11,6 @@ use futures::Sink;
 use datafusion::prelude::SessionContext;
 use pgwire::api::auth::{self, ServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
-use datafusion_postgres::arrow_pg::encode_dataframe;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::FieldInfo;
 use pgwire::api::stmt::QueryParser;
@@ -29,20 +28,14 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use datafusion::common::ParamValues;
-use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::Statement;
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch};
-use quantatom_engine::postgres_literals::type_output_literals;
 use quantatom_engine::postgres_settings::PostgresSettings;
 
-use super::array_subquery::with_array_subqueries_rewritten;
-use super::regproc_literals::with_regproc_literals_as_names;
 use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
-use super::direct_planning::needs_direct_planning;
 use super::errors::SqlStateErrors;
-use super::session_plans::{SessionPlans, SimpleQueryPlan, bind_parameters, may_change_plans};
+use super::session_plans::{ParsedText, SessionPlans, SimpleQueryPlan, bind_parameters, may_change_plans, parse_text, plan_query};
 use super::settings::{apply_startup_parameters, copy_format_parameters};
 use super::transactions::{in_failed_block, is_rollback_to_savepoint};
 
@@ -185,14 +178,6 @@ pub(crate) struct SessionQueries {
 }
 
 impl SessionQueries {
-    /// Plans `query` with DataFusion's own parser (see [`super::direct_planning`]) and
-    /// encodes its rows in text, as the simple protocol does.
-    async fn plan_directly<C: ClientInfo>(&self, client: &C, query: &str) -> PgWireResult<Response> {
-        let frame = self.session.sql(query).await.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-        let format_options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        Ok(Response::Query(encode_dataframe(frame, &Format::UnifiedText, Some(format_options)).await?))
-    }
-
     /// Starts `query` (its text as `pg_stat_activity` shows it): stoppable by cancel and timeout.
     fn begin_query<C: ClientInfo + ?Sized>(&self, client: &C, query: &str) -> QueryStop {
         let (pid, secret) = client.pid_and_secret_key();
@@ -246,20 +231,14 @@ impl SimpleQueryHandler for SessionQueries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stop = self.begin_query(client, query);
-        // COPY TO STDOUT and directly planned queries bypass datafusion-postgres, whose
-        // transaction hook refuses statements in a failed block; refuse them here the same way.
-        let copy = CopyOut::parse(query);
-        let direct = copy.is_none() && needs_direct_planning(query).is_some();
-        if (copy.is_some() || direct) && client.transaction_status() == TransactionStatus::Error {
-            return Err(in_failed_block());
-        }
-        if let Some(copy) = copy {
+        // COPY TO STDOUT and plain queries bypass datafusion-postgres, whose transaction hook
+        // refuses statements in a failed block; refuse them here the same way.
+        if let Some(copy) = CopyOut::parse(query) {
+            if client.transaction_status() == TransactionStatus::Error {
+                return Err(in_failed_block());
+            }
             let copy = copy.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
             return Ok(vec![stop.until_stopped(copy.run(&self.session)).await?]);
-        }
-        if direct {
-            let response = stop.until_stopped(self.plan_directly(client, query)).await?;
-            return Ok(vec![cancellable(response, stop)]);
         }
         let plan = stop.until_stopped(self.plans.plan_simple_query(query)).await?;
         let changes_plans = match plan {
@@ -327,9 +306,10 @@ impl ExtendedQueryHandler for SessionQueries {
     }
 }
 
-/// datafusion-postgres's parser, except for the queries DataFusion must plan from the SQL as
-/// written (see [`super::direct_planning`]); plain queries' parse results are kept by text, as
-/// drivers send the same unnamed statements again and again.
+/// Plain queries parsed and planned as the simple protocol plans them
+/// ([`super::session_plans::parse_text`]), everything else by datafusion-postgres's parser;
+/// plain queries' parse results are kept by text, as drivers send the same unnamed statements
+/// again and again.
 pub(crate) struct SessionParser {
     inner: Arc<Parser>,
     session: Arc<SessionContext>,
@@ -348,33 +328,17 @@ impl QueryParser for SessionParser {
             return Ok(Some(parsed.as_ref().clone()));
         }
         let epoch = self.parsed.epoch().current();
-        let api_error = |e| PgWireError::ApiError(Box::new(e));
-        let parsed = if let Some(statement) = needs_direct_planning(sql) {
-            let plan = self.session.state().create_logical_plan(sql).await.map_err(api_error)?;
-            Some((sql.to_owned(), Some((statement, plan))))
-        } else {
-            let regproc_as_names = with_regproc_literals_as_names(sql);
-            let text = regproc_as_names.as_deref().unwrap_or(sql);
-            match with_array_subqueries_rewritten(text) {
-                Some(statement) => {
-                    let planned = DfStatement::Statement(Box::new(statement.clone()));
-                    let plan = self.session.state().statement_to_plan(planned).await.map_err(api_error)?;
-                    Some((sql.to_owned(), Some((statement, plan))))
-                }
-                None => self.inner.parse_sql(client, text, types).await?,
+        match parse_text(sql) {
+            ParsedText::Query(statement) => {
+                // Typed (in `plan_query`) before Describe reports the columns, so that the rows
+                // match what it said.
+                let plan = plan_query(&self.session.state(), statement.clone()).await?;
+                let parsed = (sql.to_owned(), Some((statement, plan)));
+                self.parsed.insert(sql, Arc::new(parsed.clone()), epoch);
+                Ok(Some(parsed))
             }
-        };
-        // Typed before Describe reports the columns, so that the rows match what it said.
-        let parsed = match parsed {
-            Some((sql, Some((statement @ Statement::Query(_), plan)))) => {
-                Some((sql, Some((statement, type_output_literals(plan).map_err(api_error)?))))
-            }
-            other => other,
-        };
-        if let Some(query @ (_, Some((Statement::Query(_), _)))) = &parsed {
-            self.parsed.insert(sql, Arc::new(query.clone()), epoch);
+            ParsedText::Other { .. } => self.inner.parse_sql(client, sql, types).await,
         }
-        Ok(parsed)
     }
 
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {

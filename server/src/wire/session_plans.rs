@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
+use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
@@ -25,11 +26,12 @@ use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 use quantatom_engine::postgres_literals::type_output_literals;
 
 use super::array_subquery::rewrite_array_subqueries;
+use super::direct_planning::needs_direct_planning;
 use super::regproc_literals::with_regproc_literals_as_names;
 
 /// datafusion-postgres's parser with its catalog-compatibility rewrites; building one parses a
 /// list of SQL snippets, so there is one per process.
-pub(crate) static COMPATIBILITY_PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
+static COMPATIBILITY_PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
 
 /// What to do with a simple-protocol query string.
 pub(crate) enum SimpleQueryPlan {
@@ -69,22 +71,13 @@ impl SessionPlans {
         if let Some(plan) = self.cache.plans().get(query) {
             return Ok(SimpleQueryPlan::Reusable(plan));
         }
-        // A string that does not parse goes to datafusion-postgres, which reports the error.
-        let regproc_as_names = with_regproc_literals_as_names(query);
-        let Ok(mut statements) = COMPATIBILITY_PARSER.parse(regproc_as_names.as_deref().unwrap_or(query)) else {
-            return Ok(SimpleQueryPlan::Delegate { changes_plans: false });
+        let statement = match parse_text(query) {
+            ParsedText::Query(statement) => statement,
+            ParsedText::Other { changes_plans } => return Ok(SimpleQueryPlan::Delegate { changes_plans }),
         };
-        if statements.len() != 1 || !matches!(statements[0], Statement::Query(_)) {
-            let changes_plans = statements.iter().any(may_change_plans);
-            return Ok(SimpleQueryPlan::Delegate { changes_plans });
-        }
         let epoch = self.cache.plans().epoch().current();
         let state = self.session.state();
-        let mut statement = statements.remove(0);
-        rewrite_array_subqueries(&mut statement);
-        let statement = DfStatement::Statement(Box::new(statement));
-        let plan = state.statement_to_plan(statement).await.map_err(api_error)?;
-        let plan = type_output_literals(plan).map_err(api_error)?;
+        let plan = plan_query(&state, statement).await?;
         match ReusablePlan::try_new(&state, &plan).map_err(api_error)? {
             Some(reusable) => {
                 let reusable = Arc::new(reusable);
@@ -148,6 +141,41 @@ impl SessionPlans {
             .flat_map(stream::iter);
         Ok(Response::Query(QueryResponse::new(fields, rows)))
     }
+}
+
+/// What a query string holds, as the server plans it.
+pub(crate) enum ParsedText {
+    /// One plain query, ready for DataFusion: as written when it must bypass
+    /// datafusion-pg-catalog's rewrites (see [`super::direct_planning`]), else after those
+    /// rewrites and ours ([`super::regproc_literals`], [`super::array_subquery`]).
+    Query(Statement),
+    /// Anything else (several statements, DDL, `SET`, ..., or text that does not parse, whose
+    /// error datafusion-postgres reports): datafusion-postgres handles it. `changes_plans` when
+    /// a statement may change what queries mean.
+    Other { changes_plans: bool },
+}
+
+/// Parses `sql` the way both protocols plan plain queries.
+pub(crate) fn parse_text(sql: &str) -> ParsedText {
+    if let Some(statement) = needs_direct_planning(sql) {
+        return ParsedText::Query(statement);
+    }
+    let regproc_as_names = with_regproc_literals_as_names(sql);
+    let Ok(mut statements) = COMPATIBILITY_PARSER.parse(regproc_as_names.as_deref().unwrap_or(sql)) else {
+        return ParsedText::Other { changes_plans: false };
+    };
+    if statements.len() != 1 || !matches!(statements[0], Statement::Query(_)) {
+        return ParsedText::Other { changes_plans: statements.iter().any(may_change_plans) };
+    }
+    let mut statement = statements.remove(0);
+    rewrite_array_subqueries(&mut statement);
+    ParsedText::Query(statement)
+}
+
+/// The logical plan of a plain query, its output literals typed as PostgreSQL types them.
+pub(crate) async fn plan_query(state: &SessionState, statement: Statement) -> PgWireResult<LogicalPlan> {
+    let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await.map_err(api_error)?;
+    type_output_literals(plan).map_err(api_error)
 }
 
 /// Decodes a portal's parameters for `plan`, whose wire types datafusion-postgres's parser
