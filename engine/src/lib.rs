@@ -30,7 +30,7 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use postgres_functions::{FixedAnswerFunction, IsVisibleFunction, JsonBuildObjectFunction, ToRegtypeFunction, VersionFunction};
+use postgres_functions::{ExpandArrayFunction, FixedAnswerFunction, IsVisibleFunction, JsonBuildObjectFunction, ToRegtypeFunction, VersionFunction};
 use datafusion::catalog::information_schema::InformationSchemaProvider;
 use information_schema::PostgresInformationSchema;
 use plan_reuse::PlanEpoch;
@@ -159,6 +159,7 @@ async fn session_template(
     state.register_udf(Arc::new(VersionFunction::udf()))?;
     state.register_udf(Arc::new(ToRegtypeFunction::udf()))?;
     state.register_udf(Arc::new(JsonBuildObjectFunction::udf()))?;
+    state.register_udf(Arc::new(ExpandArrayFunction::udf()))?;
     for udf in IsVisibleFunction::udfs().into_iter().chain(FixedAnswerFunction::udfs()) {
         state.register_udf(Arc::new(udf))?;
     }

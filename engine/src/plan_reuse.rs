@@ -19,9 +19,11 @@
 //! Anything that may change what a query text means (DDL, `SET`, `DISCARD`, in any session)
 //! advances the engine's [`PlanEpoch`], which empties every session's cache on its next use.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchemaRef, ParamValues, Result, ScalarValue, not_impl_err};
@@ -167,7 +169,7 @@ impl PlanCache {
 #[derive(Debug)]
 pub struct ReusablePlan {
     optimized: LogicalPlan,
-    parameter_types: Vec<Option<datafusion::arrow::datatypes::DataType>>,
+    parameter_types: Vec<Option<DataType>>,
     scans: Vec<Arc<dyn TableProvider>>,
     physical: Mutex<PhysicalReuse>,
 }
@@ -187,6 +189,30 @@ struct PlannedAt {
     versions: Vec<u64>,
 }
 
+/// The values of `by_id`, keyed by placeholder (`$1`, `$2`, ...), in a vector indexed by
+/// position (`$n` at `n - 1`), `None` at the positions of placeholders it does not hold: a
+/// compatibility rewrite may have dropped an expression holding one, and the client still
+/// sends its value.
+pub fn by_position<T>(by_id: HashMap<String, T>) -> Vec<Option<T>> {
+    let mut positions: Vec<Option<T>> = Vec::new();
+    for (id, value) in by_id {
+        let Some(position) = id.strip_prefix('$').and_then(|number| number.parse::<usize>().ok()).filter(|n| *n > 0) else {
+            continue;
+        };
+        if positions.len() < position {
+            positions.resize_with(position, || None);
+        }
+        positions[position - 1] = Some(value);
+    }
+    positions
+}
+
+/// The types DataFusion inferred for `plan`'s `$1`, `$2`, ... by position (`None` where it
+/// could not, or where the plan holds no such placeholder).
+pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    Ok(by_position(plan.get_parameter_types()?).into_iter().map(Option::flatten).collect())
+}
+
 impl ReusablePlan {
     /// Optimises `plan` for reuse; `None` when it must be planned afresh for every run (it is
     /// not a plain query, or its meaning depends on the moment of planning).
@@ -194,8 +220,7 @@ impl ReusablePlan {
         if !is_reusable(plan)? {
             return Ok(None);
         }
-        let mut parameters: Vec<_> = plan.get_parameter_types()?.into_iter().collect();
-        parameters.sort_by_key(|(id, _)| id.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+        let parameter_types = parameter_types(plan)?;
         let optimized = state.optimize(plan)?;
         let mut scans = Vec::new();
         optimized.apply_with_subqueries(|node| {
@@ -206,7 +231,7 @@ impl ReusablePlan {
         })?;
         Ok(Some(Self {
             optimized,
-            parameter_types: parameters.into_iter().map(|(_, data_type)| data_type).collect(),
+            parameter_types,
             scans,
             physical: Mutex::new(PhysicalReuse::Kept(IndexMap::new())),
         }))
@@ -217,8 +242,9 @@ impl ReusablePlan {
         self.optimized.schema()
     }
 
-    /// The types DataFusion inferred for `$1`, `$2`, ... (`None` where it could not).
-    pub fn parameter_types(&self) -> &[Option<datafusion::arrow::datatypes::DataType>] {
+    /// The types DataFusion inferred for `$1`, `$2`, ... (`None` where it could not, or where
+    /// the plan holds no such placeholder).
+    pub fn parameter_types(&self) -> &[Option<DataType>] {
         &self.parameter_types
     }
 
@@ -310,4 +336,18 @@ fn is_reusable(plan: &LogicalPlan) -> Result<bool> {
 /// min/max aggregate): its scans keep the filter tightened by the last run.
 fn has_dynamic_filters(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
     plan.exists(|node| Ok(!node.dynamic_expressions_produced().is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::by_position;
+
+    #[test]
+    fn placeholders_keep_their_positions_across_gaps() {
+        let by_id = HashMap::from([("$3".to_owned(), 'c'), ("$1".to_owned(), 'a'), ("$name".to_owned(), 'x')]);
+        assert_eq!(by_position(by_id), [Some('a'), None, Some('c')]);
+        assert_eq!(by_position(HashMap::<String, char>::new()), []);
+    }
 }

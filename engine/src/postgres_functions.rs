@@ -1,9 +1,11 @@
 //! PostgreSQL's own functions that clients call to learn about the server before they query:
 //! `version()`, `to_regtype()`, `json_build_object()`, `pg_function_is_visible()` and its
-//! siblings, and those with a fixed answer here (`obj_description()`, `pg_is_in_recovery()`, ...).
+//! siblings, `_pg_expandarray()`, and those with a fixed answer here (`obj_description()`, `pg_is_in_recovery()`, ...).
 
-use datafusion::arrow::array::{Array, BooleanArray, Int32Array, StringArray};
-use datafusion::arrow::datatypes::DataType;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int32Array, ListArray, StringArray, StructArray};
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
@@ -132,7 +134,10 @@ impl ScalarUDFImpl for ToRegtypeFunction {
 /// - `pg_is_in_recovery()`: false, every replica serves reads and writes;
 /// - `pg_get_function_result(oid)`, `pg_get_function_arguments(oid)`: NULL, Quantatom's
 ///   functions are DataFusion's and have no PostgreSQL signatures (psql's `\df` lists only
-///   functions outside `pg_catalog`, and there are none).
+///   functions outside `pg_catalog`, and there are none);
+/// - `pg_get_indexdef(oid [, column, pretty])`, `pg_get_constraintdef(oid [, pretty])`: NULL,
+///   cubes and dimensions have no indexes or constraints (the emulated catalog's rows describe
+///   PostgreSQL's own system tables).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct FixedAnswerFunction {
     name: &'static str,
@@ -159,6 +164,8 @@ impl FixedAnswerFunction {
             ("pg_is_in_recovery", Signature::nullary(Volatility::Stable), ScalarValue::Boolean(Some(false))),
             ("pg_get_function_result", Signature::any(1, Volatility::Stable), ScalarValue::Utf8(None)),
             ("pg_get_function_arguments", Signature::any(1, Volatility::Stable), ScalarValue::Utf8(None)),
+            ("pg_get_indexdef", Signature::variadic_any(Volatility::Stable), ScalarValue::Utf8(None)),
+            ("pg_get_constraintdef", Signature::variadic_any(Volatility::Stable), ScalarValue::Utf8(None)),
         ]
         .into_iter()
         .map(|(name, signature, answer)| ScalarUDF::new_from_impl(Self { name, signature, answer }))
@@ -314,5 +321,61 @@ mod tests {
         assert_eq!(ToRegtypeFunction::oid("Integer"), Some(23));
         assert_eq!(ToRegtypeFunction::oid("pg_catalog.timestamptz"), Some(1184));
         assert_eq!(ToRegtypeFunction::oid("hstore"), None);
+    }
+}
+
+/// `information_schema._pg_expandarray(array)`: the array's elements with their 1-based
+/// positions, as a list of `(x, n)` records (the server expands it with `unnest`, as PostgreSQL
+/// returns it as a set). pgJDBC's `getPrimaryKeys` and `getIndexInfo` pair index column
+/// numbers with their key positions through it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ExpandArrayFunction {
+    signature: Signature,
+}
+
+impl ExpandArrayFunction {
+    /// The function, ready to register.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self { signature: Signature::any(1, Volatility::Immutable) })
+    }
+
+    fn record_fields(element: &DataType) -> Fields {
+        Fields::from(vec![Field::new("x", element.clone(), true), Field::new("n", DataType::Int32, false)])
+    }
+}
+
+impl ScalarUDFImpl for ExpandArrayFunction {
+    fn name(&self) -> &str {
+        "_pg_expandarray"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match &args[0] {
+            DataType::List(element) => Ok(DataType::new_list(DataType::Struct(Self::record_fields(element.data_type())), true)),
+            other => Err(DataFusionError::Plan(format!("_pg_expandarray expects an array, got {other}"))),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let lists = arrays[0].as_list::<i32>();
+        let DataType::List(element) = lists.data_type() else { unreachable!("return_type checked the argument") };
+        let positions: Int32Array = lists
+            .offsets()
+            .windows(2)
+            .flat_map(|bounds| 1..=(bounds[1] - bounds[0]))
+            .collect();
+        let records = StructArray::try_new(
+            Self::record_fields(element.data_type()),
+            vec![Arc::clone(lists.values()), Arc::new(positions)],
+            None,
+        )?;
+        let record_field = Arc::new(Field::new_list_field(records.data_type().clone(), true));
+        let expanded = ListArray::try_new(record_field, lists.offsets().clone(), Arc::new(records), lists.nulls().cloned())?;
+        Ok(ColumnarValue::Array(Arc::new(expanded)))
     }
 }

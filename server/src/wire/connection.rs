@@ -28,14 +28,14 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use datafusion::common::ParamValues;
-use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch};
+use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch, by_position, parameter_types};
 use quantatom_engine::postgres_settings::PostgresSettings;
 
 use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::errors::SqlStateErrors;
-use super::session_plans::{ParsedText, SessionPlans, SimpleQueryPlan, bind_parameters, may_change_plans, parse_text, plan_query};
+use super::session_plans::{ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters, may_change_plans, parse_text, plan_query};
 use super::settings::{apply_startup_parameters, copy_format_parameters};
 use super::transactions::{in_failed_block, is_rollback_to_savepoint};
 
@@ -287,15 +287,27 @@ impl ExtendedQueryHandler for SessionQueries {
         let (sql, parsed) = &portal.statement.statement;
         let stop = self.begin_query(client, sql);
         if let Some((statement, plan)) = parsed {
-            if let Some(reusable) = self.plans.plan_prepared_query(sql, statement, plan)? {
+            let prepared = self.plans.plan_prepared_query(sql, statement, plan)?;
+            if !matches!(prepared, PreparedQueryPlan::Delegate) {
                 if client.transaction_status() == TransactionStatus::Error {
                     return Err(in_failed_block());
                 }
                 let wire_types = self.parser.get_parameter_types(&portal.statement.statement)?;
-                let parameters = bind_parameters(portal, &reusable, &wire_types)?;
                 let options = FormatOptions::from_client_metadata(client.metadata());
-                let run = self.plans.run(&reusable, parameters, &portal.result_column_format, options);
-                return Ok(cancellable(stop.until_stopped(run).await?, stop));
+                let format = &portal.result_column_format;
+                let response = match prepared {
+                    PreparedQueryPlan::Reusable(reusable) => {
+                        let parameters = bind_parameters(portal, reusable.parameter_types(), &wire_types)?;
+                        stop.until_stopped(self.plans.run(&reusable, parameters, format, options)).await?
+                    }
+                    _ => {
+                        let inferred = parameter_types(plan).map_err(|error| PgWireError::ApiError(Box::new(error)))?;
+                        let parameters = bind_parameters(portal, &inferred, &wire_types)?;
+                        let bound = plan.clone().replace_params_with_values(&parameters).map_err(|error| PgWireError::ApiError(Box::new(error)))?;
+                        stop.until_stopped(self.plans.run_once(bound, format, options)).await?
+                    }
+                };
+                return Ok(cancellable(response, stop));
             }
         }
         let response = stop.until_stopped(ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows)).await;
@@ -341,8 +353,19 @@ impl QueryParser for SessionParser {
         }
     }
 
+    /// datafusion-postgres's types, placed at their placeholders' positions: it lists the
+    /// placeholders the plan holds in order, without the gaps a compatibility rewrite leaves
+    /// when it drops an expression holding one (a correlated subquery in a SELECT list), which
+    /// would shift every later parameter onto the wrong type.
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        self.inner.get_parameter_types(statement)
+        let types = self.inner.get_parameter_types(statement)?;
+        let Some((_, plan)) = &statement.1 else { return Ok(types) };
+        let ids = by_position(plan.get_parameter_types().map_err(|error| PgWireError::ApiError(Box::new(error)))?);
+        if ids.iter().all(Option::is_some) {
+            return Ok(types);
+        }
+        let mut types = types.into_iter();
+        Ok(ids.into_iter().map(|id| id.and_then(|_| types.next()).unwrap_or(Type::UNKNOWN)).collect())
     }
 
     fn get_result_schema(&self, statement: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {

@@ -6,8 +6,10 @@
 //! execution ([`cancel`]) and errors carry PostgreSQL's SQLSTATEs ([`errors`]).
 
 mod activity;
+mod array_expansion;
 mod array_subquery;
 mod cancel;
+mod catalog_arrays;
 mod connection;
 mod copy_out;
 mod direct_planning;

@@ -6,7 +6,8 @@
 //! whose rows are produced, at execution, from the [`PostgresSettings`] of the session that
 //! runs the query, so a `SET` shows up in it as it does in PostgreSQL.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
@@ -19,16 +20,22 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use quantatom_engine::postgres_settings::PostgresSettings;
 
+use super::catalog_arrays::{PG_CLASS_MISSING_ARRAYS, vector_columns, with_array_columns, with_null_array_columns};
+
 const PG_SETTINGS: &str = "pg_settings";
 const PG_STAT_ACTIVITY: &str = "pg_stat_activity";
+const PG_CLASS: &str = "pg_class";
 
-/// datafusion-pg-catalog's `pg_catalog` schema with the session-aware `pg_settings` and the
-/// server's `pg_stat_activity` (see [`super::activity`]).
+/// datafusion-pg-catalog's `pg_catalog` schema with the session-aware `pg_settings`, the
+/// server's `pg_stat_activity` (see [`super::activity`]), and `pg_index`/`pg_constraint`/
+/// `pg_class` with their array columns (see [`super::catalog_arrays`]).
 #[derive(Debug)]
 pub(crate) struct SessionSettingsCatalog {
     inner: Arc<dyn SchemaProvider>,
     settings: Arc<dyn TableProvider>,
     activity: Arc<dyn TableProvider>,
+    /// `pg_index`, `pg_constraint` and `pg_class` with their array columns, made on first use.
+    array_tables: OnceLock<HashMap<&'static str, Arc<dyn TableProvider>>>,
 }
 
 impl SessionSettingsCatalog {
@@ -36,7 +43,7 @@ impl SessionSettingsCatalog {
     pub(crate) fn new(inner: Arc<dyn SchemaProvider>, activity: Arc<dyn TableProvider>) -> Result<Self> {
         let view = Arc::new(SettingsView { schema: settings_schema() });
         let settings = Arc::new(StreamingTable::try_new(settings_schema(), vec![view])?);
-        Ok(Self { inner, settings, activity })
+        Ok(Self { inner, settings, activity, array_tables: OnceLock::new() })
     }
 }
 
@@ -54,12 +61,33 @@ impl SchemaProvider for SessionSettingsCatalog {
         match name {
             PG_SETTINGS => Ok(Some(Arc::clone(&self.settings))),
             PG_STAT_ACTIVITY => Ok(Some(Arc::clone(&self.activity))),
+            PG_CLASS => self.array_table(name).await,
+            _ if vector_columns(name).is_some() => self.array_table(name).await,
             _ => self.inner.table(name).await,
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
         name == PG_STAT_ACTIVITY || self.inner.table_exist(name)
+    }
+}
+
+impl SessionSettingsCatalog {
+    async fn array_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if self.array_tables.get().is_none() {
+            let mut tables = HashMap::new();
+            for table in ["pg_index", "pg_constraint"] {
+                let columns = vector_columns(table).unwrap_or_default();
+                if let Some(inner) = self.inner.table(table).await? {
+                    tables.insert(table, with_array_columns(inner.as_ref(), columns)?);
+                }
+            }
+            if let Some(inner) = self.inner.table(PG_CLASS).await? {
+                tables.insert(PG_CLASS, with_null_array_columns(PG_CLASS, inner, &PG_CLASS_MISSING_ARRAYS)?);
+            }
+            let _ = self.array_tables.set(tables);
+        }
+        Ok(self.array_tables.get().and_then(|tables| tables.get(name)).cloned())
     }
 }
 

@@ -25,6 +25,7 @@ use pgwire::types::format::FormatOptions;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 use quantatom_engine::postgres_literals::type_output_literals;
 
+use super::array_expansion::rewrite_array_expansions;
 use super::array_subquery::rewrite_array_subqueries;
 use super::direct_planning::needs_direct_planning;
 use super::regproc_literals::with_regproc_literals_as_names;
@@ -88,28 +89,28 @@ impl SessionPlans {
         }
     }
 
-    /// The reusable plan of a prepared plain query (`sql` as datafusion-postgres's parser
-    /// rewrote it, `plan` as it planned it), or `None` when it must go through
-    /// datafusion-postgres's handler.
+    /// How to run a prepared statement (`sql` as datafusion-postgres's parser rewrote it,
+    /// `plan` as it was planned): plain queries here, reused when they can be, everything else
+    /// by datafusion-postgres's handler.
     pub(crate) fn plan_prepared_query(
         &self,
         sql: &str,
         statement: &Statement,
         plan: &LogicalPlan,
-    ) -> PgWireResult<Option<Arc<ReusablePlan>>> {
+    ) -> PgWireResult<PreparedQueryPlan> {
         if !matches!(statement, Statement::Query(_)) {
-            return Ok(None);
+            return Ok(PreparedQueryPlan::Delegate);
         }
         if let Some(reusable) = self.cache.plans().get(sql) {
-            return Ok(Some(reusable));
+            return Ok(PreparedQueryPlan::Reusable(reusable));
         }
         let epoch = self.cache.plans().epoch().current();
         let Some(reusable) = ReusablePlan::try_new(&self.session.state(), plan).map_err(api_error)? else {
-            return Ok(None);
+            return Ok(PreparedQueryPlan::Once);
         };
         let reusable = Arc::new(reusable);
         self.cache.plans().insert(sql, Arc::clone(&reusable), epoch);
-        Ok(Some(reusable))
+        Ok(PreparedQueryPlan::Reusable(reusable))
     }
 
     /// Runs a plan planned for one run only, encoding its rows in `format`.
@@ -143,6 +144,16 @@ impl SessionPlans {
     }
 }
 
+/// How the extended protocol runs a prepared statement.
+pub(crate) enum PreparedQueryPlan {
+    /// A plain query whose plan is kept for the next run.
+    Reusable(Arc<ReusablePlan>),
+    /// A plain query planned afresh for every run (see [`ReusablePlan::try_new`]).
+    Once,
+    /// Not a plain query: datafusion-postgres's handler (and the hooks) run it.
+    Delegate,
+}
+
 /// What a query string holds, as the server plans it.
 pub(crate) enum ParsedText {
     /// One plain query, ready for DataFusion: as written when it must bypass
@@ -169,6 +180,7 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
     }
     let mut statement = statements.remove(0);
     rewrite_array_subqueries(&mut statement);
+    rewrite_array_expansions(&mut statement);
     ParsedText::Query(statement)
 }
 
@@ -178,14 +190,14 @@ pub(crate) async fn plan_query(state: &SessionState, statement: Statement) -> Pg
     type_output_literals(plan).map_err(api_error)
 }
 
-/// Decodes a portal's parameters for `plan`, whose wire types datafusion-postgres's parser
-/// reported to the client as `wire_types`.
+/// Decodes a portal's parameters, which DataFusion inferred as `inferred` and
+/// datafusion-postgres's parser reported to the client as `wire_types`.
 pub(crate) fn bind_parameters<S: Clone>(
     portal: &Portal<S>,
-    plan: &ReusablePlan,
+    inferred: &[Option<DataType>],
     wire_types: &[Type],
 ) -> PgWireResult<ParamValues> {
-    let inferred: Vec<Option<&DataType>> = plan.parameter_types().iter().map(Option::as_ref).collect();
+    let inferred: Vec<Option<&DataType>> = inferred.iter().map(Option::as_ref).collect();
     let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
     deserialize_parameters_with_server_types(portal, &inferred, &wire)
 }

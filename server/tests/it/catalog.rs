@@ -1,5 +1,6 @@
 //! Catalog views that BI tools read on connect and that depend on the server itself:
-//! `pg_stat_activity`, unqualified catalog names, `information_schema`'s constraint views.
+//! `pg_stat_activity`, unqualified catalog names, `information_schema`'s constraint views,
+//! array columns of `pg_index`/`pg_constraint`, and parameters of rewritten catalog queries.
 
 use tokio_postgres::NoTls;
 
@@ -79,5 +80,45 @@ async fn array_subqueries_answer_through_both_protocols() {
     assert_eq!(value(&client, columns).await, expected);
     let row = client.query_one(columns, &[]).await.expect("extended protocol plans it too");
     assert_eq!(row.get::<_, String>(0), expected);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_vectors_expand_as_arrays() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    // pg_index.indkey is an array: unnest, generate_subscripts and _pg_expandarray agree on
+    // every key column's position (checked over PostgreSQL's own two-column catalog indexes).
+    let unnested = "SELECT string_agg(attnum::text || '@' || ord::text, ',' ORDER BY ord) FROM \
+                    (SELECT unnest(indkey) AS attnum, generate_subscripts(indkey, 1) AS ord \
+                     FROM pg_catalog.pg_index WHERE cardinality(indkey) = 2 LIMIT 2) k";
+    let expanded = "SELECT string_agg(k.x::text || '@' || k.n::text, ',' ORDER BY k.n) FROM \
+                    (SELECT (information_schema._pg_expandarray(i.indkey)).x AS x, \
+                            (information_schema._pg_expandarray(i.indkey)).n AS n \
+                     FROM pg_catalog.pg_index i WHERE cardinality(i.indkey) = 2 LIMIT 2) k";
+    assert_eq!(value(&client, unnested).await, value(&client, expanded).await);
+    assert_eq!(value(&client, unnested).await.split(',').count(), 2);
+    // A record's field through `(composite).field`, in a filter as pgJDBC writes it.
+    let keys = "SELECT count(*) FROM (SELECT information_schema._pg_expandarray(indkey) AS keys \
+                FROM pg_catalog.pg_index) r WHERE (r.keys).n = 1";
+    assert_ne!(value(&client, keys).await, "0");
+    assert_eq!(value(&client, "SELECT count(*) FROM pg_catalog.pg_class WHERE reloptions IS NULL AND relacl IS NULL").await,
+               value(&client, "SELECT count(*) FROM pg_catalog.pg_class").await);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_keep_their_numbers_when_a_catalog_rewrite_drops_one() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    // The compatibility rewrite turns the correlated subquery holding $1 into NULL; $2 must
+    // still be bound to the second value, as SQLAlchemy's column reflection relies on.
+    let sql = "SELECT (SELECT max(s.seqstart) FROM pg_catalog.pg_sequence s \
+               WHERE a.attidentity != $1::varchar AND s.seqrelid = a.attrelid), a.attname \
+               FROM pg_catalog.pg_attribute a WHERE a.attname = $2::varchar LIMIT 1";
+    let statement = client.prepare(sql).await.expect("prepares");
+    assert_eq!(statement.params().len(), 2);
+    let row = client.query_one(&statement, &[&"", &"amount"]).await.expect("binds both");
+    assert_eq!(row.get::<_, String>(1), "amount");
     server.stop().await;
 }

@@ -1,5 +1,5 @@
 //! The client libraries BI tools and applications are built on, each running its own checks
-//! against the server: psycopg 3, asyncpg and node-postgres.
+//! against the server: psycopg 3, SQLAlchemy's inspector, asyncpg and node-postgres.
 //!
 //! `scripts/test` installs them (pinned in `tests/clients/requirements.txt` and
 //! `package.json`) under `$QUANTATOM_CLIENTS`; these tests fail when that is missing.
@@ -40,6 +40,13 @@ fn url(server: &TestServer, scheme: &str) -> String {
 async fn psycopg_round_trips_types_prepares_pipelines_and_sets() {
     let server = TestServer::start().await;
     run(python("psycopg_client.py", server.connection_string())).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlalchemy_inspects_the_catalog_as_superset_does() {
+    let server = TestServer::start().await;
+    run(python("sqlalchemy_inspect.py", url(&server, "postgresql+psycopg"))).await;
     server.stop().await;
 }
 

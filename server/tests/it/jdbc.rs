@@ -1,5 +1,5 @@
 //! pgJDBC (Debian's libpostgresql-jdbc-java) against the server: DatabaseMetaData (catalogs,
-//! schemas, tables, columns), server-side prepared statements, fetchSize streaming.
+//! schemas, tables, columns, keys, indexes, types), server-side prepared statements, fetchSize streaming.
 
 use tokio::process::Command;
 
@@ -33,6 +33,10 @@ async fn jdbc_metadata_prepared_statements_and_streaming() {
         "column|finance|entity|text",
         "column|finance|amount|numeric",
         "column|entity|path|text",
+        // Cubes and dimensions declare no keys or indexes; the calls succeed with no rows.
+        "primaryKeys|entity|0",
+        "indexes|entity|0",
+        "importedKeys|finance|0",
         // java.sql.Types: INTEGER 4, VARCHAR 12, NUMERIC 2, ARRAY 2003 (the type cache compares
         // `typinput` with `'array_in'::regproc`).
         "type|int4|4",

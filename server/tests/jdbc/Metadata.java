@@ -53,6 +53,28 @@ public class Metadata {
                 printColumns(meta, "cube", "finance");
                 printColumns(meta, "dim", "entity");
             });
+            check("getPrimaryKeys", () -> {
+                // Cubes and dimensions declare no keys: the call succeeds with no rows.
+                try (ResultSet keys = meta.getPrimaryKeys(null, "dim", "entity")) {
+                    int rows = 0;
+                    while (keys.next()) rows++;
+                    System.out.println("primaryKeys|entity|" + rows);
+                }
+            });
+            check("getIndexInfo", () -> {
+                try (ResultSet indexes = meta.getIndexInfo(null, "dim", "entity", false, true)) {
+                    int rows = 0;
+                    while (indexes.next()) rows++;
+                    System.out.println("indexes|entity|" + rows);
+                }
+            });
+            check("getImportedKeys", () -> {
+                try (ResultSet keys = meta.getImportedKeys(null, "cube", "finance")) {
+                    int rows = 0;
+                    while (keys.next()) rows++;
+                    System.out.println("importedKeys|finance|" + rows);
+                }
+            });
             check("getTypeInfo", () -> {
                 try (ResultSet types = meta.getTypeInfo()) {
                     while (types.next()) {
