@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use async_trait::async_trait;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use pgwire::api::auth::{self, ServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
@@ -35,6 +36,7 @@ use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::errors::SqlStateErrors;
+use super::text_types::result_fields;
 use super::session_plans::{ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters, may_change_plans, parse_text, plan_query};
 use super::settings::{apply_startup_parameters, copy_format_parameters};
 use super::transactions::{in_failed_block, is_rollback_to_savepoint};
@@ -368,7 +370,14 @@ impl QueryParser for SessionParser {
         Ok(ids.into_iter().map(|id| id.and_then(|_| types.next()).unwrap_or(Type::UNKNOWN)).collect())
     }
 
+    /// datafusion-postgres's description, with `uuid`/`json`/`jsonb` columns as those types
+    /// (see [`super::text_types`]).
     fn get_result_schema(&self, statement: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        self.inner.get_result_schema(statement, column_format)
+        match &statement.1 {
+            Some((_, plan)) if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) => {
+                result_fields(plan.schema().as_arrow(), column_format.unwrap_or(&Format::UnifiedText), None)
+            }
+            _ => self.inner.get_result_schema(statement, column_format),
+        }
     }
 }

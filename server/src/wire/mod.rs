@@ -19,6 +19,7 @@ mod regproc_literals;
 mod search_path;
 mod session_plans;
 mod settings;
+mod text_types;
 mod socket;
 mod transactions;
 
@@ -59,6 +60,7 @@ fn answered_plan(schema: DFSchemaRef) -> LogicalPlan {
 pub fn postgres_session(engine: &Engine, activities: &Arc<ActivityRegistry>) -> datafusion::common::Result<SessionContext> {
     let context = SessionContext::new_with_state(engine.session_state());
     datafusion_pg_catalog::setup_pg_catalog(&context, CATALOG, EmptyContextProvider).map_err(|e| *e)?;
+    text_types::install(&context);
     let missing = |what: &str| datafusion::common::DataFusionError::Internal(format!("{what} is missing"));
     let catalog = context.catalog(CATALOG).ok_or_else(|| missing("the catalog"))?;
     let pg_catalog = catalog.schema("pg_catalog").ok_or_else(|| missing("pg_catalog"))?;

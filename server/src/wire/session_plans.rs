@@ -5,8 +5,9 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::ParamValues;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
@@ -14,8 +15,8 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use datafusion_postgres::arrow_pg::datatypes::df::{deserialize_parameters_with_server_types, encode_dataframe};
-use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
+use datafusion_postgres::arrow_pg::datatypes::encode_recordbatch;
 use futures::{StreamExt, stream};
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
@@ -29,6 +30,7 @@ use super::array_expansion::rewrite_array_expansions;
 use super::array_subquery::rewrite_array_subqueries;
 use super::direct_planning::needs_direct_planning;
 use super::regproc_literals::with_regproc_literals_as_names;
+use super::text_types::{for_the_wire, result_fields, with_text_parameters};
 
 /// datafusion-postgres's parser with its catalog-compatibility rewrites; building one parses a
 /// list of SQL snippets, so there is one per process.
@@ -116,7 +118,9 @@ impl SessionPlans {
     /// Runs a plan planned for one run only, encoding its rows in `format`.
     pub(crate) async fn run_once(&self, plan: LogicalPlan, format: &Format, options: FormatOptions) -> PgWireResult<Response> {
         let frame = self.session.execute_logical_plan(plan).await.map_err(api_error)?;
-        Ok(Response::Query(encode_dataframe(frame, format, Some(Arc::new(options))).await?))
+        let schema = Arc::clone(frame.schema().inner());
+        let batches = frame.execute_stream().await.map_err(api_error)?;
+        respond(&schema, batches, format, options)
     }
 
     /// Runs `plan` with `parameters` bound, encoding its rows in `format`.
@@ -127,21 +131,26 @@ impl SessionPlans {
         format: &Format,
         options: FormatOptions,
     ) -> PgWireResult<Response> {
-        let fields = Arc::new(arrow_schema_to_pg_fields(plan.schema().as_arrow(), format, Some(Arc::new(options)))?);
         let snapshot = self.cache.snapshot(&self.session);
         let physical = plan.physical_plan(&snapshot.state, parameters).await.map_err(api_error)?;
         let batches = execute_stream(physical, Arc::clone(&snapshot.task)).map_err(api_error)?;
-        let row_fields = Arc::clone(&fields);
-        let rows = batches
-            .map(move |batch| -> Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> {
-                match batch {
-                    Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
-                    Err(e) => Box::new(std::iter::once(Err(api_error(e)))),
-                }
-            })
-            .flat_map(stream::iter);
-        Ok(Response::Query(QueryResponse::new(fields, rows)))
+        respond(plan.schema().as_arrow(), batches, format, options)
     }
+}
+
+/// The response streaming `batches` (rows of `schema`) in `format`.
+fn respond(schema: &Schema, batches: SendableRecordBatchStream, format: &Format, options: FormatOptions) -> PgWireResult<Response> {
+    let fields = Arc::new(result_fields(schema, format, Some(Arc::new(options)))?);
+    let row_fields = Arc::clone(&fields);
+    let rows = batches
+        .map(move |batch| -> Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> {
+            match batch.map_err(api_error).and_then(|batch| for_the_wire(batch, &row_fields)) {
+                Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
+                Err(e) => Box::new(std::iter::once(Err(e))),
+            }
+        })
+        .flat_map(stream::iter);
+    Ok(Response::Query(QueryResponse::new(fields, rows)))
 }
 
 /// How the extended protocol runs a prepared statement.
@@ -192,14 +201,17 @@ pub(crate) async fn plan_query(state: &SessionState, statement: Statement) -> Pg
 
 /// Decodes a portal's parameters, which DataFusion inferred as `inferred` and
 /// datafusion-postgres's parser reported to the client as `wire_types`.
-pub(crate) fn bind_parameters<S: Clone>(
+pub(crate) fn bind_parameters<S: Clone + Default>(
     portal: &Portal<S>,
     inferred: &[Option<DataType>],
     wire_types: &[Type],
 ) -> PgWireResult<ParamValues> {
     let inferred: Vec<Option<&DataType>> = inferred.iter().map(Option::as_ref).collect();
     let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
-    deserialize_parameters_with_server_types(portal, &inferred, &wire)
+    match with_text_parameters(portal)? {
+        Some(text_portal) => deserialize_parameters_with_server_types(&text_portal, &inferred, &wire),
+        None => deserialize_parameters_with_server_types(portal, &inferred, &wire),
+    }
 }
 
 /// Whether running `statement` may change what a query text means: anything but queries,

@@ -7,8 +7,10 @@ Exits non-zero, naming the check, on the first wrong answer.
 import datetime
 import decimal
 import sys
+import uuid
 
 import psycopg
+from psycopg.types.json import Json, Jsonb
 
 from checks import check, report
 
@@ -32,7 +34,11 @@ VALUES = [
     ("bytea", b"\x00\x01ab\xff"),
     ("int4[]", [1, 2, 3]),
     ("text[]", ["a", "b"]),
+    ("uuid", uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
 ]
+# JSON goes in wrapped (psycopg's Json/Jsonb dumpers) and comes back parsed.
+DOCUMENT = {"accounts": ["Revenue", "COGS"], "level": 2, "leaf": None}
+JSON_VALUES = [("json", Json(DOCUMENT)), ("jsonb", Jsonb(DOCUMENT))]
 
 with psycopg.connect(URL, autocommit=True) as conn:
     # Every type, parameters sent as text (%t) and binary (%b), results in text and binary.
@@ -41,7 +47,18 @@ with psycopg.connect(URL, autocommit=True) as conn:
             for binary in (False, True):
                 row = conn.execute(f"SELECT %{parameter_format}::{sql_type}", [value], binary=binary).fetchone()
                 check(f"{sql_type} parameter {parameter_format} binary={binary}", row[0], value)
+    for sql_type, wrapped in JSON_VALUES:
+        for parameter_format in ("t", "b"):
+            for binary in (False, True):
+                row = conn.execute(f"SELECT %{parameter_format}::{sql_type}", [wrapped], binary=binary).fetchone()
+                check(f"{sql_type} parameter {parameter_format} binary={binary}", row[0], DOCUMENT)
     check("NULL round trip", conn.execute("SELECT %s::int4", [None]).fetchone()[0], None)
+    for bad in ("SELECT 'not-a-uuid'::uuid", "SELECT '{oops'::jsonb"):
+        try:
+            conn.execute(bad)
+            sys.exit(f"FAILED {bad} was accepted")
+        except psycopg.errors.InvalidTextRepresentation:
+            check(f"{bad} refused with 22P02", True, True)
 
     # A point lookup on a dimension, with a parameter, binary results.
     row = conn.execute("SELECT code, level, is_leaf FROM dim.entity WHERE code = %s", ["DE"], binary=True).fetchone()

@@ -1,0 +1,265 @@
+//! PostgreSQL's `uuid`, `json` and `jsonb`, held as text and sent as their own types.
+//!
+//! DataFusion has no such types. [`PostgresTypePlanner`] plans `x::uuid`, `x::json` and
+//! `x::jsonb` as a cast to text whose field is tagged with the PostgreSQL type; the tag
+//! survives into the result schema, where [`result_fields`] reports the column as that type
+//! (clients then return a `UUID` object or parsed JSON), and [`for_the_wire`] puts binary
+//! results in those types' binary forms (16 bytes for a uuid; a version byte before a jsonb
+//! document). Parameters of those types, text or binary, reach the plan as text
+//! ([`with_text_parameters`]). A text that is not a uuid, or not JSON, is refused with 22P02
+//! when it is sent, as PostgreSQL refuses it on input.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
+use datafusion::common::Result;
+use datafusion::logical_expr::planner::TypePlanner;
+use datafusion::sql::sqlparser::ast::DataType as SqlType;
+use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
+use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
+use pgwire::api::Type;
+use bytes::Bytes;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::stmt::StoredStatement;
+use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::types::format::FormatOptions;
+
+/// The field-metadata key naming the PostgreSQL type a text column holds.
+const POSTGRES_TYPE_KEY: &str = "quantatom.postgres_type";
+
+/// A PostgreSQL type Quantatom holds as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TextBackedType {
+    Uuid,
+    Json,
+    Jsonb,
+}
+
+impl TextBackedType {
+    const ALL: [Self; 3] = [Self::Uuid, Self::Json, Self::Jsonb];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Uuid => "uuid",
+            Self::Json => "json",
+            Self::Jsonb => "jsonb",
+        }
+    }
+
+    fn wire_type(self) -> Type {
+        match self {
+            Self::Uuid => Type::UUID,
+            Self::Json => Type::JSON,
+            Self::Jsonb => Type::JSONB,
+        }
+    }
+
+    fn of(field: &Field) -> Option<Self> {
+        let name = field.metadata().get(POSTGRES_TYPE_KEY)?;
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    fn field(self) -> FieldRef {
+        let metadata = HashMap::from([(POSTGRES_TYPE_KEY.to_owned(), self.name().to_owned())]);
+        Arc::new(Field::new("", DataType::Utf8, true).with_metadata(metadata))
+    }
+}
+
+/// datafusion-pg-catalog's type planner (OID aliases, `pg_catalog.`-qualified names) plus
+/// `uuid`, `json` and `jsonb` as tagged text.
+#[derive(Debug)]
+pub(crate) struct PostgresTypePlanner;
+
+impl TypePlanner for PostgresTypePlanner {
+    fn plan_type_field(&self, sql_type: &SqlType) -> Result<Option<FieldRef>> {
+        let named = match sql_type {
+            SqlType::Uuid => Some(TextBackedType::Uuid),
+            SqlType::JSON => Some(TextBackedType::Json),
+            SqlType::JSONB => Some(TextBackedType::Jsonb),
+            SqlType::Custom(name, modifiers) if modifiers.is_empty() => {
+                let name = name.to_string().to_ascii_lowercase();
+                let name = name.strip_prefix("pg_catalog.").unwrap_or(&name).to_owned();
+                TextBackedType::ALL.into_iter().find(|kind| kind.name() == name)
+            }
+            _ => None,
+        };
+        match named {
+            Some(kind) => Ok(Some(kind.field())),
+            None => PgOidTypePlanner.plan_type_field(sql_type),
+        }
+    }
+}
+
+/// The RowDescription of `schema` in `format`: datafusion-postgres's, with tagged text
+/// columns reported as their PostgreSQL type.
+pub(crate) fn result_fields(schema: &Schema, format: &Format, options: Option<Arc<FormatOptions>>) -> PgWireResult<Vec<FieldInfo>> {
+    let fields = arrow_schema_to_pg_fields(schema, format, options)?;
+    Ok(fields
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(info, field)| match TextBackedType::of(field) {
+            Some(kind) => FieldInfo::new(info.name().to_owned(), info.table_id(), info.column_id(), kind.wire_type(), info.format()),
+            None => info,
+        })
+        .collect())
+}
+
+/// `batch` ready for arrow-pg's encoder under `fields`: tagged text columns sent in binary
+/// become their binary forms (the encoder writes binary columns' bytes as they are); uuids
+/// are checked either way.
+pub(crate) fn for_the_wire(batch: RecordBatch, fields: &[FieldInfo]) -> PgWireResult<RecordBatch> {
+    let schema = batch.schema();
+    let converted: Vec<Option<ArrayRef>> = schema
+        .fields()
+        .iter()
+        .zip(fields)
+        .zip(batch.columns())
+        .map(|((field, info), column)| match TextBackedType::of(field) {
+            Some(kind) => wire_form(kind, column, info.format()),
+            None => Ok(None),
+        })
+        .collect::<PgWireResult<_>>()?;
+    if converted.iter().all(Option::is_none) {
+        return Ok(batch);
+    }
+    let columns: Vec<ArrayRef> = converted.into_iter().zip(batch.columns()).map(|(new, old)| new.unwrap_or_else(|| Arc::clone(old))).collect();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(field, column)| field.as_ref().clone().with_data_type(column.data_type().clone()))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|error| PgWireError::ApiError(Box::new(error)))
+}
+
+/// `column` of `kind` as sent in `format`: `None` when its text goes out as it is (after it
+/// is checked to be a uuid or JSON), else its binary form.
+fn wire_form(kind: TextBackedType, column: &ArrayRef, format: FieldFormat) -> PgWireResult<Option<ArrayRef>> {
+    let text_column = datafusion::arrow::compute::cast(column, &DataType::Utf8).map_err(|error| PgWireError::ApiError(Box::new(error)))?;
+    let text = text_column.as_string::<i32>();
+    let binary = format == FieldFormat::Binary;
+    let mut bytes = BinaryBuilder::new();
+    for value in text.iter() {
+        let Some(value) = value else {
+            bytes.append_null();
+            continue;
+        };
+        match kind {
+            TextBackedType::Uuid => {
+                let uuid = uuid::Uuid::parse_str(value).map_err(|_| invalid_uuid(value))?;
+                bytes.append_value(uuid.as_bytes());
+            }
+            TextBackedType::Json => bytes.append_value(checked_json(value)?.as_bytes()),
+            TextBackedType::Jsonb => bytes.append_value([&[1u8][..], checked_json(value)?.as_bytes()].concat()),
+        }
+    }
+    Ok(binary.then(|| Arc::new(bytes.finish()) as ArrayRef))
+}
+
+/// `portal` with its `uuid`/`json`/`jsonb` parameters turned into text parameters, which
+/// arrow-pg's decoder (it has no such types) reads; `None` when it has none.
+pub(crate) fn with_text_parameters<S: Clone + Default>(portal: &Portal<S>) -> PgWireResult<Option<Portal<S>>> {
+    let declared = &portal.statement.parameter_types;
+    let kind_at = |index: usize| -> Option<TextBackedType> {
+        let declared = declared.get(index)?.as_ref()?;
+        TextBackedType::ALL.into_iter().find(|kind| kind.wire_type() == *declared)
+    };
+    if !(0..portal.parameter_len()).any(|index| kind_at(index).is_some()) {
+        return Ok(None);
+    }
+    let mut parameter_types = declared.clone();
+    let mut parameters = portal.parameters.clone();
+    let mut formats: Vec<i16> = (0..portal.parameter_len()).map(|index| i16::from(portal.parameter_format.is_binary(index))).collect();
+    for index in 0..portal.parameter_len() {
+        let Some(kind) = kind_at(index) else { continue };
+        parameter_types[index] = Some(Type::TEXT);
+        if let Some(bytes) = &parameters[index] {
+            let binary = portal.parameter_format.is_binary(index);
+            parameters[index] = Some(Bytes::from(text_of_parameter(kind, bytes, binary)?));
+        }
+        formats[index] = 0;
+    }
+    let statement = StoredStatement::new(portal.statement.id.clone(), portal.statement.statement.clone(), parameter_types);
+    let mut text_portal = Portal::default();
+    text_portal.name.clone_from(&portal.name);
+    text_portal.statement = Arc::new(statement);
+    text_portal.parameter_format = Format::Individual(formats);
+    text_portal.parameters = parameters;
+    text_portal.result_column_format = portal.result_column_format.clone();
+    text_portal.state = Arc::clone(&portal.state);
+    Ok(Some(text_portal))
+}
+
+/// The text of a `kind` parameter sent as `bytes` (binary when `binary`).
+fn text_of_parameter(kind: TextBackedType, bytes: &[u8], binary: bool) -> PgWireResult<String> {
+    let text = |bytes: &[u8]| {
+        String::from_utf8(bytes.to_vec()).map_err(|_| data_error("22021", format!("invalid byte sequence in a {} parameter", kind.name())))
+    };
+    match (kind, binary) {
+        (TextBackedType::Uuid, true) => uuid::Uuid::from_slice(bytes)
+            .map(|uuid| uuid.hyphenated().to_string())
+            .map_err(|_| data_error("22P03", "incorrect binary data format in a uuid parameter".to_owned())),
+        (TextBackedType::Uuid, false) => {
+            let value = text(bytes)?;
+            uuid::Uuid::parse_str(&value).map(|uuid| uuid.hyphenated().to_string()).map_err(|_| invalid_uuid(&value))
+        }
+        (TextBackedType::Jsonb, true) => match bytes.split_first() {
+            Some((1, document)) => text(document),
+            _ => Err(data_error("22P03", "unsupported jsonb version number".to_owned())),
+        },
+        (_, _) => text(bytes),
+    }
+}
+
+fn data_error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".to_owned(), code.to_owned(), message)))
+}
+
+/// `value` when it is a JSON document; 22P02 otherwise, as PostgreSQL's `json` input.
+fn checked_json(value: &str) -> PgWireResult<&str> {
+    match serde_json::from_str::<serde::de::IgnoredAny>(value) {
+        Ok(_) => Ok(value),
+        Err(error) => Err(data_error("22P02", format!("invalid input syntax for type json: {error}"))),
+    }
+}
+
+fn invalid_uuid(value: &str) -> PgWireError {
+    data_error("22P02", format!("invalid input syntax for type uuid: \"{value}\""))
+}
+
+/// Installs [`PostgresTypePlanner`] in `context` (after datafusion-pg-catalog installed its own).
+pub(crate) fn install(context: &datafusion::prelude::SessionContext) {
+    use datafusion::execution::session_state::SessionStateBuilder;
+    let state = context.state_ref();
+    let existing = state.read().clone();
+    *state.write() = SessionStateBuilder::new_from_existing(existing).with_type_planner(Arc::new(PostgresTypePlanner)).build();
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::StringArray;
+
+    use super::*;
+
+    fn jsonb_text() -> ArrayRef {
+        Arc::new(StringArray::from(vec![r#"{"a":1}"#]))
+    }
+
+    #[test]
+    fn binary_forms_of_uuid_and_jsonb() {
+        let uuid: ArrayRef = Arc::new(StringArray::from(vec![Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), None]));
+        let bytes = wire_form(TextBackedType::Uuid, &uuid, FieldFormat::Binary).unwrap().unwrap();
+        assert_eq!(bytes.as_binary::<i32>().value(0)[..2], [0xa0, 0xee]);
+        assert!(bytes.is_null(1));
+        assert!(wire_form(TextBackedType::Uuid, &uuid, FieldFormat::Text).unwrap().is_none());
+        let jsonb = wire_form(TextBackedType::Jsonb, &jsonb_text(), FieldFormat::Binary).unwrap().unwrap();
+        assert_eq!(jsonb.as_binary::<i32>().value(0), b"\x01{\"a\":1}");
+        let bad: ArrayRef = Arc::new(StringArray::from(vec!["not-a-uuid"]));
+        assert!(wire_form(TextBackedType::Uuid, &bad, FieldFormat::Text).is_err());
+        assert!(wire_form(TextBackedType::Json, &bad, FieldFormat::Text).is_err());
+        assert!(wire_form(TextBackedType::Json, &jsonb_text(), FieldFormat::Text).unwrap().is_none());
+    }
+}
