@@ -3,16 +3,24 @@
 //! views BI tools read on connect (Metabase, DBeaver, Superset): `table_constraints`,
 //! `key_column_usage`, `referential_constraints`, `constraint_column_usage`,
 //! `check_constraints`. Quantatom declares no constraints, so those are empty, with
-//! PostgreSQL's columns.
+//! PostgreSQL's columns. `columns.data_type` names types in PostgreSQL's words (`integer`,
+//! `text`, `numeric`, `timestamp with time zone`), as Grafana's and DBeaver's column pickers
+//! read them, where DataFusion writes Arrow's (`Int32`, `Utf8`).
 
+use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::{AsArray, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::information_schema::InformationSchemaProvider;
 use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::common::Result;
+use datafusion::common::{Column, Result};
 use datafusion::datasource::empty::EmptyTable;
+use datafusion::datasource::{ViewTable, provider_as_source};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, col,
+};
 
 /// The constraint views and their columns (text unless marked as an integer).
 const CONSTRAINT_VIEWS: &[(&str, &[&str])] = &[
@@ -80,13 +88,99 @@ impl SchemaProvider for PostgresInformationSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        match CONSTRAINT_VIEWS.iter().find(|(view, _)| view.eq_ignore_ascii_case(name)) {
-            Some((_, columns)) => Ok(Some(constraint_view(columns))),
-            None => self.inner.table(name).await,
+        if let Some((_, columns)) = CONSTRAINT_VIEWS.iter().find(|(view, _)| view.eq_ignore_ascii_case(name)) {
+            return Ok(Some(constraint_view(columns)));
+        }
+        match self.inner.table(name).await? {
+            Some(columns) if name.eq_ignore_ascii_case("columns") => Ok(Some(with_postgres_type_names(columns)?)),
+            table => Ok(table),
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
         CONSTRAINT_VIEWS.iter().any(|(view, _)| view.eq_ignore_ascii_case(name)) || self.inner.table_exist(name)
+    }
+}
+
+/// DataFusion's `columns` view with `data_type` rewritten by [`PostgresTypeNameFunction`].
+fn with_postgres_type_names(columns: Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>> {
+    let type_name = Arc::new(ScalarUDF::new_from_impl(PostgresTypeNameFunction { signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable) }));
+    let projection: Vec<Expr> = columns
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = col(Column::new_unqualified(field.name()));
+            if field.name() == "data_type" { type_name.call(vec![column]).alias("data_type") } else { column }
+        })
+        .collect();
+    let plan = LogicalPlanBuilder::scan("columns", provider_as_source(columns), None)?.project(projection)?.build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
+/// PostgreSQL's name for the type whose Arrow name is the argument (what
+/// `information_schema.columns.data_type` says in PostgreSQL); Arrow's name when there is no
+/// PostgreSQL counterpart.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PostgresTypeNameFunction {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PostgresTypeNameFunction {
+    fn name(&self) -> &str {
+        "postgres_type_name"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrow_names = ColumnarValue::values_to_arrays(&args.args)?;
+        let names: StringArray = arrow_names[0]
+            .as_string::<i32>()
+            .iter()
+            .map(|arrow_name| arrow_name.map(|arrow_name| postgres_type_name(arrow_name).unwrap_or(arrow_name).to_owned()))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(names)))
+    }
+}
+
+fn postgres_type_name(arrow_name: &str) -> Option<&'static str> {
+    Some(match DataType::from_str(arrow_name).ok()? {
+        DataType::Boolean => "boolean",
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint",
+        DataType::Int32 | DataType::UInt16 => "integer",
+        DataType::Int64 | DataType::UInt32 => "bigint",
+        DataType::Float16 | DataType::Float32 => "real",
+        DataType::Float64 => "double precision",
+        DataType::UInt64 | DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "bytea",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Time32(_) | DataType::Time64(_) => "time without time zone",
+        DataType::Timestamp(_, None) => "timestamp without time zone",
+        DataType::Timestamp(_, Some(_)) => "timestamp with time zone",
+        DataType::Interval(_) | DataType::Duration(TimeUnit::Second | TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond) => "interval",
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::ListView(_) | DataType::LargeListView(_) => "ARRAY",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::postgres_type_name;
+
+    #[test]
+    fn arrow_names_become_postgres_names() {
+        let names: Vec<Option<&str>> = ["Int32", "Utf8", "Decimal128(18, 2)", "Timestamp(µs, \"UTC\")", "Timestamp(Microsecond, None)", "List(Int64)", "Null"]
+            .into_iter()
+            .map(postgres_type_name)
+            .collect();
+        assert_eq!(names, [Some("integer"), Some("text"), Some("numeric"), Some("timestamp with time zone"), Some("timestamp without time zone"), Some("ARRAY"), None]);
     }
 }
