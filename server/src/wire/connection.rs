@@ -12,8 +12,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use pgwire::api::auth::{self, ServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
-use pgwire::api::portal::{Format, Portal};
-use pgwire::api::results::FieldInfo;
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
+use pgwire::api::results::{DescribePortalResponse, FieldInfo};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::Type;
 use pgwire::types::format::FormatOptions;
@@ -272,6 +272,22 @@ impl ExtendedQueryHandler for SessionQueries {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         Arc::clone(&self.parser)
+    }
+
+    /// A portal already running (a `DECLARE`d cursor, which clients such as psycopg describe
+    /// before they `FETCH`) is described by the rows it produces; any other by its statement.
+    async fn do_describe_portal<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PortalExecutionState::Suspended(running) = &*portal.state.lock().await {
+            return Ok(DescribePortalResponse::new(running.row_schema().as_ref().clone()));
+        }
+        let fields = self.parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
+        Ok(DescribePortalResponse::new(fields))
     }
 
     async fn do_query<C>(

@@ -1,5 +1,5 @@
 """psycopg 3 against Quantatom: every value type in text and binary, parameters both ways,
-executemany, pipeline mode, server-side prepared statements, session settings.
+executemany, pipeline mode, server-side prepared statements, cursors, session settings.
 
 Usage: python psycopg_client.py "host=... port=... dbname=quantatom user=..."
 Exits non-zero, naming the check, on the first wrong answer.
@@ -81,6 +81,24 @@ with psycopg.connect(URL, autocommit=True) as conn:
     with conn.pipeline():
         cursors = [conn.execute("SELECT %s::text || 'x'", [str(i)]) for i in range(3)]
     check("pipeline", [c.fetchone()[0] for c in cursors], ["0x", "1x", "2x"])
+
+    # A server-side (named) cursor: DECLARE ... CURSOR, FETCH FORWARD n, CLOSE inside a
+    # transaction, as BI tools stream large results.
+    cells = conn.execute("SELECT count(*) FROM cube.finance").fetchone()[0]
+    with conn.transaction():
+        with conn.cursor(name="cells") as named:
+            named.itersize = 1000
+            named.execute("SELECT entity, amount FROM cube.finance")
+            check("named cursor first row", len(named.fetchone()), 2)
+            check("named cursor fetchmany", len(named.fetchmany(10)), 10)
+            check("named cursor streams every row", 11 + sum(1 for _ in named), cells)
+    with conn.transaction():
+        conn.execute("DECLARE leaves CURSOR FOR SELECT code FROM dim.entity WHERE is_leaf ORDER BY code")
+        first = conn.execute("FETCH 2 FROM leaves").fetchall()
+        rest = conn.execute("FETCH ALL FROM leaves").fetchall()
+        conn.execute("CLOSE leaves")
+    expected_leaves = conn.execute("SELECT code FROM dim.entity WHERE is_leaf ORDER BY code").fetchall()
+    check("DECLARE / FETCH / CLOSE", first + rest, expected_leaves)
 
     # Session settings: SET is reported back (ParameterStatus) and read by current_setting().
     check("server_version reported", conn.info.parameter_status("server_version").split(" ")[0], "16.6")
