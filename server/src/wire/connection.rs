@@ -32,6 +32,7 @@ use datafusion::common::ParamValues;
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch, by_position, parameter_types};
 use quantatom_engine::postgres_settings::PostgresSettings;
 
+use super::errors::api_error;
 use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
@@ -239,7 +240,7 @@ impl SimpleQueryHandler for SessionQueries {
             if client.transaction_status() == TransactionStatus::Error {
                 return Err(in_failed_block());
             }
-            let copy = copy.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            let copy = copy.map_err(api_error)?;
             return Ok(vec![stop.until_stopped(copy.run(&self.session)).await?]);
         }
         let plan = stop.until_stopped(self.plans.plan_simple_query(query)).await?;
@@ -319,9 +320,9 @@ impl ExtendedQueryHandler for SessionQueries {
                         stop.until_stopped(self.plans.run(&reusable, parameters, format, options)).await?
                     }
                     _ => {
-                        let inferred = parameter_types(plan).map_err(|error| PgWireError::ApiError(Box::new(error)))?;
+                        let inferred = parameter_types(plan).map_err(api_error)?;
                         let parameters = bind_parameters(portal, &inferred, &wire_types)?;
-                        let bound = plan.clone().replace_params_with_values(&parameters).map_err(|error| PgWireError::ApiError(Box::new(error)))?;
+                        let bound = plan.clone().replace_params_with_values(&parameters).map_err(api_error)?;
                         stop.until_stopped(self.plans.run_once(bound, format, options)).await?
                     }
                 };
@@ -378,7 +379,7 @@ impl QueryParser for SessionParser {
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
         let types = self.inner.get_parameter_types(statement)?;
         let Some((_, plan)) = &statement.1 else { return Ok(types) };
-        let ids = by_position(plan.get_parameter_types().map_err(|error| PgWireError::ApiError(Box::new(error)))?);
+        let ids = by_position(plan.get_parameter_types().map_err(api_error)?);
         if ids.iter().all(Option::is_some) {
             return Ok(types);
         }

@@ -20,8 +20,10 @@ use datafusion_postgres::arrow_pg::encoder::encode_value;
 use futures::StreamExt;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo, Response};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
+
+use super::errors::api_error;
 
 /// The output format and options of one `COPY ... TO STDOUT`.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,9 +180,6 @@ fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo], encoder: &mut CopyEnc
         .collect()
 }
 
-fn api_error(error: DataFusionError) -> PgWireError {
-    PgWireError::ApiError(Box::new(error))
-}
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,11 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use pgwire::api::{ClientInfo, ErrorHandler};
 use pgwire::error::{ErrorInfo, PgWireError};
 
+/// An engine error as pgwire carries it until [`SqlStateErrors`] gives it its SQLSTATE.
+pub(crate) fn api_error(error: impl std::error::Error + Send + Sync + 'static) -> PgWireError {
+    PgWireError::ApiError(Box::new(error))
+}
+
 /// The SQLSTATE for an error raised anywhere below the wire.
 pub fn sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static str {
     if error.is::<ParserError>() {

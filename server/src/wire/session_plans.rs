@@ -21,11 +21,12 @@ use futures::{StreamExt, stream};
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{QueryResponse, Response};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 use quantatom_engine::postgres_literals::type_output_literals;
 
+use super::errors::api_error;
 use super::array_expansion::rewrite_array_expansions;
 use super::array_subquery::rewrite_array_subqueries;
 use super::direct_planning::needs_direct_planning;
@@ -53,9 +54,6 @@ pub(crate) struct SessionPlans {
     session: Arc<SessionContext>,
 }
 
-fn api_error(error: impl std::error::Error + Send + Sync + 'static) -> PgWireError {
-    PgWireError::ApiError(Box::new(error))
-}
 
 impl SessionPlans {
     /// Plans of queries run in `session`, kept while `epoch` stands still.

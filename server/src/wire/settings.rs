@@ -22,11 +22,12 @@ use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::{ClientInfo, Type};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
 use quantatom_engine::postgres_settings::{PostgresSettings, SettingError, find_parameter};
 
+use super::errors::api_error;
 use super::answered_plan;
 
 /// Parameters pgwire reads from the connection's metadata when it formats values.
@@ -303,9 +304,6 @@ fn show_rows(shown: &Shown, options: &ConfigOptions) -> Result<(Vec<String>, Vec
     }
 }
 
-fn api_error(error: DataFusionError) -> PgWireError {
-    PgWireError::ApiError(Box::new(error))
-}
 
 #[async_trait]
 impl QueryHook for SettingsHook {

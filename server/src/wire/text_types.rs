@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::common::Result;
@@ -20,12 +21,13 @@ use datafusion::sql::sqlparser::ast::DataType as SqlType;
 use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use pgwire::api::Type;
-use bytes::Bytes;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::stmt::StoredStatement;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
+
+use super::errors::api_error;
 
 /// The field-metadata key naming the PostgreSQL type a text column holds.
 const POSTGRES_TYPE_KEY: &str = "quantatom.postgres_type";
@@ -132,13 +134,13 @@ pub(crate) fn for_the_wire(batch: RecordBatch, fields: &[FieldInfo]) -> PgWireRe
         .zip(&columns)
         .map(|(field, column)| field.as_ref().clone().with_data_type(column.data_type().clone()))
         .collect();
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|error| PgWireError::ApiError(Box::new(error)))
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(api_error)
 }
 
 /// `column` of `kind` as sent in `format`: `None` when its text goes out as it is (after it
 /// is checked to be a uuid or JSON), else its binary form.
 fn wire_form(kind: TextBackedType, column: &ArrayRef, format: FieldFormat) -> PgWireResult<Option<ArrayRef>> {
-    let text_column = datafusion::arrow::compute::cast(column, &DataType::Utf8).map_err(|error| PgWireError::ApiError(Box::new(error)))?;
+    let text_column = datafusion::arrow::compute::cast(column, &DataType::Utf8).map_err(api_error)?;
     let text = text_column.as_string::<i32>();
     let binary = format == FieldFormat::Binary;
     let mut bytes = BinaryBuilder::new();
