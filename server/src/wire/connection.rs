@@ -37,7 +37,7 @@ use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::errors::SqlStateErrors;
-use super::text_types::result_fields;
+use super::text_types::{result_fields, text_parameter_types};
 use super::session_plans::{ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters, may_change_plans, parse_text, plan_query};
 use super::settings::{apply_startup_parameters, copy_format_parameters};
 use super::transactions::{in_failed_block, is_rollback_to_savepoint};
@@ -375,16 +375,24 @@ impl QueryParser for SessionParser {
     /// datafusion-postgres's types, placed at their placeholders' positions: it lists the
     /// placeholders the plan holds in order, without the gaps a compatibility rewrite leaves
     /// when it drops an expression holding one (a correlated subquery in a SELECT list), which
-    /// would shift every later parameter onto the wrong type.
+    /// would shift every later parameter onto the wrong type. Parameters cast to `uuid`,
+    /// `json` or `jsonb` are described as those types.
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
         let types = self.inner.get_parameter_types(statement)?;
         let Some((_, plan)) = &statement.1 else { return Ok(types) };
         let ids = by_position(plan.get_parameter_types().map_err(api_error)?);
-        if ids.iter().all(Option::is_some) {
+        let text_types = text_parameter_types(plan);
+        if text_types.is_empty() && ids.iter().all(Option::is_some) {
             return Ok(types);
         }
         let mut types = types.into_iter();
-        Ok(ids.into_iter().map(|id| id.and_then(|_| types.next()).unwrap_or(Type::UNKNOWN)).collect())
+        let ids = ids.into_iter().enumerate();
+        Ok(ids
+            .map(|(index, id)| {
+                let inferred = id.and_then(|_| types.next());
+                text_types.get(&format!("${}", index + 1)).cloned().or(inferred).unwrap_or(Type::UNKNOWN)
+            })
+            .collect())
     }
 
     /// datafusion-postgres's description, with `uuid`/`json`/`jsonb` columns as those types

@@ -206,7 +206,7 @@ pub(crate) fn bind_parameters<S: Clone + Default>(
 ) -> PgWireResult<ParamValues> {
     let inferred: Vec<Option<&DataType>> = inferred.iter().map(Option::as_ref).collect();
     let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
-    match with_text_parameters(portal)? {
+    match with_text_parameters(portal, wire_types)? {
         Some(text_portal) => deserialize_parameters_with_server_types(&text_portal, &inferred, &wire),
         None => deserialize_parameters_with_server_types(portal, &inferred, &wire),
     }

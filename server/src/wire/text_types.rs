@@ -16,7 +16,10 @@ use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::common::Result;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::planner::TypePlanner;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::sql::sqlparser::ast::DataType as SqlType;
 use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
@@ -162,12 +165,14 @@ fn wire_form(kind: TextBackedType, column: &ArrayRef, format: FieldFormat) -> Pg
 }
 
 /// `portal` with its `uuid`/`json`/`jsonb` parameters turned into text parameters, which
-/// arrow-pg's decoder (it has no such types) reads; `None` when it has none.
-pub(crate) fn with_text_parameters<S: Clone + Default>(portal: &Portal<S>) -> PgWireResult<Option<Portal<S>>> {
-    let declared = &portal.statement.parameter_types;
+/// arrow-pg's decoder (it has no such types) reads; `None` when it has none. A parameter's type
+/// is the one the client declared, else the one the server described (`wire_types`).
+pub(crate) fn with_text_parameters<S: Clone + Default>(portal: &Portal<S>, wire_types: &[Type]) -> PgWireResult<Option<Portal<S>>> {
+    let declared: Vec<Option<Type>> =
+        (0..portal.parameter_len()).map(|index| portal.statement.parameter_types.get(index).cloned().flatten()).collect();
     let kind_at = |index: usize| -> Option<TextBackedType> {
-        let declared = declared.get(index)?.as_ref()?;
-        TextBackedType::ALL.into_iter().find(|kind| kind.wire_type() == *declared)
+        let sent = declared[index].clone().filter(|declared| *declared != Type::UNKNOWN).or_else(|| wire_types.get(index).cloned())?;
+        TextBackedType::ALL.into_iter().find(|kind| kind.wire_type() == sent)
     };
     if !(0..portal.parameter_len()).any(|index| kind_at(index).is_some()) {
         return Ok(None);
@@ -230,6 +235,27 @@ fn checked_json(value: &str) -> PgWireResult<&str> {
 
 fn invalid_uuid(value: &str) -> PgWireError {
     data_error("22P02", format!("invalid input syntax for type uuid: \"{value}\""))
+}
+
+/// The wire types of `plan`'s parameters that it casts to `uuid`, `json` or `jsonb`, by
+/// placeholder (`$1`, ...), so that Describe reports them as PostgreSQL does and clients that
+/// encode by the described type (asyncpg) send a UUID as a uuid.
+pub(crate) fn text_parameter_types(plan: &LogicalPlan) -> HashMap<String, Type> {
+    let mut types = HashMap::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|expr| {
+                if let Expr::Cast(Cast { expr: cast, field }) = expr
+                    && let Expr::Placeholder(placeholder) = cast.as_ref()
+                    && let Some(kind) = TextBackedType::of(field)
+                {
+                    types.insert(placeholder.id.clone(), kind.wire_type());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    types
 }
 
 /// Installs [`PostgresTypePlanner`] in `context` (after datafusion-pg-catalog installed its own).

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import decimal
 import sys
+import uuid
 
 import asyncpg
 
@@ -35,6 +36,11 @@ async def main(url):
         datetime.datetime(2025, 1, 31, 8, 0, tzinfo=datetime.timezone.utc), ["x", "y"], b"\x00z")
     check("binary types", tuple(typed), (2.5, datetime.date(2025, 1, 31),
           datetime.datetime(2025, 1, 31, 8, 0, tzinfo=datetime.timezone.utc), ["x", "y"], b"\x00z"))
+    # uuid and json parameters are described as such, so asyncpg encodes them by type (a UUID
+    # in binary); json comes back as its text, as asyncpg returns it from PostgreSQL.
+    key = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+    check("uuid parameter and result", await conn.fetchval("SELECT $1::uuid", key), key)
+    check("jsonb parameter and result", await conn.fetchval("SELECT $1::jsonb", '{"a": [1, 2]}'), '{"a": [1, 2]}')
 
     try:
         await conn.fetch("SELECT * FROM cube.no_such_cube")
