@@ -3,7 +3,8 @@
 //!
 //! Each connection registers when its startup completes and leaves when it closes; a query
 //! marks it `active` with its text and start time until the query's last result row has been
-//! sent, then `idle`.
+//! sent, then `idle`, or `idle in transaction` (`(aborted)` after an error) inside a
+//! transaction block, as the connection loop reports after each message.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, Sca
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
+use pgwire::messages::response::TransactionStatus;
 
 /// The open connections of a server, by process id. In-process sessions (tests) use an empty
 /// one.
@@ -42,6 +44,7 @@ pub(crate) struct SessionActivity {
 #[derive(Debug, Clone)]
 struct Doing {
     active: bool,
+    transaction: TransactionStatus,
     query: String,
     query_start: Option<SystemTime>,
     state_change: SystemTime,
@@ -69,8 +72,31 @@ impl SessionActivity {
     pub(crate) fn query_started(self: &Arc<Self>, query: &str) -> RunningQuery {
         let started = SystemTime::now();
         *self.now.lock().expect("activity poisoned") =
-            Doing { active: true, query: query.to_owned(), query_start: Some(started), state_change: started };
+            Doing { active: true, query: query.to_owned(), query_start: Some(started), state_change: started, ..self.doing() };
         RunningQuery(Arc::clone(self))
+    }
+
+    /// Records the connection's transaction status once a client message has been handled.
+    pub(crate) fn transaction_status_is(&self, status: TransactionStatus) {
+        let mut now = self.now.lock().expect("activity poisoned");
+        if now.transaction != status {
+            now.transaction = status;
+            now.state_change = SystemTime::now();
+        }
+    }
+
+    fn doing(&self) -> Doing {
+        self.now.lock().expect("activity poisoned").clone()
+    }
+
+    /// `pg_stat_activity.state` for what the connection is `doing`.
+    fn state(doing: &Doing) -> &'static str {
+        match (doing.active, doing.transaction) {
+            (true, _) => "active",
+            (false, TransactionStatus::Transaction) => "idle in transaction",
+            (false, TransactionStatus::Error) => "idle in transaction (aborted)",
+            (false, TransactionStatus::Idle) => "idle",
+        }
     }
 }
 
@@ -85,7 +111,13 @@ impl ActivityRegistry {
         client: SocketAddr,
     ) -> Arc<SessionActivity> {
         let started = SystemTime::now();
-        let doing = Doing { active: false, query: String::new(), query_start: None, state_change: started };
+        let doing = Doing {
+            active: false,
+            transaction: TransactionStatus::Idle,
+            query: String::new(),
+            query_start: None,
+            state_change: started,
+        };
         let session = Arc::new(SessionActivity {
             pid,
             user,
@@ -116,7 +148,7 @@ impl ActivityRegistry {
             .lock()
             .expect("activity poisoned")
             .values()
-            .map(|session| (Arc::clone(session), session.now.lock().expect("activity poisoned").clone()))
+            .map(|session| (Arc::clone(session), session.doing()))
             .collect();
         let text = |value: &dyn Fn(&SessionActivity, &Doing) -> Option<String>| -> ArrayRef {
             Arc::new(sessions.iter().map(|(session, doing)| value(session, doing)).collect::<StringArray>())
@@ -147,7 +179,7 @@ impl ActivityRegistry {
             time(&|_, doing| Some(doing.state_change)),
             text(&|_, doing| (!doing.active).then(|| "Client".to_owned())),
             text(&|_, doing| (!doing.active).then(|| "ClientRead".to_owned())),
-            text(&|_, doing| Some(if doing.active { "active" } else { "idle" }.to_owned())),
+            text(&|_, doing| Some(SessionActivity::state(doing).to_owned())),
             text(&|_, doing| Some(doing.query.clone())),
             text(&|_, _| Some("client backend".to_owned())),
         ];

@@ -113,6 +113,14 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// Records the connection's transaction status after a client message was handled (shown
+    /// in `pg_stat_activity.state`).
+    pub(crate) fn transaction_status_is(&self, status: TransactionStatus) {
+        if let Some(activity) = self.startup.activity.get() {
+            activity.transaction_status_is(status);
+        }
+    }
+
     /// Handlers over `service`, which runs queries in `session`, the connection's own.
     pub(crate) fn new(
         service: DfSessionService,

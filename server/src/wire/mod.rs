@@ -119,7 +119,9 @@ impl Server {
                     let handlers = Arc::new(self.connection());
                     connections.spawn(async move {
                         tracing::debug!(%peer, "connection opened");
-                        if let Err(e) = socket::serve_connection(socket, handlers).await {
+                        let status = Arc::clone(&handlers);
+                        let handled = move |transaction| status.transaction_status_is(transaction);
+                        if let Err(e) = socket::serve_connection(socket, handlers, handled).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                         tracing::debug!(%peer, "connection closed");

@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, ErrorHandler, PgWireConnectionState, PgWireServerHandlers};
 use pgwire::messages::PgWireFrontendMessage;
+use pgwire::messages::response::TransactionStatus;
 use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
@@ -68,8 +69,13 @@ fn holds_whole_message(buffer: &[u8]) -> bool {
     }
 }
 
-/// Serves one client connection with `handlers` until it ends.
-pub(crate) async fn serve_connection<H: PgWireServerHandlers>(tcp: TcpStream, handlers: H) -> io::Result<()> {
+/// Serves one client connection with `handlers` until it ends, telling `handled` the
+/// connection's transaction status after each client message.
+pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
+    tcp: TcpStream,
+    handlers: H,
+    handled: impl Fn(TransactionStatus),
+) -> io::Result<()> {
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
     let extended = handlers.extended_query_handler();
@@ -112,7 +118,7 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(tcp: TcpStream, ha
             PgWireConnectionState::CopyInProgress(extended_protocol) => extended_protocol,
             _ => message.is_extended_query(),
         };
-        let handled = process_message(
+        let result = process_message(
             message,
             &mut socket,
             startup.clone(),
@@ -122,10 +128,11 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(tcp: TcpStream, ha
             cancel.clone(),
         )
         .await;
-        if let Err(mut error) = handled {
+        if let Err(mut error) = result {
             errors.on_error(&socket, &mut error);
             process_error(&mut socket, error, extended_protocol).await?;
         }
+        handled(socket.transaction_status());
         if matches!(socket.state(), PgWireConnectionState::AwaitingStartup) || !holds_whole_message(socket.read_buffer()) {
             socket.get_mut().hold = false;
             let flushed = socket.flush().await;

@@ -34,6 +34,16 @@ async fn pg_stat_activity_shows_each_connection_and_what_it_runs() {
     assert_eq!(value(&observer, &other).await, "idle|SELECT count(*) FROM dim.account|grid_app|tester|quantatom|true");
     assert_eq!(value(&observer, "SELECT count(*) FROM pg_stat_activity").await, "2");
 
+    // Inside a transaction block the connection waits "idle in transaction", "(aborted)" after
+    // an error, and is "idle" again after ROLLBACK.
+    let state = format!("SELECT state FROM pg_stat_activity WHERE pid = {watched_pid}");
+    watched.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(value(&observer, &state).await, "idle in transaction");
+    watched.batch_execute("SELECT * FROM cube.no_such_cube").await.unwrap_err();
+    assert_eq!(value(&observer, &state).await, "idle in transaction (aborted)");
+    watched.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(value(&observer, &state).await, "idle");
+
     drop(watched);
     watched_task.await.unwrap().unwrap();
     // The server notices the closed socket on its next read; give it a moment.
