@@ -17,6 +17,7 @@ pub mod errors;
 mod pg_settings;
 mod regproc_literals;
 mod search_path;
+mod session_hooks;
 mod session_plans;
 mod settings;
 mod text_types;
@@ -44,6 +45,7 @@ use connection::Connection;
 pub use activity::ActivityRegistry;
 use pg_settings::SessionSettingsCatalog;
 use search_path::PublicWithPgCatalog;
+use session_hooks::BothProtocols;
 use settings::SettingsHook;
 use transactions::TransactionHook;
 
@@ -141,9 +143,9 @@ impl Server {
             .with_session_id(uuid::Uuid::new_v4().to_string())
             .build();
         let hooks: Vec<Arc<dyn datafusion_postgres::QueryHook>> = vec![
-            Arc::new(TransactionHook::default()),
+            Arc::new(BothProtocols(TransactionHook::default())),
             Arc::new(CursorStatementHook),
-            Arc::new(SettingsHook::new(state.clone())),
+            Arc::new(BothProtocols(SettingsHook::new(state.clone()))),
         ];
         let session = Arc::new(SessionContext::new_with_state(state));
         let service = DfSessionService::new_with_hooks(Arc::clone(&session), hooks);

@@ -12,13 +12,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::common::{DFSchema, DataFusionError, ParamValues, ToDFSchema};
+use datafusion::common::{DFSchema, DataFusionError, ToDFSchema};
 use datafusion::config::ConfigOptions;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{Expr, Ident, ObjectName, Reset, Set, Statement, Value};
-use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::{ClientInfo, Type};
@@ -29,6 +28,7 @@ use quantatom_engine::postgres_settings::{PostgresSettings, SettingError, find_p
 
 use super::errors::api_error;
 use super::answered_plan;
+use super::session_hooks::SessionStatementHook;
 
 /// Parameters pgwire reads from the connection's metadata when it formats values.
 const FORMAT_PARAMETERS: [&str; 4] = ["DateStyle", "IntervalStyle", "bytea_output", "extra_float_digits"];
@@ -306,8 +306,8 @@ fn show_rows(shown: &Shown, options: &ConfigOptions) -> Result<(Vec<String>, Vec
 
 
 #[async_trait]
-impl QueryHook for SettingsHook {
-    async fn handle_simple_query(
+impl SessionStatementHook for SettingsHook {
+    async fn answer(
         &self,
         statement: &Statement,
         session_context: &SessionContext,
@@ -317,7 +317,7 @@ impl QueryHook for SettingsHook {
         Some(self.answer(statement, session_context, client).await)
     }
 
-    async fn handle_extended_parse_query(
+    async fn describe(
         &self,
         statement: &Statement,
         session_context: &SessionContext,
@@ -339,16 +339,5 @@ impl QueryHook for SettingsHook {
             SessionStatement::Change(_) => Arc::new(DFSchema::empty()),
         };
         Some(Ok(answered_plan(schema)))
-    }
-
-    async fn handle_extended_query(
-        &self,
-        statement: &Statement,
-        _logical_plan: &LogicalPlan,
-        _params: &ParamValues,
-        session_context: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        self.handle_simple_query(statement, session_context, client).await
     }
 }

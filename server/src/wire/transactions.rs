@@ -12,11 +12,10 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::common::{DFSchema, ParamValues};
+use datafusion::common::DFSchema;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
-use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
 use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
@@ -24,6 +23,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 
 use super::answered_plan;
+use super::session_hooks::SessionStatementHook;
 
 /// Answers one connection's transaction statements and refuses the rest in a failed block.
 #[derive(Debug, Default)]
@@ -121,8 +121,8 @@ fn block_response(statement: &Statement, status: TransactionStatus) -> Option<Re
 }
 
 #[async_trait]
-impl QueryHook for TransactionHook {
-    async fn handle_simple_query(
+impl SessionStatementHook for TransactionHook {
+    async fn answer(
         &self,
         statement: &Statement,
         _session_context: &SessionContext,
@@ -131,23 +131,12 @@ impl QueryHook for TransactionHook {
         self.respond(statement, client.transaction_status())
     }
 
-    async fn handle_extended_parse_query(
+    async fn describe(
         &self,
         statement: &Statement,
         _session_context: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         is_transaction_statement(statement).then(|| Ok(answered_plan(Arc::new(DFSchema::empty()))))
-    }
-
-    async fn handle_extended_query(
-        &self,
-        statement: &Statement,
-        _logical_plan: &LogicalPlan,
-        _params: &ParamValues,
-        session_context: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        self.handle_simple_query(statement, session_context, client).await
     }
 }
