@@ -190,6 +190,21 @@ pub(crate) struct SessionQueries {
 
 impl SessionQueries {
     /// Starts `query` (its text as `pg_stat_activity` shows it): stoppable by cancel and timeout.
+    /// Runs a `COPY ... TO STDOUT` (either protocol), its rows in the session's formats.
+    async fn copy_out<C: ClientInfo>(
+        &self,
+        client: &C,
+        copy: Result<CopyOut, datafusion::common::DataFusionError>,
+        stop: QueryStop,
+    ) -> PgWireResult<Response> {
+        if client.transaction_status() == TransactionStatus::Error {
+            return Err(in_failed_block());
+        }
+        let copy = copy.map_err(api_error)?;
+        let options = FormatOptions::from_client_metadata(client.metadata());
+        stop.until_stopped(copy.run(&self.session, options)).await
+    }
+
     fn begin_query<C: ClientInfo + ?Sized>(&self, client: &C, query: &str) -> QueryStop {
         let (pid, secret) = client.pid_and_secret_key();
         let key = (pid, secret.to_bytes());
@@ -245,11 +260,7 @@ impl SimpleQueryHandler for SessionQueries {
         // COPY TO STDOUT and plain queries bypass datafusion-postgres, whose transaction hook
         // refuses statements in a failed block; refuse them here the same way.
         if let Some(copy) = CopyOut::parse(query) {
-            if client.transaction_status() == TransactionStatus::Error {
-                return Err(in_failed_block());
-            }
-            let copy = copy.map_err(api_error)?;
-            return Ok(vec![stop.until_stopped(copy.run(&self.session)).await?]);
+            return Ok(vec![self.copy_out(client, copy, stop).await?]);
         }
         let plan = stop.until_stopped(self.plans.plan_simple_query(query)).await?;
         let changes_plans = match plan {
@@ -313,6 +324,9 @@ impl ExtendedQueryHandler for SessionQueries {
     {
         let (sql, parsed) = &portal.statement.statement;
         let stop = self.begin_query(client, sql);
+        if let Some(copy) = CopyOut::parse(sql) {
+            return self.copy_out(client, copy, stop).await;
+        }
         if let Some((statement, plan)) = parsed {
             let prepared = self.plans.plan_prepared_query(sql, statement, plan)?;
             if !matches!(prepared, PreparedQueryPlan::Delegate) {
@@ -365,6 +379,10 @@ impl QueryParser for SessionParser {
     {
         if let Some(parsed) = self.parsed.get(sql) {
             return Ok(Some(parsed.as_ref().clone()));
+        }
+        if CopyOut::parse(sql).is_some() {
+            // Run by the extended query handler as the simple protocol runs it.
+            return Ok(Some((sql.to_owned(), None)));
         }
         let epoch = self.parsed.epoch().current();
         match parse_text(sql) {

@@ -3,10 +3,13 @@
 //!
 //! DataFusion's own `COPY` writes files on the server; a client wants the rows on its own
 //! connection, so this statement is recognised before DataFusion sees it, its query planned in
-//! the connection's session, and the batches encoded by arrow-pg into CopyData messages.
+//! the connection's session, and each row encoded into a CopyData message: values in their
+//! PostgreSQL text forms (arrow-pg's, in the session's formats) escaped by
+//! [`CopyTextEncoder`], or in binary by pgwire's encoder.
 
 use std::sync::Arc;
 
+use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::DataFusionError;
 use datafusion::prelude::SessionContext;
@@ -16,12 +19,16 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
-use datafusion_postgres::arrow_pg::encoder::encode_value;
+use datafusion_postgres::arrow_pg::encoder::{Encoder, encode_value};
 use futures::StreamExt;
+use pgwire::api::Type;
 use pgwire::api::portal::Format;
-use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo, Response};
+use pgwire::api::results::{CopyEncoder, CopyResponse, FieldFormat, FieldInfo, Response};
 use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
+use pgwire::types::format::FormatOptions;
+use pgwire::types::ToSqlText;
+use postgres_types::{IsNull, ToSql};
 
 use super::errors::api_error;
 
@@ -106,20 +113,24 @@ impl CopyOut {
                 other => return Err(unsupported(other.to_string())),
             }
         }
+        if self.delimiter.is_some_and(|delimiter| !delimiter.is_ascii()) {
+            return Err(DataFusionError::NotImplemented("COPY delimiter must be a single one-byte character".into()));
+        }
         if self.header && self.format != CopyFormat::Csv {
             return Err(DataFusionError::Plan("COPY HEADER available only in CSV mode".into()));
         }
         Ok(())
     }
 
-    /// Plans the query in `session` and streams its rows as CopyData.
-    pub(crate) async fn run(&self, session: &SessionContext) -> PgWireResult<Response> {
+    /// Plans the query in `session` and streams its rows as CopyData, values written in the
+    /// session's formats (`options`).
+    pub(crate) async fn run(&self, session: &SessionContext, options: FormatOptions) -> PgWireResult<Response> {
         let frame = session.sql(&self.query).await.map_err(api_error)?;
         let arrow_schema = Arc::new(frame.schema().as_arrow().clone());
         let fields = Arc::new(arrow_schema_to_pg_fields(&arrow_schema, &Format::UnifiedText, None)?);
         let columns = fields.len();
         let batches = frame.execute_stream().await.map_err(api_error)?;
-        let mut encoder = self.encoder(Arc::clone(&fields));
+        let mut encoder = self.encoder(Arc::clone(&fields), options);
         let header = if self.header { Some(header_row(&mut encoder, &fields)) } else { None };
         let rows = batches
             .map(move |batch| match batch {
@@ -132,50 +143,168 @@ impl CopyOut {
         Ok(Response::CopyOut(CopyResponse::new(format_code, columns, data)))
     }
 
-    fn encoder(&self, fields: Arc<Vec<FieldInfo>>) -> CopyEncoder {
+    fn encoder(&self, fields: Arc<Vec<FieldInfo>>, options: FormatOptions) -> CopyRows {
+        let columns = fields.len();
+        // `apply_options` checked that the delimiter is one byte.
+        let delimiter = |default: u8| self.delimiter.map_or(default, |delimiter| delimiter as u8);
         match self.format {
-            CopyFormat::Binary => CopyEncoder::new_binary(fields),
+            CopyFormat::Binary => CopyRows::Binary(CopyEncoder::new_binary(fields)),
             CopyFormat::Text => {
-                let mut options = CopyTextOptions::default();
-                if let Some(delimiter) = self.delimiter {
-                    options.delimiter = delimiter.to_string().into();
-                }
-                if let Some(null) = &self.null {
-                    options.null_string = null.as_str().into();
-                }
-                CopyEncoder::new_text(fields, options)
+                let null = self.null.as_deref().unwrap_or("\\N");
+                CopyRows::Text(CopyTextEncoder::new(columns, options, delimiter(b'\t'), null, None))
             }
             CopyFormat::Csv => {
-                let mut options = CopyCsvOptions::default();
-                if let Some(delimiter) = self.delimiter {
-                    options.delimiter = delimiter.to_string().into();
-                }
-                if let Some(null) = &self.null {
-                    options.null_string = null.as_str().into();
-                }
-                CopyEncoder::new_csv(fields, options)
+                let null = self.null.as_deref().unwrap_or("");
+                CopyRows::Text(CopyTextEncoder::new(columns, options, delimiter(b','), null, Some(b'"')))
             }
         }
     }
 }
 
-/// The CSV header line: the column names, quoted as values are.
-fn header_row(encoder: &mut CopyEncoder, fields: &[FieldInfo]) -> PgWireResult<CopyData> {
-    for field in fields {
-        encoder.encode_field(&Some(field.name()))?;
+/// How a COPY's rows are encoded.
+enum CopyRows {
+    Binary(CopyEncoder),
+    Text(CopyTextEncoder),
+}
+
+impl Encoder for CopyRows {
+    type Item = CopyData;
+
+    fn encode_field<T>(&mut self, value: &T, field: &FieldInfo) -> PgWireResult<()>
+    where
+        T: ToSql + ToSqlText + Sized,
+    {
+        match self {
+            Self::Binary(binary) => binary.encode_field(value),
+            Self::Text(text) => Encoder::encode_field(text, value, field),
+        }
     }
-    Ok(encoder.take_copy())
+
+    fn take_row(&mut self) -> CopyData {
+        match self {
+            Self::Binary(binary) => binary.take_copy(),
+            Self::Text(text) => text.take_row(),
+        }
+    }
+}
+
+/// Rows of a text or CSV `COPY`, as PostgreSQL writes them: each value's text form in the
+/// session's formats (DateStyle, TimeZone, ...), escaped for the format, one CopyData per row.
+/// Its buffers and options are reused from value to value (pgwire's CopyEncoder allocates a
+/// buffer and default format options for every value, and ignores the session's).
+struct CopyTextEncoder {
+    row: BytesMut,
+    value: BytesMut,
+    options: FormatOptions,
+    columns: usize,
+    column: usize,
+    delimiter: u8,
+    null: Vec<u8>,
+    /// The quote character in CSV; text format escapes with backslashes instead.
+    csv_quote: Option<u8>,
+}
+
+impl CopyTextEncoder {
+    fn new(columns: usize, options: FormatOptions, delimiter: u8, null: &str, csv_quote: Option<u8>) -> Self {
+        Self {
+            row: BytesMut::with_capacity(256),
+            value: BytesMut::with_capacity(64),
+            options,
+            columns,
+            column: 0,
+            delimiter,
+            null: null.as_bytes().to_vec(),
+            csv_quote,
+        }
+    }
+
+    /// Appends the value text in `self.value`, escaped (text) or quoted where needed (CSV).
+    fn put_value(&mut self) {
+        let value = self.value.as_ref();
+        match self.csv_quote {
+            None => {
+                for &byte in value {
+                    match byte {
+                        b'\\' => self.row.put_slice(b"\\\\"),
+                        b'\n' => self.row.put_slice(b"\\n"),
+                        b'\r' => self.row.put_slice(b"\\r"),
+                        b'\t' => self.row.put_slice(b"\\t"),
+                        0x08 => self.row.put_slice(b"\\b"),
+                        0x0b => self.row.put_slice(b"\\v"),
+                        0x0c => self.row.put_slice(b"\\f"),
+                        byte if byte == self.delimiter => self.row.put_slice(&[b'\\', byte]),
+                        byte => self.row.put_u8(byte),
+                    }
+                }
+            }
+            Some(quote) => {
+                // PostgreSQL quotes a value holding the delimiter, the quote, a line break, or
+                // equal to the NULL string (so that an empty string is not read back as NULL).
+                let needs_quotes = value == self.null.as_slice()
+                    || value == b"\\."
+                    || value.iter().any(|&byte| byte == self.delimiter || byte == quote || byte == b'\n' || byte == b'\r');
+                if needs_quotes {
+                    self.row.put_u8(quote);
+                    for &byte in value {
+                        if byte == quote {
+                            self.row.put_u8(quote);
+                        }
+                        self.row.put_u8(byte);
+                    }
+                    self.row.put_u8(quote);
+                } else {
+                    self.row.put_slice(value);
+                }
+            }
+        }
+    }
+}
+
+impl Encoder for CopyTextEncoder {
+    type Item = CopyData;
+
+    fn encode_field<T>(&mut self, value: &T, field: &FieldInfo) -> PgWireResult<()>
+    where
+        T: ToSql + ToSqlText + Sized,
+    {
+        if self.column > 0 {
+            self.row.put_u8(self.delimiter);
+        }
+        self.value.clear();
+        match value.to_sql_text(field.datatype(), &mut self.value, &self.options)? {
+            IsNull::Yes => self.row.put_slice(&self.null),
+            IsNull::No => self.put_value(),
+        }
+        self.column += 1;
+        Ok(())
+    }
+
+    fn take_row(&mut self) -> CopyData {
+        debug_assert_eq!(self.column, self.columns, "a row holds every column");
+        self.row.put_u8(b'\n');
+        self.column = 0;
+        CopyData::new(self.row.split().freeze())
+    }
+}
+
+/// The CSV header line: the column names, quoted as values are.
+fn header_row(encoder: &mut CopyRows, fields: &[FieldInfo]) -> PgWireResult<CopyData> {
+    for field in fields {
+        let name = FieldInfo::new(field.name().to_owned(), None, None, Type::TEXT, FieldFormat::Text);
+        encoder.encode_field(&Some(field.name()), &name)?;
+    }
+    Ok(encoder.take_row())
 }
 
 /// One CopyData message per row of `batch`.
-fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo], encoder: &mut CopyEncoder) -> Vec<PgWireResult<CopyData>> {
+fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo], encoder: &mut CopyRows) -> Vec<PgWireResult<CopyData>> {
     let schema = batch.schema();
     (0..batch.num_rows())
         .map(|row| {
             for (column, (array, field)) in batch.columns().iter().zip(fields).enumerate() {
                 encode_value(encoder, array, row, schema.field(column), field)?;
             }
-            Ok(encoder.take_copy())
+            Ok(encoder.take_row())
         })
         .collect()
 }

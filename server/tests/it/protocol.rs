@@ -1,5 +1,5 @@
 //! The protocol itself, with tokio-postgres: extended queries with parameters and binary
-//! results, SQLSTATEs, per-connection sessions, DISCARD, inserts, cancel.
+//! results, SQLSTATEs, per-connection sessions, DISCARD, inserts, cancel, COPY's formats.
 
 use std::time::Duration;
 
@@ -265,5 +265,32 @@ async fn integer_literals_are_typed_as_postgres_types_them() {
         assert_eq!((row.get::<_, i32>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (1, 3_000_000_000, 2_147_483_648));
     }
     assert_eq!(value(&client, "SELECT 1").await, "1");
+    server.stop().await;
+}
+
+/// The rows a `COPY ... TO STDOUT` sends, as one string.
+async fn copied(client: &tokio_postgres::Client, sql: &str) -> String {
+    use futures::TryStreamExt;
+    let chunks: Vec<bytes::Bytes> = client.copy_out(sql).await.expect("COPY starts").try_collect().await.expect("COPY ends");
+    String::from_utf8(chunks.concat()).expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_writes_values_as_postgres_does() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("SET TIME ZONE 'Europe/Berlin'").await.unwrap();
+    let row = "SELECT 'a\tb\\c' AS t, '' AS e, NULL::text AS n, 1.50::numeric(4,2) AS x, '2025-01-15 12:00:00+00'::timestamptz AS ts";
+    // Text: backslash escapes, \N for NULL; the timestamptz in the session's zone (written
+    // with microseconds, where PostgreSQL leaves zero fractions out).
+    let text = copied(&client, &format!("COPY ({row}) TO STDOUT")).await;
+    let (values, at) = text.rsplit_once('\t').expect("five columns");
+    assert_eq!(values, "a\\tb\\\\c\t\t\\N\t1.50");
+    assert!(at.starts_with("2025-01-15 13:00:00") && at.ends_with("+01\n"), "{at:?}");
+    // CSV: an empty string is quoted, so that it does not read back as NULL.
+    let csv = copied(&client, &format!("COPY ({row}) TO STDOUT (FORMAT csv, HEADER)")).await;
+    assert!(csv.starts_with("t,e,n,x,ts\na\tb\\c,\"\",,1.50,2025-01-15 13:00:00"), "{csv:?}");
+    let custom = copied(&client, &format!("COPY ({row}) TO STDOUT (DELIMITER '|', NULL 'none')")).await;
+    assert!(custom.starts_with("a\\tb\\\\c||none|1.50|"), "{custom:?}");
     server.stop().await;
 }
