@@ -71,8 +71,13 @@ impl SessionActivity {
     /// Records that `query` starts now; the connection is active until the guard drops.
     pub(crate) fn query_started(self: &Arc<Self>, query: &str) -> RunningQuery {
         let started = SystemTime::now();
-        *self.now.lock().expect("activity poisoned") =
-            Doing { active: true, query: query.to_owned(), query_start: Some(started), state_change: started, ..self.doing() };
+        let mut now = self.now.lock().expect("activity poisoned");
+        now.active = true;
+        now.query.clear();
+        now.query.push_str(query);
+        now.query_start = Some(started);
+        now.state_change = started;
+        drop(now);
         RunningQuery(Arc::clone(self))
     }
 

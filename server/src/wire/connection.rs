@@ -189,7 +189,6 @@ pub(crate) struct SessionQueries {
 }
 
 impl SessionQueries {
-    /// Starts `query` (its text as `pg_stat_activity` shows it): stoppable by cancel and timeout.
     /// Runs a `COPY ... TO STDOUT` (either protocol), its rows in the session's formats.
     async fn copy_out<C: ClientInfo>(
         &self,
@@ -205,6 +204,7 @@ impl SessionQueries {
         stop.until_stopped(copy.run(&self.session, options)).await
     }
 
+    /// Starts `query` (its text as `pg_stat_activity` shows it): stoppable by cancel and timeout.
     fn begin_query<C: ClientInfo + ?Sized>(&self, client: &C, query: &str) -> QueryStop {
         let (pid, secret) = client.pid_and_secret_key();
         let key = (pid, secret.to_bytes());
@@ -405,7 +405,8 @@ impl QueryParser for SessionParser {
     /// `json` or `jsonb` are described as those types.
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
         let types = self.inner.get_parameter_types(statement)?;
-        let Some((_, plan)) = &statement.1 else { return Ok(types) };
+        // No types: the plan holds no placeholder, so there is nothing to place or retype.
+        let Some((_, plan)) = statement.1.as_ref().filter(|_| !types.is_empty()) else { return Ok(types) };
         let ids = by_position(plan.get_parameter_types().map_err(api_error)?);
         let text_types = text_parameter_types(plan);
         if text_types.is_empty() && ids.iter().all(Option::is_some) {

@@ -61,8 +61,7 @@ impl SchemaProvider for SessionSettingsCatalog {
         match name {
             PG_SETTINGS => Ok(Some(Arc::clone(&self.settings))),
             PG_STAT_ACTIVITY => Ok(Some(Arc::clone(&self.activity))),
-            PG_CLASS => self.array_table(name).await,
-            _ if vector_columns(name).is_some() => self.array_table(name).await,
+            _ if name == PG_CLASS || vector_columns(name).is_some() => self.array_table(name).await,
             _ => self.inner.table(name).await,
         }
     }
