@@ -86,7 +86,13 @@ const ACCOUNTS: &[(&str, &str, Option<&str>, i64)] = &[
 /// The legal entities: a ragged tree, each leaf with its currency and size (percent).
 const ENTITIES: &[(&str, &str, Option<&str>, &str, i64)] = &[
     ("Total", "Total company", None, "", 0),
-    ("EMEA", "Europe, Middle East and Africa", Some("Total"), "", 0),
+    (
+        "EMEA",
+        "Europe, Middle East and Africa",
+        Some("Total"),
+        "",
+        0,
+    ),
     ("DE", "Germany", Some("EMEA"), "EUR", 140),
     ("FR", "France", Some("EMEA"), "EUR", 100),
     ("UK", "United Kingdom", Some("EMEA"), "GBP", 110),
@@ -129,7 +135,10 @@ fn spec(code: &str, name: &str, parent: Option<&str>, attributes: &[(&str, &str)
         code: code.to_owned(),
         name: name.to_owned(),
         parent: parent.map(str::to_owned),
-        attributes: attributes.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
     }
 }
 
@@ -151,7 +160,11 @@ fn entity_specs() -> Vec<MemberSpec> {
     ENTITIES
         .iter()
         .map(|&(code, name, parent, currency, _)| {
-            let attributes: &[(&str, &str)] = if currency.is_empty() { &[] } else { &[("currency", currency)] };
+            let attributes: &[(&str, &str)] = if currency.is_empty() {
+                &[]
+            } else {
+                &[("currency", currency)]
+            };
             spec(code, name, parent, attributes)
         })
         .collect()
@@ -167,7 +180,12 @@ fn product_specs(size: DemoSize) -> Vec<MemberSpec> {
     for p in 0..size.products {
         let code = format!("P{:04}", p + 1);
         let name = format!("Product {}", p + 1);
-        specs.push(spec(&code, &name, Some(&category(p / PRODUCTS_PER_CATEGORY).0), &[]));
+        specs.push(spec(
+            &code,
+            &name,
+            Some(&category(p / PRODUCTS_PER_CATEGORY).0),
+            &[],
+        ));
     }
     specs
 }
@@ -182,7 +200,10 @@ fn category(c: usize) -> (String, String) {
 
 /// Month codes in order, `2023_01` .. `2025_12`.
 fn months() -> Vec<String> {
-    YEARS.iter().flat_map(|y| (1..=12).map(move |m| format!("{y}_{m:02}"))).collect()
+    YEARS
+        .iter()
+        .flat_map(|y| (1..=12).map(move |m| format!("{y}_{m:02}")))
+        .collect()
 }
 
 fn time_specs() -> Vec<MemberSpec> {
@@ -192,10 +213,20 @@ fn time_specs() -> Vec<MemberSpec> {
         specs.push(spec(&year_code, &format!("Fiscal year {year}"), None, &[]));
         for quarter in 1..=4 {
             let quarter_code = format!("{year}_Q{quarter}");
-            specs.push(spec(&quarter_code, &format!("Q{quarter} {year}"), Some(&year_code), &[]));
+            specs.push(spec(
+                &quarter_code,
+                &format!("Q{quarter} {year}"),
+                Some(&year_code),
+                &[],
+            ));
             for month in (quarter - 1) * 3 + 1..=quarter * 3 {
                 let code = format!("{year}_{month:02}");
-                specs.push(spec(&code, &code.replace('_', "-"), Some(&quarter_code), &[]));
+                specs.push(spec(
+                    &code,
+                    &code.replace('_', "-"),
+                    Some(&quarter_code),
+                    &[],
+                ));
             }
         }
     }
@@ -203,7 +234,11 @@ fn time_specs() -> Vec<MemberSpec> {
 }
 
 fn currency_specs() -> Vec<MemberSpec> {
-    let mut codes: Vec<&str> = ENTITIES.iter().map(|e| e.3).filter(|c| !c.is_empty()).collect();
+    let mut codes: Vec<&str> = ENTITIES
+        .iter()
+        .map(|e| e.3)
+        .filter(|c| !c.is_empty())
+        .collect();
     codes.sort_unstable();
     codes.dedup();
     codes.into_iter().map(|c| spec(c, c, None, &[])).collect()
@@ -211,12 +246,14 @@ fn currency_specs() -> Vec<MemberSpec> {
 
 /// A fixed 64-bit mix (SplitMix64 finaliser) of the cell's coordinates.
 fn mix(parts: [u64; 5]) -> u64 {
-    parts.iter().fold(0x9E37_79B9_7F4A_7C15_u64, |state, &part| {
-        let mut z = state ^ part.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    })
+    parts
+        .iter()
+        .fold(0x9E37_79B9_7F4A_7C15_u64, |state, &part| {
+            let mut z = state ^ part.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
 }
 
 /// Deviation in basis points, uniform in `-spread..=spread`.
@@ -238,7 +275,10 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
     let months = months();
     let leaf_accounts: Vec<_> = ACCOUNTS.iter().filter(|a| a.3 != 0).collect();
     let leaf_entities: Vec<_> = ENTITIES.iter().filter(|e| e.4 != 0).collect();
-    let closed = months.iter().position(|m| m == LAST_CLOSED_MONTH).expect("closed month is a month");
+    let closed = months
+        .iter()
+        .position(|m| m == LAST_CLOSED_MONTH)
+        .expect("closed month is a month");
     let products: Vec<String> = (1..=size.products).map(|p| format!("P{p:04}")).collect();
     let schema = cube.arrow_schema();
     let mut batches = Vec::new();
@@ -248,9 +288,13 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
             "Budget" => 0..=months.len() - 1,
             _ => months.len() - 12..=months.len() - 1,
         };
-        let rows = month_range.clone().count() * leaf_entities.len() * leaf_accounts.len() * products.len();
-        let mut columns: Vec<StringBuilder> =
-            (0..cube.dimensions.len()).map(|_| StringBuilder::with_capacity(rows, rows * 6)).collect();
+        let rows = month_range.clone().count()
+            * leaf_entities.len()
+            * leaf_accounts.len()
+            * products.len();
+        let mut columns: Vec<StringBuilder> = (0..cube.dimensions.len())
+            .map(|_| StringBuilder::with_capacity(rows, rows * 6))
+            .collect();
         let mut amounts = Decimal128Builder::with_capacity(rows);
         for month_index in month_range {
             for (entity_index, entity) in leaf_entities.iter().enumerate() {
@@ -258,7 +302,13 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
                     for (product_index, product) in products.iter().enumerate() {
                         let budget = budget_cents(account.3, entity.4, product_index, month_index);
                         let key = |v: usize| {
-                            [v as u64, month_index as u64, entity_index as u64, account_index as u64, product_index as u64]
+                            [
+                                v as u64,
+                                month_index as u64,
+                                entity_index as u64,
+                                account_index as u64,
+                                product_index as u64,
+                            ]
                         };
                         let actual = budget + budget * deviation_bp(key(0), 1_500) / 10_000;
                         let amount = match *version {
@@ -267,7 +317,14 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
                             _ if month_index <= closed => actual,
                             _ => budget + budget * deviation_bp(key(2), 800) / 10_000,
                         };
-                        let coordinates = [version, months[month_index].as_str(), entity.0, account.0, product, entity.3];
+                        let coordinates = [
+                            version,
+                            months[month_index].as_str(),
+                            entity.0,
+                            account.0,
+                            product,
+                            entity.3,
+                        ];
                         for (builder, value) in columns.iter_mut().zip(coordinates) {
                             builder.append_value(value);
                         }
@@ -277,8 +334,15 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
             }
         }
         let measure = &cube.measures[0];
-        let mut arrays: Vec<ArrayRef> = columns.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
-        arrays.push(Arc::new(amounts.finish().with_precision_and_scale(measure.precision, measure.scale)?));
+        let mut arrays: Vec<ArrayRef> = columns
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        arrays.push(Arc::new(
+            amounts
+                .finish()
+                .with_precision_and_scale(measure.precision, measure.scale)?,
+        ));
         batches.push(RecordBatch::try_new(Arc::clone(&schema), arrays)?);
     }
     Ok(batches)
@@ -288,23 +352,53 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
 pub fn finance_cube() -> CubeDefinition {
     CubeDefinition {
         name: "finance".into(),
-        dimensions: ["version", "time", "entity", "account", "product", "currency"].map(String::from).to_vec(),
-        measures: vec![Measure { name: "amount".into(), precision: 18, scale: 2 }],
+        dimensions: [
+            "version", "time", "entity", "account", "product", "currency",
+        ]
+        .map(String::from)
+        .to_vec(),
+        measures: vec![Measure {
+            name: "amount".into(),
+            precision: 18,
+            scale: 2,
+        }],
     }
 }
 
 /// Creates the demo dimensions and the `finance` cube and fills it.
-pub async fn load(cubes: &CubeSchemaProvider, metadata: &dyn MetadataStore, size: DemoSize) -> Result<()> {
+pub async fn load(
+    cubes: &CubeSchemaProvider,
+    metadata: &dyn MetadataStore,
+    size: DemoSize,
+) -> Result<()> {
     let dimensions = [
-        ("account", "Chart of accounts: the P&L hierarchy", account_specs()),
+        (
+            "account",
+            "Chart of accounts: the P&L hierarchy",
+            account_specs(),
+        ),
         ("entity", "Legal entities and regions", entity_specs()),
         ("product", "Products by category", product_specs(size)),
-        ("time", "Fiscal calendar: year > quarter > month", time_specs()),
-        ("version", "Plan versions", VERSIONS.iter().map(|&(c, n, p)| spec(c, n, p, &[])).collect()),
+        (
+            "time",
+            "Fiscal calendar: year > quarter > month",
+            time_specs(),
+        ),
+        (
+            "version",
+            "Plan versions",
+            VERSIONS
+                .iter()
+                .map(|&(c, n, p)| spec(c, n, p, &[]))
+                .collect(),
+        ),
         ("currency", "Booking currencies", currency_specs()),
     ];
     for (name, description, members) in dimensions {
-        let dimension = Dimension { name: name.into(), description: description.into() };
+        let dimension = Dimension {
+            name: name.into(),
+            description: description.into(),
+        };
         metadata
             .create_dimension(dimension, members)
             .await
@@ -339,7 +433,13 @@ mod tests {
     #[test]
     fn budget_follows_base_seasonality_and_growth() {
         // Hardware sales, Germany, the best-selling product, June of the first and second year.
-        assert_eq!(budget_cents(12_000, 140, 0, 5), 12_000 * 100 * 140 / 100 * 500 / 100 * 103 / 100);
-        assert_eq!(budget_cents(12_000, 140, 0, 17), 12_000 * 100 * 140 / 100 * 500 / 100 * 103 / 100 * 106 / 100);
+        assert_eq!(
+            budget_cents(12_000, 140, 0, 5),
+            12_000 * 100 * 140 / 100 * 500 / 100 * 103 / 100
+        );
+        assert_eq!(
+            budget_cents(12_000, 140, 0, 17),
+            12_000 * 100 * 140 / 100 * 500 / 100 * 103 / 100 * 106 / 100
+        );
     }
 }

@@ -11,7 +11,9 @@ use crate::scalar_subqueries::MoreThanOneRow;
 /// The SQLSTATE of the Quantatom error (ltree, MDF, metadata) at the root of `error`, or
 /// `None` when the root is DataFusion's own.
 pub fn sqlstate(error: &DataFusionError) -> Option<&'static str> {
-    let DataFusionError::External(inner) = error.find_root() else { return None };
+    let DataFusionError::External(inner) = error.find_root() else {
+        return None;
+    };
     if let Some(e) = inner.downcast_ref::<LtreeError>() {
         Some(e.sqlstate())
     } else if let Some(e) = inner.downcast_ref::<MoreThanOneRow>() {
@@ -21,6 +23,8 @@ pub fn sqlstate(error: &DataFusionError) -> Option<&'static str> {
     } else if let Some(e) = inner.downcast_ref::<MdfError>() {
         Some(e.sqlstate())
     } else {
-        inner.downcast_ref::<MetadataError>().map(MetadataError::sqlstate)
+        inner
+            .downcast_ref::<MetadataError>()
+            .map(MetadataError::sqlstate)
     }
 }

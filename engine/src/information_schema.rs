@@ -19,7 +19,8 @@ use datafusion::common::{Column, Result};
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, col,
+    ColumnarValue, Expr, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility, col,
 };
 
 /// The constraint views and their columns (text unless marked as an integer).
@@ -27,32 +28,68 @@ const CONSTRAINT_VIEWS: &[(&str, &[&str])] = &[
     (
         "table_constraints",
         &[
-            "constraint_catalog", "constraint_schema", "constraint_name", "table_catalog", "table_schema",
-            "table_name", "constraint_type", "is_deferrable", "initially_deferred", "enforced", "nulls_distinct",
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "constraint_type",
+            "is_deferrable",
+            "initially_deferred",
+            "enforced",
+            "nulls_distinct",
         ],
     ),
     (
         "key_column_usage",
         &[
-            "constraint_catalog", "constraint_schema", "constraint_name", "table_catalog", "table_schema",
-            "table_name", "column_name", "ordinal_position:int", "position_in_unique_constraint:int",
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "column_name",
+            "ordinal_position:int",
+            "position_in_unique_constraint:int",
         ],
     ),
     (
         "referential_constraints",
         &[
-            "constraint_catalog", "constraint_schema", "constraint_name", "unique_constraint_catalog",
-            "unique_constraint_schema", "unique_constraint_name", "match_option", "update_rule", "delete_rule",
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "unique_constraint_catalog",
+            "unique_constraint_schema",
+            "unique_constraint_name",
+            "match_option",
+            "update_rule",
+            "delete_rule",
         ],
     ),
     (
         "constraint_column_usage",
         &[
-            "table_catalog", "table_schema", "table_name", "column_name", "constraint_catalog",
-            "constraint_schema", "constraint_name",
+            "table_catalog",
+            "table_schema",
+            "table_name",
+            "column_name",
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
         ],
     ),
-    ("check_constraints", &["constraint_catalog", "constraint_schema", "constraint_name", "check_clause"]),
+    (
+        "check_constraints",
+        &[
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "check_clause",
+        ],
+    ),
 ];
 
 /// DataFusion's `information_schema` with the constraint views added.
@@ -88,33 +125,49 @@ impl SchemaProvider for PostgresInformationSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if let Some((_, columns)) = CONSTRAINT_VIEWS.iter().find(|(view, _)| view.eq_ignore_ascii_case(name)) {
+        if let Some((_, columns)) = CONSTRAINT_VIEWS
+            .iter()
+            .find(|(view, _)| view.eq_ignore_ascii_case(name))
+        {
             return Ok(Some(constraint_view(columns)));
         }
         match self.inner.table(name).await? {
-            Some(columns) if name.eq_ignore_ascii_case("columns") => Ok(Some(with_postgres_type_names(columns)?)),
+            Some(columns) if name.eq_ignore_ascii_case("columns") => {
+                Ok(Some(with_postgres_type_names(columns)?))
+            }
             table => Ok(table),
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        CONSTRAINT_VIEWS.iter().any(|(view, _)| view.eq_ignore_ascii_case(name)) || self.inner.table_exist(name)
+        CONSTRAINT_VIEWS
+            .iter()
+            .any(|(view, _)| view.eq_ignore_ascii_case(name))
+            || self.inner.table_exist(name)
     }
 }
 
 /// DataFusion's `columns` view with `data_type` rewritten by [`PostgresTypeNameFunction`].
 fn with_postgres_type_names(columns: Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>> {
-    let type_name = Arc::new(ScalarUDF::new_from_impl(PostgresTypeNameFunction { signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable) }));
+    let type_name = Arc::new(ScalarUDF::new_from_impl(PostgresTypeNameFunction {
+        signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+    }));
     let projection: Vec<Expr> = columns
         .schema()
         .fields()
         .iter()
         .map(|field| {
             let column = col(Column::new_unqualified(field.name()));
-            if field.name() == "data_type" { type_name.call(vec![column]).alias("data_type") } else { column }
+            if field.name() == "data_type" {
+                type_name.call(vec![column]).alias("data_type")
+            } else {
+                column
+            }
         })
         .collect();
-    let plan = LogicalPlanBuilder::scan("columns", provider_as_source(columns), None)?.project(projection)?.build()?;
+    let plan = LogicalPlanBuilder::scan("columns", provider_as_source(columns), None)?
+        .project(projection)?
+        .build()?;
     Ok(Arc::new(ViewTable::new(plan, None)))
 }
 
@@ -144,7 +197,13 @@ impl ScalarUDFImpl for PostgresTypeNameFunction {
         let names: StringArray = arrow_names[0]
             .as_string::<i32>()
             .iter()
-            .map(|arrow_name| arrow_name.map(|arrow_name| postgres_type_name(arrow_name).unwrap_or(arrow_name).to_owned()))
+            .map(|arrow_name| {
+                arrow_name.map(|arrow_name| {
+                    postgres_type_name(arrow_name)
+                        .unwrap_or(arrow_name)
+                        .to_owned()
+                })
+            })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(names)))
     }
@@ -158,15 +217,29 @@ fn postgres_type_name(arrow_name: &str) -> Option<&'static str> {
         DataType::Int64 | DataType::UInt32 => "bigint",
         DataType::Float16 | DataType::Float32 => "real",
         DataType::Float64 => "double precision",
-        DataType::UInt64 | DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",
+        DataType::UInt64
+        | DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => "numeric",
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "bytea",
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => "bytea",
         DataType::Date32 | DataType::Date64 => "date",
         DataType::Time32(_) | DataType::Time64(_) => "time without time zone",
         DataType::Timestamp(_, None) => "timestamp without time zone",
         DataType::Timestamp(_, Some(_)) => "timestamp with time zone",
-        DataType::Interval(_) | DataType::Duration(TimeUnit::Second | TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond) => "interval",
-        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::ListView(_) | DataType::LargeListView(_) => "ARRAY",
+        DataType::Interval(_)
+        | DataType::Duration(
+            TimeUnit::Second | TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond,
+        ) => "interval",
+        DataType::List(_)
+        | DataType::LargeList(_)
+        | DataType::FixedSizeList(..)
+        | DataType::ListView(_)
+        | DataType::LargeListView(_) => "ARRAY",
         _ => return None,
     })
 }
@@ -177,10 +250,29 @@ mod tests {
 
     #[test]
     fn arrow_names_become_postgres_names() {
-        let names: Vec<Option<&str>> = ["Int32", "Utf8", "Decimal128(18, 2)", "Timestamp(µs, \"UTC\")", "Timestamp(Microsecond, None)", "List(Int64)", "Null"]
-            .into_iter()
-            .map(postgres_type_name)
-            .collect();
-        assert_eq!(names, [Some("integer"), Some("text"), Some("numeric"), Some("timestamp with time zone"), Some("timestamp without time zone"), Some("ARRAY"), None]);
+        let names: Vec<Option<&str>> = [
+            "Int32",
+            "Utf8",
+            "Decimal128(18, 2)",
+            "Timestamp(µs, \"UTC\")",
+            "Timestamp(Microsecond, None)",
+            "List(Int64)",
+            "Null",
+        ]
+        .into_iter()
+        .map(postgres_type_name)
+        .collect();
+        assert_eq!(
+            names,
+            [
+                Some("integer"),
+                Some("text"),
+                Some("numeric"),
+                Some("timestamp with time zone"),
+                Some("timestamp without time zone"),
+                Some("ARRAY"),
+                None
+            ]
+        );
     }
 }

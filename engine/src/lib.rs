@@ -24,19 +24,26 @@ pub use errors::sqlstate;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider};
+use datafusion::catalog::information_schema::InformationSchemaProvider;
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
+};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use postgres_functions::{ExpandArrayFunction, FixedAnswerFunction, IsVisibleFunction, JsonBuildObjectFunction, ToRegtypeFunction, VersionFunction};
-use datafusion::catalog::information_schema::InformationSchemaProvider;
 use information_schema::PostgresInformationSchema;
 use plan_reuse::PlanEpoch;
+use postgres_functions::{
+    ExpandArrayFunction, FixedAnswerFunction, IsVisibleFunction, JsonBuildObjectFunction,
+    ToRegtypeFunction, VersionFunction,
+};
 use postgres_settings::{CurrentSettingFunction, PostgresSettings};
 use quantatom_table_providers::mdf::CubeSchemaProvider;
-use quantatom_table_providers::metadata::{DimensionSchemaProvider, EmbeddedMetadataStore, MetadataStore};
+use quantatom_table_providers::metadata::{
+    DimensionSchemaProvider, EmbeddedMetadataStore, MetadataStore,
+};
 use quantatom_table_providers::storage::Storage;
 
 /// The catalog (database) name every session uses.
@@ -64,8 +71,11 @@ impl Engine {
     /// Opens the data folder, loading the demo model first if it is empty and one is asked for.
     pub async fn open(config: &EngineConfig) -> Result<Self> {
         let storage = Storage::local(&config.data_dir)?;
-        let metadata: Arc<dyn MetadataStore> =
-            Arc::new(EmbeddedMetadataStore::open(storage.clone()).await.map_err(external)?);
+        let metadata: Arc<dyn MetadataStore> = Arc::new(
+            EmbeddedMetadataStore::open(storage.clone())
+                .await
+                .map_err(external)?,
+        );
         let cubes = Arc::new(CubeSchemaProvider::open(storage.clone()).await?);
         if let Some(cells) = config.demo_cells {
             let empty = datafusion::catalog::SchemaProvider::table_names(cubes.as_ref()).is_empty()
@@ -76,7 +86,12 @@ impl Engine {
             }
         }
         let session_template = session_template(&storage, &cubes, &metadata).await?;
-        Ok(Self { cubes, metadata, session_template, plan_epoch: Arc::default() })
+        Ok(Self {
+            cubes,
+            metadata,
+            session_template,
+            plan_epoch: Arc::default(),
+        })
     }
 
     /// A new session with its own configuration over the shared catalog.
@@ -139,10 +154,17 @@ async fn session_template(
     let catalog = Arc::new(MemoryCatalogProvider::new());
     catalog.register_schema("public", Arc::new(MemorySchemaProvider::new()))?;
     catalog.register_schema("cube", Arc::clone(cubes) as _)?;
-    catalog.register_schema("dim", Arc::new(DimensionSchemaProvider::new(Arc::clone(metadata)).await?))?;
+    catalog.register_schema(
+        "dim",
+        Arc::new(DimensionSchemaProvider::new(Arc::clone(metadata)).await?),
+    )?;
     let catalogs = MemoryCatalogProviderList::new();
     let catalogs = Arc::new(catalogs);
-    datafusion::catalog::CatalogProviderList::register_catalog(catalogs.as_ref(), CATALOG.into(), Arc::clone(&catalog) as _);
+    datafusion::catalog::CatalogProviderList::register_catalog(
+        catalogs.as_ref(),
+        CATALOG.into(),
+        Arc::clone(&catalog) as _,
+    );
 
     let runtime = Arc::new(RuntimeEnv::default());
     storage.register(&runtime);
@@ -160,11 +182,18 @@ async fn session_template(
     state.register_udf(Arc::new(ToRegtypeFunction::udf()))?;
     state.register_udf(Arc::new(JsonBuildObjectFunction::udf()))?;
     state.register_udf(Arc::new(ExpandArrayFunction::udf()))?;
-    for udf in IsVisibleFunction::udfs().into_iter().chain(FixedAnswerFunction::udfs()) {
+    for udf in IsVisibleFunction::udfs()
+        .into_iter()
+        .chain(FixedAnswerFunction::udfs())
+    {
         state.register_udf(Arc::new(udf))?;
     }
-    let information_schema = InformationSchemaProvider::new(catalogs).with_table_functions(state.table_functions().clone());
-    catalog.register_schema("information_schema", Arc::new(PostgresInformationSchema::new(information_schema)))?;
+    let information_schema = InformationSchemaProvider::new(catalogs)
+        .with_table_functions(state.table_functions().clone());
+    catalog.register_schema(
+        "information_schema",
+        Arc::new(PostgresInformationSchema::new(information_schema)),
+    )?;
     state.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner))?;
     state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
     state.add_analyzer_rule(Arc::new(scalar_subqueries::ScalarSubqueryRule));

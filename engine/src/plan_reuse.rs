@@ -31,6 +31,8 @@ use datafusion::datasource::source_as_provider;
 use datafusion::execution::TaskContext;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::optimizer::OptimizerRule;
+use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::prelude::SessionContext;
@@ -87,8 +89,14 @@ struct Entries<V> {
 impl<V> EpochCache<V> {
     /// An empty cache that goes stale whenever `epoch` advances.
     pub fn new(epoch: Arc<PlanEpoch>) -> Self {
-        let entries = Entries { epoch: epoch.current(), values: IndexMap::new() };
-        Self { epoch, entries: Mutex::new(entries) }
+        let entries = Entries {
+            epoch: epoch.current(),
+            values: IndexMap::new(),
+        };
+        Self {
+            epoch,
+            entries: Mutex::new(entries),
+        }
     }
 
     /// The engine-wide epoch this cache follows.
@@ -112,7 +120,10 @@ impl<V> EpochCache<V> {
         let index = entries.values.get_index_of(sql)?;
         let last = entries.values.len() - 1;
         entries.values.move_index(index, last);
-        entries.values.get_index(last).map(|(_, value)| Arc::clone(value))
+        entries
+            .values
+            .get_index(last)
+            .map(|(_, value)| Arc::clone(value))
     }
 
     /// Keeps `value` for `sql`, unless the epoch moved since `computed_at` (the value may then
@@ -129,21 +140,25 @@ impl<V> EpochCache<V> {
     }
 }
 
-/// One session's plans, keyed by query text, and the session snapshot they run in.
+/// One session's plans (a [`ReusablePlan`], with whatever its protocol keeps beside it), keyed
+/// by query text, and the session snapshot they run in.
 #[derive(Debug)]
-pub struct PlanCache {
-    plans: EpochCache<ReusablePlan>,
+pub struct PlanCache<V> {
+    plans: EpochCache<V>,
     snapshot: Mutex<Option<(u64, Arc<SessionSnapshot>)>>,
 }
 
-impl PlanCache {
+impl<V> PlanCache<V> {
     /// An empty cache that goes stale whenever `epoch` advances.
     pub fn new(epoch: Arc<PlanEpoch>) -> Self {
-        Self { plans: EpochCache::new(epoch), snapshot: Mutex::default() }
+        Self {
+            plans: EpochCache::new(epoch),
+            snapshot: Mutex::default(),
+        }
     }
 
     /// The plans, by query text.
-    pub fn plans(&self) -> &EpochCache<ReusablePlan> {
+    pub fn plans(&self) -> &EpochCache<V> {
         &self.plans
     }
 
@@ -196,7 +211,11 @@ struct PlannedAt {
 pub fn by_position<T>(by_id: HashMap<String, T>) -> Vec<Option<T>> {
     let mut positions: Vec<Option<T>> = Vec::new();
     for (id, value) in by_id {
-        let Some(position) = id.strip_prefix('$').and_then(|number| number.parse::<usize>().ok()).filter(|n| *n > 0) else {
+        let Some(position) = id
+            .strip_prefix('$')
+            .and_then(|number| number.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+        else {
             continue;
         };
         if positions.len() < position {
@@ -210,7 +229,10 @@ pub fn by_position<T>(by_id: HashMap<String, T>) -> Vec<Option<T>> {
 /// The types DataFusion inferred for `plan`'s `$1`, `$2`, ... by position (`None` where it
 /// could not, or where the plan holds no such placeholder).
 pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
-    Ok(by_position(plan.get_parameter_types()?).into_iter().map(Option::flatten).collect())
+    Ok(by_position(plan.get_parameter_types()?)
+        .into_iter()
+        .map(Option::flatten)
+        .collect())
 }
 
 impl ReusablePlan {
@@ -250,13 +272,24 @@ impl ReusablePlan {
 
     /// A physical plan ready to run with `parameters` bound: the kept one for these values
     /// while every scanned table is at the version it was planned at, else a new one.
-    pub async fn physical_plan(&self, state: &SessionState, parameters: ParamValues) -> Result<Arc<dyn ExecutionPlan>> {
+    pub async fn physical_plan(
+        &self,
+        state: &SessionState,
+        parameters: ParamValues,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let key: Vec<ScalarValue> = match &parameters {
             ParamValues::List(values) => values.iter().map(|value| value.value.clone()).collect(),
             ParamValues::Map(_) => return not_impl_err!("named parameters"),
         };
-        let never = matches!(*self.physical.lock().expect("plan poisoned"), PhysicalReuse::Never);
-        let versions = if never { None } else { self.scan_versions().await? };
+        let never = matches!(
+            *self.physical.lock().expect("plan poisoned"),
+            PhysicalReuse::Never
+        );
+        let versions = if never {
+            None
+        } else {
+            self.scan_versions().await?
+        };
         if let Some(versions) = &versions
             && let PhysicalReuse::Kept(kept) = &*self.physical.lock().expect("plan poisoned")
             && let Some(planned) = kept.get(&key)
@@ -266,10 +299,24 @@ impl ReusablePlan {
         }
         let bound = match key.is_empty() {
             true => self.optimized.clone(),
-            false => self.optimized.clone().replace_params_with_values(&parameters)?,
+            // Folded again once the values are in: `code = 'P' || lpad($1, 4, '0')` becomes
+            // `code = 'P0005'`, computed once instead of per batch, and a literal that scans
+            // can push down and prune with.
+            false => {
+                let bound = self
+                    .optimized
+                    .clone()
+                    .replace_params_with_values(&parameters)?;
+                SimplifyExpressions::new().rewrite(bound, state)?.data
+            }
         };
-        let plan = state.query_planner().create_physical_plan(&bound, state).await?;
-        let Some(versions) = versions else { return Ok(plan) };
+        let plan = state
+            .query_planner()
+            .create_physical_plan(&bound, state)
+            .await?;
+        let Some(versions) = versions else {
+            return Ok(plan);
+        };
         let mut physical = self.physical.lock().expect("plan poisoned");
         if has_dynamic_filters(&plan)? {
             *physical = PhysicalReuse::Never;
@@ -277,7 +324,13 @@ impl ReusablePlan {
             if kept.len() >= PHYSICAL_PLANS_PER_QUERY && !kept.contains_key(&key) {
                 kept.shift_remove_index(0);
             }
-            kept.insert(key, PlannedAt { plan: Arc::clone(&plan), versions });
+            kept.insert(
+                key,
+                PlannedAt {
+                    plan: Arc::clone(&plan),
+                    versions,
+                },
+            );
         }
         Ok(plan)
     }
@@ -321,11 +374,17 @@ fn is_reusable(plan: &LogicalPlan) -> Result<bool> {
         node.apply_expressions(|expr| {
             expr.apply(|expr| {
                 reusable &= match expr {
-                    Expr::ScalarFunction(function) => function.func.signature().volatility == Volatility::Immutable,
+                    Expr::ScalarFunction(function) => {
+                        function.func.signature().volatility == Volatility::Immutable
+                    }
                     Expr::ScalarVariable(..) => false,
                     _ => true,
                 };
-                Ok(if reusable { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+                Ok(if reusable {
+                    TreeNodeRecursion::Continue
+                } else {
+                    TreeNodeRecursion::Stop
+                })
             })
         })
     })?;
@@ -346,7 +405,11 @@ mod tests {
 
     #[test]
     fn placeholders_keep_their_positions_across_gaps() {
-        let by_id = HashMap::from([("$3".to_owned(), 'c'), ("$1".to_owned(), 'a'), ("$name".to_owned(), 'x')]);
+        let by_id = HashMap::from([
+            ("$3".to_owned(), 'c'),
+            ("$1".to_owned(), 'a'),
+            ("$name".to_owned(), 'x'),
+        ]);
         assert_eq!(by_position(by_id), [Some('a'), None, Some('c')]);
         assert_eq!(by_position(HashMap::<String, char>::new()), []);
     }

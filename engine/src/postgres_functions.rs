@@ -4,11 +4,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int32Array, ListArray, StringArray, StructArray};
+use datafusion::arrow::array::{
+    Array, AsArray, BooleanArray, Int32Array, ListArray, StringArray, StructArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 
 /// The PostgreSQL major.minor version Quantatom presents to clients.
@@ -24,7 +27,9 @@ pub struct VersionFunction {
 impl VersionFunction {
     /// The function, ready to register in place of DataFusion's own `version()`.
     pub fn udf() -> ScalarUDF {
-        ScalarUDF::new_from_impl(Self { signature: Signature::nullary(Volatility::Immutable) })
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::nullary(Volatility::Immutable),
+        })
     }
 
     /// The text `version()` returns.
@@ -58,15 +63,46 @@ impl ScalarUDFImpl for VersionFunction {
 
 /// PostgreSQL's built-in types by every name `to_regtype` accepts, with their fixed OIDs.
 const BUILTIN_TYPES: &[(&str, i32)] = &[
-    ("bool", 16), ("boolean", 16), ("bytea", 17), ("char", 18), ("name", 19), ("int8", 20),
-    ("bigint", 20), ("int2", 21), ("smallint", 21), ("int4", 23), ("integer", 23), ("int", 23),
-    ("text", 25), ("oid", 26), ("json", 114), ("xml", 142), ("float4", 700), ("real", 700),
-    ("float8", 701), ("double precision", 701), ("varchar", 1043), ("character varying", 1043),
-    ("bpchar", 1042), ("character", 1042), ("date", 1082), ("time", 1083),
-    ("time without time zone", 1083), ("timestamp", 1114), ("timestamp without time zone", 1114),
-    ("timestamptz", 1184), ("timestamp with time zone", 1184), ("interval", 1186),
-    ("timetz", 1266), ("time with time zone", 1266), ("numeric", 1700), ("decimal", 1700),
-    ("regclass", 2205), ("regtype", 2206), ("uuid", 2950), ("jsonb", 3802),
+    ("bool", 16),
+    ("boolean", 16),
+    ("bytea", 17),
+    ("char", 18),
+    ("name", 19),
+    ("int8", 20),
+    ("bigint", 20),
+    ("int2", 21),
+    ("smallint", 21),
+    ("int4", 23),
+    ("integer", 23),
+    ("int", 23),
+    ("text", 25),
+    ("oid", 26),
+    ("json", 114),
+    ("xml", 142),
+    ("float4", 700),
+    ("real", 700),
+    ("float8", 701),
+    ("double precision", 701),
+    ("varchar", 1043),
+    ("character varying", 1043),
+    ("bpchar", 1042),
+    ("character", 1042),
+    ("date", 1082),
+    ("time", 1083),
+    ("time without time zone", 1083),
+    ("timestamp", 1114),
+    ("timestamp without time zone", 1114),
+    ("timestamptz", 1184),
+    ("timestamp with time zone", 1184),
+    ("interval", 1186),
+    ("timetz", 1266),
+    ("time with time zone", 1266),
+    ("numeric", 1700),
+    ("decimal", 1700),
+    ("regclass", 2205),
+    ("regtype", 2206),
+    ("uuid", 2950),
+    ("jsonb", 3802),
 ];
 
 /// `to_regtype(name)`: the OID of a type, or NULL when there is no such type (where a
@@ -80,14 +116,19 @@ pub struct ToRegtypeFunction {
 impl ToRegtypeFunction {
     /// The function, ready to register.
     pub fn udf() -> ScalarUDF {
-        ScalarUDF::new_from_impl(Self { signature: Signature::exact(vec![DataType::Utf8], Volatility::Stable) })
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Stable),
+        })
     }
 
     /// The OID of the type named `name` (any case, `pg_catalog.` allowed), if it is built in.
     pub fn oid(name: &str) -> Option<i32> {
         let name = name.trim().to_ascii_lowercase();
         let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
-        BUILTIN_TYPES.iter().find(|(known, _)| *known == name).map(|(_, oid)| *oid)
+        BUILTIN_TYPES
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, oid)| *oid)
     }
 }
 
@@ -114,9 +155,17 @@ impl ScalarUDFImpl for ToRegtypeFunction {
                 let names = names
                     .as_any()
                     .downcast_ref::<StringArray>()
-                    .ok_or_else(|| DataFusionError::Internal("to_regtype: names are not Utf8".into()))?;
+                    .ok_or_else(|| {
+                        DataFusionError::Internal("to_regtype: names are not Utf8".into())
+                    })?;
                 let oids: Int32Array = (0..names.len())
-                    .map(|i| if names.is_null(i) { None } else { Self::oid(names.value(i)) })
+                    .map(|i| {
+                        if names.is_null(i) {
+                            None
+                        } else {
+                            Self::oid(names.value(i))
+                        }
+                    })
                     .collect();
                 Ok(ColumnarValue::Array(std::sync::Arc::new(oids)))
             }
@@ -149,26 +198,60 @@ impl FixedAnswerFunction {
     /// Every such function, ready to register.
     pub fn udfs() -> Vec<ScalarUDF> {
         let no_text = ScalarValue::Utf8(None);
-        let text_pair = || Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Stable);
+        let text_pair =
+            || Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Stable);
         let oid_and = |second| {
             Signature::one_of(
-                vec![TypeSignature::Any(1), TypeSignature::Exact(vec![DataType::Int64, second])],
+                vec![
+                    TypeSignature::Any(1),
+                    TypeSignature::Exact(vec![DataType::Int64, second]),
+                ],
                 Volatility::Stable,
             )
         };
         [
             ("pg_get_serial_sequence", text_pair(), no_text.clone()),
             ("obj_description", oid_and(DataType::Utf8), no_text.clone()),
-            ("shobj_description", oid_and(DataType::Utf8), no_text.clone()),
+            (
+                "shobj_description",
+                oid_and(DataType::Utf8),
+                no_text.clone(),
+            ),
             ("col_description", oid_and(DataType::Int64), no_text),
-            ("pg_is_in_recovery", Signature::nullary(Volatility::Stable), ScalarValue::Boolean(Some(false))),
-            ("pg_get_function_result", Signature::any(1, Volatility::Stable), ScalarValue::Utf8(None)),
-            ("pg_get_function_arguments", Signature::any(1, Volatility::Stable), ScalarValue::Utf8(None)),
-            ("pg_get_indexdef", Signature::variadic_any(Volatility::Stable), ScalarValue::Utf8(None)),
-            ("pg_get_constraintdef", Signature::variadic_any(Volatility::Stable), ScalarValue::Utf8(None)),
+            (
+                "pg_is_in_recovery",
+                Signature::nullary(Volatility::Stable),
+                ScalarValue::Boolean(Some(false)),
+            ),
+            (
+                "pg_get_function_result",
+                Signature::any(1, Volatility::Stable),
+                ScalarValue::Utf8(None),
+            ),
+            (
+                "pg_get_function_arguments",
+                Signature::any(1, Volatility::Stable),
+                ScalarValue::Utf8(None),
+            ),
+            (
+                "pg_get_indexdef",
+                Signature::variadic_any(Volatility::Stable),
+                ScalarValue::Utf8(None),
+            ),
+            (
+                "pg_get_constraintdef",
+                Signature::variadic_any(Volatility::Stable),
+                ScalarValue::Utf8(None),
+            ),
         ]
         .into_iter()
-        .map(|(name, signature, answer)| ScalarUDF::new_from_impl(Self { name, signature, answer }))
+        .map(|(name, signature, answer)| {
+            ScalarUDF::new_from_impl(Self {
+                name,
+                signature,
+                answer,
+            })
+        })
         .collect()
     }
 }
@@ -201,7 +284,9 @@ pub struct JsonBuildObjectFunction {
 impl JsonBuildObjectFunction {
     /// The function, ready to register.
     pub fn udf() -> ScalarUDF {
-        ScalarUDF::new_from_impl(Self { signature: Signature::variadic_any(Volatility::Immutable) })
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        })
     }
 }
 
@@ -212,11 +297,18 @@ fn json_value(value: &ScalarValue) -> serde_json::Value {
     }
     match value {
         ScalarValue::Boolean(Some(flag)) => serde_json::Value::Bool(*flag),
-        ScalarValue::Int8(_) | ScalarValue::Int16(_) | ScalarValue::Int32(_) | ScalarValue::Int64(_)
-        | ScalarValue::UInt8(_) | ScalarValue::UInt16(_) | ScalarValue::UInt32(_) | ScalarValue::UInt64(_)
-        | ScalarValue::Float32(_) | ScalarValue::Float64(_) | ScalarValue::Decimal128(..) => {
-            serde_json::from_str(&value.to_string()).unwrap_or_else(|_| serde_json::Value::String(value.to_string()))
-        }
+        ScalarValue::Int8(_)
+        | ScalarValue::Int16(_)
+        | ScalarValue::Int32(_)
+        | ScalarValue::Int64(_)
+        | ScalarValue::UInt8(_)
+        | ScalarValue::UInt16(_)
+        | ScalarValue::UInt32(_)
+        | ScalarValue::UInt64(_)
+        | ScalarValue::Float32(_)
+        | ScalarValue::Float64(_)
+        | ScalarValue::Decimal128(..) => serde_json::from_str(&value.to_string())
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string())),
         other => serde_json::Value::String(other.to_string()),
     }
 }
@@ -236,10 +328,16 @@ impl ScalarUDFImpl for JsonBuildObjectFunction {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         if !args.args.len().is_multiple_of(2) {
-            return Err(DataFusionError::Plan("argument list must have even number of elements".into()));
+            return Err(DataFusionError::Plan(
+                "argument list must have even number of elements".into(),
+            ));
         }
         let rows = args.number_rows;
-        let arrays = args.args.iter().map(|arg| arg.to_array(rows)).collect::<Result<Vec<_>>>()?;
+        let arrays = args
+            .args
+            .iter()
+            .map(|arg| arg.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
         // PostgreSQL keeps the arguments' order and writes `"key" : value` pairs.
         let objects = (0..rows)
             .map(|row| {
@@ -247,10 +345,15 @@ impl ScalarUDFImpl for JsonBuildObjectFunction {
                 for pair in arrays.chunks(2) {
                     let key = ScalarValue::try_from_array(&pair[0], row)?;
                     if key.is_null() {
-                        return Err(DataFusionError::Execution("null value not allowed for object key".into()));
+                        return Err(DataFusionError::Execution(
+                            "null value not allowed for object key".into(),
+                        ));
                     }
                     let value = json_value(&ScalarValue::try_from_array(&pair[1], row)?);
-                    members.push(format!("{} : {value}", serde_json::Value::String(key.to_string())));
+                    members.push(format!(
+                        "{} : {value}",
+                        serde_json::Value::String(key.to_string())
+                    ));
                 }
                 Ok(Some(format!("{{{}}}", members.join(", "))))
             })
@@ -281,7 +384,10 @@ impl IsVisibleFunction {
         ]
         .into_iter()
         .map(|name| {
-            ScalarUDF::new_from_impl(Self { name, signature: Signature::any(1, Volatility::Stable) })
+            ScalarUDF::new_from_impl(Self {
+                name,
+                signature: Signature::any(1, Volatility::Stable),
+            })
         })
         .collect()
     }
@@ -302,9 +408,13 @@ impl ScalarUDFImpl for IsVisibleFunction {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[0] {
-            ColumnarValue::Scalar(oid) => Ok(ColumnarValue::Scalar(ScalarValue::Boolean((!oid.is_null()).then_some(true)))),
+            ColumnarValue::Scalar(oid) => Ok(ColumnarValue::Scalar(ScalarValue::Boolean(
+                (!oid.is_null()).then_some(true),
+            ))),
             ColumnarValue::Array(oids) => {
-                let visible: BooleanArray = (0..oids.len()).map(|i| (!oids.is_null(i)).then_some(true)).collect();
+                let visible: BooleanArray = (0..oids.len())
+                    .map(|i| (!oids.is_null(i)).then_some(true))
+                    .collect();
                 Ok(ColumnarValue::Array(std::sync::Arc::new(visible)))
             }
         }
@@ -336,11 +446,16 @@ pub struct ExpandArrayFunction {
 impl ExpandArrayFunction {
     /// The function, ready to register.
     pub fn udf() -> ScalarUDF {
-        ScalarUDF::new_from_impl(Self { signature: Signature::any(1, Volatility::Immutable) })
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        })
     }
 
     fn record_fields(element: &DataType) -> Fields {
-        Fields::from(vec![Field::new("x", element.clone(), true), Field::new("n", DataType::Int32, false)])
+        Fields::from(vec![
+            Field::new("x", element.clone(), true),
+            Field::new("n", DataType::Int32, false),
+        ])
     }
 }
 
@@ -355,15 +470,22 @@ impl ScalarUDFImpl for ExpandArrayFunction {
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         match &args[0] {
-            DataType::List(element) => Ok(DataType::new_list(DataType::Struct(Self::record_fields(element.data_type())), true)),
-            other => Err(DataFusionError::Plan(format!("_pg_expandarray expects an array, got {other}"))),
+            DataType::List(element) => Ok(DataType::new_list(
+                DataType::Struct(Self::record_fields(element.data_type())),
+                true,
+            )),
+            other => Err(DataFusionError::Plan(format!(
+                "_pg_expandarray expects an array, got {other}"
+            ))),
         }
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let lists = arrays[0].as_list::<i32>();
-        let DataType::List(element) = lists.data_type() else { unreachable!("return_type checked the argument") };
+        let DataType::List(element) = lists.data_type() else {
+            unreachable!("return_type checked the argument")
+        };
         let positions: Int32Array = lists
             .offsets()
             .windows(2)
@@ -375,7 +497,12 @@ impl ScalarUDFImpl for ExpandArrayFunction {
             None,
         )?;
         let record_field = Arc::new(Field::new_list_field(records.data_type().clone(), true));
-        let expanded = ListArray::try_new(record_field, lists.offsets().clone(), Arc::new(records), lists.nulls().cloned())?;
+        let expanded = ListArray::try_new(
+            record_field,
+            lists.offsets().clone(),
+            Arc::new(records),
+            lists.nulls().cloned(),
+        )?;
         Ok(ColumnarValue::Array(Arc::new(expanded)))
     }
 }

@@ -19,8 +19,15 @@ pub fn type_output_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
             if !projection.expr.iter().any(|expr| narrowed(expr).is_some()) {
                 return Ok(LogicalPlan::Projection(projection));
             }
-            let exprs = projection.expr.iter().map(|expr| narrowed(expr).unwrap_or_else(|| expr.clone())).collect();
-            Ok(LogicalPlan::Projection(Projection::try_new(exprs, projection.input)?))
+            let exprs = projection
+                .expr
+                .iter()
+                .map(|expr| narrowed(expr).unwrap_or_else(|| expr.clone()))
+                .collect();
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                exprs,
+                projection.input,
+            )?))
         }
         LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
             let input = plan.inputs()[0].clone();
@@ -38,7 +45,9 @@ fn narrowed(expr: &Expr) -> Option<Expr> {
         Expr::Alias(Alias { expr, name, .. }) => (expr.as_ref(), name.clone()),
         literal => (literal, literal.schema_name().to_string()),
     };
-    let Expr::Literal(ScalarValue::Int64(Some(value)), metadata) = literal else { return None };
+    let Expr::Literal(ScalarValue::Int64(Some(value)), metadata) = literal else {
+        return None;
+    };
     let value = i32::try_from(*value).ok()?;
     Some(Expr::Literal(ScalarValue::Int32(Some(value)), metadata.clone()).alias(name))
 }
@@ -51,15 +60,30 @@ mod tests {
     use super::type_output_literals;
 
     async fn output_types(sql: &str) -> Vec<DataType> {
-        let plan = SessionContext::new().state().create_logical_plan(sql).await.unwrap();
+        let plan = SessionContext::new()
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .unwrap();
         let typed = type_output_literals(plan).unwrap();
-        typed.schema().fields().iter().map(|field| field.data_type().clone()).collect()
+        typed
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| field.data_type().clone())
+            .collect()
     }
 
     #[tokio::test]
     async fn bare_int4_literals_in_the_output_become_int4() {
         assert_eq!(output_types("SELECT 1").await, [DataType::Int32]);
-        assert_eq!(output_types("SELECT 1 AS one, 3000000000 AS big, 1 + 1 AS sum").await, [DataType::Int32, DataType::Int64, DataType::Int64]);
-        assert_eq!(output_types("SELECT 7 AS n ORDER BY n LIMIT 1").await, [DataType::Int32]);
+        assert_eq!(
+            output_types("SELECT 1 AS one, 3000000000 AS big, 1 + 1 AS sum").await,
+            [DataType::Int32, DataType::Int64, DataType::Int64]
+        );
+        assert_eq!(
+            output_types("SELECT 7 AS n ORDER BY n LIMIT 1").await,
+            [DataType::Int32]
+        );
     }
 }

@@ -46,49 +46,255 @@ const fn parameter(
     reported: bool,
     description: &'static str,
 ) -> Parameter {
-    Parameter { name, default, settable, reported, description }
+    Parameter {
+        name,
+        default,
+        settable,
+        reported,
+        description,
+    }
 }
 
 /// Every parameter a session has, with PostgreSQL 16's defaults.
 pub const PARAMETERS: &[Parameter] = &[
-    parameter("application_name", "", true, true, "Sets the application name to be reported in statistics and logs."),
-    parameter("bytea_output", "hex", true, false, "Sets the output format for bytea."),
-    parameter("client_encoding", "UTF8", true, true, "Sets the client's character set encoding."),
-    parameter("client_min_messages", "notice", true, false, "Sets the message levels that are sent to the client."),
-    parameter("DateStyle", "ISO, MDY", true, true, "Sets the display format for date and time values."),
-    parameter("default_transaction_isolation", "read committed", true, false, "Sets the transaction isolation level of each new transaction."),
-    parameter("default_transaction_read_only", "off", true, true, "Sets the default read-only status of new transactions."),
-    parameter("extra_float_digits", "1", true, false, "Sets the number of digits displayed for floating-point values."),
-    parameter("idle_in_transaction_session_timeout", "0", true, false, "Sets the maximum allowed idle time between queries, when in a transaction."),
-    parameter("in_hot_standby", "off", false, true, "Shows whether hot standby is currently active."),
-    parameter("integer_datetimes", "on", false, true, "Shows whether datetimes are integer based."),
-    parameter("IntervalStyle", "postgres", true, true, "Sets the display format for interval values."),
-    parameter("is_superuser", "on", false, true, "Shows whether the current user is a superuser."),
-    parameter("lc_collate", "C.UTF-8", false, false, "Shows the collation order locale."),
-    parameter("lc_ctype", "C.UTF-8", false, false, "Shows the character classification and case conversion locale."),
-    parameter("lc_messages", "C.UTF-8", true, false, "Sets the language in which messages are displayed."),
-    parameter("lc_monetary", "C.UTF-8", true, false, "Sets the locale for formatting monetary amounts."),
-    parameter("lc_numeric", "C.UTF-8", true, false, "Sets the locale for formatting numbers."),
-    parameter("lc_time", "C.UTF-8", true, false, "Sets the locale for formatting date and time values."),
-    parameter("lock_timeout", "0", true, false, "Sets the maximum allowed duration of any wait for a lock."),
-    parameter("max_connections", "1000", false, false, "Sets the maximum number of concurrent connections."),
-    parameter("max_identifier_length", "63", false, false, "Shows the maximum identifier length."),
-    parameter("max_index_keys", "32", false, false, "Shows the maximum number of index keys."),
-    parameter("search_path", "\"$user\", public", true, true, "Sets the schema search order for names that are not schema-qualified."),
-    parameter("server_encoding", "UTF8", false, true, "Shows the server (database) character set encoding."),
-    parameter("server_version", concat!("16.6 (Quantatom ", env!("CARGO_PKG_VERSION"), ")"), false, true, "Shows the server version."),
-    parameter("server_version_num", "160006", false, false, "Shows the server version as an integer."),
-    parameter("session_authorization", "", false, true, "Sets the session user name."),
-    parameter("standard_conforming_strings", "on", true, true, "Causes '...' strings to treat backslashes literally."),
-    parameter("statement_timeout", "0", true, false, "Sets the maximum allowed duration of any statement."),
-    parameter("TimeZone", "UTC", true, true, "Sets the time zone for displaying and interpreting time stamps."),
-    parameter("transaction_isolation", "read committed", true, false, "Sets the current transaction's isolation level."),
-    parameter("transaction_read_only", "off", true, false, "Sets the current transaction's read-only status."),
+    parameter(
+        "application_name",
+        "",
+        true,
+        true,
+        "Sets the application name to be reported in statistics and logs.",
+    ),
+    parameter(
+        "bytea_output",
+        "hex",
+        true,
+        false,
+        "Sets the output format for bytea.",
+    ),
+    parameter(
+        "client_encoding",
+        "UTF8",
+        true,
+        true,
+        "Sets the client's character set encoding.",
+    ),
+    parameter(
+        "client_min_messages",
+        "notice",
+        true,
+        false,
+        "Sets the message levels that are sent to the client.",
+    ),
+    parameter(
+        "DateStyle",
+        "ISO, MDY",
+        true,
+        true,
+        "Sets the display format for date and time values.",
+    ),
+    parameter(
+        "default_transaction_isolation",
+        "read committed",
+        true,
+        false,
+        "Sets the transaction isolation level of each new transaction.",
+    ),
+    parameter(
+        "default_transaction_read_only",
+        "off",
+        true,
+        true,
+        "Sets the default read-only status of new transactions.",
+    ),
+    parameter(
+        "extra_float_digits",
+        "1",
+        true,
+        false,
+        "Sets the number of digits displayed for floating-point values.",
+    ),
+    parameter(
+        "idle_in_transaction_session_timeout",
+        "0",
+        true,
+        false,
+        "Sets the maximum allowed idle time between queries, when in a transaction.",
+    ),
+    parameter(
+        "in_hot_standby",
+        "off",
+        false,
+        true,
+        "Shows whether hot standby is currently active.",
+    ),
+    parameter(
+        "integer_datetimes",
+        "on",
+        false,
+        true,
+        "Shows whether datetimes are integer based.",
+    ),
+    parameter(
+        "IntervalStyle",
+        "postgres",
+        true,
+        true,
+        "Sets the display format for interval values.",
+    ),
+    parameter(
+        "is_superuser",
+        "on",
+        false,
+        true,
+        "Shows whether the current user is a superuser.",
+    ),
+    parameter(
+        "lc_collate",
+        "C.UTF-8",
+        false,
+        false,
+        "Shows the collation order locale.",
+    ),
+    parameter(
+        "lc_ctype",
+        "C.UTF-8",
+        false,
+        false,
+        "Shows the character classification and case conversion locale.",
+    ),
+    parameter(
+        "lc_messages",
+        "C.UTF-8",
+        true,
+        false,
+        "Sets the language in which messages are displayed.",
+    ),
+    parameter(
+        "lc_monetary",
+        "C.UTF-8",
+        true,
+        false,
+        "Sets the locale for formatting monetary amounts.",
+    ),
+    parameter(
+        "lc_numeric",
+        "C.UTF-8",
+        true,
+        false,
+        "Sets the locale for formatting numbers.",
+    ),
+    parameter(
+        "lc_time",
+        "C.UTF-8",
+        true,
+        false,
+        "Sets the locale for formatting date and time values.",
+    ),
+    parameter(
+        "lock_timeout",
+        "0",
+        true,
+        false,
+        "Sets the maximum allowed duration of any wait for a lock.",
+    ),
+    parameter(
+        "max_connections",
+        "1000",
+        false,
+        false,
+        "Sets the maximum number of concurrent connections.",
+    ),
+    parameter(
+        "max_identifier_length",
+        "63",
+        false,
+        false,
+        "Shows the maximum identifier length.",
+    ),
+    parameter(
+        "max_index_keys",
+        "32",
+        false,
+        false,
+        "Shows the maximum number of index keys.",
+    ),
+    parameter(
+        "search_path",
+        "\"$user\", public",
+        true,
+        true,
+        "Sets the schema search order for names that are not schema-qualified.",
+    ),
+    parameter(
+        "server_encoding",
+        "UTF8",
+        false,
+        true,
+        "Shows the server (database) character set encoding.",
+    ),
+    parameter(
+        "server_version",
+        concat!("16.6 (Quantatom ", env!("CARGO_PKG_VERSION"), ")"),
+        false,
+        true,
+        "Shows the server version.",
+    ),
+    parameter(
+        "server_version_num",
+        "160006",
+        false,
+        false,
+        "Shows the server version as an integer.",
+    ),
+    parameter(
+        "session_authorization",
+        "",
+        false,
+        true,
+        "Sets the session user name.",
+    ),
+    parameter(
+        "standard_conforming_strings",
+        "on",
+        true,
+        true,
+        "Causes '...' strings to treat backslashes literally.",
+    ),
+    parameter(
+        "statement_timeout",
+        "0",
+        true,
+        false,
+        "Sets the maximum allowed duration of any statement.",
+    ),
+    parameter(
+        "TimeZone",
+        "UTC",
+        true,
+        true,
+        "Sets the time zone for displaying and interpreting time stamps.",
+    ),
+    parameter(
+        "transaction_isolation",
+        "read committed",
+        true,
+        false,
+        "Sets the current transaction's isolation level.",
+    ),
+    parameter(
+        "transaction_read_only",
+        "off",
+        true,
+        false,
+        "Sets the current transaction's read-only status.",
+    ),
 ];
 
 /// The parameter named `name` (any case), if PostgreSQL has it.
 pub fn find_parameter(name: &str) -> Option<&'static Parameter> {
-    PARAMETERS.iter().find(|parameter| parameter.name.eq_ignore_ascii_case(name))
+    PARAMETERS
+        .iter()
+        .find(|parameter| parameter.name.eq_ignore_ascii_case(name))
 }
 
 /// Why a parameter could not be read or set; each carries PostgreSQL's SQLSTATE.
@@ -154,7 +360,9 @@ impl PostgresSettings {
     /// Sets `name` to `value` as `SET name = value` does, after checking both.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), SettingError> {
         let value = match find_parameter(name) {
-            Some(parameter) if !parameter.settable => return Err(SettingError::ReadOnly(parameter.name.to_owned())),
+            Some(parameter) if !parameter.settable => {
+                return Err(SettingError::ReadOnly(parameter.name.to_owned()));
+            }
             Some(parameter) => normalize(parameter, value, &self.get(parameter.name)?)?,
             None if name.contains('.') => value.to_owned(),
             None => return Err(SettingError::Unrecognized(name.to_owned())),
@@ -166,7 +374,9 @@ impl PostgresSettings {
     /// Puts `name` back to its default (`RESET name`).
     pub fn reset(&mut self, name: &str) -> Result<(), SettingError> {
         match find_parameter(name) {
-            Some(parameter) if !parameter.settable => Err(SettingError::ReadOnly(parameter.name.to_owned())),
+            Some(parameter) if !parameter.settable => {
+                Err(SettingError::ReadOnly(parameter.name.to_owned()))
+            }
             None if !name.contains('.') => Err(SettingError::Unrecognized(name.to_owned())),
             _ => {
                 self.changed.remove(&name.to_ascii_lowercase());
@@ -188,33 +398,47 @@ impl PostgresSettings {
     /// How long a statement may run, when the session limits it (`statement_timeout`).
     pub fn statement_timeout(&self) -> Option<Duration> {
         let text = self.get("statement_timeout").ok()?;
-        milliseconds(&text).filter(|ms| *ms > 0).map(Duration::from_millis)
+        milliseconds(&text)
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
     }
 
     /// The settings of the session whose options are `options` (defaults when it has none).
     pub fn of(options: &ConfigOptions) -> PostgresSettings {
-        options.extensions.get::<PostgresSettings>().cloned().unwrap_or_default()
+        options
+            .extensions
+            .get::<PostgresSettings>()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
 /// Checks a value the way PostgreSQL would for the parameters clients actually change, and
 /// spells it the way `SHOW` gives it back; `current` is the value it replaces.
 fn normalize(parameter: &Parameter, value: &str, current: &str) -> Result<String, SettingError> {
-    let invalid = || SettingError::InvalidValue { name: parameter.name.to_owned(), value: value.to_owned() };
+    let invalid = || SettingError::InvalidValue {
+        name: parameter.name.to_owned(),
+        value: value.to_owned(),
+    };
     let lower = value.to_ascii_lowercase();
     match parameter.name {
         // PostgreSQL ignores everything but letters and digits in encoding names ('utf-8').
-        "client_encoding" => match lower.chars().filter(char::is_ascii_alphanumeric).collect::<String>().as_str() {
+        "client_encoding" => match lower
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .as_str()
+        {
             "utf8" | "unicode" => Ok("UTF8".to_owned()),
             _ => Err(invalid()),
         },
-        "standard_conforming_strings" | "default_transaction_read_only" | "transaction_read_only" => {
-            match lower.as_str() {
-                "on" | "true" | "yes" | "1" => Ok("on".to_owned()),
-                "off" | "false" | "no" | "0" => Ok("off".to_owned()),
-                _ => Err(invalid()),
-            }
-        }
+        "standard_conforming_strings"
+        | "default_transaction_read_only"
+        | "transaction_read_only" => match lower.as_str() {
+            "on" | "true" | "yes" | "1" => Ok("on".to_owned()),
+            "off" | "false" | "no" | "0" => Ok("off".to_owned()),
+            _ => Err(invalid()),
+        },
         "extra_float_digits" => match value.trim().parse::<i8>() {
             Ok(digits) if (-15..=3).contains(&digits) => Ok(digits.to_string()),
             _ => Err(invalid()),
@@ -256,27 +480,39 @@ fn date_style(value: &str, current: &str) -> Option<String> {
             _ => return None,
         }
     }
-    let order = order.or((style == Some("German")).then_some("DMY")).unwrap_or(current_order);
+    let order = order
+        .or((style == Some("German")).then_some("DMY"))
+        .unwrap_or(current_order);
     Some(format!("{}, {order}", style.unwrap_or(current_style)))
 }
 
 /// A duration the way `SHOW` gives it: in the largest unit that divides it (`2s`, `5min`).
 fn duration_text(ms: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")];
+    const UNITS: [(u64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1_000, "s"),
+    ];
     if ms == 0 {
         return "0".to_owned();
     }
     UNITS
         .iter()
         .find(|(size, _)| ms.is_multiple_of(*size))
-        .map_or_else(|| format!("{ms}ms"), |(size, unit)| format!("{}{unit}", ms / size))
+        .map_or_else(
+            || format!("{ms}ms"),
+            |(size, unit)| format!("{}{unit}", ms / size),
+        )
 }
 
 /// A duration setting in milliseconds: a bare number is milliseconds; units as PostgreSQL
 /// takes them (`us`, `ms`, `s`, `min`, `h`, `d`).
 fn milliseconds(value: &str) -> Option<u64> {
     let value = value.trim();
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
     let (number, unit) = value.split_at(split);
     let number: u64 = number.parse().ok()?;
     let factor = match unit.trim() {
@@ -343,7 +579,10 @@ impl CurrentSettingFunction {
             signature: Signature::one_of(
                 vec![
                     datafusion::logical_expr::TypeSignature::Exact(vec![DataType::Utf8]),
-                    datafusion::logical_expr::TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+                    datafusion::logical_expr::TypeSignature::Exact(vec![
+                        DataType::Utf8,
+                        DataType::Boolean,
+                    ]),
                 ],
                 Volatility::Stable,
             ),
@@ -398,11 +637,20 @@ impl ScalarUDFImpl for CurrentSettingFunction {
                 Ok(ColumnarValue::Scalar(ScalarValue::Utf8(value)))
             }
             ColumnarValue::Array(names) => {
-                let names = names.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
-                    DataFusionError::Internal("current_setting: names are not Utf8".into())
-                })?;
+                let names = names
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| {
+                        DataFusionError::Internal("current_setting: names are not Utf8".into())
+                    })?;
                 let values = (0..names.len())
-                    .map(|i| if names.is_null(i) { Ok(None) } else { lookup(names.value(i)) })
+                    .map(|i| {
+                        if names.is_null(i) {
+                            Ok(None)
+                        } else {
+                            lookup(names.value(i))
+                        }
+                    })
                     .collect::<Result<StringArray>>()?;
                 Ok(ColumnarValue::Array(std::sync::Arc::new(values)))
             }
@@ -427,7 +675,10 @@ mod tests {
         settings.set("extra_float_digits", "3").unwrap();
         assert_eq!(settings.get("extra_float_digits").unwrap(), "3");
         assert_eq!(
-            settings.set("extra_float_digits", "9").unwrap_err().sqlstate(),
+            settings
+                .set("extra_float_digits", "9")
+                .unwrap_err()
+                .sqlstate(),
             "22023"
         );
         settings.set("client_encoding", "'utf-8'").unwrap();
@@ -444,10 +695,21 @@ mod tests {
     fn unknown_read_only_and_custom_parameters_behave_like_postgres() {
         let mut settings = PostgresSettings::default();
         let unknown = settings.set("no_such_thing", "1").unwrap_err();
-        assert_eq!((unknown.sqlstate(), unknown.to_string().as_str()),
-            ("42704", "unrecognized configuration parameter \"no_such_thing\""));
-        assert_eq!(settings.set("server_version", "1").unwrap_err().sqlstate(), "55P02");
-        assert_eq!(settings.get("myapp.region").unwrap_err().sqlstate(), "42704");
+        assert_eq!(
+            (unknown.sqlstate(), unknown.to_string().as_str()),
+            (
+                "42704",
+                "unrecognized configuration parameter \"no_such_thing\""
+            )
+        );
+        assert_eq!(
+            settings.set("server_version", "1").unwrap_err().sqlstate(),
+            "55P02"
+        );
+        assert_eq!(
+            settings.get("myapp.region").unwrap_err().sqlstate(),
+            "42704"
+        );
         settings.set("myapp.region", "EMEA").unwrap();
         assert_eq!(settings.get("MyApp.Region").unwrap(), "EMEA");
     }

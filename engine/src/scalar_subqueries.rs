@@ -16,12 +16,12 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DataFusionError, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::expr::Case;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Filter, LogicalPlan, LogicalPlanBuilder, Projection, Signature,
-    Subquery, SubqueryAlias, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Filter, LogicalPlan, LogicalPlanBuilder,
+    Projection, Signature, Subquery, SubqueryAlias, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 use quantatom_udfs::rewrite_expressions;
@@ -48,7 +48,9 @@ pub struct SingleRowFunction {
 impl SingleRowFunction {
     /// The aggregate, ready to call.
     pub fn udaf() -> AggregateUDF {
-        AggregateUDF::new_from_impl(Self { signature: Signature::any(1, Volatility::Immutable) })
+        AggregateUDF::new_from_impl(Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        })
     }
 }
 
@@ -66,12 +68,21 @@ impl AggregateUDFImpl for SingleRowFunction {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SingleRow { value: ScalarValue::try_from(args.return_field.data_type())?, rows: 0 }))
+        Ok(Box::new(SingleRow {
+            value: ScalarValue::try_from(args.return_field.data_type())?,
+            rows: 0,
+        }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![
-            Arc::new(args.return_field.as_ref().clone().with_name("value").with_nullable(true)),
+            Arc::new(
+                args.return_field
+                    .as_ref()
+                    .clone()
+                    .with_name("value")
+                    .with_nullable(true),
+            ),
             Arc::new(Field::new("rows", DataType::Int64, false)),
         ])
     }
@@ -100,7 +111,11 @@ impl Accumulator for SingleRow {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         // Every row counts, a NULL value too.
         let column = &values[0];
-        if column.is_empty() { Ok(()) } else { self.add(column.len() as i64, column, 0) }
+        if column.is_empty() {
+            Ok(())
+        } else {
+            self.add(column.len() as i64, column, 0)
+        }
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -112,14 +127,19 @@ impl Accumulator for SingleRow {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![self.value.clone(), ScalarValue::Int64(Some(self.rows))])
+        Ok(vec![
+            self.value.clone(),
+            ScalarValue::Int64(Some(self.rows)),
+        ])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let rows = states[1]
             .as_any()
             .downcast_ref::<Int64Array>()
-            .ok_or_else(|| DataFusionError::Internal("scalar_subquery_row: row counts are not Int64".into()))?;
+            .ok_or_else(|| {
+                DataFusionError::Internal("scalar_subquery_row: row counts are not Int64".into())
+            })?;
         for index in 0..rows.len() {
             if rows.value(index) > 0 {
                 self.add(rows.value(index), &states[0], index)?;
@@ -148,8 +168,13 @@ fn aggregated(subquery: Subquery) -> Result<Subquery> {
     // A name of its own: the outer query may have a column of the subquery column's name.
     let name = format!("{}_single_row", field.name());
     let single_row = SingleRowFunction::udaf().call(vec![column]).alias(name);
-    let plan = LogicalPlanBuilder::from(plan).aggregate(Vec::<Expr>::new(), vec![single_row])?.build()?;
-    Ok(Subquery { subquery: Arc::new(plan), ..subquery })
+    let plan = LogicalPlanBuilder::from(plan)
+        .aggregate(Vec::<Expr>::new(), vec![single_row])?
+        .build()?;
+    Ok(Subquery {
+        subquery: Arc::new(plan),
+        ..subquery
+    })
 }
 
 /// Whether `expr` refers to the outer query only (DataFusion cannot pull such a predicate up
@@ -160,7 +185,9 @@ fn refers_to_outer_query_only(expr: &Expr) -> bool {
     expr.apply(|expr| {
         match expr {
             Expr::OuterReferenceColumn(..) => outer = true,
-            Expr::Column(_) | Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => other = true,
+            Expr::Column(_) | Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => {
+                other = true
+            }
             _ => {}
         }
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
@@ -178,15 +205,22 @@ fn take_outer_only_conjuncts(plan: LogicalPlan) -> Result<(LogicalPlan, Option<E
     match plan {
         LogicalPlan::Projection(projection) => {
             let (input, guard) = take_outer_only_conjuncts(Arc::unwrap_or_clone(projection.input))?;
-            Ok((LogicalPlan::Projection(Projection::try_new(projection.expr, Arc::new(input))?), guard))
+            Ok((
+                LogicalPlan::Projection(Projection::try_new(projection.expr, Arc::new(input))?),
+                guard,
+            ))
         }
         LogicalPlan::SubqueryAlias(alias) => {
             let (input, guard) = take_outer_only_conjuncts(Arc::unwrap_or_clone(alias.input))?;
-            Ok((LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(Arc::new(input), alias.alias)?), guard))
+            Ok((
+                LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(Arc::new(input), alias.alias)?),
+                guard,
+            ))
         }
         LogicalPlan::Filter(filter) => {
-            let (outer, inner): (Vec<Expr>, Vec<Expr>) =
-                split_conjunction_owned(filter.predicate).into_iter().partition(refers_to_outer_query_only);
+            let (outer, inner): (Vec<Expr>, Vec<Expr>) = split_conjunction_owned(filter.predicate)
+                .into_iter()
+                .partition(refers_to_outer_query_only);
             let input = match conjunction(inner) {
                 Some(predicate) => LogicalPlan::Filter(Filter::try_new(predicate, filter.input)?),
                 None => Arc::unwrap_or_clone(filter.input),
@@ -194,7 +228,9 @@ fn take_outer_only_conjuncts(plan: LogicalPlan) -> Result<(LogicalPlan, Option<E
             let guard = conjunction(outer)
                 .map(|guard| {
                     guard.transform(|expr| match expr {
-                        Expr::OuterReferenceColumn(_, column) => Ok(Transformed::yes(Expr::Column(column))),
+                        Expr::OuterReferenceColumn(_, column) => {
+                            Ok(Transformed::yes(Expr::Column(column)))
+                        }
                         other => Ok(Transformed::no(other)),
                     })
                 })
@@ -211,10 +247,18 @@ fn take_outer_only_conjuncts(plan: LogicalPlan) -> Result<(LogicalPlan, Option<E
 fn single_row(subquery: Subquery) -> Result<Expr> {
     let (plan, guard) = take_outer_only_conjuncts(Arc::unwrap_or_clone(subquery.subquery))?;
     let outer_ref_columns = plan.all_out_ref_exprs();
-    let subquery = Subquery { subquery: Arc::new(plan), outer_ref_columns, ..subquery };
+    let subquery = Subquery {
+        subquery: Arc::new(plan),
+        outer_ref_columns,
+        ..subquery
+    };
     let value = Expr::ScalarSubquery(aggregated(subquery)?);
     Ok(match guard {
-        Some(guard) => Expr::Case(Case::new(None, vec![(Box::new(guard), Box::new(value))], None)),
+        Some(guard) => Expr::Case(Case::new(
+            None,
+            vec![(Box::new(guard), Box::new(value))],
+            None,
+        )),
         None => value,
     })
 }
@@ -222,7 +266,9 @@ fn single_row(subquery: Subquery) -> Result<Expr> {
 impl AnalyzerRule for ScalarSubqueryRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         rewrite_expressions(plan, |expr| match expr {
-            Expr::ScalarSubquery(subquery) if needs_aggregate(&subquery) => Ok(Transformed::yes(single_row(subquery)?)),
+            Expr::ScalarSubquery(subquery) if needs_aggregate(&subquery) => {
+                Ok(Transformed::yes(single_row(subquery)?))
+            }
             other => Ok(Transformed::no(other)),
         })
     }

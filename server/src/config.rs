@@ -100,7 +100,9 @@ impl ConfigError {
     fn new(setting: &str, flag: &str, message: impl Into<String>) -> Self {
         let variable = format!("QUANTATOM_{}", setting.to_uppercase());
         Self {
-            setting: format!("`{setting}` (--{flag}, {variable}, or `{setting}` in the config file)"),
+            setting: format!(
+                "`{setting}` (--{flag}, {variable}, or `{setting}` in the config file)"
+            ),
             message: message.into(),
         }
     }
@@ -113,25 +115,53 @@ impl ServeArgs {
             Some(path) => read_config_file(path)?,
             None => FileSettings::default(),
         };
-        let listen_text = self.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen_text = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = parse_listen(&listen_text)?;
-        let data_dir = self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         if data_dir.as_os_str().is_empty() {
-            return Err(ConfigError::new("data_dir", "data-dir", "the data folder must not be empty"));
+            return Err(ConfigError::new(
+                "data_dir",
+                "data-dir",
+                "the data folder must not be empty",
+            ));
         }
-        let demo_cells = match self.demo_cells.or(file.demo_cells).unwrap_or(DEFAULT_DEMO_CELLS) {
+        let demo_cells = match self
+            .demo_cells
+            .or(file.demo_cells)
+            .unwrap_or(DEFAULT_DEMO_CELLS)
+        {
             0 => None,
             cells => Some(cells),
         };
-        Ok(ServeConfig { listen, data_dir, demo_cells })
+        Ok(ServeConfig {
+            listen,
+            data_dir,
+            demo_cells,
+        })
     }
 }
 
 fn read_config_file(path: &std::path::Path) -> Result<FileSettings, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new("config", "config", format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text)
-        .map_err(|e| ConfigError::new("config", "config", format!("{} is not valid: {e}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            "config",
+            "config",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        ConfigError::new(
+            "config",
+            "config",
+            format!("{} is not valid: {e}", path.display()),
+        )
+    })
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
@@ -147,7 +177,12 @@ mod tests {
     use super::*;
 
     fn args(listen: Option<&str>, config: Option<PathBuf>) -> ServeArgs {
-        ServeArgs { config, listen: listen.map(Into::into), data_dir: None, demo_cells: None }
+        ServeArgs {
+            config,
+            listen: listen.map(Into::into),
+            data_dir: None,
+            demo_cells: None,
+        }
     }
 
     #[test]
@@ -160,7 +195,10 @@ mod tests {
 
     #[test]
     fn bad_listen_names_the_setting() {
-        let error = args(Some("nowhere"), None).resolve().unwrap_err().to_string();
+        let error = args(Some("nowhere"), None)
+            .resolve()
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("--listen"), "{error}");
         assert!(error.contains("QUANTATOM_LISTEN"), "{error}");
         assert!(error.contains("\"nowhere\""), "{error}");
@@ -170,7 +208,11 @@ mod tests {
     fn file_settings_sit_under_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("quantatom.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\ndemo_cells = 0\ndata_dir = \"/tmp/q\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\ndemo_cells = 0\ndata_dir = \"/tmp/q\"\n",
+        )
+        .unwrap();
         let from_file = args(None, Some(path.clone())).resolve().unwrap();
         assert_eq!(from_file.listen.port(), 7000);
         assert_eq!(from_file.demo_cells, None);

@@ -33,12 +33,19 @@ fn render(array: &dyn Array, row: usize) -> Result<String, DataFusionError> {
         return Ok(render_text(None));
     }
     let text = match array.data_type() {
-        DataType::Boolean => (if array.as_boolean().value(row) { "t" } else { "f" }).to_owned(),
+        DataType::Boolean => (if array.as_boolean().value(row) {
+            "t"
+        } else {
+            "f"
+        })
+        .to_owned(),
         DataType::Timestamp(..) => ArrayFormatter::try_new(array, &FormatOptions::default())?
             .value(row)
             .to_string()
             .replacen('T', " ", 1),
-        _ => ArrayFormatter::try_new(array, &FormatOptions::default())?.value(row).to_string(),
+        _ => ArrayFormatter::try_new(array, &FormatOptions::default())?
+            .value(row)
+            .to_string(),
     };
     Ok(render_text(Some(&text)))
 }
@@ -47,7 +54,13 @@ fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, DataFusionError> {
     let mut rows = Vec::new();
     for batch in batches {
         for row in 0..batch.num_rows() {
-            rows.push(batch.columns().iter().map(|column| render(column.as_ref(), row)).collect::<Result<_, _>>()?);
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|column| render(column.as_ref(), row))
+                    .collect::<Result<_, _>>()?,
+            );
         }
     }
     Ok(rows)
@@ -62,16 +75,24 @@ impl AsyncDB for InProcessDb {
         let frame = self.session.sql(sql).await?;
         let is_query = !matches!(
             frame.logical_plan(),
-            datafusion::logical_expr::LogicalPlan::Dml(_) | datafusion::logical_expr::LogicalPlan::Ddl(_)
+            datafusion::logical_expr::LogicalPlan::Dml(_)
+                | datafusion::logical_expr::LogicalPlan::Ddl(_)
         );
         let columns = frame.schema().fields().len();
         let batches = frame.collect().await?;
         if is_query {
-            Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; columns], rows: rows(&batches)? })
+            Ok(DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; columns],
+                rows: rows(&batches)?,
+            })
         } else {
             let count = batches
                 .first()
-                .and_then(|b| b.column(0).as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>().map(|c| c.value(0)))
+                .and_then(|b| {
+                    b.column(0)
+                        .as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>()
+                        .map(|c| c.value(0))
+                })
                 .unwrap_or(0);
             Ok(DBOutput::StatementComplete(count))
         }

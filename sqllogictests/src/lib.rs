@@ -37,9 +37,15 @@ impl DemoEngine {
     /// Generates the demo with `cells` cells in a temporary folder and opens it.
     pub async fn start(cells: usize) -> datafusion::common::Result<Self> {
         let data_dir = tempfile::tempdir()?;
-        let config = EngineConfig { data_dir: data_dir.path().to_owned(), demo_cells: Some(cells) };
+        let config = EngineConfig {
+            data_dir: data_dir.path().to_owned(),
+            demo_cells: Some(cells),
+        };
         let engine = Engine::open(&config).await?;
-        Ok(Self { engine, _data_dir: data_dir })
+        Ok(Self {
+            engine,
+            _data_dir: data_dir,
+        })
     }
 }
 

@@ -17,8 +17,13 @@ pub struct WireError {
 
 impl From<tokio_postgres::Error> for WireError {
     fn from(error: tokio_postgres::Error) -> Self {
-        let message = error.as_db_error().map_or_else(|| error.to_string(), |db| db.message().to_owned());
-        WireError { message, sqlstate: error.code().map(|code| code.code().to_owned()) }
+        let message = error
+            .as_db_error()
+            .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+        WireError {
+            message,
+            sqlstate: error.code().map(|code| code.code().to_owned()),
+        }
     }
 }
 
@@ -50,14 +55,21 @@ impl AsyncDB for WireDb {
         let mut affected = 0;
         for message in self.client.simple_query(sql).await? {
             match message {
-                SimpleQueryMessage::RowDescription(description) => columns = Some(description.len()),
-                SimpleQueryMessage::Row(row) => rows.push((0..row.len()).map(|i| render_text(row.get(i))).collect()),
+                SimpleQueryMessage::RowDescription(description) => {
+                    columns = Some(description.len())
+                }
+                SimpleQueryMessage::Row(row) => {
+                    rows.push((0..row.len()).map(|i| render_text(row.get(i))).collect())
+                }
                 SimpleQueryMessage::CommandComplete(count) => affected = count,
                 _ => {}
             }
         }
         Ok(match columns {
-            Some(columns) => DBOutput::Rows { types: vec![DefaultColumnType::Any; columns], rows },
+            Some(columns) => DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; columns],
+                rows,
+            },
             None => DBOutput::StatementComplete(affected),
         })
     }

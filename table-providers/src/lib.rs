@@ -19,9 +19,16 @@ use datafusion::catalog::TableProvider;
 ///
 /// A physical plan keeps what its scans read (a cube's file list, a dimension's members), so
 /// it may be run again only while the versions of its tables are the ones it was planned at.
-pub async fn table_version(provider: &dyn TableProvider) -> Option<datafusion::common::Result<u64>> {
+pub async fn table_version(
+    provider: &dyn TableProvider,
+) -> Option<datafusion::common::Result<u64>> {
     if let Some(cube) = provider.downcast_ref::<mdf::MdfTable>() {
-        return Some(cube.version().await.map(|version| version.0).map_err(Into::into));
+        return Some(
+            cube.version()
+                .await
+                .map(|version| version.0)
+                .map_err(Into::into),
+        );
     }
     let dimension = provider.downcast_ref::<metadata::DimensionTable>()?;
     Some(dimension.version().await)

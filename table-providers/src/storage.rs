@@ -27,7 +27,9 @@ impl Storage {
     /// Storage in a local folder, created if missing.
     pub fn local(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            DataFusionError::External(format!("cannot create data folder {}: {e}", dir.display()).into())
+            DataFusionError::External(
+                format!("cannot create data folder {}: {e}", dir.display()).into(),
+            )
         })?;
         let store = LocalFileSystem::new_with_prefix(dir)?;
         Ok(Self::new(Arc::new(store)))

@@ -32,7 +32,10 @@ pub use planner::LtreeOperatorPlanner;
 /// }
 /// ```
 pub fn functions() -> Vec<Arc<ScalarUDF>> {
-    let mut functions: Vec<_> = LtreeFunctionKind::ALL.into_iter().map(LtreeFunction::udf).collect();
+    let mut functions: Vec<_> = LtreeFunctionKind::ALL
+        .into_iter()
+        .map(LtreeFunction::udf)
+        .collect();
     functions.push(Arc::new(LikeEscapeFunction::udf()));
     functions
 }

@@ -14,7 +14,8 @@ use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::Like;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -48,7 +49,10 @@ impl LikeEscapeFunction {
     /// The function, ready to register.
     pub fn udf() -> ScalarUDF {
         ScalarUDF::new_from_impl(Self {
-            signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Immutable),
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8],
+                Volatility::Immutable,
+            ),
         })
     }
 }
@@ -82,7 +86,10 @@ impl ScalarUDFImpl for LikeEscapeFunction {
             return exec_err!("like_escape takes a pattern and an escape character");
         };
         if let (ColumnarValue::Scalar(pattern), ColumnarValue::Scalar(escape)) = (pattern, escape) {
-            let rewritten = match (pattern.try_as_str().flatten(), escape.try_as_str().flatten()) {
+            let rewritten = match (
+                pattern.try_as_str().flatten(),
+                escape.try_as_str().flatten(),
+            ) {
                 (Some(pattern), Some(escape)) => Some(rewrite_one(pattern, escape)?),
                 _ => None,
             };
@@ -129,9 +136,22 @@ impl AnalyzerRule for LikeEscapeRule {
 
 fn backslash_escaped(like: Like) -> Like {
     let escape = like.escape_char.map(String::from);
-    let to_utf8 = |expr: Expr| Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(expr), DataType::Utf8));
-    let pattern = LikeEscapeFunction::udf().call(vec![to_utf8(*like.pattern), Expr::Literal(ScalarValue::Utf8(escape), None)]);
-    Like { expr: Box::new(to_utf8(*like.expr)), pattern: Box::new(pattern), escape_char: None, ..like }
+    let to_utf8 = |expr: Expr| {
+        Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(expr),
+            DataType::Utf8,
+        ))
+    };
+    let pattern = LikeEscapeFunction::udf().call(vec![
+        to_utf8(*like.pattern),
+        Expr::Literal(ScalarValue::Utf8(escape), None),
+    ]);
+    Like {
+        expr: Box::new(to_utf8(*like.expr)),
+        pattern: Box::new(pattern),
+        escape_char: None,
+        ..like
+    }
 }
 
 #[cfg(test)]
@@ -140,9 +160,15 @@ mod tests {
 
     #[test]
     fn escapes_become_backslashes_and_backslashes_become_literal() {
-        assert_eq!(to_backslash_escapes("pg/_%", '/').as_deref(), Some("pg\\_%"));
+        assert_eq!(
+            to_backslash_escapes("pg/_%", '/').as_deref(),
+            Some("pg\\_%")
+        );
         assert_eq!(to_backslash_escapes("a//b", '/').as_deref(), Some("a\\/b"));
-        assert_eq!(to_backslash_escapes("c:\\dir", '/').as_deref(), Some("c:\\\\dir"));
+        assert_eq!(
+            to_backslash_escapes("c:\\dir", '/').as_deref(),
+            Some("c:\\\\dir")
+        );
         assert_eq!(to_backslash_escapes("bad/", '/'), None);
     }
 }

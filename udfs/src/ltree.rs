@@ -33,7 +33,10 @@ impl fmt::Display for LtreeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LtreeError::Syntax { text, position } => {
-                write!(f, "ltree syntax error at character {position} in \"{text}\"")
+                write!(
+                    f,
+                    "ltree syntax error at character {position} in \"{text}\""
+                )
             }
             LtreeError::InvalidPositions => write!(f, "invalid positions"),
         }
@@ -101,7 +104,10 @@ pub fn labels_of(text: &str) -> Result<Vec<&str>, LtreeError> {
     let mut position = 1;
     for label in text.split('.') {
         let label_chars = label.chars().count();
-        if let Some(bad) = label.chars().position(|c| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if let Some(bad) = label
+            .chars()
+            .position(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+        {
             return Err(syntax_error(text, position + bad));
         }
         if label_chars == 0 || label_chars > MAX_LABEL_LENGTH {
@@ -148,7 +154,11 @@ pub fn subpath(path: &str, offset: i64, len: Option<i64>) -> Result<String, Ltre
     let end = if explicit_len < 0 {
         levels + explicit_len
     } else if explicit_len == 0 {
-        if len.is_some() { start } else { i64::from(u16::MAX) }
+        if len.is_some() {
+            start
+        } else {
+            i64::from(u16::MAX)
+        }
     } else {
         start + explicit_len
     };
@@ -166,14 +176,23 @@ mod tests {
     #[test]
     fn parses_like_postgres() {
         assert_eq!(labels_of("").unwrap(), Vec::<&str>::new());
-        assert_eq!(labels_of("Top.Science_1").unwrap(), vec!["Top", "Science_1"]);
+        assert_eq!(
+            labels_of("Top.Science_1").unwrap(),
+            vec!["Top", "Science_1"]
+        );
         assert_eq!(
             labels_of("Top..X").unwrap_err(),
-            LtreeError::Syntax { text: "Top..X".into(), position: 5 }
+            LtreeError::Syntax {
+                text: "Top..X".into(),
+                position: 5
+            }
         );
         assert_eq!(
             labels_of("Top.A-B").unwrap_err(),
-            LtreeError::Syntax { text: "Top.A-B".into(), position: 6 }
+            LtreeError::Syntax {
+                text: "Top.A-B".into(),
+                position: 6
+            }
         );
         assert!(labels_of(&"x".repeat(256)).is_err());
         assert!(labels_of(&"x".repeat(255)).is_ok());

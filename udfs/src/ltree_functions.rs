@@ -93,7 +93,10 @@ pub struct LtreeFunction {
 impl LtreeFunction {
     /// Creates the function of the given kind.
     pub fn new(kind: LtreeFunctionKind) -> Self {
-        Self { kind, signature: kind.signature() }
+        Self {
+            kind,
+            signature: kind.signature(),
+        }
     }
 
     /// The function as a shareable UDF.
@@ -116,19 +119,24 @@ impl ScalarUDFImpl for LtreeFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args.args.iter().all(|arg| matches!(arg, ColumnarValue::Scalar(_)));
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|arg| matches!(arg, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let result = match self.kind {
             LtreeFunctionKind::Nlevel => nlevel(&arrays)?,
             LtreeFunctionKind::Subpath => subpath(&arrays)?,
-            LtreeFunctionKind::IsAncestor => {
-                path_predicate(&arrays, |ancestor, path| ltree::is_descendant(path, ancestor))?
-            }
+            LtreeFunctionKind::IsAncestor => path_predicate(&arrays, |ancestor, path| {
+                ltree::is_descendant(path, ancestor)
+            })?,
             LtreeFunctionKind::IsDescendant => path_predicate(&arrays, ltree::is_descendant)?,
         };
         // Scalars in, scalar out: keeps constant folding of literal paths working.
         if all_scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?))
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &result, 0,
+            )?))
         } else {
             Ok(ColumnarValue::Array(result))
         }

@@ -15,7 +15,8 @@ pub fn rewrite_expressions(
         let names = NamePreserver::new(&node);
         node.map_expressions(|expr| {
             let name = names.save(&expr);
-            expr.transform_up(rewrite)?.map_data(|expr| Ok(name.restore(expr)))
+            expr.transform_up(rewrite)?
+                .map_data(|expr| Ok(name.restore(expr)))
         })
     })
     .map(|transformed| transformed.data)

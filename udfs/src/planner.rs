@@ -42,10 +42,9 @@ impl ExprPlanner for LtreeOperatorPlanner {
         if !(is_text(&expr.left)? && is_text(&expr.right)?) {
             return Ok(PlannerResult::Original(expr));
         }
-        Ok(PlannerResult::Planned(Expr::ScalarFunction(ScalarFunction::new_udf(
-            LtreeFunction::udf(kind),
-            vec![expr.left, expr.right],
-        ))))
+        Ok(PlannerResult::Planned(Expr::ScalarFunction(
+            ScalarFunction::new_udf(LtreeFunction::udf(kind), vec![expr.left, expr.right]),
+        )))
     }
 }
 

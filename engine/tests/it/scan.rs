@@ -5,13 +5,22 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use quantatom_engine::{Engine, EngineConfig};
 
 async fn demo_engine(dir: &tempfile::TempDir) -> Engine {
-    let config = EngineConfig { data_dir: dir.path().to_owned(), demo_cells: Some(1_000_000) };
+    let config = EngineConfig {
+        data_dir: dir.path().to_owned(),
+        demo_cells: Some(1_000_000),
+    };
     Engine::open(&config).await.expect("engine opens")
 }
 
 async fn explain_analyze(engine: &Engine, sql: &str) -> String {
     let session = engine.new_session();
-    let batches = session.sql(&format!("EXPLAIN ANALYZE {sql}")).await.unwrap().collect().await.unwrap();
+    let batches = session
+        .sql(&format!("EXPLAIN ANALYZE {sql}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     pretty_format_batches(&batches).unwrap().to_string()
 }
 
@@ -19,13 +28,32 @@ async fn explain_analyze(engine: &Engine, sql: &str) -> String {
 async fn scan_projects_pushes_filters_and_prunes_row_groups() {
     let dir = tempfile::tempdir().unwrap();
     let engine = demo_engine(&dir).await;
-    let plan = explain_analyze(&engine, "SELECT sum(amount) FROM cube.finance WHERE version = 'Actual' AND time = '2023_05'").await;
-    assert!(plan.contains("DataSourceExec"), "DataFusion's own scan:\n{plan}");
-    assert!(plan.contains("projection=[amount]"), "only the needed column is read:\n{plan}");
-    assert!(plan.contains("predicate=version@0 = Actual AND time@1 = 2023_05"), "filter pushed into the scan:\n{plan}");
+    let plan = explain_analyze(
+        &engine,
+        "SELECT sum(amount) FROM cube.finance WHERE version = 'Actual' AND time = '2023_05'",
+    )
+    .await;
+    assert!(
+        plan.contains("DataSourceExec"),
+        "DataFusion's own scan:\n{plan}"
+    );
+    assert!(
+        plan.contains("projection=[amount]"),
+        "only the needed column is read:\n{plan}"
+    );
+    assert!(
+        plan.contains("predicate=version@0 = Actual AND time@1 = 2023_05"),
+        "filter pushed into the scan:\n{plan}"
+    );
     // 1,003,392 sorted cells in 16 row groups of 65,536; one version-month spans at most two.
-    assert!(plan.contains("row_groups_pruned_statistics=16 total → 2 matched"), "statistics pruning:\n{plan}");
-    assert!(plan.contains("pushdown_rows_matched=12.86 K"), "rows filtered in the decoder:\n{plan}");
+    assert!(
+        plan.contains("row_groups_pruned_statistics=16 total → 2 matched"),
+        "statistics pruning:\n{plan}"
+    );
+    assert!(
+        plan.contains("pushdown_rows_matched=12.86 K"),
+        "rows filtered in the decoder:\n{plan}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,17 +69,47 @@ async fn insert_appends_a_file_and_the_next_query_sees_it() {
         }
     };
     let inserted = count("INSERT INTO cube.finance VALUES ('Plan2', '2026_01', 'DE', '4000', 'P0001', 'EUR', 10), ('Plan2', '2026_01', 'FR', '4000', 'P0001', 'EUR', 32.5)").await;
-    assert!(inserted.contains("| 2     |"), "insert reports two rows:\n{inserted}");
-    let total = count("SELECT count(*) AS cells, sum(amount) AS amount FROM cube.finance WHERE version = 'Plan2'").await;
-    assert!(total.contains("| 2     | 42.50  |"), "both cells visible:\n{total}");
-    let files = std::fs::read_dir(dir.path().join("cubes/finance/data")).unwrap().count();
-    let versions = std::fs::read_dir(dir.path().join("cubes/finance/_log")).unwrap().count();
-    assert_eq!((files, versions), (2, 3), "one more data file and one more log entry");
+    assert!(
+        inserted.contains("| 2     |"),
+        "insert reports two rows:\n{inserted}"
+    );
+    let total = count(
+        "SELECT count(*) AS cells, sum(amount) AS amount FROM cube.finance WHERE version = 'Plan2'",
+    )
+    .await;
+    assert!(
+        total.contains("| 2     | 42.50  |"),
+        "both cells visible:\n{total}"
+    );
+    let files = std::fs::read_dir(dir.path().join("cubes/finance/data"))
+        .unwrap()
+        .count();
+    let versions = std::fs::read_dir(dir.path().join("cubes/finance/_log"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        (files, versions),
+        (2, 3),
+        "one more data file and one more log entry"
+    );
 
-    let reopened = Engine::open(&EngineConfig { data_dir: dir.path().to_owned(), demo_cells: Some(1_000_000) })
+    let reopened = Engine::open(&EngineConfig {
+        data_dir: dir.path().to_owned(),
+        demo_cells: Some(1_000_000),
+    })
+    .await
+    .unwrap();
+    let after_restart = reopened
+        .new_session()
+        .sql("SELECT count(*) FROM cube.finance")
+        .await
+        .unwrap()
+        .collect()
         .await
         .unwrap();
-    let after_restart = reopened.new_session().sql("SELECT count(*) FROM cube.finance").await.unwrap().collect().await.unwrap();
     let text = pretty_format_batches(&after_restart).unwrap().to_string();
-    assert!(text.contains("| 1003394  |"), "a reopened data folder keeps every cell and loads no second demo:\n{text}");
+    assert!(
+        text.contains("| 1003394  |"),
+        "a reopened data folder keeps every cell and loads no second demo:\n{text}"
+    );
 }

@@ -11,13 +11,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use pgwire::messages::response::TransactionStatus;
@@ -132,19 +136,31 @@ impl ActivityRegistry {
             backend_start: started,
             now: Mutex::new(doing),
         });
-        self.sessions.lock().expect("activity poisoned").insert(pid, Arc::clone(&session));
+        self.sessions
+            .lock()
+            .expect("activity poisoned")
+            .insert(pid, Arc::clone(&session));
         session
     }
 
     /// Forgets a closed connection.
     pub(crate) fn disconnected(&self, pid: i32) {
-        self.sessions.lock().expect("activity poisoned").remove(&pid);
+        self.sessions
+            .lock()
+            .expect("activity poisoned")
+            .remove(&pid);
     }
 
     /// `pg_stat_activity` over this registry.
     pub(crate) fn table(self: &Arc<Self>) -> Result<Arc<dyn TableProvider>> {
-        let view = Arc::new(ActivityView { registry: Arc::clone(self), schema: activity_schema() });
-        Ok(Arc::new(StreamingTable::try_new(activity_schema(), vec![view])?))
+        let view = Arc::new(ActivityView {
+            registry: Arc::clone(self),
+            schema: activity_schema(),
+        });
+        Ok(Arc::new(StreamingTable::try_new(
+            activity_schema(),
+            vec![view],
+        )?))
     }
 
     fn rows(&self, schema: &SchemaRef) -> Result<RecordBatch> {
@@ -156,15 +172,30 @@ impl ActivityRegistry {
             .map(|session| (Arc::clone(session), session.doing()))
             .collect();
         let text = |value: &dyn Fn(&SessionActivity, &Doing) -> Option<String>| -> ArrayRef {
-            Arc::new(sessions.iter().map(|(session, doing)| value(session, doing)).collect::<StringArray>())
+            Arc::new(
+                sessions
+                    .iter()
+                    .map(|(session, doing)| value(session, doing))
+                    .collect::<StringArray>(),
+            )
         };
         let int = |value: &dyn Fn(&SessionActivity) -> Option<i32>| -> ArrayRef {
-            Arc::new(sessions.iter().map(|(session, _)| value(session)).collect::<Int32Array>())
+            Arc::new(
+                sessions
+                    .iter()
+                    .map(|(session, _)| value(session))
+                    .collect::<Int32Array>(),
+            )
         };
         let time = |value: &dyn Fn(&SessionActivity, &Doing) -> Option<SystemTime>| -> ArrayRef {
-            let micros = |at: SystemTime| at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-            let values: TimestampMicrosecondArray =
-                sessions.iter().map(|(session, doing)| value(session, doing).map(micros)).collect();
+            let micros = |at: SystemTime| {
+                at.duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as i64)
+            };
+            let values: TimestampMicrosecondArray = sessions
+                .iter()
+                .map(|(session, doing)| value(session, doing).map(micros))
+                .collect();
             Arc::new(values.with_timezone("UTC"))
         };
         let columns: Vec<ArrayRef> = vec![
@@ -195,7 +226,13 @@ impl ActivityRegistry {
 fn activity_schema() -> SchemaRef {
     let text = |name: &str| Field::new(name, DataType::Utf8, true);
     let int = |name: &str| Field::new(name, DataType::Int32, true);
-    let time = |name: &str| Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true);
+    let time = |name: &str| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        )
+    };
     Arc::new(Schema::new(vec![
         int("datid"),
         text("datname"),
@@ -233,7 +270,10 @@ impl PartitionStream for ActivityView {
 
     fn execute(&self, _context: Arc<TaskContext>) -> SendableRecordBatchStream {
         let batch = self.registry.rows(&self.schema);
-        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), futures::stream::once(async move { batch })))
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            futures::stream::once(async move { batch }),
+        ))
     }
 }
 
@@ -248,7 +288,10 @@ pub(crate) struct BackendPidFunction {
 impl BackendPidFunction {
     /// The function for the connection with process id `pid`.
     pub(crate) fn udf(pid: i32) -> ScalarUDF {
-        ScalarUDF::new_from_impl(Self { pid, signature: Signature::nullary(Volatility::Stable) })
+        ScalarUDF::new_from_impl(Self {
+            pid,
+            signature: Signature::nullary(Volatility::Stable),
+        })
     }
 }
 

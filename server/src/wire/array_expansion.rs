@@ -11,7 +11,9 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{AccessExpr, Expr, FunctionArguments, Statement, visit_expressions_mut};
+use datafusion::sql::sqlparser::ast::{
+    AccessExpr, Expr, FunctionArguments, Statement, visit_expressions_mut,
+};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
@@ -28,28 +30,46 @@ pub(crate) fn rewrite_array_expansions(statement: &mut Statement) {
 fn rewritten(expr: &Expr) -> Option<Expr> {
     match expr {
         Expr::Function(function) => {
-            let FunctionArguments::List(arguments) = &function.args else { return None };
-            let name = function.name.0.last()?.as_ident()?.value.to_ascii_lowercase();
+            let FunctionArguments::List(arguments) = &function.args else {
+                return None;
+            };
+            let name = function
+                .name
+                .0
+                .last()?
+                .as_ident()?
+                .value
+                .to_ascii_lowercase();
             let arguments: Vec<String> = arguments.args.iter().map(ToString::to_string).collect();
             match (name.as_str(), arguments.as_slice()) {
-                ("generate_subscripts", [array, dimension]) => {
-                    parse(&format!("unnest(generate_series(1, array_length({array}, {dimension})))"))
-                }
+                ("generate_subscripts", [array, dimension]) => parse(&format!(
+                    "unnest(generate_series(1, array_length({array}, {dimension})))"
+                )),
                 ("_pg_expandarray", [array]) => parse(&format!("unnest(_pg_expandarray({array}))")),
                 _ => None,
             }
         }
         Expr::CompoundFieldAccess { root, access_chain } => {
-            let Expr::Nested(composite) = root.as_ref() else { return None };
-            let [AccessExpr::Dot(Expr::Identifier(field))] = access_chain.as_slice() else { return None };
-            parse(&format!("get_field({composite}, '{}')", field.value.replace('\'', "''")))
+            let Expr::Nested(composite) = root.as_ref() else {
+                return None;
+            };
+            let [AccessExpr::Dot(Expr::Identifier(field))] = access_chain.as_slice() else {
+                return None;
+            };
+            parse(&format!(
+                "get_field({composite}, '{}')",
+                field.value.replace('\'', "''")
+            ))
         }
         _ => None,
     }
 }
 
 fn parse(sql: &str) -> Option<Expr> {
-    Parser::new(&PostgreSqlDialect {}).try_with_sql(sql).and_then(|mut parser| parser.parse_expr()).ok()
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()
 }
 
 #[cfg(test)]
@@ -60,7 +80,9 @@ mod tests {
     use super::rewrite_array_expansions;
 
     fn rewritten(sql: &str) -> String {
-        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
         rewrite_array_expansions(&mut statement);
         statement.to_string()
     }
@@ -68,13 +90,20 @@ mod tests {
     #[test]
     fn expansions_become_unnest_and_field_selection_get_field() {
         assert_eq!(
-            rewritten("SELECT unnest(i.indkey), generate_subscripts(i.indkey, 1) AS ord FROM pg_index i"),
+            rewritten(
+                "SELECT unnest(i.indkey), generate_subscripts(i.indkey, 1) AS ord FROM pg_index i"
+            ),
             "SELECT unnest(i.indkey), unnest(generate_series(1, array_length(i.indkey, 1))) AS ord FROM pg_index i"
         );
         assert_eq!(
-            rewritten("SELECT (_pg_expandarray(i.indkey)).n AS key_seq FROM pg_index i WHERE a.attnum = (r.keys).x"),
+            rewritten(
+                "SELECT (_pg_expandarray(i.indkey)).n AS key_seq FROM pg_index i WHERE a.attnum = (r.keys).x"
+            ),
             "SELECT get_field(unnest(_pg_expandarray(i.indkey)), 'n') AS key_seq FROM pg_index i WHERE a.attnum = get_field(r.keys, 'x')"
         );
-        assert_eq!(rewritten("SELECT a.b, a['c'] FROM a"), "SELECT a.b, a['c'] FROM a");
+        assert_eq!(
+            rewritten("SELECT a.b, a['c'] FROM a"),
+            "SELECT a.b, a['c'] FROM a"
+        );
     }
 }

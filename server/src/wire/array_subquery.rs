@@ -6,7 +6,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement, visit_expressions_mut,
+    Expr, FunctionArguments, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -26,21 +27,35 @@ pub(crate) fn rewrite_array_subqueries(statement: &mut Statement) -> bool {
 
 /// The scalar subquery an `ARRAY(SELECT one_expression ...)` call means, if `expr` is one.
 fn as_scalar_subquery(expr: &Expr) -> Option<Expr> {
-    let Expr::Function(function) = expr else { return None };
-    let FunctionArguments::Subquery(query) = &function.args else { return None };
+    let Expr::Function(function) = expr else {
+        return None;
+    };
+    let FunctionArguments::Subquery(query) = &function.args else {
+        return None;
+    };
     let name = function.name.0.last()?.as_ident()?;
     if !name.value.eq_ignore_ascii_case("array") || function.name.0.len() != 1 {
         return None;
     }
     let mut query: Query = query.as_ref().clone();
-    let SetExpr::Select(select) = query.body.as_mut() else { return None };
-    let [item] = select.projection.as_mut_slice() else { return None };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let [item] = select.projection.as_mut_slice() else {
+        return None;
+    };
     let element = match item {
-        SelectItem::UnnamedExpr(element) | SelectItem::ExprWithAlias { expr: element, .. } => element,
+        SelectItem::UnnamedExpr(element) | SelectItem::ExprWithAlias { expr: element, .. } => {
+            element
+        }
         _ => return None,
     };
     let mut order = query.order_by.take();
-    if let Some(OrderBy { kind: OrderByKind::Expressions(keys), .. }) = &mut order {
+    if let Some(OrderBy {
+        kind: OrderByKind::Expressions(keys),
+        ..
+    }) = &mut order
+    {
         // `ORDER BY 1` names the subquery's one column.
         for key in keys.iter_mut().filter(|key| key.expr.to_string() == "1") {
             key.expr = element.clone();
@@ -63,7 +78,9 @@ mod tests {
     use super::rewrite_array_subqueries;
 
     fn rewritten(sql: &str) -> String {
-        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
         rewrite_array_subqueries(&mut statement);
         statement.to_string()
     }
@@ -71,10 +88,18 @@ mod tests {
     #[test]
     fn array_subqueries_become_aggregate_subqueries() {
         assert_eq!(
-            rewritten("SELECT r.rolname, ARRAY(SELECT b.rolname FROM b WHERE b.m = r.oid ORDER BY 1) AS memberof FROM r"),
+            rewritten(
+                "SELECT r.rolname, ARRAY(SELECT b.rolname FROM b WHERE b.m = r.oid ORDER BY 1) AS memberof FROM r"
+            ),
             "SELECT r.rolname, (SELECT array_agg(b.rolname ORDER BY b.rolname) FROM b WHERE b.m = r.oid) AS memberof FROM r"
         );
-        assert_eq!(rewritten("SELECT array_length(ARRAY[1, 2], 1)"), "SELECT array_length(ARRAY[1, 2], 1)");
-        assert_eq!(rewritten("SELECT ARRAY(SELECT a, b FROM t)"), "SELECT ARRAY(SELECT a, b FROM t)");
+        assert_eq!(
+            rewritten("SELECT array_length(ARRAY[1, 2], 1)"),
+            "SELECT array_length(ARRAY[1, 2], 1)"
+        );
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT a, b FROM t)"),
+            "SELECT ARRAY(SELECT a, b FROM t)"
+        );
     }
 }

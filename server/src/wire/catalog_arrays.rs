@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int16Builder, Int32Builder, ListBuilder, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int16Builder, Int32Builder, ListBuilder, RecordBatch,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::{Column, DataFusionError, Result, ScalarValue};
@@ -46,27 +48,54 @@ pub(crate) fn vector_columns(table: &str) -> Option<&'static [(&'static str, Dat
 pub(crate) const PG_CLASS_MISSING_ARRAYS: [&str; 2] = ["relacl", "reloptions"];
 
 /// `table` (named `name`) with the text-array columns `missing` added as NULLs.
-pub(crate) fn with_null_array_columns(name: &str, table: Arc<dyn TableProvider>, missing: &[&str]) -> Result<Arc<dyn TableProvider>> {
-    let mut columns: Vec<Expr> = table.schema().fields().iter().map(|field| col(Column::new_unqualified(field.name()))).collect();
+pub(crate) fn with_null_array_columns(
+    name: &str,
+    table: Arc<dyn TableProvider>,
+    missing: &[&str],
+) -> Result<Arc<dyn TableProvider>> {
+    let mut columns: Vec<Expr> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| col(Column::new_unqualified(field.name())))
+        .collect();
     let text_array = DataType::new_list(DataType::Utf8, true);
-    columns.extend(missing.iter().map(|column| cast(lit(ScalarValue::Null), text_array.clone()).alias(*column)));
-    let plan = LogicalPlanBuilder::scan(name, provider_as_source(table), None)?.project(columns)?.build()?;
+    columns.extend(
+        missing
+            .iter()
+            .map(|column| cast(lit(ScalarValue::Null), text_array.clone()).alias(*column)),
+    );
+    let plan = LogicalPlanBuilder::scan(name, provider_as_source(table), None)?
+        .project(columns)?
+        .build()?;
     Ok(Arc::new(ViewTable::new(plan, None)))
 }
 
 /// `table` (an in-memory catalog table) with each text column named in `columns` parsed into
 /// a list of the given element type.
-pub(crate) fn with_array_columns(table: &dyn TableProvider, columns: &[(&str, DataType)]) -> Result<Arc<dyn TableProvider>> {
-    let memory = table
-        .downcast_ref::<MemTable>()
-        .ok_or_else(|| DataFusionError::Internal("catalog table is not held in memory".to_owned()))?;
+pub(crate) fn with_array_columns(
+    table: &dyn TableProvider,
+    columns: &[(&str, DataType)],
+) -> Result<Arc<dyn TableProvider>> {
+    let memory = table.downcast_ref::<MemTable>().ok_or_else(|| {
+        DataFusionError::Internal("catalog table is not held in memory".to_owned())
+    })?;
     let schema = table.schema();
-    let element = |name: &str| columns.iter().find(|(column, _)| *column == name).map(|(_, data_type)| data_type);
+    let element = |name: &str| {
+        columns
+            .iter()
+            .find(|(column, _)| *column == name)
+            .map(|(_, data_type)| data_type)
+    };
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|field| match element(field.name()) {
-            Some(data_type) => Field::new(field.name(), DataType::new_list(data_type.clone(), true), true),
+            Some(data_type) => Field::new(
+                field.name(),
+                DataType::new_list(data_type.clone(), true),
+                true,
+            ),
             None => field.as_ref().clone(),
         })
         .collect();
@@ -94,13 +123,19 @@ pub(crate) fn with_array_columns(table: &dyn TableProvider, columns: &[(&str, Da
 
 /// Parses the text forms of a vector (`1 2`) or an array (`{1,2}`, `[1, 2]`) into a list.
 fn parse_vectors(column: &ArrayRef, element: &DataType) -> Result<ArrayRef> {
-    let text = column.as_string_opt::<i32>().ok_or_else(|| DataFusionError::Internal(format!("vector column holds {}", column.data_type())))?;
+    let text = column.as_string_opt::<i32>().ok_or_else(|| {
+        DataFusionError::Internal(format!("vector column holds {}", column.data_type()))
+    })?;
     let numbers = |value: &str| -> Result<Vec<i64>> {
         value
             .trim_matches(|c| matches!(c, '{' | '}' | '[' | ']'))
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|number| !number.is_empty())
-            .map(|number| number.parse::<i64>().map_err(|error| DataFusionError::Internal(format!("vector element {number:?}: {error}"))))
+            .map(|number| {
+                number.parse::<i64>().map_err(|error| {
+                    DataFusionError::Internal(format!("vector element {number:?}: {error}"))
+                })
+            })
             .collect()
     };
     macro_rules! build {
@@ -110,7 +145,11 @@ fn parse_vectors(column: &ArrayRef, element: &DataType) -> Result<ArrayRef> {
                 match value {
                     Some(value) => {
                         for number in numbers(value)? {
-                            lists.values().append_value(<$native>::try_from(number).map_err(|error| DataFusionError::Internal(error.to_string()))?);
+                            lists.values().append_value(
+                                <$native>::try_from(number).map_err(|error| {
+                                    DataFusionError::Internal(error.to_string())
+                                })?,
+                            );
                         }
                         lists.append(true);
                     }
@@ -134,11 +173,28 @@ mod tests {
 
     #[test]
     fn vectors_and_arrays_parse_into_lists() {
-        let column: ArrayRef = Arc::new(StringArray::from(vec![Some("1 2"), Some("{3,4}"), Some("[5, 6]"), Some(""), None]));
+        let column: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("1 2"),
+            Some("{3,4}"),
+            Some("[5, 6]"),
+            Some(""),
+            None,
+        ]));
         let lists = parse_vectors(&column, &DataType::Int16).unwrap();
         let lists = lists.as_list::<i32>();
-        let values = |row: usize| lists.value(row).as_any().downcast_ref::<Int16Array>().unwrap().values().to_vec();
-        assert_eq!((values(0), values(1), values(2), values(3)), (vec![1, 2], vec![3, 4], vec![5, 6], vec![]));
+        let values = |row: usize| {
+            lists
+                .value(row)
+                .as_any()
+                .downcast_ref::<Int16Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(
+            (values(0), values(1), values(2), values(3)),
+            (vec![1, 2], vec![3, 4], vec![5, 6], vec![])
+        );
         assert!(lists.is_null(4));
     }
 }

@@ -6,19 +6,19 @@ use std::fmt::Debug;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use datafusion_postgres::{DfSessionService, Parser};
-use futures::Sink;
+use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::Sink;
+use pgwire::api::Type;
 use pgwire::api::auth::{self, ServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
-use pgwire::api::results::{DescribePortalResponse, FieldInfo};
-use pgwire::api::stmt::QueryParser;
-use pgwire::api::Type;
-use pgwire::types::format::FormatOptions;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::Response;
+use pgwire::api::results::{DescribePortalResponse, FieldInfo};
+use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, PidSecretKeyGenerator,
@@ -28,22 +28,26 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use datafusion::common::ParamValues;
+use pgwire::types::format::FormatOptions;
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch, by_position, parameter_types};
 use quantatom_engine::postgres_settings::PostgresSettings;
 
-use super::errors::api_error;
 use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::errors::SqlStateErrors;
-use super::text_types::{result_fields, text_parameter_types};
-use super::session_plans::{ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters, may_change_plans, parse_text, plan_query};
+use super::errors::api_error;
+use super::session_plans::{
+    ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
+    may_change_plans, parse_text, plan_query,
+};
 use super::settings::{apply_startup_parameters, copy_format_parameters};
+use super::text_types::{result_fields, text_parameter_types};
 use super::transactions::{in_failed_block, is_rollback_to_savepoint};
 
 /// Process ids and secret keys for BackendKeyData, which cancel requests name.
-static KEY_GENERATOR: LazyLock<RandomPidSecretKeyGenerator> = LazyLock::new(RandomPidSecretKeyGenerator::default);
+static KEY_GENERATOR: LazyLock<RandomPidSecretKeyGenerator> =
+    LazyLock::new(RandomPidSecretKeyGenerator::default);
 
 /// Startup without authentication (authentication arrives with the security work): assigns
 /// the process id and secret key, applies the client's startup parameters to its session and
@@ -56,13 +60,19 @@ pub(crate) struct Startup {
 
 #[async_trait]
 impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let PgWireFrontendMessage::Startup(startup) = message else { return Ok(()) };
+        let PgWireFrontendMessage::Startup(startup) = message else {
+            return Ok(());
+        };
         auth::protocol_negotiation(client, &startup).await?;
         auth::save_startup_parameters_to_metadata(client, &startup);
         let (pid, secret) = KEY_GENERATOR.generate(client);
@@ -70,15 +80,28 @@ impl StartupHandler for Startup {
         self.session.register_udf(BackendPidFunction::udf(pid));
         apply_startup_parameters(&self.session, &startup.parameters).map_err(|e| {
             let code = super::errors::sqlstate(&e);
-            PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), e.strip_backtrace())))
+            PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                code.into(),
+                e.strip_backtrace(),
+            )))
         })?;
         let settings = PostgresSettings::of(self.session.state_ref().read().config_options());
         copy_format_parameters(client.metadata_mut(), &settings);
         let parameter = |name: &str| startup.parameters.get(name).cloned().unwrap_or_default();
         let user = parameter("user");
-        let database = startup.parameters.get("database").cloned().unwrap_or_else(|| user.clone());
-        let registered =
-            self.activities.connected(pid, user, database, parameter("application_name"), client.socket_addr());
+        let database = startup
+            .parameters
+            .get("database")
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        let registered = self.activities.connected(
+            pid,
+            user,
+            database,
+            parameter("application_name"),
+            client.socket_addr(),
+        );
         let _ = self.activity.set(registered);
         auth::finish_authentication(client, &ReportedParameters(settings)).await
     }
@@ -145,7 +168,11 @@ impl Connection {
                 activities: Arc::clone(&activities),
                 activity: Arc::clone(&activity),
             }),
-            startup: Arc::new(Startup { session, activities, activity }),
+            startup: Arc::new(Startup {
+                session,
+                activities,
+                activity,
+            }),
             cancels,
             errors: Arc::new(SqlStateErrors),
         }
@@ -218,7 +245,10 @@ impl SessionQueries {
             .extensions
             .get::<PostgresSettings>()
             .and_then(PostgresSettings::statement_timeout);
-        let running = self.activity.get().map(|activity| activity.query_started(query));
+        let running = self
+            .activity
+            .get()
+            .map(|activity| activity.query_started(query));
         self.cancels.begin(key, timeout, running)
     }
 }
@@ -243,7 +273,9 @@ impl SimpleQueryHandler for SessionQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if client.transaction_status() == TransactionStatus::Error && is_rollback_to_savepoint(&query.query) {
+        if client.transaction_status() == TransactionStatus::Error
+            && is_rollback_to_savepoint(&query.query)
+        {
             client.set_transaction_status(TransactionStatus::Transaction);
         }
         self._on_query(client, query).await
@@ -262,13 +294,22 @@ impl SimpleQueryHandler for SessionQueries {
         if let Some(copy) = CopyOut::parse(query) {
             return Ok(vec![self.copy_out(client, copy, stop).await?]);
         }
-        let plan = stop.until_stopped(self.plans.plan_simple_query(query)).await?;
+        let plan = stop
+            .until_stopped(self.plans.plan_simple_query(query))
+            .await?;
         let changes_plans = match plan {
             SimpleQueryPlan::Delegate { changes_plans } => changes_plans,
-            _ if client.transaction_status() == TransactionStatus::Error => return Err(in_failed_block()),
+            _ if client.transaction_status() == TransactionStatus::Error => {
+                return Err(in_failed_block());
+            }
             SimpleQueryPlan::Reusable(plan) => {
                 let options = FormatOptions::from_client_metadata(client.metadata());
-                let run = self.plans.run(&plan, ParamValues::List(vec![]), &Format::UnifiedText, options);
+                let run = self.plans.run(
+                    &plan,
+                    ParamValues::List(vec![]),
+                    &Format::UnifiedText,
+                    options,
+                );
                 return Ok(vec![cancellable(stop.until_stopped(run).await?, stop)]);
             }
             SimpleQueryPlan::Once(plan) => {
@@ -277,11 +318,16 @@ impl SimpleQueryHandler for SessionQueries {
                 return Ok(vec![cancellable(stop.until_stopped(run).await?, stop)]);
             }
         };
-        let responses = stop.until_stopped(SimpleQueryHandler::do_query(&self.service, client, query)).await;
+        let responses = stop
+            .until_stopped(SimpleQueryHandler::do_query(&self.service, client, query))
+            .await;
         if changes_plans {
             self.plans.statement_changed_plans();
         }
-        Ok(responses?.into_iter().map(|response| cancellable(response, stop.clone())).collect())
+        Ok(responses?
+            .into_iter()
+            .map(|response| cancellable(response, stop.clone()))
+            .collect())
     }
 }
 
@@ -296,7 +342,11 @@ impl ExtendedQueryHandler for SessionQueries {
 
     /// A portal already running (a `DECLARE`d cursor, which clients such as psycopg describe
     /// before they `FETCH`) is described by the rows it produces; any other by its statement.
-    async fn do_describe_portal<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -304,9 +354,14 @@ impl ExtendedQueryHandler for SessionQueries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if let PortalExecutionState::Suspended(running) = &*portal.state.lock().await {
-            return Ok(DescribePortalResponse::new(running.row_schema().as_ref().clone()));
+            return Ok(DescribePortalResponse::new(
+                running.row_schema().as_ref().clone(),
+            ));
         }
-        let fields = self.parser.get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
+        let fields = self.parser.get_result_schema(
+            &portal.statement.statement,
+            Some(&portal.result_column_format),
+        )?;
         Ok(DescribePortalResponse::new(fields))
     }
 
@@ -333,26 +388,45 @@ impl ExtendedQueryHandler for SessionQueries {
                 if client.transaction_status() == TransactionStatus::Error {
                     return Err(in_failed_block());
                 }
-                let wire_types = self.parser.get_parameter_types(&portal.statement.statement)?;
+                let describe = || self.parser.get_parameter_types(&portal.statement.statement);
                 let options = FormatOptions::from_client_metadata(client.metadata());
                 let format = &portal.result_column_format;
                 let response = match prepared {
-                    PreparedQueryPlan::Reusable(reusable) => {
-                        let parameters = bind_parameters(portal, reusable.parameter_types(), &wire_types)?;
-                        stop.until_stopped(self.plans.run(&reusable, parameters, format, options)).await?
+                    PreparedQueryPlan::Reusable(kept) => {
+                        let parameters = bind_parameters(
+                            portal,
+                            kept.parameter_types(),
+                            kept.wire_parameter_types(describe)?,
+                        )?;
+                        stop.until_stopped(self.plans.run(&kept, parameters, format, options))
+                            .await?
                     }
                     _ => {
                         let inferred = parameter_types(plan).map_err(api_error)?;
-                        let parameters = bind_parameters(portal, &inferred, &wire_types)?;
-                        let bound = plan.clone().replace_params_with_values(&parameters).map_err(api_error)?;
-                        stop.until_stopped(self.plans.run_once(bound, format, options)).await?
+                        let parameters = bind_parameters(portal, &inferred, &describe()?)?;
+                        let bound = plan
+                            .clone()
+                            .replace_params_with_values(&parameters)
+                            .map_err(api_error)?;
+                        stop.until_stopped(self.plans.run_once(bound, format, options))
+                            .await?
                     }
                 };
                 return Ok(cancellable(response, stop));
             }
         }
-        let response = stop.until_stopped(ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows)).await;
-        if parsed.as_ref().is_some_and(|(statement, _)| may_change_plans(statement)) {
+        let response = stop
+            .until_stopped(ExtendedQueryHandler::do_query(
+                &self.service,
+                client,
+                portal,
+                max_rows,
+            ))
+            .await;
+        if parsed
+            .as_ref()
+            .is_some_and(|(statement, _)| may_change_plans(statement))
+        {
             self.plans.statement_changed_plans();
         }
         Ok(cancellable(response?, stop))
@@ -373,7 +447,12 @@ pub(crate) struct SessionParser {
 impl QueryParser for SessionParser {
     type Statement = <Parser as QueryParser>::Statement;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -406,7 +485,9 @@ impl QueryParser for SessionParser {
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
         let types = self.inner.get_parameter_types(statement)?;
         // No types: the plan holds no placeholder, so there is nothing to place or retype.
-        let Some((_, plan)) = statement.1.as_ref().filter(|_| !types.is_empty()) else { return Ok(types) };
+        let Some((_, plan)) = statement.1.as_ref().filter(|_| !types.is_empty()) else {
+            return Ok(types);
+        };
         let ids = by_position(plan.get_parameter_types().map_err(api_error)?);
         let text_types = text_parameter_types(plan);
         if text_types.is_empty() && ids.iter().all(Option::is_some) {
@@ -417,17 +498,29 @@ impl QueryParser for SessionParser {
         Ok(ids
             .map(|(index, id)| {
                 let inferred = id.and_then(|_| types.next());
-                text_types.get(&format!("${}", index + 1)).cloned().or(inferred).unwrap_or(Type::UNKNOWN)
+                text_types
+                    .get(&format!("${}", index + 1))
+                    .cloned()
+                    .or(inferred)
+                    .unwrap_or(Type::UNKNOWN)
             })
             .collect())
     }
 
     /// datafusion-postgres's description, with `uuid`/`json`/`jsonb` columns as those types
     /// (see [`super::text_types`]).
-    fn get_result_schema(&self, statement: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        statement: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         match &statement.1 {
             Some((_, plan)) if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) => {
-                result_fields(plan.schema().as_arrow(), column_format.unwrap_or(&Format::UnifiedText), None)
+                result_fields(
+                    plan.schema().as_arrow(),
+                    column_format.unwrap_or(&Format::UnifiedText),
+                    None,
+                )
             }
             _ => self.inner.get_result_schema(statement, column_format),
         }

@@ -26,8 +26,8 @@ use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyEncoder, CopyResponse, FieldFormat, FieldInfo, Response};
 use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
-use pgwire::types::format::FormatOptions;
 use pgwire::types::ToSqlText;
+use pgwire::types::format::FormatOptions;
 use postgres_types::{IsNull, ToSql};
 
 use super::errors::api_error;
@@ -59,25 +59,50 @@ impl CopyOut {
             return None;
         }
         let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-        let [Statement::Copy { source, to: true, target: CopyTarget::Stdout, options, legacy_options, .. }] =
-            statements.as_slice()
+        let [
+            Statement::Copy {
+                source,
+                to: true,
+                target: CopyTarget::Stdout,
+                options,
+                legacy_options,
+                ..
+            },
+        ] = statements.as_slice()
         else {
             return None;
         };
         let query = match source {
             CopySource::Query(query) => query.to_string(),
-            CopySource::Table { table_name, columns } if columns.is_empty() => format!("SELECT * FROM {table_name}"),
-            CopySource::Table { table_name, columns } => {
+            CopySource::Table {
+                table_name,
+                columns,
+            } if columns.is_empty() => format!("SELECT * FROM {table_name}"),
+            CopySource::Table {
+                table_name,
+                columns,
+            } => {
                 let columns: Vec<String> = columns.iter().map(ToString::to_string).collect();
                 format!("SELECT {} FROM {table_name}", columns.join(", "))
             }
         };
-        let mut copy = CopyOut { query, format: CopyFormat::Text, header: false, delimiter: None, null: None };
+        let mut copy = CopyOut {
+            query,
+            format: CopyFormat::Text,
+            header: false,
+            delimiter: None,
+            null: None,
+        };
         Some(copy.apply_options(options, legacy_options).map(|()| copy))
     }
 
-    fn apply_options(&mut self, options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<(), DataFusionError> {
-        let unsupported = |what: String| DataFusionError::NotImplemented(format!("COPY TO STDOUT option {what}"));
+    fn apply_options(
+        &mut self,
+        options: &[CopyOption],
+        legacy: &[CopyLegacyOption],
+    ) -> Result<(), DataFusionError> {
+        let unsupported =
+            |what: String| DataFusionError::NotImplemented(format!("COPY TO STDOUT option {what}"));
         for option in options {
             match option {
                 CopyOption::Format(name) => {
@@ -85,7 +110,11 @@ impl CopyOut {
                         "text" => CopyFormat::Text,
                         "csv" => CopyFormat::Csv,
                         "binary" => CopyFormat::Binary,
-                        other => return Err(DataFusionError::Plan(format!("COPY format \"{other}\" not recognized"))),
+                        other => {
+                            return Err(DataFusionError::Plan(format!(
+                                "COPY format \"{other}\" not recognized"
+                            )));
+                        }
                     }
                 }
                 CopyOption::Header(header) => self.header = *header,
@@ -113,25 +142,44 @@ impl CopyOut {
                 other => return Err(unsupported(other.to_string())),
             }
         }
-        if self.delimiter.is_some_and(|delimiter| !delimiter.is_ascii()) {
-            return Err(DataFusionError::NotImplemented("COPY delimiter must be a single one-byte character".into()));
+        if self
+            .delimiter
+            .is_some_and(|delimiter| !delimiter.is_ascii())
+        {
+            return Err(DataFusionError::NotImplemented(
+                "COPY delimiter must be a single one-byte character".into(),
+            ));
         }
         if self.header && self.format != CopyFormat::Csv {
-            return Err(DataFusionError::Plan("COPY HEADER available only in CSV mode".into()));
+            return Err(DataFusionError::Plan(
+                "COPY HEADER available only in CSV mode".into(),
+            ));
         }
         Ok(())
     }
 
     /// Plans the query in `session` and streams its rows as CopyData, values written in the
     /// session's formats (`options`).
-    pub(crate) async fn run(&self, session: &SessionContext, options: FormatOptions) -> PgWireResult<Response> {
+    pub(crate) async fn run(
+        &self,
+        session: &SessionContext,
+        options: FormatOptions,
+    ) -> PgWireResult<Response> {
         let frame = session.sql(&self.query).await.map_err(api_error)?;
         let arrow_schema = Arc::new(frame.schema().as_arrow().clone());
-        let fields = Arc::new(arrow_schema_to_pg_fields(&arrow_schema, &Format::UnifiedText, None)?);
+        let fields = Arc::new(arrow_schema_to_pg_fields(
+            &arrow_schema,
+            &Format::UnifiedText,
+            None,
+        )?);
         let columns = fields.len();
         let batches = frame.execute_stream().await.map_err(api_error)?;
         let mut encoder = self.encoder(Arc::clone(&fields), options);
-        let header = if self.header { Some(header_row(&mut encoder, &fields)) } else { None };
+        let header = if self.header {
+            Some(header_row(&mut encoder, &fields))
+        } else {
+            None
+        };
         let rows = batches
             .map(move |batch| match batch {
                 Ok(batch) => encode_batch(&batch, &fields, &mut encoder),
@@ -139,8 +187,16 @@ impl CopyOut {
             })
             .flat_map(futures::stream::iter);
         let data = futures::stream::iter(header).chain(rows);
-        let format_code = if self.format == CopyFormat::Binary { 1 } else { 0 };
-        Ok(Response::CopyOut(CopyResponse::new(format_code, columns, data)))
+        let format_code = if self.format == CopyFormat::Binary {
+            1
+        } else {
+            0
+        };
+        Ok(Response::CopyOut(CopyResponse::new(
+            format_code,
+            columns,
+            data,
+        )))
     }
 
     fn encoder(&self, fields: Arc<Vec<FieldInfo>>, options: FormatOptions) -> CopyRows {
@@ -151,11 +207,23 @@ impl CopyOut {
             CopyFormat::Binary => CopyRows::Binary(CopyEncoder::new_binary(fields)),
             CopyFormat::Text => {
                 let null = self.null.as_deref().unwrap_or("\\N");
-                CopyRows::Text(CopyTextEncoder::new(columns, options, delimiter(b'\t'), null, None))
+                CopyRows::Text(CopyTextEncoder::new(
+                    columns,
+                    options,
+                    delimiter(b'\t'),
+                    null,
+                    None,
+                ))
             }
             CopyFormat::Csv => {
                 let null = self.null.as_deref().unwrap_or("");
-                CopyRows::Text(CopyTextEncoder::new(columns, options, delimiter(b','), null, Some(b'"')))
+                CopyRows::Text(CopyTextEncoder::new(
+                    columns,
+                    options,
+                    delimiter(b','),
+                    null,
+                    Some(b'"'),
+                ))
             }
         }
     }
@@ -205,7 +273,13 @@ struct CopyTextEncoder {
 }
 
 impl CopyTextEncoder {
-    fn new(columns: usize, options: FormatOptions, delimiter: u8, null: &str, csv_quote: Option<u8>) -> Self {
+    fn new(
+        columns: usize,
+        options: FormatOptions,
+        delimiter: u8,
+        null: &str,
+        csv_quote: Option<u8>,
+    ) -> Self {
         Self {
             row: BytesMut::with_capacity(256),
             value: BytesMut::with_capacity(64),
@@ -242,7 +316,9 @@ impl CopyTextEncoder {
                 // equal to the NULL string (so that an empty string is not read back as NULL).
                 let needs_quotes = value == self.null.as_slice()
                     || value == b"\\."
-                    || value.iter().any(|&byte| byte == self.delimiter || byte == quote || byte == b'\n' || byte == b'\r');
+                    || value.iter().any(|&byte| {
+                        byte == self.delimiter || byte == quote || byte == b'\n' || byte == b'\r'
+                    });
                 if needs_quotes {
                     self.row.put_u8(quote);
                     for &byte in value {
@@ -290,14 +366,24 @@ impl Encoder for CopyTextEncoder {
 /// The CSV header line: the column names, quoted as values are.
 fn header_row(encoder: &mut CopyRows, fields: &[FieldInfo]) -> PgWireResult<CopyData> {
     for field in fields {
-        let name = FieldInfo::new(field.name().to_owned(), None, None, Type::TEXT, FieldFormat::Text);
+        let name = FieldInfo::new(
+            field.name().to_owned(),
+            None,
+            None,
+            Type::TEXT,
+            FieldFormat::Text,
+        );
         encoder.encode_field(&Some(field.name()), &name)?;
     }
     Ok(encoder.take_row())
 }
 
 /// One CopyData message per row of `batch`.
-fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo], encoder: &mut CopyRows) -> Vec<PgWireResult<CopyData>> {
+fn encode_batch(
+    batch: &RecordBatch,
+    fields: &[FieldInfo],
+    encoder: &mut CopyRows,
+) -> Vec<PgWireResult<CopyData>> {
     let schema = batch.schema();
     (0..batch.num_rows())
         .map(|row| {
@@ -309,22 +395,39 @@ fn encode_batch(batch: &RecordBatch, fields: &[FieldInfo], encoder: &mut CopyRow
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn recognises_copy_to_stdout_in_both_syntaxes() {
-        let copy = CopyOut::parse("COPY (SELECT code FROM dim.version) TO STDOUT WITH (FORMAT csv, HEADER)").unwrap().unwrap();
-        assert_eq!((copy.format, copy.header, copy.query.as_str()), (CopyFormat::Csv, true, "SELECT code FROM dim.version"));
+        let copy = CopyOut::parse(
+            "COPY (SELECT code FROM dim.version) TO STDOUT WITH (FORMAT csv, HEADER)",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (copy.format, copy.header, copy.query.as_str()),
+            (CopyFormat::Csv, true, "SELECT code FROM dim.version")
+        );
         // psql's \copy sends the pre-9.0 spelling.
-        let copy = CopyOut::parse("COPY ( SELECT 1 ) TO STDOUT csv header").unwrap().unwrap();
+        let copy = CopyOut::parse("COPY ( SELECT 1 ) TO STDOUT csv header")
+            .unwrap()
+            .unwrap();
         assert_eq!((copy.format, copy.header), (CopyFormat::Csv, true));
-        let copy = CopyOut::parse("copy dim.version (code, name) to stdout").unwrap().unwrap();
-        assert_eq!((copy.format, copy.query.as_str()), (CopyFormat::Text, "SELECT code, name FROM dim.version"));
+        let copy = CopyOut::parse("copy dim.version (code, name) to stdout")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (copy.format, copy.query.as_str()),
+            (CopyFormat::Text, "SELECT code, name FROM dim.version")
+        );
         assert!(CopyOut::parse("COPY (SELECT 1) TO '/tmp/x.parquet'").is_none());
         assert!(CopyOut::parse("SELECT 1").is_none());
-        assert!(CopyOut::parse("COPY (SELECT 1) TO STDOUT (FORMAT text, HEADER)").unwrap().is_err());
+        assert!(
+            CopyOut::parse("COPY (SELECT 1) TO STDOUT (FORMAT text, HEADER)")
+                .unwrap()
+                .is_err()
+        );
     }
 }

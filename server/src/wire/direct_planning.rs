@@ -10,7 +10,9 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{Expr, ObjectName, Query, SelectItem, SetExpr, Statement, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{
+    Expr, ObjectName, Query, SelectItem, SetExpr, Statement, Visit, Visitor,
+};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
@@ -41,7 +43,11 @@ struct Finder {
 }
 
 fn is_catalog_table(name: &ObjectName) -> bool {
-    let parts: Vec<String> = name.0.iter().map(|part| part.to_string().trim_matches('"').to_ascii_lowercase()).collect();
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| part.to_string().trim_matches('"').to_ascii_lowercase())
+        .collect();
     match parts.as_slice() {
         [.., schema, _] => CATALOG_SCHEMAS.contains(&schema.as_str()),
         [table] => table.starts_with("pg_"),
@@ -60,7 +66,14 @@ impl Visitor for Finder {
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         if let SetExpr::Select(select) = query.body.as_ref() {
             self.projection_subquery |= select.projection.iter().any(|item| {
-                matches!(item, SelectItem::UnnamedExpr(Expr::Subquery(_)) | SelectItem::ExprWithAlias { expr: Expr::Subquery(_), .. })
+                matches!(
+                    item,
+                    SelectItem::UnnamedExpr(Expr::Subquery(_))
+                        | SelectItem::ExprWithAlias {
+                            expr: Expr::Subquery(_),
+                            ..
+                        }
+                )
             });
         }
         ControlFlow::Continue(())
@@ -76,8 +89,16 @@ mod tests {
         let lookup = "SELECT f.entity, (SELECT e.name FROM dim.entity e WHERE e.code = f.entity) AS name FROM cube.finance f";
         assert!(needs_direct_planning(lookup).is_some());
         let catalog = "SELECT c.relname, (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = c.relnamespace) FROM pg_catalog.pg_class c";
-        assert!(needs_direct_planning(catalog).is_none(), "catalog queries keep the compatibility rewrite");
-        assert!(needs_direct_planning("SELECT code FROM dim.entity WHERE code IN (SELECT entity FROM cube.finance)").is_none());
+        assert!(
+            needs_direct_planning(catalog).is_none(),
+            "catalog queries keep the compatibility rewrite"
+        );
+        assert!(
+            needs_direct_planning(
+                "SELECT code FROM dim.entity WHERE code IN (SELECT entity FROM cube.finance)"
+            )
+            .is_none()
+        );
         assert!(needs_direct_planning("SELECT 1").is_none());
     }
 }

@@ -20,7 +20,9 @@ pub fn sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static str {
     if error.is::<ParserError>() {
         return "42601";
     }
-    let Some(df) = error.downcast_ref::<DataFusionError>() else { return "XX000" };
+    let Some(df) = error.downcast_ref::<DataFusionError>() else {
+        return "XX000";
+    };
     if let Some(code) = quantatom_engine::sqlstate(df) {
         return code;
     }
@@ -74,7 +76,11 @@ impl ErrorHandler for SqlStateErrors {
                 None => inner.to_string(),
             };
             tracing::debug!(code, %message, "query failed");
-            *error = PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message)));
+            *error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                code.into(),
+                message,
+            )));
         }
     }
 }

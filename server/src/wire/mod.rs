@@ -20,8 +20,8 @@ mod search_path;
 mod session_hooks;
 mod session_plans;
 mod settings;
-mod text_types;
 mod socket;
+mod text_types;
 mod transactions;
 
 use std::future::Future;
@@ -40,9 +40,9 @@ use quantatom_engine::{CATALOG, Engine};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+pub use activity::ActivityRegistry;
 use cancel::CancelRegistry;
 use connection::Connection;
-pub use activity::ActivityRegistry;
 use pg_settings::SessionSettingsCatalog;
 use search_path::PublicWithPgCatalog;
 use session_hooks::BothProtocols;
@@ -51,7 +51,10 @@ use transactions::TransactionHook;
 
 /// The plan of a statement a hook answers itself: no rows, `schema` for Describe.
 fn answered_plan(schema: DFSchemaRef) -> LogicalPlan {
-    LogicalPlan::EmptyRelation(EmptyRelation { produce_one_row: false, schema })
+    LogicalPlan::EmptyRelation(EmptyRelation {
+        produce_one_row: false,
+        schema,
+    })
 }
 
 /// A session over `engine` as a Postgres client sees it: the engine's session plus the
@@ -59,18 +62,31 @@ fn answered_plan(schema: DFSchemaRef) -> LogicalPlan {
 /// parameters and a `pg_stat_activity` over `activities`, and `pg_catalog` searched first for
 /// unqualified names. Every connection starts from one; in-process tests use one (with an empty
 /// registry) to see the same SQL surface.
-pub fn postgres_session(engine: &Engine, activities: &Arc<ActivityRegistry>) -> datafusion::common::Result<SessionContext> {
+pub fn postgres_session(
+    engine: &Engine,
+    activities: &Arc<ActivityRegistry>,
+) -> datafusion::common::Result<SessionContext> {
     let context = SessionContext::new_with_state(engine.session_state());
-    datafusion_pg_catalog::setup_pg_catalog(&context, CATALOG, EmptyContextProvider).map_err(|e| *e)?;
+    datafusion_pg_catalog::setup_pg_catalog(&context, CATALOG, EmptyContextProvider)
+        .map_err(|e| *e)?;
     text_types::install(&context);
-    let missing = |what: &str| datafusion::common::DataFusionError::Internal(format!("{what} is missing"));
-    let catalog = context.catalog(CATALOG).ok_or_else(|| missing("the catalog"))?;
-    let pg_catalog = catalog.schema("pg_catalog").ok_or_else(|| missing("pg_catalog"))?;
-    let pg_catalog: Arc<dyn datafusion::catalog::SchemaProvider> =
-        Arc::new(SessionSettingsCatalog::new(pg_catalog, activities.table()?)?);
+    let missing =
+        |what: &str| datafusion::common::DataFusionError::Internal(format!("{what} is missing"));
+    let catalog = context
+        .catalog(CATALOG)
+        .ok_or_else(|| missing("the catalog"))?;
+    let pg_catalog = catalog
+        .schema("pg_catalog")
+        .ok_or_else(|| missing("pg_catalog"))?;
+    let pg_catalog: Arc<dyn datafusion::catalog::SchemaProvider> = Arc::new(
+        SessionSettingsCatalog::new(pg_catalog, activities.table()?)?,
+    );
     catalog.register_schema("pg_catalog", Arc::clone(&pg_catalog))?;
     let public = catalog.schema("public").ok_or_else(|| missing("public"))?;
-    catalog.register_schema("public", Arc::new(PublicWithPgCatalog::new(public, pg_catalog)))?;
+    catalog.register_schema(
+        "public",
+        Arc::new(PublicWithPgCatalog::new(public, pg_catalog)),
+    )?;
     Ok(context)
 }
 
@@ -93,7 +109,13 @@ impl Server {
             .map_err(|e| std::io::Error::other(format!("cannot set up pg_catalog: {e}")))?
             .state();
         let plan_epoch = Arc::clone(engine.plan_epoch());
-        Ok(Self { listener, session_template, plan_epoch, cancels: Arc::default(), activities })
+        Ok(Self {
+            listener,
+            session_template,
+            plan_epoch,
+            cancels: Arc::default(),
+            activities,
+        })
     }
 
     /// The address actually bound (useful with port 0).

@@ -20,7 +20,9 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use quantatom_engine::postgres_settings::PostgresSettings;
 
-use super::catalog_arrays::{PG_CLASS_MISSING_ARRAYS, vector_columns, with_array_columns, with_null_array_columns};
+use super::catalog_arrays::{
+    PG_CLASS_MISSING_ARRAYS, vector_columns, with_array_columns, with_null_array_columns,
+};
 
 const PG_SETTINGS: &str = "pg_settings";
 const PG_STAT_ACTIVITY: &str = "pg_stat_activity";
@@ -40,10 +42,20 @@ pub(crate) struct SessionSettingsCatalog {
 
 impl SessionSettingsCatalog {
     /// Wraps the `pg_catalog` schema `inner`, adding `activity` as `pg_stat_activity`.
-    pub(crate) fn new(inner: Arc<dyn SchemaProvider>, activity: Arc<dyn TableProvider>) -> Result<Self> {
-        let view = Arc::new(SettingsView { schema: settings_schema() });
+    pub(crate) fn new(
+        inner: Arc<dyn SchemaProvider>,
+        activity: Arc<dyn TableProvider>,
+    ) -> Result<Self> {
+        let view = Arc::new(SettingsView {
+            schema: settings_schema(),
+        });
         let settings = Arc::new(StreamingTable::try_new(settings_schema(), vec![view])?);
-        Ok(Self { inner, settings, activity, array_tables: OnceLock::new() })
+        Ok(Self {
+            inner,
+            settings,
+            activity,
+            array_tables: OnceLock::new(),
+        })
     }
 }
 
@@ -82,11 +94,18 @@ impl SessionSettingsCatalog {
                 }
             }
             if let Some(inner) = self.inner.table(PG_CLASS).await? {
-                tables.insert(PG_CLASS, with_null_array_columns(PG_CLASS, inner, &PG_CLASS_MISSING_ARRAYS)?);
+                tables.insert(
+                    PG_CLASS,
+                    with_null_array_columns(PG_CLASS, inner, &PG_CLASS_MISSING_ARRAYS)?,
+                );
             }
             let _ = self.array_tables.set(tables);
         }
-        Ok(self.array_tables.get().and_then(|tables| tables.get(name)).cloned())
+        Ok(self
+            .array_tables
+            .get()
+            .and_then(|tables| tables.get(name))
+            .cloned())
     }
 }
 
@@ -121,8 +140,16 @@ struct SettingsView {
 impl SettingsView {
     fn rows(&self, settings: &PostgresSettings) -> Result<RecordBatch> {
         let all = settings.all();
-        let column = |value: &dyn Fn(&quantatom_engine::postgres_settings::Parameter, &str) -> Option<String>| -> ArrayRef {
-            Arc::new(all.iter().map(|(parameter, setting)| value(parameter, setting)).collect::<StringArray>())
+        let column = |value: &dyn Fn(
+            &quantatom_engine::postgres_settings::Parameter,
+            &str,
+        ) -> Option<String>|
+         -> ArrayRef {
+            Arc::new(
+                all.iter()
+                    .map(|(parameter, setting)| value(parameter, setting))
+                    .collect::<StringArray>(),
+            )
         };
         let columns: Vec<ArrayRef> = vec![
             column(&|parameter, _| Some(parameter.name.to_owned())),
@@ -131,9 +158,27 @@ impl SettingsView {
             column(&|_, _| None),
             column(&|parameter, _| Some(parameter.description.to_owned())),
             column(&|_, _| None),
-            column(&|parameter, _| Some(if parameter.settable { "user" } else { "internal" }.to_owned())),
+            column(&|parameter, _| {
+                Some(
+                    if parameter.settable {
+                        "user"
+                    } else {
+                        "internal"
+                    }
+                    .to_owned(),
+                )
+            }),
             column(&|_, _| Some("string".to_owned())),
-            column(&|parameter, setting| Some(if setting == parameter.default { "default" } else { "session" }.to_owned())),
+            column(&|parameter, setting| {
+                Some(
+                    if setting == parameter.default {
+                        "default"
+                    } else {
+                        "session"
+                    }
+                    .to_owned(),
+                )
+            }),
             column(&|_, _| None),
             column(&|_, _| None),
             column(&|_, _| None),
@@ -154,6 +199,9 @@ impl PartitionStream for SettingsView {
     fn execute(&self, context: Arc<TaskContext>) -> SendableRecordBatchStream {
         let settings = PostgresSettings::of(context.session_config().options());
         let batch = self.rows(&settings);
-        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), futures::stream::once(async move { batch })))
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            futures::stream::once(async move { batch }),
+        ))
     }
 }

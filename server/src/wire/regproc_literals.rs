@@ -20,7 +20,11 @@ pub(crate) fn with_regproc_literals_as_names(sql: &str) -> Option<String> {
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let mut changed = false;
     let _ = visit_expressions_mut(&mut statements, |expr| {
-        if let Expr::Cast { expr: literal, data_type, .. } = expr
+        if let Expr::Cast {
+            expr: literal,
+            data_type,
+            ..
+        } = expr
             && data_type.to_string().eq_ignore_ascii_case("regproc")
             && let Expr::Value(value) = literal.as_ref()
             && let Value::SingleQuotedString(name) = &value.value
@@ -31,7 +35,13 @@ pub(crate) fn with_regproc_literals_as_names(sql: &str) -> Option<String> {
         }
         ControlFlow::<()>::Continue(())
     });
-    changed.then(|| statements.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+    changed.then(|| {
+        statements
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 #[cfg(test)]
@@ -41,10 +51,18 @@ mod tests {
     #[test]
     fn regproc_literals_become_function_names() {
         assert_eq!(
-            with_regproc_literals_as_names("SELECT typinput = 'pg_catalog.array_in'::regproc AS is_array FROM pg_type").as_deref(),
+            with_regproc_literals_as_names(
+                "SELECT typinput = 'pg_catalog.array_in'::regproc AS is_array FROM pg_type"
+            )
+            .as_deref(),
             Some("SELECT typinput = 'array_in' AS is_array FROM pg_type")
         );
         assert_eq!(with_regproc_literals_as_names("SELECT 1"), None);
-        assert_eq!(with_regproc_literals_as_names("SELECT proname FROM pg_proc WHERE proname = 'regprocin'"), None);
+        assert_eq!(
+            with_regproc_literals_as_names(
+                "SELECT proname FROM pg_proc WHERE proname = 'regprocin'"
+            ),
+            None
+        );
     }
 }

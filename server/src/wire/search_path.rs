@@ -20,7 +20,10 @@ pub(crate) struct PublicWithPgCatalog {
 
 impl PublicWithPgCatalog {
     /// `public` (unwrapped first if it already is one of these) in front of `pg_catalog`.
-    pub(crate) fn new(public: Arc<dyn SchemaProvider>, pg_catalog: Arc<dyn SchemaProvider>) -> Self {
+    pub(crate) fn new(
+        public: Arc<dyn SchemaProvider>,
+        pg_catalog: Arc<dyn SchemaProvider>,
+    ) -> Self {
         let public = match public.downcast_ref::<Self>() {
             Some(wrapped) => Arc::clone(&wrapped.public),
             None => public,
@@ -47,7 +50,11 @@ impl SchemaProvider for PublicWithPgCatalog {
         self.pg_catalog.table_exist(name) || self.public.table_exist(name)
     }
 
-    fn register_table(&self, name: String, table: Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
         self.public.register_table(name, table)
     }
 

@@ -3,7 +3,7 @@
 //! other statement goes through datafusion-postgres's handlers, and those that may change what
 //! a query means advance the engine's plan epoch.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::ParamValues;
@@ -26,21 +26,22 @@ use pgwire::types::format::FormatOptions;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 use quantatom_engine::postgres_literals::type_output_literals;
 
-use super::errors::api_error;
 use super::array_expansion::rewrite_array_expansions;
 use super::array_subquery::rewrite_array_subqueries;
 use super::direct_planning::needs_direct_planning;
+use super::errors::api_error;
 use super::regproc_literals::with_regproc_literals_as_names;
 use super::text_types::{for_the_wire, result_fields, with_text_parameters};
 
 /// datafusion-postgres's parser with its catalog-compatibility rewrites; building one parses a
 /// list of SQL snippets, so there is one per process.
-static COMPATIBILITY_PARSER: LazyLock<PostgresCompatibilityParser> = LazyLock::new(PostgresCompatibilityParser::new);
+static COMPATIBILITY_PARSER: LazyLock<PostgresCompatibilityParser> =
+    LazyLock::new(PostgresCompatibilityParser::new);
 
 /// What to do with a simple-protocol query string.
 pub(crate) enum SimpleQueryPlan {
     /// One plain query with a plan worth keeping.
-    Reusable(Arc<ReusablePlan>),
+    Reusable(Arc<KeptQuery>),
     /// One plain query that must be planned afresh for every run (it calls `now()`, ...).
     Once(LogicalPlan),
     /// Anything else: datafusion-postgres's handler runs it. `changes_plans` when a statement
@@ -48,17 +49,53 @@ pub(crate) enum SimpleQueryPlan {
     Delegate { changes_plans: bool },
 }
 
-/// One connection's plans and how it runs them.
-pub(crate) struct SessionPlans {
-    cache: PlanCache,
-    session: Arc<SessionContext>,
+/// A plain query's kept plan and, once it ran as a prepared statement, the parameter types the
+/// client was told (working them out walks the plan several times, on every Bind otherwise).
+pub(crate) struct KeptQuery {
+    plan: ReusablePlan,
+    wire_parameter_types: OnceLock<Vec<Type>>,
 }
 
+impl KeptQuery {
+    /// The types the client encodes the parameters in: `describe`'s answer, worked out at the
+    /// first run and kept with the plan.
+    pub(crate) fn wire_parameter_types(
+        &self,
+        describe: impl FnOnce() -> PgWireResult<Vec<Type>>,
+    ) -> PgWireResult<&[Type]> {
+        if let Some(types) = self.wire_parameter_types.get() {
+            return Ok(types);
+        }
+        let types = describe()?;
+        Ok(self.wire_parameter_types.get_or_init(|| types))
+    }
+
+    /// The types DataFusion inferred for `$1`, `$2`, ...
+    pub(crate) fn parameter_types(&self) -> &[Option<DataType>] {
+        self.plan.parameter_types()
+    }
+
+    fn kept(plan: ReusablePlan) -> Arc<Self> {
+        Arc::new(Self {
+            plan,
+            wire_parameter_types: OnceLock::new(),
+        })
+    }
+}
+
+/// One connection's plans and how it runs them.
+pub(crate) struct SessionPlans {
+    cache: PlanCache<KeptQuery>,
+    session: Arc<SessionContext>,
+}
 
 impl SessionPlans {
     /// Plans of queries run in `session`, kept while `epoch` stands still.
     pub(crate) fn new(session: Arc<SessionContext>, epoch: Arc<PlanEpoch>) -> Self {
-        Self { cache: PlanCache::new(epoch), session }
+        Self {
+            cache: PlanCache::new(epoch),
+            session,
+        }
     }
 
     /// Records that a statement which may change what queries mean has run.
@@ -74,15 +111,19 @@ impl SessionPlans {
         }
         let statement = match parse_text(query) {
             ParsedText::Query(statement) => statement,
-            ParsedText::Other { changes_plans } => return Ok(SimpleQueryPlan::Delegate { changes_plans }),
+            ParsedText::Other { changes_plans } => {
+                return Ok(SimpleQueryPlan::Delegate { changes_plans });
+            }
         };
         let epoch = self.cache.plans().epoch().current();
         let state = self.session.state();
         let plan = plan_query(&state, statement).await?;
         match ReusablePlan::try_new(&state, &plan).map_err(api_error)? {
             Some(reusable) => {
-                let reusable = Arc::new(reusable);
-                self.cache.plans().insert(query, Arc::clone(&reusable), epoch);
+                let reusable = KeptQuery::kept(reusable);
+                self.cache
+                    .plans()
+                    .insert(query, Arc::clone(&reusable), epoch);
                 Ok(SimpleQueryPlan::Reusable(reusable))
             }
             None => Ok(SimpleQueryPlan::Once(plan)),
@@ -105,17 +146,28 @@ impl SessionPlans {
             return Ok(PreparedQueryPlan::Reusable(reusable));
         }
         let epoch = self.cache.plans().epoch().current();
-        let Some(reusable) = ReusablePlan::try_new(&self.session.state(), plan).map_err(api_error)? else {
+        let Some(reusable) =
+            ReusablePlan::try_new(&self.session.state(), plan).map_err(api_error)?
+        else {
             return Ok(PreparedQueryPlan::Once);
         };
-        let reusable = Arc::new(reusable);
+        let reusable = KeptQuery::kept(reusable);
         self.cache.plans().insert(sql, Arc::clone(&reusable), epoch);
         Ok(PreparedQueryPlan::Reusable(reusable))
     }
 
     /// Runs a plan planned for one run only, encoding its rows in `format`.
-    pub(crate) async fn run_once(&self, plan: LogicalPlan, format: &Format, options: FormatOptions) -> PgWireResult<Response> {
-        let frame = self.session.execute_logical_plan(plan).await.map_err(api_error)?;
+    pub(crate) async fn run_once(
+        &self,
+        plan: LogicalPlan,
+        format: &Format,
+        options: FormatOptions,
+    ) -> PgWireResult<Response> {
+        let frame = self
+            .session
+            .execute_logical_plan(plan)
+            .await
+            .map_err(api_error)?;
         let schema = Arc::clone(frame.schema().inner());
         let batches = frame.execute_stream().await.map_err(api_error)?;
         respond(&schema, batches, format, options)
@@ -124,29 +176,43 @@ impl SessionPlans {
     /// Runs `plan` with `parameters` bound, encoding its rows in `format`.
     pub(crate) async fn run(
         &self,
-        plan: &ReusablePlan,
+        query: &KeptQuery,
         parameters: ParamValues,
         format: &Format,
         options: FormatOptions,
     ) -> PgWireResult<Response> {
         let snapshot = self.cache.snapshot(&self.session);
-        let physical = plan.physical_plan(&snapshot.state, parameters).await.map_err(api_error)?;
+        let physical = query
+            .plan
+            .physical_plan(&snapshot.state, parameters)
+            .await
+            .map_err(api_error)?;
         let batches = execute_stream(physical, Arc::clone(&snapshot.task)).map_err(api_error)?;
-        respond(plan.schema().as_arrow(), batches, format, options)
+        respond(query.plan.schema().as_arrow(), batches, format, options)
     }
 }
 
 /// The response streaming `batches` (rows of `schema`) in `format`.
-fn respond(schema: &Schema, batches: SendableRecordBatchStream, format: &Format, options: FormatOptions) -> PgWireResult<Response> {
+fn respond(
+    schema: &Schema,
+    batches: SendableRecordBatchStream,
+    format: &Format,
+    options: FormatOptions,
+) -> PgWireResult<Response> {
     let fields = Arc::new(result_fields(schema, format, Some(Arc::new(options)))?);
     let row_fields = Arc::clone(&fields);
     let rows = batches
-        .map(move |batch| -> Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> {
-            match batch.map_err(api_error).and_then(|batch| for_the_wire(batch, &row_fields)) {
-                Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
-                Err(e) => Box::new(std::iter::once(Err(e))),
-            }
-        })
+        .map(
+            move |batch| -> Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> {
+                match batch
+                    .map_err(api_error)
+                    .and_then(|batch| for_the_wire(batch, &row_fields))
+                {
+                    Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                }
+            },
+        )
         .flat_map(stream::iter);
     Ok(Response::Query(QueryResponse::new(fields, rows)))
 }
@@ -154,7 +220,7 @@ fn respond(schema: &Schema, batches: SendableRecordBatchStream, format: &Format,
 /// How the extended protocol runs a prepared statement.
 pub(crate) enum PreparedQueryPlan {
     /// A plain query whose plan is kept for the next run.
-    Reusable(Arc<ReusablePlan>),
+    Reusable(Arc<KeptQuery>),
     /// A plain query planned afresh for every run (see [`ReusablePlan::try_new`]).
     Once,
     /// Not a plain query: datafusion-postgres's handler (and the hooks) run it.
@@ -179,11 +245,16 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
         return ParsedText::Query(statement);
     }
     let regproc_as_names = with_regproc_literals_as_names(sql);
-    let Ok(mut statements) = COMPATIBILITY_PARSER.parse(regproc_as_names.as_deref().unwrap_or(sql)) else {
-        return ParsedText::Other { changes_plans: false };
+    let Ok(mut statements) = COMPATIBILITY_PARSER.parse(regproc_as_names.as_deref().unwrap_or(sql))
+    else {
+        return ParsedText::Other {
+            changes_plans: false,
+        };
     };
     if statements.len() != 1 || !matches!(statements[0], Statement::Query(_)) {
-        return ParsedText::Other { changes_plans: statements.iter().any(may_change_plans) };
+        return ParsedText::Other {
+            changes_plans: statements.iter().any(may_change_plans),
+        };
     }
     let mut statement = statements.remove(0);
     rewrite_array_subqueries(&mut statement);
@@ -192,8 +263,14 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
 }
 
 /// The logical plan of a plain query, its output literals typed as PostgreSQL types them.
-pub(crate) async fn plan_query(state: &SessionState, statement: Statement) -> PgWireResult<LogicalPlan> {
-    let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await.map_err(api_error)?;
+pub(crate) async fn plan_query(
+    state: &SessionState,
+    statement: Statement,
+) -> PgWireResult<LogicalPlan> {
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        .await
+        .map_err(api_error)?;
     type_output_literals(plan).map_err(api_error)
 }
 
@@ -207,7 +284,9 @@ pub(crate) fn bind_parameters<S: Clone + Default>(
     let inferred: Vec<Option<&DataType>> = inferred.iter().map(Option::as_ref).collect();
     let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
     match with_text_parameters(portal, wire_types)? {
-        Some(text_portal) => deserialize_parameters_with_server_types(&text_portal, &inferred, &wire),
+        Some(text_portal) => {
+            deserialize_parameters_with_server_types(&text_portal, &inferred, &wire)
+        }
         None => deserialize_parameters_with_server_types(portal, &inferred, &wire),
     }
 }

@@ -26,12 +26,17 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
 use quantatom_engine::postgres_settings::{PostgresSettings, SettingError, find_parameter};
 
-use super::errors::api_error;
 use super::answered_plan;
+use super::errors::api_error;
 use super::session_hooks::SessionStatementHook;
 
 /// Parameters pgwire reads from the connection's metadata when it formats values.
-const FORMAT_PARAMETERS: [&str; 4] = ["DateStyle", "IntervalStyle", "bytea_output", "extra_float_digits"];
+const FORMAT_PARAMETERS: [&str; 4] = [
+    "DateStyle",
+    "IntervalStyle",
+    "bytea_output",
+    "extra_float_digits",
+];
 
 /// A session statement, understood.
 #[derive(Debug)]
@@ -59,25 +64,40 @@ impl SessionStatement {
     fn parse(statement: &Statement) -> Option<Self> {
         match statement {
             Statement::ShowVariable { variable } => Some(Self::Show(shown(variable))),
-            Statement::Set(Set::SingleAssignment { hivevar: false, variable, values, .. }) => {
-                Some(Self::Change(Change::Set { name: object_name(variable), value: setting_value(values) }))
-            }
+            Statement::Set(Set::SingleAssignment {
+                hivevar: false,
+                variable,
+                values,
+                ..
+            }) => Some(Self::Change(Change::Set {
+                name: object_name(variable),
+                value: setting_value(values),
+            })),
             Statement::Set(Set::SetTimeZone { value, .. }) => Some(Self::Change(Change::Set {
                 name: "TimeZone".into(),
                 value: setting_value(std::slice::from_ref(value)),
             })),
             Statement::Reset(reset) => Some(Self::Change(match &reset.reset {
                 Reset::ALL => Change::ResetAll,
-                Reset::ConfigurationParameter(name) => Change::Set { name: object_name(name), value: None },
+                Reset::ConfigurationParameter(name) => Change::Set {
+                    name: object_name(name),
+                    value: None,
+                },
             })),
-            Statement::Discard { object_type } => Some(Self::Change(Change::Discard(object_type.to_string()))),
+            Statement::Discard { object_type } => {
+                Some(Self::Change(Change::Discard(object_type.to_string())))
+            }
             _ => None,
         }
     }
 }
 
 fn object_name(name: &ObjectName) -> String {
-    name.0.iter().map(|part| part.to_string().trim_matches('"').to_owned()).collect::<Vec<_>>().join(".")
+    name.0
+        .iter()
+        .map(|part| part.to_string().trim_matches('"').to_owned())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The text a `SET` assigns; `None` for `DEFAULT`. A list (`search_path = a, b`) is joined
@@ -102,7 +122,10 @@ fn setting_value(values: &[Expr]) -> Option<String> {
 }
 
 fn shown(variable: &[Ident]) -> Shown {
-    let words: Vec<String> = variable.iter().map(|part| part.value.to_ascii_lowercase()).collect();
+    let words: Vec<String> = variable
+        .iter()
+        .map(|part| part.value.to_ascii_lowercase())
+        .collect();
     match words.join(" ").as_str() {
         "all" => Shown::All,
         "time zone" => Shown::One("TimeZone".into()),
@@ -131,17 +154,25 @@ impl SettingsHook {
         client: &mut dyn HookClient,
     ) -> PgWireResult<Response> {
         match statement {
-            SessionStatement::Show(shown) => show(&shown, session.state_ref().read().config_options()),
+            SessionStatement::Show(shown) => {
+                show(&shown, session.state_ref().read().config_options())
+            }
             SessionStatement::Change(change) => self.change(change, session, client).await,
         }
     }
 
-    async fn change(&self, change: Change, session: &SessionContext, client: &mut dyn HookClient) -> PgWireResult<Response> {
+    async fn change(
+        &self,
+        change: Change,
+        session: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> PgWireResult<Response> {
         let before = PostgresSettings::of(session.state_ref().read().config_options());
         let tag = match change {
             Change::Set { name, value } => {
                 let value = value.or_else(|| engine_default(&self.fresh_state, &name));
-                update_options(session, |options| assign(options, &name, value.as_deref())).map_err(api_error)?;
+                update_options(session, |options| assign(options, &name, value.as_deref()))
+                    .map_err(api_error)?;
                 if value.is_some() { "SET" } else { "RESET" }.to_owned()
             }
             Change::ResetAll => {
@@ -167,11 +198,20 @@ impl SettingsHook {
 fn engine_default(fresh_state: &SessionState, name: &str) -> Option<String> {
     let key = name.to_ascii_lowercase();
     key.starts_with("datafusion.").then_some(())?;
-    fresh_state.config_options().entries().into_iter().find(|entry| entry.key == key)?.value
+    fresh_state
+        .config_options()
+        .entries()
+        .into_iter()
+        .find(|entry| entry.key == key)?
+        .value
 }
 
 /// Sets (or with `None` resets) `name` in `options`.
-fn assign(options: &mut ConfigOptions, name: &str, value: Option<&str>) -> Result<(), DataFusionError> {
+fn assign(
+    options: &mut ConfigOptions,
+    name: &str,
+    value: Option<&str>,
+) -> Result<(), DataFusionError> {
     if name.to_ascii_lowercase().starts_with("datafusion.") {
         return options.set(&name.to_ascii_lowercase(), value.unwrap_or_default());
     }
@@ -228,12 +268,19 @@ fn command_line_options(options: &str) -> Result<Vec<(String, String)>, DataFusi
             word if word.starts_with("--") => &word[2..],
             word if word.starts_with("-c") => &word[2..],
             word => {
-                return Err(SettingError::InvalidValue { name: "options".into(), value: word.into() }.into());
+                return Err(SettingError::InvalidValue {
+                    name: "options".into(),
+                    value: word.into(),
+                }
+                .into());
             }
         };
         let (name, value) = pair
             .split_once('=')
-            .ok_or_else(|| SettingError::InvalidValue { name: "options".into(), value: pair.into() })?;
+            .ok_or_else(|| SettingError::InvalidValue {
+                name: "options".into(),
+                value: pair.into(),
+            })?;
         pairs.push((name.replace('-', "_"), value.to_owned()));
     }
     Ok(pairs)
@@ -250,14 +297,19 @@ async fn report_changes(
     for (parameter, value) in after.all() {
         if parameter.reported && before.get(parameter.name).ok().as_ref() != Some(&value) {
             let status = ParameterStatus::new(parameter.name.to_owned(), value);
-            client.send_message(PgWireBackendMessage::ParameterStatus(status)).await?;
+            client
+                .send_message(PgWireBackendMessage::ParameterStatus(status))
+                .await?;
         }
     }
     Ok(())
 }
 
 /// Writes the formatting parameters of `settings` where pgwire looks for them.
-pub(crate) fn copy_format_parameters(metadata: &mut HashMap<String, String>, settings: &PostgresSettings) {
+pub(crate) fn copy_format_parameters(
+    metadata: &mut HashMap<String, String>,
+    settings: &PostgresSettings,
+) {
     for name in FORMAT_PARAMETERS {
         if let Ok(value) = settings.get(name) {
             metadata.insert(name.to_ascii_lowercase(), value);
@@ -269,7 +321,10 @@ pub(crate) fn copy_format_parameters(metadata: &mut HashMap<String, String>, set
 fn show(shown: &Shown, options: &ConfigOptions) -> PgWireResult<Response> {
     let (columns, rows) = show_rows(shown, options).map_err(api_error)?;
     let fields = Arc::new(
-        columns.iter().map(|name| FieldInfo::new(name.clone(), None, None, Type::TEXT, FieldFormat::Text)).collect::<Vec<_>>(),
+        columns
+            .iter()
+            .map(|name| FieldInfo::new(name.clone(), None, None, Type::TEXT, FieldFormat::Text))
+            .collect::<Vec<_>>(),
     );
     let encoded = rows
         .into_iter()
@@ -281,29 +336,44 @@ fn show(shown: &Shown, options: &ConfigOptions) -> PgWireResult<Response> {
             Ok(encoder.take_row())
         })
         .collect::<Vec<_>>();
-    Ok(Response::Query(QueryResponse::new(fields, Box::pin(futures::stream::iter(encoded)))))
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        Box::pin(futures::stream::iter(encoded)),
+    )))
 }
 
 /// Column names and rows of a `SHOW`: one column named after the parameter, or PostgreSQL's
 /// `name, setting, description` for `SHOW ALL`.
-fn show_rows(shown: &Shown, options: &ConfigOptions) -> Result<(Vec<String>, Vec<Vec<String>>), DataFusionError> {
+fn show_rows(
+    shown: &Shown,
+    options: &ConfigOptions,
+) -> Result<(Vec<String>, Vec<Vec<String>>), DataFusionError> {
     match shown {
         Shown::All => {
             let rows = PostgresSettings::of(options)
                 .all()
                 .into_iter()
-                .map(|(parameter, value)| vec![parameter.name.to_owned(), value, parameter.description.to_owned()])
+                .map(|(parameter, value)| {
+                    vec![
+                        parameter.name.to_owned(),
+                        value,
+                        parameter.description.to_owned(),
+                    ]
+                })
                 .collect();
-            Ok((vec!["name".into(), "setting".into(), "description".into()], rows))
+            Ok((
+                vec!["name".into(), "setting".into(), "description".into()],
+                rows,
+            ))
         }
         Shown::One(name) => {
             let value = quantatom_engine::postgres_settings::current_setting(options, name)?;
-            let column = find_parameter(name).map_or_else(|| name.to_ascii_lowercase(), |p| p.name.to_owned());
+            let column = find_parameter(name)
+                .map_or_else(|| name.to_ascii_lowercase(), |p| p.name.to_owned());
             Ok((vec![column], vec![vec![value]]))
         }
     }
 }
-
 
 #[async_trait]
 impl SessionStatementHook for SettingsHook {
@@ -327,7 +397,10 @@ impl SessionStatementHook for SettingsHook {
             SessionStatement::Show(shown) => {
                 match show_rows(&shown, session_context.state_ref().read().config_options()) {
                     Ok((columns, _)) => {
-                        let fields: Vec<Field> = columns.into_iter().map(|name| Field::new(name, DataType::Utf8, false)).collect();
+                        let fields: Vec<Field> = columns
+                            .into_iter()
+                            .map(|name| Field::new(name, DataType::Utf8, false))
+                            .collect();
                         match Schema::new(fields).to_dfschema_ref() {
                             Ok(schema) => schema,
                             Err(e) => return Some(Err(api_error(e))),

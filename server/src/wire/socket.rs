@@ -35,13 +35,21 @@ struct HeldFlushes<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeldFlushes<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeldFlushes<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -89,9 +97,14 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
         _ = &mut deadline => return Ok(()),
         negotiated = negotiate_tls(tcp, None) => negotiated?,
     };
-    let Some(negotiated) = negotiated else { return Ok(()) };
+    let Some(negotiated) = negotiated else {
+        return Ok(());
+    };
     let parts = negotiated.into_parts();
-    let io = HeldFlushes { io: BufWriter::with_capacity(WRITE_BUFFER, parts.io), hold: true };
+    let io = HeldFlushes {
+        io: BufWriter::with_capacity(WRITE_BUFFER, parts.io),
+        hold: true,
+    };
     let mut held = FramedParts::new(io, parts.codec);
     held.read_buf = parts.read_buf;
     held.write_buf = parts.write_buf;
@@ -100,7 +113,8 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
     loop {
         let starting = matches!(
             socket.state(),
-            PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress
+            PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
         );
         let message = if starting {
             tokio::select! {
@@ -133,7 +147,9 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
             process_error(&mut socket, error, extended_protocol).await?;
         }
         handled(socket.transaction_status());
-        if matches!(socket.state(), PgWireConnectionState::AwaitingStartup) || !holds_whole_message(socket.read_buffer()) {
+        if matches!(socket.state(), PgWireConnectionState::AwaitingStartup)
+            || !holds_whole_message(socket.read_buffer())
+        {
             socket.get_mut().hold = false;
             let flushed = socket.flush().await;
             socket.get_mut().hold = true;

@@ -25,8 +25,8 @@ use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::stmt::StoredStatement;
 use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::api::stmt::StoredStatement;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 
@@ -87,7 +87,9 @@ impl TypePlanner for PostgresTypePlanner {
             SqlType::Custom(name, modifiers) if modifiers.is_empty() => {
                 let name = name.to_string().to_ascii_lowercase();
                 let name = name.strip_prefix("pg_catalog.").unwrap_or(&name).to_owned();
-                TextBackedType::ALL.into_iter().find(|kind| kind.name() == name)
+                TextBackedType::ALL
+                    .into_iter()
+                    .find(|kind| kind.name() == name)
             }
             _ => None,
         };
@@ -100,13 +102,23 @@ impl TypePlanner for PostgresTypePlanner {
 
 /// The RowDescription of `schema` in `format`: datafusion-postgres's, with tagged text
 /// columns reported as their PostgreSQL type.
-pub(crate) fn result_fields(schema: &Schema, format: &Format, options: Option<Arc<FormatOptions>>) -> PgWireResult<Vec<FieldInfo>> {
+pub(crate) fn result_fields(
+    schema: &Schema,
+    format: &Format,
+    options: Option<Arc<FormatOptions>>,
+) -> PgWireResult<Vec<FieldInfo>> {
     let fields = arrow_schema_to_pg_fields(schema, format, options)?;
     Ok(fields
         .into_iter()
         .zip(schema.fields())
         .map(|(info, field)| match TextBackedType::of(field) {
-            Some(kind) => FieldInfo::new(info.name().to_owned(), info.table_id(), info.column_id(), kind.wire_type(), info.format()),
+            Some(kind) => FieldInfo::new(
+                info.name().to_owned(),
+                info.table_id(),
+                info.column_id(),
+                kind.wire_type(),
+                info.format(),
+            ),
             None => info,
         })
         .collect())
@@ -130,20 +142,34 @@ pub(crate) fn for_the_wire(batch: RecordBatch, fields: &[FieldInfo]) -> PgWireRe
     if converted.iter().all(Option::is_none) {
         return Ok(batch);
     }
-    let columns: Vec<ArrayRef> = converted.into_iter().zip(batch.columns()).map(|(new, old)| new.unwrap_or_else(|| Arc::clone(old))).collect();
+    let columns: Vec<ArrayRef> = converted
+        .into_iter()
+        .zip(batch.columns())
+        .map(|(new, old)| new.unwrap_or_else(|| Arc::clone(old)))
+        .collect();
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .zip(&columns)
-        .map(|(field, column)| field.as_ref().clone().with_data_type(column.data_type().clone()))
+        .map(|(field, column)| {
+            field
+                .as_ref()
+                .clone()
+                .with_data_type(column.data_type().clone())
+        })
         .collect();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(api_error)
 }
 
 /// `column` of `kind` as sent in `format`: `None` when its text goes out as it is (after it
 /// is checked to be a uuid or JSON), else its binary form.
-fn wire_form(kind: TextBackedType, column: &ArrayRef, format: FieldFormat) -> PgWireResult<Option<ArrayRef>> {
-    let text_column = datafusion::arrow::compute::cast(column, &DataType::Utf8).map_err(api_error)?;
+fn wire_form(
+    kind: TextBackedType,
+    column: &ArrayRef,
+    format: FieldFormat,
+) -> PgWireResult<Option<ArrayRef>> {
+    let text_column =
+        datafusion::arrow::compute::cast(column, &DataType::Utf8).map_err(api_error)?;
     let text = text_column.as_string::<i32>();
     let binary = format == FieldFormat::Binary;
     let mut bytes = BinaryBuilder::new();
@@ -158,7 +184,9 @@ fn wire_form(kind: TextBackedType, column: &ArrayRef, format: FieldFormat) -> Pg
                 bytes.append_value(uuid.as_bytes());
             }
             TextBackedType::Json => bytes.append_value(checked_json(value)?.as_bytes()),
-            TextBackedType::Jsonb => bytes.append_value([&[1u8][..], checked_json(value)?.as_bytes()].concat()),
+            TextBackedType::Jsonb => {
+                bytes.append_value([&[1u8][..], checked_json(value)?.as_bytes()].concat())
+            }
         }
     }
     Ok(binary.then(|| Arc::new(bytes.finish()) as ArrayRef))
@@ -167,19 +195,37 @@ fn wire_form(kind: TextBackedType, column: &ArrayRef, format: FieldFormat) -> Pg
 /// `portal` with its `uuid`/`json`/`jsonb` parameters turned into text parameters, which
 /// arrow-pg's decoder (it has no such types) reads; `None` when it has none. A parameter's type
 /// is the one the client declared, else the one the server described (`wire_types`).
-pub(crate) fn with_text_parameters<S: Clone + Default>(portal: &Portal<S>, wire_types: &[Type]) -> PgWireResult<Option<Portal<S>>> {
-    let declared: Vec<Option<Type>> =
-        (0..portal.parameter_len()).map(|index| portal.statement.parameter_types.get(index).cloned().flatten()).collect();
+pub(crate) fn with_text_parameters<S: Clone + Default>(
+    portal: &Portal<S>,
+    wire_types: &[Type],
+) -> PgWireResult<Option<Portal<S>>> {
+    let declared: Vec<Option<Type>> = (0..portal.parameter_len())
+        .map(|index| {
+            portal
+                .statement
+                .parameter_types
+                .get(index)
+                .cloned()
+                .flatten()
+        })
+        .collect();
     let kind_at = |index: usize| -> Option<TextBackedType> {
-        let sent = declared[index].clone().filter(|declared| *declared != Type::UNKNOWN).or_else(|| wire_types.get(index).cloned())?;
-        TextBackedType::ALL.into_iter().find(|kind| kind.wire_type() == sent)
+        let sent = declared[index]
+            .clone()
+            .filter(|declared| *declared != Type::UNKNOWN)
+            .or_else(|| wire_types.get(index).cloned())?;
+        TextBackedType::ALL
+            .into_iter()
+            .find(|kind| kind.wire_type() == sent)
     };
     if !(0..portal.parameter_len()).any(|index| kind_at(index).is_some()) {
         return Ok(None);
     }
     let mut parameter_types = declared.clone();
     let mut parameters = portal.parameters.clone();
-    let mut formats: Vec<i16> = (0..portal.parameter_len()).map(|index| i16::from(portal.parameter_format.is_binary(index))).collect();
+    let mut formats: Vec<i16> = (0..portal.parameter_len())
+        .map(|index| i16::from(portal.parameter_format.is_binary(index)))
+        .collect();
     for index in 0..portal.parameter_len() {
         let Some(kind) = kind_at(index) else { continue };
         parameter_types[index] = Some(Type::TEXT);
@@ -189,7 +235,11 @@ pub(crate) fn with_text_parameters<S: Clone + Default>(portal: &Portal<S>, wire_
         }
         formats[index] = 0;
     }
-    let statement = StoredStatement::new(portal.statement.id.clone(), portal.statement.statement.clone(), parameter_types);
+    let statement = StoredStatement::new(
+        portal.statement.id.clone(),
+        portal.statement.statement.clone(),
+        parameter_types,
+    );
     let mut text_portal = Portal::default();
     text_portal.name.clone_from(&portal.name);
     text_portal.statement = Arc::new(statement);
@@ -203,38 +253,63 @@ pub(crate) fn with_text_parameters<S: Clone + Default>(portal: &Portal<S>, wire_
 /// The text of a `kind` parameter sent as `bytes` (binary when `binary`).
 fn text_of_parameter(kind: TextBackedType, bytes: &[u8], binary: bool) -> PgWireResult<String> {
     let text = |bytes: &[u8]| {
-        String::from_utf8(bytes.to_vec()).map_err(|_| data_error("22021", format!("invalid byte sequence in a {} parameter", kind.name())))
+        String::from_utf8(bytes.to_vec()).map_err(|_| {
+            data_error(
+                "22021",
+                format!("invalid byte sequence in a {} parameter", kind.name()),
+            )
+        })
     };
     match (kind, binary) {
         (TextBackedType::Uuid, true) => uuid::Uuid::from_slice(bytes)
             .map(|uuid| uuid.hyphenated().to_string())
-            .map_err(|_| data_error("22P03", "incorrect binary data format in a uuid parameter".to_owned())),
+            .map_err(|_| {
+                data_error(
+                    "22P03",
+                    "incorrect binary data format in a uuid parameter".to_owned(),
+                )
+            }),
         (TextBackedType::Uuid, false) => {
             let value = text(bytes)?;
-            uuid::Uuid::parse_str(&value).map(|uuid| uuid.hyphenated().to_string()).map_err(|_| invalid_uuid(&value))
+            uuid::Uuid::parse_str(&value)
+                .map(|uuid| uuid.hyphenated().to_string())
+                .map_err(|_| invalid_uuid(&value))
         }
         (TextBackedType::Jsonb, true) => match bytes.split_first() {
             Some((1, document)) => text(document),
-            _ => Err(data_error("22P03", "unsupported jsonb version number".to_owned())),
+            _ => Err(data_error(
+                "22P03",
+                "unsupported jsonb version number".to_owned(),
+            )),
         },
         (_, _) => text(bytes),
     }
 }
 
 fn data_error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".to_owned(), code.to_owned(), message)))
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        code.to_owned(),
+        message,
+    )))
 }
 
 /// `value` when it is a JSON document; 22P02 otherwise, as PostgreSQL's `json` input.
 fn checked_json(value: &str) -> PgWireResult<&str> {
     match serde_json::from_str::<serde::de::IgnoredAny>(value) {
         Ok(_) => Ok(value),
-        Err(error) => Err(data_error("22P02", format!("invalid input syntax for type json: {error}"))),
+        Err(error) => Err(data_error(
+            "22P02",
+            format!("invalid input syntax for type json: {error}"),
+        )),
     }
 }
 
 fn invalid_uuid(value: &str) -> PgWireError {
-    data_error("22P02", format!("invalid input syntax for type uuid: \"{value}\""))
+    data_error(
+        "22P02",
+        format!("invalid input syntax for type uuid: \"{value}\""),
+    )
 }
 
 /// The wire types of `plan`'s parameters that it casts to `uuid`, `json` or `jsonb`, by
@@ -263,7 +338,9 @@ pub(crate) fn install(context: &datafusion::prelude::SessionContext) {
     use datafusion::execution::session_state::SessionStateBuilder;
     let state = context.state_ref();
     let existing = state.read().clone();
-    *state.write() = SessionStateBuilder::new_from_existing(existing).with_type_planner(Arc::new(PostgresTypePlanner)).build();
+    *state.write() = SessionStateBuilder::new_from_existing(existing)
+        .with_type_planner(Arc::new(PostgresTypePlanner))
+        .build();
 }
 
 #[cfg(test)]
@@ -278,16 +355,31 @@ mod tests {
 
     #[test]
     fn binary_forms_of_uuid_and_jsonb() {
-        let uuid: ArrayRef = Arc::new(StringArray::from(vec![Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), None]));
-        let bytes = wire_form(TextBackedType::Uuid, &uuid, FieldFormat::Binary).unwrap().unwrap();
+        let uuid: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            None,
+        ]));
+        let bytes = wire_form(TextBackedType::Uuid, &uuid, FieldFormat::Binary)
+            .unwrap()
+            .unwrap();
         assert_eq!(bytes.as_binary::<i32>().value(0)[..2], [0xa0, 0xee]);
         assert!(bytes.is_null(1));
-        assert!(wire_form(TextBackedType::Uuid, &uuid, FieldFormat::Text).unwrap().is_none());
-        let jsonb = wire_form(TextBackedType::Jsonb, &jsonb_text(), FieldFormat::Binary).unwrap().unwrap();
+        assert!(
+            wire_form(TextBackedType::Uuid, &uuid, FieldFormat::Text)
+                .unwrap()
+                .is_none()
+        );
+        let jsonb = wire_form(TextBackedType::Jsonb, &jsonb_text(), FieldFormat::Binary)
+            .unwrap()
+            .unwrap();
         assert_eq!(jsonb.as_binary::<i32>().value(0), b"\x01{\"a\":1}");
         let bad: ArrayRef = Arc::new(StringArray::from(vec!["not-a-uuid"]));
         assert!(wire_form(TextBackedType::Uuid, &bad, FieldFormat::Text).is_err());
         assert!(wire_form(TextBackedType::Json, &bad, FieldFormat::Text).is_err());
-        assert!(wire_form(TextBackedType::Json, &jsonb_text(), FieldFormat::Text).unwrap().is_none());
+        assert!(
+            wire_form(TextBackedType::Json, &jsonb_text(), FieldFormat::Text)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -34,19 +34,28 @@ pub(crate) struct TransactionHook {
 
 /// Statements a failed block still accepts.
 fn ends_failure(statement: &Statement) -> bool {
-    matches!(statement, Statement::Commit { .. } | Statement::Rollback { .. })
+    matches!(
+        statement,
+        Statement::Commit { .. } | Statement::Rollback { .. }
+    )
 }
 
 fn is_transaction_statement(statement: &Statement) -> bool {
     ends_failure(statement)
         || matches!(
             statement,
-            Statement::StartTransaction { .. } | Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. }
+            Statement::StartTransaction { .. }
+                | Statement::Savepoint { .. }
+                | Statement::ReleaseSavepoint { .. }
         )
 }
 
 fn error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message)))
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        code.into(),
+        message,
+    )))
 }
 
 /// Whether `sql` is `ROLLBACK TO [SAVEPOINT] name`, the one statement that takes a failed block
@@ -54,17 +63,28 @@ fn error(code: &str, message: String) -> PgWireError {
 /// started in, so the connection sets it to in-transaction before such a statement runs (and
 /// a failure of it puts the block back into the failed state).
 pub(crate) fn is_rollback_to_savepoint(sql: &str) -> bool {
-    let words: Vec<String> = sql.split_whitespace().take(2).map(str::to_ascii_lowercase).collect();
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(2)
+        .map(str::to_ascii_lowercase)
+        .collect();
     words.len() == 2 && words[0] == "rollback" && words[1] == "to"
 }
 
 /// The error for a statement other than the block's end in a failed transaction block.
 pub(crate) fn in_failed_block() -> PgWireError {
-    error("25P02", "current transaction is aborted, commands ignored until end of transaction block".into())
+    error(
+        "25P02",
+        "current transaction is aborted, commands ignored until end of transaction block".into(),
+    )
 }
 
 impl TransactionHook {
-    fn respond(&self, statement: &Statement, status: TransactionStatus) -> Option<PgWireResult<Response>> {
+    fn respond(
+        &self,
+        statement: &Statement,
+        status: TransactionStatus,
+    ) -> Option<PgWireResult<Response>> {
         if status == TransactionStatus::Error && !ends_failure(statement) {
             return Some(Err(in_failed_block()));
         }
@@ -75,9 +95,16 @@ impl TransactionHook {
                 savepoints.push(name.value.clone());
                 Response::Execution(Tag::new("SAVEPOINT"))
             }
-            Statement::ReleaseSavepoint { name } | Statement::Rollback { savepoint: Some(name), .. } if in_block => {
+            Statement::ReleaseSavepoint { name }
+            | Statement::Rollback {
+                savepoint: Some(name),
+                ..
+            } if in_block => {
                 let Some(position) = savepoints.iter().rposition(|open| *open == name.value) else {
-                    return Some(Err(error("3B001", format!("savepoint \"{}\" does not exist", name.value))));
+                    return Some(Err(error(
+                        "3B001",
+                        format!("savepoint \"{}\" does not exist", name.value),
+                    )));
                 };
                 if matches!(statement, Statement::ReleaseSavepoint { .. }) {
                     savepoints.truncate(position);
@@ -88,9 +115,21 @@ impl TransactionHook {
                     Response::TransactionStart(Tag::new("ROLLBACK"))
                 }
             }
-            Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } | Statement::Rollback { savepoint: Some(_), .. } => {
-                let word = statement.to_string().split_whitespace().next().unwrap_or_default().to_uppercase();
-                return Some(Err(error("25P01", format!("{word} can only be used in transaction blocks"))));
+            Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Rollback {
+                savepoint: Some(_), ..
+            } => {
+                let word = statement
+                    .to_string()
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_uppercase();
+                return Some(Err(error(
+                    "25P01",
+                    format!("{word} can only be used in transaction blocks"),
+                )));
             }
             _ => {
                 let response = block_response(statement, status)?;

@@ -9,13 +9,18 @@ use crate::support::{TestServer, value};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_stat_activity_shows_each_connection_and_what_it_runs() {
     let server = TestServer::start().await;
-    let (watched, connection) =
-        tokio_postgres::connect(&format!("{} application_name=grid_app", server.connection_string()), NoTls)
-            .await
-            .expect("connects");
+    let (watched, connection) = tokio_postgres::connect(
+        &format!("{} application_name=grid_app", server.connection_string()),
+        NoTls,
+    )
+    .await
+    .expect("connects");
     let watched_task = tokio::spawn(connection);
     let watched_pid = value(&watched, "SELECT pg_backend_pid()").await;
-    watched.simple_query("SELECT count(*) FROM dim.account").await.unwrap();
+    watched
+        .simple_query("SELECT count(*) FROM dim.account")
+        .await
+        .unwrap();
 
     let observer = server.client().await;
     let own = "SELECT state, query FROM pg_stat_activity WHERE pid = pg_backend_pid()";
@@ -31,16 +36,28 @@ async fn pg_stat_activity_shows_each_connection_and_what_it_runs() {
         "SELECT state || '|' || query || '|' || application_name || '|' || usename || '|' || datname || '|' || \
          (backend_start <= query_start)::text FROM pg_catalog.pg_stat_activity WHERE pid = {watched_pid}"
     );
-    assert_eq!(value(&observer, &other).await, "idle|SELECT count(*) FROM dim.account|grid_app|tester|quantatom|true");
-    assert_eq!(value(&observer, "SELECT count(*) FROM pg_stat_activity").await, "2");
+    assert_eq!(
+        value(&observer, &other).await,
+        "idle|SELECT count(*) FROM dim.account|grid_app|tester|quantatom|true"
+    );
+    assert_eq!(
+        value(&observer, "SELECT count(*) FROM pg_stat_activity").await,
+        "2"
+    );
 
     // Inside a transaction block the connection waits "idle in transaction", "(aborted)" after
     // an error, and is "idle" again after ROLLBACK.
     let state = format!("SELECT state FROM pg_stat_activity WHERE pid = {watched_pid}");
     watched.batch_execute("BEGIN").await.unwrap();
     assert_eq!(value(&observer, &state).await, "idle in transaction");
-    watched.batch_execute("SELECT * FROM cube.no_such_cube").await.unwrap_err();
-    assert_eq!(value(&observer, &state).await, "idle in transaction (aborted)");
+    watched
+        .batch_execute("SELECT * FROM cube.no_such_cube")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        value(&observer, &state).await,
+        "idle in transaction (aborted)"
+    );
     watched.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(value(&observer, &state).await, "idle");
 
@@ -53,7 +70,10 @@ async fn pg_stat_activity_shows_each_connection_and_what_it_runs() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(value(&observer, "SELECT count(*) FROM pg_stat_activity").await, "1");
+    assert_eq!(
+        value(&observer, "SELECT count(*) FROM pg_stat_activity").await,
+        "1"
+    );
     server.stop().await;
 }
 
@@ -66,13 +86,26 @@ async fn constraint_views_exist_with_postgres_columns_and_user_tables_stay_in_pu
                 JOIN information_schema.key_column_usage kcu ON tc.constraint_name = kcu.constraint_name \
                 WHERE tc.constraint_type = 'PRIMARY KEY'";
     assert_eq!(value(&client, keys).await, "0");
-    assert_eq!(value(&client, "SELECT count(*) FROM information_schema.referential_constraints").await, "0");
+    assert_eq!(
+        value(
+            &client,
+            "SELECT count(*) FROM information_schema.referential_constraints"
+        )
+        .await,
+        "0"
+    );
     // DataFusion's own views are still there, and list the cube.
     let cube = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'cube' AND table_name = 'finance'";
     assert_eq!(value(&client, cube).await, "1");
     // A user table in public is found unqualified; catalog views do not show up as public tables.
-    client.batch_execute("CREATE TABLE notes (id INT, body TEXT)").await.unwrap();
-    client.batch_execute("INSERT INTO notes VALUES (1, 'plan')").await.unwrap();
+    client
+        .batch_execute("CREATE TABLE notes (id INT, body TEXT)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO notes VALUES (1, 'plan')")
+        .await
+        .unwrap();
     assert_eq!(value(&client, "SELECT body FROM notes").await, "plan");
     let public = "SELECT string_agg(table_name, ',') FROM information_schema.tables WHERE table_schema = 'public'";
     assert_eq!(value(&client, public).await, "notes");
@@ -88,7 +121,10 @@ async fn array_subqueries_answer_through_both_protocols() {
                    FROM pg_catalog.pg_class c WHERE c.relname = 'finance'";
     let expected = "version,time,entity,account,product,currency,amount";
     assert_eq!(value(&client, columns).await, expected);
-    let row = client.query_one(columns, &[]).await.expect("extended protocol plans it too");
+    let row = client
+        .query_one(columns, &[])
+        .await
+        .expect("extended protocol plans it too");
     assert_eq!(row.get::<_, String>(0), expected);
     server.stop().await;
 }
@@ -106,14 +142,23 @@ async fn catalog_vectors_expand_as_arrays() {
                     (SELECT (information_schema._pg_expandarray(i.indkey)).x AS x, \
                             (information_schema._pg_expandarray(i.indkey)).n AS n \
                      FROM pg_catalog.pg_index i WHERE cardinality(i.indkey) = 2 LIMIT 2) k";
-    assert_eq!(value(&client, unnested).await, value(&client, expanded).await);
+    assert_eq!(
+        value(&client, unnested).await,
+        value(&client, expanded).await
+    );
     assert_eq!(value(&client, unnested).await.split(',').count(), 2);
     // A record's field through `(composite).field`, in a filter as pgJDBC writes it.
     let keys = "SELECT count(*) FROM (SELECT information_schema._pg_expandarray(indkey) AS keys \
                 FROM pg_catalog.pg_index) r WHERE (r.keys).n = 1";
     assert_ne!(value(&client, keys).await, "0");
-    assert_eq!(value(&client, "SELECT count(*) FROM pg_catalog.pg_class WHERE reloptions IS NULL AND relacl IS NULL").await,
-               value(&client, "SELECT count(*) FROM pg_catalog.pg_class").await);
+    assert_eq!(
+        value(
+            &client,
+            "SELECT count(*) FROM pg_catalog.pg_class WHERE reloptions IS NULL AND relacl IS NULL"
+        )
+        .await,
+        value(&client, "SELECT count(*) FROM pg_catalog.pg_class").await
+    );
     server.stop().await;
 }
 
@@ -128,7 +173,10 @@ async fn parameters_keep_their_numbers_when_a_catalog_rewrite_drops_one() {
                FROM pg_catalog.pg_attribute a WHERE a.attname = $2::varchar LIMIT 1";
     let statement = client.prepare(sql).await.expect("prepares");
     assert_eq!(statement.params().len(), 2);
-    let row = client.query_one(&statement, &[&"", &"amount"]).await.expect("binds both");
+    let row = client
+        .query_one(&statement, &[&"", &"amount"])
+        .await
+        .expect("binds both");
     assert_eq!(row.get::<_, String>(1), "amount");
     server.stop().await;
 }

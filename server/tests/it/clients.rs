@@ -9,8 +9,9 @@ use tokio::process::Command;
 use crate::support::{TestServer, package_file};
 
 fn clients_dir() -> String {
-    std::env::var("QUANTATOM_CLIENTS")
-        .expect("QUANTATOM_CLIENTS names the folder scripts/test installs the client libraries into")
+    std::env::var("QUANTATOM_CLIENTS").expect(
+        "QUANTATOM_CLIENTS names the folder scripts/test installs the client libraries into",
+    )
 }
 
 fn script(name: &str) -> String {
@@ -22,8 +23,14 @@ async fn run(mut command: Command) {
     let output = command.output().await.expect("client program starts");
     let out = String::from_utf8_lossy(&output.stdout);
     let err = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "client checks failed:\n{out}\n{err}");
-    assert!(out.contains("checks passed"), "client reported no checks:\n{out}\n{err}");
+    assert!(
+        output.status.success(),
+        "client checks failed:\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("checks passed"),
+        "client reported no checks:\n{out}\n{err}"
+    );
 }
 
 fn python(script_name: &str, url: String) -> Command {
@@ -33,7 +40,11 @@ fn python(script_name: &str, url: String) -> Command {
 }
 
 fn url(server: &TestServer, scheme: &str) -> String {
-    format!("{scheme}://tester@{}:{}/quantatom", server.address.ip(), server.address.port())
+    format!(
+        "{scheme}://tester@{}:{}/quantatom",
+        server.address.ip(),
+        server.address.port()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +57,11 @@ async fn psycopg_round_trips_types_prepares_pipelines_and_sets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlalchemy_inspects_the_catalog_as_superset_does() {
     let server = TestServer::start().await;
-    run(python("sqlalchemy_inspect.py", url(&server, "postgresql+psycopg"))).await;
+    run(python(
+        "sqlalchemy_inspect.py",
+        url(&server, "postgresql+psycopg"),
+    ))
+    .await;
     server.stop().await;
 }
 
@@ -62,7 +77,9 @@ async fn node_postgres_runs_parameters_named_statements_and_multi_statements() {
     let server = TestServer::start().await;
     let mut command = Command::new("node");
     command.env("NODE_PATH", format!("{}/node/node_modules", clients_dir()));
-    command.arg(script("node_pg_client.js")).arg(url(&server, "postgresql"));
+    command
+        .arg(script("node_pg_client.js"))
+        .arg(url(&server, "postgresql"));
     run(command).await;
     server.stop().await;
 }

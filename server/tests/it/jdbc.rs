@@ -11,7 +11,11 @@ const JDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 async fn jdbc_metadata_prepared_statements_and_streaming() {
     let server = TestServer::start().await;
     let program = package_file("tests/jdbc/Metadata.java");
-    let url = format!("jdbc:postgresql://{}:{}/quantatom", server.address.ip(), server.address.port());
+    let url = format!(
+        "jdbc:postgresql://{}:{}/quantatom",
+        server.address.ip(),
+        server.address.port()
+    );
     let output = Command::new("java")
         .args(["-cp", JDBC_JAR, &program, &url])
         .output()
@@ -19,9 +23,15 @@ async fn jdbc_metadata_prepared_statements_and_streaming() {
         .expect("java is installed (scripts/test installs it)");
     let out = String::from_utf8_lossy(&output.stdout);
     let err = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "pgJDBC program failed:\n{out}\n{err}");
+    assert!(
+        output.status.success(),
+        "pgJDBC program failed:\n{out}\n{err}"
+    );
     let lines: Vec<&str> = out.lines().collect();
-    let errors: Vec<&&str> = lines.iter().filter(|line| line.starts_with("error|")).collect();
+    let errors: Vec<&&str> = lines
+        .iter()
+        .filter(|line| line.starts_with("error|"))
+        .collect();
     assert!(errors.is_empty(), "pgJDBC calls failed: {errors:#?}\n{out}");
     let expected = [
         "version|16.6",
@@ -50,11 +60,19 @@ async fn jdbc_metadata_prepared_statements_and_streaming() {
     for fact in expected {
         assert!(lines.contains(&fact), "pgJDBC reports {fact}:\n{out}");
     }
-    for dimension in ["account", "currency", "entity", "product", "time", "version"] {
+    for dimension in [
+        "account", "currency", "entity", "product", "time", "version",
+    ] {
         let expected = format!("table|dim|{dimension}");
-        assert!(lines.contains(&expected.as_str()), "getTables lists {dimension}:\n{out}");
+        assert!(
+            lines.contains(&expected.as_str()),
+            "getTables lists {dimension}:\n{out}"
+        );
     }
     let streamed = format!("streamed|{TEST_DEMO_CELLS}");
-    assert!(lines.contains(&streamed.as_str()), "fetchSize streaming returns every cell:\n{out}");
+    assert!(
+        lines.contains(&streamed.as_str()),
+        "fetchSize streaming returns every cell:\n{out}"
+    );
     server.stop().await;
 }

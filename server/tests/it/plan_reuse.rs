@@ -7,11 +7,20 @@ use std::time::Duration;
 use crate::support::{TestServer, value};
 
 const SCENARIO_CELLS: &str = "SELECT count(*) FROM cube.finance WHERE version = 'Scenario'";
-const TOP_SCENARIO_CELL: &str = "SELECT amount FROM cube.finance WHERE version = 'Scenario' ORDER BY amount DESC LIMIT 1";
+const TOP_SCENARIO_CELL: &str =
+    "SELECT amount FROM cube.finance WHERE version = 'Scenario' ORDER BY amount DESC LIMIT 1";
 
 async fn insert(client: &tokio_postgres::Client, time: &str, amount: &str) {
-    let sql = format!("INSERT INTO cube.finance VALUES ('Scenario', '{time}', 'DE', '4000', 'P0001', 'EUR', {amount})");
-    assert_eq!(client.execute(sql.as_str(), &[]).await.expect("insert runs"), 1);
+    let sql = format!(
+        "INSERT INTO cube.finance VALUES ('Scenario', '{time}', 'DE', '4000', 'P0001', 'EUR', {amount})"
+    );
+    assert_eq!(
+        client
+            .execute(sql.as_str(), &[])
+            .await
+            .expect("insert runs"),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,15 +34,29 @@ async fn reused_plans_see_commits_from_other_connections() {
         .expect("prepares");
     for _ in 0..2 {
         assert_eq!(value(&reader, SCENARIO_CELLS).await, "0");
-        assert!(reader.query(&point, &[&"Scenario", &"2025_02"]).await.unwrap().is_empty());
+        assert!(
+            reader
+                .query(&point, &[&"Scenario", &"2025_02"])
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
     insert(&writer, "2025_01", "1234.5").await;
     insert(&writer, "2025_02", "99.75").await;
     for _ in 0..2 {
         assert_eq!(value(&reader, SCENARIO_CELLS).await, "2");
         assert_eq!(value(&reader, TOP_SCENARIO_CELL).await, "1234.50");
-        let rows = reader.query(&point, &[&"Scenario", &"2025_02"]).await.unwrap();
-        assert_eq!(rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>(), ["99.75"]);
+        let rows = reader
+            .query(&point, &[&"Scenario", &"2025_02"])
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>(),
+            ["99.75"]
+        );
     }
     insert(&writer, "2025_03", "5000").await;
     assert_eq!(value(&reader, SCENARIO_CELLS).await, "3");
@@ -62,14 +85,25 @@ async fn reused_plans_follow_catalog_changes_settings_and_the_clock() {
     let writer = server.client().await;
     let view = "SELECT x FROM public.reuse";
     // Through the extended protocol, as drivers send it: Parse, Bind, Execute every time.
-    let extended = async |client: &tokio_postgres::Client| client.query_one(view, &[]).await.unwrap().get::<_, i64>(0);
-    writer.batch_execute("CREATE VIEW public.reuse AS SELECT 1 AS x").await.unwrap();
+    let extended = async |client: &tokio_postgres::Client| {
+        client.query_one(view, &[]).await.unwrap().get::<_, i64>(0)
+    };
+    writer
+        .batch_execute("CREATE VIEW public.reuse AS SELECT 1 AS x")
+        .await
+        .unwrap();
     for _ in 0..2 {
         assert_eq!(value(&reader, view).await, "1");
         assert_eq!(extended(&reader).await, 1);
     }
-    writer.batch_execute("DROP VIEW public.reuse").await.unwrap();
-    writer.batch_execute("CREATE VIEW public.reuse AS SELECT 2 AS x").await.unwrap();
+    writer
+        .batch_execute("DROP VIEW public.reuse")
+        .await
+        .unwrap();
+    writer
+        .batch_execute("CREATE VIEW public.reuse AS SELECT 2 AS x")
+        .await
+        .unwrap();
     assert_eq!(value(&reader, view).await, "2");
     assert_eq!(extended(&reader).await, 2);
 
@@ -77,12 +111,19 @@ async fn reused_plans_follow_catalog_changes_settings_and_the_clock() {
     let noon = "SELECT extract(epoch FROM '2024-01-01 12:00:00'::timestamptz)::bigint";
     assert_eq!(value(&reader, noon).await, "1704110400");
     assert_eq!(value(&reader, noon).await, "1704110400");
-    reader.batch_execute("SET TIME ZONE 'Europe/Berlin'").await.unwrap();
+    reader
+        .batch_execute("SET TIME ZONE 'Europe/Berlin'")
+        .await
+        .unwrap();
     assert_eq!(value(&reader, noon).await, "1704106800");
 
     let clock = "SELECT now()::text";
     let before = value(&reader, clock).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_ne!(value(&reader, clock).await, before, "now() is the time of each statement");
+    assert_ne!(
+        value(&reader, clock).await,
+        before,
+        "now() is the time of each statement"
+    );
     server.stop().await;
 }

@@ -14,7 +14,10 @@ async fn extended_query_binds_parameters_and_returns_binary_values() {
     let server = TestServer::start().await;
     let client = server.client().await;
     let row = client
-        .query_one("SELECT code, level, is_leaf, path FROM dim.entity WHERE code = $1", &[&"DE"])
+        .query_one(
+            "SELECT code, level, is_leaf, path FROM dim.entity WHERE code = $1",
+            &[&"DE"],
+        )
         .await
         .expect("parameterised query runs");
     assert_eq!(row.get::<_, String>(0), "DE");
@@ -30,11 +33,25 @@ async fn extended_query_binds_parameters_and_returns_binary_values() {
         )
         .await
         .expect("correlated subquery in the SELECT list runs");
-    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("Europe, Middle East and Africa"));
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("Europe, Middle East and Africa")
+    );
 
-    let statement = client.prepare("SELECT count(*) FROM dim.entity WHERE level = $1").await.unwrap();
-    let roots: i64 = client.query_one(&statement, &[&1_i32]).await.unwrap().get(0);
-    let members_at_3: i64 = client.query_one(&statement, &[&3_i32]).await.unwrap().get(0);
+    let statement = client
+        .prepare("SELECT count(*) FROM dim.entity WHERE level = $1")
+        .await
+        .unwrap();
+    let roots: i64 = client
+        .query_one(&statement, &[&1_i32])
+        .await
+        .unwrap()
+        .get(0);
+    let members_at_3: i64 = client
+        .query_one(&statement, &[&3_i32])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!((roots, members_at_3), (1, 10));
     server.stop().await;
 }
@@ -46,9 +63,15 @@ async fn errors_carry_postgres_sqlstates_and_the_connection_keeps_working() {
     let cases = [
         ("SELEC 1", SqlState::SYNTAX_ERROR),
         ("SELECT * FROM cube.nothing", SqlState::UNDEFINED_TABLE),
-        ("SELECT no_such_column FROM dim.entity", SqlState::UNDEFINED_COLUMN),
+        (
+            "SELECT no_such_column FROM dim.entity",
+            SqlState::UNDEFINED_COLUMN,
+        ),
         ("SELECT nlevel('Total..EMEA')", SqlState::SYNTAX_ERROR),
-        ("SELECT subpath('Total.EMEA', 5)", SqlState::INVALID_PARAMETER_VALUE),
+        (
+            "SELECT subpath('Total.EMEA', 5)",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
         (
             "SELECT (SELECT e.code FROM dim.entity e WHERE e.parent = v.parent) FROM dim.entity v",
             SqlState::CARDINALITY_VIOLATION,
@@ -56,17 +79,32 @@ async fn errors_carry_postgres_sqlstates_and_the_connection_keeps_working() {
     ];
     for (sql, expected) in cases {
         let simple = client.simple_query(sql).await.expect_err(sql);
-        assert_eq!(simple.code(), Some(&expected), "simple query {sql}: {simple:?}");
+        assert_eq!(
+            simple.code(),
+            Some(&expected),
+            "simple query {sql}: {simple:?}"
+        );
         let extended = client.query(sql, &[]).await.expect_err(sql);
-        assert_eq!(extended.code(), Some(&expected), "extended query {sql}: {extended:?}");
-        let after: i64 = client.query_one("SELECT 7::bigint", &[]).await.unwrap().get(0);
+        assert_eq!(
+            extended.code(),
+            Some(&expected),
+            "extended query {sql}: {extended:?}"
+        );
+        let after: i64 = client
+            .query_one("SELECT 7::bigint", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(after, 7, "connection works after {sql}");
     }
     server.stop().await;
 }
 
 async fn batch_size(client: &tokio_postgres::Client) -> String {
-    let rows = client.simple_query("SHOW datafusion.execution.batch_size").await.unwrap();
+    let rows = client
+        .simple_query("SHOW datafusion.execution.batch_size")
+        .await
+        .unwrap();
     rows.iter()
         .find_map(|message| match message {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
@@ -81,16 +119,42 @@ async fn set_stays_in_its_connection_and_discard_all_resets_it() {
     let first = server.client().await;
     let second = server.client().await;
     let default = batch_size(&second).await;
-    first.simple_query("SET datafusion.execution.batch_size = 1234").await.unwrap();
+    first
+        .simple_query("SET datafusion.execution.batch_size = 1234")
+        .await
+        .unwrap();
     assert_eq!(batch_size(&first).await, "1234");
-    assert_eq!(batch_size(&second).await, default, "SET must not leak into another connection");
+    assert_eq!(
+        batch_size(&second).await,
+        default,
+        "SET must not leak into another connection"
+    );
     first.simple_query("DISCARD ALL").await.unwrap();
-    assert_eq!(batch_size(&first).await, default, "DISCARD ALL restores the defaults");
-    for statement in ["BEGIN", "COMMIT", "SET extra_float_digits = 3", "SET application_name = 'x'"] {
-        first.simple_query(statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    assert_eq!(
+        batch_size(&first).await,
+        default,
+        "DISCARD ALL restores the defaults"
+    );
+    for statement in [
+        "BEGIN",
+        "COMMIT",
+        "SET extra_float_digits = 3",
+        "SET application_name = 'x'",
+    ] {
+        first
+            .simple_query(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
-    let extended = first.query_one("SHOW datafusion.execution.batch_size", &[]).await.unwrap();
-    assert_eq!(extended.get::<_, String>(0), default, "SHOW works in the extended protocol too");
+    let extended = first
+        .query_one("SHOW datafusion.execution.batch_size", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        extended.get::<_, String>(0),
+        default,
+        "SHOW works in the extended protocol too"
+    );
     server.stop().await;
 }
 
@@ -109,19 +173,28 @@ async fn insert_commits_and_is_visible_to_the_next_query_on_another_connection()
     assert_eq!(inserted, 2);
     let reader = server.client().await;
     let rows = reader
-        .simple_query("SELECT time, amount FROM cube.finance WHERE version = 'Scenario' ORDER BY time")
+        .simple_query(
+            "SELECT time, amount FROM cube.finance WHERE version = 'Scenario' ORDER BY time",
+        )
         .await
         .unwrap();
     let values: Vec<(String, String)> = rows
         .iter()
         .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => {
-                Some((row.get(0).unwrap().to_owned(), row.get(1).unwrap().to_owned()))
-            }
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some((
+                row.get(0).unwrap().to_owned(),
+                row.get(1).unwrap().to_owned(),
+            )),
             _ => None,
         })
         .collect();
-    assert_eq!(values, vec![("2025_01".into(), "1234.50".into()), ("2025_02".into(), "-0.25".into())]);
+    assert_eq!(
+        values,
+        vec![
+            ("2025_01".into(), "1234.50".into()),
+            ("2025_02".into(), "-0.25".into())
+        ]
+    );
     server.stop().await;
 }
 
@@ -137,7 +210,10 @@ async fn cancel_request_stops_a_running_query() {
         (client, outcome)
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    cancel.cancel_query(NoTls).await.expect("cancel request is sent");
+    cancel
+        .cancel_query(NoTls)
+        .await
+        .expect("cancel request is sent");
     // A liveness guard, not a timing assertion: without cancel this query runs for hours.
     let (client, outcome) = tokio::time::timeout(Duration::from_secs(120), running)
         .await
@@ -145,7 +221,11 @@ async fn cancel_request_stops_a_running_query() {
         .unwrap();
     let error = outcome.expect_err("the query was cancelled");
     assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
-    let after: i64 = client.query_one("SELECT 1::bigint", &[]).await.unwrap().get(0);
+    let after: i64 = client
+        .query_one("SELECT 1::bigint", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(after, 1, "the connection works after a cancel");
     server.stop().await;
 }
@@ -155,36 +235,81 @@ async fn postgres_parameters_set_show_reset_and_current_setting_like_postgres() 
     let server = TestServer::start().await;
     let client = server.client().await;
     assert_eq!(value(&client, "SHOW DateStyle").await, "ISO, MDY");
-    client.simple_query("SET datestyle TO german").await.unwrap();
+    client
+        .simple_query("SET datestyle TO german")
+        .await
+        .unwrap();
     assert_eq!(value(&client, "SHOW DATESTYLE").await, "German, DMY");
-    assert_eq!(value(&client, "SELECT current_setting('DateStyle')").await, "German, DMY");
     assert_eq!(
-        value(&client, "SELECT setting || ' / ' || source FROM pg_catalog.pg_settings WHERE name = 'DateStyle'").await,
+        value(&client, "SELECT current_setting('DateStyle')").await,
+        "German, DMY"
+    );
+    assert_eq!(
+        value(
+            &client,
+            "SELECT setting || ' / ' || source FROM pg_catalog.pg_settings WHERE name = 'DateStyle'"
+        )
+        .await,
         "German, DMY / session",
         "pg_settings shows the session's own values"
     );
-    client.simple_query("SET statement_timeout = 90000").await.unwrap();
+    client
+        .simple_query("SET statement_timeout = 90000")
+        .await
+        .unwrap();
     assert_eq!(value(&client, "SHOW statement_timeout").await, "90s");
-    assert_eq!(value(&client, "SHOW TRANSACTION ISOLATION LEVEL").await, "read committed");
-    assert_eq!(value(&client, "SELECT current_setting('server_version_num')").await, "160006");
-    assert!(value(&client, "SELECT version()").await.starts_with("PostgreSQL 16.6 (Quantatom "));
-    client.simple_query("SET search_path = dim, public").await.unwrap();
+    assert_eq!(
+        value(&client, "SHOW TRANSACTION ISOLATION LEVEL").await,
+        "read committed"
+    );
+    assert_eq!(
+        value(&client, "SELECT current_setting('server_version_num')").await,
+        "160006"
+    );
+    assert!(
+        value(&client, "SELECT version()")
+            .await
+            .starts_with("PostgreSQL 16.6 (Quantatom ")
+    );
+    client
+        .simple_query("SET search_path = dim, public")
+        .await
+        .unwrap();
     assert_eq!(value(&client, "SHOW search_path").await, "dim, public");
     client.simple_query("RESET datestyle").await.unwrap();
     assert_eq!(value(&client, "SHOW DateStyle").await, "ISO, MDY");
-    client.simple_query("SET myapp.region = 'EMEA'").await.unwrap();
-    assert_eq!(value(&client, "SELECT current_setting('myapp.region')").await, "EMEA");
+    client
+        .simple_query("SET myapp.region = 'EMEA'")
+        .await
+        .unwrap();
     assert_eq!(
-        client.query_one("SELECT current_setting('myapp.missing', true)", &[]).await.unwrap().get::<_, Option<String>>(0),
+        value(&client, "SELECT current_setting('myapp.region')").await,
+        "EMEA"
+    );
+    assert_eq!(
+        client
+            .query_one("SELECT current_setting('myapp.missing', true)", &[])
+            .await
+            .unwrap()
+            .get::<_, Option<String>>(0),
         None
     );
 
     let cases = [
         ("SET no_such_parameter = 1", SqlState::UNDEFINED_OBJECT),
         ("SHOW no_such_parameter", SqlState::UNDEFINED_OBJECT),
-        ("SELECT current_setting('no_such_parameter')", SqlState::UNDEFINED_OBJECT),
-        ("SET server_version = '1'", SqlState::CANT_CHANGE_RUNTIME_PARAM),
-        ("SET extra_float_digits = 42", SqlState::INVALID_PARAMETER_VALUE),
+        (
+            "SELECT current_setting('no_such_parameter')",
+            SqlState::UNDEFINED_OBJECT,
+        ),
+        (
+            "SET server_version = '1'",
+            SqlState::CANT_CHANGE_RUNTIME_PARAM,
+        ),
+        (
+            "SET extra_float_digits = 42",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
     ];
     for (sql, expected) in cases {
         let error = client.simple_query(sql).await.expect_err(sql);
@@ -192,7 +317,10 @@ async fn postgres_parameters_set_show_reset_and_current_setting_like_postgres() 
     }
     client.simple_query("RESET ALL").await.unwrap();
     assert_eq!(value(&client, "SHOW statement_timeout").await, "0");
-    assert_eq!(value(&client, "SHOW search_path").await, "\"$user\", public");
+    assert_eq!(
+        value(&client, "SHOW search_path").await,
+        "\"$user\", public"
+    );
     server.stop().await;
 }
 
@@ -202,24 +330,45 @@ async fn startup_options_configure_the_session_and_statement_timeout_stops_execu
     let mut config: tokio_postgres::Config = server.connection_string().parse().unwrap();
     config.options("-c statement_timeout=300 -c DateStyle=SQL");
     config.application_name("planning-grid");
-    let (client, connection) = config.connect(NoTls).await.expect("client connects with startup options");
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .expect("client connects with startup options");
     tokio::spawn(connection);
     assert_eq!(value(&client, "SHOW DateStyle").await, "SQL, MDY");
-    assert_eq!(value(&client, "SHOW application_name").await, "planning-grid");
+    assert_eq!(
+        value(&client, "SHOW application_name").await,
+        "planning-grid"
+    );
     let endless = "SELECT sum(value % 7) FROM generate_series(1, 1000000000000)";
     let error = tokio::time::timeout(Duration::from_secs(120), client.simple_query(endless))
         .await
         .expect("the statement timeout stops the query")
         .expect_err("the query times out");
     assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
-    let message = error.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    let message = error
+        .as_db_error()
+        .map(|e| e.message().to_owned())
+        .unwrap_or_default();
     assert_eq!(message, "canceling statement due to statement timeout");
-    assert_eq!(value(&client, "SELECT 1").await, "1", "the connection works after a timeout");
+    assert_eq!(
+        value(&client, "SELECT 1").await,
+        "1",
+        "the connection works after a timeout"
+    );
 
     let mut config: tokio_postgres::Config = server.connection_string().parse().unwrap();
     config.options("-c no_such_parameter=1");
-    let refused = config.connect(NoTls).await.err().expect("an unknown startup parameter is refused");
-    assert_eq!(refused.code(), Some(&SqlState::UNDEFINED_OBJECT), "{refused:?}");
+    let refused = config
+        .connect(NoTls)
+        .await
+        .err()
+        .expect("an unknown startup parameter is refused");
+    assert_eq!(
+        refused.code(),
+        Some(&SqlState::UNDEFINED_OBJECT),
+        "{refused:?}"
+    );
     server.stop().await;
 }
 
@@ -228,26 +377,64 @@ async fn a_failed_transaction_block_refuses_statements_until_rollback() {
     let server = TestServer::start().await;
     let client = server.client().await;
     client.simple_query("BEGIN").await.unwrap();
-    client.simple_query("SELECT * FROM cube.nothing").await.expect_err("undefined table");
+    client
+        .simple_query("SELECT * FROM cube.nothing")
+        .await
+        .expect_err("undefined table");
     for sql in ["SELECT 1", "SET DateStyle = 'SQL'", "SHOW DateStyle"] {
         let error = client.simple_query(sql).await.expect_err(sql);
-        assert_eq!(error.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION), "{sql}: {error:?}");
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::IN_FAILED_SQL_TRANSACTION),
+            "{sql}: {error:?}"
+        );
     }
     client.simple_query("ROLLBACK").await.unwrap();
     assert_eq!(value(&client, "SELECT 2").await, "2");
-    assert_eq!(value(&client, "SHOW DateStyle").await, "ISO, MDY", "the refused SET did not happen");
+    assert_eq!(
+        value(&client, "SHOW DateStyle").await,
+        "ISO, MDY",
+        "the refused SET did not happen"
+    );
 
     // Savepoints: ROLLBACK TO makes a failed block usable again, as drivers expect.
-    let error = client.simple_query("SAVEPOINT outside").await.expect_err("no block");
-    assert_eq!(error.code(), Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION), "{error:?}");
+    let error = client
+        .simple_query("SAVEPOINT outside")
+        .await
+        .expect_err("no block");
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION),
+        "{error:?}"
+    );
     client.simple_query("BEGIN").await.unwrap();
     client.simple_query("SAVEPOINT before_grid").await.unwrap();
-    client.simple_query("SELECT no_such_column FROM dim.entity").await.expect_err("undefined column");
-    client.simple_query("ROLLBACK TO SAVEPOINT before_grid").await.unwrap();
-    assert_eq!(value(&client, "SELECT 3").await, "3", "the block works again after ROLLBACK TO");
-    client.simple_query("RELEASE SAVEPOINT before_grid").await.unwrap();
-    let error = client.simple_query("RELEASE SAVEPOINT before_grid").await.expect_err("released already");
-    assert_eq!(error.code(), Some(&SqlState::S_E_INVALID_SPECIFICATION), "{error:?}");
+    client
+        .simple_query("SELECT no_such_column FROM dim.entity")
+        .await
+        .expect_err("undefined column");
+    client
+        .simple_query("ROLLBACK TO SAVEPOINT before_grid")
+        .await
+        .unwrap();
+    assert_eq!(
+        value(&client, "SELECT 3").await,
+        "3",
+        "the block works again after ROLLBACK TO"
+    );
+    client
+        .simple_query("RELEASE SAVEPOINT before_grid")
+        .await
+        .unwrap();
+    let error = client
+        .simple_query("RELEASE SAVEPOINT before_grid")
+        .await
+        .expect_err("released already");
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::S_E_INVALID_SPECIFICATION),
+        "{error:?}"
+    );
     client.simple_query("ROLLBACK").await.unwrap();
     server.stop().await;
 }
@@ -260,9 +447,20 @@ async fn integer_literals_are_typed_as_postgres_types_them() {
     // Twice: the second run comes from the connection's plan cache.
     for _ in 0..2 {
         let row = client.query_one(sql, &[]).await.unwrap();
-        let types: Vec<_> = row.columns().iter().map(|column| column.type_().clone()).collect();
+        let types: Vec<_> = row
+            .columns()
+            .iter()
+            .map(|column| column.type_().clone())
+            .collect();
         assert_eq!(types, [Type::INT4, Type::INT8, Type::INT8]);
-        assert_eq!((row.get::<_, i32>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (1, 3_000_000_000, 2_147_483_648));
+        assert_eq!(
+            (
+                row.get::<_, i32>(0),
+                row.get::<_, i64>(1),
+                row.get::<_, i64>(2)
+            ),
+            (1, 3_000_000_000, 2_147_483_648)
+        );
     }
     assert_eq!(value(&client, "SELECT 1").await, "1");
     server.stop().await;
@@ -271,7 +469,13 @@ async fn integer_literals_are_typed_as_postgres_types_them() {
 /// The rows a `COPY ... TO STDOUT` sends, as one string.
 async fn copied(client: &tokio_postgres::Client, sql: &str) -> String {
     use futures::TryStreamExt;
-    let chunks: Vec<bytes::Bytes> = client.copy_out(sql).await.expect("COPY starts").try_collect().await.expect("COPY ends");
+    let chunks: Vec<bytes::Bytes> = client
+        .copy_out(sql)
+        .await
+        .expect("COPY starts")
+        .try_collect()
+        .await
+        .expect("COPY ends");
     String::from_utf8(chunks.concat()).expect("text")
 }
 
@@ -279,18 +483,35 @@ async fn copied(client: &tokio_postgres::Client, sql: &str) -> String {
 async fn copy_writes_values_as_postgres_does() {
     let server = TestServer::start().await;
     let client = server.client().await;
-    client.batch_execute("SET TIME ZONE 'Europe/Berlin'").await.unwrap();
+    client
+        .batch_execute("SET TIME ZONE 'Europe/Berlin'")
+        .await
+        .unwrap();
     let row = "SELECT 'a\tb\\c' AS t, '' AS e, NULL::text AS n, 1.50::numeric(4,2) AS x, '2025-01-15 12:00:00+00'::timestamptz AS ts";
     // Text: backslash escapes, \N for NULL; the timestamptz in the session's zone (written
     // with microseconds, where PostgreSQL leaves zero fractions out).
     let text = copied(&client, &format!("COPY ({row}) TO STDOUT")).await;
     let (values, at) = text.rsplit_once('\t').expect("five columns");
     assert_eq!(values, "a\\tb\\\\c\t\t\\N\t1.50");
-    assert!(at.starts_with("2025-01-15 13:00:00") && at.ends_with("+01\n"), "{at:?}");
+    assert!(
+        at.starts_with("2025-01-15 13:00:00") && at.ends_with("+01\n"),
+        "{at:?}"
+    );
     // CSV: an empty string is quoted, so that it does not read back as NULL.
-    let csv = copied(&client, &format!("COPY ({row}) TO STDOUT (FORMAT csv, HEADER)")).await;
-    assert!(csv.starts_with("t,e,n,x,ts\na\tb\\c,\"\",,1.50,2025-01-15 13:00:00"), "{csv:?}");
-    let custom = copied(&client, &format!("COPY ({row}) TO STDOUT (DELIMITER '|', NULL 'none')")).await;
+    let csv = copied(
+        &client,
+        &format!("COPY ({row}) TO STDOUT (FORMAT csv, HEADER)"),
+    )
+    .await;
+    assert!(
+        csv.starts_with("t,e,n,x,ts\na\tb\\c,\"\",,1.50,2025-01-15 13:00:00"),
+        "{csv:?}"
+    );
+    let custom = copied(
+        &client,
+        &format!("COPY ({row}) TO STDOUT (DELIMITER '|', NULL 'none')"),
+    )
+    .await;
     assert!(custom.starts_with("a\\tb\\\\c||none|1.50|"), "{custom:?}");
     server.stop().await;
 }

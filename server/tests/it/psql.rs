@@ -11,30 +11,69 @@ use crate::support::TestServer;
 /// stderr. Fails the test if psql cannot run.
 async fn psql(server: &TestServer, script: &str) -> (String, String) {
     let mut child = Command::new("psql")
-        .args(["-X", "-A", "-h", &server.address.ip().to_string(), "-p", &server.address.port().to_string()])
-        .args(["-U", "tester", "-d", "quantatom", "-v", "VERBOSITY=verbose", "-f", "-"])
+        .args([
+            "-X",
+            "-A",
+            "-h",
+            &server.address.ip().to_string(),
+            "-p",
+            &server.address.port().to_string(),
+        ])
+        .args([
+            "-U",
+            "tester",
+            "-d",
+            "quantatom",
+            "-v",
+            "VERBOSITY=verbose",
+            "-f",
+            "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("psql is installed (scripts/test installs postgresql-client)");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).await.unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .await
+        .unwrap();
     let output = child.wait_with_output().await.unwrap();
-    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_lists_cubes_dimensions_schemas_and_databases() {
     let server = TestServer::start().await;
     let (out, err) = psql(&server, "\\dt cube.*\n\\dt dim.*\n\\dn\n\\l\n").await;
-    assert!(out.contains("cube|finance|table"), "\\dt cube.* lists finance:\n{out}\n{err}");
-    for dimension in ["account", "currency", "entity", "product", "time", "version"] {
-        assert!(out.contains(&format!("dim|{dimension}|table")), "\\dt dim.* lists {dimension}:\n{out}\n{err}");
+    assert!(
+        out.contains("cube|finance|table"),
+        "\\dt cube.* lists finance:\n{out}\n{err}"
+    );
+    for dimension in [
+        "account", "currency", "entity", "product", "time", "version",
+    ] {
+        assert!(
+            out.contains(&format!("dim|{dimension}|table")),
+            "\\dt dim.* lists {dimension}:\n{out}\n{err}"
+        );
     }
     for schema in ["cube|", "dim|", "public|"] {
-        assert!(out.lines().any(|line| line.starts_with(schema)), "\\dn lists {schema}:\n{out}\n{err}");
+        assert!(
+            out.lines().any(|line| line.starts_with(schema)),
+            "\\dn lists {schema}:\n{out}\n{err}"
+        );
     }
-    assert!(out.lines().any(|line| line.starts_with("quantatom|")), "\\l lists quantatom:\n{out}\n{err}");
+    assert!(
+        out.lines().any(|line| line.starts_with("quantatom|")),
+        "\\l lists quantatom:\n{out}\n{err}"
+    );
     server.stop().await;
 }
 
@@ -42,11 +81,20 @@ async fn psql_lists_cubes_dimensions_schemas_and_databases() {
 async fn psql_describes_the_finance_cube() {
     let server = TestServer::start().await;
     let (out, err) = psql(&server, "\\d cube.finance\n").await;
-    for column in ["version", "time", "entity", "account", "product", "currency"] {
-        assert!(out.lines().any(|l| l.starts_with(&format!("{column}|text|"))), "{column} is text:\n{out}\n{err}");
+    for column in [
+        "version", "time", "entity", "account", "product", "currency",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{column}|text|"))),
+            "{column} is text:\n{out}\n{err}"
+        );
     }
     // datafusion-pg-catalog does not report type modifiers yet, so psql shows plain numeric.
-    assert!(out.lines().any(|l| l.starts_with("amount|numeric|")), "amount is numeric:\n{out}\n{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("amount|numeric|")),
+        "amount is numeric:\n{out}\n{err}"
+    );
     server.stop().await;
 }
 
@@ -57,16 +105,29 @@ async fn psql_runs_a_parameterised_query() {
                   EXECUTE cells_of('DE');\n";
     let (out, err) = psql(&server, script).await;
     // One product: 16 leaf accounts × 78 version-months for one entity.
-    assert!(out.lines().any(|l| l == "1248"), "EXECUTE returns DE's cell count:\n{out}\n{err}");
+    assert!(
+        out.lines().any(|l| l == "1248"),
+        "EXECUTE returns DE's cell count:\n{out}\n{err}"
+    );
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_session_survives_an_error() {
     let server = TestServer::start().await;
-    let (out, err) = psql(&server, "SELECT * FROM no_such_table;\nSELECT 41 + 1 AS answer;\n").await;
-    assert!(err.contains("42P01"), "undefined table reports SQLSTATE 42P01:\n{err}");
-    assert!(out.lines().any(|l| l == "42"), "the next query in the same session works:\n{out}\n{err}");
+    let (out, err) = psql(
+        &server,
+        "SELECT * FROM no_such_table;\nSELECT 41 + 1 AS answer;\n",
+    )
+    .await;
+    assert!(
+        err.contains("42P01"),
+        "undefined table reports SQLSTATE 42P01:\n{err}"
+    );
+    assert!(
+        out.lines().any(|l| l == "42"),
+        "the next query in the same session works:\n{out}\n{err}"
+    );
     server.stop().await;
 }
 
@@ -82,10 +143,20 @@ async fn psql_copies_query_results_to_stdout_and_to_a_client_file() {
         file.display()
     );
     let (out, err) = psql(&server, &script).await;
-    assert!(out.contains("Actual\t1\tt\nBudget\t1\tt\nForecast\t1\tt\n"), "text COPY:\n{out}\n{err}");
-    assert!(out.contains("code,name\nDE,Germany\nTotal,Total company\n"), "CSV COPY with header:\n{out}\n{err}");
-    let copied = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("\\copy wrote {}: {e}\n{err}", file.display()));
-    assert_eq!(copied, "code,parent\nAMER,Total\nAPAC,Total\nEMEA,Total\nTotal,\n", "\\copy to a client file");
+    assert!(
+        out.contains("Actual\t1\tt\nBudget\t1\tt\nForecast\t1\tt\n"),
+        "text COPY:\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("code,name\nDE,Germany\nTotal,Total company\n"),
+        "CSV COPY with header:\n{out}\n{err}"
+    );
+    let copied = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("\\copy wrote {}: {e}\n{err}", file.display()));
+    assert_eq!(
+        copied, "code,parent\nAMER,Total\nAPAC,Total\nEMEA,Total\nTotal,\n",
+        "\\copy to a client file"
+    );
     server.stop().await;
 }
 
@@ -95,10 +166,16 @@ async fn psql_lists_roles_and_functions_and_expands_rows() {
     let (out, err) = psql(&server, "\\du\n\\df\n\\x\nSELECT 1 AS a, 'x' AS b;\n").await;
     assert!(!err.contains("ERROR"), "no errors:\n{out}\n{err}");
     // \du plans `ARRAY(SELECT ...)` (rewritten to an aggregate subquery); no roles exist yet.
-    assert!(out.lines().any(|l| l == "Role name|Attributes|Member of"), "\\du answers:\n{out}\n{err}");
+    assert!(
+        out.lines().any(|l| l == "Role name|Attributes|Member of"),
+        "\\du answers:\n{out}\n{err}"
+    );
     // \df lists functions outside pg_catalog: there are none.
     let functions = "Schema|Name|Result data type|Argument data types|Type\n(0 rows)";
     assert!(out.contains(functions), "\\df answers:\n{out}\n{err}");
-    assert!(out.lines().any(|l| l == "a|1") && out.lines().any(|l| l == "b|x"), "\\x expands:\n{out}\n{err}");
+    assert!(
+        out.lines().any(|l| l == "a|1") && out.lines().any(|l| l == "b|x"),
+        "\\x expands:\n{out}\n{err}"
+    );
     server.stop().await;
 }

@@ -23,20 +23,34 @@ impl TestServer {
     /// Generates the demo in a temporary folder and serves it on 127.0.0.1, free port.
     pub async fn start() -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let config = EngineConfig { data_dir: data_dir.path().to_owned(), demo_cells: Some(TEST_DEMO_CELLS) };
+        let config = EngineConfig {
+            data_dir: data_dir.path().to_owned(),
+            demo_cells: Some(TEST_DEMO_CELLS),
+        };
         let engine = Engine::open(&config).await.expect("engine opens");
-        let server = Server::bind(&engine, "127.0.0.1:0".parse().unwrap()).await.expect("server binds");
+        let server = Server::bind(&engine, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("server binds");
         let address = server.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.run_until(async move {
             let _ = stopped.await;
         }));
-        Self { address, stop: Some(stop), serving: Some(serving), _data_dir: data_dir }
+        Self {
+            address,
+            stop: Some(stop),
+            serving: Some(serving),
+            _data_dir: data_dir,
+        }
     }
 
     /// A libpq connection string for this server.
     pub fn connection_string(&self) -> String {
-        format!("host={} port={} user=tester dbname=quantatom", self.address.ip(), self.address.port())
+        format!(
+            "host={} port={} user=tester dbname=quantatom",
+            self.address.ip(),
+            self.address.port()
+        )
     }
 
     /// A connected tokio-postgres client.
@@ -78,7 +92,10 @@ pub fn package_file(relative: &str) -> String {
 
 /// The single value a simple query returns.
 pub async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
-    let rows = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let rows = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     rows.iter()
         .find_map(|message| match message {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),

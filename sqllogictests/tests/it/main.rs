@@ -3,32 +3,54 @@
 use std::sync::Arc;
 
 use quantatom_server::Server;
-use quantatom_sqllogictests::{DemoEngine, InProcessDb, SUITE_DEMO_CELLS, WireDb, run_files, suite_files};
+use quantatom_sqllogictests::{
+    DemoEngine, InProcessDb, SUITE_DEMO_CELLS, WireDb, run_files, suite_files,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_in_process() {
-    let demo = Arc::new(DemoEngine::start(SUITE_DEMO_CELLS).await.expect("demo engine starts"));
+    let demo = Arc::new(
+        DemoEngine::start(SUITE_DEMO_CELLS)
+            .await
+            .expect("demo engine starts"),
+    );
     let failures = run_files(&suite_files(), || {
         let demo = Arc::clone(&demo);
         move || {
-            let db = InProcessDb::new(quantatom_server::wire::postgres_session(&demo.engine, &Default::default()).expect("pg_catalog sets up"));
+            let db = InProcessDb::new(
+                quantatom_server::wire::postgres_session(&demo.engine, &Default::default())
+                    .expect("pg_catalog sets up"),
+            );
             async move { Ok::<_, quantatom_sqllogictests::InProcessError>(db) }
         }
     })
     .await;
-    assert!(failures.is_empty(), "{} file(s) failed in-process:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} file(s) failed in-process:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_over_wire() {
-    let demo = DemoEngine::start(SUITE_DEMO_CELLS).await.expect("demo engine starts");
-    let server = Server::bind(&demo.engine, "127.0.0.1:0".parse().unwrap()).await.expect("server binds");
+    let demo = DemoEngine::start(SUITE_DEMO_CELLS)
+        .await
+        .expect("demo engine starts");
+    let server = Server::bind(&demo.engine, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("server binds");
     let address = server.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run_until(async move {
         let _ = stopped.await;
     }));
-    let config = format!("host={} port={} user=slt dbname=quantatom", address.ip(), address.port());
+    let config = format!(
+        "host={} port={} user=slt dbname=quantatom",
+        address.ip(),
+        address.port()
+    );
     let failures = run_files(&suite_files(), || {
         let config = config.clone();
         move || {
@@ -39,5 +61,10 @@ async fn slt_over_wire() {
     .await;
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
-    assert!(failures.is_empty(), "{} file(s) failed over the wire:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} file(s) failed over the wire:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

@@ -109,7 +109,12 @@ impl CubeLog {
 
     /// The committed versions, in order; errors if the log has a gap or a stray object.
     async fn versions(&self) -> Result<Vec<SnapshotVersion>, MdfError> {
-        let objects: Vec<_> = self.storage.store().list(Some(&self.log_dir())).try_collect().await?;
+        let objects: Vec<_> = self
+            .storage
+            .store()
+            .list(Some(&self.log_dir()))
+            .try_collect()
+            .await?;
         let mut versions = objects
             .iter()
             .map(|object| {
@@ -117,11 +122,20 @@ impl CubeLog {
                 name.strip_suffix(".json")
                     .and_then(|digits| digits.parse::<u64>().ok())
                     .map(SnapshotVersion)
-                    .ok_or_else(|| MdfError::Corrupt(format!("unexpected object {} in the log", object.location)))
+                    .ok_or_else(|| {
+                        MdfError::Corrupt(format!(
+                            "unexpected object {} in the log",
+                            object.location
+                        ))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         versions.sort();
-        if let Some(position) = versions.iter().enumerate().position(|(i, v)| v.0 != i as u64) {
+        if let Some(position) = versions
+            .iter()
+            .enumerate()
+            .position(|(i, v)| v.0 != i as u64)
+        {
             return Err(MdfError::Corrupt(format!(
                 "log of {} has no entry for version {position}",
                 self.cube_dir
@@ -136,7 +150,10 @@ impl CubeLog {
         let entry: LogEntry = serde_json::from_slice(&bytes)
             .map_err(|e| MdfError::Corrupt(format!("{path} is not a log entry: {e}")))?;
         if entry.version != version {
-            return Err(MdfError::Corrupt(format!("{path} claims version {}", entry.version)));
+            return Err(MdfError::Corrupt(format!(
+                "{path} claims version {}",
+                entry.version
+            )));
         }
         Ok(entry)
     }
@@ -144,7 +161,10 @@ impl CubeLog {
     /// The latest committed version (one listing of the log, no entry read); `NotFound` when
     /// the cube has no log.
     pub async fn latest_version(&self) -> Result<SnapshotVersion, MdfError> {
-        self.versions().await?.pop().ok_or_else(|| MdfError::NotFound(self.cube_dir.to_string()))
+        self.versions()
+            .await?
+            .pop()
+            .ok_or_else(|| MdfError::NotFound(self.cube_dir.to_string()))
     }
 
     /// Reads the latest snapshot; `NotFound` when the cube has no log.
@@ -162,7 +182,11 @@ impl CubeLog {
 
     /// Writes version 0 with the cube's definition; fails if the cube exists.
     pub async fn create(&self, cube: CubeDefinition) -> Result<(), MdfError> {
-        let entry = LogEntry { version: SnapshotVersion(0), timestamp_ms: now_ms(), action: Action::Create { cube } };
+        let entry = LogEntry {
+            version: SnapshotVersion(0),
+            timestamp_ms: now_ms(),
+            action: Action::Create { cube },
+        };
         match self.put_entry(&entry).await {
             Err(MdfError::Storage(object_store::Error::AlreadyExists { .. })) => {
                 Err(MdfError::AlreadyExists(self.cube_dir.to_string()))
@@ -195,10 +219,17 @@ impl CubeLog {
 
     async fn put_entry(&self, entry: &LogEntry) -> Result<(), MdfError> {
         let json = serde_json::to_vec(entry).map_err(|e| MdfError::Corrupt(e.to_string()))?;
-        let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
         self.storage
             .store()
-            .put_opts(&self.entry_path(entry.version), PutPayload::from(json), options)
+            .put_opts(
+                &self.entry_path(entry.version),
+                PutPayload::from(json),
+                options,
+            )
             .await?;
         Ok(())
     }
@@ -206,24 +237,41 @@ impl CubeLog {
 
 fn snapshot_of(entries: Vec<LogEntry>) -> Result<Snapshot, MdfError> {
     let mut entries = entries.into_iter();
-    let Some(LogEntry { action: Action::Create { cube }, mut version, .. }) = entries.next() else {
-        return Err(MdfError::Corrupt("log entry 0 does not create the cube".into()));
+    let Some(LogEntry {
+        action: Action::Create { cube },
+        mut version,
+        ..
+    }) = entries.next()
+    else {
+        return Err(MdfError::Corrupt(
+            "log entry 0 does not create the cube".into(),
+        ));
     };
     let mut files = Vec::new();
     for entry in entries {
         match entry.action {
             Action::Append { add } => files.extend(add),
             Action::Create { .. } => {
-                return Err(MdfError::Corrupt(format!("log entry {} creates the cube again", entry.version)));
+                return Err(MdfError::Corrupt(format!(
+                    "log entry {} creates the cube again",
+                    entry.version
+                )));
             }
         }
         version = entry.version;
     }
-    Ok(Snapshot { version, cube, files })
+    Ok(Snapshot {
+        version,
+        cube,
+        files,
+    })
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -239,12 +287,20 @@ mod tests {
         CubeDefinition {
             name: "plan".into(),
             dimensions: vec!["entity".into()],
-            measures: vec![Measure { name: "amount".into(), precision: 18, scale: 2 }],
+            measures: vec![Measure {
+                name: "amount".into(),
+                precision: 18,
+                scale: 2,
+            }],
         }
     }
 
     fn file(n: usize) -> DataFile {
-        DataFile { path: format!("data/{n}.parquet"), size: 1, rows: 1 }
+        DataFile {
+            path: format!("data/{n}.parquet"),
+            size: 1,
+            rows: 1,
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +320,11 @@ mod tests {
             versions.push(writer.await.unwrap().0);
         }
         versions.sort_unstable();
-        assert_eq!(versions, (1..=16).collect::<Vec<u64>>(), "no version is owned twice, none is lost");
+        assert_eq!(
+            versions,
+            (1..=16).collect::<Vec<u64>>(),
+            "no version is owned twice, none is lost"
+        );
         let snapshot = log.latest().await.unwrap();
         assert_eq!(snapshot.version, SnapshotVersion(16));
         let mut paths: Vec<String> = snapshot.files.into_iter().map(|f| f.path).collect();
@@ -280,10 +340,16 @@ mod tests {
         let storage = Storage::local(dir.path()).unwrap();
         let log = CubeLog::new(storage.clone(), "plan");
         log.create(cube()).await.unwrap();
-        assert!(matches!(log.create(cube()).await, Err(MdfError::AlreadyExists(_))));
+        assert!(matches!(
+            log.create(cube()).await,
+            Err(MdfError::AlreadyExists(_))
+        ));
         log.commit_append(vec![file(1)]).await.unwrap();
         let gap = storage.path(&["cubes", "plan", "_log", &format!("{:020}.json", 5)]);
-        Arc::clone(storage.store()).put(&gap, b"{}".to_vec().into()).await.unwrap();
+        Arc::clone(storage.store())
+            .put(&gap, b"{}".to_vec().into())
+            .await
+            .unwrap();
         let error = log.latest().await.unwrap_err().to_string();
         assert!(error.contains("no entry for version 2"), "{error}");
     }

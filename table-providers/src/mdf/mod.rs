@@ -101,7 +101,10 @@ impl CubeDefinition {
     /// The cube's columns: one non-null text column per dimension (the member code), then one
     /// nullable decimal column per measure.
     pub fn arrow_schema(&self) -> SchemaRef {
-        let dimensions = self.dimensions.iter().map(|d| Field::new(d, DataType::Utf8, false));
+        let dimensions = self
+            .dimensions
+            .iter()
+            .map(|d| Field::new(d, DataType::Utf8, false));
         let measures = self
             .measures
             .iter()
@@ -128,10 +131,16 @@ impl CubeDefinition {
         let mut columns = names[1..].to_vec();
         columns.sort_unstable();
         if let Some(pair) = columns.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(MdfError::Invalid(format!("column {:?} appears twice in cube {:?}", pair[0], self.name)));
+            return Err(MdfError::Invalid(format!(
+                "column {:?} appears twice in cube {:?}",
+                pair[0], self.name
+            )));
         }
         if self.dimensions.is_empty() {
-            return Err(MdfError::Invalid(format!("cube {:?} needs at least one dimension", self.name)));
+            return Err(MdfError::Invalid(format!(
+                "cube {:?} needs at least one dimension",
+                self.name
+            )));
         }
         for measure in &self.measures {
             let scale_ok = measure.scale >= 0 && (measure.scale as u8) <= measure.precision;

@@ -59,7 +59,12 @@ impl MdfTable {
 
     fn from_parts(storage: Storage, log: CubeLog, cube: CubeDefinition) -> Self {
         let schema = cube.arrow_schema();
-        Self { storage, log, cube, schema }
+        Self {
+            storage,
+            log,
+            cube,
+            schema,
+        }
     }
 
     /// The cube's definition.
@@ -97,7 +102,10 @@ impl TableProvider for MdfTable {
 
     /// Filters are inexact: DataFusion keeps its own filter above the scan and pushes the
     /// predicate into the Parquet source for row-group and page pruning.
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
@@ -119,7 +127,9 @@ impl TableProvider for MdfTable {
         let files: Vec<PartitionedFile> = snapshot
             .files
             .iter()
-            .map(|file| PartitionedFile::new(format!("{}/{}", self.log.cube_dir(), file.path), file.size))
+            .map(|file| {
+                PartitionedFile::new(format!("{}/{}", self.log.cube_dir(), file.path), file.size)
+            })
             .collect();
         let target_partitions = state.config_options().execution.target_partitions;
         let file_groups = FileGroup::new(files).split_files(target_partitions);
@@ -163,12 +173,15 @@ impl DisplayAs for CubeSink {
 
 #[async_trait]
 impl DataSink for CubeSink {
-
     fn schema(&self) -> &SchemaRef {
         &self.table.schema
     }
 
-    async fn write_all(&self, data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> Result<u64> {
+    async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
         let batches: Vec<_> = data.try_collect().await?;
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         self.table.append(&batches).await?;
@@ -186,34 +199,54 @@ pub struct CubeSchemaProvider {
 impl CubeSchemaProvider {
     /// Lists and opens the cubes in `storage`.
     pub async fn open(storage: Storage) -> Result<Self, MdfError> {
-        let listing = storage.store().list_with_delimiter(Some(&Path::from("cubes"))).await?;
+        let listing = storage
+            .store()
+            .list_with_delimiter(Some(&Path::from("cubes")))
+            .await?;
         let mut cubes = BTreeMap::new();
         for prefix in listing.common_prefixes {
-            let Some(name) = prefix.filename() else { continue };
+            let Some(name) = prefix.filename() else {
+                continue;
+            };
             let table = MdfTable::open(storage.clone(), name).await?;
             cubes.insert(name.to_owned(), Arc::new(table));
         }
-        Ok(Self { storage, cubes: RwLock::new(cubes) })
+        Ok(Self {
+            storage,
+            cubes: RwLock::new(cubes),
+        })
     }
 
     /// Creates a cube and makes it visible in this schema.
     pub async fn create_cube(&self, cube: CubeDefinition) -> Result<Arc<MdfTable>, MdfError> {
         let name = cube.name.clone();
         let table = Arc::new(MdfTable::create(self.storage.clone(), cube).await?);
-        self.cubes.write().expect("cube catalog lock poisoned").insert(name, Arc::clone(&table));
+        self.cubes
+            .write()
+            .expect("cube catalog lock poisoned")
+            .insert(name, Arc::clone(&table));
         Ok(table)
     }
 
     /// The cube called `name`, if it exists.
     pub fn cube(&self, name: &str) -> Option<Arc<MdfTable>> {
-        self.cubes.read().expect("cube catalog lock poisoned").get(name).cloned()
+        self.cubes
+            .read()
+            .expect("cube catalog lock poisoned")
+            .get(name)
+            .cloned()
     }
 }
 
 #[async_trait]
 impl SchemaProvider for CubeSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        self.cubes.read().expect("cube catalog lock poisoned").keys().cloned().collect()
+        self.cubes
+            .read()
+            .expect("cube catalog lock poisoned")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
@@ -221,6 +254,9 @@ impl SchemaProvider for CubeSchemaProvider {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.cubes.read().expect("cube catalog lock poisoned").contains_key(name)
+        self.cubes
+            .read()
+            .expect("cube catalog lock poisoned")
+            .contains_key(name)
     }
 }

@@ -9,22 +9,28 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use object_store::{PutMode, PutOptions, PutPayload};
 
-use super::{CubeDefinition, DataFile, MdfError};
 use super::log::CubeLog;
+use super::{CubeDefinition, DataFile, MdfError};
 
 /// Rows per Parquet row group: small enough for pruning to pay, large enough to scan fast.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 fn writer_properties(cube: &CubeDefinition) -> WriterProperties {
     let sorting = (0..cube.dimensions.len())
-        .map(|column_idx| SortingColumn { column_idx: column_idx as i32, descending: false, nulls_first: false })
+        .map(|column_idx| SortingColumn {
+            column_idx: column_idx as i32,
+            descending: false,
+            nulls_first: false,
+        })
         .collect();
     WriterProperties::builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -48,21 +54,33 @@ pub async fn write_data_file(
         return Ok(None);
     }
     let sort_columns: Vec<SortColumn> = (0..cube.dimensions.len())
-        .map(|i| SortColumn { values: Arc::clone(cells.column(i)), options: None })
+        .map(|i| SortColumn {
+            values: Arc::clone(cells.column(i)),
+            options: None,
+        })
         .collect();
     let order = lexsort_to_indices(&sort_columns, None)?;
     let sorted = take_record_batch(&cells, &order)?;
 
     let mut buffer = Vec::with_capacity(sorted.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(writer_properties(cube)))
-        ?;
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(writer_properties(cube)))?;
     writer.write(&sorted)?;
     writer.close()?;
 
     let file_name = format!("{}.parquet", uuid::Uuid::new_v4().simple());
     let size = buffer.len() as u64;
     let location = log.cube_dir().clone().join("data").join(file_name.as_str());
-    let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-    storage.store().put_opts(&location, PutPayload::from(buffer), options).await?;
-    Ok(Some(DataFile { path: format!("data/{file_name}"), size, rows: sorted.num_rows() as u64 }))
+    let options = PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    storage
+        .store()
+        .put_opts(&location, PutPayload::from(buffer), options)
+        .await?;
+    Ok(Some(DataFile {
+        path: format!("data/{file_name}"),
+        size,
+        rows: sorted.num_rows() as u64,
+    }))
 }

@@ -40,11 +40,36 @@ fn members_batch(members: &[Member]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
         text(|m| &m.code),
         text(|m| &m.name),
-        Arc::new(members.iter().map(|m| m.parent.as_deref()).collect::<StringArray>()),
-        Arc::new(members.iter().map(|m| Some(m.path.to_string())).collect::<StringArray>()),
-        Arc::new(members.iter().map(|m| Some(m.level)).collect::<Int32Array>()),
-        Arc::new(members.iter().map(|m| Some(m.is_leaf)).collect::<BooleanArray>()),
-        Arc::new(members.iter().map(|m| Some(m.sort_order)).collect::<Int32Array>()),
+        Arc::new(
+            members
+                .iter()
+                .map(|m| m.parent.as_deref())
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            members
+                .iter()
+                .map(|m| Some(m.path.to_string()))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            members
+                .iter()
+                .map(|m| Some(m.level))
+                .collect::<Int32Array>(),
+        ),
+        Arc::new(
+            members
+                .iter()
+                .map(|m| Some(m.is_leaf))
+                .collect::<BooleanArray>(),
+        ),
+        Arc::new(
+            members
+                .iter()
+                .map(|m| Some(m.sort_order))
+                .collect::<Int32Array>(),
+        ),
         Arc::new(
             members
                 .iter()
@@ -66,12 +91,18 @@ pub struct DimensionTable {
 impl DimensionTable {
     /// The table for `dimension` in `store`.
     pub fn new(store: Arc<dyn MetadataStore>, dimension: impl Into<String>) -> Self {
-        Self { store, dimension: dimension.into() }
+        Self {
+            store,
+            dimension: dimension.into(),
+        }
     }
 
     /// The version of the members a scan reads now (see [`MetadataStore::dimension_version`]).
     pub async fn version(&self) -> Result<u64> {
-        self.store.dimension_version(&self.dimension).await.map_err(metadata_error)
+        self.store
+            .dimension_version(&self.dimension)
+            .await
+            .map_err(metadata_error)
     }
 }
 
@@ -92,9 +123,17 @@ impl TableProvider for DimensionTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let members = self.store.members(&self.dimension).await.map_err(metadata_error)?;
+        let members = self
+            .store
+            .members(&self.dimension)
+            .await
+            .map_err(metadata_error)?;
         let batch = members_batch(&members)?;
-        Ok(MemorySourceConfig::try_new_exec(&[vec![batch]], dimension_schema(), projection.cloned())?)
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            dimension_schema(),
+            projection.cloned(),
+        )?)
     }
 }
 
@@ -130,7 +169,10 @@ impl SchemaProvider for DimensionSchemaProvider {
         if !self.table_exist(name) {
             return Ok(None);
         }
-        Ok(Some(Arc::new(DimensionTable::new(Arc::clone(&self.store), name))))
+        Ok(Some(Arc::new(DimensionTable::new(
+            Arc::clone(&self.store),
+            name,
+        ))))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -51,15 +51,22 @@ impl EmbeddedMetadataStore {
                 .await
                 .map_err(storage_error)?;
             let document: DimensionDocument = serde_json::from_slice(&bytes).map_err(|e| {
-                MetadataError::Storage(format!("{} is not a dimension document: {e}", object.location))
+                MetadataError::Storage(format!(
+                    "{} is not a dimension document: {e}",
+                    object.location
+                ))
             })?;
             dimensions.insert(document.dimension.name.clone(), Arc::new(document));
         }
-        Ok(Self { storage, dimensions: RwLock::new(dimensions) })
+        Ok(Self {
+            storage,
+            dimensions: RwLock::new(dimensions),
+        })
     }
 
     fn document_path(&self, dimension: &str) -> Path {
-        self.storage.path(&["metadata", "dimensions", &format!("{dimension}.json")])
+        self.storage
+            .path(&["metadata", "dimensions", &format!("{dimension}.json")])
     }
 
     fn document(&self, dimension: &str) -> Result<Arc<DimensionDocument>, MetadataError> {
@@ -118,8 +125,12 @@ impl MetadataStore for EmbeddedMetadataStore {
             dimension,
         };
         let name = document.dimension.name.clone();
-        let json = serde_json::to_vec(&document).map_err(|e| MetadataError::Storage(e.to_string()))?;
-        let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+        let json =
+            serde_json::to_vec(&document).map_err(|e| MetadataError::Storage(e.to_string()))?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
         match self
             .storage
             .store()

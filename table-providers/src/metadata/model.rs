@@ -73,7 +73,10 @@ impl Member {
             }
             .map_err(|e| MetadataError::Invalid(format!("member code {:?}: {e}", spec.code)))?;
             if index_of.insert(spec.code.clone(), members.len()).is_some() {
-                return Err(MetadataError::Invalid(format!("duplicate member code {:?}", spec.code)));
+                return Err(MetadataError::Invalid(format!(
+                    "duplicate member code {:?}",
+                    spec.code
+                )));
             }
             members.push(Member {
                 level: path.nlevel() as i32,
@@ -137,10 +140,25 @@ mod tests {
     #[test]
     fn rejects_bad_hierarchies() {
         let unknown_parent = Member::build_hierarchy(vec![spec("DE", Some("EMEA"))]);
-        assert!(unknown_parent.unwrap_err().to_string().contains("not listed before it"));
+        assert!(
+            unknown_parent
+                .unwrap_err()
+                .to_string()
+                .contains("not listed before it")
+        );
         let duplicate = Member::build_hierarchy(vec![spec("A", None), spec("A", None)]);
-        assert!(duplicate.unwrap_err().to_string().contains("duplicate member code"));
+        assert!(
+            duplicate
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate member code")
+        );
         let bad_label = Member::build_hierarchy(vec![spec("A-1", None)]);
-        assert!(bad_label.unwrap_err().to_string().contains("ltree syntax error"));
+        assert!(
+            bad_label
+                .unwrap_err()
+                .to_string()
+                .contains("ltree syntax error")
+        );
     }
 }
