@@ -10,14 +10,14 @@ use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::{DfSessionService, Parser};
-use futures::Sink;
+use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::Type;
 use pgwire::api::auth::{self, ServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::Response;
 use pgwire::api::results::{DescribePortalResponse, FieldInfo};
+use pgwire::api::results::{Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -412,7 +412,7 @@ impl ExtendedQueryHandler for SessionQueries {
                             .await?
                     }
                 };
-                return Ok(cancellable(response, stop));
+                return all_rows_sent(client, cancellable(response, stop), max_rows).await;
             }
         }
         let response = stop
@@ -429,7 +429,7 @@ impl ExtendedQueryHandler for SessionQueries {
         {
             self.plans.statement_changed_plans();
         }
-        Ok(cancellable(response?, stop))
+        all_rows_sent(client, cancellable(response?, stop), max_rows).await
     }
 }
 
@@ -525,4 +525,35 @@ impl QueryParser for SessionParser {
             _ => self.inner.get_result_schema(statement, column_format),
         }
     }
+}
+
+/// Sends every row of an Execute without a row limit (`max_rows` 0) to the client as it comes,
+/// and answers with the command tag: pgwire's portal collects all of them before it sends the
+/// first, so a large result would sit whole in memory (and a cancel would wait for all of it).
+/// An Execute with a row limit (a cursor fetching in pages) goes through the portal.
+async fn all_rows_sent<C>(
+    client: &mut C,
+    response: Response,
+    max_rows: usize,
+) -> PgWireResult<Response>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let Response::Query(query) = response else {
+        return Ok(response);
+    };
+    if max_rows != 0 {
+        return Ok(Response::Query(query));
+    }
+    let mut rows = query.data_rows;
+    let mut sent = 0;
+    while let Some(row) = rows.next().await {
+        client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+        sent += 1;
+    }
+    Ok(Response::Execution(
+        Tag::new(&query.command_tag).with_rows(sent),
+    ))
 }

@@ -292,24 +292,33 @@ impl CopyTextEncoder {
         }
     }
 
+    /// Whether the text format writes `byte` as an escape sequence.
+    fn needs_escape(&self, byte: u8) -> bool {
+        matches!(byte, b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0b | 0x0c) || byte == self.delimiter
+    }
+
     /// Appends the value text in `self.value`, escaped (text) or quoted where needed (CSV).
     fn put_value(&mut self) {
         let value = self.value.as_ref();
         match self.csv_quote {
             None => {
-                for &byte in value {
-                    match byte {
-                        b'\\' => self.row.put_slice(b"\\\\"),
-                        b'\n' => self.row.put_slice(b"\\n"),
-                        b'\r' => self.row.put_slice(b"\\r"),
-                        b'\t' => self.row.put_slice(b"\\t"),
-                        0x08 => self.row.put_slice(b"\\b"),
-                        0x0b => self.row.put_slice(b"\\v"),
-                        0x0c => self.row.put_slice(b"\\f"),
-                        byte if byte == self.delimiter => self.row.put_slice(&[b'\\', byte]),
-                        byte => self.row.put_u8(byte),
-                    }
+                // Runs without special bytes go in whole; almost every value is one such run.
+                let mut rest = value;
+                while let Some(at) = rest.iter().position(|&byte| self.needs_escape(byte)) {
+                    self.row.put_slice(&rest[..at]);
+                    let letter = match rest[at] {
+                        b'\n' => b'n',
+                        b'\r' => b'r',
+                        b'\t' => b't',
+                        0x08 => b'b',
+                        0x0b => b'v',
+                        0x0c => b'f',
+                        backslash_or_delimiter => backslash_or_delimiter,
+                    };
+                    self.row.put_slice(&[b'\\', letter]);
+                    rest = &rest[at + 1..];
                 }
+                self.row.put_slice(rest);
             }
             Some(quote) => {
                 // PostgreSQL quotes a value holding the delimiter, the quote, a line break, or

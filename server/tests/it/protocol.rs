@@ -231,6 +231,50 @@ async fn cancel_request_stops_a_running_query() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_a_query_while_its_rows_stream() {
+    use futures::StreamExt;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let cancel = client.cancel_token();
+    let endless = "SELECT value FROM generate_series(1, 1000000000000)";
+    let rows = client
+        .query_raw(endless, std::iter::empty::<i64>())
+        .await
+        .expect("rows start");
+    let mut rows = Box::pin(rows);
+    for _ in 0..1000 {
+        rows.next()
+            .await
+            .expect("a row")
+            .expect("rows flow before the cancel");
+    }
+    cancel
+        .cancel_query(NoTls)
+        .await
+        .expect("cancel request is sent");
+    // A liveness guard, not a timing assertion: without cancel these rows flow for days.
+    let error = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            match rows.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => return error,
+                None => panic!("the stream ended without the cancel's error"),
+            }
+        }
+    })
+    .await
+    .expect("the rows stop after the cancel request");
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
+    drop(rows);
+    assert_eq!(
+        value(&client, "SELECT 1").await,
+        "1",
+        "the connection works after a cancel"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_parameters_set_show_reset_and_current_setting_like_postgres() {
     let server = TestServer::start().await;
     let client = server.client().await;
@@ -487,12 +531,12 @@ async fn copy_writes_values_as_postgres_does() {
         .batch_execute("SET TIME ZONE 'Europe/Berlin'")
         .await
         .unwrap();
-    let row = "SELECT 'a\tb\\c' AS t, '' AS e, NULL::text AS n, 1.50::numeric(4,2) AS x, '2025-01-15 12:00:00+00'::timestamptz AS ts";
+    let row = "SELECT 'a\tb\\c\nd|e' AS t, '' AS e, NULL::text AS n, 1.50::numeric(4,2) AS x, '2025-01-15 12:00:00+00'::timestamptz AS ts";
     // Text: backslash escapes, \N for NULL; the timestamptz in the session's zone (written
     // with microseconds, where PostgreSQL leaves zero fractions out).
     let text = copied(&client, &format!("COPY ({row}) TO STDOUT")).await;
     let (values, at) = text.rsplit_once('\t').expect("five columns");
-    assert_eq!(values, "a\\tb\\\\c\t\t\\N\t1.50");
+    assert_eq!(values, "a\\tb\\\\c\\nd|e\t\t\\N\t1.50");
     assert!(
         at.starts_with("2025-01-15 13:00:00") && at.ends_with("+01\n"),
         "{at:?}"
@@ -504,7 +548,7 @@ async fn copy_writes_values_as_postgres_does() {
     )
     .await;
     assert!(
-        csv.starts_with("t,e,n,x,ts\na\tb\\c,\"\",,1.50,2025-01-15 13:00:00"),
+        csv.starts_with("t,e,n,x,ts\n\"a\tb\\c\nd|e\",\"\",,1.50,2025-01-15 13:00:00"),
         "{csv:?}"
     );
     let custom = copied(
@@ -512,6 +556,9 @@ async fn copy_writes_values_as_postgres_does() {
         &format!("COPY ({row}) TO STDOUT (DELIMITER '|', NULL 'none')"),
     )
     .await;
-    assert!(custom.starts_with("a\\tb\\\\c||none|1.50|"), "{custom:?}");
+    assert!(
+        custom.starts_with("a\\tb\\\\c\\nd\\|e||none|1.50|"),
+        "{custom:?}"
+    );
     server.stop().await;
 }
