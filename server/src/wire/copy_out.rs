@@ -292,9 +292,20 @@ impl CopyTextEncoder {
         }
     }
 
-    /// Whether the text format writes `byte` as an escape sequence.
-    fn needs_escape(&self, byte: u8) -> bool {
-        matches!(byte, b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0b | 0x0c) || byte == self.delimiter
+    /// The letter the text format writes after a backslash for `byte`, or `None` when `byte`
+    /// is written as it is.
+    fn escape_letter(&self, byte: u8) -> Option<u8> {
+        match byte {
+            b'\n' => Some(b'n'),
+            b'\r' => Some(b'r'),
+            b'\t' => Some(b't'),
+            0x08 => Some(b'b'),
+            0x0b => Some(b'v'),
+            0x0c => Some(b'f'),
+            b'\\' => Some(b'\\'),
+            byte if byte == self.delimiter => Some(byte),
+            _ => None,
+        }
     }
 
     /// Appends the value text in `self.value`, escaped (text) or quoted where needed (CSV).
@@ -304,17 +315,12 @@ impl CopyTextEncoder {
             None => {
                 // Runs without special bytes go in whole; almost every value is one such run.
                 let mut rest = value;
-                while let Some(at) = rest.iter().position(|&byte| self.needs_escape(byte)) {
+                while let Some((at, letter)) = rest
+                    .iter()
+                    .enumerate()
+                    .find_map(|(at, &byte)| Some((at, self.escape_letter(byte)?)))
+                {
                     self.row.put_slice(&rest[..at]);
-                    let letter = match rest[at] {
-                        b'\n' => b'n',
-                        b'\r' => b'r',
-                        b'\t' => b't',
-                        0x08 => b'b',
-                        0x0b => b'v',
-                        0x0c => b'f',
-                        backslash_or_delimiter => backslash_or_delimiter,
-                    };
                     self.row.put_slice(&[b'\\', letter]);
                     rest = &rest[at + 1..];
                 }
