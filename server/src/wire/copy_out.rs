@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
-use datafusion_postgres::arrow_pg::encoder::{Encoder, encode_value};
+use datafusion_postgres::arrow_pg::encoder::Encoder;
 use futures::StreamExt;
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
@@ -30,6 +30,8 @@ use pgwire::types::ToSqlText;
 use pgwire::types::format::FormatOptions;
 use postgres_types::{IsNull, ToSql};
 
+use super::cells::encode_cell;
+use super::data_rows::ROW_BUFFER_STEP;
 use super::errors::api_error;
 
 /// The output format and options of one `COPY ... TO STDOUT`.
@@ -258,10 +260,12 @@ impl Encoder for CopyRows {
 
 /// Rows of a text or CSV `COPY`, as PostgreSQL writes them: each value's text form in the
 /// session's formats (DateStyle, TimeZone, ...), escaped for the format, one CopyData per row.
-/// Its buffers and options are reused from value to value (pgwire's CopyEncoder allocates a
+/// Values are written straight into the row and escaped there only when they need it; the
+/// buffers and options are reused from value to value (pgwire's CopyEncoder allocates a
 /// buffer and default format options for every value, and ignores the session's).
 struct CopyTextEncoder {
     row: BytesMut,
+    /// A value that needs escaping, moved out of the row while it is written back escaped.
     value: BytesMut,
     options: FormatOptions,
     columns: usize,
@@ -270,6 +274,9 @@ struct CopyTextEncoder {
     null: Vec<u8>,
     /// The quote character in CSV; text format escapes with backslashes instead.
     csv_quote: Option<u8>,
+    /// By byte: the letter the text format writes after a backslash for it, or 0 when it is
+    /// written as it is; in CSV, 1 for the bytes that make a value quoted.
+    special: [u8; 256],
 }
 
 impl CopyTextEncoder {
@@ -280,8 +287,34 @@ impl CopyTextEncoder {
         null: &str,
         csv_quote: Option<u8>,
     ) -> Self {
+        let mut special = [0; 256];
+        match csv_quote {
+            None => {
+                for (byte, letter) in [
+                    (b'\n', b'n'),
+                    (b'\r', b'r'),
+                    (b'\t', b't'),
+                    (0x08, b'b'),
+                    (0x0b, b'v'),
+                    (0x0c, b'f'),
+                    (b'\\', b'\\'),
+                ] {
+                    special[usize::from(byte)] = letter;
+                }
+                // Any other delimiter is escaped as itself (a tab is still `\t`).
+                if special[usize::from(delimiter)] == 0 {
+                    special[usize::from(delimiter)] = delimiter;
+                }
+            }
+            // PostgreSQL quotes a value holding the delimiter, the quote or a line break.
+            Some(quote) => {
+                for byte in [delimiter, quote, b'\n', b'\r'] {
+                    special[usize::from(byte)] = 1;
+                }
+            }
+        }
         Self {
-            row: BytesMut::with_capacity(256),
+            row: BytesMut::with_capacity(ROW_BUFFER_STEP),
             value: BytesMut::with_capacity(64),
             options,
             columns,
@@ -289,63 +322,49 @@ impl CopyTextEncoder {
             delimiter,
             null: null.as_bytes().to_vec(),
             csv_quote,
+            special,
         }
     }
 
-    /// The letter the text format writes after a backslash for `byte`, or `None` when `byte`
-    /// is written as it is.
-    fn escape_letter(&self, byte: u8) -> Option<u8> {
-        match byte {
-            b'\n' => Some(b'n'),
-            b'\r' => Some(b'r'),
-            b'\t' => Some(b't'),
-            0x08 => Some(b'b'),
-            0x0b => Some(b'v'),
-            0x0c => Some(b'f'),
-            b'\\' => Some(b'\\'),
-            byte if byte == self.delimiter => Some(byte),
-            _ => None,
-        }
-    }
-
-    /// Appends the value text in `self.value`, escaped (text) or quoted where needed (CSV).
-    fn put_value(&mut self) {
-        let value = self.value.as_ref();
+    /// Escapes the value written at `start` of the row for the format, in place.
+    fn escape_value_from(&mut self, start: usize) {
+        let value = &self.row[start..];
+        let first_special = value
+            .iter()
+            .position(|&byte| self.special[usize::from(byte)] != 0);
         match self.csv_quote {
             None => {
-                // Runs without special bytes go in whole; almost every value is one such run.
-                let mut rest = value;
-                while let Some((at, letter)) = rest
-                    .iter()
-                    .enumerate()
-                    .find_map(|(at, &byte)| Some((at, self.escape_letter(byte)?)))
-                {
-                    self.row.put_slice(&rest[..at]);
-                    self.row.put_slice(&[b'\\', letter]);
-                    rest = &rest[at + 1..];
+                let Some(first_special) = first_special else {
+                    return;
+                };
+                let start = start + first_special;
+                self.value.clear();
+                self.value.put_slice(&self.row[start..]);
+                self.row.truncate(start);
+                for &byte in self.value.iter() {
+                    match self.special[usize::from(byte)] {
+                        0 => self.row.put_u8(byte),
+                        letter => self.row.put_slice(&[b'\\', letter]),
+                    }
                 }
-                self.row.put_slice(rest);
             }
             Some(quote) => {
-                // PostgreSQL quotes a value holding the delimiter, the quote, a line break, or
-                // equal to the NULL string (so that an empty string is not read back as NULL).
-                let needs_quotes = value == self.null.as_slice()
-                    || value == b"\\."
-                    || value.iter().any(|&byte| {
-                        byte == self.delimiter || byte == quote || byte == b'\n' || byte == b'\r'
-                    });
-                if needs_quotes {
-                    self.row.put_u8(quote);
-                    for &byte in value {
-                        if byte == quote {
-                            self.row.put_u8(quote);
-                        }
-                        self.row.put_u8(byte);
-                    }
-                    self.row.put_u8(quote);
-                } else {
-                    self.row.put_slice(value);
+                // Also quoted: a value equal to the NULL string (so that an empty string is
+                // not read back as NULL) or to the end-of-data marker.
+                if first_special.is_none() && value != self.null.as_slice() && value != b"\\." {
+                    return;
                 }
+                self.value.clear();
+                self.value.put_slice(value);
+                self.row.truncate(start);
+                self.row.put_u8(quote);
+                for &byte in self.value.iter() {
+                    if byte == quote {
+                        self.row.put_u8(quote);
+                    }
+                    self.row.put_u8(byte);
+                }
+                self.row.put_u8(quote);
             }
         }
     }
@@ -361,10 +380,10 @@ impl Encoder for CopyTextEncoder {
         if self.column > 0 {
             self.row.put_u8(self.delimiter);
         }
-        self.value.clear();
-        match value.to_sql_text(field.datatype(), &mut self.value, &self.options)? {
+        let start = self.row.len();
+        match value.to_sql_text(field.datatype(), &mut self.row, &self.options)? {
             IsNull::Yes => self.row.put_slice(&self.null),
-            IsNull::No => self.put_value(),
+            IsNull::No => self.escape_value_from(start),
         }
         self.column += 1;
         Ok(())
@@ -403,7 +422,7 @@ fn encode_batch(
     (0..batch.num_rows())
         .map(|row| {
             for (column, (array, field)) in batch.columns().iter().zip(fields).enumerate() {
-                encode_value(encoder, array, row, schema.field(column), field)?;
+                encode_cell(encoder, array, row, schema.field(column), field)?;
             }
             Ok(encoder.take_row())
         })

@@ -16,7 +16,6 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
-use datafusion_postgres::arrow_pg::datatypes::encode_recordbatch;
 use futures::{StreamExt, stream};
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
@@ -28,6 +27,7 @@ use quantatom_engine::postgres_literals::type_output_literals;
 
 use super::array_expansion::rewrite_array_expansions;
 use super::array_subquery::rewrite_array_subqueries;
+use super::data_rows::data_rows;
 use super::direct_planning::needs_direct_planning;
 use super::errors::api_error;
 use super::regproc_literals::with_regproc_literals_as_names;
@@ -208,7 +208,7 @@ fn respond(
                     .map_err(api_error)
                     .and_then(|batch| for_the_wire(batch, &row_fields))
                 {
-                    Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
+                    Ok(batch) => Box::new(data_rows(Arc::clone(&row_fields), batch)),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 }
             },

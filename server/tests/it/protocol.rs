@@ -560,5 +560,29 @@ async fn copy_writes_values_as_postgres_does() {
         custom.starts_with("a\\tb\\\\c\\nd\\|e||none|1.50|"),
         "{custom:?}"
     );
+    // Numerics keep every digit of their scale, beyond the 96 bits a rust_decimal holds too,
+    // in COPY and in query results.
+    let wide = "SELECT CAST('-12345678901234567890123456789.000000120' AS numeric(38, 9)), \
+                CAST(0 AS numeric(5, 3)), CAST(-0.05 AS numeric(4, 2))";
+    let copied_wide = copied(&client, &format!("COPY ({wide}) TO STDOUT")).await;
+    assert_eq!(
+        copied_wide,
+        "-12345678901234567890123456789.000000120\t0.000\t-0.05\n"
+    );
+    let rows = client.simple_query(wide).await.unwrap();
+    let Some(row) = rows.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    }) else {
+        panic!("a row: {rows:?}");
+    };
+    assert_eq!(
+        (row.get(0), row.get(1), row.get(2)),
+        (
+            Some("-12345678901234567890123456789.000000120"),
+            Some("0.000"),
+            Some("-0.05")
+        )
+    );
     server.stop().await;
 }
