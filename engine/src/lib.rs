@@ -20,8 +20,9 @@ pub mod postgres_settings;
 pub mod scalar_subqueries;
 
 pub use errors::sqlstate;
+/// Where the engine keeps its data, as configured.
+pub use quantatom_table_providers::storage;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::catalog::information_schema::InformationSchemaProvider;
@@ -41,10 +42,11 @@ use postgres_functions::{
 };
 use postgres_settings::{CurrentSettingFunction, PostgresSettings};
 use quantatom_table_providers::mdf::CubeSchemaProvider;
+use quantatom_table_providers::mdf::time_travel::{MdfAtFunction, MdfHistoryFunction};
 use quantatom_table_providers::metadata::{
     DimensionSchemaProvider, EmbeddedMetadataStore, MetadataStore,
 };
-use quantatom_table_providers::storage::Storage;
+use quantatom_table_providers::storage::{Storage, StorageConfig};
 
 /// The catalog (database) name every session uses.
 pub const CATALOG: &str = "quantatom";
@@ -52,8 +54,8 @@ pub const CATALOG: &str = "quantatom";
 /// What the engine needs to start.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Folder holding cubes and the embedded metadata.
-    pub data_dir: PathBuf,
+    /// Where cubes and the embedded metadata are kept: a folder or a bucket.
+    pub storage: StorageConfig,
     /// When the data folder is empty, load the demo model with about this many cells.
     pub demo_cells: Option<usize>,
 }
@@ -70,7 +72,7 @@ pub struct Engine {
 impl Engine {
     /// Opens the data folder, loading the demo model first if it is empty and one is asked for.
     pub async fn open(config: &EngineConfig) -> Result<Self> {
-        let storage = Storage::local(&config.data_dir)?;
+        let storage = Storage::open(&config.storage)?;
         let metadata: Arc<dyn MetadataStore> = Arc::new(
             EmbeddedMetadataStore::open(storage.clone())
                 .await
@@ -81,7 +83,7 @@ impl Engine {
             let empty = datafusion::catalog::SchemaProvider::table_names(cubes.as_ref()).is_empty()
                 && metadata.dimensions().await.map_err(external)?.is_empty();
             if empty {
-                tracing::info!(cells, data_dir = %config.data_dir.display(), "empty data folder: loading the demo model");
+                tracing::info!(cells, data = %config.storage.location(), "no cubes or dimensions yet: loading the demo model");
                 demo::load(&cubes, metadata.as_ref(), demo::DemoSize::with_cells(cells)).await?;
             }
         }
@@ -177,6 +179,11 @@ async fn session_template(
     for udf in quantatom_udfs::functions() {
         state.register_udf(udf)?;
     }
+    state.register_udtf("mdf_at", Arc::new(MdfAtFunction::new(Arc::clone(cubes))));
+    state.register_udtf(
+        "mdf_history",
+        Arc::new(MdfHistoryFunction::new(Arc::clone(cubes))),
+    );
     state.register_udf(Arc::new(CurrentSettingFunction::udf()))?;
     state.register_udf(Arc::new(VersionFunction::udf()))?;
     state.register_udf(Arc::new(ToRegtypeFunction::udf()))?;

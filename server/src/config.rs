@@ -3,8 +3,10 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use quantatom_engine::storage::{RetrySettings, S3Settings, StorageConfig};
 use serde::Deserialize;
 
 /// The default listen address.
@@ -40,19 +42,35 @@ pub enum Command {
 /// Flags of `quantatom serve`; each also reads a `QUANTATOM_*` variable and a config-file key.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML file with any of the settings below (keys: listen, data_dir, demo_cells).
+    /// TOML file with any of the settings below (keys: listen, data_dir, demo_cells, and an
+    /// [s3] table).
     #[arg(long, env = "QUANTATOM_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on, HOST:PORT [default: 127.0.0.1:5433].
     #[arg(long, env = "QUANTATOM_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<String>,
-    /// Folder for cubes and metadata, created if missing [default: ./quantatom-data].
-    #[arg(long, env = "QUANTATOM_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// Folder for cubes and metadata, created if missing, or s3://bucket/prefix
+    /// [default: ./quantatom-data].
+    #[arg(
+        long,
+        env = "QUANTATOM_DATA_DIR",
+        value_name = "DIR|s3://BUCKET/PREFIX"
+    )]
+    pub data_dir: Option<String>,
     /// Cells in the demo model loaded when the data folder is empty; 0 loads none
     /// [default: 1000000].
     #[arg(long, env = "QUANTATOM_DEMO_CELLS", value_name = "N")]
     pub demo_cells: Option<usize>,
+    /// The S3-compatible server's URL, for a bucket that is not on AWS (else AWS_ENDPOINT).
+    #[arg(long, env = "QUANTATOM_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region (else AWS_REGION, else us-east-1).
+    #[arg(long, env = "QUANTATOM_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style requests (endpoint/bucket/key), which MinIO and most S3-compatible servers
+    /// need [default: false].
+    #[arg(long, env = "QUANTATOM_S3_PATH_STYLE", value_name = "BOOL")]
+    pub s3_path_style: Option<bool>,
 }
 
 /// Flags of `quantatom demo`.
@@ -71,8 +89,29 @@ pub struct DemoArgs {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     listen: Option<String>,
-    data_dir: Option<PathBuf>,
+    data_dir: Option<String>,
     demo_cells: Option<usize>,
+    #[serde(default)]
+    s3: FileS3Settings,
+}
+
+/// The `[s3]` table of a config file. Credentials left out come from the `AWS_*` environment
+/// variables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileS3Settings {
+    endpoint: Option<String>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+    max_retries: Option<usize>,
+    retry_timeout_secs: Option<u64>,
+    initial_backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    connect_timeout_secs: Option<u64>,
 }
 
 /// Everything `serve` needs, resolved and checked.
@@ -80,8 +119,8 @@ struct FileSettings {
 pub struct ServeConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// The data folder.
-    pub data_dir: PathBuf,
+    /// Where the data lives: a folder or a bucket.
+    pub storage: StorageConfig,
     /// Demo size for an empty data folder; `None` loads no demo.
     pub demo_cells: Option<usize>,
 }
@@ -123,14 +162,36 @@ impl ServeArgs {
         let data_dir = self
             .data_dir
             .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        if data_dir.as_os_str().is_empty() {
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
+        if data_dir.is_empty() {
             return Err(ConfigError::new(
                 "data_dir",
                 "data-dir",
                 "the data folder must not be empty",
             ));
         }
+        let s3 = file.s3;
+        let defaults = RetrySettings::default();
+        let seconds = |value: Option<u64>, default| value.map_or(default, Duration::from_secs);
+        let millis = |value: Option<u64>, default| value.map_or(default, Duration::from_millis);
+        let s3_settings = S3Settings {
+            endpoint: self.s3_endpoint.or(s3.endpoint),
+            region: self.s3_region.or(s3.region),
+            access_key_id: s3.access_key_id,
+            secret_access_key: s3.secret_access_key,
+            session_token: s3.session_token,
+            path_style: self.s3_path_style.or(s3.path_style).unwrap_or(false),
+            retry: RetrySettings {
+                max_retries: s3.max_retries.unwrap_or(defaults.max_retries),
+                retry_timeout: seconds(s3.retry_timeout_secs, defaults.retry_timeout),
+                initial_backoff: millis(s3.initial_backoff_ms, defaults.initial_backoff),
+                max_backoff: millis(s3.max_backoff_ms, defaults.max_backoff),
+                request_timeout: seconds(s3.request_timeout_secs, defaults.request_timeout),
+                connect_timeout: seconds(s3.connect_timeout_secs, defaults.connect_timeout),
+            },
+        };
+        let storage = StorageConfig::from_location(&data_dir, s3_settings)
+            .map_err(|message| ConfigError::new("data_dir", "data-dir", message))?;
         let demo_cells = match self
             .demo_cells
             .or(file.demo_cells)
@@ -141,7 +202,7 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             listen,
-            data_dir,
+            storage,
             demo_cells,
         })
     }
@@ -182,6 +243,9 @@ mod tests {
             listen: listen.map(Into::into),
             data_dir: None,
             demo_cells: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: None,
         }
     }
 
@@ -189,7 +253,10 @@ mod tests {
     fn defaults_apply_when_nothing_is_set() {
         let config = args(None, None).resolve().unwrap();
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(
+            config.storage,
+            StorageConfig::Local(PathBuf::from(DEFAULT_DATA_DIR))
+        );
         assert_eq!(config.demo_cells, Some(DEFAULT_DEMO_CELLS));
     }
 
@@ -216,7 +283,10 @@ mod tests {
         let from_file = args(None, Some(path.clone())).resolve().unwrap();
         assert_eq!(from_file.listen.port(), 7000);
         assert_eq!(from_file.demo_cells, None);
-        assert_eq!(from_file.data_dir, PathBuf::from("/tmp/q"));
+        assert_eq!(
+            from_file.storage,
+            StorageConfig::Local(PathBuf::from("/tmp/q"))
+        );
         let flag_wins = args(Some("127.0.0.1:7001"), Some(path)).resolve().unwrap();
         assert_eq!(flag_wins.listen.port(), 7001);
     }
@@ -228,5 +298,32 @@ mod tests {
         std::fs::write(&path, "lisen = \"127.0.0.1:7000\"\n").unwrap();
         let error = args(None, Some(path)).resolve().unwrap_err().to_string();
         assert!(error.contains("lisen"), "{error}");
+    }
+
+    #[test]
+    fn a_bucket_is_configured_from_flags_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quantatom.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"s3://plans/prod\"\n[s3]\nendpoint = \"http://file:9000\"\n\
+             path_style = true\naccess_key_id = \"key\"\nmax_retries = 3\nconnect_timeout_secs = 2\n",
+        )
+        .unwrap();
+        let mut flags = args(None, Some(path));
+        flags.s3_endpoint = Some("http://flag:9000".into());
+        let StorageConfig::S3(s3) = flags.resolve().unwrap().storage else {
+            panic!("a bucket");
+        };
+        assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("plans", "prod"));
+        assert_eq!(s3.settings.endpoint.as_deref(), Some("http://flag:9000"));
+        assert!(s3.settings.path_style);
+        assert_eq!(s3.settings.access_key_id.as_deref(), Some("key"));
+        assert_eq!(s3.settings.retry.max_retries, 3);
+        assert_eq!(s3.settings.retry.connect_timeout, Duration::from_secs(2));
+        assert_eq!(
+            s3.settings.retry.max_backoff,
+            RetrySettings::default().max_backoff
+        );
     }
 }

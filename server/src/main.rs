@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use quantatom_engine::demo::DemoSize;
+use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 use quantatom_server::Server;
 use quantatom_server::config::{
@@ -43,17 +44,18 @@ async fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = args.resolve().map_err(|e| e.to_string())?;
+    let location = config.storage.location();
     let engine = Engine::open(&EngineConfig {
-        data_dir: config.data_dir.clone(),
+        storage: config.storage.clone(),
         demo_cells: config.demo_cells,
     })
     .await
-    .map_err(|e| format!("cannot open data folder {}: {e}", config.data_dir.display()))?;
+    .map_err(|e| format!("cannot open the data at {location} (setting `data_dir`): {e}"))?;
     let server = Server::bind(&engine, config.listen)
         .await
         .map_err(|e| format!("cannot listen on {} (setting `listen`): {e}", config.listen))?;
     let address = server.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%address, data_dir = %config.data_dir.display(), "quantatom is ready: psql -h {} -p {}", address.ip(), address.port());
+    tracing::info!(%address, data = %location, "quantatom is ready: psql -h {} -p {}", address.ip(), address.port());
     server
         .run_until(shutdown_signal())
         .await
@@ -86,7 +88,7 @@ async fn write_demo(args: DemoArgs) -> Result<(), String> {
     let size = DemoSize::with_cells(args.cells.unwrap_or(DEFAULT_DEMO_CELLS));
     let started = std::time::Instant::now();
     Engine::open(&EngineConfig {
-        data_dir: data_dir.clone(),
+        storage: StorageConfig::Local(data_dir.clone()),
         demo_cells: Some(size.cells()),
     })
     .await

@@ -8,6 +8,7 @@ mod wire;
 
 use std::path::{Path, PathBuf};
 
+use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 use sqllogictest::{AsyncDB, MakeConnection, Runner};
 
@@ -38,7 +39,7 @@ impl DemoEngine {
     pub async fn start(cells: usize) -> datafusion::common::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         let config = EngineConfig {
-            data_dir: data_dir.path().to_owned(),
+            storage: StorageConfig::Local(data_dir.path().to_owned()),
             demo_cells: Some(cells),
         };
         let engine = Engine::open(&config).await?;

@@ -1,4 +1,6 @@
-//! Engine integration tests over the demo model in a real data folder.
+//! Engine integration tests over the demo model in a real data folder and in a bucket of a real
+//! S3-compatible server.
 
 mod plan_reuse;
+mod s3;
 mod scan;

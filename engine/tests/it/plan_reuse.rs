@@ -3,13 +3,14 @@
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::physical_plan::{collect, displayable};
 use quantatom_engine::plan_reuse::ReusablePlan;
+use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_parameters_are_folded_into_literals_before_physical_planning() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(&EngineConfig {
-        data_dir: dir.path().to_owned(),
+        storage: StorageConfig::Local(dir.path().to_owned()),
         demo_cells: Some(20_000),
     })
     .await

@@ -2,11 +2,12 @@
 //! and appends are visible to the next query.
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 
 async fn demo_engine(dir: &tempfile::TempDir) -> Engine {
     let config = EngineConfig {
-        data_dir: dir.path().to_owned(),
+        storage: StorageConfig::Local(dir.path().to_owned()),
         demo_cells: Some(1_000_000),
     };
     Engine::open(&config).await.expect("engine opens")
@@ -94,7 +95,7 @@ async fn insert_appends_a_file_and_the_next_query_sees_it() {
     );
 
     let reopened = Engine::open(&EngineConfig {
-        data_dir: dir.path().to_owned(),
+        storage: StorageConfig::Local(dir.path().to_owned()),
         demo_cells: Some(1_000_000),
     })
     .await

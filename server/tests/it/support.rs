@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 use quantatom_server::Server;
 use tokio::sync::oneshot;
@@ -24,7 +25,7 @@ impl TestServer {
     pub async fn start() -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let config = EngineConfig {
-            data_dir: data_dir.path().to_owned(),
+            storage: StorageConfig::Local(data_dir.path().to_owned()),
             demo_cells: Some(TEST_DEMO_CELLS),
         };
         let engine = Engine::open(&config).await.expect("engine opens");

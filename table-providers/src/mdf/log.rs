@@ -4,12 +4,14 @@
 //! (`PutMode::Create`), so two writers can never both own a version: the loser sees
 //! `AlreadyExists`, re-reads the log and tries the next version. Entry 0 creates the cube and
 //! holds its definition; later entries add data files. A snapshot at version `N` is the cube
-//! definition plus every file added by entries `0..=N`. The format is specified in
+//! definition plus every file added by entries `0..=N`. A log read lists only the entries after
+//! the latest snapshot it already knows and reads those. The format is specified in
 //! `docs/mdf.md`.
 
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,9 @@ use crate::storage::Storage;
 
 /// How many times a commit re-reads the log after losing a version race before giving up.
 const MAX_COMMIT_ATTEMPTS: usize = 100;
+
+/// How many log entries a read fetches at once (each is a request to the store).
+const ENTRIES_READ_AT_ONCE: usize = 16;
 
 /// A committed version of a cube's log; versions start at 0 (the creating commit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,20 +83,59 @@ pub struct Snapshot {
     pub cube: CubeDefinition,
     /// Every live data file, oldest first.
     pub files: Vec<DataFile>,
+    /// Every commit up to this version, oldest first.
+    pub commits: Vec<Commit>,
 }
 
-/// The log of one cube.
+/// What one commit did, as the cube's history lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The version it committed.
+    pub version: SnapshotVersion,
+    /// When, in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The operation's name in the log (`create`, `append`).
+    pub operation: &'static str,
+    /// How many data files it added.
+    pub files_added: usize,
+    /// How many cells those files hold.
+    pub rows_added: u64,
+}
+
+impl Commit {
+    fn of(entry: &LogEntry) -> Self {
+        let (operation, added) = match &entry.action {
+            Action::Create { .. } => ("create", &[][..]),
+            Action::Append { add } => ("append", add.as_slice()),
+        };
+        Commit {
+            version: entry.version,
+            timestamp_ms: entry.timestamp_ms,
+            operation,
+            files_added: added.len(),
+            rows_added: added.iter().map(|file| file.rows).sum(),
+        }
+    }
+}
+
+/// The log of one cube. Clones share what has been read of it: each read lists only the
+/// entries committed after the last snapshot it knows and reads just those.
 #[derive(Debug, Clone)]
 pub struct CubeLog {
     storage: Storage,
     cube_dir: Path,
+    known: Arc<Mutex<Option<Arc<Snapshot>>>>,
 }
 
 impl CubeLog {
     /// The log of the cube stored under `cubes/<name>/`.
     pub fn new(storage: Storage, name: &str) -> Self {
         let cube_dir = storage.path(&["cubes", name]);
-        Self { storage, cube_dir }
+        Self {
+            storage,
+            cube_dir,
+            known: Arc::default(),
+        }
     }
 
     /// The folder holding the cube's files.
@@ -107,14 +151,27 @@ impl CubeLog {
         self.log_dir().join(format!("{:020}.json", version.0))
     }
 
-    /// The committed versions, in order; errors if the log has a gap or a stray object.
-    async fn versions(&self) -> Result<Vec<SnapshotVersion>, MdfError> {
-        let objects: Vec<_> = self
-            .storage
-            .store()
-            .list(Some(&self.log_dir()))
-            .try_collect()
-            .await?;
+    /// The latest snapshot read so far, if any.
+    fn known(&self) -> Option<Arc<Snapshot>> {
+        self.known.lock().expect("log cache poisoned").clone()
+    }
+
+    /// The versions committed after `after` (all of them when `None`), in order: one listing
+    /// that starts after `after`'s entry. Errors if they do not follow on from `after` without
+    /// a gap, or the log holds a stray object.
+    async fn versions_after(
+        &self,
+        after: Option<SnapshotVersion>,
+    ) -> Result<Vec<SnapshotVersion>, MdfError> {
+        let log_dir = self.log_dir();
+        let listing = match after {
+            Some(version) => self
+                .storage
+                .store()
+                .list_with_offset(Some(&log_dir), &self.entry_path(version)),
+            None => self.storage.store().list(Some(&log_dir)),
+        };
+        let objects: Vec<_> = listing.try_collect().await?;
         let mut versions = objects
             .iter()
             .map(|object| {
@@ -131,13 +188,14 @@ impl CubeLog {
             })
             .collect::<Result<Vec<_>, _>>()?;
         versions.sort();
-        if let Some(position) = versions
+        let first = after.map_or(0, |version| version.0 + 1);
+        if let Some(missing) = versions
             .iter()
-            .enumerate()
-            .position(|(i, v)| v.0 != i as u64)
+            .zip(first..)
+            .find_map(|(version, expected)| (version.0 != expected).then_some(expected))
         {
             return Err(MdfError::Corrupt(format!(
-                "log of {} has no entry for version {position}",
+                "log of {} has no entry for version {missing}",
                 self.cube_dir
             )));
         }
@@ -158,26 +216,86 @@ impl CubeLog {
         Ok(entry)
     }
 
-    /// The latest committed version (one listing of the log, no entry read); `NotFound` when
-    /// the cube has no log.
+    /// The latest committed version (one listing of the entries after the latest known, no
+    /// entry read); `NotFound` when the cube has no log.
     pub async fn latest_version(&self) -> Result<SnapshotVersion, MdfError> {
-        self.versions()
-            .await?
-            .pop()
-            .ok_or_else(|| MdfError::NotFound(self.cube_dir.to_string()))
+        let known = self.known().map(|snapshot| snapshot.version);
+        match self.versions_after(known).await?.pop().or(known) {
+            Some(version) => Ok(version),
+            None => Err(MdfError::NotFound(self.cube_dir.to_string())),
+        }
     }
 
-    /// Reads the latest snapshot; `NotFound` when the cube has no log.
-    pub async fn latest(&self) -> Result<Snapshot, MdfError> {
-        let versions = self.versions().await?;
-        if versions.is_empty() {
-            return Err(MdfError::NotFound(self.cube_dir.to_string()));
+    /// Reads the latest snapshot (the entries committed since the last read, applied to what
+    /// that read gave); `NotFound` when the cube has no log.
+    pub async fn latest(&self) -> Result<Arc<Snapshot>, MdfError> {
+        let known = self.known();
+        let newer = self
+            .versions_after(known.as_ref().map(|snapshot| snapshot.version))
+            .await?;
+        let entries: Vec<LogEntry> = futures::stream::iter(newer)
+            .map(|version| self.read_entry(version))
+            .buffered(ENTRIES_READ_AT_ONCE)
+            .try_collect()
+            .await?;
+        let snapshot = match (known, entries.is_empty()) {
+            (Some(known), true) => return Ok(known),
+            (None, true) => return Err(MdfError::NotFound(self.cube_dir.to_string())),
+            (Some(known), false) => Arc::new(known.as_ref().clone().with(entries)?),
+            (None, false) => Arc::new(Snapshot::from_entries(entries)?),
+        };
+        let mut cached = self.known.lock().expect("log cache poisoned");
+        // Another reader may have got further meanwhile; keep the newest.
+        if cached
+            .as_ref()
+            .is_none_or(|cached| cached.version < snapshot.version)
+        {
+            *cached = Some(Arc::clone(&snapshot));
         }
-        let mut entries = Vec::with_capacity(versions.len());
-        for version in versions {
-            entries.push(self.read_entry(version).await?);
+        Ok(snapshot)
+    }
+
+    /// The snapshot at `version` (time travel): the latest one's when that is it, else its
+    /// entries read afresh.
+    pub async fn at(&self, version: SnapshotVersion) -> Result<Arc<Snapshot>, MdfError> {
+        let latest = self.latest().await?;
+        if version == latest.version {
+            return Ok(latest);
         }
-        snapshot_of(entries)
+        if version > latest.version {
+            return Err(MdfError::NoSuchVersion(format!(
+                "cube {} has no version {version}; its latest is {}",
+                self.cube_dir, latest.version
+            )));
+        }
+        let entries: Vec<LogEntry> = futures::stream::iter((0..=version.0).map(SnapshotVersion))
+            .map(|version| self.read_entry(version))
+            .buffered(ENTRIES_READ_AT_ONCE)
+            .try_collect()
+            .await?;
+        Ok(Arc::new(Snapshot::from_entries(entries)?))
+    }
+
+    /// The snapshot that was the latest at `timestamp_ms` (milliseconds since the Unix epoch):
+    /// the last commit at or before it.
+    pub async fn as_of(&self, timestamp_ms: u64) -> Result<Arc<Snapshot>, MdfError> {
+        let latest = self.latest().await?;
+        let Some(commit) = latest
+            .commits
+            .iter()
+            .take_while(|commit| commit.timestamp_ms <= timestamp_ms)
+            .last()
+        else {
+            let created = latest
+                .commits
+                .first()
+                .map_or(0, |commit| commit.timestamp_ms);
+            return Err(MdfError::NoSuchVersion(format!(
+                "cube {} did not exist yet at {timestamp_ms} ms since the epoch; it was created at {created}",
+                self.cube_dir
+            )));
+        };
+        self.at(commit.version).await
     }
 
     /// Writes version 0 with the cube's definition; fails if the cube exists.
@@ -198,7 +316,7 @@ impl CubeLog {
     /// Commits an append of `files` at the next free version and returns that version.
     /// Appends never conflict, so a lost race simply moves on to the next version.
     pub async fn commit_append(&self, files: Vec<DataFile>) -> Result<SnapshotVersion, MdfError> {
-        let mut next = SnapshotVersion(self.latest().await?.version.0 + 1);
+        let mut next = SnapshotVersion(self.latest_version().await?.0 + 1);
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let entry = LogEntry {
                 version: next,
@@ -209,7 +327,7 @@ impl CubeLog {
                 Ok(()) => return Ok(next),
                 Err(MdfError::Storage(object_store::Error::AlreadyExists { .. })) => {
                     tracing::debug!(version = %next, cube = %self.cube_dir, "lost commit race, retrying");
-                    next = SnapshotVersion(self.versions().await?.len() as u64);
+                    next = SnapshotVersion(self.latest_version().await?.0 + 1);
                 }
                 Err(e) => return Err(e),
             }
@@ -235,36 +353,52 @@ impl CubeLog {
     }
 }
 
-fn snapshot_of(entries: Vec<LogEntry>) -> Result<Snapshot, MdfError> {
-    let mut entries = entries.into_iter();
-    let Some(LogEntry {
-        action: Action::Create { cube },
-        mut version,
-        ..
-    }) = entries.next()
-    else {
-        return Err(MdfError::Corrupt(
-            "log entry 0 does not create the cube".into(),
-        ));
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        match entry.action {
-            Action::Append { add } => files.extend(add),
-            Action::Create { .. } => {
-                return Err(MdfError::Corrupt(format!(
-                    "log entry {} creates the cube again",
-                    entry.version
-                )));
-            }
-        }
-        version = entry.version;
+impl Snapshot {
+    /// The snapshot the entries of versions 0, 1, 2, ... make.
+    fn from_entries(entries: Vec<LogEntry>) -> Result<Self, MdfError> {
+        let mut entries = entries.into_iter();
+        let Some(first) = entries.next() else {
+            return Err(MdfError::Corrupt("the log has no entry 0".into()));
+        };
+        let LogEntry {
+            action: Action::Create { cube },
+            version,
+            ..
+        } = &first
+        else {
+            return Err(MdfError::Corrupt(
+                "log entry 0 does not create the cube".into(),
+            ));
+        };
+        let (version, cube) = (*version, cube.clone());
+        let created = Snapshot {
+            version,
+            cube,
+            files: Vec::new(),
+            commits: Vec::new(),
+        };
+        created.with(std::iter::once(first).chain(entries).collect())
     }
-    Ok(Snapshot {
-        version,
-        cube,
-        files,
-    })
+
+    /// This snapshot with `entries`, the ones committed right after it, applied (for a
+    /// snapshot just created, its own entry 0 first).
+    fn with(mut self, entries: Vec<LogEntry>) -> Result<Self, MdfError> {
+        for entry in entries {
+            self.commits.push(Commit::of(&entry));
+            match entry.action {
+                Action::Append { add } => self.files.extend(add),
+                Action::Create { .. } if entry.version.0 == 0 => {}
+                Action::Create { .. } => {
+                    return Err(MdfError::Corrupt(format!(
+                        "log entry {} creates the cube again",
+                        entry.version
+                    )));
+                }
+            }
+            self.version = entry.version;
+        }
+        Ok(self)
+    }
 }
 
 fn now_ms() -> u64 {
@@ -282,6 +416,7 @@ mod tests {
 
     use super::*;
     use crate::mdf::Measure;
+    use crate::storage::Operation;
 
     fn cube() -> CubeDefinition {
         CubeDefinition {
@@ -327,7 +462,7 @@ mod tests {
         );
         let snapshot = log.latest().await.unwrap();
         assert_eq!(snapshot.version, SnapshotVersion(16));
-        let mut paths: Vec<String> = snapshot.files.into_iter().map(|f| f.path).collect();
+        let mut paths: Vec<String> = snapshot.files.iter().map(|f| f.path.clone()).collect();
         paths.sort();
         let mut expected: Vec<String> = (0..16).map(|n| file(n).path).collect();
         expected.sort();
@@ -352,5 +487,76 @@ mod tests {
             .unwrap();
         let error = log.latest().await.unwrap_err().to_string();
         assert!(error.contains("no entry for version 2"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_read_fetches_only_the_entries_committed_since_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let log = CubeLog::new(storage.clone(), "plan");
+        log.create(cube()).await.unwrap();
+        for n in 0..10 {
+            log.commit_append(vec![file(n)]).await.unwrap();
+        }
+        let gets = || storage.metrics().of(Operation::Get).calls;
+        let before = gets();
+        assert_eq!(log.latest().await.unwrap().version, SnapshotVersion(10));
+        assert_eq!(gets() - before, 11, "the first read reads every entry");
+        // Another handle on the same cube commits; this one's next read sees it.
+        let other = CubeLog::new(storage.clone(), "plan");
+        other.commit_append(vec![file(10)]).await.unwrap();
+        other.commit_append(vec![file(11)]).await.unwrap();
+        let before = gets();
+        let snapshot = log.latest().await.unwrap();
+        assert_eq!(gets() - before, 2, "then only the new entries are read");
+        assert_eq!(snapshot.version, SnapshotVersion(12));
+        let paths: Vec<&str> = snapshot.files.iter().map(|f| f.path.as_str()).collect();
+        let expected: Vec<String> = (0..12).map(|n| file(n).path).collect();
+        assert_eq!(paths, expected, "files in commit order");
+        let before = gets();
+        assert_eq!(log.latest().await.unwrap().version, SnapshotVersion(12));
+        assert_eq!(gets(), before, "nothing new, nothing read");
+    }
+
+    #[tokio::test]
+    async fn time_travel_reads_a_version_or_the_latest_at_a_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let log = CubeLog::new(storage, "plan");
+        log.create(cube()).await.unwrap();
+        let pause = || tokio::time::sleep(std::time::Duration::from_millis(5));
+        pause().await;
+        log.commit_append(vec![file(1)]).await.unwrap();
+        pause().await;
+        let between = now_ms();
+        pause().await;
+        log.commit_append(vec![file(2)]).await.unwrap();
+        let paths = |snapshot: &Snapshot| -> Vec<String> {
+            snapshot.files.iter().map(|f| f.path.clone()).collect()
+        };
+        let at_one = log.at(SnapshotVersion(1)).await.unwrap();
+        assert_eq!(paths(&at_one), [file(1).path]);
+        assert_eq!(at_one.commits.len(), 2, "create and the first append");
+        assert_eq!(log.at(SnapshotVersion(0)).await.unwrap().files, []);
+        let as_of = log.as_of(between).await.unwrap();
+        assert_eq!(as_of.version, SnapshotVersion(1));
+        let latest = log.as_of(now_ms()).await.unwrap();
+        assert_eq!(paths(&latest), [file(1).path, file(2).path]);
+        let error = log.at(SnapshotVersion(3)).await.unwrap_err().to_string();
+        assert!(
+            error.contains("has no version 3; its latest is 2"),
+            "{error}"
+        );
+        let error = log.as_of(0).await.unwrap_err().to_string();
+        assert!(error.contains("did not exist yet"), "{error}");
+        let history: Vec<(u64, &str, usize)> = latest
+            .commits
+            .iter()
+            .map(|c| (c.version.0, c.operation, c.files_added))
+            .collect();
+        assert_eq!(
+            history,
+            [(0, "create", 0), (1, "append", 1), (2, "append", 1)]
+        );
     }
 }

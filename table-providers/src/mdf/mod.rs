@@ -4,9 +4,11 @@
 //! - [`log`]: the commit log and snapshots.
 //! - [`writer`]: turns cells into one sorted Parquet file.
 //! - [`table`]: the `cube.<name>` table, scanning through DataFusion's own Parquet scan.
+//! - [`time_travel`]: `mdf_at` (a cube at a version or moment) and `mdf_history`.
 
 pub mod log;
 mod table;
+pub mod time_travel;
 mod writer;
 
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DataFusionError;
 use serde::{Deserialize, Serialize};
 
-pub use log::{CubeLog, DataFile, Snapshot, SnapshotVersion};
+pub use log::{Commit, CubeLog, DataFile, Snapshot, SnapshotVersion};
 pub use table::{CubeSchemaProvider, MdfTable};
 pub use writer::write_data_file;
 
@@ -28,6 +30,9 @@ pub enum MdfError {
     /// A cube is already stored at the named place.
     #[error("cube {0} already exists")]
     AlreadyExists(String),
+    /// A version asked for (time travel) that the cube does not have.
+    #[error("{0}")]
+    NoSuchVersion(String),
     /// A definition or write that cannot be accepted.
     #[error("{0}")]
     Invalid(String),
@@ -58,6 +63,7 @@ impl MdfError {
             MdfError::NotFound(_) => "42P01",
             MdfError::AlreadyExists(_) => "42P07",
             MdfError::Invalid(_) => "22023",
+            MdfError::NoSuchVersion(_) => "22023",
             MdfError::Corrupt(_) => "XX001",
             MdfError::CommitContention(_) => "40001",
             MdfError::Storage(_) => "58030",

@@ -28,7 +28,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
 use object_store::path::Path;
 
-use super::log::{CubeLog, SnapshotVersion};
+use super::log::{CubeLog, Snapshot, SnapshotVersion};
 use super::{CubeDefinition, MdfError, write_data_file};
 use crate::storage::Storage;
 
@@ -45,7 +45,7 @@ impl MdfTable {
     /// Opens the cube stored under `cubes/<name>/`, reading its definition from the log.
     pub async fn open(storage: Storage, name: &str) -> Result<Self, MdfError> {
         let log = CubeLog::new(storage.clone(), name);
-        let cube = log.latest().await?.cube;
+        let cube = log.latest().await?.cube.clone();
         Ok(Self::from_parts(storage, log, cube))
     }
 
@@ -75,6 +75,46 @@ impl MdfTable {
     /// The latest committed version, the one a scan reads now.
     pub async fn version(&self) -> Result<SnapshotVersion, MdfError> {
         self.log.latest_version().await
+    }
+
+    /// The cube's log.
+    pub fn log(&self) -> &CubeLog {
+        &self.log
+    }
+
+    /// A scan of `snapshot`'s files (any version of this cube) through DataFusion's Parquet
+    /// scan.
+    pub(crate) async fn scan_snapshot(
+        &self,
+        state: &dyn Session,
+        snapshot: &Snapshot,
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if snapshot.files.is_empty() {
+            let projected = match projection {
+                Some(indices) => Arc::new(self.schema.project(indices)?),
+                None => Arc::clone(&self.schema),
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        let files: Vec<PartitionedFile> = snapshot
+            .files
+            .iter()
+            .map(|file| {
+                PartitionedFile::new(format!("{}/{}", self.log.cube_dir(), file.path), file.size)
+            })
+            .collect();
+        let target_partitions = state.config_options().execution.target_partitions;
+        let file_groups = FileGroup::new(files).split_files(target_partitions);
+        let source = Arc::new(ParquetSource::new(Arc::clone(&self.schema)));
+        let config = FileScanConfigBuilder::new(self.storage.url().clone(), source)
+            .with_file_groups(file_groups)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
+        format.create_physical_plan(state, config).await
     }
 
     /// Appends cells (batches in the cube's schema) as one new file and commits it atomically.
@@ -117,30 +157,8 @@ impl TableProvider for MdfTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = self.log.latest().await?;
-        if snapshot.files.is_empty() {
-            let projected = match projection {
-                Some(indices) => Arc::new(self.schema.project(indices)?),
-                None => Arc::clone(&self.schema),
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
-        }
-        let files: Vec<PartitionedFile> = snapshot
-            .files
-            .iter()
-            .map(|file| {
-                PartitionedFile::new(format!("{}/{}", self.log.cube_dir(), file.path), file.size)
-            })
-            .collect();
-        let target_partitions = state.config_options().execution.target_partitions;
-        let file_groups = FileGroup::new(files).split_files(target_partitions);
-        let source = Arc::new(ParquetSource::new(Arc::clone(&self.schema)));
-        let config = FileScanConfigBuilder::new(self.storage.url().clone(), source)
-            .with_file_groups(file_groups)
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
-        format.create_physical_plan(state, config).await
+        self.scan_snapshot(state, &snapshot, projection, limit)
+            .await
     }
 
     async fn insert_into(

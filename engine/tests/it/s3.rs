@@ -1,0 +1,57 @@
+//! The engine over a bucket of a real S3-compatible server (started by `scripts/test`, reached
+//! through the `AWS_*` variables): the demo is written there on first start, DataFusion's
+//! Parquet scan reads it through the store, and a second engine over the same bucket (another
+//! replica) sees the first one's commits on its next query.
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Int64Type;
+use quantatom_engine::storage::{S3Settings, StorageConfig};
+use quantatom_engine::{Engine, EngineConfig};
+
+async fn cells(engine: &Engine) -> i64 {
+    let batches = engine
+        .new_session()
+        .sql("SELECT count(*) FROM cube.finance")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    batches[0].column(0).as_primitive::<Int64Type>().value(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_over_one_bucket_see_each_others_commits() {
+    let bucket = std::env::var("QUANTATOM_TEST_S3_BUCKET").unwrap_or_else(|_| {
+        panic!("QUANTATOM_TEST_S3_BUCKET is not set: run ./scripts/test, which starts an S3-compatible server")
+    });
+    let location = format!("s3://{bucket}/engine-{}", uuid::Uuid::new_v4().simple());
+    let settings = S3Settings {
+        path_style: true,
+        ..S3Settings::default()
+    };
+    let config = EngineConfig {
+        storage: StorageConfig::from_location(&location, settings).unwrap(),
+        demo_cells: Some(20_000),
+    };
+    let first = Engine::open(&config)
+        .await
+        .expect("the demo is written to the bucket");
+    let demo = cells(&first).await;
+    assert!(demo > 10_000, "the demo's cells are read back: {demo}");
+    let second = Engine::open(&config).await.unwrap();
+    assert_eq!(cells(&second).await, demo, "the second start loads no demo");
+    first
+        .new_session()
+        .sql("INSERT INTO cube.finance VALUES ('Budget', '2025_01', 'DE', 'REV', 'P0001', 'EUR', 1.00)")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        cells(&second).await,
+        demo + 1,
+        "the other replica sees the commit"
+    );
+}
