@@ -25,6 +25,14 @@ const MAX_COMMIT_ATTEMPTS: usize = 100;
 /// How many log entries a read fetches at once (each is a request to the store).
 const ENTRIES_READ_AT_ONCE: usize = 16;
 
+/// Every this many versions, the committer of the version writes a checkpoint: the whole
+/// snapshot in one object, so that opening a cube reads it and the entries after it.
+pub const CHECKPOINT_INTERVAL: u64 = 100;
+
+/// The object naming the latest checkpoint's version (a hint: a reader that finds it missing
+/// or stale still reads a correct snapshot).
+const LAST_CHECKPOINT: &str = "_last_checkpoint";
+
 /// A committed version of a cube's log; versions start at 0 (the creating commit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SnapshotVersion(pub u64);
@@ -74,8 +82,8 @@ pub struct LogEntry {
     pub action: Action,
 }
 
-/// The state of a cube at one version: what a scan reads.
-#[derive(Debug, Clone)]
+/// The state of a cube at one version: what a scan reads. A checkpoint stores one whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The version read.
     pub version: SnapshotVersion,
@@ -88,25 +96,45 @@ pub struct Snapshot {
 }
 
 /// What one commit did, as the cube's history lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commit {
     /// The version it committed.
     pub version: SnapshotVersion,
     /// When, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
-    /// The operation's name in the log (`create`, `append`).
-    pub operation: &'static str,
+    /// The operation.
+    pub operation: CommitOperation,
     /// How many data files it added.
     pub files_added: usize,
     /// How many cells those files hold.
     pub rows_added: u64,
 }
 
+/// The kinds of commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitOperation {
+    /// Version 0: the cube was created.
+    Create,
+    /// Cells were appended.
+    Append,
+}
+
+impl CommitOperation {
+    /// The operation's name, as in the log.
+    pub fn name(self) -> &'static str {
+        match self {
+            CommitOperation::Create => "create",
+            CommitOperation::Append => "append",
+        }
+    }
+}
+
 impl Commit {
     fn of(entry: &LogEntry) -> Self {
         let (operation, added) = match &entry.action {
-            Action::Create { .. } => ("create", &[][..]),
-            Action::Append { add } => ("append", add.as_slice()),
+            Action::Create { .. } => (CommitOperation::Create, &[][..]),
+            Action::Append { add } => (CommitOperation::Append, add.as_slice()),
         };
         Commit {
             version: entry.version,
@@ -172,21 +200,20 @@ impl CubeLog {
             None => self.storage.store().list(Some(&log_dir)),
         };
         let objects: Vec<_> = listing.try_collect().await?;
-        let mut versions = objects
-            .iter()
-            .map(|object| {
-                let name = object.location.filename().unwrap_or_default();
-                name.strip_suffix(".json")
-                    .and_then(|digits| digits.parse::<u64>().ok())
-                    .map(SnapshotVersion)
-                    .ok_or_else(|| {
-                        MdfError::Corrupt(format!(
-                            "unexpected object {} in the log",
-                            object.location
-                        ))
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut versions = Vec::with_capacity(objects.len());
+        for object in &objects {
+            let name = object.location.filename().unwrap_or_default();
+            match LogObject::named(name) {
+                Some(LogObject::Entry(version)) => versions.push(version),
+                Some(LogObject::Checkpoint | LogObject::LastCheckpoint) => {}
+                None => {
+                    return Err(MdfError::Corrupt(format!(
+                        "unexpected object {} in the log",
+                        object.location
+                    )));
+                }
+            }
+        }
         versions.sort();
         let first = after.map_or(0, |version| version.0 + 1);
         if let Some(missing) = versions
@@ -229,7 +256,10 @@ impl CubeLog {
     /// Reads the latest snapshot (the entries committed since the last read, applied to what
     /// that read gave); `NotFound` when the cube has no log.
     pub async fn latest(&self) -> Result<Arc<Snapshot>, MdfError> {
-        let known = self.known();
+        let known = match self.known() {
+            Some(known) => Some(known),
+            None => self.last_checkpoint().await?.map(Arc::new),
+        };
         let newer = self
             .versions_after(known.as_ref().map(|snapshot| snapshot.version))
             .await?;
@@ -268,12 +298,23 @@ impl CubeLog {
                 self.cube_dir, latest.version
             )));
         }
-        let entries: Vec<LogEntry> = futures::stream::iter((0..=version.0).map(SnapshotVersion))
-            .map(|version| self.read_entry(version))
-            .buffered(ENTRIES_READ_AT_ONCE)
-            .try_collect()
-            .await?;
-        Ok(Arc::new(Snapshot::from_entries(entries)?))
+        // From the checkpoint at or before `version`, when it was written.
+        let checkpointed = SnapshotVersion(version.0 - version.0 % CHECKPOINT_INTERVAL);
+        let base = match checkpointed.0 {
+            0 => None,
+            _ => self.checkpoint_at(checkpointed).await?,
+        };
+        let first = base.as_ref().map_or(0, |base| base.version.0 + 1);
+        let entries: Vec<LogEntry> =
+            futures::stream::iter((first..=version.0).map(SnapshotVersion))
+                .map(|version| self.read_entry(version))
+                .buffered(ENTRIES_READ_AT_ONCE)
+                .try_collect()
+                .await?;
+        Ok(Arc::new(match base {
+            Some(base) => base.with(entries)?,
+            None => Snapshot::from_entries(entries)?,
+        }))
     }
 
     /// The snapshot that was the latest at `timestamp_ms` (milliseconds since the Unix epoch):
@@ -298,6 +339,84 @@ impl CubeLog {
         self.at(commit.version).await
     }
 
+    fn checkpoint_path(&self, version: SnapshotVersion) -> Path {
+        self.log_dir()
+            .join(format!("{:020}.checkpoint.json", version.0))
+    }
+
+    /// The snapshot the latest checkpoint holds, if `_last_checkpoint` names one that exists.
+    async fn last_checkpoint(&self) -> Result<Option<Snapshot>, MdfError> {
+        let pointer = self.log_dir().join(LAST_CHECKPOINT);
+        let Some(bytes) = self.read_if_exists(&pointer).await? else {
+            return Ok(None);
+        };
+        let Ok(LastCheckpoint { version }) = serde_json::from_slice(&bytes) else {
+            tracing::warn!(path = %pointer, "unreadable checkpoint pointer; reading the whole log");
+            return Ok(None);
+        };
+        self.checkpoint_at(version).await
+    }
+
+    /// The bytes of the object at `path`, `None` when there is none.
+    async fn read_if_exists(&self, path: &Path) -> Result<Option<bytes::Bytes>, MdfError> {
+        match self.storage.store().get(path).await {
+            Ok(found) => Ok(Some(found.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The snapshot the checkpoint of `version` holds, if there is one.
+    async fn checkpoint_at(&self, version: SnapshotVersion) -> Result<Option<Snapshot>, MdfError> {
+        let path = self.checkpoint_path(version);
+        let Some(bytes) = self.read_if_exists(&path).await? else {
+            return Ok(None);
+        };
+        let snapshot: Snapshot = serde_json::from_slice(&bytes)
+            .map_err(|e| MdfError::Corrupt(format!("{path} is not a checkpoint: {e}")))?;
+        if snapshot.version != version {
+            return Err(MdfError::Corrupt(format!(
+                "{path} claims version {}",
+                snapshot.version
+            )));
+        }
+        Ok(Some(snapshot))
+    }
+
+    /// Writes the checkpoint of `version` and points `_last_checkpoint` at it. A checkpoint
+    /// only saves readers work: failing to write one is logged, and the commit stands.
+    async fn checkpoint(&self, version: SnapshotVersion) {
+        let written = async {
+            let snapshot = self.at(version).await?;
+            let json = serde_json::to_vec(snapshot.as_ref())
+                .map_err(|e| MdfError::Corrupt(e.to_string()))?;
+            let options = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            let path = self.checkpoint_path(version);
+            match self
+                .storage
+                .store()
+                .put_opts(&path, PutPayload::from(json), options)
+                .await
+            {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(MdfError::from(e)),
+            }
+            let pointer = serde_json::to_vec(&LastCheckpoint { version })
+                .map_err(|e| MdfError::Corrupt(e.to_string()))?;
+            self.storage
+                .store()
+                .put(&self.log_dir().join(LAST_CHECKPOINT), pointer.into())
+                .await?;
+            Ok::<_, MdfError>(())
+        };
+        if let Err(error) = written.await {
+            tracing::warn!(%version, cube = %self.cube_dir, %error, "checkpoint not written");
+        }
+    }
+
     /// Writes version 0 with the cube's definition; fails if the cube exists.
     pub async fn create(&self, cube: CubeDefinition) -> Result<(), MdfError> {
         let entry = LogEntry {
@@ -316,7 +435,7 @@ impl CubeLog {
     /// Commits an append of `files` at the next free version and returns that version.
     /// Appends never conflict, so a lost race simply moves on to the next version.
     pub async fn commit_append(&self, files: Vec<DataFile>) -> Result<SnapshotVersion, MdfError> {
-        let mut next = SnapshotVersion(self.latest_version().await?.0 + 1);
+        let mut next = SnapshotVersion(self.latest().await?.version.0 + 1);
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let entry = LogEntry {
                 version: next,
@@ -324,10 +443,15 @@ impl CubeLog {
                 action: Action::Append { add: files.clone() },
             };
             match self.put_entry(&entry).await {
-                Ok(()) => return Ok(next),
+                Ok(()) => {
+                    if next.0 % CHECKPOINT_INTERVAL == 0 {
+                        self.checkpoint(next).await;
+                    }
+                    return Ok(next);
+                }
                 Err(MdfError::Storage(object_store::Error::AlreadyExists { .. })) => {
                     tracing::debug!(version = %next, cube = %self.cube_dir, "lost commit race, retrying");
-                    next = SnapshotVersion(self.latest_version().await?.0 + 1);
+                    next = SnapshotVersion(self.latest().await?.version.0 + 1);
                 }
                 Err(e) => return Err(e),
             }
@@ -351,6 +475,35 @@ impl CubeLog {
             .await?;
         Ok(())
     }
+}
+
+/// The objects a log folder holds, by name.
+enum LogObject {
+    /// `<version>.json`: a commit.
+    Entry(SnapshotVersion),
+    /// `<version>.checkpoint.json`: the snapshot at a version.
+    Checkpoint,
+    /// `_last_checkpoint`.
+    LastCheckpoint,
+}
+
+impl LogObject {
+    fn named(name: &str) -> Option<Self> {
+        let version = |digits: &str| digits.parse::<u64>().ok().map(SnapshotVersion);
+        if name == LAST_CHECKPOINT {
+            Some(LogObject::LastCheckpoint)
+        } else if let Some(digits) = name.strip_suffix(".checkpoint.json") {
+            version(digits).map(|_| LogObject::Checkpoint)
+        } else {
+            version(name.strip_suffix(".json")?).map(LogObject::Entry)
+        }
+    }
+}
+
+/// The content of `_last_checkpoint`.
+#[derive(Debug, Serialize, Deserialize)]
+struct LastCheckpoint {
+    version: SnapshotVersion,
 }
 
 impl Snapshot {
@@ -493,17 +646,21 @@ mod tests {
     async fn a_read_fetches_only_the_entries_committed_since_the_last() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::local(dir.path()).unwrap();
-        let log = CubeLog::new(storage.clone(), "plan");
-        log.create(cube()).await.unwrap();
+        let other = CubeLog::new(storage.clone(), "plan");
+        other.create(cube()).await.unwrap();
         for n in 0..10 {
-            log.commit_append(vec![file(n)]).await.unwrap();
+            other.commit_append(vec![file(n)]).await.unwrap();
         }
         let gets = || storage.metrics().of(Operation::Get).calls;
         let before = gets();
+        let log = CubeLog::new(storage.clone(), "plan");
         assert_eq!(log.latest().await.unwrap().version, SnapshotVersion(10));
-        assert_eq!(gets() - before, 11, "the first read reads every entry");
+        assert_eq!(
+            gets() - before,
+            1 + 11,
+            "the first read looks for a checkpoint, then reads every entry"
+        );
         // Another handle on the same cube commits; this one's next read sees it.
-        let other = CubeLog::new(storage.clone(), "plan");
         other.commit_append(vec![file(10)]).await.unwrap();
         other.commit_append(vec![file(11)]).await.unwrap();
         let before = gets();
@@ -552,11 +709,57 @@ mod tests {
         let history: Vec<(u64, &str, usize)> = latest
             .commits
             .iter()
-            .map(|c| (c.version.0, c.operation, c.files_added))
+            .map(|c| (c.version.0, c.operation.name(), c.files_added))
             .collect();
         assert_eq!(
             history,
             [(0, "create", 0), (1, "append", 1), (2, "append", 1)]
         );
+    }
+
+    #[tokio::test]
+    async fn opening_reads_the_last_checkpoint_and_the_entries_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let writer = CubeLog::new(storage.clone(), "plan");
+        writer.create(cube()).await.unwrap();
+        let commits = 2 * CHECKPOINT_INTERVAL + 50;
+        for n in 0..commits {
+            writer.commit_append(vec![file(n as usize)]).await.unwrap();
+        }
+        let gets = || storage.metrics().of(Operation::Get).calls;
+        let before = gets();
+        let reader = CubeLog::new(storage.clone(), "plan");
+        let snapshot = reader.latest().await.unwrap();
+        assert_eq!(
+            gets() - before,
+            2 + 50,
+            "the pointer, the checkpoint of version 200, and entries 201..=250"
+        );
+        assert_eq!(snapshot.version, SnapshotVersion(commits));
+        let expected: Vec<String> = (0..commits as usize).map(|n| file(n).path).collect();
+        let paths: Vec<String> = snapshot.files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(paths, expected);
+        assert_eq!(
+            snapshot.commits.len() as u64,
+            commits + 1,
+            "the whole history"
+        );
+        // Time travel starts from the checkpoint at or before the version too.
+        let before = gets();
+        let at = reader.at(SnapshotVersion(150)).await.unwrap();
+        assert_eq!(
+            gets() - before,
+            1 + 50,
+            "checkpoint 100 and entries 101..=150"
+        );
+        assert_eq!(at.files.len(), 150);
+        // A lost pointer costs reads, never correctness.
+        Arc::clone(storage.store())
+            .delete(&storage.path(&["cubes", "plan", "_log", LAST_CHECKPOINT]))
+            .await
+            .unwrap();
+        let fresh = CubeLog::new(storage.clone(), "plan");
+        assert_eq!(fresh.latest().await.unwrap().files.len(), commits as usize);
     }
 }

@@ -17,7 +17,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DataFusionError;
 use serde::{Deserialize, Serialize};
 
-pub use log::{Commit, CubeLog, DataFile, Snapshot, SnapshotVersion};
+pub use log::{Commit, CommitOperation, CubeLog, DataFile, Snapshot, SnapshotVersion};
 pub use table::{CubeSchemaProvider, MdfTable};
 pub use writer::write_data_file;
 

@@ -140,7 +140,7 @@ impl TableProvider for CubeHistory {
             int64(|commit| commit.version.0 as i64),
             Arc::new(committed_at),
             Arc::new(StringArray::from_iter_values(
-                commits.iter().map(|commit| commit.operation),
+                commits.iter().map(|commit| commit.operation.name()),
             )),
             int64(|commit| commit.files_added as i64),
             int64(|commit| commit.rows_added as i64),
