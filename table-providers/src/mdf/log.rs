@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::{CubeDefinition, MdfError};
@@ -263,11 +263,7 @@ impl CubeLog {
         let newer = self
             .versions_after(known.as_ref().map(|snapshot| snapshot.version))
             .await?;
-        let entries: Vec<LogEntry> = futures::stream::iter(newer)
-            .map(|version| self.read_entry(version))
-            .buffered(ENTRIES_READ_AT_ONCE)
-            .try_collect()
-            .await?;
+        let entries = self.read_entries(newer).await?;
         let snapshot = match (known, entries.is_empty()) {
             (Some(known), true) => return Ok(known),
             (None, true) => return Err(MdfError::NotFound(self.cube_dir.to_string())),
@@ -305,12 +301,9 @@ impl CubeLog {
             _ => self.checkpoint_at(checkpointed).await?,
         };
         let first = base.as_ref().map_or(0, |base| base.version.0 + 1);
-        let entries: Vec<LogEntry> =
-            futures::stream::iter((first..=version.0).map(SnapshotVersion))
-                .map(|version| self.read_entry(version))
-                .buffered(ENTRIES_READ_AT_ONCE)
-                .try_collect()
-                .await?;
+        let entries = self
+            .read_entries((first..=version.0).map(SnapshotVersion))
+            .await?;
         Ok(Arc::new(match base {
             Some(base) => base.with(entries)?,
             None => Snapshot::from_entries(entries)?,
@@ -388,24 +381,12 @@ impl CubeLog {
     async fn checkpoint(&self, version: SnapshotVersion) {
         let written = async {
             let snapshot = self.at(version).await?;
-            let json = serde_json::to_vec(snapshot.as_ref())
-                .map_err(|e| MdfError::Corrupt(e.to_string()))?;
-            let options = PutOptions {
-                mode: PutMode::Create,
-                ..PutOptions::default()
-            };
             let path = self.checkpoint_path(version);
-            match self
-                .storage
-                .store()
-                .put_opts(&path, PutPayload::from(json), options)
-                .await
-            {
-                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(MdfError::from(e)),
+            match self.put_json_if_absent(&path, snapshot.as_ref()).await {
+                Ok(()) | Err(MdfError::Storage(object_store::Error::AlreadyExists { .. })) => {}
+                Err(e) => return Err(e),
             }
-            let pointer = serde_json::to_vec(&LastCheckpoint { version })
-                .map_err(|e| MdfError::Corrupt(e.to_string()))?;
+            let pointer = json(&LastCheckpoint { version })?;
             self.storage
                 .store()
                 .put(&self.log_dir().join(LAST_CHECKPOINT), pointer.into())
@@ -460,20 +441,30 @@ impl CubeLog {
     }
 
     async fn put_entry(&self, entry: &LogEntry) -> Result<(), MdfError> {
-        let json = serde_json::to_vec(entry).map_err(|e| MdfError::Corrupt(e.to_string()))?;
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        self.storage
-            .store()
-            .put_opts(
-                &self.entry_path(entry.version),
-                PutPayload::from(json),
-                options,
-            )
-            .await?;
+        self.put_json_if_absent(&self.entry_path(entry.version), entry)
+            .await
+    }
+
+    /// Writes `value` as JSON to `path` unless an object is there already.
+    async fn put_json_if_absent(
+        &self,
+        path: &Path,
+        value: &impl Serialize,
+    ) -> Result<(), MdfError> {
+        self.storage.put_if_absent(path, json(value)?).await?;
         Ok(())
+    }
+
+    /// The entries of `versions`, read [`ENTRIES_READ_AT_ONCE`] at a time, in order.
+    async fn read_entries(
+        &self,
+        versions: impl IntoIterator<Item = SnapshotVersion>,
+    ) -> Result<Vec<LogEntry>, MdfError> {
+        futures::stream::iter(versions)
+            .map(|version| self.read_entry(version))
+            .buffered(ENTRIES_READ_AT_ONCE)
+            .try_collect()
+            .await
     }
 }
 
@@ -552,6 +543,11 @@ impl Snapshot {
         }
         Ok(self)
     }
+}
+
+/// `value` as the JSON the log stores.
+fn json(value: &impl Serialize) -> Result<Vec<u8>, MdfError> {
+    serde_json::to_vec(value).map_err(|e| MdfError::Corrupt(e.to_string()))
 }
 
 fn now_ms() -> u64 {

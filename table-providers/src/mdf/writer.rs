@@ -16,7 +16,6 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use object_store::{PutMode, PutOptions, PutPayload};
 
 use super::log::CubeLog;
 use super::{CubeDefinition, DataFile, MdfError};
@@ -70,14 +69,7 @@ pub async fn write_data_file(
     let file_name = format!("{}.parquet", uuid::Uuid::new_v4().simple());
     let size = buffer.len() as u64;
     let location = log.cube_dir().clone().join("data").join(file_name.as_str());
-    let options = PutOptions {
-        mode: PutMode::Create,
-        ..PutOptions::default()
-    };
-    storage
-        .store()
-        .put_opts(&location, PutPayload::from(buffer), options)
-        .await?;
+    storage.put_if_absent(&location, buffer).await?;
     Ok(Some(DataFile {
         path: format!("data/{file_name}"),
         size,

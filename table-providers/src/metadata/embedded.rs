@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore};
@@ -127,14 +127,9 @@ impl MetadataStore for EmbeddedMetadataStore {
         let name = document.dimension.name.clone();
         let json =
             serde_json::to_vec(&document).map_err(|e| MetadataError::Storage(e.to_string()))?;
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
         match self
             .storage
-            .store()
-            .put_opts(&self.document_path(&name), PutPayload::from(json), options)
+            .put_if_absent(&self.document_path(&name), json)
             .await
         {
             Ok(_) => {}

@@ -19,7 +19,10 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, PutResult,
+    RetryConfig,
+};
 
 pub use observed::{ObservedStore, Operation, OperationCounts, StorageMetrics};
 
@@ -220,6 +223,21 @@ impl Storage {
     /// The object store itself, observed.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// Writes `payload` to `path` unless an object is there already (then the store answers
+    /// `AlreadyExists`): how every immutable object (data file, log entry, checkpoint) is
+    /// written, so that no writer ever replaces another's.
+    pub async fn put_if_absent(
+        &self,
+        path: &Path,
+        payload: impl Into<PutPayload>,
+    ) -> object_store::Result<PutResult> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        self.store.put_opts(path, payload.into(), options).await
     }
 
     /// The calls made to the store so far.
