@@ -20,6 +20,8 @@ pub mod postgres_settings;
 pub mod scalar_subqueries;
 
 pub use errors::sqlstate;
+/// Cubes: their storage format, reads and writes.
+pub use quantatom_table_providers::mdf;
 /// Where the engine keeps its data, as configured.
 pub use quantatom_table_providers::storage;
 
@@ -42,6 +44,8 @@ use postgres_functions::{
 };
 use postgres_settings::{CurrentSettingFunction, PostgresSettings};
 use quantatom_table_providers::mdf::CubeSchemaProvider;
+use quantatom_table_providers::mdf::dml::CubeDmlRule;
+use quantatom_table_providers::mdf::maintenance_sql::{MdfCompactFunction, MdfVacuumFunction};
 use quantatom_table_providers::mdf::time_travel::{MdfAtFunction, MdfHistoryFunction};
 use quantatom_table_providers::metadata::{
     DimensionSchemaProvider, EmbeddedMetadataStore, MetadataStore,
@@ -184,6 +188,14 @@ async fn session_template(
         "mdf_history",
         Arc::new(MdfHistoryFunction::new(Arc::clone(cubes))),
     );
+    state.register_udtf(
+        "mdf_compact",
+        Arc::new(MdfCompactFunction::new(Arc::clone(cubes))),
+    );
+    state.register_udtf(
+        "mdf_vacuum",
+        Arc::new(MdfVacuumFunction::new(Arc::clone(cubes))),
+    );
     state.register_udf(Arc::new(CurrentSettingFunction::udf()))?;
     state.register_udf(Arc::new(VersionFunction::udf()))?;
     state.register_udf(Arc::new(ToRegtypeFunction::udf()))?;
@@ -204,5 +216,6 @@ async fn session_template(
     state.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner))?;
     state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
     state.add_analyzer_rule(Arc::new(scalar_subqueries::ScalarSubqueryRule));
+    state.add_analyzer_rule(Arc::new(CubeDmlRule));
     Ok(state)
 }

@@ -7,6 +7,7 @@
 //!
 //! This crate knows nothing of the wire protocol; the engine wires these into sessions.
 
+mod fail_point;
 pub mod mdf;
 pub mod metadata;
 pub mod storage;

@@ -29,12 +29,14 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::types::format::FormatOptions;
+use quantatom_engine::mdf::dml::CommitAuthor;
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch, by_position, parameter_types};
 use quantatom_engine::postgres_settings::PostgresSettings;
 
 use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
+use super::dml_tags::{dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
 use super::errors::api_error;
 use super::session_plans::{
@@ -90,6 +92,12 @@ impl StartupHandler for Startup {
         copy_format_parameters(client.metadata_mut(), &settings);
         let parameter = |name: &str| startup.parameters.get(name).cloned().unwrap_or_default();
         let user = parameter("user");
+        // Commits from this connection are recorded under its user.
+        self.session
+            .state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(CommitAuthor(user.clone())));
         let database = startup
             .parameters
             .get("database")
@@ -297,8 +305,11 @@ impl SimpleQueryHandler for SessionQueries {
         let plan = stop
             .until_stopped(self.plans.plan_simple_query(query))
             .await?;
-        let changes_plans = match plan {
-            SimpleQueryPlan::Delegate { changes_plans } => changes_plans,
+        let (changes_plans, tags) = match plan {
+            SimpleQueryPlan::Delegate {
+                changes_plans,
+                tags,
+            } => (changes_plans, tags),
             _ if client.transaction_status() == TransactionStatus::Error => {
                 return Err(in_failed_block());
             }
@@ -324,10 +335,16 @@ impl SimpleQueryHandler for SessionQueries {
         if changes_plans {
             self.plans.statement_changed_plans();
         }
-        Ok(responses?
-            .into_iter()
-            .map(|response| cancellable(response, stop.clone()))
-            .collect())
+        let mut tagged = Vec::new();
+        let mut tags = tags.into_iter().chain(std::iter::repeat(None));
+        for response in responses? {
+            let response = match (tags.next().flatten(), response) {
+                (Some(tag), Response::Query(query)) => retagged(tag, query).await?,
+                (_, response) => response,
+            };
+            tagged.push(cancellable(response, stop.clone()));
+        }
+        Ok(tagged)
     }
 }
 
@@ -383,6 +400,23 @@ impl ExtendedQueryHandler for SessionQueries {
             return self.copy_out(client, copy, stop).await;
         }
         if let Some((statement, plan)) = parsed {
+            if let Some(tag) = dml_tag(statement) {
+                if client.transaction_status() == TransactionStatus::Error {
+                    return Err(in_failed_block());
+                }
+                let inferred = parameter_types(plan).map_err(api_error)?;
+                let describe = self
+                    .parser
+                    .get_parameter_types(&portal.statement.statement)?;
+                let parameters = bind_parameters(portal, &inferred, &describe)?;
+                let bound = plan
+                    .clone()
+                    .replace_params_with_values(&parameters)
+                    .map_err(api_error)?;
+                return stop
+                    .until_stopped(run_tagged(&self.session, bound, tag))
+                    .await;
+            }
             let prepared = self.plans.plan_prepared_query(sql, statement, plan)?;
             if !matches!(prepared, PreparedQueryPlan::Delegate) {
                 if client.transaction_status() == TransactionStatus::Error {

@@ -15,6 +15,7 @@ mod connection;
 mod copy_out;
 mod data_rows;
 mod direct_planning;
+mod dml_tags;
 pub mod errors;
 mod pg_settings;
 mod regproc_literals;

@@ -29,6 +29,7 @@ use super::array_expansion::rewrite_array_expansions;
 use super::array_subquery::rewrite_array_subqueries;
 use super::data_rows::data_rows;
 use super::direct_planning::needs_direct_planning;
+use super::dml_tags::dml_tag;
 use super::errors::api_error;
 use super::regproc_literals::with_regproc_literals_as_names;
 use super::text_types::{for_the_wire, result_fields, with_text_parameters};
@@ -45,8 +46,12 @@ pub(crate) enum SimpleQueryPlan {
     /// One plain query that must be planned afresh for every run (it calls `now()`, ...).
     Once(LogicalPlan),
     /// Anything else: datafusion-postgres's handler runs it. `changes_plans` when a statement
-    /// may change what queries mean (DDL, `SET`, ...).
-    Delegate { changes_plans: bool },
+    /// may change what queries mean (DDL, `SET`, ...); `tags` holds, per statement, the
+    /// command tag its answer must be given (see [`super::dml_tags`]).
+    Delegate {
+        changes_plans: bool,
+        tags: Vec<Option<&'static str>>,
+    },
 }
 
 /// A plain query's kept plan and, once it ran as a prepared statement, the parameter types the
@@ -111,8 +116,14 @@ impl SessionPlans {
         }
         let statement = match parse_text(query) {
             ParsedText::Query(statement) => statement,
-            ParsedText::Other { changes_plans } => {
-                return Ok(SimpleQueryPlan::Delegate { changes_plans });
+            ParsedText::Other {
+                changes_plans,
+                tags,
+            } => {
+                return Ok(SimpleQueryPlan::Delegate {
+                    changes_plans,
+                    tags,
+                });
             }
         };
         let epoch = self.cache.plans().epoch().current();
@@ -235,8 +246,12 @@ pub(crate) enum ParsedText {
     Query(Statement),
     /// Anything else (several statements, DDL, `SET`, ..., or text that does not parse, whose
     /// error datafusion-postgres reports): datafusion-postgres handles it. `changes_plans` when
-    /// a statement may change what queries mean.
-    Other { changes_plans: bool },
+    /// a statement may change what queries mean; `tags`, per statement, the command tag of a
+    /// data change datafusion-postgres answers as a query.
+    Other {
+        changes_plans: bool,
+        tags: Vec<Option<&'static str>>,
+    },
 }
 
 /// Parses `sql` the way both protocols plan plain queries.
@@ -249,11 +264,13 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
     else {
         return ParsedText::Other {
             changes_plans: false,
+            tags: Vec::new(),
         };
     };
     if statements.len() != 1 || !matches!(statements[0], Statement::Query(_)) {
         return ParsedText::Other {
             changes_plans: statements.iter().any(may_change_plans),
+            tags: statements.iter().map(dml_tag).collect(),
         };
     }
     let mut statement = statements.remove(0);
@@ -298,6 +315,8 @@ pub(crate) fn may_change_plans(statement: &Statement) -> bool {
         statement,
         Statement::Query(_)
             | Statement::Insert(_)
+            | Statement::Update { .. }
+            | Statement::Delete(_)
             | Statement::Explain { .. }
             | Statement::StartTransaction { .. }
             | Statement::Commit { .. }

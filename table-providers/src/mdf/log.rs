@@ -17,6 +17,7 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{CubeDefinition, MdfError};
+use crate::fail_point::fail_point;
 use crate::storage::Storage;
 
 /// How many times a commit re-reads the log after losing a version race before giving up.
@@ -52,6 +53,102 @@ pub struct DataFile {
     pub size: u64,
     /// Number of cells (rows).
     pub rows: u64,
+    /// Whether the rows are cells or tombstones.
+    #[serde(default, skip_serializing_if = "FileKind::is_cells")]
+    pub kind: FileKind,
+    /// The sequence number its rows win by: of two rows with the same coordinate, the one in
+    /// the file with the higher `seq` is the cell. `None` in an entry that adds the file
+    /// means the entry's version; a snapshot always holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<SnapshotVersion>,
+    /// The smallest and largest member code of each dimension in the file; `None` (files
+    /// written before bounds were recorded) means unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounds: Option<CellBounds>,
+}
+
+impl DataFile {
+    /// The sequence number its rows win by (see [`DataFile::seq`]).
+    pub fn sequence(&self) -> SnapshotVersion {
+        self.seq.unwrap_or(SnapshotVersion(0))
+    }
+
+    /// Whether some coordinate could be in both files, as far as their bounds tell.
+    pub fn may_overlap(&self, other: &DataFile) -> bool {
+        match (&self.bounds, &other.bounds) {
+            (Some(mine), Some(theirs)) => mine.intersection(theirs).is_some(),
+            _ => true,
+        }
+    }
+}
+
+/// What the rows of a data file are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// Cells: coordinates and measure values.
+    #[default]
+    Cells,
+    /// Tombstones: coordinates whose cells are deleted (measures are null).
+    Tombstones,
+}
+
+impl FileKind {
+    fn is_cells(&self) -> bool {
+        *self == FileKind::Cells
+    }
+}
+
+/// A box in the cube's coordinate space: per dimension (in the cube's order), the smallest and
+/// largest member code, compared as bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellBounds {
+    /// The smallest member code per dimension.
+    pub min: Vec<String>,
+    /// The largest member code per dimension.
+    pub max: Vec<String>,
+}
+
+impl CellBounds {
+    /// The smallest box holding both.
+    pub fn union(&self, other: &CellBounds) -> CellBounds {
+        let pick = |mine: &[String], theirs: &[String], smaller: bool| -> Vec<String> {
+            mine.iter()
+                .zip(theirs)
+                .map(|(a, b)| {
+                    if (a < b) == smaller {
+                        a.clone()
+                    } else {
+                        b.clone()
+                    }
+                })
+                .collect()
+        };
+        CellBounds {
+            min: pick(&self.min, &other.min, true),
+            max: pick(&self.max, &other.max, false),
+        }
+    }
+
+    /// The box both cover, `None` when they are disjoint.
+    pub fn intersection(&self, other: &CellBounds) -> Option<CellBounds> {
+        let min: Vec<String> = self
+            .min
+            .iter()
+            .zip(&other.min)
+            .map(|(a, b)| a.max(b).clone())
+            .collect();
+        let max: Vec<String> = self
+            .max
+            .iter()
+            .zip(&other.max)
+            .map(|(a, b)| a.min(b).clone())
+            .collect();
+        min.iter()
+            .zip(&max)
+            .all(|(low, high)| low <= high)
+            .then_some(CellBounds { min, max })
+    }
 }
 
 /// What one commit did.
@@ -63,11 +160,53 @@ pub enum Action {
         /// The cube's dimensions and measures.
         cube: CubeDefinition,
     },
-    /// Cells appended in new files.
+    /// Cells written without reading the cube (`INSERT`): they replace any cell at the same
+    /// coordinate. Appends never conflict with other commits.
     Append {
         /// The files added.
         add: Vec<DataFile>,
     },
+    /// New values of cells the writer read (`UPDATE`).
+    Update {
+        /// The files added.
+        add: Vec<DataFile>,
+    },
+    /// Tombstones for cells the writer read (`DELETE`).
+    Delete {
+        /// The tombstone files added.
+        add: Vec<DataFile>,
+    },
+    /// The live cells of a version rewritten into new files that replace the old ones.
+    Compact {
+        /// The files added; each carries `seq`, the version they were built from.
+        add: Vec<DataFile>,
+        /// The paths of the files they replace.
+        remove: Vec<String>,
+    },
+}
+
+impl Action {
+    /// The files this action adds.
+    pub fn added(&self) -> &[DataFile] {
+        match self {
+            Action::Create { .. } => &[],
+            Action::Append { add }
+            | Action::Update { add }
+            | Action::Delete { add }
+            | Action::Compact { add, .. } => add,
+        }
+    }
+
+    /// The operation's kind.
+    pub fn operation(&self) -> CommitOperation {
+        match self {
+            Action::Create { .. } => CommitOperation::Create,
+            Action::Append { .. } => CommitOperation::Append,
+            Action::Update { .. } => CommitOperation::Update,
+            Action::Delete { .. } => CommitOperation::Delete,
+            Action::Compact { .. } => CommitOperation::Compact,
+        }
+    }
 }
 
 /// One log entry as stored.
@@ -77,6 +216,9 @@ pub struct LogEntry {
     pub version: SnapshotVersion,
     /// Wall-clock commit time, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
+    /// The user who committed, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// What the commit did.
     #[serde(flatten)]
     pub action: Action,
@@ -93,6 +235,19 @@ pub struct Snapshot {
     pub files: Vec<DataFile>,
     /// Every commit up to this version, oldest first.
     pub commits: Vec<Commit>,
+    /// Files compactions replaced, with the version that replaced each: older versions still
+    /// read them, until vacuum deletes them.
+    #[serde(default)]
+    pub retired: Vec<RetiredFile>,
+}
+
+/// A data file a compaction replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredFile {
+    /// Path relative to the cube folder.
+    pub path: String,
+    /// The version whose compaction replaced it: versions before it read it.
+    pub retired_at: SnapshotVersion,
 }
 
 /// What one commit did, as the cube's history lists it.
@@ -102,12 +257,18 @@ pub struct Commit {
     pub version: SnapshotVersion,
     /// When, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
+    /// The user who committed, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// The operation.
     pub operation: CommitOperation,
     /// How many data files it added.
     pub files_added: usize,
-    /// How many cells those files hold.
+    /// How many rows (cells or tombstones) those files hold.
     pub rows_added: u64,
+    /// How many data files it replaced (compaction).
+    #[serde(default)]
+    pub files_removed: usize,
 }
 
 /// The kinds of commit.
@@ -116,8 +277,14 @@ pub struct Commit {
 pub enum CommitOperation {
     /// Version 0: the cube was created.
     Create,
-    /// Cells were appended.
+    /// Cells were written without reading (`INSERT`).
     Append,
+    /// Cells read were given new values (`UPDATE`).
+    Update,
+    /// Cells read were deleted (`DELETE`).
+    Delete,
+    /// Files were rewritten without changing any cell.
+    Compact,
 }
 
 impl CommitOperation {
@@ -126,24 +293,42 @@ impl CommitOperation {
         match self {
             CommitOperation::Create => "create",
             CommitOperation::Append => "append",
+            CommitOperation::Update => "update",
+            CommitOperation::Delete => "delete",
+            CommitOperation::Compact => "compact",
         }
     }
 }
 
 impl Commit {
     fn of(entry: &LogEntry) -> Self {
-        let (operation, added) = match &entry.action {
-            Action::Create { .. } => (CommitOperation::Create, &[][..]),
-            Action::Append { add } => (CommitOperation::Append, add.as_slice()),
-        };
+        let added = entry.action.added();
         Commit {
             version: entry.version,
             timestamp_ms: entry.timestamp_ms,
-            operation,
+            user: entry.user.clone(),
+            operation: entry.action.operation(),
             files_added: added.len(),
             rows_added: added.iter().map(|file| file.rows).sum(),
+            files_removed: match &entry.action {
+                Action::Compact { remove, .. } => remove.len(),
+                _ => 0,
+            },
         }
     }
+}
+
+/// A change to commit: an action other than `Create`, and what it needs checked.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// What to commit.
+    pub action: Action,
+    /// For a write that read the cube first (`UPDATE`, `DELETE`): the version it read. The
+    /// commit fails with a serialization error (40001) when a commit after that version added
+    /// files whose bounds meet the bounds of the files this one adds.
+    pub read_version: Option<SnapshotVersion>,
+    /// Who commits, recorded in the entry.
+    pub user: Option<String>,
 }
 
 /// The log of one cube. Clones share what has been read of it: each read lists only the
@@ -403,6 +588,7 @@ impl CubeLog {
         let entry = LogEntry {
             version: SnapshotVersion(0),
             timestamp_ms: now_ms(),
+            user: None,
             action: Action::Create { cube },
         };
         match self.put_entry(&entry).await {
@@ -413,17 +599,31 @@ impl CubeLog {
         }
     }
 
-    /// Commits an append of `files` at the next free version and returns that version.
-    /// Appends never conflict, so a lost race simply moves on to the next version.
-    pub async fn commit_append(&self, files: Vec<DataFile>) -> Result<SnapshotVersion, MdfError> {
-        let mut next = SnapshotVersion(self.latest().await?.version.0 + 1);
+    /// Commits `change` at the next free version and returns that version. A lost version
+    /// race re-reads the log and tries the next version, after checking that nothing committed
+    /// meanwhile conflicts with the change (blind appends never conflict).
+    pub async fn commit(&self, change: Change) -> Result<SnapshotVersion, MdfError> {
+        if matches!(change.action, Action::Create { .. }) {
+            return Err(MdfError::Invalid(
+                "a cube is created only once, at version 0".into(),
+            ));
+        }
         for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let latest = self.latest().await?;
+            latest.check_conflicts(&change)?;
+            let next = SnapshotVersion(latest.version.0 + 1);
             let entry = LogEntry {
                 version: next,
                 timestamp_ms: now_ms(),
-                action: Action::Append { add: files.clone() },
+                user: change.user.clone(),
+                action: change.action.clone(),
             };
-            match self.put_entry(&entry).await {
+            fail_point("mdf.before_log_write");
+            let written = self.put_entry(&entry).await;
+            if written.is_ok() {
+                fail_point("mdf.after_log_write");
+            }
+            match written {
                 Ok(()) => {
                     if next.0 % CHECKPOINT_INTERVAL == 0 {
                         self.checkpoint(next).await;
@@ -432,12 +632,21 @@ impl CubeLog {
                 }
                 Err(MdfError::Storage(object_store::Error::AlreadyExists { .. })) => {
                     tracing::debug!(version = %next, cube = %self.cube_dir, "lost commit race, retrying");
-                    next = SnapshotVersion(self.latest().await?.version.0 + 1);
                 }
                 Err(e) => return Err(e),
             }
         }
         Err(MdfError::CommitContention(MAX_COMMIT_ATTEMPTS))
+    }
+
+    /// Commits a blind append of `files` (see [`CubeLog::commit`]).
+    pub async fn commit_append(&self, files: Vec<DataFile>) -> Result<SnapshotVersion, MdfError> {
+        self.commit(Change {
+            action: Action::Append { add: files },
+            read_version: None,
+            user: None,
+        })
+        .await
     }
 
     async fn put_entry(&self, entry: &LogEntry) -> Result<(), MdfError> {
@@ -520,6 +729,7 @@ impl Snapshot {
             cube,
             files: Vec::new(),
             commits: Vec::new(),
+            retired: Vec::new(),
         };
         created.with(std::iter::once(first).chain(entries).collect())
     }
@@ -529,19 +739,74 @@ impl Snapshot {
     fn with(mut self, entries: Vec<LogEntry>) -> Result<Self, MdfError> {
         for entry in entries {
             self.commits.push(Commit::of(&entry));
+            let version = entry.version;
             match entry.action {
-                Action::Append { add } => self.files.extend(add),
-                Action::Create { .. } if entry.version.0 == 0 => {}
+                Action::Append { add } | Action::Update { add } | Action::Delete { add } => {
+                    self.files.extend(add.into_iter().map(|mut file| {
+                        file.seq.get_or_insert(version);
+                        file
+                    }));
+                }
+                Action::Compact { add, remove } => {
+                    let live = self.files.len();
+                    self.files.retain(|file| !remove.contains(&file.path));
+                    self.retired.extend(remove.iter().map(|path| RetiredFile {
+                        path: path.clone(),
+                        retired_at: version,
+                    }));
+                    if live - self.files.len() != remove.len() {
+                        return Err(MdfError::Corrupt(format!(
+                            "log entry {version} replaces files that are not live"
+                        )));
+                    }
+                    if add.iter().any(|file| file.seq.is_none()) {
+                        return Err(MdfError::Corrupt(format!(
+                            "log entry {version} adds compacted files without a seq"
+                        )));
+                    }
+                    self.files.extend(add);
+                }
+                Action::Create { .. } if version.0 == 0 => {}
                 Action::Create { .. } => {
                     return Err(MdfError::Corrupt(format!(
-                        "log entry {} creates the cube again",
-                        entry.version
+                        "log entry {version} creates the cube again"
                     )));
                 }
             }
-            self.version = entry.version;
+            self.version = version;
         }
         Ok(self)
+    }
+
+    /// Fails with a serialization error when committing `change` on top of this snapshot would
+    /// lose an update: a write that read an older version meets cells committed since, or a
+    /// compaction replaces files that are no longer live.
+    fn check_conflicts(&self, change: &Change) -> Result<(), MdfError> {
+        if let Action::Compact { remove, .. } = &change.action {
+            let live = |path: &String| self.files.iter().any(|file| &file.path == path);
+            if let Some(gone) = remove.iter().find(|path| !live(path)) {
+                return Err(MdfError::SerializationFailure(format!(
+                    "could not compact: {gone} was replaced by a concurrent compaction"
+                )));
+            }
+            return Ok(());
+        }
+        let Some(read) = change.read_version else {
+            return Ok(());
+        };
+        let written = change.action.added();
+        let concurrent = self
+            .files
+            .iter()
+            .filter(|file| file.sequence() > read)
+            .find(|file| written.iter().any(|mine| mine.may_overlap(file)));
+        match concurrent {
+            Some(file) => Err(MdfError::SerializationFailure(format!(
+                "could not serialize access due to concurrent update: version {} wrote cells this statement read at version {read}",
+                file.sequence()
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -550,7 +815,8 @@ fn json(value: &impl Serialize) -> Result<Vec<u8>, MdfError> {
     serde_json::to_vec(value).map_err(|e| MdfError::Corrupt(e.to_string()))
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -584,6 +850,9 @@ mod tests {
             path: format!("data/{n}.parquet"),
             size: 1,
             rows: 1,
+            kind: FileKind::Cells,
+            seq: None,
+            bounds: None,
         }
     }
 

@@ -3,10 +3,18 @@
 //!
 //! - [`log`]: the commit log and snapshots.
 //! - [`writer`]: turns cells into one sorted Parquet file.
-//! - [`table`]: the `cube.<name>` table, scanning through DataFusion's own Parquet scan.
+//! - [`table`]: the `cube.<name>` table.
+//! - [`merge`]: merge-on-read, the latest write of each cell through DataFusion's Parquet scan.
+//! - [`dml`]: `INSERT`, `UPDATE` and `DELETE`, each one commit.
 //! - [`time_travel`]: `mdf_at` (a cube at a version or moment) and `mdf_history`.
+//! - [`maintenance`]: compaction and vacuum; [`maintenance_sql`]: `mdf_compact`, `mdf_vacuum`.
 
+mod arguments;
+pub mod dml;
 pub mod log;
+pub mod maintenance;
+pub mod maintenance_sql;
+mod merge;
 mod table;
 pub mod time_travel;
 mod writer;
@@ -17,7 +25,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DataFusionError;
 use serde::{Deserialize, Serialize};
 
-pub use log::{Commit, CommitOperation, CubeLog, DataFile, Snapshot, SnapshotVersion};
+pub use log::{
+    Action, CellBounds, Change, Commit, CommitOperation, CubeLog, DataFile, FileKind, Snapshot,
+    SnapshotVersion,
+};
 pub use table::{CubeSchemaProvider, MdfTable};
 pub use writer::write_data_file;
 
@@ -39,6 +50,16 @@ pub enum MdfError {
     /// The stored log or files are not what MDF writes.
     #[error("corrupt cube storage: {0}")]
     Corrupt(String),
+    /// A statement a cube cannot carry out.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A concurrent commit changed what this write read (snapshot isolation's first committer
+    /// wins); running the statement again sees that commit.
+    #[error("{0}")]
+    SerializationFailure(String),
+    /// One write names the same coordinate twice.
+    #[error("{0}")]
+    DuplicateCell(String),
     /// Every commit attempt lost its version race.
     #[error("commit gave up after {0} attempts lost to concurrent writers")]
     CommitContention(usize),
@@ -65,7 +86,9 @@ impl MdfError {
             MdfError::Invalid(_) => "22023",
             MdfError::NoSuchVersion(_) => "22023",
             MdfError::Corrupt(_) => "XX001",
-            MdfError::CommitContention(_) => "40001",
+            MdfError::CommitContention(_) | MdfError::SerializationFailure(_) => "40001",
+            MdfError::DuplicateCell(_) => "21000",
+            MdfError::Unsupported(_) => "0A000",
             MdfError::Storage(_) => "58030",
             MdfError::Encoding(_) | MdfError::Arrow(_) | MdfError::Parquet(_) => "XX000",
         }

@@ -1,13 +1,12 @@
 //! `cube.<name>`: an MDF cube as a DataFusion table.
 //!
-//! A scan reads the latest snapshot from the log and hands its file list to DataFusion's own
-//! Parquet scan (`ParquetFormat` → `DataSourceExec` over `ParquetSource`), so projection, filter
-//! pushdown, statistics pruning and the footer cache are DataFusion's, and a distributed
-//! engine can ship the plan without custom codecs. An insert writes one sorted file and
-//! commits it; the next query sees it.
+//! A scan reads the latest snapshot from the log and merges its files on read (see
+//! [`super::merge`]): DataFusion's own Parquet scan (`ParquetFormat` → `DataSourceExec` over
+//! `ParquetSource`) under plain unions, filters and a window, so projection, filter pushdown,
+//! statistics pruning and the footer cache are DataFusion's, and a distributed engine can ship
+//! the plan without custom codecs. Writes are in [`super::dml`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -15,25 +14,19 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::{Result, not_impl_err};
 use datafusion::datasource::TableType;
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
-use datafusion::datasource::sink::{DataSink, DataSinkExec};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
-use futures::TryStreamExt;
+use datafusion::physical_plan::ExecutionPlan;
 use object_store::path::Path;
 
-use super::log::{CubeLog, Snapshot, SnapshotVersion};
+use super::dml::{WriteKind, write_plan};
+use super::log::{CubeLog, FileKind, Snapshot, SnapshotVersion};
+use super::merge::CubeFiles;
 use super::{CubeDefinition, MdfError, write_data_file};
 use crate::storage::Storage;
 
-/// One cube: its definition and its log.
-#[derive(Debug)]
+/// One cube: its definition and its log. Clones share the log's cached snapshot.
+#[derive(Debug, Clone)]
 pub struct MdfTable {
     storage: Storage,
     log: CubeLog,
@@ -72,6 +65,16 @@ impl MdfTable {
         &self.cube
     }
 
+    /// The cube's columns.
+    pub(crate) fn schema_ref(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The store the cube is kept in.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     /// The latest committed version, the one a scan reads now.
     pub async fn version(&self) -> Result<SnapshotVersion, MdfError> {
         self.log.latest_version().await
@@ -82,48 +85,46 @@ impl MdfTable {
         &self.log
     }
 
-    /// A scan of `snapshot`'s files (any version of this cube) through DataFusion's Parquet
-    /// scan.
+    /// The cells of `snapshot` (any version of this cube), merged on read.
     pub(crate) async fn scan_snapshot(
         &self,
         state: &dyn Session,
         snapshot: &Snapshot,
         projection: Option<&Vec<usize>>,
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if snapshot.files.is_empty() {
-            let projected = match projection {
-                Some(indices) => Arc::new(self.schema.project(indices)?),
-                None => Arc::clone(&self.schema),
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
-        }
-        let files: Vec<PartitionedFile> = snapshot
-            .files
-            .iter()
-            .map(|file| {
-                PartitionedFile::new(format!("{}/{}", self.log.cube_dir(), file.path), file.size)
-            })
-            .collect();
-        let target_partitions = state.config_options().execution.target_partitions;
-        let file_groups = FileGroup::new(files).split_files(target_partitions);
-        let source = Arc::new(ParquetSource::new(Arc::clone(&self.schema)));
-        let config = FileScanConfigBuilder::new(self.storage.url().clone(), source)
-            .with_file_groups(file_groups)
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
-        format.create_physical_plan(state, config).await
+        self.files()
+            .scan(state, snapshot, projection, filters, limit)
+            .await
     }
 
-    /// Appends cells (batches in the cube's schema) as one new file and commits it atomically.
-    /// Returns the committed version, or `None` when there was nothing to write.
+    /// Where the cube's data files are.
+    pub(crate) fn files(&self) -> CubeFiles {
+        CubeFiles {
+            storage: self.storage.clone(),
+            cube_dir: self.log.cube_dir().clone(),
+            schema: Arc::clone(&self.schema),
+            dimensions: self.cube.dimensions.len(),
+        }
+    }
+
+    /// Writes cells (batches in the cube's schema) as one new file and commits it as a blind
+    /// append, replacing any cells at the same coordinates. Returns the committed version, or
+    /// `None` when there was nothing to write.
     pub async fn append(
         &self,
         batches: &[datafusion::arrow::array::RecordBatch],
     ) -> Result<Option<SnapshotVersion>, MdfError> {
-        match write_data_file(&self.log, &self.storage, &self.cube, batches).await? {
+        match write_data_file(
+            &self.log,
+            &self.storage,
+            &self.cube,
+            batches,
+            FileKind::Cells,
+        )
+        .await?
+        {
             Some(file) => Ok(Some(self.log.commit_append(vec![file]).await?)),
             None => Ok(None),
         }
@@ -141,7 +142,8 @@ impl TableProvider for MdfTable {
     }
 
     /// Filters are inexact: DataFusion keeps its own filter above the scan and pushes the
-    /// predicate into the Parquet source for row-group and page pruning.
+    /// predicate into the Parquet source for row-group and page pruning; filters on
+    /// coordinates also narrow what merging reads.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
@@ -153,11 +155,11 @@ impl TableProvider for MdfTable {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = self.log.latest().await?;
-        self.scan_snapshot(state, &snapshot, projection, limit)
+        self.scan_snapshot(state, &snapshot, projection, filters, limit)
             .await
     }
 
@@ -168,42 +170,11 @@ impl TableProvider for MdfTable {
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         if insert_op != InsertOp::Append {
-            return not_impl_err!("{insert_op} into a cube is not supported; cubes take appends");
+            return not_impl_err!(
+                "{insert_op} into a cube is not supported; an INSERT replaces the cells at its coordinates"
+            );
         }
-        let sink = CubeSink {
-            table: MdfTable::from_parts(self.storage.clone(), self.log.clone(), self.cube.clone()),
-        };
-        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
-    }
-}
-
-/// Collects an INSERT's rows and appends them as one file in one commit.
-#[derive(Debug)]
-struct CubeSink {
-    table: MdfTable,
-}
-
-impl DisplayAs for CubeSink {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CubeSink: cube={}", self.table.cube.name)
-    }
-}
-
-#[async_trait]
-impl DataSink for CubeSink {
-    fn schema(&self) -> &SchemaRef {
-        &self.table.schema
-    }
-
-    async fn write_all(
-        &self,
-        data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
-    ) -> Result<u64> {
-        let batches: Vec<_> = data.try_collect().await?;
-        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        self.table.append(&batches).await?;
-        Ok(rows)
+        Ok(write_plan(self.clone(), WriteKind::Insert, input))
     }
 }
 

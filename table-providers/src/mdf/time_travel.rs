@@ -3,8 +3,8 @@
 //! - `mdf_at('cube.finance', 42)`: the cube at version 42;
 //! - `mdf_at('cube.finance', TIMESTAMP '2025-11-29 10:00:00+00')` (or any constant timestamp
 //!   expression, or a timestamp string): the cube as its latest version at that moment;
-//! - `mdf_history('cube.finance')`: one row per commit: version, time, operation, files and
-//!   cells added.
+//! - `mdf_history('cube.finance')`: one row per commit: version, time, user, operation, files
+//!   and cells (or tombstones) added, files removed.
 //!
 //! Both read the same log as `cube.<name>`; a version's scan is DataFusion's Parquet scan over
 //! that version's files.
@@ -20,12 +20,11 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::simplify::SimplifyContext;
-use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::{CubeSchemaProvider, MdfError, MdfTable, Snapshot, SnapshotVersion};
+use super::arguments::{constant_arguments, named_cube};
+use super::{CubeSchemaProvider, MdfTable, Snapshot, SnapshotVersion};
 
 /// Which version of a cube to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,16 +68,23 @@ impl TableProvider for CubeAt {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = self.snapshot().await?;
         self.cube
-            .scan_snapshot(state, &snapshot, projection, limit)
+            .scan_snapshot(state, &snapshot, projection, filters, limit)
             .await
     }
 }
@@ -100,9 +106,11 @@ impl CubeHistory {
                 DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
                 false,
             ),
+            Field::new("committed_by", DataType::Utf8, true),
             Field::new("operation", DataType::Utf8, false),
             Field::new("files_added", DataType::Int64, false),
             Field::new("cells_added", DataType::Int64, false),
+            Field::new("files_removed", DataType::Int64, false),
         ]));
         Self { cube, schema }
     }
@@ -139,11 +147,15 @@ impl TableProvider for CubeHistory {
         let columns: Vec<ArrayRef> = vec![
             int64(|commit| commit.version.0 as i64),
             Arc::new(committed_at),
+            Arc::new(StringArray::from_iter(
+                commits.iter().map(|commit| commit.user.as_deref()),
+            )),
             Arc::new(StringArray::from_iter_values(
                 commits.iter().map(|commit| commit.operation.name()),
             )),
             int64(|commit| commit.files_added as i64),
             int64(|commit| commit.rows_added as i64),
+            int64(|commit| commit.files_removed as i64),
         ];
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
         Ok(MemorySourceConfig::try_new_exec(
@@ -228,40 +240,5 @@ impl TableFunctionImpl for MdfHistoryFunction {
         };
         let cube = named_cube(&self.cubes, "mdf_history", cube)?;
         Ok(Arc::new(CubeHistory::new(cube)))
-    }
-}
-
-/// The arguments of a call of `function`, each folded to a constant.
-fn constant_arguments(function: &str, args: &TableFunctionArgs) -> Result<Vec<ScalarValue>> {
-    let context = SimplifyContext::builder()
-        .with_config_options(Arc::new(args.session().config_options().clone()))
-        .with_current_time()
-        .build();
-    let simplifier = ExprSimplifier::new(context);
-    args.exprs()
-        .iter()
-        .map(|expr| match simplifier.simplify(expr.clone())? {
-            Expr::Literal(value, _) => Ok(value),
-            other => plan_err!("{function}: arguments must be constants, not {other}"),
-        })
-        .collect()
-}
-
-/// The cube an argument names: `'cube.finance'` or `'finance'`.
-fn named_cube(
-    cubes: &CubeSchemaProvider,
-    function: &str,
-    name: &ScalarValue,
-) -> Result<Arc<MdfTable>> {
-    let (ScalarValue::Utf8(Some(name))
-    | ScalarValue::LargeUtf8(Some(name))
-    | ScalarValue::Utf8View(Some(name))) = name
-    else {
-        return plan_err!("{function}: the cube is named by a string such as 'cube.finance'");
-    };
-    let bare = name.strip_prefix("cube.").unwrap_or(name);
-    match cubes.cube(bare) {
-        Some(cube) => Ok(cube),
-        None => Err(MdfError::NotFound(name.clone()).into()),
     }
 }

@@ -4,13 +4,14 @@
 //! narrow range of the leading dimensions and DataFusion's statistics pruning can skip it.
 //! Files are named by a random id and written put-if-absent; they become visible only when a
 //! log entry names them, so a writer that dies before committing leaves an unreferenced file
-//! and never a half-visible write.
+//! (which vacuum removes) and never a half-visible write.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, new_null_array};
+use datafusion::arrow::compute::kernels::aggregate::{max_string, min_string};
 use datafusion::arrow::compute::{
-    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
+    SortColumn, concat_batches, lexsort_to_indices, partition, take_record_batch,
 };
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -18,7 +19,9 @@ use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::log::CubeLog;
-use super::{CubeDefinition, DataFile, MdfError};
+use super::{CellBounds, CubeDefinition, DataFile, FileKind, MdfError};
+use crate::fail_point::fail_point;
+use crate::storage::Storage;
 
 /// Rows per Parquet row group: small enough for pruning to pay, large enough to scan fast.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -39,18 +42,31 @@ fn writer_properties(cube: &CubeDefinition) -> WriterProperties {
         .build()
 }
 
-/// Sorts `batches` by the cube's dimensions and writes them as a new data file of the cube.
-/// Returns `None` when there are no rows (nothing to commit).
+/// Sorts `batches` (in the cube's schema) by the cube's dimensions and writes them as a new
+/// data file of the cube; for tombstones the measures are written as nulls. Returns `None`
+/// when there are no rows (nothing to commit), and fails when a coordinate appears twice.
 pub async fn write_data_file(
     log: &CubeLog,
-    storage: &crate::storage::Storage,
+    storage: &Storage,
     cube: &CubeDefinition,
     batches: &[RecordBatch],
+    kind: FileKind,
 ) -> Result<Option<DataFile>, MdfError> {
     let schema = cube.arrow_schema();
-    let cells = concat_batches(&schema, batches)?;
+    let mut cells = concat_batches(&schema, batches)?;
     if cells.num_rows() == 0 {
         return Ok(None);
+    }
+    if kind == FileKind::Tombstones {
+        let mut columns = cells.columns().to_vec();
+        for (column, field) in columns
+            .iter_mut()
+            .zip(schema.fields())
+            .skip(cube.dimensions.len())
+        {
+            *column = new_null_array(field.data_type(), cells.num_rows());
+        }
+        cells = RecordBatch::try_new(Arc::clone(&schema), columns)?;
     }
     let sort_columns: Vec<SortColumn> = (0..cube.dimensions.len())
         .map(|i| SortColumn {
@@ -60,19 +76,127 @@ pub async fn write_data_file(
         .collect();
     let order = lexsort_to_indices(&sort_columns, None)?;
     let sorted = take_record_batch(&cells, &order)?;
+    refuse_duplicates(cube, &sorted.columns()[..cube.dimensions.len()])?;
+    let mut file = SortedFileWriter::new(cube, kind, sorted.get_array_memory_size() / 4)?;
+    file.write(&sorted)?;
+    file.finish(log, storage).await.map(Some)
+}
 
-    let mut buffer = Vec::with_capacity(sorted.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(writer_properties(cube)))?;
-    writer.write(&sorted)?;
-    writer.close()?;
+/// Writes rows already sorted by the cube's dimensions (and each coordinate once) as one data
+/// file, batch by batch.
+pub(crate) struct SortedFileWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    kind: FileKind,
+    rows: u64,
+    bounds: Option<CellBounds>,
+    dimensions: usize,
+}
 
-    let file_name = format!("{}.parquet", uuid::Uuid::new_v4().simple());
-    let size = buffer.len() as u64;
-    let location = log.cube_dir().clone().join("data").join(file_name.as_str());
-    storage.put_if_absent(&location, buffer).await?;
-    Ok(Some(DataFile {
-        path: format!("data/{file_name}"),
-        size,
-        rows: sorted.num_rows() as u64,
-    }))
+impl SortedFileWriter {
+    /// A writer of a file of `kind` for `cube`, its buffer starting at `capacity` bytes.
+    pub(crate) fn new(
+        cube: &CubeDefinition,
+        kind: FileKind,
+        capacity: usize,
+    ) -> Result<Self, MdfError> {
+        let writer = ArrowWriter::try_new(
+            Vec::with_capacity(capacity),
+            cube.arrow_schema(),
+            Some(writer_properties(cube)),
+        )?;
+        Ok(Self {
+            writer,
+            kind,
+            rows: 0,
+            bounds: None,
+            dimensions: cube.dimensions.len(),
+        })
+    }
+
+    /// Rows written so far.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Adds `batch`, whose rows follow the rows written before in sort order.
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<(), MdfError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch_bounds = bounds(&batch.columns()[..self.dimensions])?;
+        self.bounds = Some(match self.bounds.take() {
+            Some(bounds) => bounds.union(&batch_bounds),
+            None => batch_bounds,
+        });
+        self.writer.write(batch)?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Finishes the file and stores it under a fresh name in the cube's `data/` folder.
+    pub(crate) async fn finish(
+        self,
+        log: &CubeLog,
+        storage: &Storage,
+    ) -> Result<DataFile, MdfError> {
+        let buffer = self.writer.into_inner()?;
+        let file_name = format!("{}.parquet", uuid::Uuid::new_v4().simple());
+        let size = buffer.len() as u64;
+        let location = log.cube_dir().clone().join("data").join(file_name.as_str());
+        fail_point("mdf.before_data_upload");
+        storage.put_if_absent(&location, buffer).await?;
+        fail_point("mdf.after_data_upload");
+        Ok(DataFile {
+            path: format!("data/{file_name}"),
+            size,
+            rows: self.rows,
+            kind: self.kind,
+            seq: None,
+            bounds: self.bounds,
+        })
+    }
+}
+
+/// Fails when two of the sorted `coordinates` rows are equal: one write sets a cell once.
+fn refuse_duplicates(cube: &CubeDefinition, coordinates: &[ArrayRef]) -> Result<(), MdfError> {
+    let runs = partition(coordinates)?;
+    if runs.len() == coordinates[0].len() {
+        return Ok(());
+    }
+    let repeated = runs
+        .ranges()
+        .into_iter()
+        .find(|run| run.len() > 1)
+        .map_or(0, |run| run.start);
+    let coordinate = cube
+        .dimensions
+        .iter()
+        .zip(coordinates)
+        .map(|(dimension, column)| {
+            let member = column.as_string::<i32>().value(repeated);
+            format!("{dimension}={member}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(MdfError::DuplicateCell(format!(
+        "a statement cannot write the same cell twice: ({coordinate}) appears more than once in cube {}",
+        cube.name
+    )))
+}
+
+/// The smallest and largest member code of each dimension column.
+fn bounds(coordinates: &[ArrayRef]) -> Result<CellBounds, MdfError> {
+    let mut bounds = CellBounds {
+        min: Vec::with_capacity(coordinates.len()),
+        max: Vec::with_capacity(coordinates.len()),
+    };
+    for column in coordinates {
+        let members = column.as_string::<i32>();
+        let (Some(min), Some(max)) = (min_string(members), max_string(members)) else {
+            return Err(MdfError::Invalid("a cell coordinate cannot be null".into()));
+        };
+        bounds.min.push(min.to_owned());
+        bounds.max.push(max.to_owned());
+    }
+    Ok(bounds)
 }

@@ -1,0 +1,355 @@
+//! Writes to cubes: `INSERT`, `UPDATE` and `DELETE`, each one commit.
+//!
+//! - `INSERT` is a blind write: its cells replace any at the same coordinates (latest write
+//!   wins) and it never conflicts with a concurrent commit.
+//! - `UPDATE` writes the new values of the cells it selected; `DELETE` writes tombstones for
+//!   them. Both read the cube first, so they commit only if no commit since the version they
+//!   read wrote cells within the bounds of what they write (snapshot isolation, first committer
+//!   wins); otherwise they fail with SQLSTATE 40001 and nothing is written.
+//!
+//! DataFusion plans `UPDATE` as a projection of every column (the assignments applied) over
+//! the selected rows, and `DELETE` as the selected rows: exactly the rows to write.
+//! [`CubeDmlRule`] turns both into an insert of those rows into a [`CubeWrite`] target that
+//! knows the operation, so joins and subqueries in `WHERE` and `FROM` are planned and run by
+//! DataFusion like any query, and the version the statement read is recorded by its scan.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Result, TableReference, plan_err};
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{
+    DmlStatement, Expr, LogicalPlan, TableProviderFilterPushDown, TableScan, WriteOp,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use futures::TryStreamExt;
+
+use super::log::{Action, Change, FileKind, SnapshotVersion};
+use super::{MdfError, MdfTable, write_data_file};
+
+/// The user a session's commits are recorded under (in the log and `mdf_history`). The server
+/// sets it on each connection's session config as a [`SessionConfig`] extension.
+///
+/// [`SessionConfig`]: datafusion::prelude::SessionConfig
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitAuthor(pub String);
+
+impl CommitAuthor {
+    /// The user a running query's commits are recorded under, if its session has one.
+    pub fn of(ctx: &TaskContext) -> Option<String> {
+        ctx.session_config()
+            .get_extension::<CommitAuthor>()
+            .map(|author| author.0.clone())
+    }
+}
+
+/// What a write does with the rows it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// `INSERT`: the rows are cells, written blind.
+    Insert,
+    /// `UPDATE`: the rows are the new values of cells read.
+    Update,
+    /// `DELETE`: the rows are cells read, to be deleted.
+    Delete,
+}
+
+impl WriteKind {
+    fn name(self) -> &'static str {
+        match self {
+            WriteKind::Insert => "insert",
+            WriteKind::Update => "update",
+            WriteKind::Delete => "delete",
+        }
+    }
+}
+
+/// The oldest version a statement's scans of a cube read, recorded as they plan.
+#[derive(Debug, Default)]
+struct ReadVersion(Mutex<Option<SnapshotVersion>>);
+
+impl ReadVersion {
+    fn read(&self, version: SnapshotVersion) {
+        let mut oldest = self.0.lock().expect("read version poisoned");
+        *oldest = Some(oldest.map_or(version, |oldest| oldest.min(version)));
+    }
+
+    fn get(&self) -> Option<SnapshotVersion> {
+        *self.0.lock().expect("read version poisoned")
+    }
+}
+
+/// Collects a statement's rows and commits them as one file.
+#[derive(Debug)]
+struct CubeSink {
+    table: MdfTable,
+    kind: WriteKind,
+    read: Option<Arc<ReadVersion>>,
+}
+
+impl DisplayAs for CubeSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CubeSink: cube={}, operation={}",
+            self.table.definition().name,
+            self.kind.name()
+        )
+    }
+}
+
+#[async_trait]
+impl DataSink for CubeSink {
+    fn schema(&self) -> &SchemaRef {
+        self.table.schema_ref()
+    }
+
+    async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        context: &Arc<TaskContext>,
+    ) -> Result<u64> {
+        let batches: Vec<_> = data.try_collect().await?;
+        let table = &self.table;
+        let kind = match self.kind {
+            WriteKind::Delete => FileKind::Tombstones,
+            WriteKind::Insert | WriteKind::Update => FileKind::Cells,
+        };
+        let Some(file) = write_data_file(
+            table.log(),
+            table.storage(),
+            table.definition(),
+            &batches,
+            kind,
+        )
+        .await?
+        else {
+            return Ok(0);
+        };
+        let rows = file.rows;
+        let add = vec![file];
+        let action = match self.kind {
+            WriteKind::Insert => Action::Append { add },
+            WriteKind::Update => Action::Update { add },
+            WriteKind::Delete => Action::Delete { add },
+        };
+        let read_version = self.read.as_ref().and_then(|read| read.get());
+        if self.read.is_some() && read_version.is_none() {
+            return plan_err!(
+                "{} of cube {} did not read it",
+                self.kind.name(),
+                table.definition().name
+            );
+        }
+        let user = CommitAuthor::of(context);
+        table
+            .log()
+            .commit(Change {
+                action,
+                read_version,
+                user,
+            })
+            .await?;
+        Ok(rows)
+    }
+}
+
+/// The plan writing `input`'s rows into `table` as `kind` says.
+pub(crate) fn write_plan(
+    table: MdfTable,
+    kind: WriteKind,
+    input: Arc<dyn ExecutionPlan>,
+) -> Arc<dyn ExecutionPlan> {
+    let sink = CubeSink {
+        table,
+        kind,
+        read: None,
+    };
+    Arc::new(DataSinkExec::new(input, Arc::new(sink), None))
+}
+
+/// The target an `UPDATE` or `DELETE` of a cube inserts its rows into (see the module
+/// documentation); it cannot be read.
+#[derive(Debug)]
+pub struct CubeWrite {
+    table: MdfTable,
+    kind: WriteKind,
+    read: Arc<ReadVersion>,
+}
+
+#[async_trait]
+impl TableProvider for CubeWrite {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan_err!("the target of a cube {} cannot be read", self.kind.name())
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        _insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let sink = CubeSink {
+            table: self.table.clone(),
+            kind: self.kind,
+            read: Some(Arc::clone(&self.read)),
+        };
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+/// A cube as an `UPDATE` or `DELETE` reads it: the latest version, recorded for the commit's
+/// conflict check.
+#[derive(Debug)]
+struct RecordedRead {
+    table: MdfTable,
+    read: Arc<ReadVersion>,
+}
+
+#[async_trait]
+impl TableProvider for RecordedRead {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snapshot = self.table.log().latest().await?;
+        self.read.read(snapshot.version);
+        self.table
+            .scan_snapshot(state, &snapshot, projection, filters, limit)
+            .await
+    }
+}
+
+/// Rewrites `UPDATE` and `DELETE` of a cube into an insert into a [`CubeWrite`] (see the
+/// module documentation). Runs after DataFusion's own analyzer rules.
+#[derive(Debug, Default)]
+pub struct CubeDmlRule;
+
+impl AnalyzerRule for CubeDmlRule {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up(|plan| {
+            let LogicalPlan::Dml(dml) = plan else {
+                return Ok(Transformed::no(plan));
+            };
+            let kind = match dml.op {
+                WriteOp::Update => WriteKind::Update,
+                WriteOp::Delete => WriteKind::Delete,
+                _ => return Ok(Transformed::no(LogicalPlan::Dml(dml))),
+            };
+            let provider = source_as_provider(&dml.target)?;
+            let Some(table) = provider.downcast_ref::<MdfTable>() else {
+                return Ok(Transformed::no(LogicalPlan::Dml(dml)));
+            };
+            if kind == WriteKind::Update {
+                refuse_coordinate_changes(table, &dml.input)?;
+            }
+            let read = Arc::new(ReadVersion::default());
+            let input = record_reads(&dml.table_name, table, &read, dml.input.as_ref().clone())?;
+            let target = CubeWrite {
+                table: table.clone(),
+                kind,
+                read,
+            };
+            Ok(Transformed::yes(LogicalPlan::Dml(DmlStatement::new(
+                dml.table_name.clone(),
+                provider_as_source(Arc::new(target)),
+                WriteOp::Insert(InsertOp::Append),
+                Arc::new(input),
+            ))))
+        })
+        .map(|transformed| transformed.data)
+    }
+
+    fn name(&self) -> &str {
+        "cube_dml"
+    }
+}
+
+/// `plan` with its scans of the cube `name` recording the version they read into `read`.
+fn record_reads(
+    name: &TableReference,
+    table: &MdfTable,
+    read: &Arc<ReadVersion>,
+    plan: LogicalPlan,
+) -> Result<LogicalPlan> {
+    plan.transform_up(|plan| match plan {
+        LogicalPlan::TableScan(scan) if scan.table_name.resolved_eq(name) => {
+            let recorded = RecordedRead {
+                table: table.clone(),
+                read: Arc::clone(read),
+            };
+            Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
+                source: provider_as_source(Arc::new(recorded)),
+                ..scan
+            })))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|transformed| transformed.data)
+}
+
+/// Fails when an `UPDATE` (its input, a projection naming every column) assigns to a
+/// dimension: a cell's coordinate is its identity.
+fn refuse_coordinate_changes(table: &MdfTable, input: &LogicalPlan) -> Result<()> {
+    let LogicalPlan::Projection(projection) = input else {
+        return Ok(());
+    };
+    for (expr, dimension) in projection.expr.iter().zip(&table.definition().dimensions) {
+        let unchanged = match expr {
+            Expr::Alias(alias) => {
+                matches!(alias.expr.as_ref(), Expr::Column(column) if &column.name == dimension)
+            }
+            Expr::Column(column) => &column.name == dimension,
+            _ => false,
+        };
+        if !unchanged {
+            return Err(MdfError::Unsupported(format!(
+                "UPDATE cannot change {dimension}, a coordinate of cube {}: DELETE the cell and INSERT it at its new coordinate",
+                table.definition().name
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}

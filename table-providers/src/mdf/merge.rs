@@ -1,0 +1,331 @@
+//! Merge-on-read: the cells of a snapshot, where a later write of a coordinate replaces an
+//! earlier one and a tombstone deletes it.
+//!
+//! Every data file carries a sequence number (`seq`, its commit's version) and the bounds of
+//! its coordinates. Two files can share a coordinate only if their bounds meet, so most reads
+//! need no merging at all:
+//!
+//! - Files whose bounds meet no other file's are read as they are: one DataFusion Parquet scan
+//!   over all of them. A freshly loaded or compacted cube is only such files.
+//! - Of a file whose bounds meet others', the rows outside every box it shares are read as
+//!   they are too; only the rows inside a shared box are *contested*.
+//! - Contested rows of all files are ranked per coordinate by `seq` (`row_number()` over the
+//!   coordinate, newest first); the newest wins, and is dropped when it is a tombstone.
+//!
+//! The plan is built as a DataFusion logical plan over plain Parquet scans (unions, filters
+//! and a window) and planned by the session, so pruning, parallelism and a distributed
+//! engine's codecs apply unchanged. Filters on coordinates are applied to every scan before
+//! the ranking (a coordinate passes them in every file or in none); filters on measures only
+//! after it, where DataFusion keeps them, since an old value must not win by passing them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, Result};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::{TableType, provider_as_source};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::expr_fn::col;
+use datafusion::logical_expr::lit;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{
+    Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use object_store::path::Path;
+
+use super::{CellBounds, DataFile, FileKind, Snapshot};
+use crate::storage::Storage;
+
+/// The column holding a contested row's file `seq`.
+const SEQ: &str = "__mdf_seq";
+/// The column saying whether a contested row is a tombstone.
+const TOMBSTONE: &str = "__mdf_tombstone";
+/// The column ranking a coordinate's contested rows, newest first.
+const RANK: &str = "__mdf_rank";
+
+/// Where a cube's files are and what a row of them is.
+#[derive(Debug, Clone)]
+pub(crate) struct CubeFiles {
+    /// The store.
+    pub storage: Storage,
+    /// The cube's folder; data file paths are relative to it.
+    pub cube_dir: Path,
+    /// The cube's columns: dimensions first, then measures.
+    pub schema: SchemaRef,
+    /// How many leading columns are dimensions.
+    pub dimensions: usize,
+}
+
+impl CubeFiles {
+    /// The cells of `snapshot` (see the module documentation), with `projection`, the
+    /// coordinate filters among `filters` applied before merging, and `limit`.
+    pub(crate) async fn scan(
+        &self,
+        state: &dyn Session,
+        snapshot: &Snapshot,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let files = &snapshot.files;
+        let rivals: Vec<Vec<&DataFile>> = files
+            .iter()
+            .enumerate()
+            .map(|(index, file)| {
+                let others = files
+                    .iter()
+                    .enumerate()
+                    .filter(|(other, _)| *other != index);
+                others
+                    .map(|(_, other)| other)
+                    .filter(|other| file.may_overlap(other))
+                    .collect()
+            })
+            .collect();
+        let alone: Vec<DataFile> = files
+            .iter()
+            .zip(&rivals)
+            .filter(|(file, rivals)| rivals.is_empty() && file.kind == FileKind::Cells)
+            .map(|(file, _)| file.clone())
+            .collect();
+        if rivals.iter().all(Vec::is_empty) {
+            return self
+                .file_set(alone)
+                .scan(state, projection, filters, limit)
+                .await;
+        }
+
+        let coordinate_filter = conjunction(
+            filters
+                .iter()
+                .filter(|filter| self.is_on_coordinates(filter))
+                .map(|filter| unqualified(filter.clone()))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        let mut uncontested = Vec::new();
+        if !alone.is_empty() {
+            uncontested.push(self.read(alone, coordinate_filter.clone())?);
+        }
+        let mut contested = Vec::new();
+        for (file, rivals) in files.iter().zip(&rivals).filter(|(_, r)| !r.is_empty()) {
+            let shared = self.any_shared_box(file, rivals);
+            if file.kind == FileKind::Cells && shared != lit(true) {
+                let outside = and_maybe(!shared.clone(), coordinate_filter.clone());
+                uncontested.push(self.read(vec![file.clone()], Some(outside))?);
+            }
+            let inside = and_maybe(shared, coordinate_filter.clone());
+            let mut columns = self.columns();
+            columns.push(lit(file.sequence().0).alias(SEQ));
+            columns.push(lit(file.kind == FileKind::Tombstones).alias(TOMBSTONE));
+            let read = LogicalPlanBuilder::from(self.read(vec![file.clone()], Some(inside))?)
+                .project(columns)?
+                .build()?;
+            contested.push(read);
+        }
+        let newest_first = row_number()
+            .partition_by(self.columns()[..self.dimensions].to_vec())
+            .order_by(vec![col(SEQ).sort(false, false)])
+            .build()?
+            .alias(RANK);
+        let winners = union_all(contested)?
+            .window(vec![newest_first])?
+            .filter(col(RANK).eq(lit(1u64)).and(!col(TOMBSTONE)))?
+            .project(self.columns())?
+            .build()?;
+        uncontested.push(winners);
+
+        let mut plan = union_all(uncontested)?;
+        let columns = self.columns();
+        let projected: Vec<Expr> = match projection {
+            Some(indices) => indices.iter().map(|&i| columns[i].clone()).collect(),
+            None => columns,
+        };
+        let empty_projection = projected.is_empty();
+        if !empty_projection {
+            plan = plan.project(projected)?;
+        }
+        if limit.is_some() {
+            plan = plan.limit(0, limit)?;
+        }
+        let physical = state.create_physical_plan(&plan.build()?).await?;
+        if empty_projection {
+            // Only the number of rows is wanted (`count(*)`).
+            let no_columns: Vec<(Arc<dyn datafusion::physical_expr::PhysicalExpr>, String)> =
+                Vec::new();
+            return Ok(Arc::new(ProjectionExec::try_new(no_columns, physical)?));
+        }
+        Ok(physical)
+    }
+
+    /// A table of just `files`.
+    fn file_set(&self, files: Vec<DataFile>) -> FileSet {
+        FileSet {
+            cube: self.clone(),
+            files,
+        }
+    }
+
+    /// A scan of `files`, filtered by `filter`.
+    fn read(&self, files: Vec<DataFile>, filter: Option<Expr>) -> Result<LogicalPlan> {
+        let source = provider_as_source(Arc::new(self.file_set(files)));
+        let scan = LogicalPlanBuilder::scan("mdf_files", source, None)?;
+        match filter {
+            Some(filter) => scan.filter(filter)?.build(),
+            None => scan.build(),
+        }
+    }
+
+    /// The cube's columns as expressions, in order.
+    fn columns(&self) -> Vec<Expr> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|field| Expr::Column(Column::new_unqualified(field.name())))
+            .collect()
+    }
+
+    /// Whether `filter` reads only coordinate columns.
+    fn is_on_coordinates(&self, filter: &Expr) -> bool {
+        let coordinates: HashSet<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .take(self.dimensions)
+            .map(|field| field.name().as_str())
+            .collect();
+        filter
+            .column_refs()
+            .iter()
+            .all(|column| coordinates.contains(column.name.as_str()))
+    }
+
+    /// Whether a row of `file` lies in a box it shares with one of `rivals`; `true` when one
+    /// of them has no bounds.
+    fn any_shared_box(&self, file: &DataFile, rivals: &[&DataFile]) -> Expr {
+        let Some(bounds) = &file.bounds else {
+            return lit(true);
+        };
+        let mut boxes = Vec::with_capacity(rivals.len());
+        for rival in rivals {
+            let Some(theirs) = &rival.bounds else {
+                return lit(true);
+            };
+            if let Some(shared) = bounds.intersection(theirs) {
+                boxes.push(self.inside(&shared));
+            }
+        }
+        boxes.into_iter().reduce(Expr::or).unwrap_or(lit(false))
+    }
+
+    /// Whether a row's coordinate lies in `bounds`.
+    fn inside(&self, bounds: &CellBounds) -> Expr {
+        let columns = self.columns();
+        let conditions = columns
+            .into_iter()
+            .zip(bounds.min.iter().zip(&bounds.max))
+            .map(|(column, (min, max))| match min == max {
+                true => column.eq(lit(min.as_str())),
+                false => column.between(lit(min.as_str()), lit(max.as_str())),
+            });
+        conjunction(conditions).unwrap_or(lit(true))
+    }
+}
+
+/// `a AND b`, or `a` alone when there is no `b`.
+fn and_maybe(a: Expr, b: Option<Expr>) -> Expr {
+    match b {
+        Some(b) => a.and(b),
+        None => a,
+    }
+}
+
+/// `expr` with its columns' table names removed (filters arrive qualified by the cube's).
+fn unqualified(expr: Expr) -> Result<Expr> {
+    expr.transform(|expr| match expr {
+        Expr::Column(column) if column.relation.is_some() => Ok(Transformed::yes(Expr::Column(
+            Column::new_unqualified(column.name),
+        ))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|transformed| transformed.data)
+}
+
+/// `UNION ALL` of `plans` (at least one).
+fn union_all(plans: Vec<LogicalPlan>) -> Result<LogicalPlanBuilder> {
+    let mut plans = plans.into_iter();
+    let first = plans.next().expect("a merged scan has at least one input");
+    plans.try_fold(LogicalPlanBuilder::from(first), |builder, plan| {
+        builder.union(plan)
+    })
+}
+
+/// Some data files of a cube read as they are, through DataFusion's Parquet scan.
+#[derive(Debug)]
+struct FileSet {
+    cube: CubeFiles,
+    files: Vec<DataFile>,
+}
+
+#[async_trait]
+impl TableProvider for FileSet {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.cube.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// DataFusion keeps its filter above the scan and pushes the predicate into the Parquet
+    /// source for row-group and page pruning.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = &self.cube.schema;
+        if self.files.is_empty() {
+            let projected = match projection {
+                Some(indices) => Arc::new(schema.project(indices)?),
+                None => Arc::clone(schema),
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        let files: Vec<PartitionedFile> = self
+            .files
+            .iter()
+            .map(|file| {
+                PartitionedFile::new(format!("{}/{}", self.cube.cube_dir, file.path), file.size)
+            })
+            .collect();
+        let target_partitions = state.config_options().execution.target_partitions;
+        let file_groups = FileGroup::new(files).split_files(target_partitions);
+        let source = Arc::new(ParquetSource::new(Arc::clone(schema)));
+        let config = FileScanConfigBuilder::new(self.cube.storage.url().clone(), source)
+            .with_file_groups(file_groups)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
+        format.create_physical_plan(state, config).await
+    }
+}
