@@ -37,18 +37,34 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write the demo planning model into an empty data folder, then exit.
     Demo(DemoArgs),
+    /// Compact a cube: fold overwritten cells and tombstones into new sorted files.
+    Compact(CubeArgs),
+    /// Delete a cube's data files that no version inside the retention period reads.
+    Vacuum(VacuumArgs),
 }
 
 /// Flags of `quantatom serve`; each also reads a `QUANTATOM_*` variable and a config-file key.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Where the data is.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address to listen on, HOST:PORT [default: 127.0.0.1:5433].
+    #[arg(long, env = "QUANTATOM_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Cells in the demo model loaded when the data folder is empty; 0 loads none
+    /// [default: 1000000].
+    #[arg(long, env = "QUANTATOM_DEMO_CELLS", value_name = "N")]
+    pub demo_cells: Option<usize>,
+}
+
+/// Where the data is: flags shared by the commands that open it.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
     /// TOML file with any of the settings below (keys: listen, data_dir, demo_cells, and an
     /// [s3] table).
     #[arg(long, env = "QUANTATOM_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address to listen on, HOST:PORT [default: 127.0.0.1:5433].
-    #[arg(long, env = "QUANTATOM_LISTEN", value_name = "HOST:PORT")]
-    pub listen: Option<String>,
     /// Folder for cubes and metadata, created if missing, or s3://bucket/prefix
     /// [default: ./quantatom-data].
     #[arg(
@@ -57,10 +73,6 @@ pub struct ServeArgs {
         value_name = "DIR|s3://BUCKET/PREFIX"
     )]
     pub data_dir: Option<String>,
-    /// Cells in the demo model loaded when the data folder is empty; 0 loads none
-    /// [default: 1000000].
-    #[arg(long, env = "QUANTATOM_DEMO_CELLS", value_name = "N")]
-    pub demo_cells: Option<usize>,
     /// The S3-compatible server's URL, for a bucket that is not on AWS (else AWS_ENDPOINT).
     #[arg(long, env = "QUANTATOM_S3_ENDPOINT", value_name = "URL")]
     pub s3_endpoint: Option<String>,
@@ -71,6 +83,47 @@ pub struct ServeArgs {
     /// need [default: false].
     #[arg(long, env = "QUANTATOM_S3_PATH_STYLE", value_name = "BOOL")]
     pub s3_path_style: Option<bool>,
+}
+
+/// Flags of `quantatom compact`.
+#[derive(Debug, Args)]
+pub struct CubeArgs {
+    /// Where the data is.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// The cube, e.g. `finance` (or `cube.finance`).
+    #[arg(long, value_name = "NAME")]
+    pub cube: String,
+}
+
+/// Flags of `quantatom vacuum`.
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// The data and the cube.
+    #[command(flatten)]
+    pub target: CubeArgs,
+    /// How long versions stay readable: a number and a unit, s, m, h or d [default: 7d].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
+}
+
+/// `30s`, `15m`, `12h`, `7d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: s, m, h or d"))?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    Ok(Duration::from_secs(number * seconds))
 }
 
 /// Flags of `quantatom demo`.
@@ -150,15 +203,44 @@ impl ConfigError {
 impl ServeArgs {
     /// Merges flags and environment over the config file over the defaults, and checks them.
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
-        let file = match &self.config {
-            Some(path) => read_config_file(path)?,
-            None => FileSettings::default(),
-        };
+        let file = self.storage.file()?;
         let listen_text = self
             .listen
-            .or(file.listen)
+            .or(file.listen.clone())
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = parse_listen(&listen_text)?;
+        let demo_cells = match self
+            .demo_cells
+            .or(file.demo_cells)
+            .unwrap_or(DEFAULT_DEMO_CELLS)
+        {
+            0 => None,
+            cells => Some(cells),
+        };
+        Ok(ServeConfig {
+            listen,
+            storage: self.storage.resolve_with(file)?,
+            demo_cells,
+        })
+    }
+}
+
+impl StorageArgs {
+    /// The config file's settings (none without a file).
+    fn file(&self) -> Result<FileSettings, ConfigError> {
+        match &self.config {
+            Some(path) => read_config_file(path),
+            None => Ok(FileSettings::default()),
+        }
+    }
+
+    /// Merges flags and environment over the config file over the defaults, and checks them.
+    pub fn resolve(self) -> Result<StorageConfig, ConfigError> {
+        let file = self.file()?;
+        self.resolve_with(file)
+    }
+
+    fn resolve_with(self, file: FileSettings) -> Result<StorageConfig, ConfigError> {
         let data_dir = self
             .data_dir
             .or(file.data_dir)
@@ -190,21 +272,8 @@ impl ServeArgs {
                 connect_timeout: seconds(s3.connect_timeout_secs, defaults.connect_timeout),
             },
         };
-        let storage = StorageConfig::from_location(&data_dir, s3_settings)
-            .map_err(|message| ConfigError::new("data_dir", "data-dir", message))?;
-        let demo_cells = match self
-            .demo_cells
-            .or(file.demo_cells)
-            .unwrap_or(DEFAULT_DEMO_CELLS)
-        {
-            0 => None,
-            cells => Some(cells),
-        };
-        Ok(ServeConfig {
-            listen,
-            storage,
-            demo_cells,
-        })
+        StorageConfig::from_location(&data_dir, s3_settings)
+            .map_err(|message| ConfigError::new("data_dir", "data-dir", message))
     }
 }
 
@@ -239,13 +308,15 @@ mod tests {
 
     fn args(listen: Option<&str>, config: Option<PathBuf>) -> ServeArgs {
         ServeArgs {
-            config,
+            storage: StorageArgs {
+                config,
+                data_dir: None,
+                s3_endpoint: None,
+                s3_region: None,
+                s3_path_style: None,
+            },
             listen: listen.map(Into::into),
-            data_dir: None,
             demo_cells: None,
-            s3_endpoint: None,
-            s3_region: None,
-            s3_path_style: None,
         }
     }
 
@@ -292,6 +363,15 @@ mod tests {
     }
 
     #[test]
+    fn retentions_are_a_number_and_a_unit() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("7").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("7w").unwrap_err().contains("s, m, h or d"));
+        assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("quantatom.toml");
@@ -311,7 +391,7 @@ mod tests {
         )
         .unwrap();
         let mut flags = args(None, Some(path));
-        flags.s3_endpoint = Some("http://flag:9000".into());
+        flags.storage.s3_endpoint = Some("http://flag:9000".into());
         let StorageConfig::S3(s3) = flags.resolve().unwrap().storage else {
             panic!("a bucket");
         };

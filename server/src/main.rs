@@ -1,14 +1,16 @@
-//! The `quantatom` binary: `quantatom serve` and `quantatom demo`.
+//! The `quantatom` binary: `quantatom serve`, `demo`, `compact` and `vacuum`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use quantatom_engine::demo::DemoSize;
+use quantatom_engine::mdf::MdfTable;
+use quantatom_engine::mdf::maintenance::{self, DEFAULT_RETENTION, ORPHAN_MIN_AGE, Progress};
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 use quantatom_server::Server;
 use quantatom_server::config::{
-    Cli, Command, DEFAULT_DATA_DIR, DEFAULT_DEMO_CELLS, DemoArgs, ServeArgs,
+    Cli, Command, CubeArgs, DEFAULT_DATA_DIR, DEFAULT_DEMO_CELLS, DemoArgs, ServeArgs, VacuumArgs,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -32,6 +34,8 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Demo(args) => write_demo(args).await,
+        Command::Compact(args) => compact_cube(args).await,
+        Command::Vacuum(args) => vacuum_cube(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,6 +103,91 @@ async fn write_demo(args: DemoArgs) -> Result<(), String> {
         size.products,
         data_dir.display(),
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Opens the data `args` names (without loading a demo) and the cube it names.
+async fn open_cube(args: CubeArgs) -> Result<(Engine, std::sync::Arc<MdfTable>), String> {
+    let storage = args.storage.resolve().map_err(|e| e.to_string())?;
+    let location = storage.location();
+    let engine = Engine::open(&EngineConfig {
+        storage,
+        demo_cells: None,
+    })
+    .await
+    .map_err(|e| format!("cannot open the data at {location} (setting `data_dir`): {e}"))?;
+    let name = args.cube.strip_prefix("cube.").unwrap_or(&args.cube);
+    let cube = engine
+        .cubes()
+        .cube(name)
+        .ok_or_else(|| format!("there is no cube {name:?} in {location}"))?;
+    Ok((engine, cube))
+}
+
+/// A progress bar on standard error (drawn only on a terminal) following `Progress` reports.
+fn progress_bar() -> (indicatif::ProgressBar, impl Fn(Progress) + Send + Sync) {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {human_pos}/{human_len} ({eta})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    let shown = bar.clone();
+    let report = move |progress: Progress| match progress {
+        Progress::Merging { done, total } => {
+            shown.set_message("merging");
+            shown.set_length(total);
+            shown.set_position(done);
+        }
+        Progress::Committing => shown.set_message("committing"),
+        Progress::Deleting { done, total } => {
+            shown.set_message("deleting");
+            shown.set_length(total);
+            shown.set_position(done);
+        }
+    };
+    (bar, report)
+}
+
+/// The user maintenance commits are recorded under: the operating-system user.
+fn os_user() -> Option<String> {
+    std::env::var("USER").ok().filter(|user| !user.is_empty())
+}
+
+async fn compact_cube(args: CubeArgs) -> Result<(), String> {
+    let (engine, cube) = open_cube(args).await?;
+    let (bar, report) = progress_bar();
+    let session = engine.new_session().state();
+    let compacted = maintenance::compact(&cube, &session, os_user(), &report)
+        .await
+        .map_err(|e| format!("compaction failed: {e}"))?;
+    bar.finish_and_clear();
+    let name = &cube.definition().name;
+    match compacted.version {
+        Some(version) => println!(
+            "compacted cube {name}: {} files into {}, {} cells, committed as version {version}",
+            compacted.files_removed, compacted.files_added, compacted.cells
+        ),
+        None => println!("cube {name} has nothing to compact"),
+    }
+    Ok(())
+}
+
+async fn vacuum_cube(args: VacuumArgs) -> Result<(), String> {
+    let retention = args.retention.unwrap_or(DEFAULT_RETENTION);
+    let (_engine, cube) = open_cube(args.target).await?;
+    let (bar, report) = progress_bar();
+    let vacuumed = maintenance::vacuum(&cube, retention, ORPHAN_MIN_AGE, &report)
+        .await
+        .map_err(|e| format!("vacuum failed: {e}"))?;
+    bar.finish_and_clear();
+    println!(
+        "vacuumed cube {}: deleted {} files, {} bytes",
+        cube.definition().name,
+        vacuumed.files_deleted,
+        vacuumed.bytes_deleted
     );
     Ok(())
 }

@@ -3,8 +3,11 @@
 
 mod catalog;
 mod clients;
+mod crash;
 mod jdbc;
+mod maintenance;
 mod plan_reuse;
 mod protocol;
 mod psql;
 mod support;
+mod writes;

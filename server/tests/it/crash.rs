@@ -1,0 +1,158 @@
+//! Crash safety: a server process killed at any point of a write (fail points, see
+//! `quantatom_table_providers`' `fail_point` module) leaves the cube readable at its last
+//! committed version, and vacuum removes the data file a dead writer left behind.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use quantatom_engine::mdf::maintenance::vacuum;
+use quantatom_engine::storage::StorageConfig;
+use quantatom_engine::{Engine, EngineConfig};
+use tokio_postgres::NoTls;
+
+use crate::support::TEST_DEMO_CELLS;
+
+/// The cell the killed write sets, and its demo value.
+const CELL: &str = "version = 'Budget' AND time = '2025_01' AND entity = 'DE' AND account = '4000' AND product = 'P0001'";
+
+/// Where the write dies, and whether its commit is durable by then.
+const FAIL_POINTS: [(&str, bool); 4] = [
+    ("mdf.before_data_upload", false),
+    ("mdf.after_data_upload", false),
+    ("mdf.before_log_write", false),
+    ("mdf.after_log_write", true),
+];
+
+async fn engine(data_dir: &std::path::Path, demo_cells: Option<usize>) -> Engine {
+    Engine::open(&EngineConfig {
+        storage: StorageConfig::Local(data_dir.to_owned()),
+        demo_cells,
+    })
+    .await
+    .expect("engine opens")
+}
+
+/// `(latest version, the cell's amount, cells in the cube)`.
+async fn state(engine: &Engine) -> (u64, String, i64) {
+    let cube = engine.cubes().cube("finance").expect("the demo cube");
+    let version = cube.version().await.unwrap().0;
+    let session = engine.new_session();
+    let amount = session
+        .sql(&format!(
+            "SELECT CAST(amount AS VARCHAR) FROM cube.finance WHERE {CELL}"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let amount = datafusion::arrow::util::pretty::pretty_format_batches(&amount)
+        .unwrap()
+        .to_string();
+    let count = session
+        .sql("SELECT count(*) FROM cube.finance")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    use datafusion::arrow::array::AsArray;
+    let count = count[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .value(0);
+    (version, amount, count)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the server binary over `data_dir` with `fail_point` armed, sends the write, and waits
+/// for the process to die of it.
+async fn write_until_killed(data_dir: &std::path::Path, fail_point: &str) {
+    let port = free_port();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--demo-cells",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("QUANTATOM_FAIL_POINT", fail_point)
+        .env("QUANTATOM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    let config = format!("host=127.0.0.1 port={port} user=tester dbname=quantatom");
+    let mut attempts = 0;
+    let client = loop {
+        match tokio_postgres::connect(&config, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                break client;
+            }
+            Err(_) if attempts < 300 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the server did not accept connections: {e}"),
+        }
+    };
+    let written = client
+        .simple_query("INSERT INTO cube.finance VALUES ('Budget', '2025_01', 'DE', '4000', 'P0001', 'EUR', 1.23)")
+        .await;
+    assert!(
+        written.is_err(),
+        "{fail_point}: the write must not be acknowledged by a dying server"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), server.wait())
+        .await
+        .expect("the server dies at the fail point")
+        .unwrap();
+    assert!(!status.success(), "{fail_point}: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_killed_anywhere_leaves_the_last_committed_version() {
+    for (fail_point, committed) in FAIL_POINTS {
+        let data_dir = tempfile::tempdir().unwrap();
+        let before = state(&engine(data_dir.path(), Some(TEST_DEMO_CELLS)).await).await;
+        write_until_killed(data_dir.path(), fail_point).await;
+
+        let reopened = engine(data_dir.path(), None).await;
+        let after = state(&reopened).await;
+        if committed {
+            assert_eq!(after.0, before.0 + 1, "{fail_point}: the entry was written");
+            assert!(after.1.contains("1.23"), "{fail_point}: {}", after.1);
+            assert_eq!(after.2, before.2, "{fail_point}: the cell was replaced");
+        } else {
+            assert_eq!(after, before, "{fail_point}: as if the write never began");
+        }
+
+        let cube = reopened.cubes().cube("finance").unwrap();
+        let report = vacuum(&cube, Duration::ZERO, Duration::ZERO, &|_| {})
+            .await
+            .unwrap();
+        let orphaned = matches!(fail_point, "mdf.after_data_upload" | "mdf.before_log_write");
+        assert_eq!(
+            report.files_deleted,
+            usize::from(orphaned),
+            "{fail_point}: vacuum removes the dead writer's file and nothing else"
+        );
+        assert_eq!(
+            state(&reopened).await,
+            after,
+            "{fail_point}: vacuum changes no answer"
+        );
+    }
+}

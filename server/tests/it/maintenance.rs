@@ -1,0 +1,116 @@
+//! `quantatom compact` and `quantatom vacuum`, run as a user runs them, on a data folder.
+
+use std::process::Output;
+
+use quantatom_engine::storage::StorageConfig;
+use quantatom_engine::{Engine, EngineConfig};
+
+use crate::support::TEST_DEMO_CELLS;
+
+async fn quantatom(args: &[&str], data_dir: &std::path::Path) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("QUANTATOM_LOG", "warn")
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+/// The cube's live files and the sum of its cells.
+async fn files_and_total(data_dir: &std::path::Path) -> (usize, String) {
+    let engine = Engine::open(&EngineConfig {
+        storage: StorageConfig::Local(data_dir.to_owned()),
+        demo_cells: None,
+    })
+    .await
+    .unwrap();
+    let files = engine
+        .cubes()
+        .cube("finance")
+        .unwrap()
+        .log()
+        .latest()
+        .await
+        .unwrap()
+        .files
+        .len();
+    let total = engine
+        .new_session()
+        .sql("SELECT CAST(sum(amount) AS VARCHAR) AS total, count(*) AS cells FROM cube.finance")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let total = datafusion::arrow::util::pretty::pretty_format_batches(&total)
+        .unwrap()
+        .to_string();
+    (files, total)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_and_vacuum_from_the_command_line() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(&EngineConfig {
+        storage: StorageConfig::Local(data_dir.path().to_owned()),
+        demo_cells: Some(TEST_DEMO_CELLS),
+    })
+    .await
+    .unwrap();
+    engine
+        .new_session()
+        .sql("UPDATE cube.finance SET amount = amount + 1 WHERE version = 'Budget' AND time = '2025_01'")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    drop(engine);
+    let (files, total) = files_and_total(data_dir.path()).await;
+    assert_eq!(files, 2, "the demo's file and the update's");
+
+    let compacted = quantatom(&["compact", "--cube", "finance"], data_dir.path()).await;
+    let stdout = String::from_utf8_lossy(&compacted.stdout);
+    assert!(
+        compacted.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&compacted.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "compacted cube finance: 2 files into 1, {TEST_DEMO_CELLS} cells"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        files_and_total(data_dir.path()).await,
+        (1, total.clone()),
+        "one file, the same cells"
+    );
+
+    let kept = quantatom(&["vacuum", "--cube", "finance"], data_dir.path()).await;
+    let stdout = String::from_utf8_lossy(&kept.stdout);
+    assert!(
+        stdout.contains("deleted 0 files"),
+        "within 7 days: {stdout}"
+    );
+    let vacuumed = quantatom(
+        &["vacuum", "--cube", "finance", "--retention", "0s"],
+        data_dir.path(),
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&vacuumed.stdout);
+    assert!(vacuumed.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("deleted 2 files"),
+        "the replaced files go: {stdout}"
+    );
+    assert_eq!(files_and_total(data_dir.path()).await, (1, total));
+
+    let unknown = quantatom(&["compact", "--cube", "nothing"], data_dir.path()).await;
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("there is no cube \"nothing\""), "{stderr}");
+}
