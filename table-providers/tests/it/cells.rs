@@ -153,10 +153,13 @@ async fn overwrites_during_compactions(backend: Backend) {
         expected,
         "{name}: and after a final compaction"
     );
+    // The last compaction may have had nothing left to do, when one alongside the writers
+    // ran after their last commit.
     let snapshot = table.log().latest().await.unwrap();
+    let files: Vec<u64> = snapshot.files.iter().map(|file| file.rows).collect();
     assert_eq!(
-        (snapshot.files.len(), last.cells),
-        (1, (WRITERS * CELLS_PER_WRITER) as u64),
+        files,
+        [(WRITERS * CELLS_PER_WRITER) as u64],
         "{name}: compacted into one file of the live cells"
     );
 }
