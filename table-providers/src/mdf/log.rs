@@ -406,10 +406,10 @@ impl CubeLog {
             .zip(first..)
             .find_map(|(version, expected)| (version.0 != expected).then_some(expected))
         {
-            return Err(MdfError::Corrupt(format!(
-                "log of {} has no entry for version {missing}",
-                self.cube_dir
-            )));
+            return Err(MdfError::LogGap {
+                cube: self.cube_dir.to_string(),
+                missing,
+            });
         }
         Ok(versions)
     }
@@ -432,7 +432,8 @@ impl CubeLog {
     /// entry read); `NotFound` when the cube has no log.
     pub async fn latest_version(&self) -> Result<SnapshotVersion, MdfError> {
         let known = self.known().map(|snapshot| snapshot.version);
-        match self.versions_after(known).await?.pop().or(known) {
+        let newer = settled(|| self.versions_after(known)).await?;
+        match newer.last().copied().or(known) {
             Some(version) => Ok(version),
             None => Err(MdfError::NotFound(self.cube_dir.to_string())),
         }
@@ -441,6 +442,10 @@ impl CubeLog {
     /// Reads the latest snapshot (the entries committed since the last read, applied to what
     /// that read gave); `NotFound` when the cube has no log.
     pub async fn latest(&self) -> Result<Arc<Snapshot>, MdfError> {
+        settled(|| self.read_latest()).await
+    }
+
+    async fn read_latest(&self) -> Result<Arc<Snapshot>, MdfError> {
         let known = match self.known() {
             Some(known) => Some(known),
             None => self.last_checkpoint().await?.map(Arc::new),
@@ -608,6 +613,7 @@ impl CubeLog {
                 "a cube is created only once, at version 0".into(),
             ));
         }
+        let mut lost = 0;
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let latest = self.latest().await?;
             latest.check_conflicts(&change)?;
@@ -631,7 +637,9 @@ impl CubeLog {
                     return Ok(next);
                 }
                 Err(MdfError::Storage(object_store::Error::AlreadyExists { .. })) => {
-                    tracing::debug!(version = %next, cube = %self.cube_dir, "lost commit race, retrying");
+                    lost += 1;
+                    tracing::debug!(version = %next, cube = %self.cube_dir, lost, "lost commit race, retrying");
+                    tokio::time::sleep(backoff(lost)).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -675,6 +683,47 @@ impl CubeLog {
             .try_collect()
             .await
     }
+}
+
+/// A random pause after a writer lost its `lost`-th version race in a row: up to 2^lost ms,
+/// at most 128 ms. Without it, many writers on one cube that collided collide again at once,
+/// and one of them can lose every race (32 writers starved one past 100 attempts).
+fn backoff(lost: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling = 1u64 << lost.min(7);
+    // A fresh `RandomState` hashes nothing to a different value each time: cheap jitter.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    std::time::Duration::from_millis(random % (ceiling + 1))
+}
+
+/// How long reading the log waits, in turn, for a listing that raced a commit to settle.
+const SETTLE_DELAYS_MS: [u64; 4] = [5, 20, 80, 320];
+
+/// `read`'s result once the log it lists has settled: a listing that shows an entry but not
+/// the one before it, or an entry that then cannot be read, raced a commit (a local folder's
+/// directory listing may return a new name and miss an older one), so it is listed again
+/// after a pause. A gap that lasts is corruption and reported.
+async fn settled<T, F>(mut read: impl FnMut() -> F) -> Result<T, MdfError>
+where
+    F: Future<Output = Result<T, MdfError>>,
+{
+    for delay in SETTLE_DELAYS_MS {
+        match read().await {
+            Err(
+                MdfError::LogGap { .. } | MdfError::Storage(object_store::Error::NotFound { .. }),
+            ) => {
+                tracing::debug!(
+                    delay_ms = delay,
+                    "log listing raced a commit; listing again"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+            other => return other,
+        }
+    }
+    read().await
 }
 
 /// The objects a log folder holds, by name.
@@ -887,6 +936,31 @@ mod tests {
         assert_eq!(paths, expected, "every committed file is in the snapshot");
     }
 
+    /// 32 writers committing to one cube at once: without a pause after a lost race, one of
+    /// them lost 100 in a row (found by bench/mdf).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn thirty_two_writers_all_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CubeLog::new(Storage::local(dir.path()).unwrap(), "plan");
+        log.create(cube()).await.unwrap();
+        let writers: Vec<_> = (0..32)
+            .map(|writer| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    for n in 0..8 {
+                        log.commit_append(vec![file(writer * 8 + n)]).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let snapshot = log.latest().await.unwrap();
+        assert_eq!(snapshot.version, SnapshotVersion(256));
+        assert_eq!(snapshot.files.len(), 256);
+    }
+
     #[tokio::test]
     async fn creating_twice_fails_and_a_gap_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
@@ -905,6 +979,41 @@ mod tests {
             .unwrap();
         let error = log.latest().await.unwrap_err().to_string();
         assert!(error.contains("no entry for version 2"), "{error}");
+    }
+
+    /// A local folder's listing can show a new entry and miss the one before it while a
+    /// commit lands (found by bench/mdf at 8 writers × 10,000 commits): the read waits for
+    /// the log to settle instead of calling it corrupt.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gap_that_a_commit_fills_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let log = CubeLog::new(storage.clone(), "plan");
+        log.create(cube()).await.unwrap();
+        log.commit_append(vec![file(1)]).await.unwrap();
+        let entry = |version: u64| LogEntry {
+            version: SnapshotVersion(version),
+            timestamp_ms: now_ms(),
+            user: None,
+            action: Action::Append {
+                add: vec![file(version as usize)],
+            },
+        };
+        log.put_entry(&entry(3)).await.unwrap();
+        let late = log.clone();
+        let filler = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+            late.put_entry(&entry(2)).await.unwrap();
+        });
+        let reader = CubeLog::new(storage.clone(), "plan");
+        let lists = || storage.metrics().of(Operation::List).calls;
+        let before = lists();
+        let snapshot = reader.latest().await.unwrap();
+        filler.await.unwrap();
+        assert!(lists() - before > 1, "the first listing had the gap");
+        assert_eq!(snapshot.version, SnapshotVersion(3));
+        let paths: Vec<&str> = snapshot.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, [file(1).path, file(2).path, file(3).path]);
     }
 
     #[tokio::test]

@@ -47,6 +47,15 @@ pub enum MdfError {
     /// A definition or write that cannot be accepted.
     #[error("{0}")]
     Invalid(String),
+    /// The log lacks an entry between two it has: a listing raced a commit (local folders may
+    /// list a newer entry and miss an older one) or, when it lasts, the log is corrupt.
+    #[error("corrupt cube storage: log of {cube} has no entry for version {missing}")]
+    LogGap {
+        /// The cube's folder.
+        cube: String,
+        /// The first version missing.
+        missing: u64,
+    },
     /// The stored log or files are not what MDF writes.
     #[error("corrupt cube storage: {0}")]
     Corrupt(String),
@@ -85,7 +94,7 @@ impl MdfError {
             MdfError::AlreadyExists(_) => "42P07",
             MdfError::Invalid(_) => "22023",
             MdfError::NoSuchVersion(_) => "22023",
-            MdfError::Corrupt(_) => "XX001",
+            MdfError::Corrupt(_) | MdfError::LogGap { .. } => "XX001",
             MdfError::CommitContention(_) | MdfError::SerializationFailure(_) => "40001",
             MdfError::DuplicateCell(_) => "21000",
             MdfError::Unsupported(_) => "0A000",
