@@ -57,6 +57,52 @@ async fn scan_projects_pushes_filters_and_prunes_row_groups() {
     );
 }
 
+/// A join to a filtered dimension prunes the cube's row groups and pages at run time: the
+/// hash join's build side (the dimension's matching members) becomes a dynamic filter
+/// (`IN (...)` plus min/max) inside the cube's Parquet scan, which DataFusion applies to
+/// row-group and page statistics when it opens each file. It prunes on the cube's leading
+/// sort dimensions (here `time`, the second); `entity`, third, repeats in every version-month
+/// block, so an entity subtree prunes only rows in the decoder (docs/mdf.md, "Pruning").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_to_a_filtered_dimension_prunes_through_a_dynamic_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = demo_engine(&dir).await;
+    let plan = explain_analyze(
+        &engine,
+        "SELECT sum(f.amount) FROM cube.finance f JOIN dim.time t ON t.code = f.time WHERE t.path <@ 'FY2025.2025_Q1'",
+    )
+    .await;
+    assert!(
+        plan.contains(
+            "predicate=DynamicFilter [ time@1 >= 2025_01 AND time@1 <= 2025_Q1 AND time@1 IN (SET)"
+        ),
+        "the join's build side is pushed into the cube's scan:\n{plan}"
+    );
+    assert!(
+        plan.contains("row_groups_pruned_statistics=16 total → 6 matched"),
+        "10 of 16 row groups pruned by the dynamic filter:\n{plan}"
+    );
+    assert!(
+        plan.contains("page_index_pages_pruned=24 total → 11 matched"),
+        "and 13 of the remaining 24 pages:\n{plan}"
+    );
+    let answer = engine
+        .new_session()
+        .sql("SELECT CAST(sum(f.amount) = (SELECT sum(amount) FROM cube.finance WHERE time IN ('2025_01', '2025_02', '2025_03')) AS VARCHAR) FROM cube.finance f JOIN dim.time t ON t.code = f.time WHERE t.path <@ 'FY2025.2025_Q1'")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert!(
+        pretty_format_batches(&answer)
+            .unwrap()
+            .to_string()
+            .contains("true"),
+        "and the answer is the quarter's"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_appends_a_file_and_the_next_query_sees_it() {
     let dir = tempfile::tempdir().unwrap();
