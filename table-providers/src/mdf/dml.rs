@@ -156,9 +156,10 @@ impl DataSink for CubeSink {
             .commit(Change {
                 action,
                 read_version,
-                user,
+                user: user.clone(),
             })
             .await?;
+        table.compact_in_background(context, user);
         Ok(rows)
     }
 }

@@ -364,6 +364,11 @@ impl CubeLog {
         self.log_dir().join(format!("{:020}.json", version.0))
     }
 
+    /// The latest snapshot read so far, if any, without reading the log.
+    pub(crate) fn cached(&self) -> Option<Arc<Snapshot>> {
+        self.known()
+    }
+
     /// The latest snapshot read so far, if any.
     fn known(&self) -> Option<Arc<Snapshot>> {
         self.known.lock().expect("log cache poisoned").clone()

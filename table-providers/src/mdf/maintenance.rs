@@ -37,6 +37,11 @@ pub const COMPACTED_FILE_ROWS: u64 = 4 * 1024 * 1024;
 /// Files smaller than this are compacted together even when nothing in them is overwritten.
 pub const SMALL_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Once a cube has this many files for compaction to fold, a server that writes to it compacts
+/// it in the background (`MdfTable::compact_in_background`): reads stay fast and the
+/// merge plan small without anyone scheduling compactions.
+pub const AUTO_COMPACT_FILES: usize = 32;
+
 /// How long vacuum keeps what old versions read, unless told otherwise.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -109,6 +114,11 @@ fn compaction_inputs(snapshot: &Snapshot) -> Vec<DataFile> {
         return Vec::new();
     }
     chosen
+}
+
+/// Whether `snapshot` has at least [`AUTO_COMPACT_FILES`] files compaction would fold.
+pub fn needs_compaction(snapshot: &Snapshot) -> bool {
+    compaction_inputs(snapshot).len() >= AUTO_COMPACT_FILES
 }
 
 /// Compacts `table`'s latest version (see the module documentation), committing as `user`.

@@ -228,7 +228,7 @@ fn interval_duration(value: &ScalarValue) -> Result<Duration> {
 }
 
 /// A session to plan with while a query runs, from its task's configuration and runtime.
-fn session_of(ctx: &TaskContext) -> datafusion::execution::session_state::SessionState {
+pub(crate) fn session_of(ctx: &TaskContext) -> datafusion::execution::session_state::SessionState {
     SessionStateBuilder::new()
         .with_config(ctx.session_config().clone())
         .with_runtime_env(ctx.runtime_env())

@@ -7,6 +7,7 @@
 //! the plan without custom codecs. Writes are in [`super::dml`].
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::{Result, not_impl_err};
 use datafusion::datasource::TableType;
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -21,6 +23,8 @@ use object_store::path::Path;
 
 use super::dml::{WriteKind, write_plan};
 use super::log::{CubeLog, FileKind, Snapshot, SnapshotVersion};
+use super::maintenance::{compact, needs_compaction};
+use super::maintenance_sql::session_of;
 use super::merge::CubeFiles;
 use super::{CubeDefinition, MdfError, write_data_file};
 use crate::storage::Storage;
@@ -32,6 +36,8 @@ pub struct MdfTable {
     log: CubeLog,
     cube: CubeDefinition,
     schema: SchemaRef,
+    /// Set while this process compacts the cube in the background.
+    compacting: Arc<AtomicBool>,
 }
 
 impl MdfTable {
@@ -57,7 +63,35 @@ impl MdfTable {
             log,
             cube,
             schema,
+            compacting: Arc::default(),
         }
+    }
+
+    /// After a write: when the cube has [`super::maintenance::AUTO_COMPACT_FILES`] files to fold (as of the last
+    /// snapshot read) and this process is not compacting it already, compacts it in the
+    /// background with the writing query's configuration, as `user`. Compaction never
+    /// conflicts with writers; a failure is logged.
+    pub(crate) fn compact_in_background(&self, context: &TaskContext, user: Option<String>) {
+        let due = self
+            .log
+            .cached()
+            .is_some_and(|snapshot| needs_compaction(&snapshot));
+        if !due || self.compacting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let table = self.clone();
+        let session = session_of(context);
+        tokio::spawn(async move {
+            match compact(&table, &session, user, &|_| {}).await {
+                Ok(report) => {
+                    tracing::info!(cube = %table.cube.name, version = ?report.version, files_removed = report.files_removed, files_added = report.files_added, "compacted in the background")
+                }
+                Err(error) => {
+                    tracing::warn!(cube = %table.cube.name, %error, "background compaction failed")
+                }
+            }
+            table.compacting.store(false, Ordering::Release);
+        });
     }
 
     /// The cube's definition.

@@ -10,8 +10,10 @@ use datafusion::common::DataFusionError;
 use datafusion::physical_plan::collect;
 use datafusion::prelude::SessionContext;
 use quantatom_table_providers::mdf::dml::CubeDmlRule;
-use quantatom_table_providers::mdf::maintenance::compact;
-use quantatom_table_providers::mdf::{CubeDefinition, MdfError, MdfTable, Measure};
+use quantatom_table_providers::mdf::maintenance::{AUTO_COMPACT_FILES, compact};
+use quantatom_table_providers::mdf::{
+    CommitOperation, CubeDefinition, MdfError, MdfTable, Measure,
+};
 
 use crate::support::{Backend, backends, local};
 
@@ -145,7 +147,7 @@ async fn overwrites_during_compactions(backend: Backend) {
         expected,
         "{name}: each cell once, at its last write ({compactions} compactions ran alongside)"
     );
-    let last = compact(&table, &context.state(), None, &|_| {})
+    compact(&table, &context.state(), None, &|_| {})
         .await
         .unwrap();
     assert_eq!(
@@ -230,5 +232,55 @@ async fn an_update_of_cells_committed_since_it_read_fails_with_40001() {
     assert_eq!(
         amounts, expected,
         "the refused update wrote nothing; the delete went through"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_writes_are_compacted_in_the_background() {
+    let backend = local();
+    let table = Arc::new(
+        MdfTable::create(backend.storage.clone(), cube())
+            .await
+            .unwrap(),
+    );
+    let context = session(&backend, &table);
+    let writes = AUTO_COMPACT_FILES + 8;
+    for n in 0..writes {
+        let insert = format!("INSERT INTO plan VALUES ('w0', 'c{}', {n})", n % 10);
+        context.sql(&insert).await.unwrap().collect().await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let compacted = loop {
+        let snapshot = table.log().latest().await.unwrap();
+        let compactions = snapshot
+            .commits
+            .iter()
+            .filter(|commit| commit.operation == CommitOperation::Compact)
+            .count();
+        if compactions > 0 || std::time::Instant::now() > deadline {
+            break (compactions, snapshot.files.len());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        compacted.0 > 0,
+        "a writer compacted the cube: {compacted:?}"
+    );
+    assert!(
+        compacted.1 < writes / 2,
+        "{writes} one-cell writes left few files: {compacted:?}"
+    );
+    let expected: Vec<_> = (0..10)
+        .map(|cell| {
+            let last = (0..writes).filter(|n| n % 10 == cell).max().unwrap();
+            ("w0".to_owned(), format!("c{cell}"), 1, last as i128)
+        })
+        .collect();
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(
+        grid(&context).await,
+        expected,
+        "each cell at its last write"
     );
 }
