@@ -69,6 +69,17 @@ fn session(backend: &Backend, table: &Arc<MdfTable>) -> SessionContext {
     context
 }
 
+/// A new cube in `backend` and a session over it.
+async fn new_cube(backend: &Backend) -> (Arc<MdfTable>, SessionContext) {
+    let table = Arc::new(
+        MdfTable::create(backend.storage.clone(), cube())
+            .await
+            .unwrap(),
+    );
+    let context = session(backend, &table);
+    (table, context)
+}
+
 /// `(writer, cell, copies, amount)` per coordinate, in order.
 async fn grid(context: &SessionContext) -> Vec<(String, String, i64, i128)> {
     let batches = context
@@ -95,12 +106,7 @@ async fn grid(context: &SessionContext) -> Vec<(String, String, i64, i128)> {
 
 async fn overwrites_during_compactions(backend: Backend) {
     let name = backend.name;
-    let table = Arc::new(
-        MdfTable::create(backend.storage.clone(), cube())
-            .await
-            .unwrap(),
-    );
-    let context = session(&backend, &table);
+    let (table, context) = new_cube(&backend).await;
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
             let table = Arc::clone(&table);
@@ -186,12 +192,7 @@ fn sqlstate(error: &DataFusionError) -> Option<&'static str> {
 #[tokio::test]
 async fn an_update_of_cells_committed_since_it_read_fails_with_40001() {
     let backend = local();
-    let table = Arc::new(
-        MdfTable::create(backend.storage.clone(), cube())
-            .await
-            .unwrap(),
-    );
-    let context = session(&backend, &table);
+    let (table, context) = new_cube(&backend).await;
     for writer in 0..2 {
         table.append(&[round(&table, writer, 1)]).await.unwrap();
     }
@@ -238,12 +239,7 @@ async fn an_update_of_cells_committed_since_it_read_fails_with_40001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_small_writes_are_compacted_in_the_background() {
     let backend = local();
-    let table = Arc::new(
-        MdfTable::create(backend.storage.clone(), cube())
-            .await
-            .unwrap(),
-    );
-    let context = session(&backend, &table);
+    let (table, context) = new_cube(&backend).await;
     let writes = AUTO_COMPACT_FILES + 8;
     for n in 0..writes {
         let insert = format!("INSERT INTO plan VALUES ('w0', 'c{}', {n})", n % 10);
