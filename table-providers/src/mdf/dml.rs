@@ -11,7 +11,8 @@
 //! the selected rows, and `DELETE` as the selected rows: exactly the rows to write.
 //! [`CubeDmlRule`] turns both into an insert of those rows into a [`CubeWrite`] target that
 //! knows the operation, so joins and subqueries in `WHERE` and `FROM` are planned and run by
-//! DataFusion like any query, and the version the statement read is recorded by its scan.
+//! DataFusion like any query, and the version the statement read is recorded by its scan
+//! (a [`CubeAt`] of the latest version).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -26,14 +27,13 @@ use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{
-    DmlStatement, Expr, LogicalPlan, TableProviderFilterPushDown, TableScan, WriteOp,
-};
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, TableScan, WriteOp};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
 
 use super::log::{Action, Change, FileKind, SnapshotVersion};
+use super::time_travel::{CubeAt, VersionSelector};
 use super::{MdfError, MdfTable, write_data_file};
 
 /// The user a session's commits are recorded under (in the log and `mdf_history`). The server
@@ -75,10 +75,10 @@ impl WriteKind {
 
 /// The oldest version a statement's scans of a cube read, recorded as they plan.
 #[derive(Debug, Default)]
-struct ReadVersion(Mutex<Option<SnapshotVersion>>);
+pub(crate) struct ReadVersion(Mutex<Option<SnapshotVersion>>);
 
 impl ReadVersion {
-    fn read(&self, version: SnapshotVersion) {
+    pub(crate) fn read(&self, version: SnapshotVersion) {
         let mut oldest = self.0.lock().expect("read version poisoned");
         *oldest = Some(oldest.map_or(version, |oldest| oldest.min(version)));
     }
@@ -222,46 +222,6 @@ impl TableProvider for CubeWrite {
     }
 }
 
-/// A cube as an `UPDATE` or `DELETE` reads it: the latest version, recorded for the commit's
-/// conflict check.
-#[derive(Debug)]
-struct RecordedRead {
-    table: MdfTable,
-    read: Arc<ReadVersion>,
-}
-
-#[async_trait]
-impl TableProvider for RecordedRead {
-    fn schema(&self) -> SchemaRef {
-        self.table.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.table.log().latest().await?;
-        self.read.read(snapshot.version);
-        self.table
-            .scan_snapshot(state, &snapshot, projection, filters, limit)
-            .await
-    }
-}
-
 /// Rewrites `UPDATE` and `DELETE` of a cube into an insert into a [`CubeWrite`] (see the
 /// module documentation). Runs after DataFusion's own analyzer rules.
 #[derive(Debug, Default)]
@@ -316,10 +276,8 @@ fn record_reads(
 ) -> Result<LogicalPlan> {
     plan.transform_up(|plan| match plan {
         LogicalPlan::TableScan(scan) if scan.table_name.resolved_eq(name) => {
-            let recorded = RecordedRead {
-                table: table.clone(),
-                read: Arc::clone(read),
-            };
+            let recorded = CubeAt::new(Arc::new(table.clone()), VersionSelector::Latest)
+                .recording(Arc::clone(read));
             Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
                 source: provider_as_source(Arc::new(recorded)),
                 ..scan

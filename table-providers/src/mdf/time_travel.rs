@@ -24,34 +24,52 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::arguments::{constant_arguments, named_cube};
+use super::dml::ReadVersion;
 use super::{CubeSchemaProvider, MdfTable, Snapshot, SnapshotVersion};
 
 /// Which version of a cube to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionSelector {
+    /// The latest committed version when the scan is planned.
+    Latest,
     /// A committed version.
     Version(SnapshotVersion),
     /// The latest version at a moment, in milliseconds since the Unix epoch.
     AsOf(u64),
 }
 
-/// A cube at one version: `mdf_at(...)`.
+/// A cube at one version: `mdf_at(...)`, and the cube as an `UPDATE` or `DELETE` reads it
+/// (the latest version, recorded for the commit's conflict check).
 #[derive(Debug)]
 pub struct CubeAt {
     cube: Arc<MdfTable>,
     at: VersionSelector,
+    recorded: Option<Arc<ReadVersion>>,
 }
 
 impl CubeAt {
     /// `cube` as `at` selects.
     pub fn new(cube: Arc<MdfTable>, at: VersionSelector) -> Self {
-        Self { cube, at }
+        Self {
+            cube,
+            at,
+            recorded: None,
+        }
+    }
+
+    /// This reading, recording the version each scan reads into `read`.
+    pub(crate) fn recording(self, read: Arc<ReadVersion>) -> Self {
+        Self {
+            recorded: Some(read),
+            ..self
+        }
     }
 
     /// The snapshot read.
     pub async fn snapshot(&self) -> Result<Arc<Snapshot>> {
         let log = self.cube.log();
         Ok(match self.at {
+            VersionSelector::Latest => log.latest().await?,
             VersionSelector::Version(version) => log.at(version).await?,
             VersionSelector::AsOf(timestamp_ms) => log.as_of(timestamp_ms).await?,
         })
@@ -83,6 +101,9 @@ impl TableProvider for CubeAt {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = self.snapshot().await?;
+        if let Some(read) = &self.recorded {
+            read.read(snapshot.version);
+        }
         self.cube
             .scan_snapshot(state, &snapshot, projection, filters, limit)
             .await
