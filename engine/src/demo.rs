@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Decimal128Builder, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, Decimal128Builder, RecordBatch, StringViewBuilder};
 use datafusion::common::{DataFusionError, Result};
 use quantatom_table_providers::mdf::{CubeDefinition, CubeSchemaProvider, Measure};
 use quantatom_table_providers::metadata::{Dimension, MemberSpec, MetadataStore};
@@ -292,8 +292,8 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
             * leaf_entities.len()
             * leaf_accounts.len()
             * products.len();
-        let mut columns: Vec<StringBuilder> = (0..cube.dimensions.len())
-            .map(|_| StringBuilder::with_capacity(rows, rows * 6))
+        let mut columns: Vec<StringViewBuilder> = (0..cube.dimensions.len())
+            .map(|_| StringViewBuilder::with_capacity(rows))
             .collect();
         let mut amounts = Decimal128Builder::with_capacity(rows);
         for month_index in month_range {

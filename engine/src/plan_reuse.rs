@@ -270,6 +270,23 @@ impl ReusablePlan {
         &self.parameter_types
     }
 
+    /// `parameters` cast to the types DataFusion inferred for their placeholders: a client
+    /// may send text for a `Utf8View` column's placeholder, and a bound literal must have its
+    /// placeholder's type, since the plan was typed and optimised with it.
+    fn typed(&self, parameters: ParamValues) -> Result<ParamValues> {
+        let ParamValues::List(mut values) = parameters else {
+            return Ok(parameters);
+        };
+        for (value, inferred) in values.iter_mut().zip(&self.parameter_types) {
+            if let Some(inferred) = inferred
+                && value.value.data_type() != *inferred
+            {
+                value.value = value.value.cast_to(inferred)?;
+            }
+        }
+        Ok(ParamValues::List(values))
+    }
+
     /// A physical plan ready to run with `parameters` bound: the kept one for these values
     /// while every scanned table is at the version it was planned at, else a new one.
     pub async fn physical_plan(
@@ -277,6 +294,7 @@ impl ReusablePlan {
         state: &SessionState,
         parameters: ParamValues,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let parameters = self.typed(parameters)?;
         let key: Vec<ScalarValue> = match &parameters {
             ParamValues::List(values) => values.iter().map(|value| value.value.clone()).collect(),
             ParamValues::Map(_) => return not_impl_err!("named parameters"),

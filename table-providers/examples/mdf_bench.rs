@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Decimal128Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Decimal128Array, RecordBatch, StringViewArray};
 use datafusion::catalog::TableProvider;
 use quantatom_table_providers::mdf::{CubeDefinition, CubeLog, MdfTable, Measure};
 use quantatom_table_providers::storage::{S3Settings, Storage, StorageConfig};
@@ -32,8 +32,8 @@ fn one_cell(table: &MdfTable, writer: usize, n: usize) -> RecordBatch {
     RecordBatch::try_new(
         TableProvider::schema(table),
         vec![
-            Arc::new(StringArray::from(vec![format!("E{writer}")])),
-            Arc::new(StringArray::from(vec![format!("A{n}")])),
+            Arc::new(StringViewArray::from(vec![format!("E{writer}")])),
+            Arc::new(StringViewArray::from(vec![format!("A{n}")])),
             Arc::new(
                 Decimal128Array::from(vec![n as i128])
                     .with_precision_and_scale(18, 2)

@@ -46,14 +46,60 @@ async fn scan_projects_pushes_filters_and_prunes_row_groups() {
         plan.contains("predicate=version@0 = Actual AND time@1 = 2023_05"),
         "filter pushed into the scan:\n{plan}"
     );
-    // 1,003,392 sorted cells in 16 row groups of 65,536; one version-month spans at most two.
+    // 1,003,392 sorted cells in 16 row groups of 65,536 and granules of 8,192: the marks
+    // select the two granules holding the version-month's 12,864 cells.
     assert!(
-        plan.contains("row_groups_pruned_statistics=16 total → 2 matched"),
-        "statistics pruning:\n{plan}"
+        plan.contains("row_groups_pruned_statistics=2 total → 2 matched"),
+        "only the selected granules' row groups are read:\n{plan}"
     );
     assert!(
-        plan.contains("pushdown_rows_matched=12.86 K"),
-        "rows filtered in the decoder:\n{plan}"
+        plan.contains("pushdown_rows_matched=12.86 K, pushdown_rows_pruned=3.52 K"),
+        "rows filtered in the decoder, two granules' worth:\n{plan}"
+    );
+}
+
+/// The files' marks (docs/mdf.md, "Cells" and "Pruning") narrow a point query to the one
+/// granule of 8,192 rows that can hold its cell, which one partition opens: Parquet's own
+/// statistics keep 2 row groups of 65,536 and the page index some 16,000 rows, since a
+/// row group running from one entity into the next spans every account in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_narrow_a_point_query_to_one_granule() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = demo_engine(&dir).await;
+    let point = "SELECT amount FROM cube.finance WHERE version = 'Budget' AND time = '2025_01' \
+                 AND entity = 'DE' AND account = '4000' AND product = 'P0001' AND currency = 'EUR'";
+    let plan = explain_analyze(&engine, point).await;
+    assert!(
+        plan.contains("files_opened=1,"),
+        "one partition reads:\n{plan}"
+    );
+    assert!(
+        plan.contains("pushdown_rows_matched=1, pushdown_rows_pruned=8.19 K"),
+        "the decoder filters one granule:\n{plan}"
+    );
+    let answer = engine
+        .new_session()
+        .sql(point)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        pretty_format_batches(&answer).unwrap().to_string(),
+        pretty_format_batches(
+            &engine
+                .new_session()
+                .sql("SELECT amount FROM cube.finance WHERE concat(version, time, entity, account, product, currency) = 'Budget2025_01DE4000P0001EUR'")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap()
+        )
+        .unwrap()
+        .to_string(),
+        "the same cell as a scan no filter can prune"
     );
 }
 
@@ -78,13 +124,15 @@ async fn a_join_to_a_filtered_dimension_prunes_through_a_dynamic_filter() {
         ),
         "the join's build side is pushed into the cube's scan:\n{plan}"
     );
+    // The two partitions each read half the granules; the row group where their halves
+    // meet is counted by both.
     assert!(
-        plan.contains("row_groups_pruned_statistics=16 total → 6 matched"),
+        plan.contains("row_groups_pruned_statistics=17 total → 6 matched"),
         "10 of 16 row groups pruned by the dynamic filter:\n{plan}"
     );
     assert!(
-        plan.contains("page_index_pages_pruned=24 total → 11 matched"),
-        "and 13 of the remaining 24 pages:\n{plan}"
+        plan.contains("page_index_pages_pruned=48 total → 19 matched"),
+        "and 29 of the remaining 48 pages:\n{plan}"
     );
     let answer = engine
         .new_session()

@@ -761,6 +761,37 @@ struct LastCheckpoint {
 }
 
 impl Snapshot {
+    /// For each data file (by index in `files`), the indices of the other files whose bounds
+    /// meet its own: the files a coordinate of it could also be in. The files are swept in
+    /// order of their first dimension's lowest member, so only files whose first dimensions
+    /// overlap are compared (a file without bounds meets every file).
+    pub(crate) fn rivals(&self) -> Vec<Vec<usize>> {
+        fn first_range(file: &DataFile) -> Option<(&str, &str)> {
+            let bounds = file.bounds.as_ref()?;
+            Some((bounds.min.first()?.as_str(), bounds.max.first()?.as_str()))
+        }
+        let mut order: Vec<usize> = (0..self.files.len()).collect();
+        order.sort_by_key(|&index| first_range(&self.files[index]).map(|(low, _)| low));
+        let mut rivals = vec![Vec::new(); self.files.len()];
+        let mut open: Vec<usize> = Vec::new();
+        for index in order {
+            let file = &self.files[index];
+            if let Some((low, _)) = first_range(file) {
+                open.retain(|&other| {
+                    first_range(&self.files[other]).is_none_or(|(_, high)| high >= low)
+                });
+            }
+            for &other in &open {
+                if file.may_overlap(&self.files[other]) {
+                    rivals[index].push(other);
+                    rivals[other].push(index);
+                }
+            }
+            open.push(index);
+        }
+        rivals
+    }
+
     /// The snapshot the entries of versions 0, 1, 2, ... make.
     fn from_entries(entries: Vec<LogEntry>) -> Result<Self, MdfError> {
         let mut entries = entries.into_iter();
@@ -908,6 +939,37 @@ mod tests {
             seq: None,
             bounds: None,
         }
+    }
+
+    #[test]
+    fn rivals_are_the_files_whose_bounds_meet() {
+        let bounded = |n: usize, min: [&str; 2], max: [&str; 2]| DataFile {
+            bounds: Some(CellBounds {
+                min: min.map(String::from).to_vec(),
+                max: max.map(String::from).to_vec(),
+            }),
+            ..file(n)
+        };
+        let snapshot = Snapshot {
+            version: SnapshotVersion(4),
+            cube: cube(),
+            files: vec![
+                bounded(0, ["b", "x"], ["d", "x"]),
+                bounded(1, ["a", "x"], ["c", "x"]),
+                // Overlaps file 0 on the first dimension only.
+                bounded(2, ["c", "y"], ["e", "z"]),
+                bounded(3, ["f", "a"], ["g", "z"]),
+                file(4),
+            ],
+            commits: Vec::new(),
+            retired: Vec::new(),
+        };
+        let mut rivals = snapshot.rivals();
+        rivals.iter_mut().for_each(|r| r.sort_unstable());
+        assert_eq!(
+            rivals,
+            vec![vec![1, 4], vec![0, 4], vec![4], vec![4], vec![0, 1, 2, 3]]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

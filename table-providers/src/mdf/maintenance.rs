@@ -95,19 +95,14 @@ pub struct VacuumReport {
 /// The files of `snapshot` a compaction rewrites: those merged on read (their bounds meet
 /// another file's), tombstones, and small files; none when that would change nothing.
 fn compaction_inputs(snapshot: &Snapshot) -> Vec<DataFile> {
-    let files = &snapshot.files;
-    let chosen: Vec<DataFile> = files
+    let chosen: Vec<DataFile> = snapshot
+        .files
         .iter()
-        .enumerate()
-        .filter(|(index, file)| {
-            file.kind == FileKind::Tombstones
-                || file.size < SMALL_FILE_BYTES
-                || files
-                    .iter()
-                    .enumerate()
-                    .any(|(other, rival)| other != *index && file.may_overlap(rival))
+        .zip(snapshot.rivals())
+        .filter(|(file, rivals)| {
+            file.kind == FileKind::Tombstones || file.size < SMALL_FILE_BYTES || !rivals.is_empty()
         })
-        .map(|(_, file)| file.clone())
+        .map(|(file, _)| file.clone())
         .collect();
     let any_tombstone = chosen.iter().any(|file| file.kind == FileKind::Tombstones);
     if chosen.len() < 2 && !any_tombstone {

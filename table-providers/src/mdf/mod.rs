@@ -14,6 +14,7 @@ pub mod dml;
 pub mod log;
 pub mod maintenance;
 pub mod maintenance_sql;
+mod marks;
 mod merge;
 mod table;
 pub mod time_travel;
@@ -30,7 +31,7 @@ pub use log::{
     SnapshotVersion,
 };
 pub use table::{CubeSchemaProvider, MdfTable};
-pub use writer::write_data_file;
+pub use writer::{data_file_properties, write_data_file};
 
 /// Why an MDF operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -136,13 +137,15 @@ pub struct CubeDefinition {
 }
 
 impl CubeDefinition {
-    /// The cube's columns: one non-null text column per dimension (the member code), then one
-    /// nullable decimal column per measure.
+    /// The cube's columns: one non-null text column per dimension (the member code, as
+    /// `Utf8View`: member codes are short, so they sit inline in the view and compare, filter
+    /// and group without touching string buffers; Parquet reads them that way without a
+    /// cast), then one nullable decimal column per measure.
     pub fn arrow_schema(&self) -> SchemaRef {
         let dimensions = self
             .dimensions
             .iter()
-            .map(|d| Field::new(d, DataType::Utf8, false));
+            .map(|d| Field::new(d, DataType::Utf8View, false));
         let measures = self
             .measures
             .iter()

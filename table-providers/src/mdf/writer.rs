@@ -9,24 +9,33 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, new_null_array};
-use datafusion::arrow::compute::kernels::aggregate::{max_string, min_string};
+use datafusion::arrow::compute::kernels::aggregate::{max_string_view, min_string_view};
 use datafusion::arrow::compute::{
-    SortColumn, concat_batches, lexsort_to_indices, partition, take_record_batch,
+    SortColumn, cast, concat_batches, lexsort_to_indices, partition, take_record_batch,
 };
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::log::CubeLog;
+use super::marks::{GRANULE_ROWS, MarkCollector};
 use super::{CellBounds, CubeDefinition, DataFile, FileKind, MdfError};
 use crate::fail_point::fail_point;
 use crate::storage::Storage;
 
 /// Rows per Parquet row group: small enough for pruning to pay, large enough to scan fast.
-const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Every row group of a data file but its last has exactly this many rows.
+pub(crate) const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-fn writer_properties(cube: &CubeDefinition) -> WriterProperties {
+/// Rows per data page (at most): one granule of the file's marks, so the granules a query
+/// selects are read as whole pages.
+const PAGE_ROWS: usize = GRANULE_ROWS;
+
+/// The Parquet settings of a cube's data files (docs/mdf.md, "Cells"): row groups, pages,
+/// compression, page statistics and the sort order. Marks are added by the writer.
+pub fn data_file_properties(cube: &CubeDefinition) -> WriterProperties {
     let sorting = (0..cube.dimensions.len())
         .map(|column_idx| SortingColumn {
             column_idx: column_idx as i32,
@@ -36,13 +45,15 @@ fn writer_properties(cube: &CubeDefinition) -> WriterProperties {
         .collect();
     WriterProperties::builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(sorting))
         .build()
 }
 
-/// Sorts `batches` (in the cube's schema) by the cube's dimensions and writes them as a new
+/// Sorts `batches` (in the cube's schema, or with columns castable to it, such as member codes
+/// as `Utf8`) by the cube's dimensions and writes them as a new
 /// data file of the cube; for tombstones the measures are written as nulls. Returns `None`
 /// when there are no rows (nothing to commit), and fails when a coordinate appears twice.
 pub async fn write_data_file(
@@ -53,7 +64,11 @@ pub async fn write_data_file(
     kind: FileKind,
 ) -> Result<Option<DataFile>, MdfError> {
     let schema = cube.arrow_schema();
-    let mut cells = concat_batches(&schema, batches)?;
+    let batches = batches
+        .iter()
+        .map(|batch| conform(batch, &schema))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cells = concat_batches(&schema, &batches)?;
     if cells.num_rows() == 0 {
         return Ok(None);
     }
@@ -89,6 +104,7 @@ pub(crate) struct SortedFileWriter {
     kind: FileKind,
     rows: u64,
     bounds: Option<CellBounds>,
+    marks: MarkCollector,
     dimensions: usize,
 }
 
@@ -102,13 +118,14 @@ impl SortedFileWriter {
         let writer = ArrowWriter::try_new(
             Vec::with_capacity(capacity),
             cube.arrow_schema(),
-            Some(writer_properties(cube)),
+            Some(data_file_properties(cube)),
         )?;
         Ok(Self {
             writer,
             kind,
             rows: 0,
             bounds: None,
+            marks: MarkCollector::default(),
             dimensions: cube.dimensions.len(),
         })
     }
@@ -128,6 +145,14 @@ impl SortedFileWriter {
             Some(bounds) => bounds.union(&batch_bounds),
             None => batch_bounds,
         });
+        let coordinates = &batch.columns()[..self.dimensions];
+        self.marks
+            .add(batch.num_rows(), self.dimensions, |dimension, row| {
+                coordinates[dimension]
+                    .as_string_view()
+                    .value(row)
+                    .to_owned()
+            });
         self.writer.write(batch)?;
         self.rows += batch.num_rows() as u64;
         Ok(())
@@ -135,10 +160,12 @@ impl SortedFileWriter {
 
     /// Finishes the file and stores it under a fresh name in the cube's `data/` folder.
     pub(crate) async fn finish(
-        self,
+        mut self,
         log: &CubeLog,
         storage: &Storage,
     ) -> Result<DataFile, MdfError> {
+        self.writer
+            .append_key_value_metadata(self.marks.finish().to_key_value());
         let buffer = self.writer.into_inner()?;
         let file_name = format!("{}.parquet", uuid::Uuid::new_v4().simple());
         let size = buffer.len() as u64;
@@ -157,6 +184,22 @@ impl SortedFileWriter {
     }
 }
 
+/// `batch` with its columns cast to `schema`'s types where they differ.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, MdfError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(
+            |(column, field)| match column.data_type() == field.data_type() {
+                true => Ok(Arc::clone(column)),
+                false => cast(column, field.data_type()),
+            },
+        )
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
 /// Fails when two of the sorted `coordinates` rows are equal: one write sets a cell once.
 fn refuse_duplicates(cube: &CubeDefinition, coordinates: &[ArrayRef]) -> Result<(), MdfError> {
     let runs = partition(coordinates)?;
@@ -173,7 +216,7 @@ fn refuse_duplicates(cube: &CubeDefinition, coordinates: &[ArrayRef]) -> Result<
         .iter()
         .zip(coordinates)
         .map(|(dimension, column)| {
-            let member = column.as_string::<i32>().value(repeated);
+            let member = column.as_string_view().value(repeated);
             format!("{dimension}={member}")
         })
         .collect::<Vec<_>>()
@@ -191,8 +234,8 @@ fn bounds(coordinates: &[ArrayRef]) -> Result<CellBounds, MdfError> {
         max: Vec::with_capacity(coordinates.len()),
     };
     for column in coordinates {
-        let members = column.as_string::<i32>();
-        let (Some(min), Some(max)) = (min_string(members), max_string(members)) else {
+        let members = column.as_string_view();
+        let (Some(min), Some(max)) = (min_string_view(members), max_string_view(members)) else {
             return Err(MdfError::Invalid("a cell coordinate cannot be null".into()));
         };
         bounds.min.push(min.to_owned());

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, Decimal128Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{AsArray, Decimal128Array, RecordBatch, StringViewArray};
 use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
 use datafusion::catalog::TableProvider;
 use datafusion::common::DataFusionError;
@@ -38,8 +38,8 @@ fn cells(table: &MdfTable, rows: &[(String, String, i128)]) -> RecordBatch {
     RecordBatch::try_new(
         TableProvider::schema(table),
         vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
+            Arc::new(StringViewArray::from_iter_values(rows.iter().map(|r| &r.0))),
+            Arc::new(StringViewArray::from_iter_values(rows.iter().map(|r| &r.1))),
             Arc::new(
                 Decimal128Array::from_iter_values(rows.iter().map(|r| r.2))
                     .with_precision_and_scale(18, 0)
@@ -94,8 +94,8 @@ async fn grid(context: &SessionContext) -> Vec<(String, String, i64, i128)> {
         .flat_map(|batch| {
             (0..batch.num_rows()).map(move |row| {
                 (
-                    batch.column(0).as_string::<i32>().value(row).to_owned(),
-                    batch.column(1).as_string::<i32>().value(row).to_owned(),
+                    batch.column(0).as_string_view().value(row).to_owned(),
+                    batch.column(1).as_string_view().value(row).to_owned(),
                     batch.column(2).as_primitive::<Int64Type>().value(row),
                     batch.column(3).as_primitive::<Decimal128Type>().value(row),
                 )

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Decimal128Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Decimal128Array, RecordBatch, StringViewArray};
 use datafusion::catalog::TableProvider;
 use datafusion::prelude::SessionContext;
 use quantatom_table_providers::mdf::{CubeDefinition, CubeLog, MdfError, MdfTable, Measure};
@@ -30,8 +30,8 @@ fn cell(table: &MdfTable, writer: usize, append: usize) -> RecordBatch {
     RecordBatch::try_new(
         TableProvider::schema(table),
         vec![
-            Arc::new(StringArray::from(vec![format!("w{writer}")])),
-            Arc::new(StringArray::from(vec![format!("a{append}")])),
+            Arc::new(StringViewArray::from(vec![format!("w{writer}")])),
+            Arc::new(StringViewArray::from(vec![format!("a{append}")])),
             Arc::new(
                 Decimal128Array::from(vec![(writer * 100 + append) as i128])
                     .with_precision_and_scale(18, 2)
@@ -97,8 +97,8 @@ async fn appends_from_many_writers(backend: Backend) {
                 use datafusion::arrow::array::AsArray;
                 use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
                 (
-                    writers.as_string::<i32>().value(row).to_owned(),
-                    appends.as_string::<i32>().value(row).to_owned(),
+                    writers.as_string_view().value(row).to_owned(),
+                    appends.as_string_view().value(row).to_owned(),
                     copies.as_primitive::<Int64Type>().value(row),
                     amounts.as_primitive::<Decimal128Type>().value(row),
                 )
