@@ -108,6 +108,31 @@ async fn compact_and_vacuum_from_the_command_line() {
         "the replaced files go: {stdout}"
     );
     assert_eq!(files_and_total(data_dir.path()).await, (1, total));
+    let engine = Engine::open(&EngineConfig {
+        storage: StorageConfig::Local(data_dir.path().to_owned()),
+        demo_cells: None,
+    })
+    .await
+    .unwrap();
+    let before_compaction = engine
+        .new_session()
+        .sql("SELECT count(*) FROM mdf_at('cube.finance', 2)")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .expect_err("version 2's files are gone");
+    assert_eq!(
+        quantatom_engine::sqlstate(&before_compaction),
+        Some("72000"),
+        "{before_compaction}"
+    );
+    assert!(
+        before_compaction.to_string().contains(
+            "version 2 of cube finance can no longer be read: vacuum removed its data file"
+        ),
+        "{before_compaction}"
+    );
 
     let unknown = quantatom(&["compact", "--cube", "nothing"], data_dir.path()).await;
     assert!(!unknown.status.success());

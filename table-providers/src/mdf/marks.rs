@@ -70,6 +70,9 @@ impl Marks {
         if allowed.iter().any(Allowed::is_empty) {
             return Vec::new();
         }
+        if allowed.iter().all(Allowed::is_any) {
+            return (0..self.first.len()).collect();
+        }
         (0..self.first.len())
             .filter(|&granule| {
                 let low = &self.first[granule];
@@ -162,6 +165,10 @@ impl Allowed {
         self.0.is_empty()
     }
 
+    fn is_any(&self) -> bool {
+        matches!(self.0.as_slice(), [(None, None)])
+    }
+
     fn intersect(&self, other: &Allowed) -> Allowed {
         let mut ranges = Vec::new();
         for (low, high) in &self.0 {
@@ -229,7 +236,7 @@ fn may_hold(
         // The coordinate is `high` itself when every dimension followed `high`.
         return !(high_open && high.is_some());
     };
-    if first == &Allowed::any() && rest.iter().all(|a| *a == Allowed::any()) {
+    if first.is_any() && rest.iter().all(Allowed::is_any) {
         return true;
     }
     let low_member = low.map(|k| k[0].as_str());

@@ -70,6 +70,9 @@ pub enum MdfError {
     /// One write names the same coordinate twice.
     #[error("{0}")]
     DuplicateCell(String),
+    /// A version asked for (time travel) whose data files vacuum has removed.
+    #[error("{0}")]
+    Vacuumed(String),
     /// Every commit attempt lost its version race.
     #[error("commit gave up after {0} attempts lost to concurrent writers")]
     CommitContention(usize),
@@ -95,6 +98,7 @@ impl MdfError {
             MdfError::AlreadyExists(_) => "42P07",
             MdfError::Invalid(_) => "22023",
             MdfError::NoSuchVersion(_) => "22023",
+            MdfError::Vacuumed(_) => "72000",
             MdfError::Corrupt(_) | MdfError::LogGap { .. } => "XX001",
             MdfError::CommitContention(_) | MdfError::SerializationFailure(_) => "40001",
             MdfError::DuplicateCell(_) => "21000",

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
-use datafusion::common::{Result, not_impl_err};
+use datafusion::common::{DataFusionError, Result, not_impl_err};
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::dml::InsertOp;
@@ -131,6 +131,25 @@ impl MdfTable {
         self.files()
             .scan(state, snapshot, projection, filters, limit)
             .await
+            .map_err(|error| self.vacuumed(error, snapshot))
+    }
+
+    /// `error`, or when it says one of `snapshot`'s data files is gone (a scan reads each
+    /// file's footer when it plans), that vacuum removed the version: SQLSTATE 72000, as
+    /// PostgreSQL's "snapshot too old".
+    fn vacuumed(&self, error: DataFusionError, snapshot: &Snapshot) -> DataFusionError {
+        let DataFusionError::ObjectStore(gone) = error.find_root() else {
+            return error;
+        };
+        let object_store::Error::NotFound { path, .. } = gone.as_ref() else {
+            return error;
+        };
+        MdfError::Vacuumed(format!(
+            "version {} of cube {} can no longer be read: vacuum removed its data file {path} \
+             (versions older than the vacuum retention are not kept)",
+            snapshot.version, self.cube.name
+        ))
+        .into()
     }
 
     /// Where the cube's data files are.
