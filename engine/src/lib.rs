@@ -10,6 +10,7 @@
 //! [`Engine::new_session`] gives each caller (one wire connection, one test) its own
 //! `SessionContext`: configuration such as `SET` is private to it, tables are shared.
 
+mod cube_joins;
 pub mod demo;
 mod errors;
 pub mod information_schema;
@@ -27,6 +28,7 @@ pub use quantatom_table_providers::storage;
 
 use std::sync::Arc;
 
+use cube_joins::CubeJoinPlanner;
 use datafusion::catalog::information_schema::InformationSchemaProvider;
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
@@ -179,6 +181,7 @@ async fn session_template(
         .with_runtime_env(runtime)
         .with_catalog_list(Arc::clone(&catalogs) as _)
         .with_default_features()
+        .with_query_planner(Arc::new(CubeJoinPlanner))
         .build();
     for udf in quantatom_udfs::functions() {
         state.register_udf(udf)?;

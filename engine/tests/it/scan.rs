@@ -13,16 +13,21 @@ async fn demo_engine(dir: &tempfile::TempDir) -> Engine {
     Engine::open(&config).await.expect("engine opens")
 }
 
-async fn explain_analyze(engine: &Engine, sql: &str) -> String {
-    let session = engine.new_session();
-    let batches = session
-        .sql(&format!("EXPLAIN ANALYZE {sql}"))
+/// The rows `sql` returns, as a table.
+async fn answer(engine: &Engine, sql: &str) -> String {
+    let batches = engine
+        .new_session()
+        .sql(sql)
         .await
         .unwrap()
         .collect()
         .await
         .unwrap();
     pretty_format_batches(&batches).unwrap().to_string()
+}
+
+async fn explain_analyze(engine: &Engine, sql: &str) -> String {
+    answer(engine, &format!("EXPLAIN ANALYZE {sql}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,40 +82,24 @@ async fn marks_narrow_a_point_query_to_one_granule() {
         plan.contains("pushdown_rows_matched=1, pushdown_rows_pruned=8.19 K"),
         "the decoder filters one granule:\n{plan}"
     );
-    let answer = engine
-        .new_session()
-        .sql(point)
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
     assert_eq!(
-        pretty_format_batches(&answer).unwrap().to_string(),
-        pretty_format_batches(
-            &engine
-                .new_session()
-                .sql("SELECT amount FROM cube.finance WHERE concat(version, time, entity, account, product, currency) = 'Budget2025_01DE4000P0001EUR'")
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap()
+        answer(&engine, point).await,
+        answer(
+            &engine,
+            "SELECT amount FROM cube.finance WHERE concat(version, time, entity, account, product, currency) = 'Budget2025_01DE4000P0001EUR'"
         )
-        .unwrap()
-        .to_string(),
+        .await,
         "the same cell as a scan no filter can prune"
     );
 }
 
-/// A join to a filtered dimension prunes the cube's row groups and pages at run time: the
-/// hash join's build side (the dimension's matching members) becomes a dynamic filter
-/// (`IN (...)` plus min/max) inside the cube's Parquet scan, which DataFusion applies to
-/// row-group and page statistics when it opens each file. It prunes on the cube's leading
-/// sort dimensions (here `time`, the second); `entity`, third, repeats in every version-month
-/// block, so an entity subtree prunes only rows in the decoder (docs/mdf.md, "Pruning").
+/// A join to a filtered dimension prunes the cube's scan twice. When the query is planned,
+/// the dimension side is run and its members are handed to the cube's scan, whose marks
+/// select the granules they can be in (engine/src/cube_joins.rs); at run time, the hash
+/// join's build side becomes a dynamic filter (`IN (...)` plus min/max) inside the Parquet
+/// scan, which prunes pages of those granules by their statistics (docs/mdf.md, "Pruning").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_join_to_a_filtered_dimension_prunes_through_a_dynamic_filter() {
+async fn a_join_to_a_filtered_dimension_prunes_by_its_members_and_a_dynamic_filter() {
     let dir = tempfile::tempdir().unwrap();
     let engine = demo_engine(&dir).await;
     let plan = explain_analyze(
@@ -119,36 +108,25 @@ async fn a_join_to_a_filtered_dimension_prunes_through_a_dynamic_filter() {
     )
     .await;
     assert!(
+        plan.contains("row_groups_pruned_statistics=7 total → 7 matched"),
+        "the members' granules lie in 7 of the 16 row groups:\n{plan}"
+    );
+    assert!(
         plan.contains(
             "predicate=DynamicFilter [ time@1 >= 2025_01 AND time@1 <= 2025_Q1 AND time@1 IN (SET)"
         ),
         "the join's build side is pushed into the cube's scan:\n{plan}"
     );
-    // The two partitions each read half the granules; the row group where their halves
-    // meet is counted by both.
     assert!(
-        plan.contains("row_groups_pruned_statistics=17 total → 6 matched"),
-        "10 of 16 row groups pruned by the dynamic filter:\n{plan}"
+        plan.contains("page_index_pages_pruned=56 total → 23 matched"),
+        "and prunes 33 of their 56 pages:\n{plan}"
     );
-    assert!(
-        plan.contains("page_index_pages_pruned=48 total → 19 matched"),
-        "and 29 of the remaining 48 pages:\n{plan}"
-    );
-    let answer = engine
-        .new_session()
-        .sql("SELECT CAST(sum(f.amount) = (SELECT sum(amount) FROM cube.finance WHERE time IN ('2025_01', '2025_02', '2025_03')) AS VARCHAR) FROM cube.finance f JOIN dim.time t ON t.code = f.time WHERE t.path <@ 'FY2025.2025_Q1'")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    assert!(
-        pretty_format_batches(&answer)
-            .unwrap()
-            .to_string()
-            .contains("true"),
-        "and the answer is the quarter's"
-    );
+    let same = answer(
+        &engine,
+        "SELECT CAST(sum(f.amount) = (SELECT sum(amount) FROM cube.finance WHERE time IN ('2025_01', '2025_02', '2025_03')) AS VARCHAR) FROM cube.finance f JOIN dim.time t ON t.code = f.time WHERE t.path <@ 'FY2025.2025_Q1'",
+    )
+    .await;
+    assert!(same.contains("true"), "and the answer is the quarter's");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,14 +18,19 @@ async fn quantatom(args: &[&str], data_dir: &std::path::Path) -> Output {
         .expect("the binary runs")
 }
 
-/// The cube's live files and the sum of its cells.
-async fn files_and_total(data_dir: &std::path::Path) -> (usize, String) {
-    let engine = Engine::open(&EngineConfig {
+/// An engine over the cubes in `data_dir`, loading no demo.
+async fn open_engine(data_dir: &std::path::Path) -> Engine {
+    Engine::open(&EngineConfig {
         storage: StorageConfig::Local(data_dir.to_owned()),
         demo_cells: None,
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// The cube's live files and the sum of its cells.
+async fn files_and_total(data_dir: &std::path::Path) -> (usize, String) {
+    let engine = open_engine(data_dir).await;
     let files = engine
         .cubes()
         .cube("finance")
@@ -108,13 +113,8 @@ async fn compact_and_vacuum_from_the_command_line() {
         "the replaced files go: {stdout}"
     );
     assert_eq!(files_and_total(data_dir.path()).await, (1, total));
-    let engine = Engine::open(&EngineConfig {
-        storage: StorageConfig::Local(data_dir.path().to_owned()),
-        demo_cells: None,
-    })
-    .await
-    .unwrap();
-    let before_compaction = engine
+    let before_compaction = open_engine(data_dir.path())
+        .await
         .new_session()
         .sql("SELECT count(*) FROM mdf_at('cube.finance', 2)")
         .await
