@@ -115,22 +115,15 @@ fn cube_join(join: &Join) -> Result<Option<CubeJoin>> {
     };
     for (left_key, right_key) in &join.on {
         let sides = [
-            (
-                left_may_be_cube,
-                &join.left,
-                left_key,
-                &join.right,
-                right_key,
-            ),
-            (
-                right_may_be_cube,
-                &join.right,
-                right_key,
-                &join.left,
-                left_key,
-            ),
+            (left_may_be_cube, true, left_key, &join.right, right_key),
+            (right_may_be_cube, false, right_key, &join.left, left_key),
         ];
-        for (may_be_cube, cube_side, cube_key, other_side, other_key) in sides {
+        for (may_be_cube, cube_on_left, cube_key, other_side, other_key) in sides {
+            let cube_side = if cube_on_left {
+                &join.left
+            } else {
+                &join.right
+            };
             let Expr::Column(column) = cube_key else {
                 continue;
             };
@@ -143,7 +136,7 @@ fn cube_join(join: &Join) -> Result<Option<CubeJoin>> {
                     .limit(0, Some(MAX_MEMBERS + 1))?
                     .build()?;
                 return Ok(Some(CubeJoin {
-                    cube_on_left: Arc::ptr_eq(cube_side, &join.left),
+                    cube_on_left,
                     dimension: column.name.clone(),
                     route,
                     keys,
