@@ -126,9 +126,36 @@ fn syntax_error(text: &str, position: usize) -> LtreeError {
     }
 }
 
-/// `a <@ b` on text: true when `b` is `a` or an ancestor of `a`.
+/// Checks that `text` is a path, as [`labels_of`] does, without collecting its labels: a
+/// predicate over the pairs of a join calls this for every pair.
+fn validate(text: &str) -> Result<(), LtreeError> {
+    let mut label_length = 0;
+    for &byte in text.as_bytes() {
+        if byte == b'.' {
+            if label_length == 0 || label_length > MAX_LABEL_LENGTH {
+                return labels_of(text).map(drop);
+            }
+            label_length = 0;
+        } else if byte.is_ascii_alphanumeric() || byte == b'_' {
+            label_length += 1;
+        } else {
+            return labels_of(text).map(drop);
+        }
+    }
+    if !text.is_empty() && (label_length == 0 || label_length > MAX_LABEL_LENGTH) {
+        return labels_of(text).map(drop);
+    }
+    Ok(())
+}
+
+/// `a <@ b` on text: true when `b` is `a` or an ancestor of `a`. Labels are ASCII, so
+/// `b` is an ancestor when `a` starts with `b` followed by a dot.
 pub fn is_descendant(path: &str, ancestor: &str) -> Result<bool, LtreeError> {
-    Ok(labels_of(path)?.starts_with(&labels_of(ancestor)?))
+    validate(path)?;
+    validate(ancestor)?;
+    Ok(ancestor.is_empty()
+        || path == ancestor
+        || (path.starts_with(ancestor) && path.as_bytes().get(ancestor.len()) == Some(&b'.')))
 }
 
 /// `nlevel(path)`: the number of labels.
@@ -205,6 +232,19 @@ mod tests {
         assert!(is_descendant("Total", "").unwrap());
         assert!(!is_descendant("Total.EMEAX", "Total.EMEA").unwrap());
         assert!(!is_descendant("Total", "Total.EMEA").unwrap());
+        assert!(!is_descendant("", "Total").unwrap());
+        assert!(is_descendant("", "").unwrap());
+        for bad in ["Total..EMEA", "Total.", ".Total", "Total.EM-EA", "Tötal"] {
+            assert_eq!(
+                is_descendant(bad, "Total").unwrap_err().to_string(),
+                labels_of(bad).unwrap_err().to_string(),
+                "{bad} is refused with the same error"
+            );
+            assert!(
+                is_descendant("Total", bad).is_err(),
+                "{bad} as the ancestor"
+            );
+        }
     }
 
     /// Expected values are PostgreSQL 15's answers for the same calls.
