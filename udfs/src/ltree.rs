@@ -97,10 +97,20 @@ impl fmt::Display for MemberPath {
 
 /// Splits and validates `text` into labels without allocating them.
 pub fn labels_of(text: &str) -> Result<Vec<&str>, LtreeError> {
+    validate(text)?;
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    let mut labels = Vec::new();
+    Ok(text.split('.').collect())
+}
+
+/// Checks that `text` is a path (labels of 1 to [`MAX_LABEL_LENGTH`] letters, digits and
+/// underscores, joined by dots; or empty), naming the first bad character's position, without
+/// collecting its labels: a predicate over the pairs of a join checks every pair.
+fn validate(text: &str) -> Result<(), LtreeError> {
+    if text.is_empty() {
+        return Ok(());
+    }
     let mut position = 1;
     for label in text.split('.') {
         let label_chars = label.chars().count();
@@ -113,10 +123,9 @@ pub fn labels_of(text: &str) -> Result<Vec<&str>, LtreeError> {
         if label_chars == 0 || label_chars > MAX_LABEL_LENGTH {
             return Err(syntax_error(text, position));
         }
-        labels.push(label);
         position += label_chars + 1;
     }
-    Ok(labels)
+    Ok(())
 }
 
 fn syntax_error(text: &str, position: usize) -> LtreeError {
@@ -124,28 +133,6 @@ fn syntax_error(text: &str, position: usize) -> LtreeError {
         text: text.to_owned(),
         position,
     }
-}
-
-/// Checks that `text` is a path, as [`labels_of`] does, without collecting its labels: a
-/// predicate over the pairs of a join calls this for every pair.
-fn validate(text: &str) -> Result<(), LtreeError> {
-    let mut label_length = 0;
-    for &byte in text.as_bytes() {
-        if byte == b'.' {
-            if label_length == 0 || label_length > MAX_LABEL_LENGTH {
-                return labels_of(text).map(drop);
-            }
-            label_length = 0;
-        } else if byte.is_ascii_alphanumeric() || byte == b'_' {
-            label_length += 1;
-        } else {
-            return labels_of(text).map(drop);
-        }
-    }
-    if !text.is_empty() && (label_length == 0 || label_length > MAX_LABEL_LENGTH) {
-        return labels_of(text).map(drop);
-    }
-    Ok(())
 }
 
 /// `a <@ b` on text: true when `b` is `a` or an ancestor of `a`. Labels are ASCII, so
