@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, Result};
+use datafusion::common::{Column, DataFusionError, Result};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
@@ -44,12 +44,16 @@ use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
 use super::marks::{Allowed, Marks};
 use super::writer::ROW_GROUP_ROWS;
 use super::{CellBounds, DataFile, FileKind, Snapshot};
 use crate::storage::Storage;
+
+/// How many data files' footers a scan being planned fetches at once, on a cache miss.
+const FOOTERS_READ_AT_ONCE: usize = 16;
 
 /// The column holding a contested row's file `seq`.
 const SEQ: &str = "__mdf_seq";
@@ -290,14 +294,31 @@ impl FileSet {
             .map(|field| field.name().as_str())
             .collect();
         let allowed = Allowed::from_filters(&dimensions, filters);
+        // Footers come from DataFusion's metadata cache, which the scan's opener reads too;
+        // on a miss they are fetched several at a time, not one request after another.
+        let wholes: Vec<PartitionedFile> = self
+            .files
+            .iter()
+            .map(|file| {
+                PartitionedFile::new(format!("{}/{}", self.cube.cube_dir, file.path), file.size)
+            })
+            .collect();
+        let footers: Vec<_> = futures::stream::iter(wholes)
+            .map(|whole| {
+                let (store, metadata_cache) = (Arc::clone(&store), Arc::clone(&metadata_cache));
+                async move {
+                    let metadata = DFParquetMetadata::new(store.as_ref(), &whole.object_meta)
+                        .with_file_metadata_cache(Some(metadata_cache))
+                        .fetch_metadata()
+                        .await?;
+                    Ok::<_, DataFusionError>((whole, metadata))
+                }
+            })
+            .buffered(FOOTERS_READ_AT_ONCE)
+            .try_collect()
+            .await?;
         let mut groups = vec![Vec::new(); partitions];
-        for (index, file) in self.files.iter().enumerate() {
-            let path = format!("{}/{}", self.cube.cube_dir, file.path);
-            let whole = PartitionedFile::new(path, file.size);
-            let metadata = DFParquetMetadata::new(store.as_ref(), &whole.object_meta)
-                .with_file_metadata_cache(Some(Arc::clone(&metadata_cache)))
-                .fetch_metadata()
-                .await?;
+        for (index, (file, (whole, metadata))) in self.files.iter().zip(footers).enumerate() {
             let rows = file.rows as usize;
             let (lengths, selected): (Vec<usize>, Vec<usize>) =
                 match Marks::from_footer(metadata.file_metadata().key_value_metadata()) {
