@@ -111,19 +111,20 @@ fn validate(text: &str) -> Result<(), LtreeError> {
     if text.is_empty() {
         return Ok(());
     }
-    let mut position = 1;
-    for label in text.split('.') {
-        let label_chars = label.chars().count();
-        if let Some(bad) = label
-            .chars()
-            .position(|c| !(c.is_ascii_alphanumeric() || c == '_'))
-        {
-            return Err(syntax_error(text, position + bad));
+    // Byte by byte, since a label is ASCII: the first other byte starts a bad character.
+    let position = |byte: usize| text[..byte].chars().count() + 1;
+    let mut label_start = 0;
+    let ended = text.as_bytes().iter().chain(std::iter::once(&b'.'));
+    for (index, &byte) in ended.enumerate() {
+        if byte == b'.' {
+            let length = index - label_start;
+            if length == 0 || length > MAX_LABEL_LENGTH {
+                return Err(syntax_error(text, position(label_start)));
+            }
+            label_start = index + 1;
+        } else if !(byte.is_ascii_alphanumeric() || byte == b'_') {
+            return Err(syntax_error(text, position(index)));
         }
-        if label_chars == 0 || label_chars > MAX_LABEL_LENGTH {
-            return Err(syntax_error(text, position));
-        }
-        position += label_chars + 1;
     }
     Ok(())
 }
@@ -207,6 +208,14 @@ mod tests {
                 text: "Top.A-B".into(),
                 position: 6
             }
+        );
+        assert_eq!(
+            labels_of("A.Tötal").unwrap_err(),
+            LtreeError::Syntax {
+                text: "A.Tötal".into(),
+                position: 4
+            },
+            "positions count characters"
         );
         assert!(labels_of(&"x".repeat(256)).is_err());
         assert!(labels_of(&"x".repeat(255)).is_ok());
