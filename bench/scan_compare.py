@@ -13,11 +13,17 @@ import psycopg
 PORT, PARQUET = sys.argv[1], sys.argv[2]
 REPEATS = 10
 
+# Each query in its Quantatom and its DuckDB form ({cells}: the cube; {subtree}: the entity
+# dimension's members under Total.EMEA, by the dimension's path in each system's idiom).
 QUERIES = [
     ("subtree grid: Budget FY2025 by account, 5 EMEA entities",
      "SELECT account, sum(amount) AS amount FROM {cells} WHERE version = 'Budget' "
      "AND time BETWEEN '2025_01' AND '2025_12' AND entity IN ('DE', 'FR', 'NO', 'SE', 'UK') "
      "GROUP BY account ORDER BY account"),
+    ("subtree grid through the hierarchy: the same, joined to the entity dimension",
+     "SELECT c.account, sum(c.amount) AS amount FROM {cells} c JOIN {entity} e ON c.entity = e.code "
+     "WHERE {subtree} AND c.version = 'Budget' AND c.time BETWEEN '2025_01' AND '2025_12' "
+     "GROUP BY c.account ORDER BY c.account"),
     ("whole-cube aggregate: sum by version",
      "SELECT version, sum(amount) AS amount FROM {cells} GROUP BY version ORDER BY version"),
     ("point: one leaf cell",
@@ -41,10 +47,19 @@ def measure(run):
 quantatom = psycopg.connect(f"host=127.0.0.1 port={PORT} user=bench dbname=quantatom", autocommit=True)
 duck = duckdb.connect()
 duck.execute(f"CREATE VIEW cells AS SELECT * FROM read_parquet('{PARQUET}')")
+# DuckDB gets the entity dimension as a table with its paths, as a team would load it.
+duck.execute("CREATE TABLE entity (code VARCHAR, path VARCHAR)")
+duck.executemany("INSERT INTO entity VALUES (?, ?)",
+                 quantatom.execute("SELECT code, path FROM dim.entity").fetchall())
+FORMS = {
+    "quantatom": dict(cells="cube.finance", entity="dim.entity", subtree="e.path <@ 'Total.EMEA'"),
+    "duckdb": dict(cells="cells", entity="entity",
+                   subtree="(e.path = 'Total.EMEA' OR starts_with(e.path, 'Total.EMEA.'))"),
+}
 
 for name, sql in QUERIES:
-    q_sql = sql.format(cells="cube.finance")
-    d_sql = sql.format(cells="cells")
+    q_sql = sql.format(**FORMS["quantatom"])
+    d_sql = sql.format(**FORMS["duckdb"])
     q_first, q_warm, q_rows = measure(lambda: quantatom.execute(q_sql).fetchall())
     d_first, d_warm, d_rows = measure(lambda: duck.execute(d_sql).fetchall())
     same = [tuple(str(v) for v in r) for r in q_rows] == [tuple(str(v) for v in r) for r in d_rows]

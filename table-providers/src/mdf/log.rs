@@ -8,7 +8,7 @@
 //! the latest snapshot it already knows and reads those. The format is specified in
 //! `docs/mdf.md`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
@@ -16,6 +16,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
+use super::marks::Marks;
 use super::{CubeDefinition, MdfError};
 use crate::fail_point::fail_point;
 use crate::storage::Storage;
@@ -65,7 +66,43 @@ pub struct DataFile {
     /// written before bounds were recorded) means unbounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounds: Option<CellBounds>,
+    /// The file's marks, once known; not part of the log entry.
+    #[serde(skip)]
+    pub marks: MarksCell,
 }
+
+/// A data file's marks (see [`super::marks`]), kept once the writer or a scan has them: a
+/// file never changes, so the first scan to plan it reads them from the footer and every
+/// later scan, of any snapshot holding the file, uses them as they are. A cache of the
+/// file's content, so it takes no part in comparing entries.
+#[derive(Debug, Clone, Default)]
+pub struct MarksCell(Arc<OnceLock<Option<Arc<Marks>>>>);
+
+impl MarksCell {
+    /// A cell holding the marks a writer collected.
+    pub(crate) fn known(marks: Marks) -> Self {
+        let marks = marks.is_consistent().then(|| Arc::new(marks));
+        Self(Arc::new(OnceLock::from(marks)))
+    }
+
+    /// The marks, if a writer or scan has recorded them (`Some(None)`: the file has none).
+    pub(crate) fn get(&self) -> Option<Option<Arc<Marks>>> {
+        self.0.get().cloned()
+    }
+
+    /// Records the marks read from the file's footer and returns what the cell holds.
+    pub(crate) fn record(&self, marks: Option<Marks>) -> Option<Arc<Marks>> {
+        self.0.get_or_init(|| marks.map(Arc::new)).clone()
+    }
+}
+
+impl PartialEq for MarksCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for MarksCell {}
 
 impl DataFile {
     /// The sequence number its rows win by (see [`DataFile::seq`]).
@@ -938,6 +975,7 @@ mod tests {
             kind: FileKind::Cells,
             seq: None,
             bounds: None,
+            marks: MarksCell::default(),
         }
     }
 

@@ -52,10 +52,14 @@ impl Marks {
     pub(crate) fn from_footer(entries: Option<&Vec<KeyValue>>) -> Option<Marks> {
         let entry = entries?.iter().find(|entry| entry.key == MARKS_KEY)?;
         let marks: Marks = serde_json::from_str(entry.value.as_deref()?).ok()?;
-        let consistent = marks.granule_rows > 0
-            && marks.first.len() == marks.rows.div_ceil(marks.granule_rows)
-            && !marks.first.is_empty();
-        consistent.then_some(marks)
+        marks.is_consistent().then_some(marks)
+    }
+
+    /// Whether the marks describe at least one granule and one mark per granule.
+    pub(crate) fn is_consistent(&self) -> bool {
+        self.granule_rows > 0
+            && self.first.len() == self.rows.div_ceil(self.granule_rows)
+            && !self.first.is_empty()
     }
 
     /// The rows of granule `granule`.

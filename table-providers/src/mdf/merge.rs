@@ -294,8 +294,6 @@ impl FileSet {
             .map(|field| field.name().as_str())
             .collect();
         let allowed = Allowed::from_filters(&dimensions, filters);
-        // Footers come from DataFusion's metadata cache, which the scan's opener reads too;
-        // on a miss they are fetched several at a time, not one request after another.
         let wholes: Vec<PartitionedFile> = self
             .files
             .iter()
@@ -303,37 +301,47 @@ impl FileSet {
                 PartitionedFile::new(format!("{}/{}", self.cube.cube_dir, file.path), file.size)
             })
             .collect();
-        let footers: Vec<_> = futures::stream::iter(wholes)
-            .map(|whole| {
+        // A file's marks are read from its footer once (then kept with its log entry); the
+        // footer comes from DataFusion's metadata cache, which the scan's opener reads too,
+        // and on a miss footers are fetched several at a time, not one after another.
+        let cells: Vec<_> = (self.files.iter().zip(&wholes))
+            .map(|(file, whole)| (file.marks.clone(), whole.object_meta.clone()))
+            .collect();
+        let marks: Vec<Option<Arc<Marks>>> = futures::stream::iter(cells)
+            .map(|(cell, object)| {
                 let (store, metadata_cache) = (Arc::clone(&store), Arc::clone(&metadata_cache));
                 async move {
-                    let metadata = DFParquetMetadata::new(store.as_ref(), &whole.object_meta)
+                    if let Some(known) = cell.get() {
+                        return Ok(known);
+                    }
+                    let metadata = DFParquetMetadata::new(store.as_ref(), &object)
                         .with_file_metadata_cache(Some(metadata_cache))
                         .fetch_metadata()
                         .await?;
-                    Ok::<_, DataFusionError>((whole, metadata))
+                    let footer = Marks::from_footer(metadata.file_metadata().key_value_metadata());
+                    Ok::<_, DataFusionError>(cell.record(footer))
                 }
             })
             .buffered(FOOTERS_READ_AT_ONCE)
             .try_collect()
             .await?;
         let mut groups = vec![Vec::new(); partitions];
-        for (index, (file, (whole, metadata))) in self.files.iter().zip(footers).enumerate() {
+        for (index, ((file, whole), marks)) in self.files.iter().zip(wholes).zip(marks).enumerate()
+        {
             let rows = file.rows as usize;
-            let (lengths, selected): (Vec<usize>, Vec<usize>) =
-                match Marks::from_footer(metadata.file_metadata().key_value_metadata()) {
-                    Some(marks) if marks.rows == rows => (
-                        (0..marks.first.len())
-                            .map(|granule| marks.granule_len(granule))
-                            .collect(),
-                        marks.granules(&allowed),
-                    ),
-                    _ => {
-                        let stripes = rows.div_ceil(ROW_GROUP_ROWS);
-                        let length = |stripe| ROW_GROUP_ROWS.min(rows - stripe * ROW_GROUP_ROWS);
-                        ((0..stripes).map(length).collect(), (0..stripes).collect())
-                    }
-                };
+            let (lengths, selected): (Vec<usize>, Vec<usize>) = match marks {
+                Some(marks) if marks.rows == rows => (
+                    (0..marks.first.len())
+                        .map(|granule| marks.granule_len(granule))
+                        .collect(),
+                    marks.granules(&allowed),
+                ),
+                _ => {
+                    let stripes = rows.div_ceil(ROW_GROUP_ROWS);
+                    let length = |stripe| ROW_GROUP_ROWS.min(rows - stripe * ROW_GROUP_ROWS);
+                    ((0..stripes).map(length).collect(), (0..stripes).collect())
+                }
+            };
             // Run `i` of the selected granules goes to partition `index + i`, so files of
             // one granule spread too.
             let mut owner = vec![None; lengths.len()];

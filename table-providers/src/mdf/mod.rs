@@ -27,8 +27,8 @@ use datafusion::common::DataFusionError;
 use serde::{Deserialize, Serialize};
 
 pub use log::{
-    Action, CellBounds, Change, Commit, CommitOperation, CubeLog, DataFile, FileKind, Snapshot,
-    SnapshotVersion,
+    Action, CellBounds, Change, Commit, CommitOperation, CubeLog, DataFile, FileKind, MarksCell,
+    Snapshot, SnapshotVersion,
 };
 pub use table::{CubeSchemaProvider, MdfTable};
 pub use writer::{data_file_properties, write_data_file};

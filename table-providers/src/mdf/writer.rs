@@ -21,7 +21,7 @@ use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties}
 
 use super::log::CubeLog;
 use super::marks::{GRANULE_ROWS, MarkCollector};
-use super::{CellBounds, CubeDefinition, DataFile, FileKind, MdfError};
+use super::{CellBounds, CubeDefinition, DataFile, FileKind, MarksCell, MdfError};
 use crate::fail_point::fail_point;
 use crate::storage::Storage;
 
@@ -164,8 +164,8 @@ impl SortedFileWriter {
         log: &CubeLog,
         storage: &Storage,
     ) -> Result<DataFile, MdfError> {
-        self.writer
-            .append_key_value_metadata(self.marks.finish().to_key_value());
+        let marks = self.marks.finish();
+        self.writer.append_key_value_metadata(marks.to_key_value());
         let buffer = self.writer.into_inner()?;
         let file_name = format!("{}.parquet", uuid::Uuid::new_v4().simple());
         let size = buffer.len() as u64;
@@ -180,6 +180,7 @@ impl SortedFileWriter {
             kind: self.kind,
             seq: None,
             bounds: self.bounds,
+            marks: MarksCell::known(marks),
         })
     }
 }
