@@ -23,6 +23,8 @@ pub mod scalar_subqueries;
 pub use errors::sqlstate;
 /// Cubes: their storage format, reads and writes.
 pub use quantatom_table_providers::mdf;
+/// Dimensions, members and the stores that keep them.
+pub use quantatom_table_providers::metadata;
 /// Where the engine keeps its data, as configured.
 pub use quantatom_table_providers::storage;
 
@@ -50,7 +52,8 @@ use quantatom_table_providers::mdf::dml::CubeDmlRule;
 use quantatom_table_providers::mdf::maintenance_sql::{MdfCompactFunction, MdfVacuumFunction};
 use quantatom_table_providers::mdf::time_travel::{MdfAtFunction, MdfHistoryFunction};
 use quantatom_table_providers::metadata::{
-    DimensionSchemaProvider, EmbeddedMetadataStore, MetadataStore,
+    DimensionSchemaProvider, EmbeddedMetadataStore, MetadataError, MetadataStore,
+    PostgresMetadataStore,
 };
 use quantatom_table_providers::storage::{Storage, StorageConfig};
 
@@ -64,6 +67,29 @@ pub struct EngineConfig {
     pub storage: StorageConfig,
     /// When the data folder is empty, load the demo model with about this many cells.
     pub demo_cells: Option<usize>,
+    /// Where dimensions and members are kept.
+    pub metadata: MetadataConfig,
+}
+
+/// Where the metadata store is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MetadataConfig {
+    /// In the storage, next to the cubes: one machine, nothing else to run.
+    #[default]
+    Embedded,
+    /// In PostgreSQL with the `ltree` extension.
+    Postgres(metadata::PostgresStoreSettings),
+}
+
+/// Why [`Engine::open`] failed, by the part that did.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The metadata store could not be opened.
+    #[error("the metadata store: {0}")]
+    Metadata(#[source] MetadataError),
+    /// The storage, or the demo model written into it, failed.
+    #[error(transparent)]
+    Data(#[from] DataFusionError),
 }
 
 /// The shared part of every session: storage, metadata and the catalog over them.
@@ -77,17 +103,32 @@ pub struct Engine {
 
 impl Engine {
     /// Opens the data folder, loading the demo model first if it is empty and one is asked for.
-    pub async fn open(config: &EngineConfig) -> Result<Self> {
+    pub async fn open(config: &EngineConfig) -> Result<Self, OpenError> {
         let storage = Storage::open(&config.storage)?;
-        let metadata: Arc<dyn MetadataStore> = Arc::new(
-            EmbeddedMetadataStore::open(storage.clone())
+        let metadata: Arc<dyn MetadataStore> = match &config.metadata {
+            MetadataConfig::Embedded => Arc::new(
+                EmbeddedMetadataStore::open(storage.clone())
+                    .await
+                    .map_err(OpenError::Metadata)?,
+            ),
+            MetadataConfig::Postgres(settings) => Arc::new(
+                PostgresMetadataStore::open(settings)
+                    .await
+                    .map_err(OpenError::Metadata)?,
+            ),
+        };
+        let cubes = Arc::new(
+            CubeSchemaProvider::open(storage.clone())
                 .await
-                .map_err(external)?,
+                .map_err(DataFusionError::from)?,
         );
-        let cubes = Arc::new(CubeSchemaProvider::open(storage.clone()).await?);
         if let Some(cells) = config.demo_cells {
             let empty = datafusion::catalog::SchemaProvider::table_names(cubes.as_ref()).is_empty()
-                && metadata.dimensions().await.map_err(external)?.is_empty();
+                && metadata
+                    .dimensions()
+                    .await
+                    .map_err(OpenError::Metadata)?
+                    .is_empty();
             if empty {
                 tracing::info!(cells, data = %config.storage.location(), "no cubes or dimensions yet: loading the demo model");
                 demo::load(&cubes, metadata.as_ref(), demo::DemoSize::with_cells(cells)).await?;
@@ -130,10 +171,6 @@ impl Engine {
     pub fn plan_epoch(&self) -> &Arc<PlanEpoch> {
         &self.plan_epoch
     }
-}
-
-fn external(error: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
-    DataFusionError::External(Box::new(error))
 }
 
 /// Session settings every Quantatom session starts with.

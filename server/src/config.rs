@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use quantatom_engine::MetadataConfig;
+use quantatom_engine::metadata::PostgresStoreSettings;
 use quantatom_engine::storage::{RetrySettings, S3Settings, StorageConfig};
 use serde::Deserialize;
 
@@ -15,6 +17,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
 pub const DEFAULT_DATA_DIR: &str = "./quantatom-data";
 /// The default size of the demo model loaded into an empty data folder.
 pub const DEFAULT_DEMO_CELLS: usize = 1_000_000;
+
+/// Connections the PostgreSQL metadata store keeps at most, unless configured.
+pub const DEFAULT_METADATA_POOL_SIZE: usize = 16;
+
+/// Seconds a PostgreSQL connection may take to open, unless configured.
+pub const DEFAULT_METADATA_TIMEOUT_SECS: u64 = 5;
 
 /// The `quantatom` command line.
 #[derive(Debug, Parser)]
@@ -56,13 +64,25 @@ pub struct ServeArgs {
     /// [default: 1000000].
     #[arg(long, env = "QUANTATOM_DEMO_CELLS", value_name = "N")]
     pub demo_cells: Option<usize>,
+    /// Where dimensions and members are kept: `embedded` (in the data folder) or a PostgreSQL
+    /// URL, postgres://USER:PASSWORD@HOST:PORT/DATABASE, whose database has (or may create)
+    /// the `ltree` extension [default: embedded].
+    #[arg(long, env = "QUANTATOM_METADATA", value_name = "embedded|URL")]
+    pub metadata: Option<String>,
+    /// Connections to PostgreSQL the metadata store keeps at most [default: 16].
+    #[arg(long, env = "QUANTATOM_METADATA_POOL_SIZE", value_name = "N")]
+    pub metadata_pool_size: Option<usize>,
+    /// Seconds connecting to PostgreSQL, or waiting for a free connection, may take
+    /// [default: 5].
+    #[arg(long, env = "QUANTATOM_METADATA_TIMEOUT_SECS", value_name = "SECONDS")]
+    pub metadata_timeout_secs: Option<u64>,
 }
 
 /// Where the data is: flags shared by the commands that open it.
 #[derive(Debug, Args)]
 pub struct StorageArgs {
-    /// TOML file with any of the settings below (keys: listen, data_dir, demo_cells, and an
-    /// [s3] table).
+    /// TOML file with any of the settings below (keys: listen, data_dir, demo_cells,
+    /// metadata, metadata_pool_size, metadata_timeout_secs, and an [s3] table).
     #[arg(long, env = "QUANTATOM_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Folder for cubes and metadata, created if missing, or s3://bucket/prefix
@@ -144,6 +164,9 @@ struct FileSettings {
     listen: Option<String>,
     data_dir: Option<String>,
     demo_cells: Option<usize>,
+    metadata: Option<String>,
+    metadata_pool_size: Option<usize>,
+    metadata_timeout_secs: Option<u64>,
     #[serde(default)]
     s3: FileS3Settings,
 }
@@ -176,6 +199,8 @@ pub struct ServeConfig {
     pub storage: StorageConfig,
     /// Demo size for an empty data folder; `None` loads no demo.
     pub demo_cells: Option<usize>,
+    /// Where the metadata store is.
+    pub metadata: MetadataConfig,
 }
 
 /// A setting that cannot be used; the message names it and how it was given.
@@ -217,10 +242,35 @@ impl ServeArgs {
             0 => None,
             cells => Some(cells),
         };
+        let metadata = match self.metadata.or(file.metadata.clone()).as_deref() {
+            None | Some("embedded") => MetadataConfig::Embedded,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                MetadataConfig::Postgres(PostgresStoreSettings {
+                    url: url.to_owned(),
+                    pool_size: self
+                        .metadata_pool_size
+                        .or(file.metadata_pool_size)
+                        .unwrap_or(DEFAULT_METADATA_POOL_SIZE),
+                    timeout: Duration::from_secs(
+                        self.metadata_timeout_secs
+                            .or(file.metadata_timeout_secs)
+                            .unwrap_or(DEFAULT_METADATA_TIMEOUT_SECS),
+                    ),
+                })
+            }
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "metadata",
+                    "metadata",
+                    format!("{other:?} is neither `embedded` nor a postgres:// URL"),
+                ));
+            }
+        };
         Ok(ServeConfig {
             listen,
             storage: self.storage.resolve_with(file)?,
             demo_cells,
+            metadata,
         })
     }
 }
@@ -317,6 +367,9 @@ mod tests {
             },
             listen: listen.map(Into::into),
             demo_cells: None,
+            metadata: None,
+            metadata_pool_size: None,
+            metadata_timeout_secs: None,
         }
     }
 

@@ -7,7 +7,7 @@ use quantatom_engine::demo::DemoSize;
 use quantatom_engine::mdf::MdfTable;
 use quantatom_engine::mdf::maintenance::{self, DEFAULT_RETENTION, ORPHAN_MIN_AGE, Progress};
 use quantatom_engine::storage::StorageConfig;
-use quantatom_engine::{Engine, EngineConfig};
+use quantatom_engine::{Engine, EngineConfig, OpenError};
 use quantatom_server::Server;
 use quantatom_server::config::{
     Cli, Command, CubeArgs, DEFAULT_DATA_DIR, DEFAULT_DEMO_CELLS, DemoArgs, ServeArgs, VacuumArgs,
@@ -52,9 +52,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let engine = Engine::open(&EngineConfig {
         storage: config.storage.clone(),
         demo_cells: config.demo_cells,
+        metadata: config.metadata.clone(),
     })
     .await
-    .map_err(|e| format!("cannot open the data at {location} (setting `data_dir`): {e}"))?;
+    .map_err(|e| match e {
+        OpenError::Metadata(e) => {
+            format!("cannot open the metadata store (setting `metadata`): {e}")
+        }
+        OpenError::Data(e) => {
+            format!("cannot open the data at {location} (setting `data_dir`): {e}")
+        }
+    })?;
     let server = Server::bind(&engine, config.listen)
         .await
         .map_err(|e| format!("cannot listen on {} (setting `listen`): {e}", config.listen))?;
@@ -94,6 +102,7 @@ async fn write_demo(args: DemoArgs) -> Result<(), String> {
     Engine::open(&EngineConfig {
         storage: StorageConfig::Local(data_dir.clone()),
         demo_cells: Some(size.cells()),
+        metadata: Default::default(),
     })
     .await
     .map_err(|e| format!("cannot write the demo into {}: {e}", data_dir.display()))?;
@@ -114,6 +123,7 @@ async fn open_cube(args: CubeArgs) -> Result<(Engine, std::sync::Arc<MdfTable>),
     let engine = Engine::open(&EngineConfig {
         storage,
         demo_cells: None,
+        metadata: Default::default(),
     })
     .await
     .map_err(|e| format!("cannot open the data at {location} (setting `data_dir`): {e}"))?;

@@ -8,8 +8,10 @@ mod wire;
 
 use std::path::{Path, PathBuf};
 
+use datafusion::common::DataFusionError;
+use quantatom_engine::metadata::PostgresStoreSettings;
 use quantatom_engine::storage::StorageConfig;
-use quantatom_engine::{Engine, EngineConfig};
+use quantatom_engine::{Engine, EngineConfig, MetadataConfig};
 use sqllogictest::{AsyncDB, MakeConnection, Runner};
 
 pub use in_process::{InProcessDb, InProcessError};
@@ -35,19 +37,50 @@ pub struct DemoEngine {
 }
 
 impl DemoEngine {
-    /// Generates the demo with `cells` cells in a temporary folder and opens it.
-    pub async fn start(cells: usize) -> datafusion::common::Result<Self> {
+    /// Generates the demo with `cells` cells in a temporary folder, its metadata in
+    /// `metadata`, and opens it.
+    pub async fn start(cells: usize, metadata: MetadataConfig) -> datafusion::common::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         let config = EngineConfig {
             storage: StorageConfig::Local(data_dir.path().to_owned()),
             demo_cells: Some(cells),
+            metadata,
         };
-        let engine = Engine::open(&config).await?;
+        let engine = Engine::open(&config)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(Self {
             engine,
             _data_dir: data_dir,
         })
     }
+}
+
+/// The variable naming the test PostgreSQL server (`scripts/test` starts one), as a URL
+/// without a database: `postgres://USER@HOST:PORT`.
+pub const TEST_POSTGRES_VARIABLE: &str = "QUANTATOM_TEST_POSTGRES_URL";
+
+/// A PostgreSQL metadata store in a new, empty database of the test server, so that tests do
+/// not see each other's dimensions. Panics (the test fails, never skips) without the server.
+pub async fn postgres_test_metadata() -> MetadataConfig {
+    let server = std::env::var(TEST_POSTGRES_VARIABLE).unwrap_or_else(|_| {
+        panic!("{TEST_POSTGRES_VARIABLE} is not set: run the tests with scripts/test, which starts PostgreSQL")
+    });
+    let (client, connection) =
+        tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL at {server}: {e}"));
+    tokio::spawn(connection);
+    let database = format!("quantatom_test_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await
+        .expect("the test PostgreSQL creates a database");
+    MetadataConfig::Postgres(PostgresStoreSettings {
+        url: format!("{server}/{database}"),
+        pool_size: 4,
+        timeout: std::time::Duration::from_secs(10),
+    })
 }
 
 /// Every `.slt` file of the suite, sorted.

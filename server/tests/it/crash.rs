@@ -27,6 +27,7 @@ async fn engine(data_dir: &std::path::Path, demo_cells: Option<usize>) -> Engine
     Engine::open(&EngineConfig {
         storage: StorageConfig::Local(data_dir.to_owned()),
         demo_cells,
+        metadata: Default::default(),
     })
     .await
     .expect("engine opens")

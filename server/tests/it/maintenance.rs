@@ -23,6 +23,7 @@ async fn open_engine(data_dir: &std::path::Path) -> Engine {
     Engine::open(&EngineConfig {
         storage: StorageConfig::Local(data_dir.to_owned()),
         demo_cells: None,
+        metadata: Default::default(),
     })
     .await
     .unwrap()
@@ -61,6 +62,7 @@ async fn compact_and_vacuum_from_the_command_line() {
     let engine = Engine::open(&EngineConfig {
         storage: StorageConfig::Local(data_dir.path().to_owned()),
         demo_cells: Some(TEST_DEMO_CELLS),
+        metadata: Default::default(),
     })
     .await
     .unwrap();
@@ -138,4 +140,32 @@ async fn compact_and_vacuum_from_the_command_line() {
     assert!(!unknown.status.success());
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(stderr.contains("there is no cube \"nothing\""), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_an_unreachable_metadata_store_fails_fast_naming_the_setting() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--demo-cells", "0"])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .args([
+            "--metadata",
+            "postgres://quantatom:secret@127.0.0.1:1/metadata",
+        ])
+        .args(["--metadata-timeout-secs", "2"])
+        .env("QUANTATOM_LOG", "warn")
+        .output()
+        .await
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("cannot open the metadata store (setting `metadata`)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret"),
+        "no password in messages: {stderr}"
+    );
 }

@@ -27,6 +27,7 @@ impl TestServer {
         let config = EngineConfig {
             storage: StorageConfig::Local(data_dir.path().to_owned()),
             demo_cells: Some(TEST_DEMO_CELLS),
+            metadata: Default::default(),
         };
         let engine = Engine::open(&config).await.expect("engine opens");
         let server = Server::bind(&engine, "127.0.0.1:0".parse().unwrap())

@@ -1,16 +1,30 @@
 //! Runs every `.slt` file in-process and over the wire against the demo model.
 
+mod metadata_store;
+
 use std::sync::Arc;
 
+use quantatom_engine::MetadataConfig;
 use quantatom_server::Server;
 use quantatom_sqllogictests::{
-    DemoEngine, InProcessDb, SUITE_DEMO_CELLS, WireDb, run_files, suite_files,
+    DemoEngine, InProcessDb, SUITE_DEMO_CELLS, WireDb, postgres_test_metadata, run_files,
+    suite_files,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_in_process() {
+    run_in_process(MetadataConfig::Embedded).await;
+}
+
+/// The same suite with dimensions and members in PostgreSQL: both stores answer alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_in_process_with_postgres_metadata() {
+    run_in_process(postgres_test_metadata().await).await;
+}
+
+async fn run_in_process(metadata: MetadataConfig) {
     let demo = Arc::new(
-        DemoEngine::start(SUITE_DEMO_CELLS)
+        DemoEngine::start(SUITE_DEMO_CELLS, metadata)
             .await
             .expect("demo engine starts"),
     );
@@ -35,7 +49,7 @@ async fn slt_in_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_over_wire() {
-    let demo = DemoEngine::start(SUITE_DEMO_CELLS)
+    let demo = DemoEngine::start(SUITE_DEMO_CELLS, MetadataConfig::Embedded)
         .await
         .expect("demo engine starts");
     let server = Server::bind(&demo.engine, "127.0.0.1:0".parse().unwrap())

@@ -13,7 +13,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore};
+use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore, validate_dimension_name};
 use crate::storage::Storage;
 
 /// One dimension as stored.
@@ -81,20 +81,6 @@ impl EmbeddedMetadataStore {
 
 fn storage_error(error: object_store::Error) -> MetadataError {
     MetadataError::Storage(error.to_string())
-}
-
-/// A dimension name is a lower-case SQL identifier, so it needs no quoting.
-fn validate_dimension_name(name: &str) -> Result<(), MetadataError> {
-    let mut chars = name.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(MetadataError::Invalid(format!(
-            "dimension name {name:?} must be a lower-case identifier (a-z, 0-9, _)"
-        )))
-    }
 }
 
 #[async_trait]

@@ -1,11 +1,13 @@
 //! The metadata store: dimensions and members of the planning model (later also users, roles
-//! and grants), behind one trait with an embedded implementation and, later, PostgreSQL.
+//! and grants), behind one trait with two implementations: embedded (the data folder) and
+//! PostgreSQL.
 //!
 //! Cell data never lives here; cubes are MDF tables (see [`crate::mdf`]).
 
 mod dimension_table;
 mod embedded;
 mod model;
+mod postgres;
 
 use async_trait::async_trait;
 use std::fmt::Debug;
@@ -13,6 +15,7 @@ use std::fmt::Debug;
 pub use dimension_table::{DimensionSchemaProvider, DimensionTable};
 pub use embedded::EmbeddedMetadataStore;
 pub use model::{Dimension, Member, MemberSpec};
+pub use postgres::{PostgresMetadataStore, PostgresStoreSettings};
 
 /// Why a metadata operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,9 @@ pub enum MetadataError {
     /// The backing storage failed.
     #[error("metadata storage error: {0}")]
     Storage(String),
+    /// The backing storage cannot be reached (PostgreSQL down or out of connections).
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl MetadataError {
@@ -39,7 +45,22 @@ impl MetadataError {
             MetadataError::AlreadyExists(_) => "42710",
             MetadataError::Invalid(_) => "22023",
             MetadataError::Storage(_) => "58030",
+            MetadataError::Unavailable(_) => "08006",
         }
+    }
+}
+
+/// A dimension name is a lower-case SQL identifier, so it needs no quoting.
+fn validate_dimension_name(name: &str) -> Result<(), MetadataError> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(MetadataError::Invalid(format!(
+            "dimension name {name:?} must be a lower-case identifier (a-z, 0-9, _)"
+        )))
     }
 }
 

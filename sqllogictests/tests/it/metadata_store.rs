@@ -1,0 +1,174 @@
+//! The metadata stores side by side: the same answers and errors from the embedded store and
+//! from PostgreSQL (the test server `scripts/test` starts), PostgreSQL's schema migrations,
+//! and an outage of PostgreSQL seen through a proxy that can be cut and restored.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use quantatom_engine::metadata::{Dimension, MemberSpec, MetadataError, MetadataStore};
+use quantatom_engine::storage::StorageConfig;
+use quantatom_engine::{Engine, EngineConfig, MetadataConfig};
+use quantatom_sqllogictests::postgres_test_metadata;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// An engine with no demo over a fresh folder and `metadata`; the folder lives as long as it.
+async fn open(metadata: &MetadataConfig) -> (Engine, tempfile::TempDir) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(&EngineConfig {
+        storage: StorageConfig::Local(data_dir.path().to_owned()),
+        demo_cells: None,
+        metadata: metadata.clone(),
+    })
+    .await
+    .expect("the engine opens");
+    (engine, data_dir)
+}
+
+fn member(code: &str, parent: Option<&str>) -> MemberSpec {
+    MemberSpec {
+        code: code.into(),
+        name: format!("{code}'s \"name\" \\ with quotes"),
+        parent: parent.map(Into::into),
+        attributes: BTreeMap::from([("currency".to_owned(), "EUR".to_owned())]),
+    }
+}
+
+fn region() -> Dimension {
+    Dimension {
+        name: "region".into(),
+        description: "Sales regions".into(),
+    }
+}
+
+/// What a store answers to the same calls, written out to compare stores.
+async fn exercise(store: &Arc<dyn MetadataStore>) -> Vec<String> {
+    let members = vec![
+        member("World", None),
+        member("EU", Some("World")),
+        member("DE_N", Some("EU")),
+        member("O'Brien", Some("EU")),
+    ];
+    let mut seen = Vec::new();
+    let bad_label = store.create_dimension(region(), members.clone()).await;
+    seen.push(format!("{bad_label:?}"));
+    let members: Vec<_> = members.into_iter().take(3).collect();
+    store
+        .create_dimension(region(), members.clone())
+        .await
+        .unwrap();
+    let again = store.create_dimension(region(), members).await.unwrap_err();
+    seen.push(format!("{again} / {}", again.sqlstate()));
+    let missing = store.members("nowhere").await.unwrap_err();
+    seen.push(format!("{missing} / {}", missing.sqlstate()));
+    let bad_name = Dimension {
+        name: "Bad Name".into(),
+        description: String::new(),
+    };
+    let bad_name = store.create_dimension(bad_name, vec![]).await.unwrap_err();
+    seen.push(format!("{bad_name} / {}", bad_name.sqlstate()));
+    seen.push(format!("{:?}", store.dimensions().await.unwrap()));
+    seen.push(format!("{:?}", store.members("region").await.unwrap()));
+    seen.push(format!("{:?}", store.dimension_version("region").await));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_stores_answer_alike() {
+    let (embedded, _folder) = open(&MetadataConfig::Embedded).await;
+    let (postgres, _other) = open(&postgres_test_metadata().await).await;
+    let embedded = exercise(embedded.metadata()).await;
+    assert!(
+        embedded[0].contains("ltree syntax error"),
+        "a quote is not a label character: {}",
+        embedded[0]
+    );
+    assert!(embedded[1].ends_with("42710"), "{}", embedded[1]);
+    assert!(embedded[2].ends_with("42704"), "{}", embedded[2]);
+    assert!(
+        embedded[5].contains("\"EU's \\\"name\\\" \\\\ with quotes\""),
+        "{}",
+        embedded[5]
+    );
+    assert_eq!(embedded, exercise(postgres.metadata()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_however_often_the_store_opens() {
+    let metadata = postgres_test_metadata().await;
+    let MetadataConfig::Postgres(settings) = &metadata else {
+        unreachable!("a PostgreSQL configuration")
+    };
+    let opened = futures::future::join_all((0..4).map(|_| open(&metadata))).await;
+    drop(opened);
+    let (client, connection) = tokio_postgres::connect(&settings.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query("SELECT version, name FROM quantatom.schema_migrations", &[])
+        .await
+        .unwrap();
+    let applied: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(applied, vec![(1, "dimensions".to_owned())]);
+}
+
+/// Forwards connections from a loopback port to PostgreSQL until aborted.
+async fn proxy(listener: TcpListener, target: String) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut links = Links::default();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            links.0.push(tokio::spawn(async move {
+                if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            }));
+        }
+    })
+}
+
+/// The connections through a proxy, cut when it stops (as a PostgreSQL outage cuts them).
+#[derive(Default)]
+struct Links(Vec<JoinHandle<()>>);
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_fails_with_08006_and_the_store_recovers_by_itself() {
+    let MetadataConfig::Postgres(mut settings) = postgres_test_metadata().await else {
+        unreachable!("a PostgreSQL configuration")
+    };
+    let url: url::Url = settings.url.parse().unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut through_proxy = url.clone();
+    through_proxy.set_port(Some(address.port())).unwrap();
+    settings.url = through_proxy.to_string();
+    settings.timeout = std::time::Duration::from_secs(2);
+    let running = proxy(listener, target.clone()).await;
+    let (engine, _folder) = open(&MetadataConfig::Postgres(settings)).await;
+    let store = engine.metadata();
+    store
+        .create_dimension(region(), vec![member("World", None)])
+        .await
+        .unwrap();
+
+    running.abort();
+    let _ = running.await;
+    let down = store.members("region").await.unwrap_err();
+    assert!(matches!(down, MetadataError::Unavailable(_)), "{down:?}");
+    assert_eq!(down.sqlstate(), "08006");
+
+    let listener = TcpListener::bind(address)
+        .await
+        .expect("the proxy's port is free again");
+    let _restored = proxy(listener, target).await;
+    let members = store.members("region").await.expect("the store reconnects");
+    assert_eq!(members.len(), 1);
+}

@@ -1,0 +1,287 @@
+//! The PostgreSQL metadata store: dimensions and members in tables of the `quantatom` schema,
+//! member paths as `ltree` with a GiST index, reached through a deadpool connection pool.
+//!
+//! The schema is created and upgraded by the migrations under `table-providers/migrations/`,
+//! applied in order when the store is opened: each in one transaction, under an advisory lock
+//! so that replicas starting together apply it once, and recorded in
+//! `quantatom.schema_migrations`. A migration, once released, never changes; a change is a new
+//! migration.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
+use quantatom_udfs::MemberPath;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore, validate_dimension_name};
+
+/// The migrations, in the order they apply: (version, name, SQL).
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "dimensions",
+    include_str!("../../migrations/0001_dimensions.sql"),
+)];
+
+/// The advisory lock taken while migrations apply (any fixed number; "QTMIGRAT" in ASCII).
+const MIGRATION_LOCK: i64 = 0x5154_4d49_4752_4154;
+
+/// How the store connects to PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresStoreSettings {
+    /// A libpq-style URL or key=value string (`postgres://user@host:5432/db`).
+    pub url: String,
+    /// Connections the pool keeps at most.
+    pub pool_size: usize,
+    /// How long connecting, or waiting for a free connection, may take.
+    pub timeout: Duration,
+}
+
+/// Metadata kept in PostgreSQL.
+#[derive(Debug)]
+pub struct PostgresMetadataStore {
+    pool: Pool,
+}
+
+impl PostgresMetadataStore {
+    /// Connects, and brings the schema up to date; fails if PostgreSQL cannot be reached or
+    /// lacks the `ltree` extension.
+    pub async fn open(settings: &PostgresStoreSettings) -> Result<Self, MetadataError> {
+        let mut config: tokio_postgres::Config = settings
+            .url
+            .parse()
+            .map_err(|e| MetadataError::Invalid(format!("PostgreSQL URL: {e}")))?;
+        config.connect_timeout(settings.timeout);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size.max(1))
+            .timeouts(Timeouts {
+                wait: Some(settings.timeout),
+                create: Some(settings.timeout),
+                recycle: Some(settings.timeout),
+            })
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| MetadataError::Invalid(format!("PostgreSQL pool: {e}")))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, MetadataError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| MetadataError::Unavailable(format!("PostgreSQL: {e}")))
+    }
+
+    /// Applies the migrations not applied yet.
+    async fn migrate(&self) -> Result<(), MetadataError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        // First the lock: even `CREATE ... IF NOT EXISTS` fails when two sessions race it.
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(postgres_error)?;
+        transaction
+            .batch_execute(
+                "CREATE SCHEMA IF NOT EXISTS quantatom;
+                 CREATE TABLE IF NOT EXISTS quantatom.schema_migrations (
+                     version integer PRIMARY KEY,
+                     name text NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(postgres_error)?;
+        let applied: Vec<i32> = transaction
+            .query("SELECT version FROM quantatom.schema_migrations", &[])
+            .await
+            .map_err(postgres_error)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            transaction.batch_execute(sql).await.map_err(|e| {
+                MetadataError::Storage(format!("migration {version} ({name}): {}", describe(&e)))
+            })?;
+            transaction
+                .execute(
+                    "INSERT INTO quantatom.schema_migrations (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .await
+                .map_err(postgres_error)?;
+            tracing::info!(version, name, "applied a metadata migration");
+        }
+        transaction.commit().await.map_err(postgres_error)
+    }
+
+    /// Fails with `NotFound` unless `dimension` exists.
+    async fn version_of(
+        client: &deadpool_postgres::Object,
+        dimension: &str,
+    ) -> Result<u64, MetadataError> {
+        let row = client
+            .query_opt(
+                "SELECT version FROM quantatom.dimensions WHERE name = $1",
+                &[&dimension],
+            )
+            .await
+            .map_err(postgres_error)?
+            .ok_or_else(|| MetadataError::NotFound(format!("dimension {dimension:?}")))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+}
+
+/// A PostgreSQL error as the store reports it: lost connections as `Unavailable`.
+fn postgres_error(error: tokio_postgres::Error) -> MetadataError {
+    let lost = error.is_closed()
+        || error.code().is_some_and(|code| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code)
+        });
+    match lost {
+        true => MetadataError::Unavailable(format!("PostgreSQL: {}", describe(&error))),
+        false => MetadataError::Storage(format!("PostgreSQL: {}", describe(&error))),
+    }
+}
+
+/// The server's message when there is one (tokio-postgres's own `Display` says only "db error").
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
+}
+
+#[async_trait]
+impl MetadataStore for PostgresMetadataStore {
+    async fn dimensions(&self) -> Result<Vec<Dimension>, MetadataError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT name, description FROM quantatom.dimensions ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(postgres_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| Dimension {
+                name: row.get(0),
+                description: row.get(1),
+            })
+            .collect())
+    }
+
+    async fn members(&self, dimension: &str) -> Result<Vec<Member>, MetadataError> {
+        let client = self.client().await?;
+        Self::version_of(&client, dimension).await?;
+        let rows = client
+            .query(
+                "SELECT code, name, parent, path::text, level, is_leaf, sort_order, \
+                 attributes::text FROM quantatom.members WHERE dimension = $1 ORDER BY sort_order",
+                &[&dimension],
+            )
+            .await
+            .map_err(postgres_error)?;
+        rows.iter()
+            .map(|row| {
+                let code: String = row.get(0);
+                let corrupt = |what: String| {
+                    MetadataError::Storage(format!("member {code:?} of {dimension:?}: {what}"))
+                };
+                let path = MemberPath::parse(row.get(3)).map_err(|e| corrupt(e.to_string()))?;
+                let attributes: BTreeMap<String, String> =
+                    serde_json::from_str(row.get(7)).map_err(|e| corrupt(e.to_string()))?;
+                Ok(Member {
+                    name: row.get(1),
+                    parent: row.get(2),
+                    path,
+                    level: row.get(4),
+                    is_leaf: row.get(5),
+                    sort_order: row.get(6),
+                    attributes,
+                    code,
+                })
+            })
+            .collect()
+    }
+
+    async fn dimension_version(&self, dimension: &str) -> Result<u64, MetadataError> {
+        Self::version_of(&self.client().await?, dimension).await
+    }
+
+    async fn create_dimension(
+        &self,
+        dimension: Dimension,
+        members: Vec<MemberSpec>,
+    ) -> Result<(), MetadataError> {
+        validate_dimension_name(&dimension.name)?;
+        let members = Member::build_hierarchy(members)?;
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let created = transaction
+            .execute(
+                "INSERT INTO quantatom.dimensions (name, description) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
+                &[&dimension.name, &dimension.description],
+            )
+            .await
+            .map_err(postgres_error)?;
+        if created == 0 {
+            return Err(MetadataError::AlreadyExists(format!(
+                "dimension {:?}",
+                dimension.name
+            )));
+        }
+        let column = |f: fn(&Member) -> String| members.iter().map(f).collect::<Vec<_>>();
+        let parents: Vec<Option<String>> = members.iter().map(|m| m.parent.clone()).collect();
+        let leaves: Vec<bool> = members.iter().map(|m| m.is_leaf).collect();
+        let orders: Vec<i32> = members.iter().map(|m| m.sort_order).collect();
+        let attributes = members
+            .iter()
+            .map(|m| serde_json::to_string(&m.attributes))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| MetadataError::Invalid(e.to_string()))?;
+        // One statement for all members: the parent references are checked at its end.
+        transaction
+            .execute(
+                "INSERT INTO quantatom.members \
+                 (dimension, code, name, parent, path, is_leaf, sort_order, attributes) \
+                 SELECT $1, code, name, parent, path::ltree, is_leaf, sort_order, attributes::jsonb \
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], \
+                 $7::int4[], $8::text[]) \
+                 AS m(code, name, parent, path, is_leaf, sort_order, attributes)",
+                &[
+                    &dimension.name,
+                    &column(|m| m.code.clone()),
+                    &column(|m| m.name.clone()),
+                    &parents,
+                    &column(|m| m.path.to_string()),
+                    &leaves,
+                    &orders,
+                    &attributes,
+                ],
+            )
+            .await
+            .map_err(postgres_error)?;
+        transaction.commit().await.map_err(postgres_error)
+    }
+}
