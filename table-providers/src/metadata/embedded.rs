@@ -13,7 +13,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore, validate_dimension_name};
+use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore, new_dimension_members};
 use crate::storage::Storage;
 
 /// One dimension as stored.
@@ -105,9 +105,8 @@ impl MetadataStore for EmbeddedMetadataStore {
         dimension: Dimension,
         members: Vec<MemberSpec>,
     ) -> Result<(), MetadataError> {
-        validate_dimension_name(&dimension.name)?;
         let document = DimensionDocument {
-            members: Member::build_hierarchy(members)?,
+            members: new_dimension_members(&dimension, members)?,
             dimension,
         };
         let name = document.dimension.name.clone();

@@ -50,6 +50,16 @@ impl MetadataError {
     }
 }
 
+/// The members of a new dimension, once its name and their hierarchy are checked (the rules
+/// every store applies before it writes).
+fn new_dimension_members(
+    dimension: &Dimension,
+    specs: Vec<MemberSpec>,
+) -> Result<Vec<Member>, MetadataError> {
+    validate_dimension_name(&dimension.name)?;
+    Member::build_hierarchy(specs)
+}
+
 /// A dimension name is a lower-case SQL identifier, so it needs no quoting.
 fn validate_dimension_name(name: &str) -> Result<(), MetadataError> {
     let mut chars = name.chars();

@@ -16,7 +16,7 @@ use quantatom_udfs::MemberPath;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore, validate_dimension_name};
+use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore, new_dimension_members};
 
 /// The migrations, in the order they apply: (version, name, SQL).
 const MIGRATIONS: &[(i32, &str, &str)] = &[(
@@ -233,8 +233,7 @@ impl MetadataStore for PostgresMetadataStore {
         dimension: Dimension,
         members: Vec<MemberSpec>,
     ) -> Result<(), MetadataError> {
-        validate_dimension_name(&dimension.name)?;
-        let members = Member::build_hierarchy(members)?;
+        let members = new_dimension_members(&dimension, members)?;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(postgres_error)?;
         let created = transaction
