@@ -172,3 +172,91 @@ async fn an_outage_fails_with_08006_and_the_store_recovers_by_itself() {
     let members = store.members("region").await.expect("the store reconnects");
     assert_eq!(members.len(), 1);
 }
+
+/// The rows `sql` returns, one line each.
+async fn rows(engine: &Engine, sql: &str) -> Vec<String> {
+    let batches = engine
+        .new_session()
+        .sql(sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let table = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap();
+    table
+        .to_string()
+        .lines()
+        .skip(3)
+        .filter(|l| !l.starts_with('+'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_evaluates_member_filters_as_sql_with_bind_parameters() {
+    let metadata = postgres_test_metadata().await;
+    let (creating, _folder) = open(&metadata).await;
+    let members = vec![
+        member("World", None),
+        member("EU", Some("World")),
+        member("DE_N", Some("EU")),
+        member("FR", Some("EU")),
+        member("US", Some("World")),
+    ];
+    let store = creating.metadata();
+    store.create_dimension(region(), members).await.unwrap();
+    // The `dim` schema lists the dimensions there are when the engine opens.
+    let (engine, _other) = open(&metadata).await;
+
+    let plan = rows(
+        &engine,
+        "EXPLAIN SELECT code FROM dim.region WHERE path <@ 'World.EU' AND nlevel(path) >= 3 \
+         AND code LIKE '%\\_%' AND is_leaf LIMIT 5",
+    )
+    .await
+    .join("\n");
+    for pushed in [
+        "MemberScanExec: rows=1",
+        "WHERE dimension = $1::text AND ",
+        "path <@ $",
+        "::text::ltree",
+        "level >= $",
+        r#"code COLLATE "C" LIKE $"#,
+        "is_leaf = $",
+        "ORDER BY sort_order LIMIT 5",
+        r#"$1="region""#,
+        r#""World.EU""#,
+        r#""%\\_%""#,
+        "=3",
+        "=true",
+    ] {
+        assert!(plan.contains(pushed), "{pushed} in:\n{plan}");
+    }
+    assert!(
+        !plan.contains("FilterExec"),
+        "nothing is left to filter:\n{plan}"
+    );
+    assert_eq!(
+        rows(&engine, "SELECT code FROM dim.region WHERE path <@ 'World.EU' AND nlevel(path) >= 3 AND code LIKE '%\\_%' AND is_leaf LIMIT 5").await,
+        vec!["| DE_N |"]
+    );
+
+    // Values are bound, never pasted: quotes and backslashes are just characters.
+    let quoted = "SELECT code FROM dim.region WHERE name = 'EU''s \"name\" \\ with quotes'";
+    assert_eq!(rows(&engine, quoted).await, vec!["| EU   |"]);
+    let injection =
+        "SELECT code FROM dim.region WHERE code = 'x''; DELETE FROM quantatom.members; --'";
+    assert!(rows(&engine, injection).await.is_empty());
+    assert_eq!(engine.metadata().members("region").await.unwrap().len(), 5);
+
+    // Comparisons are byte order (DataFusion's), not the database's collation.
+    assert_eq!(
+        rows(
+            &engine,
+            "SELECT code FROM dim.region WHERE code > 'E_' ORDER BY code"
+        )
+        .await,
+        vec!["| FR    |", "| US    |", "| World |"]
+    );
+}

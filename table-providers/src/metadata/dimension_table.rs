@@ -6,13 +6,20 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 
-use super::{Member, MetadataError, MetadataStore};
+use super::{Member, MemberFilter, MetadataError, MetadataStore};
 
 fn metadata_error(error: MetadataError) -> DataFusionError {
     DataFusionError::External(Box::new(error))
@@ -116,24 +123,129 @@ impl TableProvider for DimensionTable {
         TableType::Base
     }
 
+    /// A store that filters members itself (PostgreSQL) takes every filter it can evaluate
+    /// with DataFusion's meaning ([`MemberFilter`]); the rest, and all filters of a store that
+    /// does not, DataFusion applies to the members read.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        let filters_members = self.store.filters_members();
+        Ok(filters
+            .iter()
+            .map(|filter| match MemberFilter::from_expr(filter) {
+                Some(_) if filters_members => TableProviderFilterPushDown::Exact,
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
+        filters: &[Expr],
+        limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let members = self
+        if !self.store.filters_members() {
+            let members = self
+                .store
+                .members(&self.dimension)
+                .await
+                .map_err(metadata_error)?;
+            let batch = members_batch(&members)?;
+            return Ok(MemorySourceConfig::try_new_exec(
+                &[vec![batch]],
+                dimension_schema(),
+                projection.cloned(),
+            )?);
+        }
+        let member_filters: Vec<MemberFilter> =
+            filters.iter().filter_map(MemberFilter::from_expr).collect();
+        // DataFusion passes a limit only over filters all taken as exact; checked anyway.
+        let limit = limit.filter(|_| member_filters.len() == filters.len());
+        let found = self
             .store
-            .members(&self.dimension)
+            .members_where(&self.dimension, &member_filters, limit)
             .await
             .map_err(metadata_error)?;
-        let batch = members_batch(&members)?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            dimension_schema(),
-            projection.cloned(),
-        )?)
+        let batch = members_batch(&found.members)?;
+        let batch = match projection {
+            Some(indices) => batch.project(indices)?,
+            None => batch,
+        };
+        Ok(Arc::new(MemberScanExec::new(batch, found.query)))
+    }
+}
+
+/// The members a store found for a scan, with the query it ran (shown by `EXPLAIN`).
+#[derive(Debug)]
+struct MemberScanExec {
+    batch: RecordBatch,
+    query: String,
+    properties: Arc<PlanProperties>,
+}
+
+impl MemberScanExec {
+    fn new(batch: RecordBatch, query: String) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(batch.schema()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Self {
+            batch,
+            query,
+            properties: Arc::new(properties),
+        }
+    }
+}
+
+impl DisplayAs for MemberScanExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "MemberScanExec: rows={}, query={}",
+            self.batch.num_rows(),
+            self.query
+        )
+    }
+}
+
+impl ExecutionPlan for MemberScanExec {
+    fn name(&self) -> &str {
+        "MemberScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, _: usize, _: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        Ok(Box::pin(MemoryStream::try_new(
+            vec![self.batch.clone()],
+            self.batch.schema(),
+            None,
+        )?))
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod dimension_table;
 mod embedded;
+mod member_filter;
 mod model;
 mod postgres;
 
@@ -14,6 +15,7 @@ use std::fmt::Debug;
 
 pub use dimension_table::{DimensionSchemaProvider, DimensionTable};
 pub use embedded::EmbeddedMetadataStore;
+pub use member_filter::{Comparison, MemberColumn, MemberFilter, MemberValue};
 pub use model::{Dimension, Member, MemberSpec};
 pub use postgres::{PostgresMetadataStore, PostgresStoreSettings};
 
@@ -48,6 +50,15 @@ impl MetadataError {
             MetadataError::Unavailable(_) => "08006",
         }
     }
+}
+
+/// What [`MetadataStore::members_where`] found, and how.
+#[derive(Debug, Clone)]
+pub struct FilteredMembers {
+    /// The members.
+    pub members: Vec<Member>,
+    /// The query the store ran, as `EXPLAIN` shows it.
+    pub query: String,
 }
 
 /// The members of a new dimension, once its name and their hierarchy are checked (the rules
@@ -86,6 +97,26 @@ pub trait MetadataStore: Debug + Send + Sync {
     /// A number that changes whenever the members of `dimension` change, so that a plan which
     /// read the members at one version is known to be still right while the version stays.
     async fn dimension_version(&self, dimension: &str) -> Result<u64, MetadataError>;
+
+    /// Whether the store evaluates [`MemberFilter`]s itself ([`MetadataStore::members_where`]);
+    /// when not, the engine filters the members it reads.
+    fn filters_members(&self) -> bool {
+        false
+    }
+
+    /// The members of `dimension` passing every filter, at most `limit` of them, in model
+    /// order, and the query that found them. Only for a store that
+    /// [filters members](MetadataStore::filters_members).
+    async fn members_where(
+        &self,
+        dimension: &str,
+        _filters: &[MemberFilter],
+        _limit: Option<usize>,
+    ) -> Result<FilteredMembers, MetadataError> {
+        Err(MetadataError::Invalid(format!(
+            "this metadata store does not filter the members of {dimension:?} itself"
+        )))
+    }
 
     /// Creates a dimension with its members; fails if one of that name exists.
     async fn create_dimension(

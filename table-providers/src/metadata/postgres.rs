@@ -15,8 +15,12 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts}
 use quantatom_udfs::MemberPath;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 
-use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore, new_dimension_members};
+use super::{
+    Dimension, FilteredMembers, Member, MemberColumn, MemberFilter, MemberSpec, MemberValue,
+    MetadataError, MetadataStore, new_dimension_members,
+};
 
 /// The migrations, in the order they apply: (version, name, SQL).
 const MIGRATIONS: &[(i32, &str, &str)] = &[(
@@ -170,6 +174,120 @@ fn describe(error: &tokio_postgres::Error) -> String {
     }
 }
 
+/// A member read by [`MemberQuery`]'s columns.
+fn member(dimension: &str, row: &tokio_postgres::Row) -> Result<Member, MetadataError> {
+    let code: String = row.get(0);
+    let corrupt =
+        |what: String| MetadataError::Storage(format!("member {code:?} of {dimension:?}: {what}"));
+    let path = MemberPath::parse(row.get(3)).map_err(|e| corrupt(e.to_string()))?;
+    let attributes: BTreeMap<String, String> =
+        serde_json::from_str(row.get(7)).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Member {
+        name: row.get(1),
+        parent: row.get(2),
+        path,
+        level: row.get(4),
+        is_leaf: row.get(5),
+        sort_order: row.get(6),
+        attributes,
+        code,
+    })
+}
+
+/// The SQL reading a dimension's members that pass some filters, with its bind parameters:
+/// values never become part of the SQL text.
+struct MemberQuery {
+    sql: String,
+    parameters: Vec<Box<dyn ToSql + Sync + Send>>,
+    shown: Vec<String>,
+}
+
+impl MemberQuery {
+    fn new(dimension: &str, filters: &[MemberFilter], limit: Option<usize>) -> Self {
+        let mut query = Self {
+            sql: String::new(),
+            parameters: Vec::new(),
+            shown: Vec::new(),
+        };
+        let dimension = query.bind(&MemberValue::Text(dimension.to_owned()));
+        let mut conditions = vec![format!("dimension = {dimension}")];
+        for filter in filters {
+            let condition = match filter {
+                MemberFilter::Compare(column, comparison, value) => {
+                    let value = query.bind(value);
+                    format!("{} {} {value}", column_sql(*column), comparison.sql())
+                }
+                MemberFilter::InList(column, values, negated) => {
+                    let values: Vec<String> = values.iter().map(|v| query.bind(v)).collect();
+                    let not = if *negated { "NOT " } else { "" };
+                    format!("{} {not}IN ({})", column_sql(*column), values.join(", "))
+                }
+                MemberFilter::Like {
+                    column,
+                    pattern,
+                    negated,
+                } => {
+                    let pattern = query.bind(&MemberValue::Text(pattern.clone()));
+                    let not = if *negated { "NOT " } else { "" };
+                    format!("{} {not}LIKE {pattern}", column_sql(*column))
+                }
+                MemberFilter::DescendantOf(path) => {
+                    format!(
+                        "path <@ {}::ltree",
+                        query.bind(&MemberValue::Text(path.clone()))
+                    )
+                }
+                MemberFilter::AncestorOf(path) => {
+                    format!(
+                        "path @> {}::ltree",
+                        query.bind(&MemberValue::Text(path.clone()))
+                    )
+                }
+            };
+            conditions.push(condition);
+        }
+        let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+        query.sql = format!(
+            "SELECT code, name, parent, path::text, level, is_leaf, sort_order, attributes::text \
+             FROM quantatom.members WHERE {} ORDER BY sort_order{limit}",
+            conditions.join(" AND ")
+        );
+        query
+    }
+
+    /// Adds a parameter; its placeholder, typed.
+    fn bind(&mut self, value: &MemberValue) -> String {
+        let number = self.parameters.len() + 1;
+        let (parameter, shown, cast): (Box<dyn ToSql + Sync + Send>, String, &str) = match value {
+            MemberValue::Text(text) => (Box::new(text.clone()), format!("{text:?}"), "text"),
+            MemberValue::Int(n) => (Box::new(*n), n.to_string(), "int8"),
+            MemberValue::Bool(flag) => (Box::new(*flag), flag.to_string(), "bool"),
+        };
+        self.parameters.push(parameter);
+        self.shown.push(format!("${number}={shown}"));
+        format!("${number}::{cast}")
+    }
+}
+
+impl std::fmt::Display for MemberQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} [{}]", self.sql, self.shown.join(", "))
+    }
+}
+
+/// A member column in SQL: text compared byte by byte (`COLLATE "C"`), as DataFusion does.
+fn column_sql(column: MemberColumn) -> &'static str {
+    match column {
+        MemberColumn::Code => r#"code COLLATE "C""#,
+        MemberColumn::Name => r#"name COLLATE "C""#,
+        MemberColumn::Parent => r#"parent COLLATE "C""#,
+        MemberColumn::Path => r#"path::text COLLATE "C""#,
+        MemberColumn::Level => "level",
+        MemberColumn::IsLeaf => "is_leaf",
+        MemberColumn::SortOrder => "sort_order",
+    }
+}
+
 #[async_trait]
 impl MetadataStore for PostgresMetadataStore {
     async fn dimensions(&self) -> Result<Vec<Dimension>, MetadataError> {
@@ -191,37 +309,39 @@ impl MetadataStore for PostgresMetadataStore {
     }
 
     async fn members(&self, dimension: &str) -> Result<Vec<Member>, MetadataError> {
+        Ok(self.members_where(dimension, &[], None).await?.members)
+    }
+
+    fn filters_members(&self) -> bool {
+        true
+    }
+
+    async fn members_where(
+        &self,
+        dimension: &str,
+        filters: &[MemberFilter],
+        limit: Option<usize>,
+    ) -> Result<FilteredMembers, MetadataError> {
         let client = self.client().await?;
         Self::version_of(&client, dimension).await?;
+        let query = MemberQuery::new(dimension, filters, limit);
+        let parameters: Vec<&(dyn ToSql + Sync)> = query
+            .parameters
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
         let rows = client
-            .query(
-                "SELECT code, name, parent, path::text, level, is_leaf, sort_order, \
-                 attributes::text FROM quantatom.members WHERE dimension = $1 ORDER BY sort_order",
-                &[&dimension],
-            )
+            .query(&query.sql, &parameters)
             .await
             .map_err(postgres_error)?;
-        rows.iter()
-            .map(|row| {
-                let code: String = row.get(0);
-                let corrupt = |what: String| {
-                    MetadataError::Storage(format!("member {code:?} of {dimension:?}: {what}"))
-                };
-                let path = MemberPath::parse(row.get(3)).map_err(|e| corrupt(e.to_string()))?;
-                let attributes: BTreeMap<String, String> =
-                    serde_json::from_str(row.get(7)).map_err(|e| corrupt(e.to_string()))?;
-                Ok(Member {
-                    name: row.get(1),
-                    parent: row.get(2),
-                    path,
-                    level: row.get(4),
-                    is_leaf: row.get(5),
-                    sort_order: row.get(6),
-                    attributes,
-                    code,
-                })
-            })
-            .collect()
+        let members = rows
+            .iter()
+            .map(|row| member(dimension, row))
+            .collect::<Result<_, _>>()?;
+        Ok(FilteredMembers {
+            members,
+            query: query.to_string(),
+        })
     }
 
     async fn dimension_version(&self, dimension: &str) -> Result<u64, MetadataError> {
