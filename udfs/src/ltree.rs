@@ -1,8 +1,8 @@
 //! PostgreSQL `ltree` semantics on member paths held as text.
 //!
 //! A path is a sequence of labels separated by dots (`Total.EMEA.DE`); the empty string is the
-//! empty path (zero labels). Labels follow PostgreSQL 15's rule: one or more of `A-Za-z0-9_`,
-//! at most 255 characters each. Every function here mirrors `contrib/ltree` exactly, including
+//! empty path (zero labels). Labels follow PostgreSQL 15's rule: one or more letters (any
+//! alphabet), digits `0-9` and `_`, at most 255 characters each. Every function here mirrors `contrib/ltree` exactly, including
 //! its error cases, because planners port queries from Postgres and expect the same answers.
 
 use std::fmt;
@@ -15,15 +15,19 @@ const MAX_LABEL_LENGTH: usize = 255;
 pub enum LtreeError {
     /// The text is not a dotted list of valid labels; `position` is 1-based, in characters.
     Syntax { text: String, position: usize },
+    /// A label longer than PostgreSQL allows; `position` is 1-based, in characters.
+    LabelTooLong { length: usize, position: usize },
     /// `subpath`/`subltree` positions outside the path (PostgreSQL: "invalid positions").
     InvalidPositions,
 }
 
 impl LtreeError {
-    /// The PostgreSQL SQLSTATE for this error (`42601` syntax, `22023` invalid parameter).
+    /// The PostgreSQL SQLSTATE for this error (`42601` syntax, `42622` label too long,
+    /// `22023` invalid parameter).
     pub fn sqlstate(&self) -> &'static str {
         match self {
             LtreeError::Syntax { .. } => "42601",
+            LtreeError::LabelTooLong { .. } => "42622",
             LtreeError::InvalidPositions => "22023",
         }
     }
@@ -38,6 +42,11 @@ impl fmt::Display for LtreeError {
                     "ltree syntax error at character {position} in \"{text}\""
                 )
             }
+            LtreeError::LabelTooLong { length, position } => write!(
+                f,
+                "label string is too long: label length is {length}, must be at most \
+                 {MAX_LABEL_LENGTH}, at character {position}"
+            ),
             LtreeError::InvalidPositions => write!(f, "invalid positions"),
         }
     }
@@ -105,25 +114,34 @@ pub fn labels_of(text: &str) -> Result<Vec<&str>, LtreeError> {
 }
 
 /// Checks that `text` is a path (labels of 1 to [`MAX_LABEL_LENGTH`] letters, digits and
-/// underscores, joined by dots; or empty), naming the first bad character's position, without
-/// collecting its labels: a predicate over the pairs of a join checks every pair.
+/// underscores, joined by dots; or empty), as PostgreSQL 15's `ltree_in` does, character by
+/// character: a bad character is a syntax error where it stands, a label is measured when it
+/// ends. Letters are any alphabetic character, as PostgreSQL's `iswalpha` in a UTF-8 locale.
 fn validate(text: &str) -> Result<(), LtreeError> {
     if text.is_empty() {
         return Ok(());
     }
-    // Byte by byte, since a label is ASCII: the first other byte starts a bad character.
-    let position = |byte: usize| text[..byte].chars().count() + 1;
-    let mut label_start = 0;
-    let ended = text.as_bytes().iter().chain(std::iter::once(&b'.'));
-    for (index, &byte) in ended.enumerate() {
-        if byte == b'.' {
-            let length = index - label_start;
-            if length == 0 || length > MAX_LABEL_LENGTH {
-                return Err(syntax_error(text, position(label_start)));
+    let (mut label_start, mut label_length) = (1, 0);
+    for (index, character) in text.chars().chain(std::iter::once('.')).enumerate() {
+        let position = index + 1;
+        if character == '.' {
+            if label_length == 0 {
+                return Err(syntax_error(text, label_start));
             }
-            label_start = index + 1;
-        } else if !(byte.is_ascii_alphanumeric() || byte == b'_') {
-            return Err(syntax_error(text, position(index)));
+            if label_length > MAX_LABEL_LENGTH {
+                return Err(LtreeError::LabelTooLong {
+                    length: label_length,
+                    position: label_start,
+                });
+            }
+            (label_start, label_length) = (position + 1, 0);
+        } else if character.is_ascii_alphanumeric()
+            || character == '_'
+            || (!character.is_ascii() && character.is_alphabetic())
+        {
+            label_length += 1;
+        } else {
+            return Err(syntax_error(text, position));
         }
     }
     Ok(())
@@ -136,7 +154,7 @@ fn syntax_error(text: &str, position: usize) -> LtreeError {
     }
 }
 
-/// `a <@ b` on text: true when `b` is `a` or an ancestor of `a`. Labels are ASCII, so
+/// `a <@ b` on text: true when `b` is `a` or an ancestor of `a`. Labels hold no dot, so
 /// `b` is an ancestor when `a` starts with `b` followed by a dot.
 pub fn is_descendant(path: &str, ancestor: &str) -> Result<bool, LtreeError> {
     validate(path)?;
@@ -210,14 +228,26 @@ mod tests {
             }
         );
         assert_eq!(
-            labels_of("A.Tötal").unwrap_err(),
+            labels_of("A.Tötal").unwrap(),
+            vec!["A", "Tötal"],
+            "letters of any alphabet"
+        );
+        assert_eq!(
+            labels_of("Ä.T€tal").unwrap_err(),
             LtreeError::Syntax {
-                text: "A.Tötal".into(),
+                text: "Ä.T€tal".into(),
                 position: 4
             },
             "positions count characters"
         );
-        assert!(labels_of(&"x".repeat(256)).is_err());
+        assert_eq!(
+            labels_of(&format!("a.{}", "x".repeat(256))).unwrap_err(),
+            LtreeError::LabelTooLong {
+                length: 256,
+                position: 3
+            }
+        );
+        assert_eq!(labels_of(&"x".repeat(256)).unwrap_err().sqlstate(), "42622");
         assert!(labels_of(&"x".repeat(255)).is_ok());
     }
 
@@ -230,7 +260,7 @@ mod tests {
         assert!(!is_descendant("Total", "Total.EMEA").unwrap());
         assert!(!is_descendant("", "Total").unwrap());
         assert!(is_descendant("", "").unwrap());
-        for bad in ["Total..EMEA", "Total.", ".Total", "Total.EM-EA", "Tötal"] {
+        for bad in ["Total..EMEA", "Total.", ".Total", "Total.EM-EA", "T€tal"] {
             assert_eq!(
                 is_descendant(bad, "Total").unwrap_err().to_string(),
                 labels_of(bad).unwrap_err().to_string(),

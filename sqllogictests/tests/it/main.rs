@@ -1,5 +1,6 @@
 //! Runs every `.slt` file in-process and over the wire against the demo model.
 
+mod ltree_differential;
 mod metadata_store;
 
 use std::sync::Arc;

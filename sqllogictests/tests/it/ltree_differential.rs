@@ -1,0 +1,127 @@
+//! Our `ltree` functions against PostgreSQL's own `ltree` (the test server `scripts/test`
+//! starts), on thousands of generated paths, valid and not: the same answers, and the same
+//! SQLSTATE where PostgreSQL raises an error.
+
+use quantatom_engine::MetadataConfig;
+use quantatom_sqllogictests::postgres_test_metadata;
+use quantatom_udfs::ltree::{self, LtreeError};
+
+/// Cases generated; each checks `nlevel`, `subpath` and `<@` once.
+const CASES: usize = 4_000;
+
+/// A small deterministic generator (xorshift64*), so a failure can be replayed.
+struct Generator(u64);
+
+impl Generator {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+
+    fn label(&mut self) -> String {
+        const LABELS: [&str; 12] = [
+            "Total", "EMEA", "DE", "a_1", "Z9", "_", "x", "Total", "EMEA", "é", "a-b", "a b",
+        ];
+        match self.below(40) {
+            0 => String::new(),
+            1 => "L".repeat(255),
+            2 => "L".repeat(256),
+            _ => LABELS[self.below(LABELS.len())].to_owned(),
+        }
+    }
+
+    fn path(&mut self) -> String {
+        let labels: Vec<String> = (0..self.below(6)).map(|_| self.label()).collect();
+        labels.join(".")
+    }
+}
+
+/// What a call gives, as the PostgreSQL helpers below write it.
+fn shown<T: ToString>(result: Result<T, LtreeError>) -> String {
+    match result {
+        Ok(value) => value.to_string(),
+        Err(error) => format!("ERROR {}", error.sqlstate()),
+    }
+}
+
+/// Helpers that turn PostgreSQL's errors into text, so one query checks every case.
+const HELPERS: &str = r#"
+CREATE EXTENSION IF NOT EXISTS ltree;
+CREATE FUNCTION t_nlevel(p text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RETURN nlevel(p::ltree)::text; EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
+CREATE FUNCTION t_subpath(p text, o int, l int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  IF l IS NULL THEN RETURN subpath(p::ltree, o)::text; END IF;
+  RETURN subpath(p::ltree, o, l)::text;
+EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
+CREATE FUNCTION t_under(p text, q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RETURN (p::ltree <@ q::ltree)::text; EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ltree_functions_answer_as_postgresql_does() {
+    let MetadataConfig::Postgres(settings) = postgres_test_metadata().await else {
+        unreachable!("a PostgreSQL configuration")
+    };
+    let (client, connection) = tokio_postgres::connect(&settings.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(HELPERS).await.unwrap();
+
+    let mut generate = Generator(0x9E37_79B9_7F4A_7C15);
+    let (mut paths, mut offsets, mut lengths, mut others) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..CASES {
+        let path = generate.path();
+        // Often a prefix of the path, so that `<@` is true as often as false.
+        let other = match generate.below(2) {
+            0 => path
+                .split('.')
+                .take(generate.below(4))
+                .collect::<Vec<_>>()
+                .join("."),
+            _ => generate.path(),
+        };
+        paths.push(path);
+        others.push(other);
+        offsets.push(generate.below(15) as i32 - 7);
+        lengths.push(match generate.below(4) {
+            0 => None,
+            _ => Some(generate.below(15) as i32 - 7),
+        });
+    }
+    let rows = client
+        .query(
+            "SELECT t_nlevel(p), t_subpath(p, o, l), t_under(p, q) \
+             FROM unnest($1::text[], $2::int4[], $3::int4[], $4::text[]) WITH ORDINALITY \
+             AS c(p, o, l, q, n) ORDER BY n",
+            &[&paths, &offsets, &lengths, &others],
+        )
+        .await
+        .unwrap();
+    let mut differences = Vec::new();
+    for (case, row) in rows.iter().enumerate() {
+        let (path, other) = (&paths[case], &others[case]);
+        let (offset, length) = (i64::from(offsets[case]), lengths[case].map(i64::from));
+        let ours = [
+            shown(ltree::nlevel(path)),
+            shown(ltree::subpath(path, offset, length)),
+            shown(ltree::is_descendant(path, other)),
+        ];
+        let theirs: [String; 3] = [row.get(0), row.get(1), row.get(2)];
+        if ours != theirs {
+            differences.push(format!(
+                "path {path:?}, offset {offset}, length {length:?}, other {other:?}: ours {ours:?}, PostgreSQL {theirs:?}"
+            ));
+        }
+    }
+    assert_eq!(rows.len(), CASES);
+    assert!(
+        differences.is_empty(),
+        "{} of {CASES} cases differ, the first:\n{}",
+        differences.len(),
+        differences[..differences.len().min(10)].join("\n")
+    );
+}
