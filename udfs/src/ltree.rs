@@ -173,12 +173,11 @@ pub fn nlevel(path: &str) -> Result<usize, LtreeError> {
 /// offset counts from the end, a negative length leaves that many labels off the end, and a
 /// range that starts outside the path is an error.
 pub fn subpath(path: &str, offset: i64, len: Option<i64>) -> Result<String, LtreeError> {
-    let labels = labels_of(path)?;
-    let levels = labels.len() as i64;
+    let levels = labels_of(path)?.len() as i64;
     let explicit_len = len.unwrap_or(0);
     let mut start = offset;
     // contrib/ltree applies the negative-offset adjustment twice; the second pass can only
-    // make a still-negative start more negative, which then fails the range check below.
+    // make a still-negative start more negative, which then fails the range check.
     for _ in 0..2 {
         if start < 0 {
             start += levels;
@@ -195,11 +194,60 @@ pub fn subpath(path: &str, offset: i64, len: Option<i64>) -> Result<String, Ltre
     } else {
         start + explicit_len
     };
+    subltree(path, start, end)
+}
+
+/// `subltree(path, start, end)`: the labels from `start` up to, not including, `end` (counted
+/// from 0); an error when `start` is outside the path or after `end`.
+pub fn subltree(path: &str, start: i64, end: i64) -> Result<String, LtreeError> {
+    let labels = labels_of(path)?;
+    let levels = labels.len() as i64;
     if start < 0 || end < 0 || start >= levels || start > end {
         return Err(LtreeError::InvalidPositions);
     }
     let end = end.min(levels);
     Ok(labels[start as usize..end as usize].join("."))
+}
+
+/// `index(path, part [, offset])`: where the labels of `part` first appear in `path`, at or
+/// after `offset` (negative: counted from the end), or -1.
+pub fn index(path: &str, part: &str, offset: i64) -> Result<i64, LtreeError> {
+    let (labels, part) = (labels_of(path)?, labels_of(part)?);
+    let levels = labels.len() as i64;
+    let start = match offset {
+        negative if negative < 0 && -negative >= levels => 0,
+        negative if negative < 0 => levels + negative,
+        offset => offset,
+    };
+    if levels - start < part.len() as i64 || labels.is_empty() || part.is_empty() {
+        return Ok(-1);
+    }
+    let found = (start.max(0) as usize..=labels.len() - part.len())
+        .find(|&at| labels[at..at + part.len()] == part[..]);
+    Ok(found.map_or(-1, |at| at as i64))
+}
+
+/// `lca(paths...)`: the longest common ancestor, at most one label shorter than the shortest
+/// path (a path is not its own ancestor); `None` (SQL NULL) for no paths or an empty one.
+pub fn lca(paths: &[&str]) -> Result<Option<String>, LtreeError> {
+    let paths = paths
+        .iter()
+        .map(|path| labels_of(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = paths.first() else {
+        return Ok(None);
+    };
+    if paths.iter().any(Vec::is_empty) {
+        return Ok(None);
+    }
+    let mut common = first.len() - 1;
+    for path in &paths[1..] {
+        common = common.min(path.len() - 1);
+        common = (0..common)
+            .find(|&level| path[level] != first[level])
+            .unwrap_or(common);
+    }
+    Ok(Some(first[..common].join(".")))
 }
 
 #[cfg(test)]

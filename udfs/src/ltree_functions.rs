@@ -1,11 +1,14 @@
-//! The `ltree` scalar functions: `nlevel`, `subpath`, and the functions behind `@>` / `<@`.
+//! The `ltree` scalar functions: `nlevel`, `subpath`, `subltree`, `index`, `lca`,
+//! `text2ltree`, `ltree2text`, and the functions behind `@>` / `<@`.
 //!
 //! Each takes paths as text (any string type; DataFusion coerces to `Utf8`) and follows
 //! [`crate::ltree`] exactly. NULL in, NULL out, as in PostgreSQL's strict functions.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::cast::{as_int64_array, as_string_array};
@@ -25,6 +28,19 @@ pub enum LtreeFunctionKind {
     /// `subpath(path, offset [, len]) -> text`, PostgreSQL rules for negative offsets and
     /// lengths. `subpath('Total.EMEA.DE', 0, 2)` is `Total.EMEA`; `subpath(p, -1)` the last label.
     Subpath,
+    /// `subltree(path, start, end) -> text`: the labels from `start` to before `end`.
+    /// `subltree('Total.EMEA.DE', 1, 2)` is `EMEA`.
+    Subltree,
+    /// `index(path, part [, offset]) -> int`: where `part` first appears in `path` (at or after
+    /// `offset`, negative from the end), or -1. `index('Total.EMEA.DE', 'EMEA')` is 1.
+    Index,
+    /// `lca(path, ...) -> text`: the longest common ancestor of up to 8 paths.
+    /// `lca('Total.EMEA.DE', 'Total.EMEA.FR')` is `Total.EMEA`.
+    Lca,
+    /// `text2ltree(text) -> text`: the text, checked to be a path.
+    Text2ltree,
+    /// `ltree2text(path) -> text`: the path as text, checked.
+    Ltree2text,
     /// `ltree_isparent(a, b) -> bool`, the function behind `a @> b`: `a` is an ancestor of `b`
     /// or equal to it.
     IsAncestor,
@@ -35,9 +51,14 @@ pub enum LtreeFunctionKind {
 
 impl LtreeFunctionKind {
     /// Every kind, in the order they are registered.
-    pub const ALL: [LtreeFunctionKind; 4] = [
+    pub const ALL: [LtreeFunctionKind; 9] = [
         LtreeFunctionKind::Nlevel,
         LtreeFunctionKind::Subpath,
+        LtreeFunctionKind::Subltree,
+        LtreeFunctionKind::Index,
+        LtreeFunctionKind::Lca,
+        LtreeFunctionKind::Text2ltree,
+        LtreeFunctionKind::Ltree2text,
         LtreeFunctionKind::IsAncestor,
         LtreeFunctionKind::IsDescendant,
     ];
@@ -47,6 +68,11 @@ impl LtreeFunctionKind {
         match self {
             LtreeFunctionKind::Nlevel => "nlevel",
             LtreeFunctionKind::Subpath => "subpath",
+            LtreeFunctionKind::Subltree => "subltree",
+            LtreeFunctionKind::Index => "index",
+            LtreeFunctionKind::Lca => "lca",
+            LtreeFunctionKind::Text2ltree => "text2ltree",
+            LtreeFunctionKind::Ltree2text => "ltree2text",
             LtreeFunctionKind::IsAncestor => "ltree_isparent",
             LtreeFunctionKind::IsDescendant => "ltree_risparent",
         }
@@ -56,7 +82,14 @@ impl LtreeFunctionKind {
         use DataType::{Int64, Utf8};
         let exact = |types: Vec<DataType>| TypeSignature::Exact(types);
         let variants = match self {
-            LtreeFunctionKind::Nlevel => vec![exact(vec![Utf8])],
+            LtreeFunctionKind::Nlevel
+            | LtreeFunctionKind::Text2ltree
+            | LtreeFunctionKind::Ltree2text => vec![exact(vec![Utf8])],
+            LtreeFunctionKind::Subltree => vec![exact(vec![Utf8, Int64, Int64])],
+            LtreeFunctionKind::Index => {
+                vec![exact(vec![Utf8, Utf8]), exact(vec![Utf8, Utf8, Int64])]
+            }
+            LtreeFunctionKind::Lca => (1..=8).map(|n| exact(vec![Utf8; n])).collect(),
             LtreeFunctionKind::Subpath => {
                 vec![exact(vec![Utf8, Int64]), exact(vec![Utf8, Int64, Int64])]
             }
@@ -69,8 +102,12 @@ impl LtreeFunctionKind {
 
     fn return_type(self) -> DataType {
         match self {
-            LtreeFunctionKind::Nlevel => DataType::Int32,
-            LtreeFunctionKind::Subpath => DataType::Utf8,
+            LtreeFunctionKind::Nlevel | LtreeFunctionKind::Index => DataType::Int32,
+            LtreeFunctionKind::Subpath
+            | LtreeFunctionKind::Subltree
+            | LtreeFunctionKind::Lca
+            | LtreeFunctionKind::Text2ltree
+            | LtreeFunctionKind::Ltree2text => DataType::Utf8,
             LtreeFunctionKind::IsAncestor | LtreeFunctionKind::IsDescendant => DataType::Boolean,
         }
     }
@@ -126,7 +163,28 @@ impl ScalarUDFImpl for LtreeFunction {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let result = match self.kind {
             LtreeFunctionKind::Nlevel => nlevel(&arrays)?,
-            LtreeFunctionKind::Subpath => subpath(&arrays)?,
+            LtreeFunctionKind::Subpath => by_row::<_, StringArray>(&arrays, |row| {
+                let length = row.int(2);
+                ltree::subpath(row.text(0), row.int(1).unwrap_or(0), length).map(Some)
+            })?,
+            LtreeFunctionKind::Subltree => by_row::<_, StringArray>(&arrays, |row| {
+                let (start, end) = (row.int(1).unwrap_or(0), row.int(2).unwrap_or(0));
+                ltree::subltree(row.text(0), start, end).map(Some)
+            })?,
+            LtreeFunctionKind::Index => by_row::<_, Int32Array>(&arrays, |row| {
+                let offset = row.int(2).unwrap_or(0);
+                ltree::index(row.text(0), row.text(1), offset).map(|at| Some(at as i32))
+            })?,
+            LtreeFunctionKind::Lca => by_row::<_, StringArray>(&arrays, |row| {
+                let paths: Vec<&str> = (0..row.arguments()).map(|i| row.text(i)).collect();
+                ltree::lca(&paths)
+            })?,
+            LtreeFunctionKind::Text2ltree | LtreeFunctionKind::Ltree2text => {
+                by_row::<_, StringArray>(&arrays, |row| {
+                    let path = row.text(0);
+                    ltree::labels_of(path).map(|_| Some(path.to_owned()))
+                })?
+            }
             LtreeFunctionKind::IsAncestor => path_predicate(&arrays, |ancestor, path| {
                 ltree::is_descendant(path, ancestor)
             })?,
@@ -163,24 +221,74 @@ fn nlevel(arrays: &[ArrayRef]) -> Result<ArrayRef> {
     Ok(Arc::new(levels))
 }
 
-fn subpath(arrays: &[ArrayRef]) -> Result<ArrayRef> {
-    let paths = strings(&arrays[0])?;
-    let offsets = as_int64_array(&arrays[1])?;
-    let lengths = arrays.get(2).map(|a| as_int64_array(a)).transpose()?;
-    let result = (0..paths.len())
+/// One row of a function's arguments, none of them NULL.
+struct Row<'a> {
+    texts: &'a [Option<StringArray>],
+    integers: &'a [Option<Int64Array>],
+    row: usize,
+}
+
+impl Row<'_> {
+    fn arguments(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// Text argument `i`.
+    fn text(&self, i: usize) -> &str {
+        self.texts[i]
+            .as_ref()
+            .map_or("", |texts| texts.value(self.row))
+    }
+
+    /// Integer argument `i`, if the call has it.
+    fn int(&self, i: usize) -> Option<i64> {
+        let integers = self.integers.get(i)?.as_ref()?;
+        Some(integers.value(self.row))
+    }
+}
+
+/// Applies `compute` to every row whose arguments are all non-NULL (NULL otherwise, as
+/// PostgreSQL's strict functions do, once every path given is checked), into an array of
+/// type `A`.
+fn by_row<T, A: FromIterator<Option<T>> + Array + 'static>(
+    arrays: &[ArrayRef],
+    compute: impl Fn(&Row) -> Result<Option<T>, LtreeError>,
+) -> Result<ArrayRef> {
+    let is_integer: Vec<bool> = arrays
+        .iter()
+        .map(|array| array.data_type() == &DataType::Int64)
+        .collect();
+    let texts = arrays
+        .iter()
+        .zip(&is_integer)
+        .map(|(array, integer)| (!integer).then(|| strings(array)).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    let integers = arrays
+        .iter()
+        .zip(&is_integer)
+        .map(|(array, integer)| integer.then(|| as_int64_array(array).cloned()).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    let rows = arrays.first().map_or(0, |a| a.len());
+    let result = (0..rows)
         .map(|row| {
-            let any_null = paths.is_null(row)
-                || offsets.is_null(row)
-                || lengths.is_some_and(|lengths| lengths.is_null(row));
-            if any_null {
+            // Every text argument is a path, which PostgreSQL casts to `ltree` (and rejects)
+            // before a NULL elsewhere makes the call NULL.
+            for paths in texts.iter().flatten() {
+                if paths.is_valid(row) {
+                    ltree::labels_of(paths.value(row)).map_err(ltree_error)?;
+                }
+            }
+            if arrays.iter().any(|array| array.is_null(row)) {
                 return Ok(None);
             }
-            let length = lengths.map(|lengths| lengths.value(row));
-            ltree::subpath(paths.value(row), offsets.value(row), length)
-                .map(Some)
-                .map_err(ltree_error)
+            let row = Row {
+                texts: &texts,
+                integers: &integers,
+                row,
+            };
+            compute(&row).map_err(ltree_error)
         })
-        .collect::<Result<StringArray>>()?;
+        .collect::<Result<A>>()?;
     Ok(Arc::new(result))
 }
 

@@ -6,7 +6,8 @@ use quantatom_engine::MetadataConfig;
 use quantatom_sqllogictests::postgres_test_metadata;
 use quantatom_udfs::ltree::{self, LtreeError};
 
-/// Cases generated; each checks `nlevel`, `subpath` and `<@` once.
+/// Cases generated; each checks `nlevel`, `subpath`, `subltree`, `index`, `lca`,
+/// `text2ltree` and `<@` once.
 const CASES: usize = 4_000;
 
 /// A small deterministic generator (xorshift64*), so a failure can be replayed.
@@ -58,6 +59,14 @@ BEGIN
 EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
 CREATE FUNCTION t_under(p text, q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN RETURN (p::ltree <@ q::ltree)::text; EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
+CREATE FUNCTION t_subltree(p text, s int, e int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RETURN subltree(p::ltree, s, e)::text; EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
+CREATE FUNCTION t_index(p text, q text, o int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RETURN index(p::ltree, q::ltree, o)::text; EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
+CREATE FUNCTION t_lca(p text, q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RETURN coalesce(lca(p::ltree, q::ltree)::text, 'NULL'); EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
+CREATE FUNCTION t_text2ltree(p text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RETURN text2ltree(p)::text; EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +103,8 @@ async fn ltree_functions_answer_as_postgresql_does() {
     }
     let rows = client
         .query(
-            "SELECT t_nlevel(p), t_subpath(p, o, l), t_under(p, q) \
+            "SELECT t_nlevel(p), t_subpath(p, o, l), t_under(p, q), t_subltree(p, o, o + l), \
+             t_index(p, q, o), t_lca(p, q), t_text2ltree(p) \
              FROM unnest($1::text[], $2::int4[], $3::int4[], $4::text[]) WITH ORDINALITY \
              AS c(p, o, l, q, n) ORDER BY n",
             &[&paths, &offsets, &lengths, &others],
@@ -109,8 +119,20 @@ async fn ltree_functions_answer_as_postgresql_does() {
             shown(ltree::nlevel(path)),
             shown(ltree::subpath(path, offset, length)),
             shown(ltree::is_descendant(path, other)),
+            // PostgreSQL casts the path first (an error if it is not one), then NULL in
+            // (no length) is NULL out.
+            match length {
+                Some(length) => shown(ltree::subltree(path, offset, offset + length)),
+                None => shown(ltree::labels_of(path).map(|_| "NULL")),
+            },
+            shown(ltree::index(path, other, offset)),
+            shown(ltree::lca(&[path, other]).map(|lca| lca.unwrap_or_else(|| "NULL".into()))),
+            shown(ltree::labels_of(path).map(|_| path)),
         ];
-        let theirs: [String; 3] = [row.get(0), row.get(1), row.get(2)];
+        let theirs: [String; 7] = std::array::from_fn(|column| {
+            row.get::<_, Option<String>>(column)
+                .unwrap_or_else(|| "NULL".into())
+        });
         if ours != theirs {
             differences.push(format!(
                 "path {path:?}, offset {offset}, length {length:?}, other {other:?}: ours {ours:?}, PostgreSQL {theirs:?}"
