@@ -18,8 +18,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    Dimension, FilteredMembers, Member, MemberColumn, MemberFilter, MemberSpec, MemberValue,
-    MetadataError, MetadataStore, new_dimension_members,
+    Comparison, Dimension, FilteredMembers, Member, MemberColumn, MemberFilter, MemberSpec,
+    MemberValue, MetadataError, MetadataStore, new_dimension_members,
 };
 
 /// The migrations, in the order they apply: (version, name, SQL).
@@ -215,12 +215,21 @@ impl MemberQuery {
             let condition = match filter {
                 MemberFilter::Compare(column, comparison, value) => {
                     let value = query.bind(value);
-                    format!("{} {} {value}", column_sql(*column), comparison.sql())
+                    let ordered = !matches!(comparison, Comparison::Eq | Comparison::NotEq);
+                    format!(
+                        "{} {} {value}",
+                        column_sql(*column, ordered),
+                        comparison.sql()
+                    )
                 }
                 MemberFilter::InList(column, values, negated) => {
                     let values: Vec<String> = values.iter().map(|v| query.bind(v)).collect();
                     let not = if *negated { "NOT " } else { "" };
-                    format!("{} {not}IN ({})", column_sql(*column), values.join(", "))
+                    format!(
+                        "{} {not}IN ({})",
+                        column_sql(*column, false),
+                        values.join(", ")
+                    )
                 }
                 MemberFilter::Like {
                     column,
@@ -229,7 +238,7 @@ impl MemberQuery {
                 } => {
                     let pattern = query.bind(&MemberValue::Text(pattern.clone()));
                     let not = if *negated { "NOT " } else { "" };
-                    format!("{} {not}LIKE {pattern}", column_sql(*column))
+                    format!("{} {not}LIKE {pattern}", column_sql(*column, true))
                 }
                 MemberFilter::DescendantOf(path) => {
                     format!(
@@ -275,16 +284,22 @@ impl std::fmt::Display for MemberQuery {
     }
 }
 
-/// A member column in SQL: text compared byte by byte (`COLLATE "C"`), as DataFusion does.
-fn column_sql(column: MemberColumn) -> &'static str {
-    match column {
-        MemberColumn::Code => r#"code COLLATE "C""#,
-        MemberColumn::Name => r#"name COLLATE "C""#,
-        MemberColumn::Parent => r#"parent COLLATE "C""#,
-        MemberColumn::Path => r#"path::text COLLATE "C""#,
-        MemberColumn::Level => "level",
-        MemberColumn::IsLeaf => "is_leaf",
-        MemberColumn::SortOrder => "sort_order",
+/// A member column in SQL. Text that is ordered or matched is compared byte by byte
+/// (`COLLATE "C"`), as DataFusion does; equality means the same under every deterministic
+/// collation, and without the `COLLATE` it can use the primary key's index.
+fn column_sql(column: MemberColumn, ordered: bool) -> &'static str {
+    match (column, ordered) {
+        (MemberColumn::Code, true) => r#"code COLLATE "C""#,
+        (MemberColumn::Code, false) => "code",
+        (MemberColumn::Name, true) => r#"name COLLATE "C""#,
+        (MemberColumn::Name, false) => "name",
+        (MemberColumn::Parent, true) => r#"parent COLLATE "C""#,
+        (MemberColumn::Parent, false) => "parent",
+        (MemberColumn::Path, true) => r#"path::text COLLATE "C""#,
+        (MemberColumn::Path, false) => "path::text",
+        (MemberColumn::Level, _) => "level",
+        (MemberColumn::IsLeaf, _) => "is_leaf",
+        (MemberColumn::SortOrder, _) => "sort_order",
     }
 }
 
