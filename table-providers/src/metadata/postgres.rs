@@ -338,7 +338,6 @@ impl MetadataStore for PostgresMetadataStore {
         limit: Option<usize>,
     ) -> Result<FilteredMembers, MetadataError> {
         let client = self.client().await?;
-        Self::version_of(&client, dimension).await?;
         let query = MemberQuery::new(dimension, filters, limit);
         let parameters: Vec<&(dyn ToSql + Sync)> = query
             .parameters
@@ -349,6 +348,10 @@ impl MetadataStore for PostgresMetadataStore {
             .query(&query.sql, &parameters)
             .await
             .map_err(postgres_error)?;
+        // Members found prove the dimension exists; only no rows needs the second question.
+        if rows.is_empty() {
+            Self::version_of(&client, dimension).await?;
+        }
         let members = rows
             .iter()
             .map(|row| member(dimension, row))
