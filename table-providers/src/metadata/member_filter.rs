@@ -45,7 +45,7 @@ impl MemberColumn {
     }
 
     /// Whether the column holds text.
-    fn is_text(self) -> bool {
+    pub(crate) fn is_text(self) -> bool {
         matches!(self, Self::Code | Self::Name | Self::Parent | Self::Path)
     }
 }

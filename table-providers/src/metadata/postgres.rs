@@ -287,19 +287,19 @@ impl std::fmt::Display for MemberQuery {
 /// A member column in SQL. Text that is ordered or matched is compared byte by byte
 /// (`COLLATE "C"`), as DataFusion does; equality means the same under every deterministic
 /// collation, and without the `COLLATE` it can use the primary key's index.
-fn column_sql(column: MemberColumn, ordered: bool) -> &'static str {
-    match (column, ordered) {
-        (MemberColumn::Code, true) => r#"code COLLATE "C""#,
-        (MemberColumn::Code, false) => "code",
-        (MemberColumn::Name, true) => r#"name COLLATE "C""#,
-        (MemberColumn::Name, false) => "name",
-        (MemberColumn::Parent, true) => r#"parent COLLATE "C""#,
-        (MemberColumn::Parent, false) => "parent",
-        (MemberColumn::Path, true) => r#"path::text COLLATE "C""#,
-        (MemberColumn::Path, false) => "path::text",
-        (MemberColumn::Level, _) => "level",
-        (MemberColumn::IsLeaf, _) => "is_leaf",
-        (MemberColumn::SortOrder, _) => "sort_order",
+fn column_sql(column: MemberColumn, ordered: bool) -> String {
+    let name = match column {
+        MemberColumn::Code => "code",
+        MemberColumn::Name => "name",
+        MemberColumn::Parent => "parent",
+        MemberColumn::Path => "path::text",
+        MemberColumn::Level => "level",
+        MemberColumn::IsLeaf => "is_leaf",
+        MemberColumn::SortOrder => "sort_order",
+    };
+    match ordered && column.is_text() {
+        true => format!(r#"{name} COLLATE "C""#),
+        false => name.to_owned(),
     }
 }
 
