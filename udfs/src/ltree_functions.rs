@@ -162,7 +162,9 @@ impl ScalarUDFImpl for LtreeFunction {
             .all(|arg| matches!(arg, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let result = match self.kind {
-            LtreeFunctionKind::Nlevel => nlevel(&arrays)?,
+            LtreeFunctionKind::Nlevel => by_row::<_, Int32Array>(&arrays, |row| {
+                ltree::nlevel(row.text(0)).map(|levels| Some(levels as i32))
+            })?,
             LtreeFunctionKind::Subpath => by_row::<_, StringArray>(&arrays, |row| {
                 let length = row.int(2);
                 ltree::subpath(row.text(0), row.int(1).unwrap_or(0), length).map(Some)
@@ -207,18 +209,6 @@ fn ltree_error(error: LtreeError) -> DataFusionError {
 
 fn strings(array: &ArrayRef) -> Result<StringArray> {
     Ok(as_string_array(&cast(array, &DataType::Utf8)?)?.clone())
-}
-
-fn nlevel(arrays: &[ArrayRef]) -> Result<ArrayRef> {
-    let levels = strings(&arrays[0])?
-        .iter()
-        .map(|path| {
-            path.map(|p| ltree::nlevel(p).map(|n| n as i32))
-                .transpose()
-                .map_err(ltree_error)
-        })
-        .collect::<Result<Int32Array>>()?;
-    Ok(Arc::new(levels))
 }
 
 /// One row of a function's arguments, none of them NULL.
@@ -271,14 +261,15 @@ fn by_row<T, A: FromIterator<Option<T>> + Array + 'static>(
     let rows = arrays.first().map_or(0, |a| a.len());
     let result = (0..rows)
         .map(|row| {
-            // Every text argument is a path, which PostgreSQL casts to `ltree` (and rejects)
-            // before a NULL elsewhere makes the call NULL.
-            for paths in texts.iter().flatten() {
-                if paths.is_valid(row) {
-                    ltree::labels_of(paths.value(row)).map_err(ltree_error)?;
-                }
-            }
             if arrays.iter().any(|array| array.is_null(row)) {
+                // Every text argument is a path, which PostgreSQL casts to `ltree` (and
+                // rejects) before a NULL elsewhere makes the call NULL; without a NULL,
+                // `compute` checks them itself.
+                for paths in texts.iter().flatten() {
+                    if paths.is_valid(row) {
+                        ltree::labels_of(paths.value(row)).map_err(ltree_error)?;
+                    }
+                }
                 return Ok(None);
             }
             let row = Row {
