@@ -52,8 +52,8 @@ use quantatom_table_providers::mdf::dml::CubeDmlRule;
 use quantatom_table_providers::mdf::maintenance_sql::{MdfCompactFunction, MdfVacuumFunction};
 use quantatom_table_providers::mdf::time_travel::{MdfAtFunction, MdfHistoryFunction};
 use quantatom_table_providers::metadata::{
-    DimensionSchemaProvider, EmbeddedMetadataStore, MetadataError, MetadataStore,
-    PostgresMetadataStore,
+    DimensionSchemaProvider, EmbeddedMetadataStore, MemberDmlRule, MetadataError, MetadataOptions,
+    MetadataStore, PostgresMetadataStore,
 };
 use quantatom_table_providers::storage::{Storage, StorageConfig};
 
@@ -188,7 +188,9 @@ pub fn session_config() -> SessionConfig {
     options.execution.parquet.pushdown_filters = true;
     // `timestamptz` values carry a zone, as in PostgreSQL; `SET TIME ZONE` changes it.
     options.execution.time_zone = Some("UTC".to_owned());
-    config.with_option_extension(PostgresSettings::default())
+    config
+        .with_option_extension(PostgresSettings::default())
+        .with_option_extension(MetadataOptions::default())
 }
 
 async fn session_template(
@@ -201,7 +203,7 @@ async fn session_template(
     catalog.register_schema("cube", Arc::clone(cubes) as _)?;
     catalog.register_schema(
         "dim",
-        Arc::new(DimensionSchemaProvider::new(Arc::clone(metadata)).await?),
+        Arc::new(DimensionSchemaProvider::new(Arc::clone(metadata), Arc::clone(cubes) as _).await?),
     )?;
     let catalogs = MemoryCatalogProviderList::new();
     let catalogs = Arc::new(catalogs);
@@ -257,5 +259,6 @@ async fn session_template(
     state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
     state.add_analyzer_rule(Arc::new(scalar_subqueries::ScalarSubqueryRule));
     state.add_analyzer_rule(Arc::new(CubeDmlRule));
+    state.add_analyzer_rule(Arc::new(MemberDmlRule));
     Ok(state)
 }

@@ -333,6 +333,13 @@ impl SettingError {
     }
 }
 
+/// Whether `name` is one of the engine's own options (`datafusion.*`, `quantatom.*`), kept in
+/// DataFusion's configuration rather than with PostgreSQL's parameters.
+pub fn is_engine_option(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("datafusion.") || name.starts_with("quantatom.")
+}
+
 /// The values a session has changed from the defaults, plus its custom placeholders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PostgresSettings {
@@ -592,7 +599,7 @@ impl CurrentSettingFunction {
 
 /// The value of `name` in a session whose options are `options`.
 pub fn current_setting(options: &ConfigOptions, name: &str) -> Result<String, SettingError> {
-    if name.to_ascii_lowercase().starts_with("datafusion.") {
+    if is_engine_option(name) {
         let key = name.to_ascii_lowercase();
         return options
             .entries()

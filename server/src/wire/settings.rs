@@ -24,7 +24,9 @@ use pgwire::api::{ClientInfo, Type};
 use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
-use quantatom_engine::postgres_settings::{PostgresSettings, SettingError, find_parameter};
+use quantatom_engine::postgres_settings::{
+    PostgresSettings, SettingError, find_parameter, is_engine_option,
+};
 
 use super::answered_plan;
 use super::errors::api_error;
@@ -197,7 +199,7 @@ impl SettingsHook {
 /// The value a session starts with for the DataFusion setting `name` (`None` for other names).
 fn engine_default(fresh_state: &SessionState, name: &str) -> Option<String> {
     let key = name.to_ascii_lowercase();
-    key.starts_with("datafusion.").then_some(())?;
+    is_engine_option(&key).then_some(())?;
     fresh_state
         .config_options()
         .entries()
@@ -212,7 +214,7 @@ fn assign(
     name: &str,
     value: Option<&str>,
 ) -> Result<(), DataFusionError> {
-    if name.to_ascii_lowercase().starts_with("datafusion.") {
+    if is_engine_option(name) {
         return options.set(&name.to_ascii_lowercase(), value.unwrap_or_default());
     }
     let mut settings = PostgresSettings::of(options);

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use quantatom_engine::metadata::{Dimension, MemberSpec, MetadataError, MetadataStore};
+use quantatom_engine::metadata::{
+    Dimension, MemberChange, MemberSpec, MetadataError, MetadataStore, apply_member_changes,
+};
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig, MetadataConfig};
 use quantatom_sqllogictests::{InProcessDb, postgres_test_metadata};
@@ -111,7 +113,82 @@ async fn migrations_apply_once_however_often_the_store_opens() {
         .await
         .unwrap();
     let applied: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(applied, vec![(1, "dimensions".to_owned())]);
+    assert_eq!(
+        applied,
+        vec![
+            (1, "dimensions".to_owned()),
+            (2, "member_maintenance".to_owned())
+        ]
+    );
+}
+
+/// Two changes made from the same version of a dimension: the first to commit wins, the other
+/// fails with 40001 and writes nothing; what committed is what a reopened store reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_changes_persist_and_the_first_of_two_commits_wins() {
+    for metadata in [MetadataConfig::Embedded, postgres_test_metadata().await] {
+        let data_dir = tempfile::tempdir().unwrap();
+        let config = EngineConfig {
+            storage: StorageConfig::Local(data_dir.path().to_owned()),
+            demo_cells: None,
+            metadata,
+        };
+        let engine = Engine::open(&config).await.unwrap();
+        let store = engine.metadata();
+        let members = vec![
+            member("World", None),
+            member("EU", Some("World")),
+            member("DE_N", Some("EU")),
+        ];
+        store.create_dimension(region(), members).await.unwrap();
+        let version = store.dimension_version("region").await.unwrap();
+        let before = store.members("region").await.unwrap();
+        let moved = apply_member_changes(
+            &before,
+            vec![
+                MemberChange::Add(member("US", Some("World"))),
+                MemberChange::Update {
+                    code: "DE_N".into(),
+                    values: member("DE_N", Some("World")),
+                },
+            ],
+        )
+        .unwrap()
+        .members;
+        let deleted = apply_member_changes(
+            &before,
+            vec![MemberChange::Delete {
+                code: "DE_N".into(),
+            }],
+        )
+        .unwrap()
+        .members;
+        let (first, second) = tokio::join!(
+            store.commit_members("region", version, moved.clone()),
+            store.commit_members("region", version, deleted.clone()),
+        );
+        let (winner, loser) = match (first, second) {
+            (Ok(v), Err(e)) => ((v, moved), e),
+            (Err(e), Ok(v)) => ((v, deleted), e),
+            other => panic!("exactly one commit must win: {other:?}"),
+        };
+        assert_eq!(winner.0, version + 1);
+        assert_eq!(loser.sqlstate(), "40001", "{loser}");
+        drop(engine);
+        let reopened = Engine::open(&config).await.unwrap();
+        assert_eq!(
+            reopened.metadata().members("region").await.unwrap(),
+            winner.1
+        );
+        assert_eq!(
+            reopened
+                .metadata()
+                .dimension_version("region")
+                .await
+                .unwrap(),
+            version + 1
+        );
+    }
 }
 
 /// Forwards connections from a loopback port to PostgreSQL until aborted.

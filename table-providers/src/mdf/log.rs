@@ -673,7 +673,7 @@ impl CubeLog {
             }
             match written {
                 Ok(()) => {
-                    if next.0 % CHECKPOINT_INTERVAL == 0 {
+                    if next.0.is_multiple_of(CHECKPOINT_INTERVAL) {
                         self.checkpoint(next).await;
                     }
                     return Ok(next);

@@ -15,6 +15,7 @@ pub mod log;
 pub mod maintenance;
 pub mod maintenance_sql;
 mod marks;
+mod member_cells;
 mod merge;
 mod table;
 pub mod time_travel;

@@ -11,6 +11,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -19,11 +20,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 
-use super::{Member, MemberFilter, MetadataError, MetadataStore};
-
-fn metadata_error(error: MetadataError) -> DataFusionError {
-    DataFusionError::External(Box::new(error))
-}
+use super::member_dml::{MemberCells, insert_plan};
+use super::{Member, MemberFilter, MetadataStore};
 
 /// The columns of every dimension table.
 pub fn dimension_schema() -> SchemaRef {
@@ -38,6 +36,10 @@ pub fn dimension_schema() -> SchemaRef {
         Field::new("attributes", DataType::Utf8, false),
     ]))
 }
+
+/// The columns of a dimension table derived from the members' parents; statements cannot
+/// give them.
+pub(super) const DERIVED_COLUMNS: [&str; 4] = ["path", "level", "is_leaf", "sort_order"];
 
 /// Turns members into one batch with [`dimension_schema`]; attributes become a JSON object.
 fn members_batch(members: &[Member]) -> Result<RecordBatch> {
@@ -88,28 +90,32 @@ fn members_batch(members: &[Member]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(dimension_schema(), columns)?)
 }
 
-/// One dimension's members, read from the metadata store at every scan.
-#[derive(Debug)]
+/// One dimension's members, read from the metadata store at every scan and changed by
+/// `INSERT`, `UPDATE` and `DELETE` (see [`super::MemberDmlRule`]).
+#[derive(Debug, Clone)]
 pub struct DimensionTable {
-    store: Arc<dyn MetadataStore>,
-    dimension: String,
+    pub(super) store: Arc<dyn MetadataStore>,
+    pub(super) cells: Arc<dyn MemberCells>,
+    pub(super) dimension: String,
 }
 
 impl DimensionTable {
-    /// The table for `dimension` in `store`.
-    pub fn new(store: Arc<dyn MetadataStore>, dimension: impl Into<String>) -> Self {
+    /// The table for `dimension` in `store`; `cells` tells where cells sit on its members.
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        cells: Arc<dyn MemberCells>,
+        dimension: impl Into<String>,
+    ) -> Self {
         Self {
             store,
+            cells,
             dimension: dimension.into(),
         }
     }
 
     /// The version of the members a scan reads now (see [`MetadataStore::dimension_version`]).
     pub async fn version(&self) -> Result<u64> {
-        self.store
-            .dimension_version(&self.dimension)
-            .await
-            .map_err(metadata_error)
+        Ok(self.store.dimension_version(&self.dimension).await?)
     }
 }
 
@@ -148,11 +154,7 @@ impl TableProvider for DimensionTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         if !self.store.filters_members() {
-            let members = self
-                .store
-                .members(&self.dimension)
-                .await
-                .map_err(metadata_error)?;
+            let members = self.store.members(&self.dimension).await?;
             let batch = members_batch(&members)?;
             return Ok(MemorySourceConfig::try_new_exec(
                 &[vec![batch]],
@@ -167,14 +169,22 @@ impl TableProvider for DimensionTable {
         let found = self
             .store
             .members_where(&self.dimension, &member_filters, limit)
-            .await
-            .map_err(metadata_error)?;
+            .await?;
         let batch = members_batch(&found.members)?;
         let batch = match projection {
             Some(indices) => batch.project(indices)?,
             None => batch,
         };
         Ok(Arc::new(MemberScanExec::new(batch, found.query)))
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        insert_plan(self, input, insert_op)
     }
 }
 
@@ -253,21 +263,25 @@ impl ExecutionPlan for MemberScanExec {
 #[derive(Debug)]
 pub struct DimensionSchemaProvider {
     store: Arc<dyn MetadataStore>,
+    cells: Arc<dyn MemberCells>,
     names: Vec<String>,
 }
 
 impl DimensionSchemaProvider {
     /// Lists the store's dimensions once; a session sees the dimensions that existed when it
-    /// was created.
-    pub async fn new(store: Arc<dyn MetadataStore>) -> Result<Self> {
+    /// was created. `cells` tells where cells sit on members.
+    pub async fn new(store: Arc<dyn MetadataStore>, cells: Arc<dyn MemberCells>) -> Result<Self> {
         let names = store
             .dimensions()
-            .await
-            .map_err(metadata_error)?
+            .await?
             .into_iter()
             .map(|d| d.name)
             .collect();
-        Ok(Self { store, names })
+        Ok(Self {
+            store,
+            cells,
+            names,
+        })
     }
 }
 
@@ -283,6 +297,7 @@ impl SchemaProvider for DimensionSchemaProvider {
         }
         Ok(Some(Arc::new(DimensionTable::new(
             Arc::clone(&self.store),
+            Arc::clone(&self.cells),
             name,
         ))))
     }

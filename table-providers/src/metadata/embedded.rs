@@ -1,8 +1,11 @@
 //! The embedded metadata store: dimensions as JSON documents in the data folder, held in memory.
 //!
-//! Each dimension is one immutable object, `metadata/dimensions/<name>.json`, written with
-//! put-if-absent so two processes can never both create the same dimension. It is the default
-//! for one-machine use; the PostgreSQL store implements the same trait for production.
+//! Each version of a dimension is one immutable object: `metadata/dimensions/<name>.json` when
+//! it is created (version 0), `metadata/dimensions/<name>/<version>.json` for every change after,
+//! the version zero-padded to 20 digits. Each is written with put-if-absent, so two processes can
+//! never both create a dimension or both write the same version: the second fails and nothing
+//! is lost. Opening reads the newest version of each dimension. It is the default for
+//! one-machine use; the PostgreSQL store implements the same trait for production.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -16,10 +19,13 @@ use serde::{Deserialize, Serialize};
 use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore, new_dimension_members};
 use crate::storage::Storage;
 
-/// One dimension as stored.
+/// One version of a dimension as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DimensionDocument {
     dimension: Dimension,
+    /// 0 when created, one more at every change.
+    #[serde(default)]
+    version: u64,
     members: Vec<Member>,
 }
 
@@ -28,6 +34,8 @@ struct DimensionDocument {
 pub struct EmbeddedMetadataStore {
     storage: Storage,
     dimensions: RwLock<BTreeMap<String, Arc<DimensionDocument>>>,
+    /// Held while a change is written, so that this process's changes apply one at a time.
+    committing: tokio::sync::Mutex<()>,
 }
 
 impl EmbeddedMetadataStore {
@@ -56,17 +64,44 @@ impl EmbeddedMetadataStore {
                     object.location
                 ))
             })?;
-            dimensions.insert(document.dimension.name.clone(), Arc::new(document));
+            let newer = dimensions
+                .get(&document.dimension.name)
+                .is_none_or(|known: &Arc<DimensionDocument>| known.version < document.version);
+            if newer {
+                dimensions.insert(document.dimension.name.clone(), Arc::new(document));
+            }
         }
         Ok(Self {
             storage,
             dimensions: RwLock::new(dimensions),
+            committing: tokio::sync::Mutex::new(()),
         })
     }
 
-    fn document_path(&self, dimension: &str) -> Path {
-        self.storage
-            .path(&["metadata", "dimensions", &format!("{dimension}.json")])
+    fn document_path(&self, dimension: &str, version: u64) -> Path {
+        match version {
+            0 => self
+                .storage
+                .path(&["metadata", "dimensions", &format!("{dimension}.json")]),
+            _ => self.storage.path(&[
+                "metadata",
+                "dimensions",
+                dimension,
+                &format!("{version:020}.json"),
+            ]),
+        }
+    }
+
+    /// Writes `document` as a new object; `Ok(false)` when its version exists already.
+    async fn write_new(&self, document: &DimensionDocument) -> Result<bool, MetadataError> {
+        let json =
+            serde_json::to_vec(document).map_err(|e| MetadataError::Storage(e.to_string()))?;
+        let path = self.document_path(&document.dimension.name, document.version);
+        match self.storage.put_if_absent(&path, json).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(storage_error(e)),
+        }
     }
 
     fn document(&self, dimension: &str) -> Result<Arc<DimensionDocument>, MetadataError> {
@@ -94,10 +129,41 @@ impl MetadataStore for EmbeddedMetadataStore {
         Ok(self.document(dimension)?.members.clone())
     }
 
-    /// Dimension documents are written once (a second create fails), so the version of an
-    /// existing dimension never moves.
     async fn dimension_version(&self, dimension: &str) -> Result<u64, MetadataError> {
-        self.document(dimension).map(|_| 0)
+        self.document(dimension).map(|d| d.version)
+    }
+
+    async fn commit_members(
+        &self,
+        dimension: &str,
+        read_version: u64,
+        members: Vec<Member>,
+    ) -> Result<u64, MetadataError> {
+        let _committing = self.committing.lock().await;
+        let current = self.document(dimension)?;
+        let conflict = || {
+            MetadataError::Conflict(format!(
+                "dimension {dimension:?} changed since version {read_version}"
+            ))
+        };
+        if current.version != read_version {
+            return Err(conflict());
+        }
+        let document = DimensionDocument {
+            dimension: current.dimension.clone(),
+            version: read_version + 1,
+            members,
+        };
+        if !self.write_new(&document).await? {
+            // Another process wrote this version.
+            return Err(conflict());
+        }
+        let version = document.version;
+        self.dimensions
+            .write()
+            .expect("metadata lock poisoned")
+            .insert(dimension.to_owned(), Arc::new(document));
+        Ok(version)
     }
 
     async fn create_dimension(
@@ -107,21 +173,12 @@ impl MetadataStore for EmbeddedMetadataStore {
     ) -> Result<(), MetadataError> {
         let document = DimensionDocument {
             members: new_dimension_members(&dimension, members)?,
+            version: 0,
             dimension,
         };
         let name = document.dimension.name.clone();
-        let json =
-            serde_json::to_vec(&document).map_err(|e| MetadataError::Storage(e.to_string()))?;
-        match self
-            .storage
-            .put_if_absent(&self.document_path(&name), json)
-            .await
-        {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(MetadataError::AlreadyExists(format!("dimension {name:?}")));
-            }
-            Err(e) => return Err(storage_error(e)),
+        if !self.write_new(&document).await? {
+            return Err(MetadataError::AlreadyExists(format!("dimension {name:?}")));
         }
         self.dimensions
             .write()

@@ -6,6 +6,8 @@
 
 mod dimension_table;
 mod embedded;
+mod maintenance;
+mod member_dml;
 mod member_filter;
 mod model;
 mod postgres;
@@ -15,6 +17,8 @@ use std::fmt::Debug;
 
 pub use dimension_table::{DimensionSchemaProvider, DimensionTable};
 pub use embedded::EmbeddedMetadataStore;
+pub use maintenance::{ChangedMembers, MemberChange, apply_member_changes};
+pub use member_dml::{MemberCells, MemberDmlRule, MetadataOptions};
 pub use member_filter::{Comparison, MemberColumn, MemberFilter, MemberValue};
 pub use model::{Dimension, Member, MemberSpec};
 pub use postgres::{PostgresMetadataStore, PostgresStoreSettings};
@@ -37,6 +41,21 @@ pub enum MetadataError {
     /// The backing storage cannot be reached (PostgreSQL down or out of connections).
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),
+    /// Another change to the same dimension committed first; the statement may be retried.
+    #[error("could not change the members: {0}")]
+    Conflict(String),
+    /// A member code that must be unique in its dimension would appear twice.
+    #[error("{0} already exists in the dimension")]
+    UniqueViolation(String),
+    /// The change would leave something pointing at a member that is gone (children, cells).
+    #[error("{0}")]
+    InUse(String),
+    /// A required value is NULL.
+    #[error("{0}")]
+    NotNull(String),
+    /// A statement gave a value to a column derived from others (`path`, `level`, ...).
+    #[error("{0}")]
+    Derived(String),
 }
 
 impl MetadataError {
@@ -48,7 +67,18 @@ impl MetadataError {
             MetadataError::Invalid(_) => "22023",
             MetadataError::Storage(_) => "58030",
             MetadataError::Unavailable(_) => "08006",
+            MetadataError::Conflict(_) => "40001",
+            MetadataError::UniqueViolation(_) => "23505",
+            MetadataError::InUse(_) => "23503",
+            MetadataError::NotNull(_) => "23502",
+            MetadataError::Derived(_) => "428C9",
         }
+    }
+}
+
+impl From<MetadataError> for datafusion::common::DataFusionError {
+    fn from(error: MetadataError) -> Self {
+        datafusion::common::DataFusionError::External(Box::new(error))
     }
 }
 
@@ -117,6 +147,17 @@ pub trait MetadataStore: Debug + Send + Sync {
             "this metadata store does not filter the members of {dimension:?} itself"
         )))
     }
+
+    /// Replaces the members of `dimension` by `members` (derived by [`apply_member_changes`]
+    /// from the members read at `read_version`), atomically; fails with
+    /// [`MetadataError::Conflict`] when the dimension changed since that version. Returns the
+    /// new version.
+    async fn commit_members(
+        &self,
+        dimension: &str,
+        read_version: u64,
+        members: Vec<Member>,
+    ) -> Result<u64, MetadataError>;
 
     /// Creates a dimension with its members; fails if one of that name exists.
     async fn create_dimension(

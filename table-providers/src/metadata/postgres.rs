@@ -23,11 +23,18 @@ use super::{
 };
 
 /// The migrations, in the order they apply: (version, name, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "dimensions",
-    include_str!("../../migrations/0001_dimensions.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "dimensions",
+        include_str!("../../migrations/0001_dimensions.sql"),
+    ),
+    (
+        2,
+        "member_maintenance",
+        include_str!("../../migrations/0002_member_maintenance.sql"),
+    ),
+];
 
 /// The advisory lock taken while migrations apply (any fixed number; "QTMIGRAT" in ASCII).
 const MIGRATION_LOCK: i64 = 0x5154_4d49_4752_4154;
@@ -172,6 +179,97 @@ fn describe(error: &tokio_postgres::Error) -> String {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => error.to_string(),
     }
+}
+
+/// The columns of `members` as arrays, for statements that take all rows at once with
+/// `unnest`: code, name, parent, path, is_leaf, sort_order, attributes.
+struct MemberColumns {
+    codes: Vec<String>,
+    names: Vec<String>,
+    parents: Vec<Option<String>>,
+    paths: Vec<String>,
+    leaves: Vec<bool>,
+    orders: Vec<i32>,
+    attributes: Vec<String>,
+}
+
+impl MemberColumns {
+    fn of<'a>(members: impl IntoIterator<Item = &'a Member>) -> Result<Self, MetadataError> {
+        let mut columns = MemberColumns {
+            codes: Vec::new(),
+            names: Vec::new(),
+            parents: Vec::new(),
+            paths: Vec::new(),
+            leaves: Vec::new(),
+            orders: Vec::new(),
+            attributes: Vec::new(),
+        };
+        for m in members {
+            columns.codes.push(m.code.clone());
+            columns.names.push(m.name.clone());
+            columns.parents.push(m.parent.clone());
+            columns.paths.push(m.path.to_string());
+            columns.leaves.push(m.is_leaf);
+            columns.orders.push(m.sort_order);
+            columns.attributes.push(
+                serde_json::to_string(&m.attributes)
+                    .map_err(|e| MetadataError::Invalid(e.to_string()))?,
+            );
+        }
+        Ok(columns)
+    }
+
+    /// The parameters after the dimension's, in the order `unnest` takes them.
+    fn parameters(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.codes,
+            &self.names,
+            &self.parents,
+            &self.paths,
+            &self.leaves,
+            &self.orders,
+            &self.attributes,
+        ]
+    }
+}
+
+/// The rows of `unnest` over [`MemberColumns::parameters`] bound from `$2`.
+const MEMBER_ROWS: &str = "unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], \
+     $7::int4[], $8::text[]) AS m(code, name, parent, path, is_leaf, sort_order, attributes)";
+
+/// Runs `sql` with the dimension as `$1` and `members`' columns after it.
+async fn execute_with_members(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    dimension: &str,
+    members: &[&Member],
+) -> Result<u64, MetadataError> {
+    if members.is_empty() {
+        return Ok(0);
+    }
+    let columns = MemberColumns::of(members.iter().copied())?;
+    let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&dimension];
+    parameters.extend(columns.parameters());
+    transaction
+        .execute(sql, &parameters)
+        .await
+        .map_err(postgres_error)
+}
+
+/// Inserts `members` of `dimension` in one statement.
+async fn insert_members(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    dimension: &str,
+    members: &[&Member],
+) -> Result<(), MetadataError> {
+    let sql = format!(
+        "INSERT INTO quantatom.members \
+         (dimension, code, name, parent, path, is_leaf, sort_order, attributes) \
+         SELECT $1, code, name, parent, path::ltree, is_leaf, sort_order, attributes::jsonb \
+         FROM {MEMBER_ROWS}"
+    );
+    execute_with_members(transaction, &sql, dimension, members).await?;
+    Ok(())
 }
 
 /// A member read by [`MemberQuery`]'s columns.
@@ -366,6 +464,75 @@ impl MetadataStore for PostgresMetadataStore {
         Self::version_of(&self.client().await?, dimension).await
     }
 
+    async fn commit_members(
+        &self,
+        dimension: &str,
+        read_version: u64,
+        members: Vec<Member>,
+    ) -> Result<u64, MetadataError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        // The dimension's row is the lock every change of its members takes.
+        let version: i64 = transaction
+            .query_opt(
+                "SELECT version FROM quantatom.dimensions WHERE name = $1 FOR UPDATE",
+                &[&dimension],
+            )
+            .await
+            .map_err(postgres_error)?
+            .ok_or_else(|| MetadataError::NotFound(format!("dimension {dimension:?}")))?
+            .get(0);
+        if version as u64 != read_version {
+            return Err(MetadataError::Conflict(format!(
+                "dimension {dimension:?} changed since version {read_version}"
+            )));
+        }
+        let query = MemberQuery::new(dimension, &[], None);
+        let before: BTreeMap<String, Member> = transaction
+            .query(&query.sql, &[&dimension])
+            .await
+            .map_err(postgres_error)?
+            .iter()
+            .map(|row| member(dimension, row).map(|m| (m.code.clone(), m)))
+            .collect::<Result<_, _>>()?;
+        let after: BTreeMap<&str, &Member> = members.iter().map(|m| (m.code.as_str(), m)).collect();
+        let gone: Vec<&str> = before
+            .keys()
+            .map(String::as_str)
+            .filter(|code| !after.contains_key(code))
+            .collect();
+        let (changed, added): (Vec<&Member>, Vec<&Member>) = members
+            .iter()
+            .filter(|m| before.get(&m.code) != Some(m))
+            .partition(|m| before.contains_key(&m.code));
+        transaction
+            .execute(
+                "DELETE FROM quantatom.members WHERE dimension = $1 AND code = ANY($2)",
+                &[&dimension, &gone],
+            )
+            .await
+            .map_err(postgres_error)?;
+        let update = format!(
+            "UPDATE quantatom.members AS target SET name = m.name, parent = m.parent, \
+             path = m.path::ltree, is_leaf = m.is_leaf, sort_order = m.sort_order, \
+             attributes = m.attributes::jsonb \
+             FROM {MEMBER_ROWS} WHERE target.dimension = $1 AND target.code = m.code"
+        );
+        execute_with_members(&transaction, &update, dimension, &changed).await?;
+        insert_members(&transaction, dimension, &added).await?;
+        let version: i64 = transaction
+            .query_one(
+                "UPDATE quantatom.dimensions SET version = version + 1 WHERE name = $1 \
+                 RETURNING version",
+                &[&dimension],
+            )
+            .await
+            .map_err(postgres_error)?
+            .get(0);
+        transaction.commit().await.map_err(postgres_error)?;
+        Ok(version as u64)
+    }
+
     async fn create_dimension(
         &self,
         dimension: Dimension,
@@ -388,37 +555,8 @@ impl MetadataStore for PostgresMetadataStore {
                 dimension.name
             )));
         }
-        let column = |f: fn(&Member) -> String| members.iter().map(f).collect::<Vec<_>>();
-        let parents: Vec<Option<String>> = members.iter().map(|m| m.parent.clone()).collect();
-        let leaves: Vec<bool> = members.iter().map(|m| m.is_leaf).collect();
-        let orders: Vec<i32> = members.iter().map(|m| m.sort_order).collect();
-        let attributes = members
-            .iter()
-            .map(|m| serde_json::to_string(&m.attributes))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| MetadataError::Invalid(e.to_string()))?;
-        // One statement for all members: the parent references are checked at its end.
-        transaction
-            .execute(
-                "INSERT INTO quantatom.members \
-                 (dimension, code, name, parent, path, is_leaf, sort_order, attributes) \
-                 SELECT $1, code, name, parent, path::ltree, is_leaf, sort_order, attributes::jsonb \
-                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], \
-                 $7::int4[], $8::text[]) \
-                 AS m(code, name, parent, path, is_leaf, sort_order, attributes)",
-                &[
-                    &dimension.name,
-                    &column(|m| m.code.clone()),
-                    &column(|m| m.name.clone()),
-                    &parents,
-                    &column(|m| m.path.to_string()),
-                    &leaves,
-                    &orders,
-                    &attributes,
-                ],
-            )
-            .await
-            .map_err(postgres_error)?;
+        let members: Vec<&Member> = members.iter().collect();
+        insert_members(&transaction, &dimension.name, &members).await?;
         transaction.commit().await.map_err(postgres_error)
     }
 }

@@ -125,7 +125,7 @@ async fn appends_from_many_writers(backend: Backend) {
 
     let puts = backend.storage.metrics().of(Operation::Put);
     assert!(
-        puts.calls >= 2 * commits + 1,
+        puts.calls > 2 * commits,
         "{name}: every data file and log entry went through the observed store: {puts:?}"
     );
 }
