@@ -8,10 +8,12 @@
 //! any escape character comes from [`LikeEscapeRule`] and `like_escape()`.
 
 mod like_escape;
+pub mod lquery;
 pub mod ltree;
 mod ltree_functions;
 mod plan_rewrite;
 mod planner;
+mod tagged_text;
 
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ pub use ltree::{LtreeError, MemberPath};
 pub use ltree_functions::{LtreeFunction, LtreeFunctionKind};
 pub use plan_rewrite::rewrite_expressions;
 pub use planner::LtreeOperatorPlanner;
+pub use tagged_text::{POSTGRES_TYPE_KEY, postgres_type_of, tagged_text_field};
 
 /// Every scalar function this crate provides, ready for `SessionContext::register_udf`.
 ///

@@ -7,8 +7,15 @@
 
 use std::fmt;
 
+/// The PostgreSQL type name of a path, as text columns are tagged with it (see
+/// [`crate::tagged_text`]).
+pub const LTREE: &str = "ltree";
+
+/// The PostgreSQL type name of a path pattern.
+pub const LQUERY: &str = "lquery";
+
 /// The longest label PostgreSQL's `ltree` accepts.
-const MAX_LABEL_LENGTH: usize = 255;
+pub(crate) const MAX_LABEL_LENGTH: usize = 255;
 
 /// Why a text value is not a valid `ltree`, or an `ltree` operation has no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +26,16 @@ pub enum LtreeError {
     LabelTooLong { length: usize, position: usize },
     /// `subpath`/`subltree` positions outside the path (PostgreSQL: "invalid positions").
     InvalidPositions,
+    /// The text is not an `lquery`; `position` is 1-based, in characters.
+    LquerySyntax {
+        text: String,
+        position: usize,
+        detail: String,
+    },
+    /// An `lquery` count above the most levels a path can have.
+    LimitTooLarge { detail: String },
+    /// `lca` of an array holding a NULL.
+    NullInArray,
 }
 
 impl LtreeError {
@@ -29,6 +46,9 @@ impl LtreeError {
             LtreeError::Syntax { .. } => "42601",
             LtreeError::LabelTooLong { .. } => "42622",
             LtreeError::InvalidPositions => "22023",
+            LtreeError::LquerySyntax { .. } => "42601",
+            LtreeError::LimitTooLarge { .. } => "54000",
+            LtreeError::NullInArray => "22004",
         }
     }
 }
@@ -48,6 +68,22 @@ impl fmt::Display for LtreeError {
                  {MAX_LABEL_LENGTH}, at character {position}"
             ),
             LtreeError::InvalidPositions => write!(f, "invalid positions"),
+            LtreeError::LquerySyntax {
+                text,
+                position,
+                detail,
+            } => {
+                write!(
+                    f,
+                    "lquery syntax error at character {position} in \"{text}\""
+                )?;
+                match detail.is_empty() {
+                    true => Ok(()),
+                    false => write!(f, ": {detail}"),
+                }
+            }
+            LtreeError::LimitTooLarge { detail } => write!(f, "lquery syntax error: {detail}"),
+            LtreeError::NullInArray => write!(f, "array must not contain nulls"),
         }
     }
 }
@@ -135,16 +171,21 @@ fn validate(text: &str) -> Result<(), LtreeError> {
                 });
             }
             (label_start, label_length) = (position + 1, 0);
-        } else if character.is_ascii_alphanumeric()
-            || character == '_'
-            || (!character.is_ascii() && character.is_alphabetic())
-        {
+        } else if is_label_char(character) {
             label_length += 1;
         } else {
             return Err(syntax_error(text, position));
         }
     }
     Ok(())
+}
+
+/// Whether `character` may be part of a label: a letter of any alphabet (PostgreSQL's
+/// `iswalpha` in a UTF-8 locale), a digit `0-9` or `_`.
+pub(crate) fn is_label_char(character: char) -> bool {
+    character.is_ascii_alphanumeric()
+        || character == '_'
+        || (!character.is_ascii() && character.is_alphabetic())
 }
 
 fn syntax_error(text: &str, position: usize) -> LtreeError {
@@ -339,4 +380,15 @@ mod tests {
         assert_eq!(subpath(p, 2, Some(-2)), Err(LtreeError::InvalidPositions));
         assert_eq!(subpath("", 0, None), Err(LtreeError::InvalidPositions));
     }
+}
+
+/// `a || b` on paths: the labels of `a`, then those of `b`; both are checked.
+pub fn concat(a: &str, b: &str) -> Result<String, LtreeError> {
+    validate(a)?;
+    validate(b)?;
+    Ok(match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}.{b}"),
+    })
 }

@@ -1,5 +1,5 @@
 //! The `ltree` scalar functions: `nlevel`, `subpath`, `subltree`, `index`, `lca`,
-//! `text2ltree`, `ltree2text`, and the functions behind `@>` / `<@`.
+//! `text2ltree`, `ltree2text`, `lquery_match`, and the functions behind `@>` / `<@`.
 //!
 //! Each takes paths as text (any string type; DataFusion coerces to `Utf8`) and follows
 //! [`crate::ltree`] exactly. NULL in, NULL out, as in PostgreSQL's strict functions.
@@ -7,18 +7,20 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray,
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, StringArray,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::cast::{as_int64_array, as_string_array};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::cast::{as_int64_array, as_list_array, as_string_array};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
 };
 
-use crate::ltree::{self, LtreeError};
+use crate::lquery::{Lquery, lquery_match};
+use crate::ltree::{self, LTREE, LtreeError};
+use crate::tagged_text::tagged_text_field;
 
 /// Which `ltree` function a [`LtreeFunction`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,8 +36,8 @@ pub enum LtreeFunctionKind {
     /// `index(path, part [, offset]) -> int`: where `part` first appears in `path` (at or after
     /// `offset`, negative from the end), or -1. `index('Total.EMEA.DE', 'EMEA')` is 1.
     Index,
-    /// `lca(path, ...) -> text`: the longest common ancestor of up to 8 paths.
-    /// `lca('Total.EMEA.DE', 'Total.EMEA.FR')` is `Total.EMEA`.
+    /// `lca(path, ...) -> text`: the longest common ancestor of up to 8 paths, or of the
+    /// paths in an array. `lca('Total.EMEA.DE', 'Total.EMEA.FR')` is `Total.EMEA`.
     Lca,
     /// `text2ltree(text) -> text`: the text, checked to be a path.
     Text2ltree,
@@ -47,11 +49,17 @@ pub enum LtreeFunctionKind {
     /// `ltree_risparent(a, b) -> bool`, the function behind `a <@ b`: `a` is a descendant of
     /// `b` or equal to it.
     IsDescendant,
+    /// `lquery_match(path, pattern) -> bool`, PostgreSQL's `path ~ pattern` with an `lquery`
+    /// (see [`crate::lquery`]). `lquery_match('Total.EMEA.DE', '*.EMEA.*')` is true.
+    LqueryMatch,
+    /// `ltree_concat(a, b) -> ltree`, PostgreSQL's `a || b` on paths (planned from `||` when a
+    /// side is a path). `ltree_concat('Total.EMEA', 'DE')` is `Total.EMEA.DE`.
+    Concat,
 }
 
 impl LtreeFunctionKind {
     /// Every kind, in the order they are registered.
-    pub const ALL: [LtreeFunctionKind; 9] = [
+    pub const ALL: [LtreeFunctionKind; 11] = [
         LtreeFunctionKind::Nlevel,
         LtreeFunctionKind::Subpath,
         LtreeFunctionKind::Subltree,
@@ -61,6 +69,8 @@ impl LtreeFunctionKind {
         LtreeFunctionKind::Ltree2text,
         LtreeFunctionKind::IsAncestor,
         LtreeFunctionKind::IsDescendant,
+        LtreeFunctionKind::LqueryMatch,
+        LtreeFunctionKind::Concat,
     ];
 
     /// The SQL name, PostgreSQL's own.
@@ -75,6 +85,8 @@ impl LtreeFunctionKind {
             LtreeFunctionKind::Ltree2text => "ltree2text",
             LtreeFunctionKind::IsAncestor => "ltree_isparent",
             LtreeFunctionKind::IsDescendant => "ltree_risparent",
+            LtreeFunctionKind::LqueryMatch => "lquery_match",
+            LtreeFunctionKind::Concat => "ltree_concat",
         }
     }
 
@@ -89,13 +101,17 @@ impl LtreeFunctionKind {
             LtreeFunctionKind::Index => {
                 vec![exact(vec![Utf8, Utf8]), exact(vec![Utf8, Utf8, Int64])]
             }
-            LtreeFunctionKind::Lca => (1..=8).map(|n| exact(vec![Utf8; n])).collect(),
+            LtreeFunctionKind::Lca => (1..=8)
+                .map(|n| exact(vec![Utf8; n]))
+                .chain([exact(vec![DataType::new_list(Utf8, true)])])
+                .collect(),
             LtreeFunctionKind::Subpath => {
                 vec![exact(vec![Utf8, Int64]), exact(vec![Utf8, Int64, Int64])]
             }
-            LtreeFunctionKind::IsAncestor | LtreeFunctionKind::IsDescendant => {
-                vec![exact(vec![Utf8, Utf8])]
-            }
+            LtreeFunctionKind::IsAncestor
+            | LtreeFunctionKind::IsDescendant
+            | LtreeFunctionKind::LqueryMatch
+            | LtreeFunctionKind::Concat => vec![exact(vec![Utf8, Utf8])],
         };
         Signature::one_of(variants, Volatility::Immutable)
     }
@@ -107,8 +123,11 @@ impl LtreeFunctionKind {
             | LtreeFunctionKind::Subltree
             | LtreeFunctionKind::Lca
             | LtreeFunctionKind::Text2ltree
-            | LtreeFunctionKind::Ltree2text => DataType::Utf8,
-            LtreeFunctionKind::IsAncestor | LtreeFunctionKind::IsDescendant => DataType::Boolean,
+            | LtreeFunctionKind::Ltree2text
+            | LtreeFunctionKind::Concat => DataType::Utf8,
+            LtreeFunctionKind::IsAncestor
+            | LtreeFunctionKind::IsDescendant
+            | LtreeFunctionKind::LqueryMatch => DataType::Boolean,
         }
     }
 }
@@ -142,6 +161,21 @@ impl LtreeFunction {
     }
 }
 
+impl LtreeFunctionKind {
+    /// Whether the function returns a path (PostgreSQL: `ltree`), so that its result is
+    /// tagged as one.
+    fn returns_path(self) -> bool {
+        matches!(
+            self,
+            LtreeFunctionKind::Subpath
+                | LtreeFunctionKind::Subltree
+                | LtreeFunctionKind::Lca
+                | LtreeFunctionKind::Text2ltree
+                | LtreeFunctionKind::Concat
+        )
+    }
+}
+
 impl ScalarUDFImpl for LtreeFunction {
     fn name(&self) -> &str {
         self.kind.sql_name()
@@ -153,6 +187,14 @@ impl ScalarUDFImpl for LtreeFunction {
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(self.kind.return_type())
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
+        let name = self.name();
+        Ok(Arc::new(match self.kind.returns_path() {
+            true => tagged_text_field(name, LTREE, true),
+            false => Field::new(name, self.kind.return_type(), true),
+        }))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -177,6 +219,9 @@ impl ScalarUDFImpl for LtreeFunction {
                 let offset = row.int(2).unwrap_or(0);
                 ltree::index(row.text(0), row.text(1), offset).map(|at| Some(at as i32))
             })?,
+            LtreeFunctionKind::Lca if matches!(arrays[0].data_type(), DataType::List(_)) => {
+                lca_of_arrays(as_list_array(&arrays[0])?)?
+            }
             LtreeFunctionKind::Lca => by_row::<_, StringArray>(&arrays, |row| {
                 let paths: Vec<&str> = (0..row.arguments()).map(|i| row.text(i)).collect();
                 ltree::lca(&paths)
@@ -187,10 +232,22 @@ impl ScalarUDFImpl for LtreeFunction {
                     ltree::labels_of(path).map(|_| Some(path.to_owned()))
                 })?
             }
-            LtreeFunctionKind::IsAncestor => path_predicate(&arrays, |ancestor, path| {
-                ltree::is_descendant(path, ancestor)
+            LtreeFunctionKind::Concat => by_row::<_, StringArray>(&arrays, |row| {
+                ltree::concat(row.text(0), row.text(1)).map(Some)
             })?,
-            LtreeFunctionKind::IsDescendant => path_predicate(&arrays, ltree::is_descendant)?,
+            LtreeFunctionKind::IsAncestor => {
+                predicate(&arrays, [check_path, check_path], |ancestor, path| {
+                    ltree::is_descendant(path, ancestor)
+                })?
+            }
+            LtreeFunctionKind::IsDescendant => {
+                predicate(&arrays, [check_path, check_path], ltree::is_descendant)?
+            }
+            LtreeFunctionKind::LqueryMatch => predicate(
+                &arrays,
+                [check_path, |pattern| Lquery::parse(pattern).map(|_| ())],
+                lquery_match,
+            )?,
         };
         // Scalars in, scalar out: keeps constant folding of literal paths working.
         if all_scalar {
@@ -283,9 +340,16 @@ fn by_row<T, A: FromIterator<Option<T>> + Array + 'static>(
     Ok(Arc::new(result))
 }
 
-fn path_predicate(
+fn check_path(path: &str) -> Result<(), LtreeError> {
+    ltree::labels_of(path).map(|_| ())
+}
+
+/// A boolean function of two text arguments; in a row with a NULL (NULL out), the other
+/// argument is still checked by its `checks` entry, as PostgreSQL casts it before the call.
+fn predicate(
     arrays: &[ArrayRef],
-    predicate: impl Fn(&str, &str) -> Result<bool, LtreeError>,
+    checks: [fn(&str) -> Result<(), LtreeError>; 2],
+    compute: impl Fn(&str, &str) -> Result<bool, LtreeError>,
 ) -> Result<ArrayRef> {
     let left = strings(&arrays[0])?;
     let right = strings(&arrays[1])?;
@@ -293,9 +357,35 @@ fn path_predicate(
         .iter()
         .zip(right.iter())
         .map(|pair| match pair {
-            (Some(l), Some(r)) => predicate(l, r).map(Some).map_err(ltree_error),
-            _ => Ok(None),
+            (Some(l), Some(r)) => compute(l, r).map(Some),
+            (Some(l), None) => checks[0](l).map(|_| None),
+            (None, Some(r)) => checks[1](r).map(|_| None),
+            (None, None) => Ok(None),
         })
-        .collect::<Result<BooleanArray>>()?;
+        .collect::<Result<BooleanArray, LtreeError>>()
+        .map_err(ltree_error)?;
+    Ok(Arc::new(result))
+}
+
+/// `lca(ltree[])`: the common ancestor of each array's paths; NULL for a NULL or empty
+/// array, an error for a NULL element (as PostgreSQL).
+fn lca_of_arrays(lists: &ListArray) -> Result<ArrayRef> {
+    let result = lists
+        .iter()
+        .map(|paths| {
+            let Some(paths) = paths else {
+                return Ok(None);
+            };
+            let paths = strings(&paths)?;
+            if paths.null_count() > 0 {
+                return Err(ltree_error(LtreeError::NullInArray));
+            }
+            let paths: Vec<&str> = paths.iter().flatten().collect();
+            match paths.is_empty() {
+                true => Ok(None),
+                false => ltree::lca(&paths).map_err(ltree_error),
+            }
+        })
+        .collect::<Result<StringArray>>()?;
     Ok(Arc::new(result))
 }

@@ -1,9 +1,14 @@
-//! Plans PostgreSQL's `ltree` containment operators on text paths.
+//! Plans PostgreSQL's `ltree` operators on text paths.
 //!
 //! DataFusion parses `a <@ b` and `a @> b` and hands them to every registered [`ExprPlanner`];
 //! its own nested-types planner claims them only when both sides are lists
 //! (`array_has_all`). This planner claims them when both sides are strings, which is how member
 //! paths are typed, and turns them into `ltree_risparent` / `ltree_isparent` calls.
+//!
+//! `||` and `~` mean text concatenation and a regular expression match on text, so they are
+//! claimed only when a side is tagged as a path (an `ltree`: `dim.*.path`, a `::ltree` cast, a
+//! function returning a path) or, for `~`, as an `lquery`: then `a || b` is `ltree_concat` and
+//! `path ~ pattern` is `lquery_match`, as in PostgreSQL.
 
 use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -11,7 +16,9 @@ use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExp
 use datafusion::logical_expr::sqlparser::ast::BinaryOperator;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 
+use crate::ltree::{LQUERY, LTREE};
 use crate::ltree_functions::{LtreeFunction, LtreeFunctionKind};
+use crate::tagged_text::postgres_type_of;
 
 /// The [`ExprPlanner`] that maps `<@` and `@>` on text to the `ltree` functions.
 ///
@@ -33,6 +40,9 @@ impl ExprPlanner for LtreeOperatorPlanner {
         let kind = match expr.op {
             BinaryOperator::ArrowAt => LtreeFunctionKind::IsDescendant,
             BinaryOperator::AtArrow => LtreeFunctionKind::IsAncestor,
+            BinaryOperator::StringConcat | BinaryOperator::PGRegexMatch => {
+                return plan_tagged(expr, schema);
+            }
             _ => return Ok(PlannerResult::Original(expr)),
         };
         let is_text = |e: &Expr| -> Result<bool> {
@@ -46,6 +56,31 @@ impl ExprPlanner for LtreeOperatorPlanner {
             ScalarFunction::new_udf(LtreeFunction::udf(kind), vec![expr.left, expr.right]),
         )))
     }
+}
+
+/// `||` or `~` with a side tagged as a path or pattern (see the module documentation).
+fn plan_tagged(expr: RawBinaryExpr, schema: &DFSchema) -> Result<PlannerResult<RawBinaryExpr>> {
+    let tag = |e: &Expr| -> Result<Option<String>> {
+        let (_, field) = e.to_field(schema)?;
+        Ok(postgres_type_of(&field).map(str::to_owned))
+    };
+    let (left, right) = (tag(&expr.left)?, tag(&expr.right)?);
+    let is = |tag: &Option<String>, name: &str| tag.as_deref() == Some(name);
+    let (kind, args) = match expr.op {
+        BinaryOperator::StringConcat if is(&left, LTREE) || is(&right, LTREE) => {
+            (LtreeFunctionKind::Concat, vec![expr.left, expr.right])
+        }
+        BinaryOperator::PGRegexMatch if is(&left, LTREE) || is(&right, LQUERY) => {
+            (LtreeFunctionKind::LqueryMatch, vec![expr.left, expr.right])
+        }
+        BinaryOperator::PGRegexMatch if is(&left, LQUERY) || is(&right, LTREE) => {
+            (LtreeFunctionKind::LqueryMatch, vec![expr.right, expr.left])
+        }
+        _ => return Ok(PlannerResult::Original(expr)),
+    };
+    Ok(PlannerResult::Planned(Expr::ScalarFunction(
+        ScalarFunction::new_udf(LtreeFunction::udf(kind), args),
+    )))
 }
 
 fn is_string(data_type: &datafusion::arrow::datatypes::DataType) -> bool {

@@ -1,7 +1,7 @@
 //! PostgreSQL's `uuid`, `json` and `jsonb`, held as text and sent as their own types.
 //!
 //! DataFusion has no such types. [`PostgresTypePlanner`] plans `x::uuid`, `x::json` and
-//! `x::jsonb` as a cast to text whose field is tagged with the PostgreSQL type; the tag
+//! `x::jsonb` (and `x::ltree`, `x::lquery`) as a cast to text whose field is tagged with the PostgreSQL type; the tag
 //! survives into the result schema, where [`result_fields`] reports the column as that type
 //! (clients then return a `UUID` object or parsed JSON), and [`for_the_wire`] puts binary
 //! results in those types' binary forms (16 bytes for a uuid; a version byte before a jsonb
@@ -29,11 +29,10 @@ use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::stmt::StoredStatement;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
+use quantatom_udfs::ltree::{LQUERY, LTREE};
+use quantatom_udfs::{postgres_type_of, tagged_text_field};
 
 use super::errors::api_error;
-
-/// The field-metadata key naming the PostgreSQL type a text column holds.
-const POSTGRES_TYPE_KEY: &str = "quantatom.postgres_type";
 
 /// A PostgreSQL type Quantatom holds as text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,13 +62,12 @@ impl TextBackedType {
     }
 
     fn of(field: &Field) -> Option<Self> {
-        let name = field.metadata().get(POSTGRES_TYPE_KEY)?;
+        let name = postgres_type_of(field)?;
         Self::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
     fn field(self) -> FieldRef {
-        let metadata = HashMap::from([(POSTGRES_TYPE_KEY.to_owned(), self.name().to_owned())]);
-        Arc::new(Field::new("", DataType::Utf8, true).with_metadata(metadata))
+        Arc::new(tagged_text_field("", self.name(), true))
     }
 }
 
@@ -93,10 +91,19 @@ impl TypePlanner for PostgresTypePlanner {
             }
             _ => None,
         };
-        match named {
-            Some(kind) => Ok(Some(kind.field())),
-            None => PgOidTypePlanner.plan_type_field(sql_type),
+        if let Some(kind) = named {
+            return Ok(Some(kind.field()));
         }
+        // Paths and path patterns are text tagged as such: `||` and `~` then act on paths.
+        if let SqlType::Custom(name, modifiers) = sql_type
+            && modifiers.is_empty()
+            && let Some(tag) = [LTREE, LQUERY]
+                .into_iter()
+                .find(|tag| name.to_string().eq_ignore_ascii_case(tag))
+        {
+            return Ok(Some(Arc::new(tagged_text_field("", tag, true))));
+        }
+        PgOidTypePlanner.plan_type_field(sql_type)
     }
 }
 

@@ -1,9 +1,10 @@
-//! Our `ltree` functions against PostgreSQL's own `ltree` (the test server `scripts/test`
-//! starts), on thousands of generated paths, valid and not: the same answers, and the same
-//! SQLSTATE where PostgreSQL raises an error.
+//! Our `ltree` functions and `lquery` matching against PostgreSQL's own `ltree` (the test
+//! server `scripts/test` starts), on thousands of generated paths and patterns, valid and not:
+//! the same answers, and the same SQLSTATE where PostgreSQL raises an error.
 
 use quantatom_engine::MetadataConfig;
 use quantatom_sqllogictests::postgres_test_metadata;
+use quantatom_udfs::lquery;
 use quantatom_udfs::ltree::{self, LtreeError};
 
 /// Cases generated; each checks `nlevel`, `subpath`, `subltree`, `index`, `lca`,
@@ -67,10 +68,12 @@ CREATE FUNCTION t_lca(p text, q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN RETURN coalesce(lca(p::ltree, q::ltree)::text, 'NULL'); EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
 CREATE FUNCTION t_text2ltree(p text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN RETURN text2ltree(p)::text; EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
+CREATE FUNCTION t_match(p text, q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RETURN (p::ltree ~ q::lquery)::text; EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ltree_functions_answer_as_postgresql_does() {
+/// A client of a new database of the test PostgreSQL with the helpers installed.
+async fn postgres_with_helpers() -> tokio_postgres::Client {
     let MetadataConfig::Postgres(settings) = postgres_test_metadata().await else {
         unreachable!("a PostgreSQL configuration")
     };
@@ -79,6 +82,22 @@ async fn ltree_functions_answer_as_postgresql_does() {
         .unwrap();
     tokio::spawn(connection);
     client.batch_execute(HELPERS).await.unwrap();
+    client
+}
+
+/// Fails listing the first differences, if any.
+fn assert_no_differences(differences: &[String], cases: usize) {
+    assert!(
+        differences.is_empty(),
+        "{} of {cases} cases differ, the first:\n{}",
+        differences.len(),
+        differences[..differences.len().min(10)].join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ltree_functions_answer_as_postgresql_does() {
+    let client = postgres_with_helpers().await;
 
     let mut generate = Generator(0x9E37_79B9_7F4A_7C15);
     let (mut paths, mut offsets, mut lengths, mut others) = (vec![], vec![], vec![], vec![]);
@@ -140,10 +159,106 @@ async fn ltree_functions_answer_as_postgresql_does() {
         }
     }
     assert_eq!(rows.len(), CASES);
+    assert_no_differences(&differences, CASES);
+}
+
+impl Generator {
+    /// A path over labels that patterns name, in several cases and with words.
+    fn matchable_path(&mut self) -> String {
+        const LABELS: [&str; 10] = [
+            "Top",
+            "top",
+            "Sport",
+            "sports",
+            "foo_bar",
+            "foo1_bar2_baz",
+            "bar_foo",
+            "x",
+            "é",
+            "TOP",
+        ];
+        let labels: Vec<&str> = (0..self.below(6))
+            .map(|_| LABELS[self.below(LABELS.len())])
+            .collect();
+        labels.join(".")
+    }
+
+    /// An `lquery` level, usually valid.
+    fn pattern_level(&mut self) -> String {
+        const LABELS: [&str; 9] = [
+            "Top", "top", "sport", "foo_bar", "foo", "bar", "x", "é", "_",
+        ];
+        const FLAGS: [&str; 8] = ["", "", "", "@", "*", "%", "*@", "%*"];
+        const COUNTS: [&str; 10] = [
+            "", "", "", "", "{1}", "{0,2}", "{2,}", "{,1}", "{2,1}", "{1,",
+        ];
+        const JUNK: [&str; 7] = ["", "!", "a b", "a*b", "|", "{", "*x"];
+        let variant = |g: &mut Self| {
+            format!(
+                "{}{}",
+                LABELS[g.below(LABELS.len())],
+                FLAGS[g.below(FLAGS.len())]
+            )
+        };
+        match self.below(12) {
+            0..=2 => format!("*{}", COUNTS[self.below(COUNTS.len())]),
+            3 => JUNK[self.below(JUNK.len())].to_owned(),
+            n => {
+                let not = if n == 4 { "!" } else { "" };
+                let variants: Vec<String> = (0..1 + self.below(3)).map(|_| variant(self)).collect();
+                format!(
+                    "{not}{}{}",
+                    variants.join("|"),
+                    COUNTS[self.below(COUNTS.len())]
+                )
+            }
+        }
+    }
+
+    fn pattern(&mut self) -> String {
+        let levels: Vec<String> = (0..1 + self.below(4))
+            .map(|_| self.pattern_level())
+            .collect();
+        levels.join(".")
+    }
+}
+
+/// `lquery_match` against PostgreSQL's `~` on generated paths and patterns, bad ones included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lquery_matches_as_postgresql_does() {
+    let client = postgres_with_helpers().await;
+    let mut generate = Generator(0x2545_F491_4F6C_DD1D);
+    let (mut paths, mut patterns) = (vec![], vec![]);
+    for _ in 0..CASES {
+        paths.push(generate.matchable_path());
+        patterns.push(generate.pattern());
+    }
+    let rows = client
+        .query(
+            "SELECT t_match(p, q) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY \
+             AS c(p, q, n) ORDER BY n",
+            &[&paths, &patterns],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), CASES);
+    let mut differences = Vec::new();
+    let mut matched = 0;
+    for (case, row) in rows.iter().enumerate() {
+        let (path, pattern) = (&paths[case], &patterns[case]);
+        let ours = shown(lquery::lquery_match(path, pattern));
+        let theirs: String = row.get(0);
+        matched += usize::from(theirs == "true");
+        if ours != theirs {
+            differences.push(format!(
+                "{path:?} ~ {pattern:?}: ours {ours}, PostgreSQL {theirs}"
+            ));
+        }
+    }
+    // The generator must give matches, not only misses and errors.
     assert!(
-        differences.is_empty(),
-        "{} of {CASES} cases differ, the first:\n{}",
-        differences.len(),
-        differences[..differences.len().min(10)].join("\n")
+        matched > CASES / 20,
+        "only {matched} of {CASES} cases match"
     );
+    assert_no_differences(&differences, CASES);
 }

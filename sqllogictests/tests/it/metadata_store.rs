@@ -311,6 +311,15 @@ async fn postgres_evaluates_member_filters_as_sql_with_bind_parameters() {
         vec!["DE_N"]
     );
 
+    // lquery matching runs in PostgreSQL as `~`.
+    let matching = "SELECT code FROM dim.region WHERE lquery_match(path, 'World.*{1}.!FR')";
+    let plan = rows(&engine, &format!("EXPLAIN {matching}"))
+        .await
+        .join("\n");
+    assert!(plan.contains("path ~ $2::text::lquery"), "{plan}");
+    assert!(!plan.contains("FilterExec"), "{plan}");
+    assert_eq!(rows(&engine, matching).await, vec!["DE_N"]);
+
     // Values are bound, never pasted: quotes and backslashes are just characters.
     let quoted = "SELECT code FROM dim.region WHERE name = 'EU''s \"name\" \\ with quotes'";
     assert_eq!(rows(&engine, quoted).await, vec!["EU"]);

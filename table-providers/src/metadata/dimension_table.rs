@@ -20,6 +20,9 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 
+use quantatom_udfs::ltree::LTREE;
+use quantatom_udfs::tagged_text_field;
+
 use super::member_dml::{MemberCells, insert_plan};
 use super::{Member, MemberFilter, MetadataStore};
 
@@ -29,7 +32,7 @@ pub fn dimension_schema() -> SchemaRef {
         Field::new("code", DataType::Utf8, false),
         Field::new("name", DataType::Utf8, false),
         Field::new("parent", DataType::Utf8, true),
-        Field::new("path", DataType::Utf8, false),
+        tagged_text_field("path", LTREE, false),
         Field::new("level", DataType::Int32, false),
         Field::new("is_leaf", DataType::Boolean, false),
         Field::new("sort_order", DataType::Int32, false),

@@ -3,12 +3,15 @@
 //!
 //! Only what has the same meaning in both places is translated: comparisons and `IN` on the
 //! member columns (text compared byte by byte, as DataFusion does), `LIKE`, the ltree
-//! relations `<@` and `@>` on `path`, and `nlevel(path)` (the `level` column). Anything else
-//! stays with DataFusion.
+//! relations `<@` and `@>` and `lquery_match` on `path`, and `nlevel(path)` (the `level`
+//! column). Anything else, and a malformed path or pattern (so that the error is the same on
+//! every store), stays with DataFusion.
 
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::expr::{InList, Like, ScalarFunction};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use quantatom_udfs::lquery::Lquery;
+use quantatom_udfs::ltree::labels_of;
 
 /// A column of `dim.*` a filter may name (all but `attributes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +139,8 @@ pub enum MemberFilter {
     DescendantOf(String),
     /// `path @> value`: the member is the path's member or above it.
     AncestorOf(String),
+    /// `lquery_match(path, pattern)`: the path matches the `lquery` (PostgreSQL's `~`).
+    Matches(String),
 }
 
 impl MemberFilter {
@@ -194,6 +199,17 @@ impl MemberFilter {
                     negated: *negated,
                 })
             }
+            Expr::ScalarFunction(ScalarFunction { func, args })
+                if func.name() == "lquery_match" && args.len() == 2 =>
+            {
+                column_of(&args[0]).filter(|c| *c == MemberColumn::Path)?;
+                let Some(MemberValue::Text(pattern)) = value_of(&args[1]) else {
+                    return None;
+                };
+                // A bad pattern stays with DataFusion, which reports it as PostgreSQL does.
+                Lquery::parse(&pattern).ok()?;
+                Some(Self::Matches(pattern))
+            }
             Expr::ScalarFunction(ScalarFunction { func, args }) if args.len() == 2 => {
                 let descendant = match func.name() {
                     "ltree_risparent" => true,
@@ -209,6 +225,8 @@ impl MemberFilter {
                 let Some(MemberValue::Text(path)) = value_of(other) else {
                     return None;
                 };
+                // A bad path stays with DataFusion, which reports it as PostgreSQL does.
+                labels_of(&path).ok()?;
                 Some(match descendant == path_first {
                     true => Self::DescendantOf(path),
                     false => Self::AncestorOf(path),

@@ -350,6 +350,12 @@ impl MemberQuery {
                         query.bind(&MemberValue::Text(path.clone()))
                     )
                 }
+                MemberFilter::Matches(pattern) => {
+                    format!(
+                        "path ~ {}::lquery",
+                        query.bind(&MemberValue::Text(pattern.clone()))
+                    )
+                }
             };
             conditions.push(condition);
         }
