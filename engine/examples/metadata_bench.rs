@@ -62,10 +62,7 @@ fn big_dimension() -> (Dimension, Vec<MemberSpec>) {
             ));
         }
     }
-    let dimension = Dimension {
-        name: "big".into(),
-        description: "100,001 generated members".into(),
-    };
+    let dimension = Dimension::new("big", "100,001 generated members");
     (dimension, members)
 }
 

@@ -170,6 +170,26 @@ fn entity_specs() -> Vec<MemberSpec> {
         .collect()
 }
 
+/// The alternate hierarchy `entity__by_currency`: the leaf entities under their booking
+/// currency, in the order of `ENTITIES`.
+fn entities_by_currency() -> Vec<MemberSpec> {
+    let mut specs = vec![spec("All_Currencies", "All currencies", None, &[])];
+    let leaves = ENTITIES.iter().filter(|&&(code, ..)| {
+        !ENTITIES
+            .iter()
+            .any(|&(_, _, parent, ..)| parent == Some(code))
+    });
+    for &(code, name, _, currency, _) in leaves {
+        let group = format!("{currency}_Entities");
+        if !specs.iter().any(|s| s.code == group) {
+            let group_name = format!("Entities booking in {currency}");
+            specs.push(spec(&group, &group_name, Some("All_Currencies"), &[]));
+        }
+        specs.push(spec(code, name, Some(&group), &[("currency", currency)]));
+    }
+    specs
+}
+
 fn product_specs(size: DemoSize) -> Vec<MemberSpec> {
     let mut specs = vec![spec("All_Products", "All products", None, &[])];
     let categories = size.products.div_ceil(PRODUCTS_PER_CATEGORY);
@@ -395,15 +415,18 @@ pub async fn load(
         ("currency", "Booking currencies", currency_specs()),
     ];
     for (name, description, members) in dimensions {
-        let dimension = Dimension {
-            name: name.into(),
-            description: description.into(),
-        };
         metadata
-            .create_dimension(dimension, members)
+            .create_dimension(Dimension::new(name, description), members)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
     }
+    metadata
+        .create_dimension(
+            Dimension::alternate_hierarchy("entity", "by_currency", "Entities by currency"),
+            entities_by_currency(),
+        )
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
     let cube = finance_cube();
     let table = cubes.create_cube(cube.clone()).await?;
     let batches = finance_batches(&cube, size)?;

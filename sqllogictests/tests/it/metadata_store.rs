@@ -38,10 +38,7 @@ fn member(code: &str, parent: Option<&str>) -> MemberSpec {
 }
 
 fn region() -> Dimension {
-    Dimension {
-        name: "region".into(),
-        description: "Sales regions".into(),
-    }
+    Dimension::new("region", "Sales regions")
 }
 
 /// What a store answers to the same calls, written out to compare stores.
@@ -64,12 +61,36 @@ async fn exercise(store: &Arc<dyn MetadataStore>) -> Vec<String> {
     seen.push(format!("{again} / {}", again.sqlstate()));
     let missing = store.members("nowhere").await.unwrap_err();
     seen.push(format!("{missing} / {}", missing.sqlstate()));
-    let bad_name = Dimension {
-        name: "Bad Name".into(),
-        description: String::new(),
-    };
+    let bad_name = Dimension::new("Bad Name", "");
     let bad_name = store.create_dimension(bad_name, vec![]).await.unwrap_err();
     seen.push(format!("{bad_name} / {}", bad_name.sqlstate()));
+    // Alternate hierarchies: leaves are members of the dimension; the name says whose.
+    let by_size = |leaf: &str| {
+        vec![
+            member("Big", None),
+            member(leaf, Some("Big")),
+            member("EU", Some("Big")),
+        ]
+    };
+    let hierarchy = Dimension::alternate_hierarchy("region", "by_size", "Regions by size");
+    let stray = store
+        .create_dimension(hierarchy.clone(), by_size("Mars"))
+        .await;
+    seen.push(format!("{stray:?}"));
+    let misnamed = Dimension {
+        name: "by_size".into(),
+        ..hierarchy.clone()
+    };
+    let misnamed = store.create_dimension(misnamed, by_size("DE_N")).await;
+    seen.push(format!("{misnamed:?}"));
+    store
+        .create_dimension(hierarchy, by_size("DE_N"))
+        .await
+        .unwrap();
+    seen.push(format!(
+        "{:?}",
+        store.members("region__by_size").await.unwrap()
+    ));
     seen.push(format!("{:?}", store.dimensions().await.unwrap()));
     seen.push(format!("{:?}", store.members("region").await.unwrap()));
     seen.push(format!("{:?}", store.dimension_version("region").await));
@@ -87,11 +108,22 @@ async fn both_stores_answer_alike() {
         embedded[0]
     );
     assert!(embedded[1].ends_with("42710"), "{}", embedded[1]);
-    assert!(embedded[2].ends_with("42704"), "{}", embedded[2]);
     assert!(
-        embedded[5].contains("\"EU's \\\"name\\\" \\\\ with quotes\""),
+        embedded[4]
+            .contains("leaf \\\"Mars\\\" of hierarchy region__by_size is not a member of region"),
+        "{}",
+        embedded[4]
+    );
+    assert!(
+        embedded[5].contains("is named region__<hierarchy>"),
         "{}",
         embedded[5]
+    );
+    assert!(embedded[2].ends_with("42704"), "{}", embedded[2]);
+    assert!(
+        embedded[8].contains("\"EU's \\\"name\\\" \\\\ with quotes\""),
+        "{}",
+        embedded[8]
     );
     assert_eq!(embedded, exercise(postgres.metadata()).await);
 }
@@ -117,7 +149,8 @@ async fn migrations_apply_once_however_often_the_store_opens() {
         applied,
         vec![
             (1, "dimensions".to_owned()),
-            (2, "member_maintenance".to_owned())
+            (2, "member_maintenance".to_owned()),
+            (3, "alternate_hierarchies".to_owned())
         ]
     );
 }

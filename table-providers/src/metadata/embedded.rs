@@ -172,7 +172,7 @@ impl MetadataStore for EmbeddedMetadataStore {
         members: Vec<MemberSpec>,
     ) -> Result<(), MetadataError> {
         let document = DimensionDocument {
-            members: new_dimension_members(&dimension, members)?,
+            members: new_dimension_members(self, &dimension, members).await?,
             version: 0,
             dimension,
         };

@@ -45,7 +45,8 @@ use futures::TryStreamExt;
 
 use super::dimension_table::{DERIVED_COLUMNS, dimension_schema};
 use super::{
-    DimensionTable, MemberChange, MemberSpec, MetadataError, MetadataStore, apply_member_changes,
+    ChangedMembers, DimensionTable, MemberChange, MemberSpec, MetadataError, MetadataStore,
+    apply_member_changes, check_alternate_hierarchy,
 };
 
 extensions_options! {
@@ -206,12 +207,44 @@ impl MemberSink {
         Ok(changes)
     }
 
+    /// Fails when a change would break an alternate hierarchy: one whose leaves are not all
+    /// members of its dimension, or a dimension member deleted or renamed while a hierarchy
+    /// still places it.
+    async fn keep_hierarchies_whole(&self, changed: &ChangedMembers) -> Result<()> {
+        let store = self.table.store.as_ref();
+        let name = &self.table.dimension;
+        let dimensions = store.dimensions().await?;
+        let this = dimensions
+            .iter()
+            .find(|d| &d.name == name)
+            .ok_or_else(|| MetadataError::NotFound(format!("dimension {name:?}")))?;
+        check_alternate_hierarchy(store, this, &changed.members).await?;
+        let gone: Vec<&String> = changed.deleted.iter().chain(&changed.renamed).collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        for hierarchy in dimensions
+            .iter()
+            .filter(|d| d.hierarchy_of.as_ref() == Some(name))
+        {
+            let placed = store.members(&hierarchy.name).await?;
+            if let Some(member) = placed.iter().find(|m| gone.contains(&&m.code)) {
+                return Err(MetadataError::InUse(format!(
+                    "member {:?} of {name} sits in hierarchy {}: remove it there first",
+                    member.code, hierarchy.name
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     /// Fails when a change would take cells off the members they sit on; with
     /// `force_member_delete`, deletes the cells of deleted members instead.
     async fn respect_cells(
         &self,
         context: &Arc<TaskContext>,
-        changed: &super::ChangedMembers,
+        changed: &ChangedMembers,
     ) -> Result<()> {
         let cells = &self.table.cells;
         let dimension = &self.table.dimension;
@@ -303,6 +336,7 @@ impl DataSink for MemberSink {
         let version = store.dimension_version(dimension).await?;
         let members = store.members(dimension).await?;
         let changed = apply_member_changes(&members, changes)?;
+        self.keep_hierarchies_whole(&changed).await?;
         self.respect_cells(context, &changed).await?;
         store
             .commit_members(dimension, version, changed.members)

@@ -20,7 +20,7 @@ pub use embedded::EmbeddedMetadataStore;
 pub use maintenance::{ChangedMembers, MemberChange, apply_member_changes};
 pub use member_dml::{MemberCells, MemberDmlRule, MetadataOptions};
 pub use member_filter::{Comparison, MemberColumn, MemberFilter, MemberValue};
-pub use model::{Dimension, Member, MemberSpec};
+pub use model::{Dimension, HIERARCHY_SEPARATOR, Member, MemberSpec};
 pub use postgres::{PostgresMetadataStore, PostgresStoreSettings};
 
 /// Why a metadata operation failed.
@@ -91,14 +91,68 @@ pub struct FilteredMembers {
     pub query: String,
 }
 
-/// The members of a new dimension, once its name and their hierarchy are checked (the rules
-/// every store applies before it writes).
-fn new_dimension_members(
+/// The members of a new dimension or alternate hierarchy, once its name and their hierarchy
+/// are checked (the rules every store applies before it writes).
+async fn new_dimension_members(
+    store: &dyn MetadataStore,
     dimension: &Dimension,
     specs: Vec<MemberSpec>,
 ) -> Result<Vec<Member>, MetadataError> {
     validate_dimension_name(&dimension.name)?;
-    Member::build_hierarchy(specs)
+    let members = Member::build_hierarchy(specs)?;
+    check_alternate_hierarchy(store, dimension, &members).await?;
+    Ok(members)
+}
+
+/// For an alternate hierarchy (else nothing to check): its name is `<dimension>__<hierarchy>`
+/// of an existing dimension that is not itself an alternate hierarchy, and every leaf is a
+/// member of that dimension (cells sit on those).
+pub async fn check_alternate_hierarchy(
+    store: &dyn MetadataStore,
+    dimension: &Dimension,
+    members: &[Member],
+) -> Result<(), MetadataError> {
+    let Some(base) = &dimension.hierarchy_of else {
+        return Ok(());
+    };
+    let invalid = |what: String| Err(MetadataError::Invalid(what));
+    let Some(hierarchy) = dimension
+        .name
+        .strip_prefix(base.as_str())
+        .and_then(|rest| rest.strip_prefix(HIERARCHY_SEPARATOR))
+        .filter(|h| !h.is_empty())
+    else {
+        return invalid(format!(
+            "an alternate hierarchy of {base} is named {base}{HIERARCHY_SEPARATOR}<hierarchy>, not {}",
+            dimension.name
+        ));
+    };
+    let dimensions = store.dimensions().await?;
+    match dimensions.iter().find(|d| &d.name == base) {
+        None => return Err(MetadataError::NotFound(format!("dimension {base:?}"))),
+        Some(d) if d.hierarchy_of.is_some() => {
+            return invalid(format!(
+                "{base} is an alternate hierarchy itself; hierarchy {hierarchy} must arrange a dimension"
+            ));
+        }
+        Some(_) => {}
+    }
+    let codes: std::collections::HashSet<String> = store
+        .members(base)
+        .await?
+        .into_iter()
+        .map(|m| m.code)
+        .collect();
+    match members
+        .iter()
+        .find(|m| m.is_leaf && !codes.contains(&m.code))
+    {
+        Some(stray) => invalid(format!(
+            "leaf {:?} of hierarchy {} is not a member of {base}: the leaves of an alternate hierarchy are the dimension's members",
+            stray.code, dimension.name
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A dimension name is a lower-case SQL identifier, so it needs no quoting.

@@ -7,14 +7,48 @@ use serde::{Deserialize, Serialize};
 
 use super::MetadataError;
 
-/// A dimension of the planning model (`account`, `entity`, `time`, ...).
+/// A dimension of the planning model (`account`, `entity`, `time`, ...), or an alternate
+/// hierarchy of one: the same members (and rollups of its own) arranged in another tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dimension {
-    /// SQL name: lower-case identifier, also the table name under `dim.`.
+    /// SQL name: lower-case identifier, also the table name under `dim.`; for an alternate
+    /// hierarchy `<dimension>__<hierarchy>`.
     pub name: String,
     /// What the dimension holds, shown to users.
     pub description: String,
+    /// For an alternate hierarchy, the dimension whose members it arranges; its leaves are
+    /// members of that dimension, so cells roll up through it as through the dimension's own
+    /// hierarchy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hierarchy_of: Option<String>,
 }
+
+impl Dimension {
+    /// A dimension.
+    pub fn new(name: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            description: description.into(),
+            hierarchy_of: None,
+        }
+    }
+
+    /// The alternate hierarchy `hierarchy` of `dimension`, table `dim.<dimension>__<hierarchy>`.
+    pub fn alternate_hierarchy(
+        dimension: &str,
+        hierarchy: &str,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: format!("{dimension}{HIERARCHY_SEPARATOR}{hierarchy}"),
+            description: description.into(),
+            hierarchy_of: Some(dimension.to_owned()),
+        }
+    }
+}
+
+/// Between a dimension's name and an alternate hierarchy's in the hierarchy's table name.
+pub const HIERARCHY_SEPARATOR: &str = "__";
 
 /// What a caller supplies to create a member; the hierarchy fields are derived from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "member_maintenance",
         include_str!("../../migrations/0002_member_maintenance.sql"),
     ),
+    (
+        3,
+        "alternate_hierarchies",
+        include_str!("../../migrations/0003_alternate_hierarchies.sql"),
+    ),
 ];
 
 /// The advisory lock taken while migrations apply (any fixed number; "QTMIGRAT" in ASCII).
@@ -413,7 +418,7 @@ impl MetadataStore for PostgresMetadataStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT name, description FROM quantatom.dimensions ORDER BY name",
+                "SELECT name, description, hierarchy_of FROM quantatom.dimensions ORDER BY name",
                 &[],
             )
             .await
@@ -423,6 +428,7 @@ impl MetadataStore for PostgresMetadataStore {
             .map(|row| Dimension {
                 name: row.get(0),
                 description: row.get(1),
+                hierarchy_of: row.get(2),
             })
             .collect())
     }
@@ -544,14 +550,18 @@ impl MetadataStore for PostgresMetadataStore {
         dimension: Dimension,
         members: Vec<MemberSpec>,
     ) -> Result<(), MetadataError> {
-        let members = new_dimension_members(&dimension, members)?;
+        let members = new_dimension_members(self, &dimension, members).await?;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(postgres_error)?;
         let created = transaction
             .execute(
-                "INSERT INTO quantatom.dimensions (name, description) VALUES ($1, $2) \
-                 ON CONFLICT (name) DO NOTHING",
-                &[&dimension.name, &dimension.description],
+                "INSERT INTO quantatom.dimensions (name, description, hierarchy_of) \
+                 VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                &[
+                    &dimension.name,
+                    &dimension.description,
+                    &dimension.hierarchy_of,
+                ],
             )
             .await
             .map_err(postgres_error)?;
