@@ -1,7 +1,8 @@
 //! PostgreSQL's array subquery, `ARRAY(SELECT e FROM ... [ORDER BY o])`, which DataFusion
 //! does not plan, rewritten into the scalar subquery it means:
-//! `(SELECT array_agg(e [ORDER BY o]) FROM ...)`. psql's `\du` and DBeaver's role queries use
-//! it. One difference stays: over no rows PostgreSQL gives `{}`, the aggregate NULL.
+//! `coalesce((SELECT array_agg(e [ORDER BY o]) FROM ...), make_array())`: over no rows the
+//! aggregate is NULL, and PostgreSQL gives the empty array `{}`. psql's `\du` and DBeaver's
+//! role queries use it.
 
 use std::ops::ControlFlow;
 
@@ -67,7 +68,11 @@ fn as_scalar_subquery(expr: &Expr) -> Option<Expr> {
         .and_then(|mut parser| parser.parse_expr())
         .ok()?;
     *item = SelectItem::UnnamedExpr(aggregate);
-    Some(Expr::Subquery(Box::new(query)))
+    let subquery = Expr::Subquery(Box::new(query));
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("coalesce({subquery}, make_array())"))
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()
 }
 
 #[cfg(test)]
@@ -91,7 +96,7 @@ mod tests {
             rewritten(
                 "SELECT r.rolname, ARRAY(SELECT b.rolname FROM b WHERE b.m = r.oid ORDER BY 1) AS memberof FROM r"
             ),
-            "SELECT r.rolname, (SELECT array_agg(b.rolname ORDER BY b.rolname) FROM b WHERE b.m = r.oid) AS memberof FROM r"
+            "SELECT r.rolname, coalesce((SELECT array_agg(b.rolname ORDER BY b.rolname) FROM b WHERE b.m = r.oid), make_array()) AS memberof FROM r"
         );
         assert_eq!(
             rewritten("SELECT array_length(ARRAY[1, 2], 1)"),

@@ -19,6 +19,7 @@ mod dml_tags;
 pub mod errors;
 mod pg_settings;
 mod regproc_literals;
+mod roles_catalog;
 mod search_path;
 mod session_hooks;
 mod session_plans;
@@ -81,9 +82,12 @@ pub fn postgres_session(
     let pg_catalog = catalog
         .schema("pg_catalog")
         .ok_or_else(|| missing("pg_catalog"))?;
-    let pg_catalog: Arc<dyn datafusion::catalog::SchemaProvider> = Arc::new(
-        SessionSettingsCatalog::new(pg_catalog, activities.table()?)?,
-    );
+    let pg_catalog: Arc<dyn datafusion::catalog::SchemaProvider> =
+        Arc::new(SessionSettingsCatalog::new(
+            pg_catalog,
+            activities.table()?,
+            Arc::clone(engine.metadata()),
+        )?);
     catalog.register_schema("pg_catalog", Arc::clone(&pg_catalog))?;
     let public = catalog.schema("public").ok_or_else(|| missing("public"))?;
     catalog.register_schema(

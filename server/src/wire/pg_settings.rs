@@ -18,33 +18,40 @@ use datafusion::common::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
+use quantatom_engine::metadata::MetadataStore;
 use quantatom_engine::postgres_settings::PostgresSettings;
 
 use super::catalog_arrays::{
     PG_CLASS_MISSING_ARRAYS, vector_columns, with_array_columns, with_null_array_columns,
 };
+use super::roles_catalog::{PG_AUTH_MEMBERS, PG_ROLES, RolesTable};
 
 const PG_SETTINGS: &str = "pg_settings";
 const PG_STAT_ACTIVITY: &str = "pg_stat_activity";
 const PG_CLASS: &str = "pg_class";
 
 /// datafusion-pg-catalog's `pg_catalog` schema with the session-aware `pg_settings`, the
-/// server's `pg_stat_activity` (see [`super::activity`]), and `pg_index`/`pg_constraint`/
+/// server's `pg_stat_activity` (see [`super::activity`]), the metadata store's roles in
+/// `pg_roles` and `pg_auth_members`, and `pg_index`/`pg_constraint`/
 /// `pg_class` with their array columns (see [`super::catalog_arrays`]).
 #[derive(Debug)]
 pub(crate) struct SessionSettingsCatalog {
     inner: Arc<dyn SchemaProvider>,
     settings: Arc<dyn TableProvider>,
     activity: Arc<dyn TableProvider>,
+    /// Where `pg_roles` and `pg_auth_members` come from (see [`super::roles_catalog`]).
+    metadata: Arc<dyn MetadataStore>,
     /// `pg_index`, `pg_constraint` and `pg_class` with their array columns, made on first use.
     array_tables: OnceLock<HashMap<&'static str, Arc<dyn TableProvider>>>,
 }
 
 impl SessionSettingsCatalog {
-    /// Wraps the `pg_catalog` schema `inner`, adding `activity` as `pg_stat_activity`.
+    /// Wraps the `pg_catalog` schema `inner`, adding `activity` as `pg_stat_activity` and the
+    /// roles of `metadata`.
     pub(crate) fn new(
         inner: Arc<dyn SchemaProvider>,
         activity: Arc<dyn TableProvider>,
+        metadata: Arc<dyn MetadataStore>,
     ) -> Result<Self> {
         let view = Arc::new(SettingsView {
             schema: settings_schema(),
@@ -54,6 +61,7 @@ impl SessionSettingsCatalog {
             inner,
             settings,
             activity,
+            metadata,
             array_tables: OnceLock::new(),
         })
     }
@@ -74,6 +82,18 @@ impl SchemaProvider for SessionSettingsCatalog {
             PG_SETTINGS => Ok(Some(Arc::clone(&self.settings))),
             PG_STAT_ACTIVITY => Ok(Some(Arc::clone(&self.activity))),
             _ if name == PG_CLASS || vector_columns(name).is_some() => self.array_table(name).await,
+            PG_ROLES | PG_AUTH_MEMBERS => {
+                let Some(inner) = self.inner.table(name).await? else {
+                    return Ok(None);
+                };
+                let name = if name == PG_ROLES {
+                    PG_ROLES
+                } else {
+                    PG_AUTH_MEMBERS
+                };
+                let table = RolesTable::new(Arc::clone(&self.metadata), name, inner.schema());
+                Ok(Some(Arc::new(table)))
+            }
             _ => self.inner.table(name).await,
         }
     }

@@ -20,7 +20,7 @@ check("default schema", inspector.default_schema_name, "public")
 schemas = inspector.get_schema_names()
 check("schemas", {"cube", "dim", "public"} <= set(schemas) and not any(s.startswith("pg_") for s in schemas), True)
 check("dimension tables", sorted(inspector.get_table_names(schema="dim")),
-      ["account", "currency", "entity", "product", "time", "version"])
+      ["account", "currency", "entity", "entity__by_currency", "product", "time", "version"])
 check("cube tables", inspector.get_table_names(schema="cube"), ["finance"])
 check("views", inspector.get_view_names(schema="dim"), [])
 check("materialized views", inspector.get_materialized_view_names(schema="dim"), [])

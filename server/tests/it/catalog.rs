@@ -126,6 +126,10 @@ async fn array_subqueries_answer_through_both_protocols() {
         .await
         .expect("extended protocol plans it too");
     assert_eq!(row.get::<_, String>(0), expected);
+    // Over no rows: the empty array, as in PostgreSQL (not NULL).
+    let none = "SELECT cardinality(ARRAY(SELECT c.relname FROM pg_catalog.pg_class c \
+                WHERE c.relname = 'no_such_table'))::text";
+    assert_eq!(value(&client, none).await, "0");
     server.stop().await;
 }
 

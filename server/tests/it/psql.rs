@@ -5,6 +5,8 @@ use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use quantatom_engine::metadata::{AccessChange, Membership, Role, change_access};
+
 use crate::support::TestServer;
 
 /// Runs `script` through `psql` (unaligned output, errors do not stop it); returns stdout and
@@ -57,7 +59,13 @@ async fn psql_lists_cubes_dimensions_schemas_and_databases() {
         "\\dt cube.* lists finance:\n{out}\n{err}"
     );
     for dimension in [
-        "account", "currency", "entity", "product", "time", "version",
+        "account",
+        "currency",
+        "entity",
+        "entity__by_currency",
+        "product",
+        "time",
+        "version",
     ] {
         assert!(
             out.contains(&format!("dim|{dimension}|table")),
@@ -163,13 +171,37 @@ async fn psql_copies_query_results_to_stdout_and_to_a_client_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_lists_roles_and_functions_and_expands_rows() {
     let server = TestServer::start().await;
+    let role = |name: &str, can_login: bool, is_admin: bool| {
+        AccessChange::CreateRole(Role {
+            name: name.into(),
+            can_login,
+            is_admin,
+            password_verifier: None,
+        })
+    };
+    change_access(
+        server.metadata.as_ref(),
+        vec![
+            role("planners", false, false),
+            role("ana", true, false),
+            role("root", true, true),
+            AccessChange::GrantRole(Membership {
+                role: "planners".into(),
+                member: "ana".into(),
+            }),
+        ],
+    )
+    .await
+    .unwrap();
     let (out, err) = psql(&server, "\\du\n\\df\n\\x\nSELECT 1 AS a, 'x' AS b;\n").await;
     assert!(!err.contains("ERROR"), "no errors:\n{out}\n{err}");
-    // \du plans `ARRAY(SELECT ...)` (rewritten to an aggregate subquery); no roles exist yet.
-    assert!(
-        out.lines().any(|l| l == "Role name|Attributes|Member of"),
-        "\\du answers:\n{out}\n{err}"
-    );
+    // \du plans `ARRAY(SELECT ...)` (rewritten to an aggregate subquery) over the metadata
+    // store's roles, memberships joined on the roles' oids.
+    let roles = "Role name|Attributes|Member of\n\
+                 ana||{planners}\n\
+                 planners|Cannot login|{}\n\
+                 root|Superuser, Create role, Bypass RLS|{}\n";
+    assert!(out.contains(roles), "\\du answers:\n{out}\n{err}");
     // \df lists functions outside pg_catalog: there are none.
     let functions = "Schema|Name|Result data type|Argument data types|Type\n(0 rows)";
     assert!(out.contains(functions), "\\df answers:\n{out}\n{err}");

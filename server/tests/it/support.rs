@@ -1,7 +1,9 @@
 //! A real server over a small demo model, on a free loopback port.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use quantatom_engine::metadata::MetadataStore;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 use quantatom_server::Server;
@@ -15,6 +17,8 @@ pub const TEST_DEMO_CELLS: usize = 14_976;
 /// A running server; stops when dropped.
 pub struct TestServer {
     pub address: SocketAddr,
+    /// The server's metadata store, for tests that set up roles or dimensions directly.
+    pub metadata: Arc<dyn MetadataStore>,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<std::io::Result<()>>>,
     _data_dir: tempfile::TempDir,
@@ -34,12 +38,14 @@ impl TestServer {
             .await
             .expect("server binds");
         let address = server.local_addr().unwrap();
+        let metadata = Arc::clone(engine.metadata());
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.run_until(async move {
             let _ = stopped.await;
         }));
         Self {
             address,
+            metadata,
             stop: Some(stop),
             serving: Some(serving),
             _data_dir: data_dir,

@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use quantatom_engine::metadata::{
-    Dimension, MemberChange, MemberSpec, MetadataError, MetadataStore, apply_member_changes,
+    AccessChange, Dimension, Grant, MemberChange, MemberSpec, Membership, MetadataError,
+    MetadataStore, Privilege, Role, SubtreeScope, apply_access_changes, apply_member_changes,
+    change_access,
 };
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig, MetadataConfig};
 use quantatom_sqllogictests::{InProcessDb, postgres_test_metadata};
+use quantatom_udfs::MemberPath;
 use sqllogictest::{AsyncDB, DBOutput};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -150,7 +153,8 @@ async fn migrations_apply_once_however_often_the_store_opens() {
         vec![
             (1, "dimensions".to_owned()),
             (2, "member_maintenance".to_owned()),
-            (3, "alternate_hierarchies".to_owned())
+            (3, "alternate_hierarchies".to_owned()),
+            (4, "access".to_owned())
         ]
     );
 }
@@ -308,7 +312,7 @@ async fn postgres_evaluates_member_filters_as_sql_with_bind_parameters() {
     ];
     let store = creating.metadata();
     store.create_dimension(region(), members).await.unwrap();
-    // The `dim` schema lists the dimensions there are when the engine opens.
+    // Another engine over the same database, as another replica would be.
     let (engine, _other) = open(&metadata).await;
 
     let plan = rows(
@@ -369,5 +373,123 @@ async fn postgres_evaluates_member_filters_as_sql_with_bind_parameters() {
         )
         .await,
         vec!["FR", "US", "World"]
+    );
+}
+
+/// Roles, memberships and scoped grants: the same answers and errors from both stores, the
+/// first of two changes from one version wins, a reopened store reads what committed, and a
+/// member a grant's scope names cannot move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_stores_keep_roles_and_scoped_grants_alike() {
+    let mut answers = Vec::new();
+    for metadata in [MetadataConfig::Embedded, postgres_test_metadata().await] {
+        let data_dir = tempfile::tempdir().unwrap();
+        let config = EngineConfig {
+            storage: StorageConfig::Local(data_dir.path().to_owned()),
+            demo_cells: None,
+            metadata,
+        };
+        let engine = Engine::open(&config).await.unwrap();
+        let store = engine.metadata().as_ref();
+        let members = vec![
+            member("World", None),
+            member("EU", Some("World")),
+            member("DE_N", Some("EU")),
+        ];
+        store.create_dimension(region(), members).await.unwrap();
+        let role = |name: &str, can_login: bool| Role {
+            name: name.into(),
+            can_login,
+            is_admin: false,
+            password_verifier: can_login
+                .then(|| "SCRAM-SHA-256$4096:c2FsdA==$a2V5:c2VydmVy".into()),
+        };
+        let scoped = |path: &str| Grant {
+            grantee: "planners".into(),
+            privilege: Privilege::Update,
+            object: "cube.finance".into(),
+            scope: Some(SubtreeScope {
+                dimension: "region".into(),
+                path: MemberPath::parse(path).unwrap(),
+            }),
+        };
+        let model = change_access(
+            store,
+            vec![
+                AccessChange::CreateRole(role("planners", false)),
+                AccessChange::CreateRole(role("ana", true)),
+                AccessChange::GrantRole(Membership {
+                    role: "planners".into(),
+                    member: "ana".into(),
+                }),
+                AccessChange::Grant(scoped("World.EU")),
+                AccessChange::Grant(scoped("World.EU.DE_N")),
+            ],
+        )
+        .await
+        .unwrap();
+        let unknown_path = change_access(store, vec![AccessChange::Grant(scoped("World.US"))])
+            .await
+            .unwrap_err();
+        answers.push(format!("{unknown_path} / {}", unknown_path.sqlstate()));
+        let cycle = change_access(
+            store,
+            vec![AccessChange::GrantRole(Membership {
+                role: "ana".into(),
+                member: "planners".into(),
+            })],
+        )
+        .await
+        .unwrap_err();
+        answers.push(format!("{cycle} / {}", cycle.sqlstate()));
+
+        // Two changes from the same version: one commits, the other is 40001.
+        let (read, version) = store.access().await.unwrap();
+        assert_eq!(read, model);
+        let drop_grant =
+            apply_access_changes(&read, vec![AccessChange::Revoke(scoped("World.EU"))]).unwrap();
+        let add_role =
+            apply_access_changes(&read, vec![AccessChange::CreateRole(role("bo", true))]).unwrap();
+        let (first, second) = tokio::join!(
+            store.commit_access(version, drop_grant.clone()),
+            store.commit_access(version, add_role.clone()),
+        );
+        let winner = match (first, second) {
+            (Ok(_), Err(e)) => {
+                assert_eq!(e.sqlstate(), "40001");
+                drop_grant
+            }
+            (Err(e), Ok(_)) => {
+                assert_eq!(e.sqlstate(), "40001");
+                add_role
+            }
+            other => panic!("exactly one commit must win: {other:?}"),
+        };
+
+        // A grant's scope pins its member: moving it is refused, moving another is not.
+        let moved = InProcessDb::new(engine.new_session())
+            .run("UPDATE dim.region SET parent = 'World' WHERE code = 'DE_N'")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        answers.push(format!("{moved:?}"));
+        drop(engine);
+        let reopened = Engine::open(&config).await.unwrap();
+        assert_eq!(
+            reopened.metadata().access().await.unwrap(),
+            (winner, version + 1)
+        );
+    }
+    assert_eq!(answers[..3], answers[3..], "the stores answer differently");
+    assert!(
+        answers[0].contains("names no member of region"),
+        "{}",
+        answers[0]
+    );
+    assert!(answers[1].ends_with("0LP01"), "{}", answers[1]);
+    assert!(
+        answers[2].contains("scopes a grant of UPDATE on cube.finance to planners"),
+        "{}",
+        answers[2]
     );
 }

@@ -1,6 +1,6 @@
 //! `dim.<dimension>`: a dimension's members as a SQL table.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray};
@@ -262,41 +262,55 @@ impl ExecutionPlan for MemberScanExec {
     }
 }
 
-/// The `dim` schema: one [`DimensionTable`] per dimension in the metadata store.
+/// The `dim` schema: one [`DimensionTable`] per dimension (and alternate hierarchy) in the
+/// metadata store.
 #[derive(Debug)]
 pub struct DimensionSchemaProvider {
     store: Arc<dyn MetadataStore>,
     cells: Arc<dyn MemberCells>,
-    names: Vec<String>,
+    /// The dimensions last listed: at start, and again whenever a name not among them is
+    /// looked up (a dimension created since).
+    names: RwLock<Vec<String>>,
 }
 
 impl DimensionSchemaProvider {
-    /// Lists the store's dimensions once; a session sees the dimensions that existed when it
-    /// was created. `cells` tells where cells sit on members.
+    /// Lists the store's dimensions. `cells` tells where cells sit on members.
     pub async fn new(store: Arc<dyn MetadataStore>, cells: Arc<dyn MemberCells>) -> Result<Self> {
-        let names = store
+        let names = Self::list(store.as_ref()).await?;
+        Ok(Self {
+            store,
+            cells,
+            names: RwLock::new(names),
+        })
+    }
+
+    async fn list(store: &dyn MetadataStore) -> Result<Vec<String>> {
+        Ok(store
             .dimensions()
             .await?
             .into_iter()
             .map(|d| d.name)
-            .collect();
-        Ok(Self {
-            store,
-            cells,
-            names,
-        })
+            .collect())
     }
 }
 
 #[async_trait]
 impl SchemaProvider for DimensionSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        self.names.clone()
+        self.names
+            .read()
+            .expect("dimension names lock poisoned")
+            .clone()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if !self.table_exist(name) {
-            return Ok(None);
+            let names = Self::list(self.store.as_ref()).await?;
+            let found = names.iter().any(|n| n == name);
+            *self.names.write().expect("dimension names lock poisoned") = names;
+            if !found {
+                return Ok(None);
+            }
         }
         Ok(Some(Arc::new(DimensionTable::new(
             Arc::clone(&self.store),
@@ -306,6 +320,6 @@ impl SchemaProvider for DimensionSchemaProvider {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.names.iter().any(|n| n == name)
+        self.table_names().iter().any(|n| n == name)
     }
 }

@@ -4,7 +4,9 @@
 //! it is created (version 0), `metadata/dimensions/<name>/<version>.json` for every change after,
 //! the version zero-padded to 20 digits. Each is written with put-if-absent, so two processes can
 //! never both create a dimension or both write the same version: the second fails and nothing
-//! is lost. Opening reads the newest version of each dimension. It is the default for
+//! is lost. Opening reads the newest version of each dimension. Roles, memberships and grants
+//! are kept the same way, the whole access model per version: `metadata/access/<version>.json`
+//! (none yet: no roles, version 0). It is the default for
 //! one-machine use; the PostgreSQL store implements the same trait for production.
 
 use std::collections::BTreeMap;
@@ -16,7 +18,9 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use super::{Dimension, Member, MemberSpec, MetadataError, MetadataStore, new_dimension_members};
+use super::{
+    AccessModel, Dimension, Member, MemberSpec, MetadataError, MetadataStore, new_dimension_members,
+};
 use crate::storage::Storage;
 
 /// One version of a dimension as stored.
@@ -34,6 +38,8 @@ struct DimensionDocument {
 pub struct EmbeddedMetadataStore {
     storage: Storage,
     dimensions: RwLock<BTreeMap<String, Arc<DimensionDocument>>>,
+    /// The access model and its version.
+    access: RwLock<(Arc<AccessModel>, u64)>,
     /// Held while a change is written, so that this process's changes apply one at a time.
     committing: tokio::sync::Mutex<()>,
 }
@@ -50,20 +56,7 @@ impl EmbeddedMetadataStore {
             .map_err(storage_error)?;
         let mut dimensions = BTreeMap::new();
         for object in objects {
-            let bytes = storage
-                .store()
-                .get(&object.location)
-                .await
-                .map_err(storage_error)?
-                .bytes()
-                .await
-                .map_err(storage_error)?;
-            let document: DimensionDocument = serde_json::from_slice(&bytes).map_err(|e| {
-                MetadataError::Storage(format!(
-                    "{} is not a dimension document: {e}",
-                    object.location
-                ))
-            })?;
+            let document: DimensionDocument = read_document(&storage, &object.location).await?;
             let newer = dimensions
                 .get(&document.dimension.name)
                 .is_none_or(|known: &Arc<DimensionDocument>| known.version < document.version);
@@ -71,9 +64,32 @@ impl EmbeddedMetadataStore {
                 dimensions.insert(document.dimension.name.clone(), Arc::new(document));
             }
         }
+        let access_prefix = storage.path(&["metadata", "access"]);
+        let newest_access = storage
+            .store()
+            .list(Some(&access_prefix))
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(storage_error)?
+            .into_iter()
+            .filter_map(|object| {
+                let version = object
+                    .location
+                    .filename()?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()?;
+                Some((version, object.location))
+            })
+            .max_by_key(|(version, _)| *version);
+        let access = match newest_access {
+            Some((version, location)) => (read_document(&storage, &location).await?, version),
+            None => (AccessModel::default(), 0),
+        };
         Ok(Self {
             storage,
             dimensions: RwLock::new(dimensions),
+            access: RwLock::new((Arc::new(access.0), access.1)),
             committing: tokio::sync::Mutex::new(()),
         })
     }
@@ -94,10 +110,18 @@ impl EmbeddedMetadataStore {
 
     /// Writes `document` as a new object; `Ok(false)` when its version exists already.
     async fn write_new(&self, document: &DimensionDocument) -> Result<bool, MetadataError> {
-        let json =
-            serde_json::to_vec(document).map_err(|e| MetadataError::Storage(e.to_string()))?;
         let path = self.document_path(&document.dimension.name, document.version);
-        match self.storage.put_if_absent(&path, json).await {
+        self.write_new_object(&path, document).await
+    }
+
+    /// Writes `value` as JSON at `path` unless something is there (then `Ok(false)`).
+    async fn write_new_object(
+        &self,
+        path: &Path,
+        value: &impl Serialize,
+    ) -> Result<bool, MetadataError> {
+        let json = serde_json::to_vec(value).map_err(|e| MetadataError::Storage(e.to_string()))?;
+        match self.storage.put_if_absent(path, json).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(storage_error(e)),
@@ -112,6 +136,23 @@ impl EmbeddedMetadataStore {
             .cloned()
             .ok_or_else(|| MetadataError::NotFound(format!("dimension {dimension:?}")))
     }
+}
+
+/// Reads and parses the JSON document at `location`.
+async fn read_document<T: serde::de::DeserializeOwned>(
+    storage: &Storage,
+    location: &Path,
+) -> Result<T, MetadataError> {
+    let bytes = storage
+        .store()
+        .get(location)
+        .await
+        .map_err(storage_error)?
+        .bytes()
+        .await
+        .map_err(storage_error)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| MetadataError::Storage(format!("{location} is not a metadata document: {e}")))
 }
 
 fn storage_error(error: object_store::Error) -> MetadataError {
@@ -163,6 +204,36 @@ impl MetadataStore for EmbeddedMetadataStore {
             .write()
             .expect("metadata lock poisoned")
             .insert(dimension.to_owned(), Arc::new(document));
+        Ok(version)
+    }
+
+    async fn access(&self) -> Result<(AccessModel, u64), MetadataError> {
+        let access = self.access.read().expect("metadata lock poisoned");
+        Ok((access.0.as_ref().clone(), access.1))
+    }
+
+    async fn commit_access(
+        &self,
+        read_version: u64,
+        model: AccessModel,
+    ) -> Result<u64, MetadataError> {
+        let _committing = self.committing.lock().await;
+        let conflict = || {
+            MetadataError::Conflict(format!(
+                "roles and grants changed since version {read_version}"
+            ))
+        };
+        if self.access.read().expect("metadata lock poisoned").1 != read_version {
+            return Err(conflict());
+        }
+        let version = read_version + 1;
+        let path = self
+            .storage
+            .path(&["metadata", "access", &format!("{version:020}.json")]);
+        if !self.write_new_object(&path, &model).await? {
+            return Err(conflict());
+        }
+        *self.access.write().expect("metadata lock poisoned") = (Arc::new(model), version);
         Ok(version)
     }
 

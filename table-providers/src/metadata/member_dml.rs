@@ -239,6 +239,29 @@ impl MemberSink {
         Ok(())
     }
 
+    /// Fails when a change would move, rename or delete the member a grant's scope names
+    /// (its path is the scope): revoke the grant first, and grant it again after.
+    async fn keep_grant_scopes(&self, changed: &ChangedMembers) -> Result<()> {
+        let (access, _) = self.table.store.access().await?;
+        let dimension = &self.table.dimension;
+        for grant in &access.grants {
+            let Some(scope) = grant.scope.as_ref().filter(|s| &s.dimension == dimension) else {
+                continue;
+            };
+            if !changed.members.iter().any(|m| m.path == scope.path) {
+                return Err(MetadataError::InUse(format!(
+                    "the member at {} of {dimension} scopes a grant of {} on {} to {}: revoke it first, and grant it again after",
+                    scope.path,
+                    grant.privilege.sql(),
+                    grant.object,
+                    grant.grantee
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     /// Fails when a change would take cells off the members they sit on; with
     /// `force_member_delete`, deletes the cells of deleted members instead.
     async fn respect_cells(
@@ -337,6 +360,7 @@ impl DataSink for MemberSink {
         let members = store.members(dimension).await?;
         let changed = apply_member_changes(&members, changes)?;
         self.keep_hierarchies_whole(&changed).await?;
+        self.keep_grant_scopes(&changed).await?;
         self.respect_cells(context, &changed).await?;
         store
             .commit_members(dimension, version, changed.members)

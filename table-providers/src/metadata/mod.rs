@@ -1,9 +1,10 @@
-//! The metadata store: dimensions and members of the planning model (later also users, roles
-//! and grants), behind one trait with two implementations: embedded (the data folder) and
-//! PostgreSQL.
+//! The metadata store: dimensions and members of the planning model, alternate hierarchies,
+//! and roles, memberships and grants, behind one trait with two implementations: embedded (the
+//! data folder) and PostgreSQL.
 //!
 //! Cell data never lives here; cubes are MDF tables (see [`crate::mdf`]).
 
+mod access;
 mod dimension_table;
 mod embedded;
 mod maintenance;
@@ -15,6 +16,10 @@ mod postgres;
 use async_trait::async_trait;
 use std::fmt::Debug;
 
+pub use access::{
+    AccessChange, AccessModel, Grant, Membership, Privilege, Role, SubtreeScope,
+    apply_access_changes, change_access,
+};
 pub use dimension_table::{DimensionSchemaProvider, DimensionTable};
 pub use embedded::EmbeddedMetadataStore;
 pub use maintenance::{ChangedMembers, MemberChange, apply_member_changes};
@@ -53,6 +58,12 @@ pub enum MetadataError {
     /// A required value is NULL.
     #[error("{0}")]
     NotNull(String),
+    /// Other objects depend on the one to drop (a role's grants and memberships).
+    #[error("{0}")]
+    DependentObjects(String),
+    /// A role grant that cannot be (a membership cycle).
+    #[error("{0}")]
+    InvalidGrant(String),
     /// A statement gave a value to a column derived from others (`path`, `level`, ...).
     #[error("{0}")]
     Derived(String),
@@ -72,6 +83,8 @@ impl MetadataError {
             MetadataError::InUse(_) => "23503",
             MetadataError::NotNull(_) => "23502",
             MetadataError::Derived(_) => "428C9",
+            MetadataError::DependentObjects(_) => "2BP01",
+            MetadataError::InvalidGrant(_) => "0LP01",
         }
     }
 }
@@ -211,6 +224,18 @@ pub trait MetadataStore: Debug + Send + Sync {
         dimension: &str,
         read_version: u64,
         members: Vec<Member>,
+    ) -> Result<u64, MetadataError>;
+
+    /// Every role, membership and grant, and the version they are at.
+    async fn access(&self) -> Result<(AccessModel, u64), MetadataError>;
+
+    /// Replaces the access model by `model` (derived by [`apply_access_changes`] from the one
+    /// read at `read_version`), atomically; fails with [`MetadataError::Conflict`] when it
+    /// changed since. Returns the new version.
+    async fn commit_access(
+        &self,
+        read_version: u64,
+        model: AccessModel,
     ) -> Result<u64, MetadataError>;
 
     /// Creates a dimension with its members; fails if one of that name exists.

@@ -127,7 +127,7 @@ impl Member {
     }
 }
 
-mod path_as_text {
+pub(super) mod path_as_text {
     use quantatom_udfs::MemberPath;
     use serde::{Deserialize, Deserializer, Serializer};
 

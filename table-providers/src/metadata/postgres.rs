@@ -18,8 +18,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    Comparison, Dimension, FilteredMembers, Member, MemberColumn, MemberFilter, MemberSpec,
-    MemberValue, MetadataError, MetadataStore, new_dimension_members,
+    AccessModel, Comparison, Dimension, FilteredMembers, Grant, Member, MemberColumn, MemberFilter,
+    MemberSpec, MemberValue, Membership, MetadataError, MetadataStore, Privilege, Role,
+    SubtreeScope, new_dimension_members,
 };
 
 /// The migrations, in the order they apply: (version, name, SQL).
@@ -38,6 +39,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         3,
         "alternate_hierarchies",
         include_str!("../../migrations/0003_alternate_hierarchies.sql"),
+    ),
+    (
+        4,
+        "access",
+        include_str!("../../migrations/0004_access.sql"),
     ),
 ];
 
@@ -537,6 +543,175 @@ impl MetadataStore for PostgresMetadataStore {
                 "UPDATE quantatom.dimensions SET version = version + 1 WHERE name = $1 \
                  RETURNING version",
                 &[&dimension],
+            )
+            .await
+            .map_err(postgres_error)?
+            .get(0);
+        transaction.commit().await.map_err(postgres_error)?;
+        Ok(version as u64)
+    }
+
+    async fn access(&self) -> Result<(AccessModel, u64), MetadataError> {
+        let mut client = self.client().await?;
+        // One snapshot for the four reads.
+        let transaction = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(postgres_error)?;
+        let query = |sql: &'static str| transaction.query(sql, &[]);
+        let version: i64 = query("SELECT version FROM quantatom.access_version")
+            .await
+            .map_err(postgres_error)?
+            .first()
+            .map(|row| row.get(0))
+            .unwrap_or_default();
+        let mut model = AccessModel::default();
+        for row in query("SELECT name, can_login, is_admin, password_verifier FROM quantatom.roles")
+            .await
+            .map_err(postgres_error)?
+        {
+            let role = Role {
+                name: row.get(0),
+                can_login: row.get(1),
+                is_admin: row.get(2),
+                password_verifier: row.get(3),
+            };
+            model.roles.insert(role.name.clone(), role);
+        }
+        for row in query("SELECT role, member FROM quantatom.role_memberships")
+            .await
+            .map_err(postgres_error)?
+        {
+            model.memberships.insert(Membership {
+                role: row.get(0),
+                member: row.get(1),
+            });
+        }
+        for row in query(
+            "SELECT grantee, privilege, object, scope_dimension, scope_path::text \
+             FROM quantatom.grants",
+        )
+        .await
+        .map_err(postgres_error)?
+        {
+            let privilege: String = row.get(1);
+            let corrupt = |what: String| MetadataError::Storage(format!("a grant: {what}"));
+            let scope = match (
+                row.get::<_, Option<String>>(3),
+                row.get::<_, Option<&str>>(4),
+            ) {
+                (Some(dimension), Some(path)) => Some(SubtreeScope {
+                    dimension,
+                    path: MemberPath::parse(path).map_err(|e| corrupt(e.to_string()))?,
+                }),
+                _ => None,
+            };
+            model.grants.insert(Grant {
+                grantee: row.get(0),
+                privilege: Privilege::named(&privilege)
+                    .ok_or_else(|| corrupt(format!("privilege {privilege:?}")))?,
+                object: row.get(2),
+                scope,
+            });
+        }
+        transaction.commit().await.map_err(postgres_error)?;
+        Ok((model, version as u64))
+    }
+
+    async fn commit_access(
+        &self,
+        read_version: u64,
+        model: AccessModel,
+    ) -> Result<u64, MetadataError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let version: i64 = transaction
+            .query_one(
+                "SELECT version FROM quantatom.access_version FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(postgres_error)?
+            .get(0);
+        if version as u64 != read_version {
+            return Err(MetadataError::Conflict(format!(
+                "roles and grants changed since version {read_version}"
+            )));
+        }
+        let roles: Vec<&Role> = model.roles.values().collect();
+        let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+        let logins: Vec<bool> = roles.iter().map(|r| r.can_login).collect();
+        let admins: Vec<bool> = roles.iter().map(|r| r.is_admin).collect();
+        let verifiers: Vec<Option<&str>> = roles
+            .iter()
+            .map(|r| r.password_verifier.as_deref())
+            .collect();
+        let (member_roles, members): (Vec<&str>, Vec<&str>) = model
+            .memberships
+            .iter()
+            .map(|m| (m.role.as_str(), m.member.as_str()))
+            .unzip();
+        let grants: Vec<&Grant> = model.grants.iter().collect();
+        let grantees: Vec<&str> = grants.iter().map(|g| g.grantee.as_str()).collect();
+        let privileges: Vec<&str> = grants.iter().map(|g| g.privilege.sql()).collect();
+        let objects: Vec<&str> = grants.iter().map(|g| g.object.as_str()).collect();
+        let scope_dimensions: Vec<Option<&str>> = grants
+            .iter()
+            .map(|g| g.scope.as_ref().map(|s| s.dimension.as_str()))
+            .collect();
+        let scope_paths: Vec<Option<String>> = grants
+            .iter()
+            .map(|g| g.scope.as_ref().map(|s| s.path.to_string()))
+            .collect();
+        // Grants and memberships are small: written again whole; roles are upserted so that
+        // a role's row stays while it exists.
+        let statements: [(&str, Vec<&(dyn ToSql + Sync)>); 6] = [
+            ("DELETE FROM quantatom.grants", vec![]),
+            ("DELETE FROM quantatom.role_memberships", vec![]),
+            (
+                "DELETE FROM quantatom.roles WHERE name <> ALL($1)",
+                vec![&names],
+            ),
+            (
+                "INSERT INTO quantatom.roles (name, can_login, is_admin, password_verifier) \
+                 SELECT * FROM unnest($1::text[], $2::bool[], $3::bool[], $4::text[]) \
+                 ON CONFLICT (name) DO UPDATE SET can_login = excluded.can_login, \
+                 is_admin = excluded.is_admin, password_verifier = excluded.password_verifier",
+                vec![&names, &logins, &admins, &verifiers],
+            ),
+            (
+                "INSERT INTO quantatom.role_memberships (role, member) \
+                 SELECT * FROM unnest($1::text[], $2::text[])",
+                vec![&member_roles, &members],
+            ),
+            (
+                "INSERT INTO quantatom.grants \
+                 (grantee, privilege, object, scope_dimension, scope_path) \
+                 SELECT g, p, o, d, s::ltree \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+                 AS t(g, p, o, d, s)",
+                vec![
+                    &grantees,
+                    &privileges,
+                    &objects,
+                    &scope_dimensions,
+                    &scope_paths,
+                ],
+            ),
+        ];
+        for (sql, parameters) in statements {
+            transaction
+                .execute(sql, &parameters)
+                .await
+                .map_err(postgres_error)?;
+        }
+        let version: i64 = transaction
+            .query_one(
+                "UPDATE quantatom.access_version SET version = version + 1 RETURNING version",
+                &[],
             )
             .await
             .map_err(postgres_error)?
