@@ -9,8 +9,9 @@
 //! - `*` any number of labels, `*{n}`, `*{n,}`, `*{,m}`, `*{n,m}` a number of them; a label
 //!   level may carry the same counts (`foo{1,3}`, `!foo{2}`).
 //!
-//! Parsing and matching follow `contrib/ltree`'s `lquery_in` and `ltq_regex` in PostgreSQL 15
-//! state by state, errors included, and a differential test checks them against PostgreSQL.
+//! Parsing and matching follow `contrib/ltree`'s `lquery_in` and `ltq_regex` state by state,
+//! errors included, with PostgreSQL 16's label rule (see [`crate::ltree`]); a differential test
+//! checks them against PostgreSQL.
 
 use crate::ltree::{LtreeError, MAX_LABEL_LENGTH, is_label_char, labels_of};
 

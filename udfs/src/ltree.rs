@@ -1,9 +1,11 @@
 //! PostgreSQL `ltree` semantics on member paths held as text.
 //!
 //! A path is a sequence of labels separated by dots (`Total.EMEA.DE`); the empty string is the
-//! empty path (zero labels). Labels follow PostgreSQL 15's rule: one or more letters (any
-//! alphabet), digits `0-9` and `_`, at most 255 characters each. Every function here mirrors `contrib/ltree` exactly, including
-//! its error cases, because planners port queries from Postgres and expect the same answers.
+//! empty path (zero labels). Labels follow PostgreSQL 16's rule (production runs 16): one or
+//! more letters (any alphabet), digits `0-9`, `_` and `-`, at most 1,000 characters each
+//! (PostgreSQL 15 allowed neither `-` nor more than 255). Every function here mirrors
+//! `contrib/ltree` exactly, including its error cases, because planners port queries from
+//! Postgres and expect the same answers.
 
 use std::fmt;
 
@@ -14,8 +16,8 @@ pub const LTREE: &str = "ltree";
 /// The PostgreSQL type name of a path pattern.
 pub const LQUERY: &str = "lquery";
 
-/// The longest label PostgreSQL's `ltree` accepts.
-pub(crate) const MAX_LABEL_LENGTH: usize = 255;
+/// The longest label PostgreSQL 16's `ltree` accepts, in characters.
+pub const MAX_LABEL_LENGTH: usize = 1000;
 
 /// Why a text value is not a valid `ltree`, or an `ltree` operation has no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,10 +113,17 @@ impl MemberPath {
         })
     }
 
+    /// The path of a root member: its one label.
+    pub fn root(label: &str) -> Result<Self, LtreeError> {
+        Ok(MemberPath {
+            labels: vec![one_label(label)?],
+        })
+    }
+
     /// The path of a child: this path with one more label.
     pub fn child(&self, label: &str) -> Result<Self, LtreeError> {
         let mut child = self.clone();
-        child.labels.extend(MemberPath::parse(label)?.labels);
+        child.labels.push(one_label(label)?);
         Ok(child)
     }
 
@@ -140,6 +149,24 @@ impl fmt::Display for MemberPath {
     }
 }
 
+/// Whether `text` (a path or an `lquery`) has a label only PostgreSQL 16 accepts: one with a
+/// `-`, or longer than PostgreSQL 15's 255 characters.
+pub fn needs_postgres_16(text: &str) -> bool {
+    text.contains('-')
+        || text
+            .split(|c: char| !is_label_char(c))
+            .any(|label| label.chars().count() > 255)
+}
+
+/// `label` if it is exactly one valid label (a member code): not empty, no dot.
+fn one_label(label: &str) -> Result<String, LtreeError> {
+    match labels_of(label)?.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(syntax_error(label, 1)),
+        [first, ..] => Err(syntax_error(label, first.chars().count() + 1)),
+    }
+}
+
 /// Splits and validates `text` into labels without allocating them.
 pub fn labels_of(text: &str) -> Result<Vec<&str>, LtreeError> {
     validate(text)?;
@@ -149,8 +176,8 @@ pub fn labels_of(text: &str) -> Result<Vec<&str>, LtreeError> {
     Ok(text.split('.').collect())
 }
 
-/// Checks that `text` is a path (labels of 1 to [`MAX_LABEL_LENGTH`] letters, digits and
-/// underscores, joined by dots; or empty), as PostgreSQL 15's `ltree_in` does, character by
+/// Checks that `text` is a path (labels of 1 to [`MAX_LABEL_LENGTH`] letters, digits,
+/// underscores and hyphens, joined by dots; or empty), as PostgreSQL 16's `ltree_in` does, character by
 /// character: a bad character is a syntax error where it stands, a label is measured when it
 /// ends. Letters are any alphabetic character, as PostgreSQL's `iswalpha` in a UTF-8 locale.
 fn validate(text: &str) -> Result<(), LtreeError> {
@@ -181,10 +208,11 @@ fn validate(text: &str) -> Result<(), LtreeError> {
 }
 
 /// Whether `character` may be part of a label: a letter of any alphabet (PostgreSQL's
-/// `iswalpha` in a UTF-8 locale), a digit `0-9` or `_`.
-pub(crate) fn is_label_char(character: char) -> bool {
+/// `iswalpha` in a UTF-8 locale), a digit `0-9`, `_` or `-`.
+pub fn is_label_char(character: char) -> bool {
     character.is_ascii_alphanumeric()
         || character == '_'
+        || character == '-'
         || (!character.is_ascii() && character.is_alphabetic())
 }
 
@@ -310,9 +338,9 @@ mod tests {
             }
         );
         assert_eq!(
-            labels_of("Top.A-B").unwrap_err(),
+            labels_of("Top.A+B").unwrap_err(),
             LtreeError::Syntax {
-                text: "Top.A-B".into(),
+                text: "Top.A+B".into(),
                 position: 6
             }
         );
@@ -330,14 +358,19 @@ mod tests {
             "positions count characters"
         );
         assert_eq!(
-            labels_of(&format!("a.{}", "x".repeat(256))).unwrap_err(),
+            labels_of(&format!("a.{}", "x".repeat(1001))).unwrap_err(),
             LtreeError::LabelTooLong {
-                length: 256,
+                length: 1001,
                 position: 3
             }
         );
-        assert_eq!(labels_of(&"x".repeat(256)).unwrap_err().sqlstate(), "42622");
-        assert!(labels_of(&"x".repeat(255)).is_ok());
+        assert_eq!(
+            labels_of(&"x".repeat(1001)).unwrap_err().sqlstate(),
+            "42622"
+        );
+        // PostgreSQL 16: up to 1,000 characters, and hyphens.
+        assert!(labels_of(&"x".repeat(1000)).is_ok());
+        assert_eq!(labels_of("US-EAST.CC-100").unwrap(), ["US-EAST", "CC-100"]);
     }
 
     #[test]
@@ -349,7 +382,7 @@ mod tests {
         assert!(!is_descendant("Total", "Total.EMEA").unwrap());
         assert!(!is_descendant("", "Total").unwrap());
         assert!(is_descendant("", "").unwrap());
-        for bad in ["Total..EMEA", "Total.", ".Total", "Total.EM-EA", "T€tal"] {
+        for bad in ["Total..EMEA", "Total.", ".Total", "Total.EM EA", "T€tal"] {
             assert_eq!(
                 is_descendant(bad, "Total").unwrap_err().to_string(),
                 labels_of(bad).unwrap_err().to_string(),

@@ -24,12 +24,15 @@ impl Generator {
 
     fn label(&mut self) -> String {
         const LABELS: [&str; 12] = [
-            "Total", "EMEA", "DE", "a_1", "Z9", "_", "x", "Total", "EMEA", "é", "a-b", "a b",
+            "Total", "EMEA", "DE", "a_1", "Z9", "_", "x", "Total", "EMEA", "é", "a b", "Top",
         ];
-        match self.below(40) {
+        match self.below(60) {
             0 => String::new(),
             1 => "L".repeat(255),
             2 => "L".repeat(256),
+            3 => "L".repeat(1000),
+            4 => "L".repeat(1001),
+            5 => "a-b".to_owned(),
             _ => LABELS[self.below(LABELS.len())].to_owned(),
         }
     }
@@ -72,8 +75,11 @@ CREATE FUNCTION t_match(p text, q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN RETURN (p::ltree ~ q::lquery)::text; EXCEPTION WHEN others THEN RETURN 'ERROR ' || SQLSTATE; END $$;
 "#;
 
-/// A client of a new database of the test PostgreSQL with the helpers installed.
-async fn postgres_with_helpers() -> tokio_postgres::Client {
+/// A client of a new database of the test PostgreSQL with the helpers installed, and whether
+/// the server takes PostgreSQL 16's labels. Quantatom follows PostgreSQL 16 (hyphens, labels
+/// up to 1,000 characters); against a PostgreSQL 15 server the cases with such labels are
+/// left out of the comparison (the unit tests in `quantatom_udfs::ltree` pin them).
+async fn postgres_with_helpers() -> (tokio_postgres::Client, bool) {
     let MetadataConfig::Postgres(settings) = postgres_test_metadata().await else {
         unreachable!("a PostgreSQL configuration")
     };
@@ -82,7 +88,18 @@ async fn postgres_with_helpers() -> tokio_postgres::Client {
         .unwrap();
     tokio::spawn(connection);
     client.batch_execute(HELPERS).await.unwrap();
-    client
+    let version: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let postgres_16 = version.parse::<i32>().unwrap() >= 160000;
+    (client, postgres_16)
+}
+
+/// Whether a case can be compared with a server (see [`postgres_with_helpers`]).
+fn comparable(postgres_16: bool, inputs: &[&str]) -> bool {
+    postgres_16 || !inputs.iter().any(|text| ltree::needs_postgres_16(text))
 }
 
 /// Fails listing the first differences, if any.
@@ -97,7 +114,7 @@ fn assert_no_differences(differences: &[String], cases: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ltree_functions_answer_as_postgresql_does() {
-    let client = postgres_with_helpers().await;
+    let (client, postgres_16) = postgres_with_helpers().await;
 
     let mut generate = Generator(0x9E37_79B9_7F4A_7C15);
     let (mut paths, mut offsets, mut lengths, mut others) = (vec![], vec![], vec![], vec![]);
@@ -131,8 +148,13 @@ async fn ltree_functions_answer_as_postgresql_does() {
         .await
         .unwrap();
     let mut differences = Vec::new();
+    let mut compared = 0;
     for (case, row) in rows.iter().enumerate() {
         let (path, other) = (&paths[case], &others[case]);
+        if !comparable(postgres_16, &[path, other]) {
+            continue;
+        }
+        compared += 1;
         let (offset, length) = (i64::from(offsets[case]), lengths[case].map(i64::from));
         let ours = [
             shown(ltree::nlevel(path)),
@@ -159,7 +181,11 @@ async fn ltree_functions_answer_as_postgresql_does() {
         }
     }
     assert_eq!(rows.len(), CASES);
-    assert_no_differences(&differences, CASES);
+    assert!(
+        compared > CASES * 3 / 4,
+        "only {compared} of {CASES} cases compared"
+    );
+    assert_no_differences(&differences, compared);
 }
 
 impl Generator {
@@ -226,7 +252,7 @@ impl Generator {
 /// `lquery_match` against PostgreSQL's `~` on generated paths and patterns, bad ones included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lquery_matches_as_postgresql_does() {
-    let client = postgres_with_helpers().await;
+    let (client, postgres_16) = postgres_with_helpers().await;
     let mut generate = Generator(0x2545_F491_4F6C_DD1D);
     let (mut paths, mut patterns) = (vec![], vec![]);
     for _ in 0..CASES {
@@ -246,6 +272,10 @@ async fn lquery_matches_as_postgresql_does() {
     let mut matched = 0;
     for (case, row) in rows.iter().enumerate() {
         let (path, pattern) = (&paths[case], &patterns[case]);
+        assert!(
+            comparable(postgres_16, &[path, pattern]),
+            "the generator uses PostgreSQL 15's labels"
+        );
         let ours = shown(lquery::lquery_match(path, pattern));
         let theirs: String = row.get(0);
         matched += usize::from(theirs == "true");

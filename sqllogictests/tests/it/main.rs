@@ -1,4 +1,5 @@
-//! Runs every `.slt` file in-process and over the wire against the demo model.
+//! Runs every `.slt` file in-process and over the wire against the demo model, with the
+//! embedded metadata store and with PostgreSQL's.
 
 mod ltree_differential;
 mod metadata_store;
@@ -50,7 +51,17 @@ async fn run_in_process(metadata: MetadataConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_over_wire() {
-    let demo = DemoEngine::start(SUITE_DEMO_CELLS, MetadataConfig::Embedded)
+    run_over_wire(MetadataConfig::Embedded).await;
+}
+
+/// Over the wire with dimensions and members in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_over_wire_with_postgres_metadata() {
+    run_over_wire(postgres_test_metadata().await).await;
+}
+
+async fn run_over_wire(metadata: MetadataConfig) {
+    let demo = DemoEngine::start(SUITE_DEMO_CELLS, metadata)
         .await
         .expect("demo engine starts");
     let server = Server::bind(&demo.engine, "127.0.0.1:0".parse().unwrap())

@@ -143,7 +143,9 @@ impl TableProvider for DimensionTable {
         Ok(filters
             .iter()
             .map(|filter| match MemberFilter::from_expr(filter) {
-                Some(_) if filters_members => TableProviderFilterPushDown::Exact,
+                Some(filter) if filters_members && self.store.can_filter(&filter) => {
+                    TableProviderFilterPushDown::Exact
+                }
                 _ => TableProviderFilterPushDown::Unsupported,
             })
             .collect())
@@ -165,13 +167,21 @@ impl TableProvider for DimensionTable {
                 projection.cloned(),
             )?);
         }
-        let member_filters: Vec<MemberFilter> =
-            filters.iter().filter_map(MemberFilter::from_expr).collect();
+        let member_filters: Vec<MemberFilter> = filters
+            .iter()
+            .filter_map(MemberFilter::from_expr)
+            .filter(|filter| self.store.can_filter(filter))
+            .collect();
         // DataFusion passes a limit only over filters all taken as exact; checked anyway.
         let limit = limit.filter(|_| member_filters.len() == filters.len());
         let found = self
             .store
-            .members_where(&self.dimension, &member_filters, limit)
+            .members_where(
+                &self.dimension,
+                &member_filters,
+                limit,
+                projection.map(Vec::as_slice),
+            )
             .await?;
         let batch = members_batch(&found.members)?;
         let batch = match projection {

@@ -198,7 +198,7 @@ fn derive_hierarchy(
         let draft = &drafts[i];
         let code = &draft.spec.code;
         let path = match &parent {
-            None => MemberPath::parse(code),
+            None => MemberPath::root(code),
             Some((parent_path, _)) => parent_path.child(code),
         }
         .map_err(|e| MetadataError::Invalid(format!("member code {code:?}: {e}")))?;

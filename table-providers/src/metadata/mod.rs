@@ -64,6 +64,9 @@ pub enum MetadataError {
     /// A role grant that cannot be (a membership cycle).
     #[error("{0}")]
     InvalidGrant(String),
+    /// The store's server cannot hold it (PostgreSQL 15 and a PostgreSQL 16 label).
+    #[error("{0}")]
+    Unsupported(String),
     /// A statement gave a value to a column derived from others (`path`, `level`, ...).
     #[error("{0}")]
     Derived(String),
@@ -83,6 +86,7 @@ impl MetadataError {
             MetadataError::InUse(_) => "23503",
             MetadataError::NotNull(_) => "23502",
             MetadataError::Derived(_) => "428C9",
+            MetadataError::Unsupported(_) => "0A000",
             MetadataError::DependentObjects(_) => "2BP01",
             MetadataError::InvalidGrant(_) => "0LP01",
         }
@@ -201,14 +205,23 @@ pub trait MetadataStore: Debug + Send + Sync {
         false
     }
 
+    /// Whether the store can evaluate `filter`, when it [filters members](Self::filters_members)
+    /// at all (a PostgreSQL 15 server cannot parse PostgreSQL 16's labels).
+    fn can_filter(&self, _filter: &MemberFilter) -> bool {
+        true
+    }
+
     /// The members of `dimension` passing every filter, at most `limit` of them, in model
     /// order, and the query that found them. Only for a store that
-    /// [filters members](MetadataStore::filters_members).
+    /// [filters members](MetadataStore::filters_members). `columns` (indices into the columns
+    /// of `dim.*`, [`dimension_table::dimension_schema`]) are those the caller reads; `None`
+    /// is all, and the others may hold placeholders.
     async fn members_where(
         &self,
         dimension: &str,
         _filters: &[MemberFilter],
         _limit: Option<usize>,
+        _columns: Option<&[usize]>,
     ) -> Result<FilteredMembers, MetadataError> {
         Err(MetadataError::Invalid(format!(
             "this metadata store does not filter the members of {dimension:?} itself"

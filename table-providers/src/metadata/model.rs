@@ -93,7 +93,7 @@ impl Member {
         let mut members: Vec<Member> = Vec::with_capacity(specs.len());
         for spec in specs {
             let path = match &spec.parent {
-                None => MemberPath::parse(&spec.code),
+                None => MemberPath::root(&spec.code),
                 Some(parent) => {
                     let parent_index = *index_of.get(parent).ok_or_else(|| {
                         MetadataError::Invalid(format!(
@@ -187,7 +187,7 @@ mod tests {
                 .to_string()
                 .contains("duplicate member code")
         );
-        let bad_label = Member::build_hierarchy(vec![spec("A-1", None)]);
+        let bad_label = Member::build_hierarchy(vec![spec("A.1", None)]);
         assert!(
             bad_label
                 .unwrap_err()

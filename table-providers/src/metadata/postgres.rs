@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
 use quantatom_udfs::MemberPath;
+use quantatom_udfs::ltree::needs_postgres_16;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -65,6 +66,9 @@ pub struct PostgresStoreSettings {
 #[derive(Debug)]
 pub struct PostgresMetadataStore {
     pool: Pool,
+    /// The server's `server_version_num`: before 160000 its `ltree` refuses labels with `-`
+    /// or longer than 255 characters, which Quantatom (PostgreSQL 16's rule) accepts.
+    server_version: i32,
 }
 
 impl PostgresMetadataStore {
@@ -93,9 +97,39 @@ impl PostgresMetadataStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| MetadataError::Invalid(format!("PostgreSQL pool: {e}")))?;
-        let store = Self { pool };
+        let mut store = Self {
+            pool,
+            server_version: 0,
+        };
         store.migrate().await?;
+        let version: String = store
+            .client()
+            .await?
+            .query_one("SHOW server_version_num", &[])
+            .await
+            .map_err(postgres_error)?
+            .get(0);
+        store.server_version = version.parse().unwrap_or(0);
         Ok(store)
+    }
+
+    /// Whether the server's `ltree` takes PostgreSQL 16's labels.
+    fn has_postgres_16_labels(&self) -> bool {
+        self.server_version >= 160000
+    }
+
+    /// Fails when a path (or pattern) has a label this server's `ltree` refuses.
+    fn check_labels(&self, paths: impl IntoIterator<Item = String>) -> Result<(), MetadataError> {
+        if self.has_postgres_16_labels() {
+            return Ok(());
+        }
+        match paths.into_iter().find(|path| needs_postgres_16(path)) {
+            Some(path) => Err(MetadataError::Unsupported(format!(
+                "{path:?} has a label with '-' or longer than 255 characters, which the ltree of this PostgreSQL server ({}) refuses; PostgreSQL 16 takes it",
+                self.server_version
+            ))),
+            None => Ok(()),
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, MetadataError> {
@@ -303,6 +337,19 @@ fn member(dimension: &str, row: &tokio_postgres::Row) -> Result<Member, Metadata
     })
 }
 
+/// The select list of a member query, in the order of `dim.*`'s columns, each with the
+/// constant that stands in for it when the caller does not read it.
+const MEMBER_SELECT: [(&str, &str); 8] = [
+    ("code", "''"),
+    ("name", "''"),
+    ("parent", "NULL::text"),
+    ("path::text", "''"),
+    ("level", "0"),
+    ("is_leaf", "false"),
+    ("sort_order", "0"),
+    ("attributes::text", "'{}'"),
+];
+
 /// The SQL reading a dimension's members that pass some filters, with its bind parameters:
 /// values never become part of the SQL text.
 struct MemberQuery {
@@ -312,7 +359,12 @@ struct MemberQuery {
 }
 
 impl MemberQuery {
-    fn new(dimension: &str, filters: &[MemberFilter], limit: Option<usize>) -> Self {
+    fn new(
+        dimension: &str,
+        filters: &[MemberFilter],
+        limit: Option<usize>,
+        columns: Option<&[usize]>,
+    ) -> Self {
         let mut query = Self {
             sql: String::new(),
             parameters: Vec::new(),
@@ -371,9 +423,18 @@ impl MemberQuery {
             conditions.push(condition);
         }
         let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+        // The columns not read are constants of their type: not fetched, still parsed alike.
+        let selected: Vec<&str> = MEMBER_SELECT
+            .iter()
+            .enumerate()
+            .map(|(i, (column, placeholder))| match columns {
+                Some(columns) if !columns.contains(&i) => *placeholder,
+                _ => *column,
+            })
+            .collect();
         query.sql = format!(
-            "SELECT code, name, parent, path::text, level, is_leaf, sort_order, attributes::text \
-             FROM quantatom.members WHERE {} ORDER BY sort_order{limit}",
+            "SELECT {} FROM quantatom.members WHERE {} ORDER BY sort_order{limit}",
+            selected.join(", "),
             conditions.join(" AND ")
         );
         query
@@ -440,11 +501,23 @@ impl MetadataStore for PostgresMetadataStore {
     }
 
     async fn members(&self, dimension: &str) -> Result<Vec<Member>, MetadataError> {
-        Ok(self.members_where(dimension, &[], None).await?.members)
+        Ok(self
+            .members_where(dimension, &[], None, None)
+            .await?
+            .members)
     }
 
     fn filters_members(&self) -> bool {
         true
+    }
+
+    fn can_filter(&self, filter: &MemberFilter) -> bool {
+        match filter {
+            MemberFilter::DescendantOf(text)
+            | MemberFilter::AncestorOf(text)
+            | MemberFilter::Matches(text) => self.check_labels([text.clone()]).is_ok(),
+            _ => true,
+        }
     }
 
     async fn members_where(
@@ -452,9 +525,10 @@ impl MetadataStore for PostgresMetadataStore {
         dimension: &str,
         filters: &[MemberFilter],
         limit: Option<usize>,
+        columns: Option<&[usize]>,
     ) -> Result<FilteredMembers, MetadataError> {
         let client = self.client().await?;
-        let query = MemberQuery::new(dimension, filters, limit);
+        let query = MemberQuery::new(dimension, filters, limit, columns);
         let parameters: Vec<&(dyn ToSql + Sync)> = query
             .parameters
             .iter()
@@ -488,6 +562,7 @@ impl MetadataStore for PostgresMetadataStore {
         read_version: u64,
         members: Vec<Member>,
     ) -> Result<u64, MetadataError> {
+        self.check_labels(members.iter().map(|m| m.path.to_string()))?;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(postgres_error)?;
         // The dimension's row is the lock every change of its members takes.
@@ -505,7 +580,7 @@ impl MetadataStore for PostgresMetadataStore {
                 "dimension {dimension:?} changed since version {read_version}"
             )));
         }
-        let query = MemberQuery::new(dimension, &[], None);
+        let query = MemberQuery::new(dimension, &[], None, None);
         let before: BTreeMap<String, Member> = transaction
             .query(&query.sql, &[&dimension])
             .await
@@ -626,6 +701,8 @@ impl MetadataStore for PostgresMetadataStore {
         read_version: u64,
         model: AccessModel,
     ) -> Result<u64, MetadataError> {
+        let scopes = model.grants.iter().filter_map(|g| g.scope.as_ref());
+        self.check_labels(scopes.map(|scope| scope.path.to_string()))?;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(postgres_error)?;
         let version: i64 = transaction
@@ -726,6 +803,7 @@ impl MetadataStore for PostgresMetadataStore {
         members: Vec<MemberSpec>,
     ) -> Result<(), MetadataError> {
         let members = new_dimension_members(self, &dimension, members).await?;
+        self.check_labels(members.iter().map(|m| m.path.to_string()))?;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(postgres_error)?;
         let created = transaction
