@@ -11,6 +11,7 @@ mod fail_point;
 pub mod mdf;
 pub mod metadata;
 pub mod storage;
+mod write_target;
 
 use datafusion::catalog::TableProvider;
 

@@ -19,7 +19,7 @@ use crate::ltree::{LtreeError, MAX_LABEL_LENGTH, is_label_char, labels_of};
 const MAX_LEVELS: u32 = u16::MAX as u32;
 
 /// One alternative of a level: a label and how it compares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Variant {
     label: String,
     case_insensitive: bool,
@@ -82,25 +82,16 @@ impl Lquery {
             let c = chars[i];
             let level = levels.last_mut().expect("a level is being read");
             match state {
-                State::WaitLevel | State::WaitVariant if is_label_char(c) => {
-                    label_start = i;
-                    level.variants.push(Variant {
-                        label: String::new(),
-                        case_insensitive: false,
-                        prefix: false,
-                        words: false,
-                    });
-                    state = State::WaitDelimiter;
-                }
-                State::WaitLevel if c == '!' => {
-                    label_start = i + 1;
-                    level.negated = true;
-                    level.variants.push(Variant {
-                        label: String::new(),
-                        case_insensitive: false,
-                        prefix: false,
-                        words: false,
-                    });
+                // A variant starts: its label is read up to the next delimiter.
+                State::WaitLevel | State::WaitVariant if is_label_char(c) || c == '!' => {
+                    if c == '!' {
+                        if state == State::WaitVariant {
+                            return Err(syntax(i + 1, ""));
+                        }
+                        level.negated = true;
+                    }
+                    label_start = if c == '!' { i + 1 } else { i };
+                    level.variants.push(Variant::default());
                     state = State::WaitDelimiter;
                 }
                 State::WaitLevel if c == '*' => {

@@ -18,16 +18,22 @@ use sqllogictest::{AsyncDB, DBOutput};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// An engine with no demo over a fresh folder and `metadata`; the folder lives as long as it.
-async fn open(metadata: &MetadataConfig) -> (Engine, tempfile::TempDir) {
+/// The configuration of an engine with no demo over a fresh folder and `metadata`, which can
+/// be opened again; the folder lives as long as the second value.
+fn config(metadata: MetadataConfig) -> (EngineConfig, tempfile::TempDir) {
     let data_dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(&EngineConfig {
+    let config = EngineConfig {
         storage: StorageConfig::Local(data_dir.path().to_owned()),
         demo_cells: None,
-        metadata: metadata.clone(),
-    })
-    .await
-    .expect("the engine opens");
+        metadata,
+    };
+    (config, data_dir)
+}
+
+/// An engine with no demo over a fresh folder and `metadata`; the folder lives as long as it.
+async fn open(metadata: &MetadataConfig) -> (Engine, tempfile::TempDir) {
+    let (config, data_dir) = config(metadata.clone());
+    let engine = Engine::open(&config).await.expect("the engine opens");
     (engine, data_dir)
 }
 
@@ -164,12 +170,7 @@ async fn migrations_apply_once_however_often_the_store_opens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_changes_persist_and_the_first_of_two_commits_wins() {
     for metadata in [MetadataConfig::Embedded, postgres_test_metadata().await] {
-        let data_dir = tempfile::tempdir().unwrap();
-        let config = EngineConfig {
-            storage: StorageConfig::Local(data_dir.path().to_owned()),
-            demo_cells: None,
-            metadata,
-        };
+        let (config, _data_dir) = config(metadata);
         let engine = Engine::open(&config).await.unwrap();
         let store = engine.metadata();
         let members = vec![
@@ -423,12 +424,7 @@ async fn postgres_evaluates_member_filters_as_sql_with_bind_parameters() {
 async fn both_stores_keep_roles_and_scoped_grants_alike() {
     let mut answers = Vec::new();
     for metadata in [MetadataConfig::Embedded, postgres_test_metadata().await] {
-        let data_dir = tempfile::tempdir().unwrap();
-        let config = EngineConfig {
-            storage: StorageConfig::Local(data_dir.path().to_owned()),
-            demo_cells: None,
-            metadata,
-        };
+        let (config, _data_dir) = config(metadata);
         let engine = Engine::open(&config).await.unwrap();
         let store = engine.metadata().as_ref();
         let members = vec![

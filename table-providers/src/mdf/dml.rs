@@ -7,27 +7,23 @@
 //!   read wrote cells within the bounds of what they write (snapshot isolation, first committer
 //!   wins); otherwise they fail with SQLSTATE 40001 and nothing is written.
 //!
-//! DataFusion plans `UPDATE` as a projection of every column (the assignments applied) over
-//! the selected rows, and `DELETE` as the selected rows: exactly the rows to write.
-//! [`CubeDmlRule`] turns both into an insert of those rows into a [`CubeWrite`] target that
-//! knows the operation, so joins and subqueries in `WHERE` and `FROM` are planned and run by
-//! DataFusion like any query, and the version the statement read is recorded by its scan
-//! (a [`CubeAt`] of the latest version).
+//! [`CubeDmlRule`] turns `UPDATE` and `DELETE` into an insert of the rows to write into a
+//! write-only target (see [`crate::write_target`]); the version the statement read is recorded
+//! by its scan (a [`CubeAt`] of the latest version).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::TableProvider;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, TableReference, plan_err};
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
-use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
+use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, TableScan, WriteOp};
+use datafusion::logical_expr::{Expr, LogicalPlan, TableScan, WriteOp};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
@@ -35,6 +31,7 @@ use futures::TryStreamExt;
 use super::log::{Action, Change, FileKind, SnapshotVersion};
 use super::time_travel::{CubeAt, VersionSelector};
 use super::{MdfError, MdfTable, write_data_file};
+use crate::write_target::{WriteTarget, rewrite_updates_and_deletes};
 
 /// The user a session's commits are recorded under (in the log and `mdf_history`). The server
 /// sets it on each connection's session config as a [`SessionConfig`] extension.
@@ -178,88 +175,36 @@ pub(crate) fn write_plan(
     Arc::new(DataSinkExec::new(input, Arc::new(sink), None))
 }
 
-/// The target an `UPDATE` or `DELETE` of a cube inserts its rows into (see the module
-/// documentation); it cannot be read.
-#[derive(Debug)]
-pub struct CubeWrite {
-    table: MdfTable,
-    kind: WriteKind,
-    read: Arc<ReadVersion>,
-}
-
-#[async_trait]
-impl TableProvider for CubeWrite {
-    fn schema(&self) -> SchemaRef {
-        self.table.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        _projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan_err!("the target of a cube {} cannot be read", self.kind.name())
-    }
-
-    async fn insert_into(
-        &self,
-        _state: &dyn Session,
-        input: Arc<dyn ExecutionPlan>,
-        _insert_op: InsertOp,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let sink = CubeSink {
-            table: self.table.clone(),
-            kind: self.kind,
-            read: Some(Arc::clone(&self.read)),
-        };
-        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
-    }
-}
-
-/// Rewrites `UPDATE` and `DELETE` of a cube into an insert into a [`CubeWrite`] (see the
+/// Rewrites `UPDATE` and `DELETE` of a cube into an insert into a write-only target (see the
 /// module documentation). Runs after DataFusion's own analyzer rules.
 #[derive(Debug, Default)]
 pub struct CubeDmlRule;
 
 impl AnalyzerRule for CubeDmlRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up(|plan| {
-            let LogicalPlan::Dml(dml) = plan else {
-                return Ok(Transformed::no(plan));
+        rewrite_updates_and_deletes(plan, |dml| {
+            let provider = source_as_provider(&dml.target)?;
+            let Some(table) = provider.downcast_ref::<MdfTable>() else {
+                return Ok(None);
             };
             let kind = match dml.op {
                 WriteOp::Update => WriteKind::Update,
-                WriteOp::Delete => WriteKind::Delete,
-                _ => return Ok(Transformed::no(LogicalPlan::Dml(dml))),
-            };
-            let provider = source_as_provider(&dml.target)?;
-            let Some(table) = provider.downcast_ref::<MdfTable>() else {
-                return Ok(Transformed::no(LogicalPlan::Dml(dml)));
+                _ => WriteKind::Delete,
             };
             if kind == WriteKind::Update {
                 refuse_coordinate_changes(table, &dml.input)?;
             }
             let read = Arc::new(ReadVersion::default());
             let input = record_reads(&dml.table_name, table, &read, dml.input.as_ref().clone())?;
-            let target = CubeWrite {
+            let sink = CubeSink {
                 table: table.clone(),
                 kind,
-                read,
+                read: Some(read),
             };
-            Ok(Transformed::yes(LogicalPlan::Dml(DmlStatement::new(
-                dml.table_name.clone(),
-                provider_as_source(Arc::new(target)),
-                WriteOp::Insert(InsertOp::Append),
-                Arc::new(input),
-            ))))
+            let what = format!("the target of a cube {}", kind.name());
+            let target = WriteTarget::new(table.schema(), what, Arc::new(sink));
+            Ok(Some((input, target)))
         })
-        .map(|transformed| transformed.data)
     }
 
     fn name(&self) -> &str {

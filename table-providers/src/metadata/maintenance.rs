@@ -241,6 +241,8 @@ fn derive_hierarchy(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn spec(code: &str, parent: Option<&str>) -> MemberSpec {
@@ -366,5 +368,42 @@ mod tests {
         );
         assert_eq!(changed.deleted, ["DE", "FR", "EMEA"]);
         assert_eq!(changed.new_parents, ["US"]);
+    }
+
+    #[test]
+    fn derives_paths_levels_and_leaves() {
+        let members = Member::build_hierarchy(vec![
+            spec("Total", None),
+            spec("EMEA", Some("Total")),
+            spec("DE", Some("EMEA")),
+            spec("US", Some("Total")),
+        ])
+        .unwrap();
+        let by_code: HashMap<_, _> = members.iter().map(|m| (m.code.as_str(), m)).collect();
+        assert_eq!(by_code["DE"].path.to_string(), "Total.EMEA.DE");
+        assert_eq!(by_code["DE"].level, 3);
+        assert!(!by_code["EMEA"].is_leaf);
+        assert!(by_code["US"].is_leaf);
+        assert_eq!(by_code["US"].sort_order, 3);
+    }
+
+    #[test]
+    fn rejects_bad_hierarchies() {
+        let unknown_parent = Member::build_hierarchy(vec![spec("DE", Some("EMEA"))]);
+        assert!(
+            unknown_parent
+                .unwrap_err()
+                .to_string()
+                .contains("which does not exist")
+        );
+        let duplicate = Member::build_hierarchy(vec![spec("A", None), spec("A", None)]);
+        assert_eq!(duplicate.unwrap_err().sqlstate(), "23505");
+        let bad_label = Member::build_hierarchy(vec![spec("A.1", None)]);
+        assert!(
+            bad_label
+                .unwrap_err()
+                .to_string()
+                .contains("ltree syntax error")
+        );
     }
 }

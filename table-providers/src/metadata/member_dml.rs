@@ -15,9 +15,9 @@
 //! session sets `quantatom.force_member_delete`, which deletes its cells in every cube first),
 //! renamed (cells are stored by code), or get children (cells sit on leaves).
 //!
-//! As for cubes, DataFusion plans `UPDATE` as a projection of every column (the assignments
-//! applied) over the selected rows, and `DELETE` as the selected rows; [`MemberDmlRule`] turns
-//! both into an insert into a [`MemberWrite`] target, so `WHERE` may use anything a query can.
+//! As for cubes, [`MemberDmlRule`] turns `UPDATE` and `DELETE` into an insert of the rows to
+//! write into a write-only target (see [`crate::write_target`]), so `WHERE` may use anything a
+//! query can.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,19 +26,16 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::{ConfigExtension, ConfigOptions};
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{
     Column, DataFusionError, Result, TableReference, extensions_options, plan_err,
 };
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
-use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
+use datafusion::datasource::source_as_provider;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{
-    DmlStatement, Expr, ExprSchemable, LogicalPlan, Projection, WriteOp,
-};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Projection, WriteOp};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
@@ -48,6 +45,7 @@ use super::{
     ChangedMembers, DimensionTable, MemberChange, MemberSpec, MetadataError, MetadataStore,
     apply_member_changes, check_alternate_hierarchy,
 };
+use crate::write_target::{WriteTarget, rewrite_updates_and_deletes};
 
 extensions_options! {
     /// Quantatom's own session settings: `SET quantatom.<name> = <value>`.
@@ -394,83 +392,32 @@ pub(super) fn insert_plan(
     Ok(write_plan(table.clone(), MemberWriteKind::Insert, input))
 }
 
-/// The target an `UPDATE` or `DELETE` of a dimension inserts its rows into (see the module
-/// documentation); it cannot be read.
-#[derive(Debug)]
-pub struct MemberWrite {
-    table: DimensionTable,
-    kind: MemberWriteKind,
-}
-
-#[async_trait]
-impl TableProvider for MemberWrite {
-    fn schema(&self) -> SchemaRef {
-        self.kind.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        _projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan_err!(
-            "the target of a dimension {} cannot be read",
-            self.kind.name()
-        )
-    }
-
-    async fn insert_into(
-        &self,
-        _state: &dyn Session,
-        input: Arc<dyn ExecutionPlan>,
-        _insert_op: InsertOp,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(write_plan(self.table.clone(), self.kind, input))
-    }
-}
-
-/// Rewrites `UPDATE` and `DELETE` of a dimension into an insert into a [`MemberWrite`] (see
+/// Rewrites `UPDATE` and `DELETE` of a dimension into an insert into a write-only target (see
 /// the module documentation). Runs after DataFusion's own analyzer rules.
 #[derive(Debug, Default)]
 pub struct MemberDmlRule;
 
 impl AnalyzerRule for MemberDmlRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up(|plan| {
-            let LogicalPlan::Dml(dml) = plan else {
-                return Ok(Transformed::no(plan));
-            };
-            let kind = match dml.op {
-                WriteOp::Update => MemberWriteKind::Update,
-                WriteOp::Delete => MemberWriteKind::Delete,
-                _ => return Ok(Transformed::no(LogicalPlan::Dml(dml))),
-            };
+        rewrite_updates_and_deletes(plan, |dml| {
             let provider = source_as_provider(&dml.target)?;
             let Some(table) = provider.downcast_ref::<DimensionTable>() else {
-                return Ok(Transformed::no(LogicalPlan::Dml(dml)));
+                return Ok(None);
             };
-            let input = match kind {
-                MemberWriteKind::Update => with_code_before(&dml.table_name, &dml.input)?,
-                _ => dml.input.as_ref().clone(),
+            let (kind, input) = match dml.op {
+                WriteOp::Update => (
+                    MemberWriteKind::Update,
+                    with_code_before(&dml.table_name, &dml.input)?,
+                ),
+                _ => (MemberWriteKind::Delete, dml.input.as_ref().clone()),
             };
-            let target = MemberWrite {
-                table: table.clone(),
-                kind,
-            };
-            Ok(Transformed::yes(LogicalPlan::Dml(DmlStatement::new(
-                dml.table_name.clone(),
-                provider_as_source(Arc::new(target)),
-                WriteOp::Insert(InsertOp::Append),
-                Arc::new(input),
-            ))))
+            let what = format!("the target of a dimension {}", kind.name());
+            let sink = MemberSink::new(table.clone(), kind);
+            Ok(Some((
+                input,
+                WriteTarget::new(kind.schema(), what, Arc::new(sink)),
+            )))
         })
-        .map(|transformed| transformed.data)
     }
 
     fn name(&self) -> &str {

@@ -1,11 +1,11 @@
 //! The planning model's metadata types: dimensions and their members.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use quantatom_udfs::MemberPath;
 use serde::{Deserialize, Serialize};
 
-use super::MetadataError;
+use super::{MemberChange, MetadataError, apply_member_changes};
 
 /// A dimension of the planning model (`account`, `entity`, `time`, ...), or an alternate
 /// hierarchy of one: the same members (and rollups of its own) arranged in another tree.
@@ -86,44 +86,13 @@ pub struct Member {
 }
 
 impl Member {
-    /// Builds members from specs listed parents-first, deriving path, level, leaf flag and
-    /// sort order, and rejecting duplicate codes, invalid labels and unknown parents.
+    /// Builds a dimension's members from specs, deriving path, level, leaf flag and sort order
+    /// (the order listed, parents moved before their children), and rejecting duplicate
+    /// codes, invalid labels and unknown parents: the members [`apply_member_changes`] makes
+    /// of adding each spec to an empty dimension.
     pub fn build_hierarchy(specs: Vec<MemberSpec>) -> Result<Vec<Member>, MetadataError> {
-        let mut index_of: HashMap<String, usize> = HashMap::with_capacity(specs.len());
-        let mut members: Vec<Member> = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let path = match &spec.parent {
-                None => MemberPath::root(&spec.code),
-                Some(parent) => {
-                    let parent_index = *index_of.get(parent).ok_or_else(|| {
-                        MetadataError::Invalid(format!(
-                            "member {:?} names parent {parent:?}, which is not listed before it",
-                            spec.code
-                        ))
-                    })?;
-                    members[parent_index].is_leaf = false;
-                    members[parent_index].path.child(&spec.code)
-                }
-            }
-            .map_err(|e| MetadataError::Invalid(format!("member code {:?}: {e}", spec.code)))?;
-            if index_of.insert(spec.code.clone(), members.len()).is_some() {
-                return Err(MetadataError::Invalid(format!(
-                    "duplicate member code {:?}",
-                    spec.code
-                )));
-            }
-            members.push(Member {
-                level: path.nlevel() as i32,
-                sort_order: members.len() as i32,
-                code: spec.code,
-                name: spec.name,
-                parent: spec.parent,
-                path,
-                is_leaf: true,
-                attributes: spec.attributes,
-            });
-        }
-        Ok(members)
+        let changes = specs.into_iter().map(MemberChange::Add).collect();
+        Ok(apply_member_changes(&[], changes)?.members)
     }
 }
 
@@ -138,61 +107,5 @@ pub(super) mod path_as_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<MemberPath, D::Error> {
         let text = String::deserialize(deserializer)?;
         MemberPath::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(code: &str, parent: Option<&str>) -> MemberSpec {
-        MemberSpec {
-            code: code.into(),
-            name: code.into(),
-            parent: parent.map(Into::into),
-            attributes: BTreeMap::new(),
-        }
-    }
-
-    #[test]
-    fn derives_paths_levels_and_leaves() {
-        let members = Member::build_hierarchy(vec![
-            spec("Total", None),
-            spec("EMEA", Some("Total")),
-            spec("DE", Some("EMEA")),
-            spec("US", Some("Total")),
-        ])
-        .unwrap();
-        let by_code: HashMap<_, _> = members.iter().map(|m| (m.code.as_str(), m)).collect();
-        assert_eq!(by_code["DE"].path.to_string(), "Total.EMEA.DE");
-        assert_eq!(by_code["DE"].level, 3);
-        assert!(!by_code["EMEA"].is_leaf);
-        assert!(by_code["US"].is_leaf);
-        assert_eq!(by_code["US"].sort_order, 3);
-    }
-
-    #[test]
-    fn rejects_bad_hierarchies() {
-        let unknown_parent = Member::build_hierarchy(vec![spec("DE", Some("EMEA"))]);
-        assert!(
-            unknown_parent
-                .unwrap_err()
-                .to_string()
-                .contains("not listed before it")
-        );
-        let duplicate = Member::build_hierarchy(vec![spec("A", None), spec("A", None)]);
-        assert!(
-            duplicate
-                .unwrap_err()
-                .to_string()
-                .contains("duplicate member code")
-        );
-        let bad_label = Member::build_hierarchy(vec![spec("A.1", None)]);
-        assert!(
-            bad_label
-                .unwrap_err()
-                .to_string()
-                .contains("ltree syntax error")
-        );
     }
 }
