@@ -52,8 +52,8 @@ use quantatom_table_providers::mdf::dml::CubeDmlRule;
 use quantatom_table_providers::mdf::maintenance_sql::{MdfCompactFunction, MdfVacuumFunction};
 use quantatom_table_providers::mdf::time_travel::{MdfAtFunction, MdfHistoryFunction};
 use quantatom_table_providers::metadata::{
-    DimensionSchemaProvider, EmbeddedMetadataStore, MemberDmlRule, MetadataError, MetadataOptions,
-    MetadataStore, PostgresMetadataStore,
+    CoordinateCheck, DimensionSchemaProvider, EmbeddedMetadataStore, MemberDmlRule, MetadataError,
+    MetadataOptions, MetadataStore, PostgresMetadataStore,
 };
 use quantatom_table_providers::storage::{Storage, StorageConfig};
 
@@ -215,8 +215,11 @@ async fn session_template(
 
     let runtime = Arc::new(RuntimeEnv::default());
     storage.register(&runtime);
+    // Cube writes check their cells' members (see `metadata::CoordinateCheck`).
+    let config =
+        session_config().with_extension(Arc::new(CoordinateCheck::new(Arc::clone(metadata))));
     let mut state = SessionStateBuilder::new()
-        .with_config(session_config())
+        .with_config(config)
         .with_runtime_env(runtime)
         .with_catalog_list(Arc::clone(&catalogs) as _)
         .with_default_features()

@@ -44,7 +44,7 @@ async fn replicas_over_one_bucket_see_each_others_commits() {
     assert_eq!(cells(&second).await, demo, "the second start loads no demo");
     first
         .new_session()
-        .sql("INSERT INTO cube.finance VALUES ('Budget', '2025_01', 'DE', 'REV', 'P0001', 'EUR', 1.00)")
+        .sql("INSERT INTO cube.finance VALUES ('Budget', '2025_01', 'JP', '4000', 'P0001', 'USD', 1.00)")
         .await
         .unwrap()
         .collect()

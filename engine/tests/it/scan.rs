@@ -144,7 +144,9 @@ async fn insert_appends_a_file_and_the_next_query_sees_it() {
             pretty_format_batches(&batches).unwrap().to_string()
         }
     };
-    let inserted = count("INSERT INTO cube.finance VALUES ('Plan2', '2026_01', 'DE', '4000', 'P0001', 'EUR', 10), ('Plan2', '2026_01', 'FR', '4000', 'P0001', 'EUR', 32.5)").await;
+    // A new version to write to: cells sit on members.
+    count("INSERT INTO dim.version (code, name) VALUES ('Plan2', 'Plan 2')").await;
+    let inserted = count("INSERT INTO cube.finance VALUES ('Plan2', '2025_01', 'DE', '4000', 'P0001', 'EUR', 10), ('Plan2', '2025_01', 'FR', '4000', 'P0001', 'EUR', 32.5)").await;
     assert!(
         inserted.contains("| 2     |"),
         "insert reports two rows:\n{inserted}"

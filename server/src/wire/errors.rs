@@ -36,7 +36,18 @@ pub fn sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static str {
         },
         Some(DataFusionError::NotImplemented(_)) => "0A000",
         Some(DataFusionError::ResourcesExhausted(_)) => "53200",
+        // A NULL where the target's column (a cube's coordinate) cannot hold one.
+        Some(DataFusionError::Execution(message))
+            if message.contains("has null but schema specifies non-nullable") =>
+        {
+            "23502"
+        }
         Some(DataFusionError::ArrowError(arrow, _)) => match arrow.as_ref() {
+            ArrowError::InvalidArgumentError(message)
+                if message.contains("non-nullable but contains null values") =>
+            {
+                "23502"
+            }
             ArrowError::DivideByZero => "22012",
             ArrowError::ArithmeticOverflow(_) => "22003",
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",

@@ -28,6 +28,11 @@ async fn reused_plans_see_commits_from_other_connections() {
     let server = TestServer::start().await;
     let reader = server.client().await;
     let writer = server.client().await;
+    // A new version to write to: cells sit on members.
+    writer
+        .batch_execute("INSERT INTO dim.version (code, name) VALUES ('Scenario', 'Scenario')")
+        .await
+        .expect("the member is added");
     let point = reader
         .prepare("SELECT amount::text FROM cube.finance WHERE version = $1 AND time = $2")
         .await

@@ -162,6 +162,11 @@ async fn set_stays_in_its_connection_and_discard_all_resets_it() {
 async fn insert_commits_and_is_visible_to_the_next_query_on_another_connection() {
     let server = TestServer::start().await;
     let writer = server.client().await;
+    // A new version to write to: cells sit on members.
+    writer
+        .batch_execute("INSERT INTO dim.version (code, name) VALUES ('Scenario', 'Scenario')")
+        .await
+        .expect("the member is added");
     let inserted = writer
         .execute(
             "INSERT INTO cube.finance VALUES ('Scenario', '2025_01', 'DE', '4000', 'P0001', 'EUR', 1234.5), \

@@ -31,6 +31,7 @@ use futures::TryStreamExt;
 use super::log::{Action, Change, FileKind, SnapshotVersion};
 use super::time_travel::{CubeAt, VersionSelector};
 use super::{MdfError, MdfTable, write_data_file};
+use crate::metadata::CoordinateCheck;
 use crate::write_target::{WriteTarget, rewrite_updates_and_deletes};
 
 /// The user a session's commits are recorded under (in the log and `mdf_history`). The server
@@ -117,6 +118,14 @@ impl DataSink for CubeSink {
     ) -> Result<u64> {
         let batches: Vec<_> = data.try_collect().await?;
         let table = &self.table;
+        // New cells must sit on leaf members; updated and deleted ones are cells already.
+        if self.kind == WriteKind::Insert
+            && let Some(check) = context.session_config().get_extension::<CoordinateCheck>()
+        {
+            check
+                .check(&table.definition().dimensions, &batches)
+                .await?;
+        }
         let kind = match self.kind {
             WriteKind::Delete => FileKind::Tombstones,
             WriteKind::Insert | WriteKind::Update => FileKind::Cells,

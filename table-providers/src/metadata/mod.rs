@@ -5,6 +5,7 @@
 //! Cell data never lives here; cubes are MDF tables (see [`crate::mdf`]).
 
 mod access;
+mod coordinates;
 mod dimension_table;
 mod embedded;
 mod maintenance;
@@ -20,6 +21,7 @@ pub use access::{
     AccessChange, AccessModel, Grant, Membership, Privilege, Role, SubtreeScope,
     apply_access_changes, change_access,
 };
+pub use coordinates::CoordinateCheck;
 pub use dimension_table::{DimensionSchemaProvider, DimensionTable};
 pub use embedded::EmbeddedMetadataStore;
 pub use maintenance::{ChangedMembers, MemberChange, apply_member_changes};
@@ -55,6 +57,9 @@ pub enum MetadataError {
     /// The change would leave something pointing at a member that is gone (children, cells).
     #[error("{0}")]
     InUse(String),
+    /// A cell would sit on a member with members under it.
+    #[error("{0}")]
+    NotALeaf(String),
     /// A required value is NULL.
     #[error("{0}")]
     NotNull(String),
@@ -85,6 +90,7 @@ impl MetadataError {
             MetadataError::UniqueViolation(_) => "23505",
             MetadataError::InUse(_) => "23503",
             MetadataError::NotNull(_) => "23502",
+            MetadataError::NotALeaf(_) => "23514",
             MetadataError::Derived(_) => "428C9",
             MetadataError::Unsupported(_) => "0A000",
             MetadataError::DependentObjects(_) => "2BP01",
@@ -198,6 +204,32 @@ pub trait MetadataStore: Debug + Send + Sync {
     /// A number that changes whenever the members of `dimension` change, so that a plan which
     /// read the members at one version is known to be still right while the version stays.
     async fn dimension_version(&self, dimension: &str) -> Result<u64, MetadataError>;
+
+    /// The members of `dimension` whose code is one of `codes`, in model order.
+    async fn members_with_codes(
+        &self,
+        dimension: &str,
+        codes: &[String],
+    ) -> Result<Vec<Member>, MetadataError> {
+        if !self.filters_members() {
+            let wanted: std::collections::HashSet<&String> = codes.iter().collect();
+            let members = self.members(dimension).await?;
+            return Ok(members
+                .into_iter()
+                .filter(|m| wanted.contains(&m.code))
+                .collect());
+        }
+        let mut found = Vec::new();
+        // Bounded lists: a statement takes at most 65,535 parameters.
+        for chunk in codes.chunks(1_000) {
+            let values = chunk.iter().cloned().map(MemberValue::Text).collect();
+            let filter = MemberFilter::InList(MemberColumn::Code, values, false);
+            let members = self.members_where(dimension, &[filter], None, None).await?;
+            found.extend(members.members);
+        }
+        found.sort_by_key(|m| m.sort_order);
+        Ok(found)
+    }
 
     /// Whether the store evaluates [`MemberFilter`]s itself ([`MetadataStore::members_where`]);
     /// when not, the engine filters the members it reads.
