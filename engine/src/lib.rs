@@ -50,6 +50,7 @@ use postgres_settings::{CurrentSettingFunction, PostgresSettings};
 use quantatom_table_providers::mdf::CubeSchemaProvider;
 use quantatom_table_providers::mdf::dml::CubeDmlRule;
 use quantatom_table_providers::mdf::maintenance_sql::{MdfCompactFunction, MdfVacuumFunction};
+use quantatom_table_providers::mdf::spread::MdfSpreadFunction;
 use quantatom_table_providers::mdf::time_travel::{MdfAtFunction, MdfHistoryFunction};
 use quantatom_table_providers::metadata::{
     CoordinateCheck, DimensionSchemaProvider, EmbeddedMetadataStore, MemberDmlRule, MetadataError,
@@ -236,6 +237,13 @@ async fn session_template(
     state.register_udtf(
         "mdf_compact",
         Arc::new(MdfCompactFunction::new(Arc::clone(cubes))),
+    );
+    state.register_udtf(
+        "mdf_spread",
+        Arc::new(MdfSpreadFunction::new(
+            Arc::clone(cubes),
+            Arc::clone(metadata),
+        )),
     );
     state.register_udtf(
         "mdf_vacuum",

@@ -15,6 +15,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::config::ConfigOptions;
@@ -126,28 +127,6 @@ impl DataSink for CubeSink {
                 .check(&table.definition().dimensions, &batches)
                 .await?;
         }
-        let kind = match self.kind {
-            WriteKind::Delete => FileKind::Tombstones,
-            WriteKind::Insert | WriteKind::Update => FileKind::Cells,
-        };
-        let Some(file) = write_data_file(
-            table.log(),
-            table.storage(),
-            table.definition(),
-            &batches,
-            kind,
-        )
-        .await?
-        else {
-            return Ok(0);
-        };
-        let rows = file.rows;
-        let add = vec![file];
-        let action = match self.kind {
-            WriteKind::Insert => Action::Append { add },
-            WriteKind::Update => Action::Update { add },
-            WriteKind::Delete => Action::Delete { add },
-        };
         let read_version = self.read.as_ref().and_then(|read| read.get());
         if self.read.is_some() && read_version.is_none() {
             return plan_err!(
@@ -156,18 +135,55 @@ impl DataSink for CubeSink {
                 table.definition().name
             );
         }
-        let user = CommitAuthor::of(context);
-        table
-            .log()
-            .commit(Change {
-                action,
-                read_version,
-                user: user.clone(),
-            })
-            .await?;
-        table.compact_in_background(context, user);
-        Ok(rows)
+        let committed = commit_cells(table, self.kind, &batches, read_version, context).await?;
+        Ok(committed.map_or(0, |(rows, _)| rows))
     }
+}
+
+/// Writes `batches` (rows of `table`'s schema) as one file and commits it as `kind` says,
+/// with `read_version` the version a write that read the cube read; then compacts in the
+/// background if the cube needs it. Returns the rows written and the committed version, or
+/// `None` when there was nothing to write.
+pub(crate) async fn commit_cells(
+    table: &MdfTable,
+    kind: WriteKind,
+    batches: &[RecordBatch],
+    read_version: Option<SnapshotVersion>,
+    context: &Arc<TaskContext>,
+) -> Result<Option<(u64, SnapshotVersion)>> {
+    let file_kind = match kind {
+        WriteKind::Delete => FileKind::Tombstones,
+        WriteKind::Insert | WriteKind::Update => FileKind::Cells,
+    };
+    let Some(file) = write_data_file(
+        table.log(),
+        table.storage(),
+        table.definition(),
+        batches,
+        file_kind,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let rows = file.rows;
+    let add = vec![file];
+    let action = match kind {
+        WriteKind::Insert => Action::Append { add },
+        WriteKind::Update => Action::Update { add },
+        WriteKind::Delete => Action::Delete { add },
+    };
+    let user = CommitAuthor::of(context);
+    let version = table
+        .log()
+        .commit(Change {
+            action,
+            read_version,
+            user: user.clone(),
+        })
+        .await?;
+    table.compact_in_background(context, user);
+    Ok(Some((rows, version)))
 }
 
 /// The plan writing `input`'s rows into `table` as `kind` says.

@@ -32,12 +32,13 @@ use super::maintenance::{DEFAULT_RETENTION, ORPHAN_MIN_AGE, compact, vacuum};
 use super::{CubeSchemaProvider, MdfTable};
 
 /// Work that yields one row, done when its plan runs.
-type Task = Arc<dyn Fn(Arc<TaskContext>) -> BoxFuture<'static, Result<RecordBatch>> + Send + Sync>;
+pub(crate) type Task =
+    Arc<dyn Fn(Arc<TaskContext>) -> BoxFuture<'static, Result<RecordBatch>> + Send + Sync>;
 
 /// A table of the one row a maintenance task returns.
-struct MaintenanceCall {
-    schema: SchemaRef,
-    task: Task,
+pub(crate) struct MaintenanceCall {
+    pub(crate) schema: SchemaRef,
+    pub(crate) task: Task,
 }
 
 impl fmt::Debug for MaintenanceCall {
@@ -64,7 +65,7 @@ impl PartitionStream for MaintenanceCall {
 
 /// The provider over a [`MaintenanceCall`].
 #[derive(Debug)]
-struct MaintenanceTable(Arc<MaintenanceCall>);
+pub(crate) struct MaintenanceTable(pub(crate) Arc<MaintenanceCall>);
 
 #[async_trait]
 impl TableProvider for MaintenanceTable {
@@ -95,7 +96,7 @@ impl TableProvider for MaintenanceTable {
     }
 }
 
-fn int64_schema(columns: &[(&str, bool)]) -> SchemaRef {
+pub(crate) fn int64_schema(columns: &[(&str, bool)]) -> SchemaRef {
     Arc::new(Schema::new(
         columns
             .iter()
@@ -104,7 +105,7 @@ fn int64_schema(columns: &[(&str, bool)]) -> SchemaRef {
     ))
 }
 
-fn one_row(schema: &SchemaRef, values: Vec<Option<i64>>) -> Result<RecordBatch> {
+pub(crate) fn one_row(schema: &SchemaRef, values: Vec<Option<i64>>) -> Result<RecordBatch> {
     let columns = values
         .into_iter()
         .map(|value| Arc::new(Int64Array::from(vec![value])) as _)

@@ -17,6 +17,7 @@ pub mod maintenance_sql;
 mod marks;
 mod member_cells;
 mod merge;
+pub mod spread;
 mod table;
 pub mod time_travel;
 mod writer;
