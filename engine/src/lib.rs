@@ -48,6 +48,7 @@ use postgres_functions::{
 };
 use postgres_settings::{CurrentSettingFunction, PostgresSettings};
 use quantatom_table_providers::mdf::CubeSchemaProvider;
+use quantatom_table_providers::mdf::copy::MdfCopyFunction;
 use quantatom_table_providers::mdf::dml::CubeDmlRule;
 use quantatom_table_providers::mdf::maintenance_sql::{MdfCompactFunction, MdfVacuumFunction};
 use quantatom_table_providers::mdf::spread::MdfSpreadFunction;
@@ -237,6 +238,13 @@ async fn session_template(
     state.register_udtf(
         "mdf_compact",
         Arc::new(MdfCompactFunction::new(Arc::clone(cubes))),
+    );
+    state.register_udtf(
+        "mdf_copy",
+        Arc::new(MdfCopyFunction::new(
+            Arc::clone(cubes),
+            Arc::clone(metadata),
+        )),
     );
     state.register_udtf(
         "mdf_spread",

@@ -1,9 +1,10 @@
 //! Arguments of the `mdf_*` table functions: constants, the first naming a cube.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::catalog::TableFunctionArgs;
-use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
@@ -46,4 +47,24 @@ pub(crate) fn named_cube(
         Some(cube) => Ok(cube),
         None => Err(MdfError::NotFound(name.clone()).into()),
     }
+}
+
+/// An argument of `function` that is a JSON object of dimension names to member codes
+/// (`'{"version":"Budget","entity":"EMEA"}'`); `what` names it in errors.
+pub(crate) fn members_by_dimension(
+    function: &str,
+    what: &str,
+    value: &ScalarValue,
+) -> Result<BTreeMap<String, String>> {
+    let (ScalarValue::Utf8(Some(text))
+    | ScalarValue::Utf8View(Some(text))
+    | ScalarValue::LargeUtf8(Some(text))) = value
+    else {
+        return plan_err!("{function}: the {what} is a JSON object (text), not {value}");
+    };
+    serde_json::from_str(text).map_err(|e| {
+        DataFusionError::Plan(format!(
+            "{function}: the {what} must be a JSON object of dimension names to member codes: {e}"
+        ))
+    })
 }

@@ -173,6 +173,18 @@ pub(crate) async fn commit_cells(
         WriteKind::Update => Action::Update { add },
         WriteKind::Delete => Action::Delete { add },
     };
+    let version = commit_action(table, action, read_version, context).await?;
+    Ok(Some((rows, version)))
+}
+
+/// Commits `action` on `table` as the session's user, with `read_version` the version a write
+/// that read the cube read; then compacts in the background if the cube needs it.
+pub(crate) async fn commit_action(
+    table: &MdfTable,
+    action: Action,
+    read_version: Option<SnapshotVersion>,
+    context: &Arc<TaskContext>,
+) -> Result<SnapshotVersion> {
     let user = CommitAuthor::of(context);
     let version = table
         .log()
@@ -183,7 +195,7 @@ pub(crate) async fn commit_cells(
         })
         .await?;
     table.compact_in_background(context, user);
-    Ok(Some((rows, version)))
+    Ok(version)
 }
 
 /// The plan writing `input`'s rows into `table` as `kind` says.

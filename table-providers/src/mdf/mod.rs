@@ -10,6 +10,7 @@
 //! - [`maintenance`]: compaction and vacuum; [`maintenance_sql`]: `mdf_compact`, `mdf_vacuum`.
 
 mod arguments;
+pub mod copy;
 pub mod dml;
 pub mod log;
 pub mod maintenance;

@@ -36,7 +36,7 @@ use datafusion::common::{DataFusionError, Result, ScalarValue, not_impl_err, pla
 use datafusion::execution::TaskContext;
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 
-use super::arguments::{constant_arguments, named_cube};
+use super::arguments::{constant_arguments, members_by_dimension, named_cube};
 use super::dml::{WriteKind, commit_cells};
 use super::maintenance_sql::{
     MaintenanceCall, MaintenanceTable, Task, int64_schema, one_row, session_of,
@@ -84,21 +84,6 @@ struct Spread {
 
 const USAGE: &str = "mdf_spread takes a cube, a target, a value, and optionally a method and a basis: mdf_spread('cube.finance', '{\"version\":\"Budget\",...}', 1000000, 'proportional', '{\"version\":\"Actual\"}')";
 
-/// A JSON object of dimension names to member codes.
-fn members_by_dimension(what: &str, value: &ScalarValue) -> Result<BTreeMap<String, String>> {
-    let text = match value {
-        ScalarValue::Utf8(Some(text))
-        | ScalarValue::Utf8View(Some(text))
-        | ScalarValue::LargeUtf8(Some(text)) => text,
-        _ => return plan_err!("mdf_spread: the {what} is a JSON object (text). {USAGE}"),
-    };
-    serde_json::from_str(text).map_err(|e| {
-        DataFusionError::Plan(format!(
-            "mdf_spread: the {what} must be a JSON object of dimension names to member codes: {e}"
-        ))
-    })
-}
-
 impl TableFunctionImpl for MdfSpreadFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let arguments = constant_arguments("mdf_spread", &args)?;
@@ -119,7 +104,7 @@ impl TableFunctionImpl for MdfSpreadFunction {
                 definition.measures.len()
             );
         };
-        let mut named = members_by_dimension("target", target)?;
+        let mut named = members_by_dimension("mdf_spread", "target", target)?;
         let target = definition
             .dimensions
             .iter()
@@ -160,7 +145,7 @@ impl TableFunctionImpl for MdfSpreadFunction {
         };
         let basis = match basis {
             None => BTreeMap::new(),
-            Some(basis) => members_by_dimension("basis", basis)?,
+            Some(basis) => members_by_dimension("mdf_spread", "basis", basis)?,
         };
         if let Some(unknown) = basis.keys().find(|d| !definition.dimensions.contains(d)) {
             return plan_err!(
