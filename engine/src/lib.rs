@@ -54,8 +54,9 @@ use quantatom_table_providers::mdf::maintenance_sql::{MdfCompactFunction, MdfVac
 use quantatom_table_providers::mdf::spread::MdfSpreadFunction;
 use quantatom_table_providers::mdf::time_travel::{MdfAtFunction, MdfHistoryFunction};
 use quantatom_table_providers::metadata::{
-    CoordinateCheck, DimensionSchemaProvider, EmbeddedMetadataStore, MemberDmlRule, MetadataError,
-    MetadataOptions, MetadataStore, PostgresMetadataStore,
+    CalendarSchemaProvider, CoordinateCheck, DimensionSchemaProvider, EmbeddedMetadataStore,
+    MemberDmlRule, MetadataError, MetadataOptions, MetadataStore, PostgresMetadataStore,
+    VersionSwitchoverFunction,
 };
 use quantatom_table_providers::storage::{Storage, StorageConfig};
 
@@ -207,6 +208,10 @@ async fn session_template(
         "dim",
         Arc::new(DimensionSchemaProvider::new(Arc::clone(metadata), Arc::clone(cubes) as _).await?),
     )?;
+    catalog.register_schema(
+        "calendar",
+        Arc::new(CalendarSchemaProvider::new(Arc::clone(metadata))),
+    )?;
     let catalogs = MemoryCatalogProviderList::new();
     let catalogs = Arc::new(catalogs);
     datafusion::catalog::CatalogProviderList::register_catalog(
@@ -252,6 +257,10 @@ async fn session_template(
             Arc::clone(cubes),
             Arc::clone(metadata),
         )),
+    );
+    state.register_udtf(
+        "version_switchover",
+        Arc::new(VersionSwitchoverFunction::new(Arc::clone(metadata))),
     );
     state.register_udtf(
         "mdf_vacuum",

@@ -14,6 +14,7 @@ mod ltree_functions;
 mod plan_rewrite;
 mod planner;
 mod tagged_text;
+mod variance;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub use ltree_functions::{LtreeFunction, LtreeFunctionKind};
 pub use plan_rewrite::rewrite_expressions;
 pub use planner::LtreeOperatorPlanner;
 pub use tagged_text::{POSTGRES_TYPE_KEY, postgres_type_of, tagged_text_field};
+pub use variance::VarianceFunction;
 
 /// Every scalar function this crate provides, ready for `SessionContext::register_udf`.
 ///
@@ -40,5 +42,6 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
         .map(LtreeFunction::udf)
         .collect();
     functions.push(Arc::new(LikeEscapeFunction::udf()));
+    functions.extend(VarianceFunction::udfs().into_iter().map(Arc::new));
     functions
 }

@@ -5,6 +5,7 @@
 //! Cell data never lives here; cubes are MDF tables (see [`crate::mdf`]).
 
 mod access;
+mod calendar;
 mod coordinates;
 mod dimension_table;
 mod embedded;
@@ -21,6 +22,7 @@ pub use access::{
     AccessChange, AccessModel, Grant, Membership, Privilege, Role, SubtreeScope,
     apply_access_changes, change_access,
 };
+pub use calendar::{CalendarSchemaProvider, TIME_DIMENSION, VersionSwitchoverFunction};
 pub use coordinates::CoordinateCheck;
 pub use dimension_table::{DimensionSchemaProvider, DimensionTable};
 pub use embedded::EmbeddedMetadataStore;
