@@ -22,6 +22,7 @@ pub mod scalar_subqueries;
 
 pub use errors::sqlstate;
 /// Cubes: their storage format, reads and writes.
+pub use quantatom_table_providers::computed;
 pub use quantatom_table_providers::mdf;
 /// Dimensions, members and the stores that keep them.
 pub use quantatom_table_providers::metadata;

@@ -7,6 +7,7 @@
 //!
 //! This crate knows nothing of the wire protocol; the engine wires these into sessions.
 
+pub mod computed;
 mod fail_point;
 pub mod mdf;
 pub mod metadata;

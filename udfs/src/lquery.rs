@@ -44,18 +44,18 @@ pub struct Lquery {
     levels: Vec<Level>,
 }
 
-/// Where the parser is, as `lquery_in`'s states.
+/// What the parser waits for next, as `lquery_in`'s states (`LQPRS_WAIT...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    WaitLevel,
-    WaitDelimiter,
-    WaitOpen,
-    WaitFirstNumber,
-    WaitSecondNumber,
-    WaitNumberEnd,
-    WaitClose,
-    WaitEnd,
-    WaitVariant,
+    Level,
+    Delimiter,
+    Open,
+    FirstNumber,
+    SecondNumber,
+    NumberEnd,
+    Close,
+    End,
+    Variant,
 }
 
 impl Lquery {
@@ -74,7 +74,7 @@ impl Lquery {
             high: 1,
         };
         let mut levels = vec![new_level()];
-        let mut state = State::WaitLevel;
+        let mut state = State::Level;
         // The label being read: where it starts (in characters).
         let mut label_start = 0;
         let mut i = 0;
@@ -83,22 +83,22 @@ impl Lquery {
             let level = levels.last_mut().expect("a level is being read");
             match state {
                 // A variant starts: its label is read up to the next delimiter.
-                State::WaitLevel | State::WaitVariant if is_label_char(c) || c == '!' => {
+                State::Level | State::Variant if is_label_char(c) || c == '!' => {
                     if c == '!' {
-                        if state == State::WaitVariant {
+                        if state == State::Variant {
                             return Err(syntax(i + 1, ""));
                         }
                         level.negated = true;
                     }
                     label_start = if c == '!' { i + 1 } else { i };
                     level.variants.push(Variant::default());
-                    state = State::WaitDelimiter;
+                    state = State::Delimiter;
                 }
-                State::WaitLevel if c == '*' => {
+                State::Level if c == '*' => {
                     (level.low, level.high) = (0, MAX_LEVELS);
-                    state = State::WaitOpen;
+                    state = State::Open;
                 }
-                State::WaitDelimiter => {
+                State::Delimiter => {
                     let variant = level.variants.last_mut().expect("a variant is being read");
                     let flagged = variant.case_insensitive || variant.prefix || variant.words;
                     match c {
@@ -108,14 +108,14 @@ impl Lquery {
                         '|' | '{' | '.' => {
                             finish_label(variant, &chars[label_start..i], text, i)?;
                             state = match c {
-                                '|' => State::WaitVariant,
+                                '|' => State::Variant,
                                 '{' => {
                                     level.low = 0;
-                                    State::WaitFirstNumber
+                                    State::FirstNumber
                                 }
                                 _ => {
                                     levels.push(new_level());
-                                    State::WaitLevel
+                                    State::Level
                                 }
                             };
                         }
@@ -123,16 +123,16 @@ impl Lquery {
                         _ => return Err(syntax(i + 1, "")),
                     }
                 }
-                State::WaitOpen if c == '{' => {
+                State::Open if c == '{' => {
                     level.low = 0;
-                    state = State::WaitFirstNumber;
+                    state = State::FirstNumber;
                 }
-                State::WaitOpen if c == '.' => {
+                State::Open if c == '.' => {
                     levels.push(new_level());
-                    state = State::WaitLevel;
+                    state = State::Level;
                 }
-                State::WaitFirstNumber if c == ',' => state = State::WaitSecondNumber,
-                State::WaitFirstNumber if c.is_ascii_digit() => {
+                State::FirstNumber if c == ',' => state = State::SecondNumber,
+                State::FirstNumber if c.is_ascii_digit() => {
                     let low = number_at(&chars[i..]);
                     if low > u64::from(MAX_LEVELS) {
                         return Err(LtreeError::LimitTooLarge {
@@ -143,9 +143,9 @@ impl Lquery {
                         });
                     }
                     level.low = low as u32;
-                    state = State::WaitNumberEnd;
+                    state = State::NumberEnd;
                 }
-                State::WaitSecondNumber if c.is_ascii_digit() => {
+                State::SecondNumber if c.is_ascii_digit() => {
                     let high = number_at(&chars[i..]);
                     if high > u64::from(MAX_LEVELS) {
                         return Err(LtreeError::LimitTooLarge {
@@ -165,35 +165,35 @@ impl Lquery {
                         ));
                     }
                     level.high = high as u32;
-                    state = State::WaitClose;
+                    state = State::Close;
                 }
-                State::WaitSecondNumber if c == '}' => {
+                State::SecondNumber if c == '}' => {
                     level.high = MAX_LEVELS;
-                    state = State::WaitEnd;
+                    state = State::End;
                 }
-                State::WaitClose if c == '}' => state = State::WaitEnd,
-                State::WaitClose if c.is_ascii_digit() => {}
-                State::WaitNumberEnd if c == '}' => {
+                State::Close if c == '}' => state = State::End,
+                State::Close if c.is_ascii_digit() => {}
+                State::NumberEnd if c == '}' => {
                     level.high = level.low;
-                    state = State::WaitEnd;
+                    state = State::End;
                 }
-                State::WaitNumberEnd if c == ',' => state = State::WaitSecondNumber,
-                State::WaitNumberEnd if c.is_ascii_digit() => {}
-                State::WaitEnd if c == '.' => {
+                State::NumberEnd if c == ',' => state = State::SecondNumber,
+                State::NumberEnd if c.is_ascii_digit() => {}
+                State::End if c == '.' => {
                     levels.push(new_level());
-                    state = State::WaitLevel;
+                    state = State::Level;
                 }
                 _ => return Err(syntax(i + 1, "")),
             }
             i += 1;
         }
         match state {
-            State::WaitDelimiter => {
+            State::Delimiter => {
                 let level = levels.last_mut().expect("a level is being read");
                 let variant = level.variants.last_mut().expect("a variant is being read");
                 finish_label(variant, &chars[label_start..], text, chars.len())?;
             }
-            State::WaitOpen | State::WaitEnd => {}
+            State::Open | State::End => {}
             _ => return Err(syntax(chars.len() + 1, "Unexpected end of input.")),
         }
         Ok(Lquery { levels })

@@ -319,6 +319,17 @@ pub fn lca(paths: &[&str]) -> Result<Option<String>, LtreeError> {
     Ok(Some(first[..common].join(".")))
 }
 
+/// `a || b` on paths: the labels of `a`, then those of `b`; both are checked.
+pub fn concat(a: &str, b: &str) -> Result<String, LtreeError> {
+    validate(a)?;
+    validate(b)?;
+    Ok(match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}.{b}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,15 +424,4 @@ mod tests {
         assert_eq!(subpath(p, 2, Some(-2)), Err(LtreeError::InvalidPositions));
         assert_eq!(subpath("", 0, None), Err(LtreeError::InvalidPositions));
     }
-}
-
-/// `a || b` on paths: the labels of `a`, then those of `b`; both are checked.
-pub fn concat(a: &str, b: &str) -> Result<String, LtreeError> {
-    validate(a)?;
-    validate(b)?;
-    Ok(match (a.is_empty(), b.is_empty()) {
-        (true, _) => b.to_owned(),
-        (_, true) => a.to_owned(),
-        _ => format!("{a}.{b}"),
-    })
 }

@@ -340,6 +340,9 @@ fn by_row<T, A: FromIterator<Option<T>> + Array + 'static>(
     Ok(Arc::new(result))
 }
 
+/// A check of a text argument (a path, a pattern) on its own.
+type TextCheck = fn(&str) -> Result<(), LtreeError>;
+
 fn check_path(path: &str) -> Result<(), LtreeError> {
     ltree::labels_of(path).map(|_| ())
 }
@@ -348,7 +351,7 @@ fn check_path(path: &str) -> Result<(), LtreeError> {
 /// argument is still checked by its `checks` entry, as PostgreSQL casts it before the call.
 fn predicate(
     arrays: &[ArrayRef],
-    checks: [fn(&str) -> Result<(), LtreeError>; 2],
+    checks: [TextCheck; 2],
     compute: impl Fn(&str, &str) -> Result<bool, LtreeError>,
 ) -> Result<ArrayRef> {
     let left = strings(&arrays[0])?;

@@ -18,6 +18,7 @@ use datafusion::common::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
+use quantatom_engine::computed::ComputedTable;
 use quantatom_engine::metadata::MetadataStore;
 use quantatom_engine::postgres_settings::PostgresSettings;
 
@@ -92,7 +93,7 @@ impl SchemaProvider for SessionSettingsCatalog {
                     PG_AUTH_MEMBERS
                 };
                 let table = RolesTable::new(Arc::clone(&self.metadata), name, inner.schema());
-                Ok(Some(Arc::new(table)))
+                Ok(Some(Arc::new(ComputedTable(table))))
             }
             _ => self.inner.table(name).await,
         }

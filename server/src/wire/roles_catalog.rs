@@ -12,12 +12,8 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Result, ScalarValue};
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+use quantatom_engine::computed::ComputedRows;
 use quantatom_engine::metadata::{AccessModel, MetadataStore};
 
 /// `pg_roles`.
@@ -33,7 +29,8 @@ pub(crate) fn role_oid(name: &str) -> i64 {
     i64::from(0x4000_0000 | (hash & 0x3fff_ffff))
 }
 
-/// `pg_roles` or `pg_auth_members`, read from the store at every scan.
+/// `pg_roles` or `pg_auth_members`, read from the store at every scan (a
+/// [`quantatom_engine::computed::ComputedTable`]).
 #[derive(Debug)]
 pub(crate) struct RolesTable {
     store: Arc<dyn MetadataStore>,
@@ -91,7 +88,7 @@ impl RolesTable {
         })
     }
 
-    fn rows(&self, access: &AccessModel) -> Result<RecordBatch> {
+    fn rows_of(&self, access: &AccessModel) -> Result<RecordBatch> {
         let rows = match self.name {
             PG_ROLES => access.roles.len(),
             _ => access.memberships.len(),
@@ -113,28 +110,13 @@ impl RolesTable {
 }
 
 #[async_trait]
-impl TableProvider for RolesTable {
+impl ComputedRows for RolesTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self) -> Result<RecordBatch> {
         let (access, _) = self.store.access().await?;
-        let batch = self.rows(&access)?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            Arc::clone(&self.schema),
-            projection.cloned(),
-        )?)
+        self.rows_of(&access)
     }
 }

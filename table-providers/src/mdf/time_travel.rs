@@ -19,13 +19,13 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::arguments::{constant_arguments, named_cube};
 use super::dml::ReadVersion;
 use super::{CubeSchemaProvider, MdfTable, Snapshot, SnapshotVersion};
+use crate::computed::{ComputedRows, ComputedTable};
 
 /// Which version of a cube to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,22 +138,12 @@ impl CubeHistory {
 }
 
 #[async_trait]
-impl TableProvider for CubeHistory {
+impl ComputedRows for CubeHistory {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self) -> Result<RecordBatch> {
         let snapshot = self.cube.log().latest().await?;
         let commits = &snapshot.commits;
         let int64 = |value: fn(&super::Commit) -> i64| -> ArrayRef {
@@ -178,12 +168,7 @@ impl TableProvider for CubeHistory {
             int64(|commit| commit.rows_added as i64),
             int64(|commit| commit.files_removed as i64),
         ];
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            Arc::clone(&self.schema),
-            projection.cloned(),
-        )?)
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
 
@@ -260,6 +245,6 @@ impl TableFunctionImpl for MdfHistoryFunction {
             return plan_err!("mdf_history takes a cube: mdf_history('cube.finance')");
         };
         let cube = named_cube(&self.cubes, "mdf_history", cube)?;
-        Ok(Arc::new(CubeHistory::new(cube)))
+        Ok(Arc::new(ComputedTable(CubeHistory::new(cube))))
     }
 }

@@ -21,16 +21,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{
-    SchemaProvider, Session, TableFunctionArgs, TableFunctionImpl, TableProvider,
-};
+use datafusion::catalog::{SchemaProvider, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, plan_err};
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 
 use super::{Member, MetadataError, MetadataStore};
+use crate::computed::{ComputedRows, ComputedTable};
 
 /// The dimension the calendar is derived from.
 pub const TIME_DIMENSION: &str = "time";
@@ -191,29 +187,14 @@ impl CalendarTable {
 }
 
 #[async_trait]
-impl TableProvider for CalendarTable {
+impl ComputedRows for CalendarTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self) -> Result<RecordBatch> {
         let calendar = Calendar::new(self.store.members(TIME_DIMENSION).await?);
-        let batch = self.batch(&calendar)?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            Arc::clone(&self.schema),
-            projection.cloned(),
-        )?)
+        self.batch(&calendar)
     }
 }
 
@@ -335,10 +316,10 @@ impl SchemaProvider for CalendarSchemaProvider {
             "to_date" => CalendarKind::ToDate,
             _ => return Ok(None),
         };
-        Ok(Some(Arc::new(CalendarTable::new(
+        Ok(Some(Arc::new(ComputedTable(CalendarTable::new(
             Arc::clone(&self.store),
             kind,
-        ))))
+        )))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -373,13 +354,13 @@ impl TableFunctionImpl for VersionSwitchoverFunction {
                 "version_switchover takes three texts: the last period of the first version, and the two versions: version_switchover('2025_06', 'Actual', 'Forecast')"
             );
         };
-        Ok(Arc::new(CalendarTable::new(
+        Ok(Arc::new(ComputedTable(CalendarTable::new(
             Arc::clone(&self.store),
             CalendarKind::Switchover {
                 cutoff: cutoff.clone(),
                 before: before.clone(),
                 after: after.clone(),
             },
-        )))
+        ))))
     }
 }
