@@ -375,6 +375,10 @@ pub struct CubeLog {
     storage: Storage,
     cube_dir: Path,
     known: Arc<Mutex<Option<Arc<Snapshot>>>>,
+    /// Held while this process commits: its writers queue here instead of racing each other
+    /// for the next version on the store (and backing off). Other processes still race, and
+    /// put-if-absent decides.
+    committing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl CubeLog {
@@ -385,6 +389,7 @@ impl CubeLog {
             storage,
             cube_dir,
             known: Arc::default(),
+            committing: Arc::default(),
         }
     }
 
@@ -647,14 +652,16 @@ impl CubeLog {
     }
 
     /// Commits `change` at the next free version and returns that version. A lost version
-    /// race re-reads the log and tries the next version, after checking that nothing committed
-    /// meanwhile conflicts with the change (blind appends never conflict).
+    /// race (with another process) re-reads the log and tries the next version, after checking
+    /// that nothing committed meanwhile conflicts with the change (blind appends never
+    /// conflict). This process's commits to the cube take turns.
     pub async fn commit(&self, change: Change) -> Result<SnapshotVersion, MdfError> {
         if matches!(change.action, Action::Create { .. }) {
             return Err(MdfError::Invalid(
                 "a cube is created only once, at version 0".into(),
             ));
         }
+        let _committing = self.committing.lock().await;
         let mut lost = 0;
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let latest = self.latest().await?;

@@ -49,10 +49,14 @@ async fn appends_from_many_writers(backend: Backend) {
             .await
             .unwrap(),
     );
+    // Each writer opens the cube on its own, as separate processes (replicas) would: their
+    // commits race for versions on the store (one process's commits take turns).
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
-            let table = Arc::clone(&table);
+            let storage = backend.storage.clone();
+            let name = table.definition().name.clone();
             tokio::spawn(async move {
+                let table = MdfTable::open(storage, &name).await.unwrap();
                 let mut versions = Vec::new();
                 for append in 0..APPENDS_PER_WRITER {
                     let batch = cell(&table, writer, append);
