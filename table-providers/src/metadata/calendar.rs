@@ -204,14 +204,19 @@ struct Calendar {
     members: Vec<Member>,
     /// Per level, the indices of its members in model order.
     by_level: HashMap<i32, Vec<usize>>,
+    /// Per member, where it stands among the members of its level.
+    positions: Vec<usize>,
     by_code: HashMap<String, usize>,
 }
 
 impl Calendar {
     fn new(members: Vec<Member>) -> Self {
         let mut by_level: HashMap<i32, Vec<usize>> = HashMap::new();
+        let mut positions = Vec::with_capacity(members.len());
         for (i, member) in members.iter().enumerate() {
-            by_level.entry(member.level).or_default().push(i);
+            let level = by_level.entry(member.level).or_default();
+            positions.push(level.len());
+            level.push(i);
         }
         let by_code = members
             .iter()
@@ -221,6 +226,7 @@ impl Calendar {
         Self {
             members,
             by_level,
+            positions,
             by_code,
         }
     }
@@ -231,11 +237,7 @@ impl Calendar {
 
     /// Where member `i` stands among the members of its level.
     fn position(&self, i: usize) -> usize {
-        let level = &self.by_level[&self.members[i].level];
-        level
-            .iter()
-            .position(|&j| j == i)
-            .expect("a member is in its level")
+        self.positions[i]
     }
 
     /// The member `n` places after member `i` at its level, if there is one.

@@ -170,6 +170,23 @@ impl MetadataStore for EmbeddedMetadataStore {
         Ok(self.document(dimension)?.members.clone())
     }
 
+    /// Picks the members from memory without copying the whole dimension first (every cube
+    /// `INSERT` asks this of each dimension).
+    async fn members_with_codes(
+        &self,
+        dimension: &str,
+        codes: &[String],
+    ) -> Result<Vec<Member>, MetadataError> {
+        let wanted: std::collections::HashSet<&String> = codes.iter().collect();
+        let document = self.document(dimension)?;
+        Ok(document
+            .members
+            .iter()
+            .filter(|m| wanted.contains(&m.code))
+            .cloned()
+            .collect())
+    }
+
     async fn dimension_version(&self, dimension: &str) -> Result<u64, MetadataError> {
         self.document(dimension).map(|d| d.version)
     }

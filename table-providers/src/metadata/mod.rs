@@ -212,26 +212,7 @@ pub trait MetadataStore: Debug + Send + Sync {
         &self,
         dimension: &str,
         codes: &[String],
-    ) -> Result<Vec<Member>, MetadataError> {
-        if !self.filters_members() {
-            let wanted: std::collections::HashSet<&String> = codes.iter().collect();
-            let members = self.members(dimension).await?;
-            return Ok(members
-                .into_iter()
-                .filter(|m| wanted.contains(&m.code))
-                .collect());
-        }
-        let mut found = Vec::new();
-        // Bounded lists: a statement takes at most 65,535 parameters.
-        for chunk in codes.chunks(1_000) {
-            let values = chunk.iter().cloned().map(MemberValue::Text).collect();
-            let filter = MemberFilter::InList(MemberColumn::Code, values, false);
-            let members = self.members_where(dimension, &[filter], None, None).await?;
-            found.extend(members.members);
-        }
-        found.sort_by_key(|m| m.sort_order);
-        Ok(found)
-    }
+    ) -> Result<Vec<Member>, MetadataError>;
 
     /// Whether the store evaluates [`MemberFilter`]s itself ([`MetadataStore::members_where`]);
     /// when not, the engine filters the members it reads.

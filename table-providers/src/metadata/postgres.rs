@@ -511,6 +511,23 @@ impl MetadataStore for PostgresMetadataStore {
         true
     }
 
+    async fn members_with_codes(
+        &self,
+        dimension: &str,
+        codes: &[String],
+    ) -> Result<Vec<Member>, MetadataError> {
+        let mut found = Vec::new();
+        // Bounded lists: a statement takes at most 65,535 parameters.
+        for chunk in codes.chunks(1_000) {
+            let values = chunk.iter().cloned().map(MemberValue::Text).collect();
+            let filter = MemberFilter::InList(MemberColumn::Code, values, false);
+            let members = self.members_where(dimension, &[filter], None, None).await?;
+            found.extend(members.members);
+        }
+        found.sort_by_key(|m| m.sort_order);
+        Ok(found)
+    }
+
     fn can_filter(&self, filter: &MemberFilter) -> bool {
         match filter {
             MemberFilter::DescendantOf(text)
