@@ -37,6 +37,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::prelude::SessionContext;
 use indexmap::IndexMap;
+use quantatom_table_providers::mdf::transaction::SessionWrites;
 use quantatom_table_providers::table_version;
 
 /// How many plans a session keeps; the least recently used one goes first.
@@ -299,10 +300,14 @@ impl ReusablePlan {
             ParamValues::List(values) => values.iter().map(|value| value.value.clone()).collect(),
             ParamValues::Map(_) => return not_impl_err!("named parameters"),
         };
-        let never = matches!(
-            *self.physical.lock().expect("plan poisoned"),
-            PhysicalReuse::Never
-        );
+        // A transaction block's staged writes are read through the plan's scans: plans made
+        // before them (or of them) are not kept.
+        let staged = SessionWrites::of(state.config()).is_some_and(|writes| writes.has_staged());
+        let never = staged
+            || matches!(
+                *self.physical.lock().expect("plan poisoned"),
+                PhysicalReuse::Never
+            );
         let versions = if never {
             None
         } else {

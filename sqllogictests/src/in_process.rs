@@ -1,11 +1,19 @@
 //! The in-process database: SQL straight into an engine session.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::DataFusionError;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use quantatom_engine::mdf::MdfError;
+use quantatom_engine::mdf::transaction::SessionWrites;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 
 use crate::render_text;
@@ -21,9 +29,75 @@ pub struct InProcessDb {
 }
 
 impl InProcessDb {
-    /// Wraps a session.
+    /// Wraps a session, which keeps transaction blocks as a server connection does.
     pub fn new(session: SessionContext) -> Self {
+        session
+            .state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(SessionWrites::default()));
         Self { session }
+    }
+
+    fn writes(&self) -> Arc<SessionWrites> {
+        SessionWrites::of(self.session.state_ref().read().config())
+            .expect("the session keeps its writes")
+    }
+
+    /// Runs one statement: transaction control in the engine's [`SessionWrites`], anything
+    /// else as a DataFrame.
+    async fn run_statement(
+        &self,
+        sql: &str,
+    ) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
+        let writes = self.writes();
+        let parsed = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})?;
+        if let [DFStatement::Statement(statement)] = Vec::from(parsed).as_slice() {
+            match statement.as_ref() {
+                Statement::StartTransaction { .. } => {
+                    writes.begin();
+                    return Ok(DBOutput::StatementComplete(0));
+                }
+                Statement::Commit { .. } => {
+                    writes.commit(&self.session.task_ctx()).await?;
+                    return Ok(DBOutput::StatementComplete(0));
+                }
+                Statement::Rollback {
+                    savepoint: None, ..
+                } => {
+                    writes.rollback();
+                    return Ok(DBOutput::StatementComplete(0));
+                }
+                _ => {}
+            }
+        }
+        if writes.is_failed() {
+            return Err(MdfError::InFailedBlock.into());
+        }
+        writes.statement_started(sql);
+        let frame = self.session.sql(sql).await?;
+        let is_query = !matches!(
+            frame.logical_plan(),
+            LogicalPlan::Dml(_) | LogicalPlan::Ddl(_)
+        );
+        let columns = frame.schema().fields().len();
+        let batches = frame.collect().await?;
+        if is_query {
+            Ok(DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; columns],
+                rows: rows(&batches)?,
+            })
+        } else {
+            let count = batches
+                .first()
+                .and_then(|b| {
+                    b.column(0)
+                        .as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>()
+                        .map(|c| c.value(0))
+                })
+                .unwrap_or(0);
+            Ok(DBOutput::StatementComplete(count))
+        }
     }
 }
 
@@ -72,30 +146,12 @@ impl AsyncDB for InProcessDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
-        let frame = self.session.sql(sql).await?;
-        let is_query = !matches!(
-            frame.logical_plan(),
-            datafusion::logical_expr::LogicalPlan::Dml(_)
-                | datafusion::logical_expr::LogicalPlan::Ddl(_)
-        );
-        let columns = frame.schema().fields().len();
-        let batches = frame.collect().await?;
-        if is_query {
-            Ok(DBOutput::Rows {
-                types: vec![DefaultColumnType::Any; columns],
-                rows: rows(&batches)?,
-            })
-        } else {
-            let count = batches
-                .first()
-                .and_then(|b| {
-                    b.column(0)
-                        .as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>()
-                        .map(|c| c.value(0))
-                })
-                .unwrap_or(0);
-            Ok(DBOutput::StatementComplete(count))
+        let output = self.run_statement(sql).await;
+        if output.is_err() {
+            // As in PostgreSQL, a statement failing inside a block fails the block.
+            self.writes().fail();
         }
+        Ok(output?)
     }
 
     async fn shutdown(&mut self) {}

@@ -110,6 +110,7 @@ async fn open_time(storage: &Storage, commits: usize) -> f64 {
             kind: Default::default(),
             seq: None,
             bounds: None,
+            sha256: None,
             marks: Default::default(),
         };
         log.commit_append(vec![file]).await.unwrap();

@@ -16,7 +16,7 @@ use pgwire::api::auth::{self, ServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DescribePortalResponse, FieldInfo};
+use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse};
 use pgwire::api::results::{Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
@@ -30,6 +30,7 @@ use pgwire::messages::simplequery::Query;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::mdf::dml::CommitAuthor;
+use quantatom_engine::mdf::transaction::SessionWrites;
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch, by_position, parameter_types};
 use quantatom_engine::postgres_settings::PostgresSettings;
 
@@ -45,7 +46,7 @@ use super::session_plans::{
 };
 use super::settings::{apply_startup_parameters, copy_format_parameters};
 use super::text_types::{result_fields, text_parameter_types};
-use super::transactions::{in_failed_block, is_rollback_to_savepoint};
+use super::transactions::{in_failed_block, is_rollback_to_savepoint, session_writes};
 
 /// Process ids and secret keys for BackendKeyData, which cancel requests name.
 static KEY_GENERATOR: LazyLock<RandomPidSecretKeyGenerator> =
@@ -92,12 +93,15 @@ impl StartupHandler for Startup {
         copy_format_parameters(client.metadata_mut(), &settings);
         let parameter = |name: &str| startup.parameters.get(name).cloned().unwrap_or_default();
         let user = parameter("user");
-        // Commits from this connection are recorded under its user.
-        self.session
-            .state_ref()
-            .write()
-            .config_mut()
-            .set_extension(Arc::new(CommitAuthor(user.clone())));
+        // Commits from this connection are recorded under its user, with the statement that
+        // made them; its transaction blocks are kept with its writes.
+        {
+            let state = self.session.state_ref();
+            let mut state = state.write();
+            let config = state.config_mut();
+            config.set_extension(Arc::new(CommitAuthor(user.clone())));
+            config.set_extension(Arc::new(SessionWrites::default()));
+        }
         let database = startup
             .parameters
             .get("database")
@@ -245,20 +249,78 @@ impl SessionQueries {
         let key = (pid, secret.to_bytes());
         *self.key.lock().expect("connection key poisoned") = Some(key.clone());
         // Read in place: this runs for every query.
-        let timeout = self
-            .session
-            .state_ref()
-            .read()
-            .config_options()
-            .extensions
-            .get::<PostgresSettings>()
-            .and_then(PostgresSettings::statement_timeout);
+        let (timeout, writes) = {
+            let state = self.session.state_ref();
+            let state = state.read();
+            let timeout = state
+                .config_options()
+                .extensions
+                .get::<PostgresSettings>()
+                .and_then(PostgresSettings::statement_timeout);
+            (timeout, SessionWrites::of(state.config()))
+        };
+        if let Some(writes) = writes {
+            writes.statement_started(query);
+        }
         let running = self
             .activity
             .get()
             .map(|activity| activity.query_started(query));
         self.cancels.begin(key, timeout, running)
     }
+}
+
+impl SessionQueries {
+    /// Runs the statements of one simple query one after another, each to completion (its
+    /// rows held until the query's answer is sent) before the next starts.
+    async fn run_each<C>(
+        &self,
+        client: &mut C,
+        statements: Vec<String>,
+    ) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let answered = Box::pin(SimpleQueryHandler::do_query(self, client, &statement)).await;
+            let answered = match answered {
+                Ok(answered) => answered,
+                Err(error) => {
+                    // A block the query opened is failed by its error (pgwire fails a block
+                    // only when the query started in one).
+                    if session_writes(&self.session).in_block() {
+                        client.set_transaction_status(TransactionStatus::Transaction);
+                    }
+                    return Err(error);
+                }
+            };
+            for response in answered {
+                responses.push(match response {
+                    Response::Query(query) => Response::Query(held(query).await?),
+                    other => other,
+                });
+            }
+        }
+        Ok(responses)
+    }
+}
+
+/// `query` with all its rows computed now, answered from memory.
+async fn held(mut query: QueryResponse) -> PgWireResult<QueryResponse> {
+    let mut rows = Vec::new();
+    while let Some(row) = query.data_rows.next().await {
+        rows.push(row?);
+    }
+    let mut held = QueryResponse::new(
+        query.row_schema(),
+        futures::stream::iter(rows.into_iter().map(Ok)),
+    );
+    held.set_command_tag(query.command_tag());
+    Ok(held)
 }
 
 impl Drop for SessionQueries {
@@ -310,6 +372,9 @@ impl SimpleQueryHandler for SessionQueries {
                 changes_plans,
                 tags,
             } => (changes_plans, tags),
+            SimpleQueryPlan::Several(statements) => {
+                return self.run_each(client, statements).await;
+            }
             _ if client.transaction_status() == TransactionStatus::Error => {
                 return Err(in_failed_block());
             }

@@ -52,6 +52,9 @@ pub(crate) enum SimpleQueryPlan {
         changes_plans: bool,
         tags: Vec<Option<&'static str>>,
     },
+    /// Several statements (their texts): each runs to completion before the next starts, as
+    /// in PostgreSQL (a block's `COMMIT` must follow its writes).
+    Several(Vec<String>),
 }
 
 /// A plain query's kept plan and, once it ran as a prepared statement, the parameter types the
@@ -119,7 +122,11 @@ impl SessionPlans {
             ParsedText::Other {
                 changes_plans,
                 tags,
+                statements,
             } => {
+                if statements.len() > 1 {
+                    return Ok(SimpleQueryPlan::Several(statements));
+                }
                 return Ok(SimpleQueryPlan::Delegate {
                     changes_plans,
                     tags,
@@ -247,10 +254,12 @@ pub(crate) enum ParsedText {
     /// Anything else (several statements, DDL, `SET`, ..., or text that does not parse, whose
     /// error datafusion-postgres reports): datafusion-postgres handles it. `changes_plans` when
     /// a statement may change what queries mean; `tags`, per statement, the command tag of a
-    /// data change datafusion-postgres answers as a query.
+    /// data change datafusion-postgres answers as a query; `statements`, when there are
+    /// several, the text of each, to run one after another.
     Other {
         changes_plans: bool,
         tags: Vec<Option<&'static str>>,
+        statements: Vec<String>,
     },
 }
 
@@ -265,12 +274,18 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
         return ParsedText::Other {
             changes_plans: false,
             tags: Vec::new(),
+            statements: Vec::new(),
         };
     };
     if statements.len() != 1 || !matches!(statements[0], Statement::Query(_)) {
+        let several = statements.len() > 1;
         return ParsedText::Other {
             changes_plans: statements.iter().any(may_change_plans),
             tags: statements.iter().map(dml_tag).collect(),
+            statements: match several {
+                true => statements.iter().map(Statement::to_string).collect(),
+                false => Vec::new(),
+            },
         };
     }
     let mut statement = statements.remove(0);

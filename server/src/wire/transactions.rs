@@ -1,18 +1,19 @@
 //! Transaction blocks as PostgreSQL's clients see them.
 //!
-//! `BEGIN`/`START TRANSACTION`, `COMMIT`/`END` and `ROLLBACK`/`ABORT` move the connection's
-//! transaction status (pgwire reports it in every ReadyForQuery). After an error inside a
-//! block, every statement but the block's end is refused with `25P02`, as in PostgreSQL, and
-//! `COMMIT` then answers `ROLLBACK`. `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` keep their
-//! PostgreSQL rules (inside a block only; `ROLLBACK TO` leaves a failed block usable again),
-//! which drivers rely on (psycopg's nested `transaction()`). Each statement still commits on its
-//! own (a write is one MDF commit); multi-statement transactions over cube writes come with
-//! write-back.
+//! `BEGIN`/`START TRANSACTION` opens a block in the engine ([`SessionWrites`]): its cube
+//! writes are staged and read back by the session, and `COMMIT`/`END` commits them as one
+//! MDF commit, all or nothing; `ROLLBACK`/`ABORT`, a failed block's end and a dropped
+//! connection discard them. After an error inside a block, every statement but the block's
+//! end is refused with `25P02`, as in PostgreSQL, and `COMMIT` then answers `ROLLBACK`.
+//! `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` keep their PostgreSQL rules (inside a block only;
+//! `ROLLBACK TO` discards the writes made after the savepoint and leaves a failed block usable
+//! again), which drivers rely on (psycopg's nested `transaction()`). A `COMMIT` that fails
+//! (a concurrent commit changed what the block read: 40001) ends the block, as in PostgreSQL.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, DataFusionError};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -21,16 +22,15 @@ use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
+use quantatom_engine::mdf::transaction::SessionWrites;
 
 use super::answered_plan;
+use super::errors::api_error;
 use super::session_hooks::SessionStatementHook;
 
 /// Answers one connection's transaction statements and refuses the rest in a failed block.
 #[derive(Debug, Default)]
-pub(crate) struct TransactionHook {
-    /// The open savepoints of the current block, oldest first.
-    savepoints: Mutex<Vec<String>>,
-}
+pub(crate) struct TransactionHook;
 
 /// Statements a failed block still accepts.
 fn ends_failure(statement: &Statement) -> bool {
@@ -79,84 +79,95 @@ pub(crate) fn in_failed_block() -> PgWireError {
     )
 }
 
+/// The session's writes (every server session keeps them).
+pub(crate) fn session_writes(session: &SessionContext) -> Arc<SessionWrites> {
+    SessionWrites::of(session.state_ref().read().config()).unwrap_or_default()
+}
+
+/// `25P01` for a savepoint statement outside a block.
+fn outside_block(statement: &Statement) -> PgWireError {
+    let word = statement
+        .to_string()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_uppercase();
+    error(
+        "25P01",
+        format!("{word} can only be used in transaction blocks"),
+    )
+}
+
+fn no_savepoint(name: &str) -> PgWireError {
+    error("3B001", format!("savepoint \"{name}\" does not exist"))
+}
+
 impl TransactionHook {
-    fn respond(
+    async fn respond(
         &self,
         statement: &Statement,
-        status: TransactionStatus,
+        session: &SessionContext,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        if status == TransactionStatus::Error && !ends_failure(statement) {
+        let writes = session_writes(session);
+        let failed = client.transaction_status() == TransactionStatus::Error || writes.is_failed();
+        if failed && !ends_failure(statement) {
             return Some(Err(in_failed_block()));
         }
-        let mut savepoints = self.savepoints.lock().expect("savepoints poisoned");
-        let in_block = status != TransactionStatus::Idle;
         let response = match statement {
-            Statement::Savepoint { name } if in_block => {
-                savepoints.push(name.value.clone());
+            Statement::Savepoint { name } => {
+                if !writes.savepoint(&name.value) {
+                    return Some(Err(outside_block(statement)));
+                }
                 Response::Execution(Tag::new("SAVEPOINT"))
             }
-            Statement::ReleaseSavepoint { name }
-            | Statement::Rollback {
+            Statement::ReleaseSavepoint { name } => {
+                if !writes.in_block() {
+                    return Some(Err(outside_block(statement)));
+                }
+                if !writes.release(&name.value) {
+                    return Some(Err(no_savepoint(&name.value)));
+                }
+                Response::Execution(Tag::new("RELEASE"))
+            }
+            Statement::Rollback {
                 savepoint: Some(name),
                 ..
-            } if in_block => {
-                let Some(position) = savepoints.iter().rposition(|open| *open == name.value) else {
-                    return Some(Err(error(
-                        "3B001",
-                        format!("savepoint \"{}\" does not exist", name.value),
-                    )));
-                };
-                if matches!(statement, Statement::ReleaseSavepoint { .. }) {
-                    savepoints.truncate(position);
-                    Response::Execution(Tag::new("RELEASE"))
-                } else {
-                    // Back to the savepoint: a failed block is usable again.
-                    savepoints.truncate(position + 1);
-                    Response::TransactionStart(Tag::new("ROLLBACK"))
-                }
-            }
-            Statement::Savepoint { .. }
-            | Statement::ReleaseSavepoint { .. }
-            | Statement::Rollback {
-                savepoint: Some(_), ..
             } => {
-                let word = statement
-                    .to_string()
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_uppercase();
-                return Some(Err(error(
-                    "25P01",
-                    format!("{word} can only be used in transaction blocks"),
-                )));
+                if !writes.in_block() {
+                    return Some(Err(outside_block(statement)));
+                }
+                if !writes.rollback_to(&name.value) {
+                    return Some(Err(no_savepoint(&name.value)));
+                }
+                // Back to the savepoint: a failed block is usable again.
+                Response::TransactionStart(Tag::new("ROLLBACK"))
             }
-            _ => {
-                let response = block_response(statement, status)?;
-                savepoints.clear();
-                response
+            Statement::StartTransaction { .. } => match writes.begin() {
+                true => Response::TransactionStart(Tag::new("BEGIN")),
+                // PostgreSQL warns and carries on; the block stays open.
+                false => Response::Execution(Tag::new("BEGIN")),
+            },
+            Statement::Commit { .. } if failed => {
+                writes.rollback();
+                Response::TransactionEnd(Tag::new("ROLLBACK"))
             }
+            Statement::Commit { .. } => {
+                if let Err(failure) = writes.commit(&session.task_ctx()).await {
+                    // The block is over: the connection is idle again, not in a failed block.
+                    client.set_transaction_status(TransactionStatus::Idle);
+                    return Some(Err(api_error(DataFusionError::from(failure))));
+                }
+                Response::TransactionEnd(Tag::new("COMMIT"))
+            }
+            Statement::Rollback { .. } => {
+                writes.rollback();
+                Response::TransactionEnd(Tag::new("ROLLBACK"))
+            }
+            _ => return None,
         };
         Some(Ok(response))
     }
-}
-
-/// The response to a statement that begins or ends a block.
-fn block_response(statement: &Statement, status: TransactionStatus) -> Option<Response> {
-    let response = match statement {
-        Statement::StartTransaction { .. } if status == TransactionStatus::Idle => {
-            Response::TransactionStart(Tag::new("BEGIN"))
-        }
-        // PostgreSQL warns and carries on; the block stays open.
-        Statement::StartTransaction { .. } => Response::Execution(Tag::new("BEGIN")),
-        Statement::Commit { .. } if status == TransactionStatus::Error => {
-            Response::TransactionEnd(Tag::new("ROLLBACK"))
-        }
-        Statement::Commit { .. } => Response::TransactionEnd(Tag::new("COMMIT")),
-        Statement::Rollback { .. } => Response::TransactionEnd(Tag::new("ROLLBACK")),
-        _ => return None,
-    };
-    Some(response)
 }
 
 #[async_trait]
@@ -164,10 +175,10 @@ impl SessionStatementHook for TransactionHook {
     async fn answer(
         &self,
         statement: &Statement,
-        _session_context: &SessionContext,
+        session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        self.respond(statement, client.transaction_status())
+        self.respond(statement, session_context, client).await
     }
 
     async fn describe(

@@ -10,4 +10,5 @@ mod plan_reuse;
 mod protocol;
 mod psql;
 mod support;
+mod transactions;
 mod writes;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use quantatom_engine::mdf::CubeSchemaProvider;
 use quantatom_engine::metadata::MetadataStore;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
@@ -19,6 +20,8 @@ pub struct TestServer {
     pub address: SocketAddr,
     /// The server's metadata store, for tests that set up roles or dimensions directly.
     pub metadata: Arc<dyn MetadataStore>,
+    /// The server's cubes, for tests that create their own.
+    pub cubes: Arc<CubeSchemaProvider>,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<std::io::Result<()>>>,
     _data_dir: tempfile::TempDir,
@@ -39,6 +42,7 @@ impl TestServer {
             .expect("server binds");
         let address = server.local_addr().unwrap();
         let metadata = Arc::clone(engine.metadata());
+        let cubes = Arc::clone(engine.cubes());
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.run_until(async move {
             let _ = stopped.await;
@@ -46,6 +50,7 @@ impl TestServer {
         Self {
             address,
             metadata,
+            cubes,
             stop: Some(stop),
             serving: Some(serving),
             _data_dir: data_dir,

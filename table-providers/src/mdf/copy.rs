@@ -212,6 +212,10 @@ impl Copy {
         }
         let version =
             commit_action(&self.cube, Action::Update { add }, Some(read_version), ctx).await?;
-        Ok((cells_copied, cells_deleted, Some(version.0 as i64)))
+        Ok((
+            cells_copied,
+            cells_deleted,
+            version.map(|version| version.0 as i64),
+        ))
     }
 }

@@ -29,8 +29,9 @@ use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
 
-use super::log::{Action, Change, FileKind, SnapshotVersion};
+use super::log::{Action, Change, FileKind, SnapshotVersion, StatementRef};
 use super::time_travel::{CubeAt, VersionSelector};
+use super::transaction::SessionWrites;
 use super::{MdfError, MdfTable, write_data_file};
 use crate::metadata::CoordinateCheck;
 use crate::write_target::{WriteTarget, rewrite_updates_and_deletes};
@@ -142,15 +143,15 @@ impl DataSink for CubeSink {
 
 /// Writes `batches` (rows of `table`'s schema) as one file and commits it as `kind` says,
 /// with `read_version` the version a write that read the cube read; then compacts in the
-/// background if the cube needs it. Returns the rows written and the committed version, or
-/// `None` when there was nothing to write.
+/// background if the cube needs it. Returns the rows written and the committed version (`None`
+/// when staged in a transaction block), or `None` when there was nothing to write.
 pub(crate) async fn commit_cells(
     table: &MdfTable,
     kind: WriteKind,
     batches: &[RecordBatch],
     read_version: Option<SnapshotVersion>,
     context: &Arc<TaskContext>,
-) -> Result<Option<(u64, SnapshotVersion)>> {
+) -> Result<Option<(u64, Option<SnapshotVersion>)>> {
     let file_kind = match kind {
         WriteKind::Delete => FileKind::Tombstones,
         WriteKind::Insert | WriteKind::Update => FileKind::Cells,
@@ -178,20 +179,43 @@ pub(crate) async fn commit_cells(
 }
 
 /// Commits `action` on `table` as the session's user, with `read_version` the version a write
-/// that read the cube read; then compacts in the background if the cube needs it.
+/// that read the cube read; inside a transaction block, stages it instead (see
+/// [`super::transaction`]) and returns `None`.
 pub(crate) async fn commit_action(
     table: &MdfTable,
     action: Action,
     read_version: Option<SnapshotVersion>,
     context: &Arc<TaskContext>,
-) -> Result<SnapshotVersion> {
+) -> Result<Option<SnapshotVersion>> {
+    let writes = SessionWrites::of(context.session_config());
+    if let Some(writes) = &writes
+        && writes.stage(table, &action, read_version)?
+    {
+        return Ok(None);
+    }
+    let statement = writes.and_then(|writes| writes.statement());
     let user = CommitAuthor::of(context);
+    let version = commit_change(table, action, read_version, user, statement, context).await?;
+    Ok(Some(version))
+}
+
+/// Commits `action` on `table` as `user` for `statement`, then ledgers it and compacts the
+/// cube in the background if it needs it.
+pub(crate) async fn commit_change(
+    table: &MdfTable,
+    action: Action,
+    read_version: Option<SnapshotVersion>,
+    user: Option<String>,
+    statement: Option<StatementRef>,
+    context: &Arc<TaskContext>,
+) -> Result<SnapshotVersion, MdfError> {
     let version = table
         .log()
         .commit(Change {
             action,
             read_version,
             user: user.clone(),
+            statement,
         })
         .await?;
     table.compact_in_background(context, user);

@@ -66,6 +66,10 @@ pub struct DataFile {
     /// written before bounds were recorded) means unbounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounds: Option<CellBounds>,
+    /// The SHA-256 of the file's bytes, as 64 hex digits, when its writer recorded it (the
+    /// ledger's files always carry it, so that a changed byte is found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// The file's marks, once known; not part of the log entry.
     #[serde(skip)]
     pub marks: MarksCell,
@@ -256,9 +260,22 @@ pub struct LogEntry {
     /// The user who committed, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The statement (or transaction block) that made the change, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<StatementRef>,
     /// What the commit did.
     #[serde(flatten)]
     pub action: Action,
+}
+
+/// The SQL that made a change: its id (unique per statement, or per transaction block) and
+/// its text (a block's write statements, one per line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementRef {
+    /// Unique among statements: milliseconds since the epoch and a random number, in hex.
+    pub id: String,
+    /// The text as the client sent it.
+    pub text: String,
 }
 
 /// The state of a cube at one version: what a scan reads. A checkpoint stores one whole.
@@ -306,6 +323,9 @@ pub struct Commit {
     /// How many data files it replaced (compaction).
     #[serde(default)]
     pub files_removed: usize,
+    /// The statement (or transaction block) that made it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<StatementRef>,
 }
 
 /// The kinds of commit.
@@ -351,6 +371,7 @@ impl Commit {
                 Action::Compact { remove, .. } => remove.len(),
                 _ => 0,
             },
+            statement: entry.statement.clone(),
         }
     }
 }
@@ -366,6 +387,8 @@ pub struct Change {
     pub read_version: Option<SnapshotVersion>,
     /// Who commits, recorded in the entry.
     pub user: Option<String>,
+    /// The statement that made the change, recorded in the entry.
+    pub statement: Option<StatementRef>,
 }
 
 /// The log of one cube. Clones share what has been read of it: each read lists only the
@@ -641,6 +664,7 @@ impl CubeLog {
             version: SnapshotVersion(0),
             timestamp_ms: now_ms(),
             user: None,
+            statement: None,
             action: Action::Create { cube },
         };
         match self.put_entry(&entry).await {
@@ -671,6 +695,7 @@ impl CubeLog {
                 version: next,
                 timestamp_ms: now_ms(),
                 user: change.user.clone(),
+                statement: change.statement.clone(),
                 action: change.action.clone(),
             };
             fail_point("mdf.before_log_write");
@@ -702,6 +727,7 @@ impl CubeLog {
             action: Action::Append { add: files },
             read_version: None,
             user: None,
+            statement: None,
         })
         .await
     }
@@ -982,6 +1008,7 @@ mod tests {
             kind: FileKind::Cells,
             seq: None,
             bounds: None,
+            sha256: None,
             marks: MarksCell::default(),
         }
     }
@@ -1107,6 +1134,7 @@ mod tests {
             version: SnapshotVersion(version),
             timestamp_ms: now_ms(),
             user: None,
+            statement: None,
             action: Action::Append {
                 add: vec![file(version as usize)],
             },

@@ -191,6 +191,7 @@ pub async fn compact(
                 remove: inputs.into_iter().map(|file| file.path).collect(),
             },
             read_version: None,
+            statement: None,
             user,
         })
         .await?;

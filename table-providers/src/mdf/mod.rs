@@ -6,6 +6,7 @@
 //! - [`table`]: the `cube.<name>` table.
 //! - [`merge`]: merge-on-read, the latest write of each cell through DataFusion's Parquet scan.
 //! - [`dml`]: `INSERT`, `UPDATE` and `DELETE`, each one commit.
+//! - [`transaction`]: `BEGIN ... COMMIT` blocks, one commit for all their writes.
 //! - [`time_travel`]: `mdf_at` (a cube at a version or moment) and `mdf_history`.
 //! - [`maintenance`]: compaction and vacuum; [`maintenance_sql`]: `mdf_compact`, `mdf_vacuum`.
 
@@ -21,6 +22,7 @@ mod merge;
 pub mod spread;
 mod table;
 pub mod time_travel;
+pub mod transaction;
 mod writer;
 
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use log::{
     Action, CellBounds, Change, Commit, CommitOperation, CubeLog, DataFile, FileKind, MarksCell,
-    Snapshot, SnapshotVersion,
+    Snapshot, SnapshotVersion, StatementRef,
 };
 pub use table::{CubeSchemaProvider, MdfTable};
 pub use writer::{data_file_properties, write_data_file};
@@ -70,6 +72,9 @@ pub enum MdfError {
     /// wins); running the statement again sees that commit.
     #[error("{0}")]
     SerializationFailure(String),
+    /// A statement other than `COMMIT` or `ROLLBACK` in a transaction block that failed.
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedBlock,
     /// One write names the same coordinate twice.
     #[error("{0}")]
     DuplicateCell(String),
@@ -105,6 +110,7 @@ impl MdfError {
             MdfError::Corrupt(_) | MdfError::LogGap { .. } => "XX001",
             MdfError::CommitContention(_) | MdfError::SerializationFailure(_) => "40001",
             MdfError::DuplicateCell(_) => "21000",
+            MdfError::InFailedBlock => "25P02",
             MdfError::Unsupported(_) => "0A000",
             MdfError::Storage(_) => "58030",
             MdfError::Encoding(_) | MdfError::Arrow(_) | MdfError::Parquet(_) => "XX000",

@@ -241,7 +241,12 @@ impl Spread {
             None => WriteKind::Insert,
         };
         let committed = commit_cells(&self.cube, kind, &[batch], read_version, ctx).await?;
-        Ok((cells, committed.map(|(_, version)| version.0)))
+        Ok((
+            cells,
+            committed
+                .and_then(|(_, version)| version)
+                .map(|version| version.0),
+        ))
     }
 
     /// The leaf members at or under `code` of `dimension`, in model order; for a dimension

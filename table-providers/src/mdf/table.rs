@@ -26,6 +26,7 @@ use super::log::{CubeLog, FileKind, Snapshot, SnapshotVersion};
 use super::maintenance::{compact, needs_compaction};
 use super::maintenance_sql::session_of;
 use super::merge::CubeFiles;
+use super::transaction::SessionWrites;
 use super::{CubeDefinition, MdfError, write_data_file};
 use crate::storage::Storage;
 
@@ -117,6 +118,16 @@ impl MdfTable {
     /// The cube's log.
     pub fn log(&self) -> &CubeLog {
         &self.log
+    }
+
+    /// The latest snapshot as `state`'s session reads it: with the writes its open
+    /// transaction block staged on top (see [`super::transaction`]).
+    pub(crate) async fn latest_for(&self, state: &dyn Session) -> Result<Arc<Snapshot>> {
+        let latest = self.log.latest().await?;
+        Ok(match SessionWrites::of(state.config()) {
+            Some(writes) => writes.overlay(self, latest),
+            None => latest,
+        })
     }
 
     /// The cells of `snapshot` (any version of this cube), merged on read.
@@ -211,7 +222,7 @@ impl TableProvider for MdfTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.log.latest().await?;
+        let snapshot = self.latest_for(state).await?;
         self.scan_snapshot(state, &snapshot, projection, filters, limit)
             .await
     }

@@ -100,7 +100,10 @@ impl TableProvider for CubeAt {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.snapshot().await?;
+        let snapshot = match self.at {
+            VersionSelector::Latest => self.cube.latest_for(state).await?,
+            _ => self.snapshot().await?,
+        };
         if let Some(read) = &self.recorded {
             read.read(snapshot.version);
         }
@@ -132,6 +135,7 @@ impl CubeHistory {
             Field::new("files_added", DataType::Int64, false),
             Field::new("cells_added", DataType::Int64, false),
             Field::new("files_removed", DataType::Int64, false),
+            Field::new("statement", DataType::Utf8, true),
         ]));
         Self { cube, schema }
     }
@@ -167,6 +171,12 @@ impl ComputedRows for CubeHistory {
             int64(|commit| commit.files_added as i64),
             int64(|commit| commit.rows_added as i64),
             int64(|commit| commit.files_removed as i64),
+            Arc::new(StringArray::from_iter(commits.iter().map(|commit| {
+                commit
+                    .statement
+                    .as_ref()
+                    .map(|statement| statement.text.as_str())
+            }))),
         ];
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }

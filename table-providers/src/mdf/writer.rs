@@ -15,9 +15,12 @@ use datafusion::arrow::compute::{
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use object_store::ObjectStoreExt;
 
 use super::log::CubeLog;
 use super::marks::{GRANULE_ROWS, MarkCollector};
@@ -180,9 +183,27 @@ impl SortedFileWriter {
             kind: self.kind,
             seq: None,
             bounds: self.bounds,
+            sha256: None,
             marks: MarksCell::known(marks),
         })
     }
+}
+
+/// The rows of `file`, a data file of the cube stored under `cube_dir`, as stored.
+pub(crate) async fn read_data_file(
+    storage: &Storage,
+    cube_dir: &object_store::path::Path,
+    file: &DataFile,
+) -> Result<Vec<RecordBatch>, MdfError> {
+    let location = object_store::path::Path::from(format!("{cube_dir}/{}", file.path));
+    let bytes = storage.store().get(&location).await?.bytes().await?;
+    read_parquet(bytes)
+}
+
+/// The rows of a Parquet file held in memory.
+pub(crate) fn read_parquet(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>, MdfError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// `batch` with its columns cast to `schema`'s types where they differ.

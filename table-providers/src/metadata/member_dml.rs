@@ -45,6 +45,7 @@ use super::{
     ChangedMembers, DimensionTable, MemberChange, MemberSpec, MetadataError, MetadataStore,
     apply_member_changes, check_alternate_hierarchy,
 };
+use crate::mdf::transaction::SessionWrites;
 use crate::write_target::{WriteTarget, rewrite_updates_and_deletes};
 
 extensions_options! {
@@ -341,6 +342,13 @@ impl DataSink for MemberSink {
         data: SendableRecordBatchStream,
         context: &Arc<TaskContext>,
     ) -> Result<u64> {
+        if SessionWrites::of(context.session_config()).is_some_and(|writes| writes.in_block()) {
+            return Err(MetadataError::Unsupported(format!(
+                "changes to the members of {} commit on their own: run them outside a transaction block",
+                self.table.dimension
+            ))
+            .into());
+        }
         let batches: Vec<RecordBatch> = data.try_collect().await?;
         let mut changes = Vec::new();
         for batch in &batches {
