@@ -72,6 +72,7 @@ async fn engine(folder: &std::path::Path, metadata: MetadataConfig) -> Engine {
     let config = EngineConfig {
         storage: StorageConfig::Local(folder.to_owned()),
         demo_cells: Some(1_000_000),
+        ledger: true,
         metadata,
     };
     let loading = Engine::open(&config).await.expect("the engine opens");

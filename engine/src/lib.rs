@@ -23,6 +23,8 @@ pub mod scalar_subqueries;
 pub use errors::sqlstate;
 /// Cubes: their storage format, reads and writes.
 pub use quantatom_table_providers::computed;
+/// The entropy ledger of every committed change.
+pub use quantatom_table_providers::ledger;
 pub use quantatom_table_providers::mdf;
 /// Dimensions, members and the stores that keep them.
 pub use quantatom_table_providers::metadata;
@@ -48,6 +50,8 @@ use postgres_functions::{
     ToRegtypeFunction, VersionFunction,
 };
 use postgres_settings::{CurrentSettingFunction, PostgresSettings};
+use quantatom_table_providers::ledger::Ledger;
+use quantatom_table_providers::ledger::audit::AuditSchemaProvider;
 use quantatom_table_providers::mdf::CubeSchemaProvider;
 use quantatom_table_providers::mdf::copy::MdfCopyFunction;
 use quantatom_table_providers::mdf::dml::CubeDmlRule;
@@ -73,6 +77,9 @@ pub struct EngineConfig {
     pub demo_cells: Option<usize>,
     /// Where dimensions and members are kept.
     pub metadata: MetadataConfig,
+    /// Whether every committed change is appended to the ledger (`audit.*`). Off only to
+    /// measure what the ledger costs: without it, writes are not audited.
+    pub ledger: bool,
 }
 
 /// Where the metadata store is.
@@ -103,6 +110,7 @@ pub struct Engine {
     metadata: Arc<dyn MetadataStore>,
     session_template: SessionState,
     plan_epoch: Arc<PlanEpoch>,
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl Engine {
@@ -138,12 +146,28 @@ impl Engine {
                 demo::load(&cubes, metadata.as_ref(), demo::DemoSize::with_cells(cells)).await?;
             }
         }
-        let session_template = session_template(&storage, &cubes, &metadata).await?;
+        let ledger = config
+            .ledger
+            .then(|| Arc::new(Ledger::new(storage.clone())));
+        let session_template =
+            session_template(&storage, &cubes, &metadata, ledger.as_ref()).await?;
+        if let Some(ledger) = &ledger {
+            // Commits a process that died did not ledger are ledgered now, in the background;
+            // the first write or audit read waits for it.
+            let (ledger, cubes, state) =
+                (Arc::clone(ledger), cubes.all(), session_template.clone());
+            tokio::spawn(async move {
+                if let Err(error) = ledger.catch_up(&cubes, &state).await {
+                    tracing::warn!(%error, "the ledger could not be brought up to date");
+                }
+            });
+        }
         Ok(Self {
             cubes,
             metadata,
             session_template,
             plan_epoch: Arc::default(),
+            ledger,
         })
     }
 
@@ -163,6 +187,11 @@ impl Engine {
     /// The cubes.
     pub fn cubes(&self) -> &Arc<CubeSchemaProvider> {
         &self.cubes
+    }
+
+    /// The ledger, unless the engine runs without one.
+    pub fn ledger(&self) -> Option<&Arc<Ledger>> {
+        self.ledger.as_ref()
     }
 
     /// The metadata store.
@@ -201,6 +230,7 @@ async fn session_template(
     storage: &Storage,
     cubes: &Arc<CubeSchemaProvider>,
     metadata: &Arc<dyn MetadataStore>,
+    ledger: Option<&Arc<Ledger>>,
 ) -> Result<SessionState> {
     let catalog = Arc::new(MemoryCatalogProvider::new());
     catalog.register_schema("public", Arc::new(MemorySchemaProvider::new()))?;
@@ -213,6 +243,15 @@ async fn session_template(
         "calendar",
         Arc::new(CalendarSchemaProvider::new(Arc::clone(metadata))),
     )?;
+    if let Some(ledger) = ledger {
+        catalog.register_schema(
+            "audit",
+            Arc::new(AuditSchemaProvider::new(
+                Arc::clone(ledger),
+                Arc::clone(cubes),
+            )),
+        )?;
+    }
     let catalogs = MemoryCatalogProviderList::new();
     let catalogs = Arc::new(catalogs);
     datafusion::catalog::CatalogProviderList::register_catalog(
@@ -224,8 +263,12 @@ async fn session_template(
     let runtime = Arc::new(RuntimeEnv::default());
     storage.register(&runtime);
     // Cube writes check their cells' members (see `metadata::CoordinateCheck`).
-    let config =
+    let mut config =
         session_config().with_extension(Arc::new(CoordinateCheck::new(Arc::clone(metadata))));
+    // Commits are ledgered (see `quantatom_table_providers::ledger`).
+    if let Some(ledger) = ledger {
+        config = config.with_extension(Arc::clone(ledger));
+    }
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)

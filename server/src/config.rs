@@ -49,6 +49,17 @@ pub enum Command {
     Compact(CubeArgs),
     /// Delete a cube's data files that no version inside the retention period reads.
     Vacuum(VacuumArgs),
+    /// Check the ledger (audit log) of every change.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+/// `quantatom ledger ...`.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Check that the ledger's hash chain is intact and that it holds every committed change;
+    /// reports the first broken entry and exits with status 1 when it is not.
+    Verify(StorageArgs),
 }
 
 /// Flags of `quantatom serve`; each also reads a `QUANTATOM_*` variable and a config-file key.
@@ -76,6 +87,10 @@ pub struct ServeArgs {
     /// [default: 5].
     #[arg(long, env = "QUANTATOM_METADATA_TIMEOUT_SECS", value_name = "SECONDS")]
     pub metadata_timeout_secs: Option<u64>,
+    /// Run without the ledger: changes are not audited. Only to measure what the ledger
+    /// costs.
+    #[arg(long, env = "QUANTATOM_NO_LEDGER")]
+    pub no_ledger: bool,
 }
 
 /// Where the data is: flags shared by the commands that open it.
@@ -367,6 +382,7 @@ mod tests {
             },
             listen: listen.map(Into::into),
             demo_cells: None,
+            no_ledger: false,
             metadata: None,
             metadata_pool_size: None,
             metadata_timeout_secs: None,

@@ -1,16 +1,18 @@
-//! The `quantatom` binary: `quantatom serve`, `demo`, `compact` and `vacuum`.
+//! The `quantatom` binary: `quantatom serve`, `demo`, `compact`, `vacuum` and `ledger verify`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use quantatom_engine::demo::DemoSize;
+use quantatom_engine::ledger::dimension_versions;
 use quantatom_engine::mdf::MdfTable;
 use quantatom_engine::mdf::maintenance::{self, DEFAULT_RETENTION, ORPHAN_MIN_AGE, Progress};
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig, OpenError};
 use quantatom_server::Server;
 use quantatom_server::config::{
-    Cli, Command, CubeArgs, DEFAULT_DATA_DIR, DEFAULT_DEMO_CELLS, DemoArgs, ServeArgs, VacuumArgs,
+    Cli, Command, CubeArgs, DEFAULT_DATA_DIR, DEFAULT_DEMO_CELLS, DemoArgs, LedgerCommand,
+    ServeArgs, StorageArgs, VacuumArgs,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -36,6 +38,7 @@ async fn main() -> ExitCode {
         Command::Demo(args) => write_demo(args).await,
         Command::Compact(args) => compact_cube(args).await,
         Command::Vacuum(args) => vacuum_cube(args).await,
+        Command::Ledger(LedgerCommand::Verify(args)) => verify_ledger(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,11 +50,16 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
+    let ledger = !args.no_ledger;
+    if !ledger {
+        tracing::warn!("running without the ledger: changes are not audited");
+    }
     let config = args.resolve().map_err(|e| e.to_string())?;
     let location = config.storage.location();
     let engine = Engine::open(&EngineConfig {
         storage: config.storage.clone(),
         demo_cells: config.demo_cells,
+        ledger,
         metadata: config.metadata.clone(),
     })
     .await
@@ -102,6 +110,7 @@ async fn write_demo(args: DemoArgs) -> Result<(), String> {
     Engine::open(&EngineConfig {
         storage: StorageConfig::Local(data_dir.clone()),
         demo_cells: Some(size.cells()),
+        ledger: true,
         metadata: Default::default(),
     })
     .await
@@ -116,17 +125,56 @@ async fn write_demo(args: DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens the data `args` names (without loading a demo) and the cube it names.
-async fn open_cube(args: CubeArgs) -> Result<(Engine, std::sync::Arc<MdfTable>), String> {
-    let storage = args.storage.resolve().map_err(|e| e.to_string())?;
+/// Opens the data `args` names, without loading a demo.
+async fn open_data(args: StorageArgs) -> Result<Engine, String> {
+    let storage = args.resolve().map_err(|e| e.to_string())?;
     let location = storage.location();
-    let engine = Engine::open(&EngineConfig {
+    Engine::open(&EngineConfig {
         storage,
         demo_cells: None,
+        ledger: true,
         metadata: Default::default(),
     })
     .await
-    .map_err(|e| format!("cannot open the data at {location} (setting `data_dir`): {e}"))?;
+    .map_err(|e| format!("cannot open the data at {location} (setting `data_dir`): {e}"))
+}
+
+/// `quantatom ledger verify`: the chain, every file's hash, and a ledger entry for every
+/// committed change (ledgering any not ledgered yet, as the server does when it starts).
+async fn verify_ledger(args: StorageArgs) -> Result<(), String> {
+    let engine = open_data(args).await?;
+    let ledger = engine.ledger().expect("opened with the ledger");
+    let session = engine.new_session().state();
+    let dimensions = dimension_versions(engine.metadata().as_ref())
+        .await
+        .map_err(|e| format!("cannot read the dimensions: {e}"))?;
+    let verification = ledger
+        .verify(&engine.cubes().all(), &dimensions, &session)
+        .await
+        .map_err(|e| format!("cannot read the ledger: {e}"))?;
+    match verification.broken {
+        None => {
+            println!(
+                "ledger intact: {} entries in {} files, head {}",
+                verification.entries, verification.files, verification.head
+            );
+            Ok(())
+        }
+        Some(broken) => Err(format!(
+            "ledger broken after {} intact entries: {broken}",
+            verification.entries
+        )),
+    }
+}
+
+/// Opens the data `args` names (without loading a demo) and the cube it names.
+async fn open_cube(args: CubeArgs) -> Result<(Engine, std::sync::Arc<MdfTable>), String> {
+    let location = args
+        .storage
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let engine = open_data(args.storage).await?;
     let name = args.cube.strip_prefix("cube.").unwrap_or(&args.cube);
     let cube = engine
         .cubes()

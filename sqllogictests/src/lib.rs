@@ -44,6 +44,7 @@ impl DemoEngine {
         let config = EngineConfig {
             storage: StorageConfig::Local(data_dir.path().to_owned()),
             demo_cells: Some(cells),
+            ledger: true,
             metadata,
         };
         let engine = Engine::open(&config)

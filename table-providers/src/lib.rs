@@ -3,12 +3,14 @@
 //! - [`mdf`]: cubes as immutable Parquet files plus a transaction log (`cube.<name>`).
 //! - [`metadata`]: dimensions and members behind the [`metadata::MetadataStore`] trait
 //!   (`dim.<dimension>`), with the embedded implementation.
+//! - [`ledger`]: the entropy ledger of every committed change (`audit.*`).
 //! - [`storage`]: the object store everything is kept in.
 //!
 //! This crate knows nothing of the wire protocol; the engine wires these into sessions.
 
 pub mod computed;
 mod fail_point;
+pub mod ledger;
 pub mod mdf;
 pub mod metadata;
 pub mod storage;

@@ -12,6 +12,7 @@ async fn bound_parameters_are_folded_into_literals_before_physical_planning() {
     let engine = Engine::open(&EngineConfig {
         storage: StorageConfig::Local(dir.path().to_owned()),
         demo_cells: Some(20_000),
+        ledger: true,
         metadata: Default::default(),
     })
     .await

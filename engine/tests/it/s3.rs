@@ -33,6 +33,7 @@ async fn replicas_over_one_bucket_see_each_others_commits() {
     let config = EngineConfig {
         storage: StorageConfig::from_location(&location, settings).unwrap(),
         demo_cells: Some(20_000),
+        ledger: true,
         metadata: Default::default(),
     };
     let first = Engine::open(&config)

@@ -9,6 +9,7 @@ async fn demo_engine(dir: &tempfile::TempDir) -> Engine {
     let config = EngineConfig {
         storage: StorageConfig::Local(dir.path().to_owned()),
         demo_cells: Some(1_000_000),
+        ledger: true,
         metadata: Default::default(),
     };
     Engine::open(&config).await.expect("engine opens")
@@ -174,6 +175,7 @@ async fn insert_appends_a_file_and_the_next_query_sees_it() {
     let reopened = Engine::open(&EngineConfig {
         storage: StorageConfig::Local(dir.path().to_owned()),
         demo_cells: Some(1_000_000),
+        ledger: true,
         metadata: Default::default(),
     })
     .await

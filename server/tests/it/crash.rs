@@ -1,10 +1,12 @@
 //! Crash safety: a server process killed at any point of a write (fail points, see
 //! `quantatom_table_providers`' `fail_point` module) leaves the cube readable at its last
-//! committed version, and vacuum removes the data file a dead writer left behind.
+//! committed version, the ledger agrees (intact, holding the write exactly when it committed),
+//! and vacuum removes the data file a dead writer left behind.
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use quantatom_engine::ledger::dimension_versions;
 use quantatom_engine::mdf::maintenance::vacuum;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
@@ -16,17 +18,23 @@ use crate::support::TEST_DEMO_CELLS;
 const CELL: &str = "version = 'Budget' AND time = '2025_01' AND entity = 'DE' AND account = '4000' AND product = 'P0001'";
 
 /// Where the write dies, and whether its commit is durable by then.
-const FAIL_POINTS: [(&str, bool); 4] = [
+const FAIL_POINTS: [(&str, bool); 6] = [
     ("mdf.before_data_upload", false),
     ("mdf.after_data_upload", false),
     ("mdf.before_log_write", false),
     ("mdf.after_log_write", true),
+    ("ledger.before_log_write", true),
+    ("ledger.after_log_write", true),
 ];
+
+/// Each fail point is tried this many times.
+const ROUNDS: usize = 2;
 
 async fn engine(data_dir: &std::path::Path, demo_cells: Option<usize>) -> Engine {
     Engine::open(&EngineConfig {
         storage: StorageConfig::Local(data_dir.to_owned()),
         demo_cells,
+        ledger: true,
         metadata: Default::default(),
     })
     .await
@@ -123,9 +131,43 @@ async fn write_until_killed(data_dir: &std::path::Path, fail_point: &str) {
     assert!(!status.success(), "{fail_point}: {status}");
 }
 
+/// After a crash, the ledger is intact and holds the killed write exactly when it committed.
+async fn assert_ledger_agrees(engine: &Engine, fail_point: &str, committed: bool) {
+    let session = engine.new_session();
+    let ledger = engine.ledger().expect("the ledger");
+    let dimensions = dimension_versions(engine.metadata().as_ref())
+        .await
+        .unwrap();
+    let verification = ledger
+        .verify(&engine.cubes().all(), &dimensions, &session.state())
+        .await
+        .unwrap();
+    assert_eq!(verification.broken, None, "{fail_point}");
+    let rows = session
+        .sql(&format!(
+            "SELECT count(*) FROM audit.finance WHERE {CELL} AND new_amount = 1.23"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    use datafusion::arrow::array::AsArray;
+    let rows = rows[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .value(0);
+    assert_eq!(
+        rows,
+        i64::from(committed),
+        "{fail_point}: the ledger holds the write exactly when it committed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_killed_anywhere_leaves_the_last_committed_version() {
-    for (fail_point, committed) in FAIL_POINTS {
+    let attempts = (0..ROUNDS).flat_map(|_| FAIL_POINTS);
+    for (fail_point, committed) in attempts {
         let data_dir = tempfile::tempdir().unwrap();
         let before = state(&engine(data_dir.path(), Some(TEST_DEMO_CELLS)).await).await;
         write_until_killed(data_dir.path(), fail_point).await;
@@ -139,6 +181,8 @@ async fn a_writer_killed_anywhere_leaves_the_last_committed_version() {
         } else {
             assert_eq!(after, before, "{fail_point}: as if the write never began");
         }
+
+        assert_ledger_agrees(&reopened, fail_point, committed).await;
 
         let cube = reopened.cubes().cube("finance").unwrap();
         let report = vacuum(&cube, Duration::ZERO, Duration::ZERO, &|_| {})

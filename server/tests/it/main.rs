@@ -5,6 +5,7 @@ mod catalog;
 mod clients;
 mod crash;
 mod jdbc;
+mod ledger;
 mod maintenance;
 mod plan_reuse;
 mod protocol;

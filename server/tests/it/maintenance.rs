@@ -23,6 +23,7 @@ async fn open_engine(data_dir: &std::path::Path) -> Engine {
     Engine::open(&EngineConfig {
         storage: StorageConfig::Local(data_dir.to_owned()),
         demo_cells: None,
+        ledger: true,
         metadata: Default::default(),
     })
     .await
@@ -62,6 +63,7 @@ async fn compact_and_vacuum_from_the_command_line() {
     let engine = Engine::open(&EngineConfig {
         storage: StorageConfig::Local(data_dir.path().to_owned()),
         demo_cells: Some(TEST_DEMO_CELLS),
+        ledger: true,
         metadata: Default::default(),
     })
     .await

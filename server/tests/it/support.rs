@@ -34,6 +34,7 @@ impl TestServer {
         let config = EngineConfig {
             storage: StorageConfig::Local(data_dir.path().to_owned()),
             demo_cells: Some(TEST_DEMO_CELLS),
+            ledger: true,
             metadata: Default::default(),
         };
         let engine = Engine::open(&config).await.expect("engine opens");
@@ -55,6 +56,11 @@ impl TestServer {
             serving: Some(serving),
             _data_dir: data_dir,
         }
+    }
+
+    /// The folder the server keeps its data in.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
     }
 
     /// A libpq connection string for this server.

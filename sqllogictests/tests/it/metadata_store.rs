@@ -25,6 +25,7 @@ fn config(metadata: MetadataConfig) -> (EngineConfig, tempfile::TempDir) {
     let config = EngineConfig {
         storage: StorageConfig::Local(data_dir.path().to_owned()),
         demo_cells: None,
+        ledger: true,
         metadata,
     };
     (config, data_dir)

@@ -30,9 +30,11 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
 
 use super::log::{Action, Change, FileKind, SnapshotVersion, StatementRef};
+use super::maintenance_sql::session_of;
 use super::time_travel::{CubeAt, VersionSelector};
 use super::transaction::SessionWrites;
 use super::{MdfError, MdfTable, write_data_file};
+use crate::ledger::Ledger;
 use crate::metadata::CoordinateCheck;
 use crate::write_target::{WriteTarget, rewrite_updates_and_deletes};
 
@@ -218,6 +220,13 @@ pub(crate) async fn commit_change(
             statement,
         })
         .await?;
+    if let Some(ledger) = context.session_config().get_extension::<Ledger>() {
+        // The change is committed whatever happens here: an append that fails is made by
+        // the next one, or before the ledger is read.
+        if let Err(error) = ledger.record_cube(table, &session_of(context)).await {
+            tracing::warn!(cube = %table.definition().name, %version, %error, "the ledger could not be appended to now");
+        }
+    }
     table.compact_in_background(context, user);
     Ok(version)
 }

@@ -416,6 +416,16 @@ impl CubeLog {
         }
     }
 
+    /// The log of an MDF table stored in `dir` (the ledger's: `ledger/`).
+    pub(crate) fn in_folder(storage: Storage, dir: Path) -> Self {
+        Self {
+            storage,
+            cube_dir: dir,
+            known: Arc::default(),
+            committing: Arc::default(),
+        }
+    }
+
     /// The folder holding the cube's files.
     pub fn cube_dir(&self) -> &Path {
         &self.cube_dir
@@ -484,7 +494,8 @@ impl CubeLog {
         Ok(versions)
     }
 
-    async fn read_entry(&self, version: SnapshotVersion) -> Result<LogEntry, MdfError> {
+    /// The entry committing `version`, as stored.
+    pub(crate) async fn read_entry(&self, version: SnapshotVersion) -> Result<LogEntry, MdfError> {
         let path = self.entry_path(version);
         let bytes = self.storage.store().get(&path).await?.bytes().await?;
         let entry: LogEntry = serde_json::from_slice(&bytes)
@@ -719,6 +730,30 @@ impl CubeLog {
             }
         }
         Err(MdfError::CommitContention(MAX_COMMIT_ATTEMPTS))
+    }
+
+    /// Commits `change` as the version right after `after` (a snapshot read from this log),
+    /// or returns `None` when another writer committed that version first: for a writer
+    /// whose change depends on everything before it (the ledger's hash chain), which must be
+    /// rebuilt rather than committed later.
+    pub(crate) async fn commit_next(
+        &self,
+        after: &Snapshot,
+        change: Change,
+    ) -> Result<Option<SnapshotVersion>, MdfError> {
+        let next = SnapshotVersion(after.version.0 + 1);
+        let entry = LogEntry {
+            version: next,
+            timestamp_ms: now_ms(),
+            user: change.user,
+            statement: change.statement,
+            action: change.action,
+        };
+        match self.put_entry(&entry).await {
+            Ok(()) => Ok(Some(next)),
+            Err(MdfError::Storage(object_store::Error::AlreadyExists { .. })) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Commits a blind append of `files` (see [`CubeLog::commit`]).

@@ -168,7 +168,7 @@ impl CubeFiles {
     }
 
     /// A table of just `files`.
-    fn file_set(&self, files: Vec<DataFile>) -> FileSet {
+    pub(crate) fn file_set(&self, files: Vec<DataFile>) -> FileSet {
         FileSet {
             cube: self.clone(),
             files,
@@ -271,7 +271,7 @@ fn union_all(plans: Vec<LogicalPlan>) -> Result<LogicalPlanBuilder> {
 
 /// Some data files of a cube read as they are, through DataFusion's Parquet scan.
 #[derive(Debug)]
-struct FileSet {
+pub(crate) struct FileSet {
     cube: CubeFiles,
     files: Vec<DataFile>,
 }

@@ -18,12 +18,12 @@ pub mod maintenance;
 pub mod maintenance_sql;
 mod marks;
 mod member_cells;
-mod merge;
+pub(crate) mod merge;
 pub mod spread;
 mod table;
 pub mod time_travel;
 pub mod transaction;
-mod writer;
+pub(crate) mod writer;
 
 use std::sync::Arc;
 

@@ -281,6 +281,16 @@ impl CubeSchemaProvider {
         Ok(table)
     }
 
+    /// Every cube, by name.
+    pub fn all(&self) -> Vec<Arc<MdfTable>> {
+        self.cubes
+            .read()
+            .expect("cube catalog lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The cube called `name`, if it exists.
     pub fn cube(&self, name: &str) -> Option<Arc<MdfTable>> {
         self.cubes

@@ -207,7 +207,7 @@ pub(crate) fn read_parquet(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>, MdfE
 }
 
 /// `batch` with its columns cast to `schema`'s types where they differ.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, MdfError> {
+pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, MdfError> {
     let columns = batch
         .columns()
         .iter()
