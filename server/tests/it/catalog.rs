@@ -118,7 +118,8 @@ async fn array_subqueries_answer_through_both_protocols() {
     let client = server.client().await;
     let columns = "SELECT array_to_string(ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a \
                    WHERE a.attrelid = c.oid AND a.attnum > 0 ORDER BY a.attnum), ',') \
-                   FROM pg_catalog.pg_class c WHERE c.relname = 'finance'";
+                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE c.relname = 'finance' AND n.nspname = 'cube'";
     let expected = "version,time,entity,account,product,currency,amount";
     assert_eq!(value(&client, columns).await, expected);
     let row = client
