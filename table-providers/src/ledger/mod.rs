@@ -698,7 +698,11 @@ async fn old_cells(
     written: &[(RecordBatch, bool)],
     session: &dyn Session,
 ) -> Result<Vec<RecordBatch>> {
-    let before = cube.log().at(SnapshotVersion(version.0 - 1)).await?;
+    // Usually worked out from the latest snapshot; after a compaction, read from the log.
+    let before = match cube.log().latest().await?.before(version) {
+        Some(before) => Arc::new(before),
+        None => cube.log().at(SnapshotVersion(version.0 - 1)).await?,
+    };
     let dimensions = &cube.definition().dimensions;
     let mut filters = Vec::with_capacity(dimensions.len());
     for (index, dimension) in dimensions.iter().enumerate() {

@@ -866,6 +866,43 @@ struct LastCheckpoint {
 }
 
 impl Snapshot {
+    /// The snapshot at `version - 1` worked out from this later one, without reading the
+    /// log: its files less those added from `version` on. `None` when a compaction since
+    /// then replaced files (the files it read are gone from this snapshot), or `version` is
+    /// not after the cube's creation.
+    pub(crate) fn before(&self, version: SnapshotVersion) -> Option<Snapshot> {
+        if version.0 == 0 || version > self.version {
+            return None;
+        }
+        let later = self
+            .commits
+            .iter()
+            .filter(|commit| commit.version >= version);
+        if later
+            .clone()
+            .any(|commit| commit.operation == CommitOperation::Compact)
+        {
+            return None;
+        }
+        Some(Snapshot {
+            version: SnapshotVersion(version.0 - 1),
+            cube: self.cube.clone(),
+            files: self
+                .files
+                .iter()
+                .filter(|file| file.sequence() < version)
+                .cloned()
+                .collect(),
+            commits: self
+                .commits
+                .iter()
+                .filter(|commit| commit.version < version)
+                .cloned()
+                .collect(),
+            retired: self.retired.clone(),
+        })
+    }
+
     /// For each data file (by index in `files`), the indices of the other files whose bounds
     /// meet its own: the files a coordinate of it could also be in. The files are swept in
     /// order of their first dimension's lowest member, so only files whose first dimensions
@@ -1263,6 +1300,30 @@ mod tests {
         assert_eq!(
             history,
             [(0, "create", 0), (1, "append", 1), (2, "append", 1)]
+        );
+        // The version before a write, worked out from a later snapshot, is the one read.
+        let before = latest.before(SnapshotVersion(2)).unwrap();
+        assert_eq!(before.version, at_one.version);
+        assert_eq!(paths(&before), paths(&at_one));
+        assert_eq!(before.commits, at_one.commits);
+        assert!(latest.before(SnapshotVersion(0)).is_none());
+        let compaction = Change {
+            action: Action::Compact {
+                add: vec![DataFile {
+                    seq: Some(SnapshotVersion(2)),
+                    ..file(3)
+                }],
+                remove: vec![file(1).path, file(2).path],
+            },
+            read_version: None,
+            user: None,
+            statement: None,
+        };
+        log.commit(compaction).await.unwrap();
+        let compacted = log.latest().await.unwrap();
+        assert!(
+            compacted.before(SnapshotVersion(2)).is_none(),
+            "a compaction since replaced the files the version before read"
         );
     }
 
