@@ -219,15 +219,18 @@ impl Ledger {
             if first > latest {
                 return Ok(());
             }
+            let started = std::time::Instant::now();
             let mut commits = Vec::new();
             for version in first..=latest {
                 let entry = cube.log().read_entry(SnapshotVersion(version)).await?;
                 commits.push(commit_rows(cube, &entry, session).await?);
             }
+            let derived = started.elapsed();
             if self
                 .append(&ledger, &mut head, &source, (first, latest), &commits)
                 .await?
             {
+                tracing::debug!(%source, first, latest, ?derived, appended = ?started.elapsed() - derived, "ledgered");
                 return Ok(());
             }
         }
@@ -644,7 +647,13 @@ async fn commit_rows(
             written.push((conform(&batch, &schema)?, file.kind == FileKind::Tombstones));
         }
     }
-    let before = old_cells(cube, entry.version, &written, session).await?;
+    // The box of every coordinate written (unbounded when a file does not say).
+    let written_bounds = files
+        .iter()
+        .map(|file| file.bounds.clone())
+        .reduce(|a, b| Some(a?.union(&b?)))
+        .flatten();
+    let before = old_cells(cube, entry.version, &written, written_bounds, session).await?;
     let converter = RowConverter::new(
         schema.fields()[..dimensions]
             .iter()
@@ -696,13 +705,28 @@ async fn old_cells(
     cube: &MdfTable,
     version: SnapshotVersion,
     written: &[(RecordBatch, bool)],
+    written_bounds: Option<CellBounds>,
     session: &dyn Session,
 ) -> Result<Vec<RecordBatch>> {
     // Usually worked out from the latest snapshot; after a compaction, read from the log.
-    let before = match cube.log().latest().await?.before(version) {
-        Some(before) => Arc::new(before),
-        None => cube.log().at(SnapshotVersion(version.0 - 1)).await?,
+    let mut before = match cube.log().latest().await?.before(version) {
+        Some(before) => before,
+        None => cube
+            .log()
+            .at(SnapshotVersion(version.0 - 1))
+            .await?
+            .as_ref()
+            .clone(),
     };
+    // Only files that may hold a written coordinate: a one-cell write reads one or two
+    // files, not every small file writes have left since the last compaction.
+    if let Some(written) = written_bounds {
+        before.files.retain(|file| {
+            file.bounds
+                .as_ref()
+                .is_none_or(|bounds| bounds.intersection(&written).is_some())
+        });
+    }
     let dimensions = &cube.definition().dimensions;
     let mut filters = Vec::with_capacity(dimensions.len());
     for (index, dimension) in dimensions.iter().enumerate() {
