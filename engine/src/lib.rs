@@ -148,7 +148,7 @@ impl Engine {
         }
         let ledger = config
             .ledger
-            .then(|| Arc::new(Ledger::new(storage.clone())));
+            .then(|| Arc::new(Ledger::new(storage.clone(), Arc::clone(&metadata))));
         let session_template =
             session_template(&storage, &cubes, &metadata, ledger.as_ref()).await?;
         if let Some(ledger) = &ledger {

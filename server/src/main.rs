@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use quantatom_engine::demo::DemoSize;
-use quantatom_engine::ledger::dimension_versions;
 use quantatom_engine::mdf::MdfTable;
 use quantatom_engine::mdf::maintenance::{self, DEFAULT_RETENTION, ORPHAN_MIN_AGE, Progress};
 use quantatom_engine::storage::StorageConfig;
@@ -145,11 +144,8 @@ async fn verify_ledger(args: StorageArgs) -> Result<(), String> {
     let engine = open_data(args).await?;
     let ledger = engine.ledger().expect("opened with the ledger");
     let session = engine.new_session().state();
-    let dimensions = dimension_versions(engine.metadata().as_ref())
-        .await
-        .map_err(|e| format!("cannot read the dimensions: {e}"))?;
     let verification = ledger
-        .verify(&engine.cubes().all(), &dimensions, &session)
+        .verify(&engine.cubes().all(), &session)
         .await
         .map_err(|e| format!("cannot read the ledger: {e}"))?;
     match verification.broken {

@@ -6,7 +6,6 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use quantatom_engine::ledger::dimension_versions;
 use quantatom_engine::mdf::maintenance::vacuum;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
@@ -81,9 +80,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Runs the server binary over `data_dir` with `fail_point` armed, sends the write, and waits
+/// The write the killed servers are sent.
+const WRITE: &str =
+    "INSERT INTO cube.finance VALUES ('Budget', '2025_01', 'DE', '4000', 'P0001', 'EUR', 1.23)";
+
+/// Runs the server binary over `data_dir` with `fail_point` armed, sends `write`, and waits
 /// for the process to die of it.
-async fn write_until_killed(data_dir: &std::path::Path, fail_point: &str) {
+async fn write_until_killed(data_dir: &std::path::Path, fail_point: &str, write: &str) {
     let port = free_port();
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
         .args([
@@ -117,9 +120,7 @@ async fn write_until_killed(data_dir: &std::path::Path, fail_point: &str) {
             Err(e) => panic!("the server did not accept connections: {e}"),
         }
     };
-    let written = client
-        .simple_query("INSERT INTO cube.finance VALUES ('Budget', '2025_01', 'DE', '4000', 'P0001', 'EUR', 1.23)")
-        .await;
+    let written = client.simple_query(write).await;
     assert!(
         written.is_err(),
         "{fail_point}: the write must not be acknowledged by a dying server"
@@ -135,11 +136,8 @@ async fn write_until_killed(data_dir: &std::path::Path, fail_point: &str) {
 async fn assert_ledger_agrees(engine: &Engine, fail_point: &str, committed: bool) {
     let session = engine.new_session();
     let ledger = engine.ledger().expect("the ledger");
-    let dimensions = dimension_versions(engine.metadata().as_ref())
-        .await
-        .unwrap();
     let verification = ledger
-        .verify(&engine.cubes().all(), &dimensions, &session.state())
+        .verify(&engine.cubes().all(), &session.state())
         .await
         .unwrap();
     assert_eq!(verification.broken, None, "{fail_point}");
@@ -170,7 +168,7 @@ async fn a_writer_killed_anywhere_leaves_the_last_committed_version() {
     for (fail_point, committed) in attempts {
         let data_dir = tempfile::tempdir().unwrap();
         let before = state(&engine(data_dir.path(), Some(TEST_DEMO_CELLS)).await).await;
-        write_until_killed(data_dir.path(), fail_point).await;
+        write_until_killed(data_dir.path(), fail_point, WRITE).await;
 
         let reopened = engine(data_dir.path(), None).await;
         let after = state(&reopened).await;
@@ -198,6 +196,48 @@ async fn a_writer_killed_anywhere_leaves_the_last_committed_version() {
             state(&reopened).await,
             after,
             "{fail_point}: vacuum changes no answer"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_change_killed_before_its_ledger_entry_is_ledgered_after() {
+    for _ in 0..ROUNDS {
+        let data_dir = tempfile::tempdir().unwrap();
+        drop(engine(data_dir.path(), Some(TEST_DEMO_CELLS)).await);
+        write_until_killed(
+            data_dir.path(),
+            "metadata.after_member_commit",
+            "INSERT INTO dim.entity (code, name, parent) VALUES ('PL', 'Poland', 'EMEA')",
+        )
+        .await;
+        let reopened = engine(data_dir.path(), None).await;
+        let members = reopened.metadata().members("entity").await.unwrap();
+        assert!(
+            members.iter().any(|member| member.code == "PL"),
+            "the change committed"
+        );
+        let session = reopened.new_session();
+        let verification = reopened
+            .ledger()
+            .unwrap()
+            .verify(&reopened.cubes().all(), &session.state())
+            .await
+            .unwrap();
+        assert_eq!(verification.broken, None);
+        let rows = session
+            .sql("SELECT item, old_value IS NULL FROM audit.ledger WHERE kind = 'member'")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let rows = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .unwrap()
+            .to_string();
+        assert!(
+            rows.contains("| PL   | true "),
+            "the ledger holds the change: {rows}"
         );
     }
 }

@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use quantatom_engine::mdf::StatementRef;
 use quantatom_engine::metadata::{
-    AccessChange, Dimension, Grant, MemberChange, MemberSpec, Membership, MetadataError,
-    MetadataStore, Privilege, Role, SubtreeScope, apply_access_changes, apply_member_changes,
-    change_access,
+    AccessChange, ChangeAuthor, Dimension, Grant, MemberChange, MemberSpec, Membership,
+    MetadataError, MetadataStore, Privilege, Role, SubtreeScope, apply_access_changes,
+    apply_member_changes, change_access, member_differences,
 };
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig, MetadataConfig};
@@ -202,9 +203,16 @@ async fn member_changes_persist_and_the_first_of_two_commits_wins() {
         )
         .unwrap()
         .members;
+        let author = ChangeAuthor {
+            user: Some("planner".into()),
+            statement: Some(StatementRef {
+                id: "1".into(),
+                text: "UPDATE dim.region ...".into(),
+            }),
+        };
         let (first, second) = tokio::join!(
-            store.commit_members("region", version, moved.clone()),
-            store.commit_members("region", version, deleted.clone()),
+            store.commit_members("region", version, moved.clone(), &author),
+            store.commit_members("region", version, deleted.clone(), &author),
         );
         let (winner, loser) = match (first, second) {
             (Ok(v), Err(e)) => ((v, moved), e),
@@ -227,6 +235,17 @@ async fn member_changes_persist_and_the_first_of_two_commits_wins() {
                 .unwrap(),
             version + 1
         );
+        // The store recorded the winning change, member by member, with its author.
+        let history = reopened
+            .metadata()
+            .member_history("region", version)
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].version, version + 1);
+        assert_eq!(history[0].author, author);
+        assert_eq!(history[0].changes, member_differences(&before, &winner.1));
+        assert!(!history[0].changes.is_empty());
     }
 }
 

@@ -41,13 +41,13 @@ use object_store::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::fail_point::fail_point;
-use crate::mdf::log::{LogEntry, StatementRef, now_ms};
+use crate::mdf::log::LogEntry;
 use crate::mdf::writer::{conform, read_data_file, read_parquet};
 use crate::mdf::{
     Action, CellBounds, Change, CubeDefinition, CubeLog, DataFile, FileKind, MdfError, MdfTable,
     Snapshot, SnapshotVersion,
 };
-use crate::metadata::MetadataStore;
+use crate::metadata::{Member, MemberCommit, MetadataStore};
 use crate::storage::Storage;
 
 /// The hash the first entry follows.
@@ -86,6 +86,8 @@ pub fn ledger_schema() -> SchemaRef {
 pub struct Ledger {
     storage: Storage,
     log: CubeLog,
+    /// The dimensions' store, whose member history the ledger records.
+    metadata: Arc<dyn MetadataStore>,
     /// Held while this process appends, with the head it appended last.
     appending: tokio::sync::Mutex<Option<Head>>,
 }
@@ -161,12 +163,14 @@ fn ledgered_up_to(snapshot: &Snapshot, source: &str) -> Option<u64> {
 }
 
 impl Ledger {
-    /// The ledger kept under `ledger/` in `storage`.
-    pub fn new(storage: Storage) -> Self {
+    /// The ledger kept under `ledger/` in `storage`, of the cubes there and the dimensions
+    /// in `metadata`.
+    pub fn new(storage: Storage, metadata: Arc<dyn MetadataStore>) -> Self {
         let log = CubeLog::in_folder(storage.clone(), storage.path(&["ledger"]));
         Self {
             storage,
             log,
+            metadata,
             appending: tokio::sync::Mutex::new(None),
         }
     }
@@ -199,10 +203,14 @@ impl Ledger {
         }
     }
 
-    /// Ledgers every commit of each of `cubes` not ledgered yet.
+    /// Ledgers every commit of each of `cubes`, and every change of a dimension's members,
+    /// not ledgered yet.
     pub async fn catch_up(&self, cubes: &[Arc<MdfTable>], session: &dyn Session) -> Result<()> {
         for cube in cubes {
             self.record_cube(cube, session).await?;
+        }
+        for dimension in self.metadata.dimensions().await? {
+            self.record_dimension(&dimension.name).await?;
         }
         Ok(())
     }
@@ -237,37 +245,25 @@ impl Ledger {
         Err(MdfError::CommitContention(APPEND_ATTEMPTS).into())
     }
 
-    /// Ledgers the member changes a commit of `dimension` made as its `version` (each changed
-    /// member's code and its JSON before and after; NULL for none), unless the ledger holds
-    /// that version already.
-    pub async fn record_members(
-        &self,
-        dimension: &str,
-        version: u64,
-        user: Option<String>,
-        statement: Option<StatementRef>,
-        changes: Vec<(String, Option<String>, Option<String>)>,
-    ) -> Result<()> {
+    /// Ledgers the changes of `dimension`'s members not ledgered yet, from the history its
+    /// store records with each change.
+    pub async fn record_dimension(&self, dimension: &str) -> Result<()> {
         let mut head = self.appending.lock().await;
         let source = format!("dimension/{dimension}");
-        let commit = CommitRows {
-            kind: "member",
-            source_version: version as i64,
-            committed_at_ms: now_ms() as i64,
-            user,
-            statement_id: statement.as_ref().map(|s| s.id.clone()),
-            statement: statement.map(|s| s.text),
-            operation: "update",
-            changes,
-        };
-        let commits = [commit];
         for _ in 0..APPEND_ATTEMPTS {
             let ledger = self.snapshot().await?;
-            if ledgered_up_to(&ledger, &source).is_some_and(|done| done >= version) {
+            let first = ledgered_up_to(&ledger, &source).map_or(1, |done| done + 1);
+            let latest = self.metadata.dimension_version(dimension).await?;
+            if first > latest {
                 return Ok(());
             }
+            let history = self.metadata.member_history(dimension, first - 1).await?;
+            let commits = history
+                .into_iter()
+                .map(member_rows)
+                .collect::<Result<Vec<_>, _>>()?;
             if self
-                .append(&ledger, &mut head, &source, (version, version), &commits)
+                .append(&ledger, &mut head, &source, (first, latest), &commits)
                 .await?
             {
                 return Ok(());
@@ -373,13 +369,11 @@ impl Ledger {
         Ok(file)
     }
 
-    /// Checks the whole ledger (see [`Verification`]) after ledgering any commit of `cubes`
-    /// not ledgered yet; `dimensions` are the dimensions with their current versions, each
-    /// of whose changes (versions after 0, the creation) the ledger must hold.
+    /// Checks the whole ledger (see [`Verification`]) after ledgering any change of `cubes`
+    /// and of the dimensions not ledgered yet.
     pub async fn verify(
         &self,
         cubes: &[Arc<MdfTable>],
-        dimensions: &[(String, u64)],
         session: &dyn Session,
     ) -> Result<Verification> {
         if let Err(error) = self.catch_up(cubes, session).await {
@@ -411,13 +405,14 @@ impl Ledger {
                 return Ok(verification);
             }
         }
-        let mut committed = Vec::with_capacity(cubes.len() + dimensions.len());
+        let mut committed = Vec::with_capacity(cubes.len());
         for cube in cubes {
             let latest = cube.log().latest_version().await?.0;
             committed.push((cube_source(&cube.definition().name), latest));
         }
-        for (dimension, version) in dimensions {
-            committed.push((format!("dimension/{dimension}"), *version));
+        for dimension in self.metadata.dimensions().await? {
+            let version = self.metadata.dimension_version(&dimension.name).await?;
+            committed.push((format!("dimension/{}", dimension.name), version));
         }
         for (source, latest) in committed {
             let done = covered.get(&source).copied().unwrap_or(0);
@@ -561,17 +556,6 @@ fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray
         .ok_or_else(|| MdfError::Corrupt(format!("a ledger file has no {name} column")))
 }
 
-/// Every dimension of `store` with its current version: what [`Ledger::verify`] checks the
-/// ledger's member changes against.
-pub async fn dimension_versions(store: &dyn MetadataStore) -> Result<Vec<(String, u64)>> {
-    let mut versions = Vec::new();
-    for dimension in store.dimensions().await? {
-        let version = store.dimension_version(&dimension.name).await?;
-        versions.push((dimension.name, version));
-    }
-    Ok(versions)
-}
-
 /// The outcome of [`Ledger::verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
@@ -686,6 +670,32 @@ async fn commit_rows(
         }
     }
     Ok(rows)
+}
+
+/// The ledger rows of one change of a dimension's members: a row per member changed, its JSON
+/// before and after.
+fn member_rows(commit: MemberCommit) -> Result<CommitRows, DataFusionError> {
+    let json = |member: Option<Member>| -> Result<Option<String>, DataFusionError> {
+        member
+            .map(|member| serde_json::to_string(&member))
+            .transpose()
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    };
+    let mut changes = Vec::with_capacity(commit.changes.len());
+    for (code, before, after) in commit.changes {
+        changes.push((code, json(before)?, json(after)?));
+    }
+    let statement = commit.author.statement;
+    Ok(CommitRows {
+        kind: "member",
+        source_version: commit.version as i64,
+        committed_at_ms: commit.committed_at_ms as i64,
+        user: commit.author.user,
+        statement_id: statement.as_ref().map(|s| s.id.clone()),
+        statement: statement.map(|s| s.text),
+        operation: "update",
+        changes,
+    })
 }
 
 /// A cell's measures as text, `|` between them (an empty string for NULL).

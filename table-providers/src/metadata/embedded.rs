@@ -19,8 +19,11 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccessModel, Dimension, Member, MemberSpec, MetadataError, MetadataStore, new_dimension_members,
+    AccessModel, ChangeAuthor, Dimension, Member, MemberCommit, MemberSpec, MetadataError,
+    MetadataStore, member_differences, new_dimension_members,
 };
+use crate::mdf::StatementRef;
+use crate::mdf::log::now_ms;
 use crate::storage::Storage;
 
 /// One version of a dimension as stored.
@@ -31,6 +34,15 @@ struct DimensionDocument {
     #[serde(default)]
     version: u64,
     members: Vec<Member>,
+    /// When the change that wrote this version was committed (milliseconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    committed_at_ms: Option<u64>,
+    /// Who made that change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    /// The statement that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    statement: Option<StatementRef>,
 }
 
 /// Metadata kept in the data folder (or any object store) and served from memory.
@@ -196,6 +208,7 @@ impl MetadataStore for EmbeddedMetadataStore {
         dimension: &str,
         read_version: u64,
         members: Vec<Member>,
+        author: &ChangeAuthor,
     ) -> Result<u64, MetadataError> {
         let _committing = self.committing.lock().await;
         let current = self.document(dimension)?;
@@ -211,6 +224,9 @@ impl MetadataStore for EmbeddedMetadataStore {
             dimension: current.dimension.clone(),
             version: read_version + 1,
             members,
+            committed_at_ms: Some(now_ms()),
+            user: author.user.clone(),
+            statement: author.statement.clone(),
         };
         if !self.write_new(&document).await? {
             // Another process wrote this version.
@@ -222,6 +238,35 @@ impl MetadataStore for EmbeddedMetadataStore {
             .expect("metadata lock poisoned")
             .insert(dimension.to_owned(), Arc::new(document));
         Ok(version)
+    }
+
+    async fn member_history(
+        &self,
+        dimension: &str,
+        after: u64,
+    ) -> Result<Vec<MemberCommit>, MetadataError> {
+        let current = self.document(dimension)?.version;
+        let mut history = Vec::new();
+        if after >= current {
+            return Ok(history);
+        }
+        let first = self.document_path(dimension, after);
+        let mut before: DimensionDocument = read_document(&self.storage, &first).await?;
+        for version in after + 1..=current {
+            let path = self.document_path(dimension, version);
+            let document: DimensionDocument = read_document(&self.storage, &path).await?;
+            history.push(MemberCommit {
+                version,
+                committed_at_ms: document.committed_at_ms.unwrap_or(0),
+                author: ChangeAuthor {
+                    user: document.user.clone(),
+                    statement: document.statement.clone(),
+                },
+                changes: member_differences(&before.members, &document.members),
+            });
+            before = document;
+        }
+        Ok(history)
     }
 
     async fn access(&self) -> Result<(AccessModel, u64), MetadataError> {
@@ -263,6 +308,9 @@ impl MetadataStore for EmbeddedMetadataStore {
             members: new_dimension_members(self, &dimension, members).await?,
             version: 0,
             dimension,
+            committed_at_ms: Some(now_ms()),
+            user: None,
+            statement: None,
         };
         let name = document.dimension.name.clone();
         if !self.write_new(&document).await? {

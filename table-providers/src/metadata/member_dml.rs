@@ -19,7 +19,6 @@
 //! write into a write-only target (see [`crate::write_target`]), so `WHERE` may use anything a
 //! query can.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -43,9 +42,10 @@ use futures::TryStreamExt;
 
 use super::dimension_table::{DERIVED_COLUMNS, dimension_schema};
 use super::{
-    ChangedMembers, DimensionTable, Member, MemberChange, MemberSpec, MetadataError, MetadataStore,
-    apply_member_changes, check_alternate_hierarchy,
+    ChangeAuthor, ChangedMembers, DimensionTable, MemberChange, MemberSpec, MetadataError,
+    MetadataStore, apply_member_changes, check_alternate_hierarchy,
 };
+use crate::fail_point::fail_point;
 use crate::ledger::Ledger;
 use crate::mdf::dml::CommitAuthor;
 use crate::mdf::transaction::SessionWrites;
@@ -371,54 +371,24 @@ impl DataSink for MemberSink {
         self.keep_hierarchies_whole(&changed).await?;
         self.keep_grant_scopes(&changed).await?;
         self.respect_cells(context, &changed).await?;
-        let after = changed.members.clone();
-        let committed = store
-            .commit_members(dimension, version, changed.members)
+        let author = ChangeAuthor {
+            user: CommitAuthor::of(context),
+            statement: SessionWrites::of(context.session_config())
+                .and_then(|writes| writes.statement()),
+        };
+        store
+            .commit_members(dimension, version, changed.members, &author)
             .await?;
+        fail_point("metadata.after_member_commit");
         if let Some(ledger) = context.session_config().get_extension::<Ledger>() {
-            let statement =
-                SessionWrites::of(context.session_config()).and_then(|writes| writes.statement());
-            let changes = member_changes(&members, &after)?;
-            let recorded = ledger
-                .record_members(
-                    dimension,
-                    committed,
-                    CommitAuthor::of(context),
-                    statement,
-                    changes,
-                )
-                .await;
-            if let Err(error) = recorded {
-                tracing::warn!(dimension, version = committed, %error, "the ledger could not be appended to");
+            // The change and its history are committed: a failure here is made good by the
+            // next append or before the ledger is read.
+            if let Err(error) = ledger.record_dimension(dimension).await {
+                tracing::warn!(dimension, %error, "the ledger could not be appended to now");
             }
         }
         Ok(rows)
     }
-}
-
-/// The members that differ between `before` and `after` (by code), each as its code and its
-/// JSON before and after (`None` where it is not).
-fn member_changes(
-    before: &[Member],
-    after: &[Member],
-) -> Result<Vec<(String, Option<String>, Option<String>)>> {
-    let json = |member: Option<&Member>| -> Result<Option<String>> {
-        member
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| DataFusionError::External(Box::new(e)))
-    };
-    let before: BTreeMap<&str, &Member> = before.iter().map(|m| (m.code.as_str(), m)).collect();
-    let after: BTreeMap<&str, &Member> = after.iter().map(|m| (m.code.as_str(), m)).collect();
-    let codes: BTreeSet<&str> = before.keys().chain(after.keys()).copied().collect();
-    let mut changes = Vec::new();
-    for code in codes {
-        let (old, new) = (before.get(code).copied(), after.get(code).copied());
-        if old != new {
-            changes.push((code.to_owned(), json(old)?, json(new)?));
-        }
-    }
-    Ok(changes)
 }
 
 /// The plan applying `input`'s rows to `table`'s members as `kind` says.

@@ -29,7 +29,10 @@ pub use embedded::EmbeddedMetadataStore;
 pub use maintenance::{ChangedMembers, MemberChange, apply_member_changes};
 pub use member_dml::{MemberCells, MemberDmlRule, MetadataOptions};
 pub use member_filter::{Comparison, MemberColumn, MemberFilter, MemberValue};
-pub use model::{Dimension, HIERARCHY_SEPARATOR, Member, MemberSpec};
+pub use model::{
+    ChangeAuthor, Dimension, HIERARCHY_SEPARATOR, Member, MemberCommit, MemberSpec,
+    member_differences,
+};
 pub use postgres::{PostgresMetadataStore, PostgresStoreSettings};
 
 /// Why a metadata operation failed.
@@ -246,13 +249,23 @@ pub trait MetadataStore: Debug + Send + Sync {
     /// Replaces the members of `dimension` by `members` (derived by [`apply_member_changes`]
     /// from the members read at `read_version`), atomically; fails with
     /// [`MetadataError::Conflict`] when the dimension changed since that version. Returns the
-    /// new version.
+    /// new version. The members changed are recorded with `author` in the same commit (see
+    /// [`MetadataStore::member_history`]).
     async fn commit_members(
         &self,
         dimension: &str,
         read_version: u64,
         members: Vec<Member>,
+        author: &ChangeAuthor,
     ) -> Result<u64, MetadataError>;
+
+    /// The changes of `dimension`'s members committed after version `after`, oldest first
+    /// (versions committed before the store recorded history are missing).
+    async fn member_history(
+        &self,
+        dimension: &str,
+        after: u64,
+    ) -> Result<Vec<MemberCommit>, MetadataError>;
 
     /// Every role, membership and grant, and the version they are at.
     async fn access(&self) -> Result<(AccessModel, u64), MetadataError>;

@@ -109,3 +109,45 @@ pub(super) mod path_as_text {
         MemberPath::parse(&text).map_err(serde::de::Error::custom)
     }
 }
+
+/// Who made a change, recorded with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeAuthor {
+    /// The session's user.
+    pub user: Option<String>,
+    /// The statement that made the change.
+    pub statement: Option<crate::mdf::StatementRef>,
+}
+
+/// One committed change of a dimension's members, as its store recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberCommit {
+    /// The dimension's version the change made.
+    pub version: u64,
+    /// When, in milliseconds since the Unix epoch.
+    pub committed_at_ms: u64,
+    /// Who, and with which statement.
+    pub author: ChangeAuthor,
+    /// Each member changed, by code: as it was (`None`: added) and as it is (`None`: deleted).
+    pub changes: Vec<(String, Option<Member>, Option<Member>)>,
+}
+
+/// The members that differ between `before` and `after`, by code, each as it was and is.
+pub fn member_differences(
+    before: &[Member],
+    after: &[Member],
+) -> Vec<(String, Option<Member>, Option<Member>)> {
+    use std::collections::BTreeMap;
+    let before: BTreeMap<&str, &Member> = before.iter().map(|m| (m.code.as_str(), m)).collect();
+    let after: BTreeMap<&str, &Member> = after.iter().map(|m| (m.code.as_str(), m)).collect();
+    let mut codes: Vec<&str> = before.keys().chain(after.keys()).copied().collect();
+    codes.sort_unstable();
+    codes.dedup();
+    codes
+        .into_iter()
+        .filter_map(|code| {
+            let (old, new) = (before.get(code).copied(), after.get(code).copied());
+            (old != new).then(|| (code.to_owned(), old.cloned(), new.cloned()))
+        })
+        .collect()
+}

@@ -19,10 +19,11 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    AccessModel, Comparison, Dimension, FilteredMembers, Grant, Member, MemberColumn, MemberFilter,
-    MemberSpec, MemberValue, Membership, MetadataError, MetadataStore, Privilege, Role,
-    SubtreeScope, new_dimension_members,
+    AccessModel, ChangeAuthor, Comparison, Dimension, FilteredMembers, Grant, Member, MemberColumn,
+    MemberCommit, MemberFilter, MemberSpec, MemberValue, Membership, MetadataError, MetadataStore,
+    Privilege, Role, SubtreeScope, member_differences, new_dimension_members,
 };
+use crate::mdf::StatementRef;
 
 /// The migrations, in the order they apply: (version, name, SQL).
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -45,6 +46,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         4,
         "access",
         include_str!("../../migrations/0004_access.sql"),
+    ),
+    (
+        5,
+        "member_history",
+        include_str!("../../migrations/0005_member_history.sql"),
     ),
 ];
 
@@ -578,6 +584,7 @@ impl MetadataStore for PostgresMetadataStore {
         dimension: &str,
         read_version: u64,
         members: Vec<Member>,
+        author: &ChangeAuthor,
     ) -> Result<u64, MetadataError> {
         self.check_labels(members.iter().map(|m| m.path.to_string()))?;
         let mut client = self.client().await?;
@@ -630,6 +637,45 @@ impl MetadataStore for PostgresMetadataStore {
         );
         execute_with_members(&transaction, &update, dimension, &changed).await?;
         insert_members(&transaction, dimension, &added).await?;
+        // The history row of each member changed, in the same transaction.
+        let before_members: Vec<Member> = before.into_values().collect();
+        let history = member_differences(&before_members, &members);
+        let json = |member: &Option<Member>| -> Result<Option<String>, MetadataError> {
+            member
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| MetadataError::Storage(e.to_string()))
+        };
+        let codes: Vec<&str> = history.iter().map(|(code, _, _)| code.as_str()).collect();
+        let befores = history
+            .iter()
+            .map(|(_, old, _)| json(old))
+            .collect::<Result<Vec<_>, _>>()?;
+        let afters = history
+            .iter()
+            .map(|(_, _, new)| json(new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let statement = author.statement.as_ref();
+        transaction
+            .execute(
+                "INSERT INTO quantatom.member_history \
+                 (dimension, version, committed_at, user_name, statement_id, statement, code, before, after) \
+                 SELECT $1, $2, now(), $3, $4, $5, h.code, h.before::jsonb, h.after::jsonb \
+                 FROM unnest($6::text[], $7::text[], $8::text[]) AS h(code, before, after)",
+                &[
+                    &dimension,
+                    &(version + 1),
+                    &author.user,
+                    &statement.map(|s| s.id.as_str()),
+                    &statement.map(|s| s.text.as_str()),
+                    &codes,
+                    &befores,
+                    &afters,
+                ],
+            )
+            .await
+            .map_err(postgres_error)?;
         let version: i64 = transaction
             .query_one(
                 "UPDATE quantatom.dimensions SET version = version + 1 WHERE name = $1 \
@@ -641,6 +687,59 @@ impl MetadataStore for PostgresMetadataStore {
             .get(0);
         transaction.commit().await.map_err(postgres_error)?;
         Ok(version as u64)
+    }
+
+    async fn member_history(
+        &self,
+        dimension: &str,
+        after: u64,
+    ) -> Result<Vec<MemberCommit>, MetadataError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT version, (extract(epoch FROM committed_at) * 1000)::bigint, user_name, \
+                 statement_id, statement, code, before::text, after::text \
+                 FROM quantatom.member_history WHERE dimension = $1 AND version > $2 \
+                 ORDER BY version, code",
+                &[&dimension, &(after as i64)],
+            )
+            .await
+            .map_err(postgres_error)?;
+        let parse = |text: Option<String>| -> Result<Option<Member>, MetadataError> {
+            text.map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| MetadataError::Storage(format!("member history: {e}")))
+        };
+        let mut history: Vec<MemberCommit> = Vec::new();
+        for row in rows {
+            let version = row.get::<_, i64>(0) as u64;
+            if history
+                .last()
+                .is_none_or(|commit| commit.version != version)
+            {
+                let statement = match (
+                    row.get::<_, Option<String>>(3),
+                    row.get::<_, Option<String>>(4),
+                ) {
+                    (Some(id), Some(text)) => Some(StatementRef { id, text }),
+                    _ => None,
+                };
+                history.push(MemberCommit {
+                    version,
+                    committed_at_ms: row.get::<_, i64>(1) as u64,
+                    author: ChangeAuthor {
+                        user: row.get(2),
+                        statement,
+                    },
+                    changes: Vec::new(),
+                });
+            }
+            let commit = history.last_mut().expect("pushed above");
+            commit
+                .changes
+                .push((row.get(5), parse(row.get(6))?, parse(row.get(7))?));
+        }
+        Ok(history)
     }
 
     async fn access(&self) -> Result<(AccessModel, u64), MetadataError> {
