@@ -162,7 +162,8 @@ async fn migrations_apply_once_however_often_the_store_opens() {
             (1, "dimensions".to_owned()),
             (2, "member_maintenance".to_owned()),
             (3, "alternate_hierarchies".to_owned()),
-            (4, "access".to_owned())
+            (4, "access".to_owned()),
+            (5, "member_history".to_owned())
         ]
     );
 }
