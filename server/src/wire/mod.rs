@@ -172,7 +172,7 @@ impl Server {
             .with_session_id(uuid::Uuid::new_v4().to_string())
             .build();
         let hooks: Vec<Arc<dyn datafusion_postgres::QueryHook>> = vec![
-            Arc::new(BothProtocols(TransactionHook::default())),
+            Arc::new(BothProtocols(TransactionHook)),
             Arc::new(CursorStatementHook),
             Arc::new(BothProtocols(SettingsHook::new(state.clone()))),
         ];
