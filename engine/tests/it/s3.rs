@@ -72,7 +72,7 @@ async fn replicas_over_one_bucket_see_each_others_commits() {
                 .unwrap();
         }
     };
-    tokio::join!(write(&first, "JP"), write(&second, "US"));
+    tokio::join!(write(&first, "JP"), write(&second, "FR"));
     let ledgered = second
         .new_session()
         .sql("SELECT count(*) FROM audit.ledger WHERE source = 'cube/finance'")
