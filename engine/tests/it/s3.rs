@@ -9,16 +9,33 @@ use datafusion::arrow::datatypes::Int64Type;
 use quantatom_engine::storage::{S3Settings, StorageConfig};
 use quantatom_engine::{Engine, EngineConfig};
 
-async fn cells(engine: &Engine) -> i64 {
+/// The count a `SELECT count(*) ...` answers in a new session of `engine`.
+async fn count(engine: &Engine, sql: &str) -> i64 {
     let batches = engine
         .new_session()
-        .sql("SELECT count(*) FROM cube.finance")
+        .sql(sql)
         .await
         .unwrap()
         .collect()
         .await
         .unwrap();
     batches[0].column(0).as_primitive::<Int64Type>().value(0)
+}
+
+async fn cells(engine: &Engine) -> i64 {
+    count(engine, "SELECT count(*) FROM cube.finance").await
+}
+
+/// Writes one cell of Budget, `time`, `entity` through a new session of `engine`.
+async fn write(engine: &Engine, time: &str, entity: &str) {
+    engine
+        .new_session()
+        .sql(&format!("INSERT INTO cube.finance VALUES ('Budget', '{time}', '{entity}', '4000', 'P0001', 'USD', 1.00)"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,14 +61,7 @@ async fn replicas_over_one_bucket_see_each_others_commits() {
     assert!(demo > 10_000, "the demo's cells are read back: {demo}");
     let second = Engine::open(&config).await.unwrap();
     assert_eq!(cells(&second).await, demo, "the second start loads no demo");
-    first
-        .new_session()
-        .sql("INSERT INTO cube.finance VALUES ('Budget', '2025_01', 'JP', '4000', 'P0001', 'USD', 1.00)")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    write(&first, "2025_01", "JP").await;
     assert_eq!(
         cells(&second).await,
         demo + 1,
@@ -60,32 +70,16 @@ async fn replicas_over_one_bucket_see_each_others_commits() {
 
     // Both replicas write at once; each ledgers its own commits and the other's on one
     // chain in the bucket, racing for the ledger's versions.
-    let write = |engine: &Engine, entity: &'static str| {
-        let session = engine.new_session();
-        async move {
-            session
-                .sql(&format!("INSERT INTO cube.finance VALUES ('Budget', '2025_02', '{entity}', '4000', 'P0001', 'USD', 2.00)"))
-                .await
-                .unwrap()
-                .collect()
-                .await
-                .unwrap();
-        }
-    };
-    tokio::join!(write(&first, "JP"), write(&second, "FR"));
-    let ledgered = second
-        .new_session()
-        .sql("SELECT count(*) FROM audit.ledger WHERE source = 'cube/finance'")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    assert_eq!(
-        ledgered[0].column(0).as_primitive::<Int64Type>().value(0),
-        4,
-        "the demo load and three writes, each once"
+    tokio::join!(
+        write(&first, "2025_02", "JP"),
+        write(&second, "2025_02", "FR")
     );
+    let ledgered = count(
+        &second,
+        "SELECT count(*) FROM audit.ledger WHERE source = 'cube/finance'",
+    )
+    .await;
+    assert_eq!(ledgered, 4, "the demo load and three writes, each once");
     let verification = first
         .ledger()
         .unwrap()

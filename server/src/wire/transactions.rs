@@ -22,6 +22,7 @@ use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
+use quantatom_engine::mdf::MdfError;
 use quantatom_engine::mdf::transaction::SessionWrites;
 
 use super::answered_plan;
@@ -73,10 +74,7 @@ pub(crate) fn is_rollback_to_savepoint(sql: &str) -> bool {
 
 /// The error for a statement other than the block's end in a failed transaction block.
 pub(crate) fn in_failed_block() -> PgWireError {
-    error(
-        "25P02",
-        "current transaction is aborted, commands ignored until end of transaction block".into(),
-    )
+    api_error(DataFusionError::from(MdfError::InFailedBlock))
 }
 
 /// The session's writes (every server session keeps them).

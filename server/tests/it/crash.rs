@@ -57,19 +57,18 @@ async fn state(engine: &Engine) -> (u64, String, i64) {
     let amount = datafusion::arrow::util::pretty::pretty_format_batches(&amount)
         .unwrap()
         .to_string();
-    let count = session
-        .sql("SELECT count(*) FROM cube.finance")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let count = count(&session, "SELECT count(*) FROM cube.finance").await;
+    (version, amount, count)
+}
+
+/// The count a `SELECT count(*) ...` answers.
+async fn count(session: &datafusion::prelude::SessionContext, sql: &str) -> i64 {
     use datafusion::arrow::array::AsArray;
-    let count = count[0]
+    let batches = session.sql(sql).await.unwrap().collect().await.unwrap();
+    batches[0]
         .column(0)
         .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-        .value(0);
-    (version, amount, count)
+        .value(0)
 }
 
 fn free_port() -> u16 {
@@ -141,20 +140,11 @@ async fn assert_ledger_agrees(engine: &Engine, fail_point: &str, committed: bool
         .await
         .unwrap();
     assert_eq!(verification.broken, None, "{fail_point}");
-    let rows = session
-        .sql(&format!(
-            "SELECT count(*) FROM audit.finance WHERE {CELL} AND new_amount = 1.23"
-        ))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    use datafusion::arrow::array::AsArray;
-    let rows = rows[0]
-        .column(0)
-        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-        .value(0);
+    let rows = count(
+        &session,
+        &format!("SELECT count(*) FROM audit.finance WHERE {CELL} AND new_amount = 1.23"),
+    )
+    .await;
     assert_eq!(
         rows,
         i64::from(committed),

@@ -36,13 +36,12 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::collect;
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::fail_point::fail_point;
 use crate::mdf::log::LogEntry;
-use crate::mdf::writer::{conform, read_data_file, read_parquet};
+use crate::mdf::writer::{conform, file_bytes, file_location, read_data_file, read_parquet};
 use crate::mdf::{
     Action, CellBounds, Change, CubeDefinition, CubeLog, DataFile, FileKind, MdfError, MdfTable,
     Snapshot, SnapshotVersion,
@@ -223,7 +222,8 @@ impl Ledger {
         for _ in 0..APPEND_ATTEMPTS {
             let ledger = self.snapshot().await?;
             let first = ledgered_up_to(&ledger, &source).map_or(1, |done| done + 1);
-            let latest = cube.log().latest_version().await?.0;
+            let snapshot = cube.log().latest().await?;
+            let latest = snapshot.version.0;
             if first > latest {
                 return Ok(());
             }
@@ -231,7 +231,7 @@ impl Ledger {
             let mut commits = Vec::new();
             for version in first..=latest {
                 let entry = cube.log().read_entry(SnapshotVersion(version)).await?;
-                commits.push(commit_rows(cube, &entry, session).await?);
+                commits.push(commit_rows(cube, &snapshot, &entry, session).await?);
             }
             let derived = started.elapsed();
             if self
@@ -435,12 +435,9 @@ impl Ledger {
         verification: &mut Verification,
         covered: &mut HashMap<String, u64>,
     ) -> Option<String> {
-        let location = Path::from(format!("{}/{}", self.dir(), file.path));
-        let bytes = match self.storage.store().get(&location).await {
-            Ok(got) => match got.bytes().await {
-                Ok(bytes) => bytes,
-                Err(error) => return Some(format!("ledger file {location}: {error}")),
-            },
+        let location = file_location(self.dir(), file);
+        let bytes = match file_bytes(&self.storage, self.dir(), file).await {
+            Ok(bytes) => bytes,
             Err(error) => return Some(format!("ledger file {location}: {error}")),
         };
         let digest = sha256_hex(&bytes);
@@ -583,9 +580,11 @@ impl Verification {
 /// The ledger rows of one commit of `cube`: a row per cell its files write, with the cell's
 /// value before (at the version before) and after; a load without a statement (the engine's
 /// bulk API) as one row per file, pinned by the file's SHA-256. Other commits (compaction)
-/// change no cell and give no rows.
+/// change no cell and give no rows. `latest` is the cube's latest snapshot, which the old
+/// values are worked out from.
 async fn commit_rows(
     cube: &MdfTable,
+    latest: &Snapshot,
     entry: &LogEntry,
     session: &dyn Session,
 ) -> Result<CommitRows> {
@@ -608,8 +607,7 @@ async fn commit_rows(
     if statement.is_none() && matches!(entry.action, Action::Append { .. }) {
         rows.operation = "load";
         for file in files {
-            let location = Path::from(format!("{}/{}", cube.log().cube_dir(), file.path));
-            let bytes = cube.storage().store().get(&location).await?.bytes().await?;
+            let bytes = file_bytes(cube.storage(), cube.log().cube_dir(), file).await?;
             rows.changes.push((
                 file.path.clone(),
                 None,
@@ -637,7 +635,15 @@ async fn commit_rows(
         .map(|file| file.bounds.clone())
         .reduce(|a, b| Some(a?.union(&b?)))
         .flatten();
-    let before = old_cells(cube, entry.version, &written, written_bounds, session).await?;
+    let before = old_cells(
+        cube,
+        latest,
+        entry.version,
+        &written,
+        written_bounds,
+        session,
+    )
+    .await?;
     let converter = RowConverter::new(
         schema.fields()[..dimensions]
             .iter()
@@ -710,16 +716,18 @@ fn measures_text(batch: &RecordBatch, dimensions: usize, row: usize) -> Result<S
     Ok(values.join("|"))
 }
 
-/// The cells of `cube` just before `version` at (at least) the coordinates `written` holds.
+/// The cells of `cube` just before `version` at (at least) the coordinates `written` holds,
+/// `latest` being a snapshot at or after `version`.
 async fn old_cells(
     cube: &MdfTable,
+    latest: &Snapshot,
     version: SnapshotVersion,
     written: &[(RecordBatch, bool)],
     written_bounds: Option<CellBounds>,
     session: &dyn Session,
 ) -> Result<Vec<RecordBatch>> {
     // Usually worked out from the latest snapshot; after a compaction, read from the log.
-    let mut before = match cube.log().latest().await?.before(version) {
+    let mut before = match latest.before(version) {
         Some(before) => before,
         None => cube
             .log()
@@ -792,12 +800,9 @@ fn rows_batch(
             let number = next.to_string();
             let version = commit.source_version.to_string();
             let at = commit.committed_at_ms.to_string();
-            let fields = [
-                Some(number.as_str()),
+            let texts_row = [
                 Some(commit.kind),
                 Some(source),
-                Some(version.as_str()),
-                Some(at.as_str()),
                 commit.user.as_deref(),
                 commit.statement_id.as_deref(),
                 commit.statement.as_deref(),
@@ -806,21 +811,36 @@ fn rows_batch(
                 old.as_deref(),
                 new.as_deref(),
             ];
+            let [
+                kind,
+                source_text,
+                user,
+                statement_id,
+                statement,
+                operation,
+                item,
+                old,
+                new,
+            ] = texts_row;
+            let fields = [
+                Some(number.as_str()),
+                kind,
+                source_text,
+                Some(version.as_str()),
+                Some(at.as_str()),
+                user,
+                statement_id,
+                statement,
+                operation,
+                item,
+                old,
+                new,
+            ];
             let hash = row_hash(&head, &fields);
             seq.push(next);
             source_versions.push(commit.source_version);
             committed_at.push(commit.committed_at_ms);
-            for (column, value) in texts.iter_mut().zip([
-                Some(commit.kind),
-                Some(source),
-                commit.user.as_deref(),
-                commit.statement_id.as_deref(),
-                commit.statement.as_deref(),
-                Some(commit.operation),
-                Some(item.as_str()),
-                old.as_deref(),
-                new.as_deref(),
-            ]) {
+            for (column, value) in texts.iter_mut().zip(texts_row) {
                 column.push(value.map(str::to_owned));
             }
             prev_hashes.push(std::mem::replace(&mut head, hash.clone()));

@@ -189,15 +189,31 @@ impl SortedFileWriter {
     }
 }
 
+/// Where `file`, a data file of the table stored under `dir`, is.
+pub(crate) fn file_location(
+    dir: &object_store::path::Path,
+    file: &DataFile,
+) -> object_store::path::Path {
+    object_store::path::Path::from(format!("{dir}/{}", file.path))
+}
+
+/// The bytes of `file`, a data file of the table stored under `dir`.
+pub(crate) async fn file_bytes(
+    storage: &Storage,
+    dir: &object_store::path::Path,
+    file: &DataFile,
+) -> Result<bytes::Bytes, MdfError> {
+    let location = file_location(dir, file);
+    Ok(storage.store().get(&location).await?.bytes().await?)
+}
+
 /// The rows of `file`, a data file of the cube stored under `cube_dir`, as stored.
 pub(crate) async fn read_data_file(
     storage: &Storage,
     cube_dir: &object_store::path::Path,
     file: &DataFile,
 ) -> Result<Vec<RecordBatch>, MdfError> {
-    let location = object_store::path::Path::from(format!("{cube_dir}/{}", file.path));
-    let bytes = storage.store().get(&location).await?.bytes().await?;
-    read_parquet(bytes)
+    read_parquet(file_bytes(storage, cube_dir, file).await?)
 }
 
 /// The rows of a Parquet file held in memory.
