@@ -811,31 +811,16 @@ fn rows_batch(
                 old.as_deref(),
                 new.as_deref(),
             ];
-            let [
-                kind,
-                source_text,
-                user,
-                statement_id,
-                statement,
-                operation,
-                item,
-                old,
-                new,
-            ] = texts_row;
-            let fields = [
+            // In the schema's order: the numbers sit between the text columns.
+            let [kind, source_text, rest @ ..] = texts_row;
+            let leading = [
                 Some(number.as_str()),
                 kind,
                 source_text,
                 Some(version.as_str()),
                 Some(at.as_str()),
-                user,
-                statement_id,
-                statement,
-                operation,
-                item,
-                old,
-                new,
             ];
+            let fields: Vec<Option<&str>> = leading.into_iter().chain(rest).collect();
             let hash = row_hash(&head, &fields);
             seq.push(next);
             source_versions.push(commit.source_version);
