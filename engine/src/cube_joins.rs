@@ -35,6 +35,8 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use quantatom_table_providers::mdf::MdfTable;
 
+use crate::tiles::PlanTileCandidates;
+
 /// The most members handed to a cube's scan; a larger dimension side is left to the join's
 /// dynamic filter.
 const MAX_MEMBERS: usize = 10_000;
@@ -52,7 +54,8 @@ impl QueryPlanner for CubeJoinPlanner {
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (narrowed, all_narrowed) = narrow_cube_joins(logical_plan, session).await?;
-        let planner = DefaultPhysicalPlanner::default();
+        let planner =
+            DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(PlanTileCandidates)]);
         let dynamic_filters = &session.config_options().optimizer;
         let wanted = dynamic_filters.enable_dynamic_filter_pushdown
             && dynamic_filters.enable_join_dynamic_filter_pushdown;

@@ -5,7 +5,11 @@
 //!
 //! - `cube.<name>`: MDF cubes ([`quantatom_table_providers::mdf`]),
 //! - `dim.<dimension>`: dimension members ([`quantatom_table_providers::metadata`]),
-//! - `public`: an empty schema for users' own objects.
+//! - `public`: an empty schema for users' own objects,
+//! - `system`: the engine's own state (`system.cache`, [`system_tables`]).
+//!
+//! Queries over cubes and dimensions are answered from the hot-tile cache ([`tiles`]) when it
+//! holds their result.
 //!
 //! [`Engine::new_session`] gives each caller (one wire connection, one test) its own
 //! `SessionContext`: configuration such as `SET` is private to it, tables are shared.
@@ -19,6 +23,8 @@ pub mod postgres_functions;
 pub mod postgres_literals;
 pub mod postgres_settings;
 pub mod scalar_subqueries;
+pub mod system_tables;
+pub mod tiles;
 
 pub use errors::sqlstate;
 /// Cubes: their storage format, reads and writes.
@@ -60,10 +66,12 @@ use quantatom_table_providers::mdf::spread::MdfSpreadFunction;
 use quantatom_table_providers::mdf::time_travel::{MdfAtFunction, MdfHistoryFunction};
 use quantatom_table_providers::metadata::{
     CalendarSchemaProvider, CoordinateCheck, DimensionSchemaProvider, EmbeddedMetadataStore,
-    MemberDmlRule, MetadataError, MetadataOptions, MetadataStore, PostgresMetadataStore,
-    VersionSwitchoverFunction,
+    MemberDmlRule, MetadataError, MetadataStore, PostgresMetadataStore, VersionSwitchoverFunction,
 };
+use quantatom_table_providers::settings::QuantatomOptions;
 use quantatom_table_providers::storage::{Storage, StorageConfig};
+use system_tables::CacheTable;
+use tiles::{MarkTileCandidates, TileCache, TileCacheConfig, TilePlanner};
 
 /// The catalog (database) name every session uses.
 pub const CATALOG: &str = "quantatom";
@@ -80,6 +88,8 @@ pub struct EngineConfig {
     /// Whether every committed change is appended to the ledger (`audit.*`). Off only to
     /// measure what the ledger costs: without it, writes are not audited.
     pub ledger: bool,
+    /// The hot-tile cache.
+    pub tiles: TileCacheConfig,
 }
 
 /// Where the metadata store is.
@@ -111,6 +121,7 @@ pub struct Engine {
     session_template: SessionState,
     plan_epoch: Arc<PlanEpoch>,
     ledger: Option<Arc<Ledger>>,
+    tiles: Arc<TileCache>,
 }
 
 impl Engine {
@@ -149,8 +160,9 @@ impl Engine {
         let ledger = config
             .ledger
             .then(|| Arc::new(Ledger::new(storage.clone(), Arc::clone(&metadata))));
+        let tiles = Arc::new(TileCache::new(config.tiles.clone())?);
         let session_template =
-            session_template(&storage, &cubes, &metadata, ledger.as_ref()).await?;
+            session_template(&storage, &cubes, &metadata, ledger.as_ref(), &tiles).await?;
         if let Some(ledger) = &ledger {
             // Commits a process that died did not ledger are ledgered now, in the background;
             // the first write or audit read waits for it.
@@ -168,6 +180,7 @@ impl Engine {
             session_template,
             plan_epoch: Arc::default(),
             ledger,
+            tiles,
         })
     }
 
@@ -192,6 +205,11 @@ impl Engine {
     /// The ledger, unless the engine runs without one.
     pub fn ledger(&self) -> Option<&Arc<Ledger>> {
         self.ledger.as_ref()
+    }
+
+    /// The hot-tile cache.
+    pub fn tiles(&self) -> &Arc<TileCache> {
+        &self.tiles
     }
 
     /// The metadata store.
@@ -223,7 +241,7 @@ pub fn session_config() -> SessionConfig {
     options.execution.time_zone = Some("UTC".to_owned());
     config
         .with_option_extension(PostgresSettings::default())
-        .with_option_extension(MetadataOptions::default())
+        .with_option_extension(QuantatomOptions::default())
 }
 
 async fn session_template(
@@ -231,6 +249,7 @@ async fn session_template(
     cubes: &Arc<CubeSchemaProvider>,
     metadata: &Arc<dyn MetadataStore>,
     ledger: Option<&Arc<Ledger>>,
+    tiles: &Arc<TileCache>,
 ) -> Result<SessionState> {
     let catalog = Arc::new(MemoryCatalogProvider::new());
     catalog.register_schema("public", Arc::new(MemorySchemaProvider::new()))?;
@@ -243,6 +262,13 @@ async fn session_template(
         "calendar",
         Arc::new(CalendarSchemaProvider::new(Arc::clone(metadata))),
     )?;
+    let system = MemorySchemaProvider::new();
+    datafusion::catalog::SchemaProvider::register_table(
+        &system,
+        "cache".into(),
+        Arc::new(CacheTable::new(Arc::clone(tiles))),
+    )?;
+    catalog.register_schema("system", Arc::new(system))?;
     if let Some(ledger) = ledger {
         catalog.register_schema(
             "audit",
@@ -274,7 +300,10 @@ async fn session_template(
         .with_runtime_env(runtime)
         .with_catalog_list(Arc::clone(&catalogs) as _)
         .with_default_features()
-        .with_query_planner(Arc::new(CubeJoinPlanner))
+        .with_query_planner(Arc::new(TilePlanner::new(
+            Arc::new(CubeJoinPlanner),
+            Arc::clone(tiles),
+        )))
         .build();
     for udf in quantatom_udfs::functions() {
         state.register_udf(udf)?;
@@ -332,5 +361,7 @@ async fn session_template(
     state.add_analyzer_rule(Arc::new(scalar_subqueries::ScalarSubqueryRule));
     state.add_analyzer_rule(Arc::new(CubeDmlRule));
     state.add_analyzer_rule(Arc::new(MemberDmlRule));
+    // Last: it decides on the plan the others made (see `tiles::TileCandidate`).
+    state.add_analyzer_rule(Arc::new(MarkTileCandidates));
     Ok(state)
 }

@@ -40,6 +40,8 @@ use indexmap::IndexMap;
 use quantatom_table_providers::mdf::transaction::SessionWrites;
 use quantatom_table_providers::table_version;
 
+use crate::tiles::TileExec;
+
 /// How many plans a session keeps; the least recently used one goes first.
 pub const PLANS_PER_SESSION: usize = 256;
 
@@ -330,7 +332,10 @@ impl ReusablePlan {
                     .optimized
                     .clone()
                     .replace_params_with_values(&parameters)?;
-                SimplifyExpressions::new().rewrite(bound, state)?.data
+                let simplify = SimplifyExpressions::new();
+                bound
+                    .transform_up_with_subqueries(|node| simplify.rewrite(node, state))?
+                    .data
             }
         };
         let plan = state
@@ -340,6 +345,13 @@ impl ReusablePlan {
         let Some(versions) = versions else {
             return Ok(plan);
         };
+        // A tile found at planning is served once; the next run looks it up again.
+        if plan
+            .downcast_ref::<TileExec>()
+            .is_some_and(TileExec::holds_tile)
+        {
+            return Ok(plan);
+        }
         let mut physical = self.physical.lock().expect("plan poisoned");
         if has_dynamic_filters(&plan)? {
             *physical = PhysicalReuse::Never;
@@ -376,7 +388,7 @@ impl ReusablePlan {
 /// A plain query whose meaning does not depend on when it is planned: no DDL, DML or
 /// statements, no recursion (its work table cannot be reset), no extension nodes, no session
 /// variables and no function that is not immutable (the optimiser folds `now()`).
-fn is_reusable(plan: &LogicalPlan) -> Result<bool> {
+pub(crate) fn is_reusable(plan: &LogicalPlan) -> Result<bool> {
     let mut reusable = true;
     plan.apply_with_subqueries(|node| {
         reusable &= !matches!(

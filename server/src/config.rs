@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use quantatom_engine::MetadataConfig;
 use quantatom_engine::metadata::PostgresStoreSettings;
 use quantatom_engine::storage::{RetrySettings, S3Settings, StorageConfig};
+use quantatom_engine::tiles::{RedisSettings, TileCacheConfig};
 use serde::Deserialize;
 
 /// The default listen address.
@@ -23,6 +24,9 @@ pub const DEFAULT_METADATA_POOL_SIZE: usize = 16;
 
 /// Seconds a PostgreSQL connection may take to open, unless configured.
 pub const DEFAULT_METADATA_TIMEOUT_SECS: u64 = 5;
+
+/// How long one call to the tile cache's Redis may take, in milliseconds.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
 
 /// The `quantatom` command line.
 #[derive(Debug, Parser)]
@@ -91,6 +95,82 @@ pub struct ServeArgs {
     /// costs.
     #[arg(long, env = "QUANTATOM_NO_LEDGER")]
     pub no_ledger: bool,
+    /// The hot-tile cache of query results (docs/caching.md).
+    #[command(flatten)]
+    pub tiles: TileCacheArgs,
+}
+
+/// Flags of the hot-tile cache; each also reads a `QUANTATOM_*` variable and a config-file key.
+#[derive(Debug, Default, Args)]
+pub struct TileCacheArgs {
+    /// Tiles (query results) kept in memory, MiB; 0 keeps none [default: 256].
+    #[arg(long, env = "QUANTATOM_TILE_CACHE_MB", value_name = "MIB")]
+    pub tile_cache_mb: Option<u64>,
+    /// The largest query result kept as a tile, MiB [default: 16].
+    #[arg(long, env = "QUANTATOM_TILE_CACHE_MAX_TILE_MB", value_name = "MIB")]
+    pub tile_cache_max_tile_mb: Option<u64>,
+    /// Seconds a tile is kept, in memory and in Redis [default: 3600].
+    #[arg(long, env = "QUANTATOM_TILE_CACHE_TTL_SECS", value_name = "SECONDS")]
+    pub tile_cache_ttl_secs: Option<u64>,
+    /// A Redis-compatible store (DragonflyDB, Redis) the replicas share tiles in,
+    /// redis://[USER:PASSWORD@]HOST:PORT[/DB] or rediss:// [default: none].
+    #[arg(long, env = "QUANTATOM_TILE_CACHE_REDIS", value_name = "URL")]
+    pub tile_cache_redis: Option<String>,
+    /// Milliseconds one call to the store may take before the query goes on without it
+    /// [default: 100].
+    #[arg(long, env = "QUANTATOM_TILE_CACHE_REDIS_TIMEOUT_MS", value_name = "MS")]
+    pub tile_cache_redis_timeout_ms: Option<u64>,
+}
+
+impl TileCacheArgs {
+    /// Flags and environment over the config file over the defaults, checked.
+    fn resolve(self, file: &FileSettings) -> Result<TileCacheConfig, ConfigError> {
+        let defaults = TileCacheConfig::default();
+        let mib = |value: Option<u64>, default: u64| value.map_or(default, |mib| mib << 20);
+        let ttl_secs = self
+            .tile_cache_ttl_secs
+            .or(file.tile_cache_ttl_secs)
+            .unwrap_or(defaults.ttl.as_secs());
+        if ttl_secs == 0 {
+            return Err(ConfigError::new(
+                "tile_cache_ttl_secs",
+                "tile-cache-ttl-secs",
+                "a tile must be kept for at least a second",
+            ));
+        }
+        let redis = match self.tile_cache_redis.or(file.tile_cache_redis.clone()) {
+            None => None,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(RedisSettings {
+                    url,
+                    timeout: Duration::from_millis(
+                        self.tile_cache_redis_timeout_ms
+                            .or(file.tile_cache_redis_timeout_ms)
+                            .unwrap_or(DEFAULT_REDIS_TIMEOUT_MS),
+                    ),
+                })
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "tile_cache_redis",
+                    "tile-cache-redis",
+                    "the store's URL starts with redis:// or rediss://",
+                ));
+            }
+        };
+        Ok(TileCacheConfig {
+            memory_bytes: mib(
+                self.tile_cache_mb.or(file.tile_cache_mb),
+                defaults.memory_bytes,
+            ),
+            max_tile_bytes: mib(
+                self.tile_cache_max_tile_mb.or(file.tile_cache_max_tile_mb),
+                defaults.max_tile_bytes,
+            ),
+            ttl: Duration::from_secs(ttl_secs),
+            redis,
+        })
+    }
 }
 
 /// Where the data is: flags shared by the commands that open it.
@@ -182,6 +262,11 @@ struct FileSettings {
     metadata: Option<String>,
     metadata_pool_size: Option<usize>,
     metadata_timeout_secs: Option<u64>,
+    tile_cache_mb: Option<u64>,
+    tile_cache_max_tile_mb: Option<u64>,
+    tile_cache_ttl_secs: Option<u64>,
+    tile_cache_redis: Option<String>,
+    tile_cache_redis_timeout_ms: Option<u64>,
     #[serde(default)]
     s3: FileS3Settings,
 }
@@ -216,6 +301,8 @@ pub struct ServeConfig {
     pub demo_cells: Option<usize>,
     /// Where the metadata store is.
     pub metadata: MetadataConfig,
+    /// The hot-tile cache.
+    pub tiles: TileCacheConfig,
 }
 
 /// A setting that cannot be used; the message names it and how it was given.
@@ -283,6 +370,7 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             listen,
+            tiles: self.tiles.resolve(&file)?,
             storage: self.storage.resolve_with(file)?,
             demo_cells,
             metadata,
@@ -386,6 +474,7 @@ mod tests {
             metadata: None,
             metadata_pool_size: None,
             metadata_timeout_secs: None,
+            tiles: TileCacheArgs::default(),
         }
     }
 
@@ -438,6 +527,37 @@ mod tests {
         assert!(parse_duration("7").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("7w").unwrap_err().contains("s, m, h or d"));
         assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
+    fn the_tile_cache_is_configured_from_flags_and_the_file() {
+        assert_eq!(
+            args(None, None).resolve().unwrap().tiles,
+            TileCacheConfig::default()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quantatom.toml");
+        std::fs::write(
+            &path,
+            "tile_cache_mb = 0\ntile_cache_redis = \"redis://cache:6379\"\ntile_cache_ttl_secs = 60\n",
+        )
+        .unwrap();
+        let mut flags = args(None, Some(path));
+        flags.tiles.tile_cache_redis_timeout_ms = Some(20);
+        let tiles = flags.resolve().unwrap().tiles;
+        assert_eq!(tiles.memory_bytes, 0);
+        assert_eq!(tiles.ttl, Duration::from_secs(60));
+        assert_eq!(
+            tiles.redis,
+            Some(RedisSettings {
+                url: "redis://cache:6379".into(),
+                timeout: Duration::from_millis(20),
+            })
+        );
+        let mut bad = args(None, None);
+        bad.tiles.tile_cache_redis = Some("cache:6379".into());
+        let error = bad.resolve().unwrap_err().to_string();
+        assert!(error.contains("--tile-cache-redis"), "{error}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!   (`dim.<dimension>`), with the embedded implementation.
 //! - [`ledger`]: the entropy ledger of every committed change (`audit.*`).
 //! - [`storage`]: the object store everything is kept in.
+//! - [`settings`]: Quantatom's own session settings (`SET quantatom.<name>`).
 //!
 //! This crate knows nothing of the wire protocol; the engine wires these into sessions.
 
@@ -13,6 +14,7 @@ mod fail_point;
 pub mod ledger;
 pub mod mdf;
 pub mod metadata;
+pub mod settings;
 pub mod storage;
 mod write_target;
 

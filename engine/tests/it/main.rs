@@ -4,3 +4,4 @@
 mod plan_reuse;
 mod s3;
 mod scan;
+mod tiles;

@@ -53,6 +53,7 @@ async fn replicas_over_one_bucket_see_each_others_commits() {
         demo_cells: Some(20_000),
         ledger: true,
         metadata: Default::default(),
+        tiles: Default::default(),
     };
     let first = Engine::open(&config)
         .await

@@ -35,6 +35,7 @@ async fn engine(data_dir: &std::path::Path, demo_cells: Option<usize>) -> Engine
         demo_cells,
         ledger: true,
         metadata: Default::default(),
+        tiles: Default::default(),
     })
     .await
     .expect("engine opens")

@@ -25,6 +25,7 @@ async fn open_engine(data_dir: &std::path::Path) -> Engine {
         demo_cells: None,
         ledger: true,
         metadata: Default::default(),
+        tiles: Default::default(),
     })
     .await
     .unwrap()
@@ -65,6 +66,7 @@ async fn compact_and_vacuum_from_the_command_line() {
         demo_cells: Some(TEST_DEMO_CELLS),
         ledger: true,
         metadata: Default::default(),
+        tiles: Default::default(),
     })
     .await
     .unwrap();

@@ -28,6 +28,7 @@ fn config(metadata: MetadataConfig) -> (EngineConfig, tempfile::TempDir) {
         demo_cells: None,
         ledger: true,
         metadata,
+        tiles: Default::default(),
     };
     (config, data_dir)
 }

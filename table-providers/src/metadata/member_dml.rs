@@ -26,11 +26,9 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::config::{ConfigExtension, ConfigOptions};
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{
-    Column, DataFusionError, Result, TableReference, extensions_options, plan_err,
-};
+use datafusion::common::{Column, DataFusionError, Result, TableReference, plan_err};
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -49,20 +47,8 @@ use crate::fail_point::fail_point;
 use crate::ledger::Ledger;
 use crate::mdf::dml::CommitAuthor;
 use crate::mdf::transaction::SessionWrites;
+use crate::settings::QuantatomOptions;
 use crate::write_target::{WriteTarget, rewrite_updates_and_deletes};
-
-extensions_options! {
-    /// Quantatom's own session settings: `SET quantatom.<name> = <value>`.
-    pub struct MetadataOptions {
-        /// `DELETE FROM dim.<dimension>` may delete members that have cells, deleting the
-        /// cells in every cube first.
-        pub force_member_delete: bool, default = false
-    }
-}
-
-impl ConfigExtension for MetadataOptions {
-    const PREFIX: &'static str = "quantatom";
-}
 
 /// The cells that sit on members, as member maintenance must respect them.
 #[async_trait]
@@ -291,12 +277,7 @@ impl MemberSink {
             ))
             .into());
         }
-        let force = context
-            .session_config()
-            .options()
-            .extensions
-            .get::<MetadataOptions>()
-            .is_some_and(|options| options.force_member_delete);
+        let force = QuantatomOptions::of(context.session_config()).force_member_delete;
         if force {
             let deleted = cells
                 .delete_cells(context, dimension, &changed.deleted)

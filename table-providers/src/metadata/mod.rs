@@ -27,7 +27,7 @@ pub use coordinates::CoordinateCheck;
 pub use dimension_table::{DimensionSchemaProvider, DimensionTable};
 pub use embedded::EmbeddedMetadataStore;
 pub use maintenance::{ChangedMembers, MemberChange, apply_member_changes};
-pub use member_dml::{MemberCells, MemberDmlRule, MetadataOptions};
+pub use member_dml::{MemberCells, MemberDmlRule};
 pub use member_filter::{Comparison, MemberColumn, MemberFilter, MemberValue};
 pub use model::{
     ChangeAuthor, Dimension, HIERARCHY_SEPARATOR, Member, MemberCommit, MemberSpec,

@@ -1,0 +1,138 @@
+//! Which queries may be cached is decided on the analysed plan, before the optimiser runs: it
+//! folds `now()` or `current_date` into literals, after which nothing would show that the
+//! answer depends on the moment. [`MarkTileCandidates`] (the last analyzer rule) wraps such a
+//! query in a [`TileCandidate`] node, which [`super::TilePlanner`] takes off again; any other
+//! physical planner plans the node as its input ([`PlanTileCandidates`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::{DFSchemaRef, Result};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{
+    Analyze, Expr, Extension, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
+
+use crate::plan_reuse::is_reusable;
+
+/// A query whose answer depends only on the tables it reads: a plain query of immutable
+/// functions that reads at least one table. Shown as `TileCandidate` in logical plans.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
+pub struct TileCandidate {
+    query: LogicalPlan,
+}
+
+impl TileCandidate {
+    /// The query inside `plan`, when `plan` is a candidate.
+    pub fn query_of(plan: &LogicalPlan) -> Option<&LogicalPlan> {
+        let LogicalPlan::Extension(extension) = plan else {
+            return None;
+        };
+        extension
+            .node
+            .as_any()
+            .downcast_ref::<TileCandidate>()
+            .map(|candidate| &candidate.query)
+    }
+
+    /// `query` wrapped, when it is a candidate; else `query` itself.
+    fn mark(query: LogicalPlan) -> Result<LogicalPlan> {
+        if !is_reusable(&query)? || !reads_a_table(&query)? {
+            return Ok(query);
+        }
+        Ok(LogicalPlan::Extension(Extension {
+            node: Arc::new(TileCandidate { query }),
+        }))
+    }
+}
+
+fn reads_a_table(plan: &LogicalPlan) -> Result<bool> {
+    plan.exists(|node| Ok(matches!(node, LogicalPlan::TableScan(_))))
+}
+
+impl UserDefinedLogicalNodeCore for TileCandidate {
+    fn name(&self) -> &str {
+        "TileCandidate"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.query]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        self.query.schema()
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "TileCandidate")
+    }
+
+    fn with_exprs_and_inputs(&self, _: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> Result<Self> {
+        Ok(Self {
+            query: inputs.swap_remove(0),
+        })
+    }
+
+    fn necessary_children_exprs(&self, output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        Some(vec![output_columns.to_vec()])
+    }
+
+    fn supports_limit_pushdown(&self) -> bool {
+        true
+    }
+}
+
+/// Wraps a query (or the query `EXPLAIN ANALYZE` runs) that may be cached in a
+/// [`TileCandidate`].
+#[derive(Debug, Default)]
+pub struct MarkTileCandidates;
+
+impl AnalyzerRule for MarkTileCandidates {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        match plan {
+            LogicalPlan::Analyze(analyze) => Ok(LogicalPlan::Analyze(Analyze {
+                input: Arc::new(TileCandidate::mark(Arc::unwrap_or_clone(analyze.input))?),
+                ..analyze
+            })),
+            plan => TileCandidate::mark(plan),
+        }
+    }
+
+    fn name(&self) -> &str {
+        "mark_tile_candidates"
+    }
+}
+
+/// Plans a [`TileCandidate`] as the query inside it, for physical planners that do not cache
+/// (DataFusion's, when it plans what `EXPLAIN` shows).
+#[derive(Debug, Default)]
+pub struct PlanTileCandidates;
+
+#[async_trait]
+impl ExtensionPlanner for PlanTileCandidates {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
+        _session: &dyn Session,
+        _planning_ctx: &PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        Ok(node
+            .as_any()
+            .is::<TileCandidate>()
+            .then(|| Arc::clone(&physical_inputs[0])))
+    }
+}
