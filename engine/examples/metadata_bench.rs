@@ -74,7 +74,7 @@ async fn engine(folder: &std::path::Path, metadata: MetadataConfig) -> Engine {
         demo_cells: Some(1_000_000),
         ledger: true,
         metadata,
-        tiles: Default::default(),
+        caches: Default::default(),
     };
     let loading = Engine::open(&config).await.expect("the engine opens");
     let (dimension, members) = big_dimension();

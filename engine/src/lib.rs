@@ -46,7 +46,8 @@ use datafusion::catalog::{
 };
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::FunctionRegistry;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use information_schema::PostgresInformationSchema;
@@ -69,7 +70,7 @@ use quantatom_table_providers::metadata::{
     MemberDmlRule, MetadataError, MetadataStore, PostgresMetadataStore, VersionSwitchoverFunction,
 };
 use quantatom_table_providers::settings::QuantatomOptions;
-use quantatom_table_providers::storage::{Storage, StorageConfig};
+use quantatom_table_providers::storage::{ByteCacheConfig, Storage, StorageConfig};
 use system_tables::CacheTable;
 use tiles::{MarkTileCandidates, TileCache, TileCacheConfig, TilePlanner};
 
@@ -88,8 +89,30 @@ pub struct EngineConfig {
     /// Whether every committed change is appended to the ledger (`audit.*`). Off only to
     /// measure what the ledger costs: without it, writes are not audited.
     pub ledger: bool,
-    /// The hot-tile cache.
+    /// The caches.
+    pub caches: CacheConfig,
+}
+
+/// The engine's caches (docs/caching.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// The hot-tile cache of query results.
     pub tiles: TileCacheConfig,
+    /// The byte cache of data files read from the store.
+    pub bytes: ByteCacheConfig,
+    /// Bytes of Parquet footers and page indexes DataFusion keeps.
+    pub file_metadata_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    /// The tile and byte caches' defaults; DataFusion's 50 MiB for file metadata.
+    fn default() -> Self {
+        Self {
+            tiles: TileCacheConfig::default(),
+            bytes: ByteCacheConfig::default(),
+            file_metadata_bytes: CacheManagerConfig::default().metadata_cache_limit,
+        }
+    }
 }
 
 /// Where the metadata store is.
@@ -127,7 +150,7 @@ pub struct Engine {
 impl Engine {
     /// Opens the data folder, loading the demo model first if it is empty and one is asked for.
     pub async fn open(config: &EngineConfig) -> Result<Self, OpenError> {
-        let storage = Storage::open(&config.storage)?;
+        let storage = Storage::open(&config.storage)?.with_byte_cache(&config.caches.bytes);
         let metadata: Arc<dyn MetadataStore> = match &config.metadata {
             MetadataConfig::Embedded => Arc::new(
                 EmbeddedMetadataStore::open(storage.clone())
@@ -160,9 +183,16 @@ impl Engine {
         let ledger = config
             .ledger
             .then(|| Arc::new(Ledger::new(storage.clone(), Arc::clone(&metadata))));
-        let tiles = Arc::new(TileCache::new(config.tiles.clone())?);
-        let session_template =
-            session_template(&storage, &cubes, &metadata, ledger.as_ref(), &tiles).await?;
+        let tiles = Arc::new(TileCache::new(config.caches.tiles.clone())?);
+        let session_template = session_template(
+            &storage,
+            &cubes,
+            &metadata,
+            ledger.as_ref(),
+            &tiles,
+            config.caches.file_metadata_bytes,
+        )
+        .await?;
         if let Some(ledger) = &ledger {
             // Commits a process that died did not ledger are ledgered now, in the background;
             // the first write or audit read waits for it.
@@ -250,6 +280,7 @@ async fn session_template(
     metadata: &Arc<dyn MetadataStore>,
     ledger: Option<&Arc<Ledger>>,
     tiles: &Arc<TileCache>,
+    file_metadata_bytes: usize,
 ) -> Result<SessionState> {
     let catalog = Arc::new(MemoryCatalogProvider::new());
     catalog.register_schema("public", Arc::new(MemorySchemaProvider::new()))?;
@@ -266,7 +297,10 @@ async fn session_template(
     datafusion::catalog::SchemaProvider::register_table(
         &system,
         "cache".into(),
-        Arc::new(CacheTable::new(Arc::clone(tiles))),
+        Arc::new(CacheTable::new(
+            Arc::clone(tiles),
+            storage.byte_cache().cloned(),
+        )),
     )?;
     catalog.register_schema("system", Arc::new(system))?;
     if let Some(ledger) = ledger {
@@ -286,7 +320,11 @@ async fn session_template(
         Arc::clone(&catalog) as _,
     );
 
-    let runtime = Arc::new(RuntimeEnv::default());
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(
+            CacheManagerConfig::default().with_metadata_cache_limit(file_metadata_bytes),
+        )
+        .build_arc()?;
     storage.register(&runtime);
     // Cube writes check their cells' members (see `metadata::CoordinateCheck`).
     let mut config =

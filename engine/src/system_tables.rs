@@ -6,6 +6,8 @@
 //! ```
 //!
 //! - `tile.memory`, `tile.redis`: the hot-tile cache ([`crate::tiles`]),
+//! - `bytes.memory`: the byte cache of data files under the object store
+//!   ([`quantatom_table_providers::storage::CachedStore`]; entries are blocks),
 //! - `datafusion.file_metadata`, `datafusion.file_statistics`, `datafusion.list_files`:
 //!   DataFusion's own caches of Parquet footers, file statistics and listings (their sizes
 //!   are set in the engine's configuration; they count hits per entry, not misses).
@@ -26,18 +28,22 @@ use datafusion::execution::cache::{Cache, CacheKey, CacheValue};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
+use quantatom_table_providers::cache_counters::CacheCounters;
+use quantatom_table_providers::storage::ByteCache;
+
 use crate::tiles::TileCache;
 
 /// `system.cache`: one row per cache tier with its size and counters.
 #[derive(Debug)]
 pub struct CacheTable {
     tiles: Arc<TileCache>,
+    bytes: Option<Arc<ByteCache>>,
 }
 
 impl CacheTable {
-    /// The table over `tiles` and the session's DataFusion caches.
-    pub fn new(tiles: Arc<TileCache>) -> Self {
-        Self { tiles }
+    /// The table over `tiles`, the byte cache (if any) and the session's DataFusion caches.
+    pub fn new(tiles: Arc<TileCache>, bytes: Option<Arc<ByteCache>>) -> Self {
+        Self { tiles, bytes }
     }
 
     fn rows(&self, caches: &CacheManager) -> Vec<TierRow> {
@@ -45,18 +51,25 @@ impl CacheTable {
             .tiles
             .tiers()
             .into_iter()
-            .map(|tier| TierRow {
-                tier: tier.name,
-                entries: tier.entries,
-                bytes: tier.bytes,
-                capacity_bytes: tier.capacity_bytes,
-                hits: Some(tier.counters.hits()),
-                misses: Some(tier.counters.misses()),
-                inserts: Some(tier.counters.inserts()),
-                evictions: Some(tier.counters.evictions()),
-                errors: Some(tier.counters.errors()),
+            .map(|tier| {
+                TierRow::of(
+                    tier.name,
+                    tier.entries,
+                    tier.bytes,
+                    tier.capacity_bytes,
+                    tier.counters,
+                )
             })
             .collect();
+        if let Some(bytes) = &self.bytes {
+            rows.push(TierRow::of(
+                "bytes.memory",
+                Some(bytes.entries()),
+                Some(bytes.bytes()),
+                Some(bytes.capacity_bytes()),
+                bytes.counters(),
+            ));
+        }
         rows.push(datafusion_row(
             "datafusion.file_metadata",
             caches.get_file_metadata_cache().as_ref(),
@@ -85,6 +98,29 @@ struct TierRow {
     inserts: Option<u64>,
     evictions: Option<u64>,
     errors: Option<u64>,
+}
+
+impl TierRow {
+    /// The row of a tier with `counters`.
+    fn of(
+        tier: &'static str,
+        entries: Option<u64>,
+        bytes: Option<u64>,
+        capacity_bytes: Option<u64>,
+        counters: &CacheCounters,
+    ) -> Self {
+        Self {
+            tier,
+            entries,
+            bytes,
+            capacity_bytes,
+            hits: Some(counters.hits()),
+            misses: Some(counters.misses()),
+            inserts: Some(counters.inserts()),
+            evictions: Some(counters.evictions()),
+            errors: Some(counters.errors()),
+        }
+    }
 }
 
 /// The row of one of DataFusion's caches: entries, bytes and hits summed over its entries.

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use quantatom_engine::MetadataConfig;
 use quantatom_engine::metadata::PostgresStoreSettings;
+use quantatom_engine::storage::ByteCacheConfig;
 use quantatom_engine::storage::{RetrySettings, S3Settings, StorageConfig};
 use quantatom_engine::tiles::{RedisSettings, TileCacheConfig};
+use quantatom_engine::{CacheConfig, MetadataConfig};
 use serde::Deserialize;
 
 /// The default listen address.
@@ -95,14 +96,20 @@ pub struct ServeArgs {
     /// costs.
     #[arg(long, env = "QUANTATOM_NO_LEDGER")]
     pub no_ledger: bool,
-    /// The hot-tile cache of query results (docs/caching.md).
+    /// The caches (docs/caching.md).
     #[command(flatten)]
-    pub tiles: TileCacheArgs,
+    pub caches: CacheArgs,
 }
 
-/// Flags of the hot-tile cache; each also reads a `QUANTATOM_*` variable and a config-file key.
+/// Flags of the caches; each also reads a `QUANTATOM_*` variable and a config-file key.
 #[derive(Debug, Default, Args)]
-pub struct TileCacheArgs {
+pub struct CacheArgs {
+    /// Bytes of data files kept in memory, MiB; 0 keeps none [default: 512].
+    #[arg(long, env = "QUANTATOM_BYTE_CACHE_MB", value_name = "MIB")]
+    pub byte_cache_mb: Option<u64>,
+    /// Parquet footers and page indexes DataFusion keeps, MiB [default: 50].
+    #[arg(long, env = "QUANTATOM_FILE_METADATA_CACHE_MB", value_name = "MIB")]
+    pub file_metadata_cache_mb: Option<u64>,
     /// Tiles (query results) kept in memory, MiB; 0 keeps none [default: 256].
     #[arg(long, env = "QUANTATOM_TILE_CACHE_MB", value_name = "MIB")]
     pub tile_cache_mb: Option<u64>,
@@ -122,11 +129,33 @@ pub struct TileCacheArgs {
     pub tile_cache_redis_timeout_ms: Option<u64>,
 }
 
-impl TileCacheArgs {
+/// `value` MiB in bytes, or `default` bytes when unset.
+fn mib(value: Option<u64>, default: u64) -> u64 {
+    value.map_or(default, |mib| mib << 20)
+}
+
+impl CacheArgs {
     /// Flags and environment over the config file over the defaults, checked.
-    fn resolve(self, file: &FileSettings) -> Result<TileCacheConfig, ConfigError> {
+    fn resolve(self, file: &FileSettings) -> Result<CacheConfig, ConfigError> {
+        let defaults = CacheConfig::default();
+        Ok(CacheConfig {
+            bytes: ByteCacheConfig {
+                memory_bytes: mib(
+                    self.byte_cache_mb.or(file.byte_cache_mb),
+                    defaults.bytes.memory_bytes,
+                ),
+                ..defaults.bytes
+            },
+            file_metadata_bytes: mib(
+                self.file_metadata_cache_mb.or(file.file_metadata_cache_mb),
+                defaults.file_metadata_bytes as u64,
+            ) as usize,
+            tiles: self.resolve_tiles(file)?,
+        })
+    }
+
+    fn resolve_tiles(self, file: &FileSettings) -> Result<TileCacheConfig, ConfigError> {
         let defaults = TileCacheConfig::default();
-        let mib = |value: Option<u64>, default: u64| value.map_or(default, |mib| mib << 20);
         let ttl_secs = self
             .tile_cache_ttl_secs
             .or(file.tile_cache_ttl_secs)
@@ -262,6 +291,8 @@ struct FileSettings {
     metadata: Option<String>,
     metadata_pool_size: Option<usize>,
     metadata_timeout_secs: Option<u64>,
+    byte_cache_mb: Option<u64>,
+    file_metadata_cache_mb: Option<u64>,
     tile_cache_mb: Option<u64>,
     tile_cache_max_tile_mb: Option<u64>,
     tile_cache_ttl_secs: Option<u64>,
@@ -301,8 +332,8 @@ pub struct ServeConfig {
     pub demo_cells: Option<usize>,
     /// Where the metadata store is.
     pub metadata: MetadataConfig,
-    /// The hot-tile cache.
-    pub tiles: TileCacheConfig,
+    /// The caches.
+    pub caches: CacheConfig,
 }
 
 /// A setting that cannot be used; the message names it and how it was given.
@@ -370,7 +401,7 @@ impl ServeArgs {
         };
         Ok(ServeConfig {
             listen,
-            tiles: self.tiles.resolve(&file)?,
+            caches: self.caches.resolve(&file)?,
             storage: self.storage.resolve_with(file)?,
             demo_cells,
             metadata,
@@ -474,7 +505,7 @@ mod tests {
             metadata: None,
             metadata_pool_size: None,
             metadata_timeout_secs: None,
-            tiles: TileCacheArgs::default(),
+            caches: CacheArgs::default(),
         }
     }
 
@@ -532,8 +563,8 @@ mod tests {
     #[test]
     fn the_tile_cache_is_configured_from_flags_and_the_file() {
         assert_eq!(
-            args(None, None).resolve().unwrap().tiles,
-            TileCacheConfig::default()
+            args(None, None).resolve().unwrap().caches,
+            CacheConfig::default()
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("quantatom.toml");
@@ -543,8 +574,11 @@ mod tests {
         )
         .unwrap();
         let mut flags = args(None, Some(path));
-        flags.tiles.tile_cache_redis_timeout_ms = Some(20);
-        let tiles = flags.resolve().unwrap().tiles;
+        flags.caches.tile_cache_redis_timeout_ms = Some(20);
+        flags.caches.byte_cache_mb = Some(1);
+        let caches = flags.resolve().unwrap().caches;
+        assert_eq!(caches.bytes.memory_bytes, 1 << 20);
+        let tiles = caches.tiles;
         assert_eq!(tiles.memory_bytes, 0);
         assert_eq!(tiles.ttl, Duration::from_secs(60));
         assert_eq!(
@@ -555,7 +589,7 @@ mod tests {
             })
         );
         let mut bad = args(None, None);
-        bad.tiles.tile_cache_redis = Some("cache:6379".into());
+        bad.caches.tile_cache_redis = Some("cache:6379".into());
         let error = bad.resolve().unwrap_err().to_string();
         assert!(error.contains("--tile-cache-redis"), "{error}");
     }

@@ -60,7 +60,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         demo_cells: config.demo_cells,
         ledger,
         metadata: config.metadata.clone(),
-        tiles: config.tiles.clone(),
+        caches: config.caches.clone(),
     })
     .await
     .map_err(|e| match e {
@@ -112,7 +112,7 @@ async fn write_demo(args: DemoArgs) -> Result<(), String> {
         demo_cells: Some(size.cells()),
         ledger: true,
         metadata: Default::default(),
-        tiles: Default::default(),
+        caches: Default::default(),
     })
     .await
     .map_err(|e| format!("cannot write the demo into {}: {e}", data_dir.display()))?;
@@ -135,7 +135,7 @@ async fn open_data(args: StorageArgs) -> Result<Engine, String> {
         demo_cells: None,
         ledger: true,
         metadata: Default::default(),
-        tiles: Default::default(),
+        caches: Default::default(),
     })
     .await
     .map_err(|e| format!("cannot open the data at {location} (setting `data_dir`): {e}"))

@@ -46,7 +46,7 @@ impl DemoEngine {
             demo_cells: Some(cells),
             ledger: true,
             metadata,
-            tiles: Default::default(),
+            caches: Default::default(),
         };
         let engine = Engine::open(&config)
             .await

@@ -39,11 +39,11 @@ mod planner;
 mod shared;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use quantatom_table_providers::cache_counters::CacheCounters;
 
 pub use candidate::{MarkTileCandidates, PlanTileCandidates, TileCandidate};
 pub use exec::TileExec;
@@ -120,47 +120,6 @@ impl Tile {
     }
 }
 
-/// Counters of one cache tier, as `system.cache` shows them.
-#[derive(Debug, Default)]
-pub struct TierCounters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    inserts: AtomicU64,
-    evictions: AtomicU64,
-    errors: AtomicU64,
-}
-
-impl TierCounters {
-    fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Lookups answered.
-    pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
-    }
-
-    /// Lookups not answered.
-    pub fn misses(&self) -> u64 {
-        self.misses.load(Ordering::Relaxed)
-    }
-
-    /// Tiles stored.
-    pub fn inserts(&self) -> u64 {
-        self.inserts.load(Ordering::Relaxed)
-    }
-
-    /// Tiles dropped for room or age.
-    pub fn evictions(&self) -> u64 {
-        self.evictions.load(Ordering::Relaxed)
-    }
-
-    /// Calls that failed or timed out (the query went on without the tier).
-    pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
-    }
-}
-
 /// Which tier answered a lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TileSource {
@@ -175,14 +134,14 @@ pub enum TileSource {
 pub struct TileCache {
     config: TileCacheConfig,
     memory: Option<moka::sync::Cache<TileKey, Arc<Tile>>>,
-    memory_counters: Arc<TierCounters>,
+    memory_counters: Arc<CacheCounters>,
     shared: Option<SharedTier>,
 }
 
 impl TileCache {
     /// A cache as `config` says; the shared tier connects on first use.
     pub fn new(config: TileCacheConfig) -> datafusion::common::Result<Self> {
-        let memory_counters = Arc::new(TierCounters::default());
+        let memory_counters = Arc::new(CacheCounters::default());
         let memory = (config.memory_bytes > 0).then(|| {
             let evictions = Arc::clone(&memory_counters);
             moka::sync::Cache::builder()
@@ -193,7 +152,7 @@ impl TileCache {
                 .time_to_live(config.ttl)
                 .eviction_listener(move |_key, _tile, cause| {
                     if cause.was_evicted() {
-                        TierCounters::count(&evictions.evictions);
+                        evictions.evict();
                     }
                 })
                 .build()
@@ -221,10 +180,10 @@ impl TileCache {
     pub async fn get(&self, key: &TileKey) -> Option<(Arc<Tile>, TileSource)> {
         if let Some(memory) = &self.memory {
             if let Some(tile) = memory.get(key) {
-                TierCounters::count(&self.memory_counters.hits);
+                self.memory_counters.hit();
                 return Some((tile, TileSource::Memory));
             }
-            TierCounters::count(&self.memory_counters.misses);
+            self.memory_counters.miss();
         }
         let tile = Arc::new(self.shared.as_ref()?.get(key).await?);
         if let Some(memory) = &self.memory {
@@ -251,7 +210,7 @@ impl TileCache {
         }
         if let Some(memory) = &self.memory {
             memory.insert(key, tile);
-            TierCounters::count(&self.memory_counters.inserts);
+            self.memory_counters.insert();
         }
     }
 
@@ -298,5 +257,5 @@ pub struct TierReport<'a> {
     /// Bytes the tier may hold, when bounded here.
     pub capacity_bytes: Option<u64>,
     /// Its counters.
-    pub counters: &'a TierCounters,
+    pub counters: &'a CacheCounters,
 }

@@ -16,7 +16,9 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::common::{DataFusionError, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{RedisSettings, TierCounters, Tile, TileKey};
+use quantatom_table_providers::cache_counters::CacheCounters;
+
+use super::{RedisSettings, Tile, TileKey};
 
 /// Failures of the shared tier are logged at most once per this long (all are counted).
 pub const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -28,7 +30,7 @@ pub struct SharedTier {
     url: String,
     timeout: Duration,
     ttl: Duration,
-    counters: Arc<TierCounters>,
+    counters: Arc<CacheCounters>,
     last_warning: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -68,7 +70,7 @@ impl SharedTier {
     }
 
     /// The tier's counters.
-    pub fn counters(&self) -> &TierCounters {
+    pub fn counters(&self) -> &CacheCounters {
         &self.counters
     }
 
@@ -91,12 +93,12 @@ impl SharedTier {
             }
         };
         let Some(bytes) = answer else {
-            TierCounters::count(&self.counters.misses);
+            self.counters.miss();
             return None;
         };
         match decode(&bytes) {
             Ok(tile) => {
-                TierCounters::count(&self.counters.hits);
+                self.counters.hit();
                 Some(tile)
             }
             Err(error) => {
@@ -123,7 +125,7 @@ impl SharedTier {
                 .arg(tier.ttl.as_millis() as u64)
                 .query_async::<()>(&mut connection);
             match tokio::time::timeout(tier.timeout, command).await {
-                Ok(Ok(())) => TierCounters::count(&tier.counters.inserts),
+                Ok(Ok(())) => tier.counters.insert(),
                 Ok(Err(error)) => tier.failed("store", &error.to_string()),
                 Err(_) => tier.failed("store", "timed out"),
             }
@@ -132,7 +134,7 @@ impl SharedTier {
 
     /// Counts a failed call and warns, unless a warning went out less than [`WARN_EVERY`] ago.
     fn failed(&self, call: &str, error: &str) {
-        TierCounters::count(&self.counters.errors);
+        self.counters.fail();
         let mut last = self.last_warning.lock().expect("warning clock poisoned");
         if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
             *last = Some(Instant::now());

@@ -14,7 +14,7 @@ async fn bound_parameters_are_folded_into_literals_before_physical_planning() {
         demo_cells: Some(20_000),
         ledger: true,
         metadata: Default::default(),
-        tiles: Default::default(),
+        caches: Default::default(),
     })
     .await
     .unwrap();

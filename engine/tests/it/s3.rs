@@ -2,12 +2,14 @@
 //! through the `AWS_*` variables): the demo is written there on first start, DataFusion's
 //! Parquet scan reads it through the store, and a second engine over the same bucket (another
 //! replica) sees the first one's commits on its next query; the ledger both keep in the bucket
-//! is one intact chain.
+//! is one intact chain. The byte cache answers a repeated query's reads of data files without
+//! a request to the bucket.
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
-use quantatom_engine::storage::{S3Settings, StorageConfig};
-use quantatom_engine::{Engine, EngineConfig};
+use quantatom_engine::storage::{ByteCacheConfig, Operation, S3Settings, StorageConfig};
+use quantatom_engine::tiles::TileCacheConfig;
+use quantatom_engine::{CacheConfig, Engine, EngineConfig};
 
 /// The count a `SELECT count(*) ...` answers in a new session of `engine`.
 async fn count(engine: &Engine, sql: &str) -> i64 {
@@ -38,8 +40,8 @@ async fn write(engine: &Engine, time: &str, entity: &str) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_over_one_bucket_see_each_others_commits() {
+/// A new folder in the test bucket.
+fn bucket_folder() -> StorageConfig {
     let bucket = std::env::var("QUANTATOM_TEST_S3_BUCKET").unwrap_or_else(|_| {
         panic!("QUANTATOM_TEST_S3_BUCKET is not set: run ./scripts/test, which starts an S3-compatible server")
     });
@@ -48,12 +50,17 @@ async fn replicas_over_one_bucket_see_each_others_commits() {
         path_style: true,
         ..S3Settings::default()
     };
+    StorageConfig::from_location(&location, settings).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_over_one_bucket_see_each_others_commits() {
     let config = EngineConfig {
-        storage: StorageConfig::from_location(&location, settings).unwrap(),
+        storage: bucket_folder(),
         demo_cells: Some(20_000),
         ledger: true,
         metadata: Default::default(),
-        tiles: Default::default(),
+        caches: Default::default(),
     };
     let first = Engine::open(&config)
         .await
@@ -89,4 +96,67 @@ async fn replicas_over_one_bucket_see_each_others_commits() {
         .unwrap();
     assert_eq!(verification.broken, None);
     assert_eq!(verification.entries, 4);
+}
+
+/// The reads of objects (whole or in ranges) `engine`'s storage made so far: calls and bytes.
+fn reads(engine: &Engine) -> (u64, u64) {
+    let cube = engine.cubes().cube("finance").unwrap();
+    let metrics = cube.storage().metrics();
+    [Operation::Get, Operation::GetRanges]
+        .into_iter()
+        .map(|operation| metrics.of(operation))
+        .fold((0, 0), |(calls, bytes), counts| {
+            (calls + counts.calls, bytes + counts.bytes)
+        })
+}
+
+/// The same grid query three times, without tiles: with the byte cache, the first run reads the
+/// cube's data files from the bucket and the next ones issue no read at all; without it, every
+/// run reads them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_cache_answers_a_repeated_query_without_reading_the_bucket() {
+    let grid = "SELECT f.account, sum(f.amount) FROM cube.finance f JOIN dim.entity e ON e.code = f.entity \
+                WHERE e.path <@ 'Total.EMEA' AND f.version = 'Budget' GROUP BY f.account";
+    let no_tiles = TileCacheConfig {
+        memory_bytes: 0,
+        ..TileCacheConfig::default()
+    };
+    let storage = bucket_folder();
+    let open = |bytes: ByteCacheConfig| {
+        let config = EngineConfig {
+            storage: storage.clone(),
+            demo_cells: Some(20_000),
+            ledger: false,
+            metadata: Default::default(),
+            caches: CacheConfig {
+                tiles: no_tiles.clone(),
+                bytes,
+                ..CacheConfig::default()
+            },
+        };
+        async move { Engine::open(&config).await.unwrap() }
+    };
+    let cached = open(ByteCacheConfig::default()).await;
+    let uncached = open(ByteCacheConfig {
+        memory_bytes: 0,
+        ..ByteCacheConfig::default()
+    })
+    .await;
+    for (engine, name) in [(&cached, "cached"), (&uncached, "uncached")] {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let before = reads(engine);
+            count(engine, &format!("SELECT count(*) FROM ({grid})")).await;
+            let after = reads(engine);
+            runs.push((after.0 - before.0, after.1 - before.1));
+        }
+        eprintln!("{name}: reads (calls, bytes) per run: {runs:?}");
+        assert!(runs[0].0 > 0, "{name}: the first run reads the bucket");
+        if name == "cached" {
+            assert_eq!(runs[1], (0, 0), "a warm run reads nothing from the bucket");
+            assert_eq!(runs[2], (0, 0));
+        } else {
+            assert!(runs[1].0 > 0, "without the byte cache, every run reads");
+        }
+    }
 }

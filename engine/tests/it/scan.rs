@@ -11,7 +11,7 @@ async fn demo_engine(dir: &tempfile::TempDir) -> Engine {
         demo_cells: Some(1_000_000),
         ledger: true,
         metadata: Default::default(),
-        tiles: Default::default(),
+        caches: Default::default(),
     };
     Engine::open(&config).await.expect("engine opens")
 }
@@ -178,7 +178,7 @@ async fn insert_appends_a_file_and_the_next_query_sees_it() {
         demo_cells: Some(1_000_000),
         ledger: true,
         metadata: Default::default(),
-        tiles: Default::default(),
+        caches: Default::default(),
     })
     .await
     .unwrap();

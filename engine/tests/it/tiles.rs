@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::tiles::{RedisSettings, TileCacheConfig};
-use quantatom_engine::{Engine, EngineConfig};
+use quantatom_engine::{CacheConfig, Engine, EngineConfig};
 
 /// One entity's Budget by account: the kind of grid planners keep open.
 const GRID: &str = "SELECT f.account, sum(f.amount) AS amount FROM cube.finance f \
@@ -26,7 +26,10 @@ async fn engine_over(dir: &Path, tiles: TileCacheConfig) -> Engine {
         demo_cells: Some(20_000),
         ledger: false,
         metadata: Default::default(),
-        tiles,
+        caches: CacheConfig {
+            tiles,
+            ..CacheConfig::default()
+        },
     })
     .await
     .expect("engine opens")

@@ -35,7 +35,7 @@ async fn engine(data_dir: &std::path::Path, demo_cells: Option<usize>) -> Engine
         demo_cells,
         ledger: true,
         metadata: Default::default(),
-        tiles: Default::default(),
+        caches: Default::default(),
     })
     .await
     .expect("engine opens")

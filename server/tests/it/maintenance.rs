@@ -25,7 +25,7 @@ async fn open_engine(data_dir: &std::path::Path) -> Engine {
         demo_cells: None,
         ledger: true,
         metadata: Default::default(),
-        tiles: Default::default(),
+        caches: Default::default(),
     })
     .await
     .unwrap()
@@ -66,7 +66,7 @@ async fn compact_and_vacuum_from_the_command_line() {
         demo_cells: Some(TEST_DEMO_CELLS),
         ledger: true,
         metadata: Default::default(),
-        tiles: Default::default(),
+        caches: Default::default(),
     })
     .await
     .unwrap();

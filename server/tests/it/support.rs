@@ -36,7 +36,7 @@ impl TestServer {
             demo_cells: Some(TEST_DEMO_CELLS),
             ledger: true,
             metadata: Default::default(),
-            tiles: Default::default(),
+            caches: Default::default(),
         };
         let engine = Engine::open(&config).await.expect("engine opens");
         let server = Server::bind(&engine, "127.0.0.1:0".parse().unwrap())

@@ -28,7 +28,7 @@ fn config(metadata: MetadataConfig) -> (EngineConfig, tempfile::TempDir) {
         demo_cells: None,
         ledger: true,
         metadata,
-        tiles: Default::default(),
+        caches: Default::default(),
     };
     (config, data_dir)
 }

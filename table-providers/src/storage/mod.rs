@@ -4,8 +4,10 @@
 //! MinIO), chosen by [`StorageConfig`]. Every table reads and writes through a [`Storage`];
 //! DataFusion's Parquet scan finds the same store through [`Storage::register`], so the engine
 //! never opens files behind its back, and every call, ours and DataFusion's, goes through
-//! [`ObservedStore`] (a tracing span and [`StorageMetrics`]).
+//! [`ObservedStore`] (a tracing span and [`StorageMetrics`]), below the byte cache
+//! ([`CachedStore`]) when one is configured.
 
+mod cached;
 mod observed;
 
 use std::path::PathBuf;
@@ -24,6 +26,7 @@ use object_store::{
     RetryConfig,
 };
 
+pub use cached::{ByteCache, ByteCacheConfig, CachedStore};
 pub use observed::{ObservedStore, Operation, OperationCounts, StorageMetrics};
 
 /// The URL under which the engine registers its store with DataFusion. A scheme of our own
@@ -142,6 +145,7 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     url: ObjectStoreUrl,
     metrics: Arc<StorageMetrics>,
+    byte_cache: Option<Arc<ByteCache>>,
 }
 
 impl Storage {
@@ -217,10 +221,30 @@ impl Storage {
             store: Arc::new(ObservedStore::new(store, Arc::clone(&metrics))),
             url: ObjectStoreUrl::parse(STORAGE_URL).expect("storage URL is valid"),
             metrics,
+            byte_cache: None,
         }
     }
 
-    /// The object store itself, observed.
+    /// This storage with its data files' reads kept in a byte cache as `config` says (none
+    /// when it keeps no bytes). Must come before the storage is shared.
+    pub fn with_byte_cache(self, config: &ByteCacheConfig) -> Self {
+        if config.memory_bytes == 0 {
+            return self;
+        }
+        let cache = Arc::new(ByteCache::new(config.clone()));
+        Self {
+            store: Arc::new(CachedStore::new(self.store, Arc::clone(&cache))),
+            byte_cache: Some(cache),
+            ..self
+        }
+    }
+
+    /// The byte cache, when there is one.
+    pub fn byte_cache(&self) -> Option<&Arc<ByteCache>> {
+        self.byte_cache.as_ref()
+    }
+
+    /// The object store itself, observed (and cached).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
