@@ -72,7 +72,7 @@ use quantatom_table_providers::metadata::{
 use quantatom_table_providers::settings::QuantatomOptions;
 use quantatom_table_providers::storage::{ByteCacheConfig, Storage, StorageConfig};
 use system_tables::CacheTable;
-use tiles::{MarkTileCandidates, TileCache, TileCacheConfig, TilePlanner};
+use tiles::{HotTiles, MarkTileCandidates, TileCache, TileCacheConfig, TilePlanner};
 
 /// The catalog (database) name every session uses.
 pub const CATALOG: &str = "quantatom";
@@ -141,7 +141,7 @@ pub enum OpenError {
 pub struct Engine {
     cubes: Arc<CubeSchemaProvider>,
     metadata: Arc<dyn MetadataStore>,
-    session_template: SessionState,
+    session_template: Arc<SessionState>,
     plan_epoch: Arc<PlanEpoch>,
     ledger: Option<Arc<Ledger>>,
     tiles: Arc<TileCache>,
@@ -150,7 +150,9 @@ pub struct Engine {
 impl Engine {
     /// Opens the data folder, loading the demo model first if it is empty and one is asked for.
     pub async fn open(config: &EngineConfig) -> Result<Self, OpenError> {
-        let storage = Storage::open(&config.storage)?.with_byte_cache(&config.caches.bytes);
+        let storage = Storage::open(&config.storage)?
+            .with_byte_cache(&config.caches.bytes)
+            .await?;
         let metadata: Arc<dyn MetadataStore> = match &config.metadata {
             MetadataConfig::Embedded => Arc::new(
                 EmbeddedMetadataStore::open(storage.clone())
@@ -204,6 +206,14 @@ impl Engine {
                 }
             });
         }
+        let session_template = Arc::new(session_template);
+        if let Some(interval) = config.caches.tiles.refresh_interval {
+            HotTiles::refresh_every(
+                Arc::downgrade(&session_template),
+                Arc::clone(&tiles),
+                interval,
+            );
+        }
         Ok(Self {
             cubes,
             metadata,
@@ -222,7 +232,7 @@ impl Engine {
     /// The state a new session starts from; callers that add their own catalog layers (the
     /// wire server's `pg_catalog`) build on this.
     pub fn session_state(&self) -> SessionState {
-        SessionStateBuilder::new_from_existing(self.session_template.clone())
+        SessionStateBuilder::new_from_existing(self.session_template.as_ref().clone())
             .with_session_id(uuid::Uuid::new_v4().to_string())
             .build()
     }

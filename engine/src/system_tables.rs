@@ -6,8 +6,8 @@
 //! ```
 //!
 //! - `tile.memory`, `tile.redis`: the hot-tile cache ([`crate::tiles`]),
-//! - `bytes.memory`: the byte cache of data files under the object store
-//!   ([`quantatom_table_providers::storage::CachedStore`]; entries are blocks),
+//! - `bytes.memory`, `bytes.disk`: the byte cache of data files under the object store
+//!   ([`quantatom_table_providers::storage::CachedStore`]; counters count blocks),
 //! - `datafusion.file_metadata`, `datafusion.file_statistics`, `datafusion.list_files`:
 //!   DataFusion's own caches of Parquet footers, file statistics and listings (their sizes
 //!   are set in the engine's configuration; they count hits per entry, not misses).
@@ -64,11 +64,20 @@ impl CacheTable {
         if let Some(bytes) = &self.bytes {
             rows.push(TierRow::of(
                 "bytes.memory",
-                Some(bytes.entries()),
-                Some(bytes.bytes()),
-                Some(bytes.capacity_bytes()),
-                bytes.counters(),
+                None,
+                Some(bytes.memory_bytes()),
+                Some(bytes.memory_capacity()),
+                bytes.memory_counters(),
             ));
+            if let Some(disk) = bytes.disk_counters() {
+                rows.push(TierRow::of(
+                    "bytes.disk",
+                    None,
+                    None,
+                    bytes.disk_capacity(),
+                    disk,
+                ));
+            }
         }
         rows.push(datafusion_row(
             "datafusion.file_metadata",

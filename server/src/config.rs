@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use quantatom_engine::metadata::PostgresStoreSettings;
-use quantatom_engine::storage::ByteCacheConfig;
+use quantatom_engine::storage::{ByteCacheConfig, DiskTierConfig};
 use quantatom_engine::storage::{RetrySettings, S3Settings, StorageConfig};
 use quantatom_engine::tiles::{RedisSettings, TileCacheConfig};
 use quantatom_engine::{CacheConfig, MetadataConfig};
@@ -25,6 +25,9 @@ pub const DEFAULT_METADATA_POOL_SIZE: usize = 16;
 
 /// Seconds a PostgreSQL connection may take to open, unless configured.
 pub const DEFAULT_METADATA_TIMEOUT_SECS: u64 = 5;
+
+/// MiB the byte cache's disk tier keeps, when it has one and no size is configured.
+pub const DEFAULT_BYTE_CACHE_DISK_MB: u64 = 10_240;
 
 /// How long one call to the tile cache's Redis may take, in milliseconds.
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
@@ -107,6 +110,12 @@ pub struct CacheArgs {
     /// Bytes of data files kept in memory, MiB; 0 keeps none [default: 512].
     #[arg(long, env = "QUANTATOM_BYTE_CACHE_MB", value_name = "MIB")]
     pub byte_cache_mb: Option<u64>,
+    /// A folder for the byte cache's local-disk tier, which survives restarts [default: none].
+    #[arg(long, env = "QUANTATOM_BYTE_CACHE_DISK_DIR", value_name = "DIR")]
+    pub byte_cache_disk_dir: Option<PathBuf>,
+    /// Bytes of data files the disk tier keeps, MiB [default: 10240].
+    #[arg(long, env = "QUANTATOM_BYTE_CACHE_DISK_MB", value_name = "MIB")]
+    pub byte_cache_disk_mb: Option<u64>,
     /// Parquet footers and page indexes DataFusion keeps, MiB [default: 50].
     #[arg(long, env = "QUANTATOM_FILE_METADATA_CACHE_MB", value_name = "MIB")]
     pub file_metadata_cache_mb: Option<u64>,
@@ -123,6 +132,10 @@ pub struct CacheArgs {
     /// redis://[USER:PASSWORD@]HOST:PORT[/DB] or rediss:// [default: none].
     #[arg(long, env = "QUANTATOM_TILE_CACHE_REDIS", value_name = "URL")]
     pub tile_cache_redis: Option<String>,
+    /// Milliseconds between checks of the hot tiles, recomputed after their tables change; 0
+    /// never [default: 1000].
+    #[arg(long, env = "QUANTATOM_TILE_CACHE_REFRESH_MS", value_name = "MS")]
+    pub tile_cache_refresh_ms: Option<u64>,
     /// Milliseconds one call to the store may take before the query goes on without it
     /// [default: 100].
     #[arg(long, env = "QUANTATOM_TILE_CACHE_REDIS_TIMEOUT_MS", value_name = "MS")]
@@ -144,6 +157,17 @@ impl CacheArgs {
                     self.byte_cache_mb.or(file.byte_cache_mb),
                     defaults.bytes.memory_bytes,
                 ),
+                disk: self
+                    .byte_cache_disk_dir
+                    .clone()
+                    .or(file.byte_cache_disk_dir.clone())
+                    .map(|dir| DiskTierConfig {
+                        dir,
+                        bytes: mib(
+                            self.byte_cache_disk_mb.or(file.byte_cache_disk_mb),
+                            DEFAULT_BYTE_CACHE_DISK_MB << 20,
+                        ),
+                    }),
                 ..defaults.bytes
             },
             file_metadata_bytes: mib(
@@ -198,6 +222,11 @@ impl CacheArgs {
             ),
             ttl: Duration::from_secs(ttl_secs),
             redis,
+            refresh_interval: match self.tile_cache_refresh_ms.or(file.tile_cache_refresh_ms) {
+                None => defaults.refresh_interval,
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+            },
         })
     }
 }
@@ -292,12 +321,15 @@ struct FileSettings {
     metadata_pool_size: Option<usize>,
     metadata_timeout_secs: Option<u64>,
     byte_cache_mb: Option<u64>,
+    byte_cache_disk_dir: Option<PathBuf>,
+    byte_cache_disk_mb: Option<u64>,
     file_metadata_cache_mb: Option<u64>,
     tile_cache_mb: Option<u64>,
     tile_cache_max_tile_mb: Option<u64>,
     tile_cache_ttl_secs: Option<u64>,
     tile_cache_redis: Option<String>,
     tile_cache_redis_timeout_ms: Option<u64>,
+    tile_cache_refresh_ms: Option<u64>,
     #[serde(default)]
     s3: FileS3Settings,
 }
@@ -576,9 +608,19 @@ mod tests {
         let mut flags = args(None, Some(path));
         flags.caches.tile_cache_redis_timeout_ms = Some(20);
         flags.caches.byte_cache_mb = Some(1);
+        flags.caches.byte_cache_disk_dir = Some("/var/cache/quantatom".into());
+        flags.caches.tile_cache_refresh_ms = Some(0);
         let caches = flags.resolve().unwrap().caches;
         assert_eq!(caches.bytes.memory_bytes, 1 << 20);
+        assert_eq!(
+            caches.bytes.disk,
+            Some(DiskTierConfig {
+                dir: "/var/cache/quantatom".into(),
+                bytes: DEFAULT_BYTE_CACHE_DISK_MB << 20,
+            })
+        );
         let tiles = caches.tiles;
+        assert_eq!(tiles.refresh_interval, None);
         assert_eq!(tiles.memory_bytes, 0);
         assert_eq!(tiles.ttl, Duration::from_secs(60));
         assert_eq!(

@@ -47,9 +47,14 @@ impl TileCandidate {
         if !is_reusable(&query)? || !reads_a_table(&query)? {
             return Ok(query);
         }
-        Ok(LogicalPlan::Extension(Extension {
+        Ok(Self::wrap(query))
+    }
+
+    /// `query`, a candidate already, wrapped.
+    pub(crate) fn wrap(query: LogicalPlan) -> LogicalPlan {
+        LogicalPlan::Extension(Extension {
             node: Arc::new(TileCandidate { query }),
-        }))
+        })
     }
 }
 

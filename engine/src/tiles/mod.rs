@@ -34,6 +34,7 @@
 
 mod candidate;
 mod exec;
+mod hot;
 mod key;
 mod planner;
 mod shared;
@@ -47,6 +48,7 @@ use quantatom_table_providers::cache_counters::CacheCounters;
 
 pub use candidate::{MarkTileCandidates, PlanTileCandidates, TileCandidate};
 pub use exec::TileExec;
+pub use hot::{HOT_FOR, HOT_QUERIES, HotTiles};
 pub use key::TileKey;
 pub use planner::TilePlanner;
 pub use shared::SharedTier;
@@ -62,16 +64,21 @@ pub struct TileCacheConfig {
     pub ttl: Duration,
     /// The Redis-compatible store shared by replicas, if any.
     pub redis: Option<RedisSettings>,
+    /// How often hot tiles are recomputed after their tables change ([`HotTiles`]); `None`
+    /// never.
+    pub refresh_interval: Option<Duration>,
 }
 
 impl Default for TileCacheConfig {
-    /// 256 MiB in memory, tiles up to 16 MiB, kept for an hour, no Redis.
+    /// 256 MiB in memory, tiles up to 16 MiB, kept for an hour, no Redis, hot tiles
+    /// refreshed every second.
     fn default() -> Self {
         Self {
             memory_bytes: 256 << 20,
             max_tile_bytes: 16 << 20,
             ttl: Duration::from_secs(3600),
             redis: None,
+            refresh_interval: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -136,6 +143,7 @@ pub struct TileCache {
     memory: Option<moka::sync::Cache<TileKey, Arc<Tile>>>,
     memory_counters: Arc<CacheCounters>,
     shared: Option<SharedTier>,
+    hot: HotTiles,
 }
 
 impl TileCache {
@@ -167,6 +175,7 @@ impl TileCache {
             memory,
             memory_counters,
             shared,
+            hot: HotTiles::default(),
         })
     }
 
@@ -175,9 +184,22 @@ impl TileCache {
         self.memory.is_some() || self.shared.is_some()
     }
 
+    /// The queries whose tiles are kept fresh.
+    pub fn hot_tiles(&self) -> &HotTiles {
+        &self.hot
+    }
+
     /// The tile stored under `key`, from the first tier that has it (a tile found in the
-    /// shared tier is kept in memory too).
+    /// shared tier is kept in memory too). Its query becomes hot.
     pub async fn get(&self, key: &TileKey) -> Option<(Arc<Tile>, TileSource)> {
+        let found = self.find(key).await;
+        if found.is_some() {
+            self.hot.served(key);
+        }
+        found
+    }
+
+    async fn find(&self, key: &TileKey) -> Option<(Arc<Tile>, TileSource)> {
         if let Some(memory) = &self.memory {
             if let Some(tile) = memory.get(key) {
                 self.memory_counters.hit();

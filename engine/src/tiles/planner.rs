@@ -57,6 +57,9 @@ impl TilePlanner {
                 source,
             )));
         }
+        self.tiles
+            .hot_tiles()
+            .computing(query, session.config(), &key);
         let computed = self.inner.create_physical_plan(query, session).await?;
         Ok(Arc::new(TileExec::miss(
             key,

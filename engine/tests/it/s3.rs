@@ -7,7 +7,9 @@
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
-use quantatom_engine::storage::{ByteCacheConfig, Operation, S3Settings, StorageConfig};
+use quantatom_engine::storage::{
+    ByteCacheConfig, DiskTierConfig, Operation, S3Settings, StorageConfig,
+};
 use quantatom_engine::tiles::TileCacheConfig;
 use quantatom_engine::{CacheConfig, Engine, EngineConfig};
 
@@ -159,4 +161,61 @@ async fn the_byte_cache_answers_a_repeated_query_without_reading_the_bucket() {
             assert!(runs[1].0 > 0, "without the byte cache, every run reads");
         }
     }
+}
+
+/// `tier`'s `counter` in `system.cache`.
+async fn cache_counter(engine: &Engine, tier: &str, counter: &str) -> i64 {
+    count(
+        engine,
+        &format!("SELECT {counter} FROM system.cache WHERE tier = '{tier}'"),
+    )
+    .await
+}
+
+/// A memory tier too small for a block: blocks are kept on local disk, and a repeated query
+/// reads them from there, not from the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_cache_disk_tier_serves_blocks_memory_cannot_hold() {
+    let disk = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        storage: bucket_folder(),
+        demo_cells: Some(20_000),
+        ledger: false,
+        metadata: Default::default(),
+        caches: CacheConfig {
+            tiles: TileCacheConfig {
+                memory_bytes: 0,
+                ..TileCacheConfig::default()
+            },
+            // Blocks of 4 KiB, memory for about one: the cube's 67 KB file is 17 blocks.
+            bytes: ByteCacheConfig {
+                memory_bytes: 8192,
+                block_bytes: 4096,
+                disk: Some(DiskTierConfig {
+                    dir: disk.path().to_owned(),
+                    bytes: 64 << 20,
+                }),
+                ..ByteCacheConfig::default()
+            },
+            ..CacheConfig::default()
+        },
+    };
+    let engine = Engine::open(&config).await.unwrap();
+    let grid = "SELECT count(*) FROM cube.finance WHERE version = 'Budget'";
+    let expected = count(&engine, grid).await;
+    let started = std::time::Instant::now();
+    loop {
+        let before = reads(&engine);
+        assert_eq!(count(&engine, grid).await, expected);
+        let after = reads(&engine);
+        if after == before && cache_counter(&engine, "bytes.disk", "hits").await > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the blocks are read from the disk tier, not the bucket: {before:?} -> {after:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(std::fs::read_dir(disk.path()).unwrap().next().is_some());
 }

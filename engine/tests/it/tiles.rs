@@ -140,6 +140,42 @@ async fn a_repeated_grid_is_served_from_a_tile_until_a_commit() {
     assert_eq!(grid_cell(&engine).await, before + 250, "never stale");
 }
 
+/// A grid served from a tile is hot: after a commit, the engine computes its new tile before
+/// anyone asks, and the next read is a hit with the new value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_tile_is_recomputed_after_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_over(
+        dir.path(),
+        TileCacheConfig {
+            refresh_interval: Some(Duration::from_millis(50)),
+            ..TileCacheConfig::default()
+        },
+    )
+    .await;
+    set_cell(&engine, 1000).await;
+    let before = grid_cell(&engine).await;
+    assert_eq!(grid_cell(&engine).await, before, "a hit: the grid is hot");
+    set_cell(&engine, 1001).await;
+    let explain = format!("EXPLAIN {GRID}");
+    let started = Instant::now();
+    while !shown(&engine, &explain).await.contains("TileExec: hit") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the hot tile is recomputed after the commit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(grid_cell(&engine).await, before + 100, "with the new value");
+    let computed = counter(&engine, "tile.memory", "inserts").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        counter(&engine, "tile.memory", "inserts").await,
+        computed,
+        "and nothing is recomputed while nothing changes"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_queries_of_versioned_tables_and_immutable_functions_are_cached() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,5 @@
-//! The byte cache: the bytes of data files, kept in memory in blocks, under every reader.
+//! The byte cache: the bytes of data files, kept in blocks in memory and optionally on local
+//! disk, under every reader.
 //!
 //! Data files (`*.parquet`: cube cells, ledger rows) are immutable: once written under a name,
 //! that name never holds other bytes. So the bytes read from one can be kept without ever being
@@ -6,8 +7,9 @@
 //!
 //! [`CachedStore`] sits above [`super::ObservedStore`], so what it answers from memory is not
 //! counted as a call to the store. A range read of a data file is served from fixed-size
-//! blocks (`block_bytes`, 1 MiB by default) held in a [`moka`] cache bounded by bytes; the
-//! blocks it lacks are fetched, contiguous ones in one request, and kept. A file this process
+//! blocks (`block_bytes`, 1 MiB by default) held in [`foyer`]'s hybrid cache: memory bounded by
+//! bytes, then, when configured, a folder on local disk bounded by bytes, whose blocks survive
+//! a restart. The blocks a read lacks are fetched, contiguous ones in one request, and kept. A file this process
 //! writes is kept as it is written (write-through), so the first read after a commit is warm.
 //! Any other call (listings, log entries, whole-object reads, conditional reads) goes to the
 //! store as it is.
@@ -15,20 +17,25 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use foyer::{
+    BlockEngineConfig, Code, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
+    HybridCacheBuilder, HybridCachePolicy, RecoverMode, Source,
+};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-
-use crate::cache_counters::CacheCounters;
 use object_store::{
     Attributes, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
     MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
     PutPayload, PutResult, RenameOptions, Result,
 };
+
+use crate::cache_counters::CacheCounters;
 
 /// How the byte cache is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,24 +44,86 @@ pub struct ByteCacheConfig {
     pub memory_bytes: u64,
     /// The size of the blocks files are read and kept in.
     pub block_bytes: u64,
+    /// A local-disk tier under the memory, if any.
+    pub disk: Option<DiskTierConfig>,
 }
 
 impl Default for ByteCacheConfig {
-    /// 512 MiB in blocks of 1 MiB.
+    /// 512 MiB in memory in blocks of 1 MiB; no disk tier.
     fn default() -> Self {
         Self {
             memory_bytes: 512 << 20,
             block_bytes: 1 << 20,
+            disk: None,
         }
     }
 }
 
-/// The blocks kept, and their counters.
+/// Where the byte cache's disk tier is and how large it may grow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskTierConfig {
+    /// A folder of its own (created if missing); what it holds survives a restart.
+    pub dir: PathBuf,
+    /// Bytes it may hold.
+    pub bytes: u64,
+}
+
+/// A block's key: the file and the block's place in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BlockKey {
+    file: String,
+    index: u64,
+}
+
+impl BlockKey {
+    fn new(location: &Path, index: u64) -> Self {
+        Self {
+            file: location.to_string(),
+            index,
+        }
+    }
+}
+
+impl Code for BlockKey {
+    fn encode(&self, writer: &mut impl std::io::Write) -> foyer::Result<()> {
+        self.file.encode(writer)?;
+        self.index.encode(writer)
+    }
+
+    fn decode(reader: &mut impl std::io::Read) -> foyer::Result<Self> {
+        Ok(Self {
+            file: String::decode(reader)?,
+            index: u64::decode(reader)?,
+        })
+    }
+
+    fn estimated_size(&self) -> usize {
+        self.file.estimated_size() + self.index.estimated_size()
+    }
+}
+
+/// Counts the blocks the memory tier evicts.
+struct CountEvictions(Arc<CacheCounters>);
+
+impl EventListener for CountEvictions {
+    type Key = BlockKey;
+    type Value = Bytes;
+
+    fn on_leave(&self, reason: Event, _key: &BlockKey, _block: &Bytes) {
+        if reason == Event::Evict {
+            self.0.evict();
+        }
+    }
+}
+
+/// The blocks kept, in memory and (when configured) on local disk ([`foyer`]'s hybrid cache),
+/// and their counters.
 pub struct ByteCache {
     config: ByteCacheConfig,
-    blocks: moka::sync::Cache<(Path, u64), Bytes>,
+    blocks: HybridCache<BlockKey, Bytes>,
     metas: moka::sync::Cache<Path, ObjectMeta>,
-    counters: Arc<CacheCounters>,
+    memory_counters: Arc<CacheCounters>,
+    disk_counters: CacheCounters,
 }
 
 impl fmt::Debug for ByteCache {
@@ -68,65 +137,120 @@ impl fmt::Debug for ByteCache {
 /// How many files' metadata (size, tag) are kept, a few hundred bytes each.
 const FILES_KNOWN: u64 = 100_000;
 
+/// The most blocks a file is taken to have when its size is not known (4 GiB in 1 MiB blocks).
+const MOST_BLOCKS: u64 = 4096;
+
 impl ByteCache {
-    /// An empty cache as `config` says.
-    pub fn new(config: ByteCacheConfig) -> Self {
-        let counters = Arc::new(CacheCounters::default());
-        let evictions = Arc::clone(&counters);
-        let blocks = moka::sync::Cache::builder()
-            .max_capacity(config.memory_bytes)
-            .weigher(|_key: &(Path, u64), block: &Bytes| {
-                u32::try_from(block.len()).unwrap_or(u32::MAX)
-            })
-            .support_invalidation_closures()
-            .eviction_listener(move |_key, _block, cause| {
-                if cause.was_evicted() {
-                    evictions.evict();
-                }
-            })
-            .build();
-        Self {
+    /// A cache as `config` says; a disk tier recovers the blocks it held before.
+    pub async fn open(config: ByteCacheConfig) -> Result<Self, String> {
+        let memory_counters = Arc::new(CacheCounters::default());
+        let builder = HybridCacheBuilder::new()
+            .with_name("quantatom-bytes")
+            .with_event_listener(Arc::new(CountEvictions(Arc::clone(&memory_counters))))
+            // Blocks go to disk as they are kept, not only when memory evicts them, so that
+            // the disk holds what was read when the process stops.
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .memory(config.memory_bytes as usize)
+            .with_weighter(|key: &BlockKey, block: &Bytes| key.file.len() + block.len())
+            .storage();
+        let builder = match &config.disk {
+            None => builder,
+            Some(disk) => {
+                std::fs::create_dir_all(&disk.dir).map_err(|e| {
+                    format!(
+                        "cannot create the byte cache's folder {}: {e}",
+                        disk.dir.display()
+                    )
+                })?;
+                let device = FsDeviceBuilder::new(&disk.dir)
+                    .with_capacity(disk.bytes as usize)
+                    .build()
+                    .map_err(|e| format!("the byte cache's folder {}: {e}", disk.dir.display()))?;
+                builder
+                    .with_engine_config(BlockEngineConfig::new(device))
+                    .with_recover_mode(RecoverMode::Quiet)
+            }
+        };
+        let blocks = builder
+            .build()
+            .await
+            .map_err(|e| format!("the byte cache does not open: {e}"))?;
+        Ok(Self {
             config,
             blocks,
             metas: moka::sync::Cache::new(FILES_KNOWN),
-            counters,
-        }
+            memory_counters,
+            disk_counters: CacheCounters::default(),
+        })
     }
 
-    /// Its counters.
-    pub fn counters(&self) -> &CacheCounters {
-        &self.counters
+    /// The memory tier's counters (`hits`, `misses` and `inserts` count blocks).
+    pub fn memory_counters(&self) -> &CacheCounters {
+        &self.memory_counters
     }
 
-    /// Blocks held.
-    pub fn entries(&self) -> u64 {
-        self.blocks.run_pending_tasks();
-        self.blocks.entry_count()
+    /// The disk tier's counters, when there is one.
+    pub fn disk_counters(&self) -> Option<&CacheCounters> {
+        self.config.disk.as_ref().map(|_| &self.disk_counters)
     }
 
-    /// Bytes held.
-    pub fn bytes(&self) -> u64 {
-        self.blocks.run_pending_tasks();
-        self.blocks.weighted_size()
+    /// Bytes held in memory.
+    pub fn memory_bytes(&self) -> u64 {
+        self.blocks.memory().usage() as u64
     }
 
-    /// Bytes it may hold.
-    pub fn capacity_bytes(&self) -> u64 {
+    /// Bytes the memory tier may hold.
+    pub fn memory_capacity(&self) -> u64 {
         self.config.memory_bytes
     }
 
+    /// Bytes the disk tier may hold, when there is one.
+    pub fn disk_capacity(&self) -> Option<u64> {
+        self.config.disk.as_ref().map(|disk| disk.bytes)
+    }
+
+    /// The block `index` of the file at `location`, from memory or disk.
+    async fn block(&self, location: &Path, index: u64) -> Option<Bytes> {
+        let key = BlockKey::new(location, index);
+        let found = match self.blocks.get(&key).await {
+            Ok(found) => found,
+            Err(error) => {
+                self.disk_counters.fail();
+                tracing::warn!(%error, "the byte cache's disk tier failed a read");
+                None
+            }
+        };
+        let disk = self.config.disk.is_some();
+        match found.as_ref().map(|entry| entry.source()) {
+            Some(Source::Disk) => {
+                self.memory_counters.miss();
+                self.disk_counters.hit();
+            }
+            Some(_) => self.memory_counters.hit(),
+            None => {
+                self.memory_counters.miss();
+                if disk {
+                    self.disk_counters.miss();
+                }
+            }
+        }
+        found.map(|entry| entry.value().clone())
+    }
+
     fn insert(&self, location: &Path, index: u64, block: Bytes) {
-        self.blocks.insert((location.clone(), index), block);
-        self.counters.insert();
+        self.blocks.insert(BlockKey::new(location, index), block);
+        self.memory_counters.insert();
     }
 
     /// Drops what is kept of the file at `location`.
     fn forget(&self, location: &Path) {
+        let blocks = self.metas.get(location).map_or(MOST_BLOCKS, |meta| {
+            meta.size.div_ceil(self.config.block_bytes)
+        });
         self.metas.invalidate(location);
-        let location = location.clone();
-        self.blocks
-            .invalidate_entries_if(move |(path, _), _| *path == location)
-            .expect("the block cache is built with invalidation closures");
+        for index in 0..blocks {
+            self.blocks.remove(&BlockKey::new(location, index));
+        }
     }
 
     /// Keeps `bytes`, the whole of the file at `location`, in blocks.
@@ -188,9 +312,8 @@ impl CachedStore {
         let mut blocks = BTreeMap::new();
         let mut missing = Vec::new();
         for index in needed {
-            match self.cache.blocks.get(&(location.clone(), index)) {
+            match self.cache.block(location, index).await {
                 Some(block) => {
-                    self.cache.counters.hit();
                     blocks.insert(index, block);
                 }
                 None => missing.push(index),
@@ -208,7 +331,6 @@ impl CachedStore {
                 let start = ((index - run.start) * block_bytes) as usize;
                 let end = (start + block_bytes as usize).min(bytes.len());
                 let block = bytes.slice(start..end);
-                self.cache.counters.miss();
                 self.cache.insert(location, index, block.clone());
                 blocks.insert(index, block);
             }

@@ -26,7 +26,7 @@ use object_store::{
     RetryConfig,
 };
 
-pub use cached::{ByteCache, ByteCacheConfig, CachedStore};
+pub use cached::{ByteCache, ByteCacheConfig, CachedStore, DiskTierConfig};
 pub use observed::{ObservedStore, Operation, OperationCounts, StorageMetrics};
 
 /// The URL under which the engine registers its store with DataFusion. A scheme of our own
@@ -227,16 +227,20 @@ impl Storage {
 
     /// This storage with its data files' reads kept in a byte cache as `config` says (none
     /// when it keeps no bytes). Must come before the storage is shared.
-    pub fn with_byte_cache(self, config: &ByteCacheConfig) -> Self {
+    pub async fn with_byte_cache(self, config: &ByteCacheConfig) -> Result<Self> {
         if config.memory_bytes == 0 {
-            return self;
+            return Ok(self);
         }
-        let cache = Arc::new(ByteCache::new(config.clone()));
-        Self {
+        let cache = Arc::new(
+            ByteCache::open(config.clone())
+                .await
+                .map_err(|e| DataFusionError::Configuration(e))?,
+        );
+        Ok(Self {
             store: Arc::new(CachedStore::new(self.store, Arc::clone(&cache))),
             byte_cache: Some(cache),
             ..self
-        }
+        })
     }
 
     /// The byte cache, when there is one.
