@@ -195,7 +195,6 @@ async fn the_byte_cache_disk_tier_serves_blocks_memory_cannot_hold() {
                     dir: disk.path().to_owned(),
                     bytes: 64 << 20,
                 }),
-                ..ByteCacheConfig::default()
             },
             ..CacheConfig::default()
         },

@@ -234,7 +234,7 @@ impl Storage {
         let cache = Arc::new(
             ByteCache::open(config.clone())
                 .await
-                .map_err(|e| DataFusionError::Configuration(e))?,
+                .map_err(DataFusionError::Configuration)?,
         );
         Ok(Self {
             store: Arc::new(CachedStore::new(self.store, Arc::clone(&cache))),
