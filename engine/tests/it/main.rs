@@ -4,4 +4,5 @@
 mod plan_reuse;
 mod s3;
 mod scan;
+mod support;
 mod tiles;

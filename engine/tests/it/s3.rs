@@ -5,26 +5,13 @@
 //! is one intact chain. The byte cache answers a repeated query's reads of data files without
 //! a request to the bucket.
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::Int64Type;
 use quantatom_engine::storage::{
     ByteCacheConfig, DiskTierConfig, Operation, S3Settings, StorageConfig,
 };
 use quantatom_engine::tiles::TileCacheConfig;
 use quantatom_engine::{CacheConfig, Engine, EngineConfig};
 
-/// The count a `SELECT count(*) ...` answers in a new session of `engine`.
-async fn count(engine: &Engine, sql: &str) -> i64 {
-    let batches = engine
-        .new_session()
-        .sql(sql)
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    batches[0].column(0).as_primitive::<Int64Type>().value(0)
-}
+use crate::support::{cache_counter, count};
 
 async fn cells(engine: &Engine) -> i64 {
     count(engine, "SELECT count(*) FROM cube.finance").await
@@ -161,15 +148,6 @@ async fn the_byte_cache_answers_a_repeated_query_without_reading_the_bucket() {
             assert!(runs[1].0 > 0, "without the byte cache, every run reads");
         }
     }
-}
-
-/// `tier`'s `counter` in `system.cache`.
-async fn cache_counter(engine: &Engine, tier: &str, counter: &str) -> i64 {
-    count(
-        engine,
-        &format!("SELECT {counter} FROM system.cache WHERE tier = '{tier}'"),
-    )
-    .await
 }
 
 /// A memory tier too small for a block: blocks are kept on local disk, and a repeated query

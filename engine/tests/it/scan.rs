@@ -5,6 +5,8 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 
+use crate::support::shown;
+
 async fn demo_engine(dir: &tempfile::TempDir) -> Engine {
     let config = EngineConfig {
         storage: StorageConfig::Local(dir.path().to_owned()),
@@ -16,21 +18,8 @@ async fn demo_engine(dir: &tempfile::TempDir) -> Engine {
     Engine::open(&config).await.expect("engine opens")
 }
 
-/// The rows `sql` returns, as a table.
-async fn answer(engine: &Engine, sql: &str) -> String {
-    let batches = engine
-        .new_session()
-        .sql(sql)
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    pretty_format_batches(&batches).unwrap().to_string()
-}
-
 async fn explain_analyze(engine: &Engine, sql: &str) -> String {
-    answer(engine, &format!("EXPLAIN ANALYZE {sql}")).await
+    shown(engine, &format!("EXPLAIN ANALYZE {sql}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,8 +75,8 @@ async fn marks_narrow_a_point_query_to_one_granule() {
         "the decoder filters one granule:\n{plan}"
     );
     assert_eq!(
-        answer(&engine, point).await,
-        answer(
+        shown(&engine, point).await,
+        shown(
             &engine,
             "SELECT amount FROM cube.finance WHERE concat(version, time, entity, account, product, currency) = 'Budget2025_01DE4000P0001EUR'"
         )
@@ -126,7 +115,7 @@ async fn a_join_to_a_filtered_dimension_prunes_by_its_members() {
         plan.contains("page_index_pages_pruned=56 total → 23 matched"),
         "and prunes 33 of their 56 pages:\n{plan}"
     );
-    let same = answer(
+    let same = shown(
         &engine,
         "SELECT CAST(sum(f.amount) = (SELECT sum(amount) FROM cube.finance WHERE time IN ('2025_01', '2025_02', '2025_03')) AS VARCHAR) FROM cube.finance f JOIN dim.time t ON t.code = f.time WHERE t.path <@ 'FY2025.2025_Q1'",
     )

@@ -7,12 +7,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Decimal128Type;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::tiles::{RedisSettings, TileCacheConfig};
 use quantatom_engine::{CacheConfig, Engine, EngineConfig};
+
+use crate::support::{cache_counter, run, shown};
 
 /// One entity's Budget by account: the kind of grid planners keep open.
 const GRID: &str = "SELECT f.account, sum(f.amount) AS amount FROM cube.finance f \
@@ -33,33 +35,6 @@ async fn engine_over(dir: &Path, tiles: TileCacheConfig) -> Engine {
     })
     .await
     .expect("engine opens")
-}
-
-async fn run(engine: &Engine, sql: &str) -> Vec<RecordBatch> {
-    engine
-        .new_session()
-        .sql(sql)
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap()
-}
-
-async fn shown(engine: &Engine, sql: &str) -> String {
-    pretty_format_batches(&run(engine, sql).await)
-        .unwrap()
-        .to_string()
-}
-
-/// `tier`'s `counter` in `system.cache`.
-async fn counter(engine: &Engine, tier: &str, counter: &str) -> i64 {
-    let batches = run(
-        engine,
-        &format!("SELECT {counter} FROM system.cache WHERE tier = '{tier}'"),
-    )
-    .await;
-    batches[0].column(0).as_primitive::<Int64Type>().value(0)
 }
 
 /// The Budget of DE's account 4000 in 2025_03, by the grid query (through the cache).
@@ -108,7 +83,7 @@ async fn a_repeated_grid_is_served_from_a_tile_until_a_commit() {
         "a first query computes"
     );
     let cold = shown(&engine, GRID).await;
-    let inserts = counter(&engine, "tile.memory", "inserts").await;
+    let inserts = cache_counter(&engine, "tile.memory", "inserts").await;
     let plan = shown(&engine, &explain).await;
     assert!(
         plan.contains("TileExec: hit"),
@@ -124,9 +99,9 @@ async fn a_repeated_grid_is_served_from_a_tile_until_a_commit() {
         analyzed.contains("tile_hits=1"),
         "EXPLAIN ANALYZE counts the hit:\n{analyzed}"
     );
-    assert!(counter(&engine, "tile.memory", "hits").await >= 3);
+    assert!(cache_counter(&engine, "tile.memory", "hits").await >= 3);
     assert_eq!(
-        counter(&engine, "tile.memory", "inserts").await,
+        cache_counter(&engine, "tile.memory", "inserts").await,
         inserts,
         "and hits store nothing"
     );
@@ -167,10 +142,10 @@ async fn a_hot_tile_is_recomputed_after_a_commit() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(grid_cell(&engine).await, before + 100, "with the new value");
-    let computed = counter(&engine, "tile.memory", "inserts").await;
+    let computed = cache_counter(&engine, "tile.memory", "inserts").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        counter(&engine, "tile.memory", "inserts").await,
+        cache_counter(&engine, "tile.memory", "inserts").await,
         computed,
         "and nothing is recomputed while nothing changes"
     );
@@ -321,24 +296,24 @@ async fn replicas_sharing_a_redis_never_serve_a_stale_tile() {
     // The writer computed no grid; every tile the reader used it made itself, and stored in
     // Redis in the background. Now the writer's read is served from the reader's tile.
     let started = Instant::now();
-    while counter(&reader, "tile.redis", "inserts").await < 1001 {
+    while cache_counter(&reader, "tile.redis", "inserts").await < 1001 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the reader stores its tiles in Redis"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let before = counter(&writer, "tile.redis", "hits").await;
+    let before = cache_counter(&writer, "tile.redis", "hits").await;
     assert_eq!(grid_cell(&writer).await, expected);
     assert_eq!(
-        counter(&writer, "tile.redis", "hits").await,
+        cache_counter(&writer, "tile.redis", "hits").await,
         before + 1,
         "the other replica's tile is found in Redis"
     );
     for _ in 0..10 {
         assert_eq!(grid_cell(&reader).await, expected);
     }
-    assert!(counter(&reader, "tile.memory", "hits").await >= 10);
+    assert!(cache_counter(&reader, "tile.memory", "hits").await >= 10);
     let stored = redis.cli(&["--scan", "--pattern", "quantatom:tile:*"]);
     assert!(stored.lines().count() >= 1000, "tiles are kept in Redis");
     let ttl: i64 = redis
@@ -346,7 +321,7 @@ async fn replicas_sharing_a_redis_never_serve_a_stale_tile() {
         .parse()
         .unwrap();
     assert!(ttl > 0, "and expire: {ttl}");
-    assert_eq!(counter(&reader, "tile.redis", "errors").await, 0);
+    assert_eq!(cache_counter(&reader, "tile.redis", "errors").await, 0);
 }
 
 /// Redis stopped, or too slow to answer: queries still answer, the failures are counted, and
@@ -363,14 +338,14 @@ async fn a_redis_down_or_slow_never_fails_a_query() {
         add_to_cell(&engine, 1).await;
         assert_eq!(grid_cell(&engine).await, expected + delta, "Redis is down");
     }
-    assert!(counter(&engine, "tile.redis", "errors").await >= 3);
+    assert!(cache_counter(&engine, "tile.redis", "errors").await >= 3);
 
     let redis = Redis::start_on(port);
-    let inserts = counter(&engine, "tile.redis", "inserts").await;
+    let inserts = cache_counter(&engine, "tile.redis", "inserts").await;
     let started = Instant::now();
     loop {
         assert_eq!(grid_cell(&engine).await, expected + 3);
-        if counter(&engine, "tile.redis", "hits").await > 0 {
+        if cache_counter(&engine, "tile.redis", "hits").await > 0 {
             break;
         }
         assert!(
@@ -379,7 +354,7 @@ async fn a_redis_down_or_slow_never_fails_a_query() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(counter(&engine, "tile.redis", "inserts").await > inserts);
+    assert!(cache_counter(&engine, "tile.redis", "inserts").await > inserts);
 
     // A Redis busy for three seconds: lookups give up after the timeout, and the query
     // answers while Redis is still asleep.
@@ -394,12 +369,12 @@ async fn a_redis_down_or_slow_never_fails_a_query() {
         }
     });
     std::thread::sleep(Duration::from_millis(200));
-    let errors = counter(&engine, "tile.redis", "errors").await;
+    let errors = cache_counter(&engine, "tile.redis", "errors").await;
     assert_eq!(grid_cell(&engine).await, expected + 3, "Redis is slow");
     assert!(
         !busy.is_finished(),
         "the query answered without waiting for Redis"
     );
-    assert!(counter(&engine, "tile.redis", "errors").await > errors);
+    assert!(cache_counter(&engine, "tile.redis", "errors").await > errors);
     assert_eq!(busy.join().unwrap(), "OK", "Redis slept");
 }

@@ -1,0 +1,42 @@
+//! Running SQL in a new session of an engine, for the tests.
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use quantatom_engine::Engine;
+
+/// The batches `sql` returns in a new session of `engine`.
+pub async fn run(engine: &Engine, sql: &str) -> Vec<RecordBatch> {
+    engine
+        .new_session()
+        .sql(sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+}
+
+/// The rows `sql` returns, as a table.
+pub async fn shown(engine: &Engine, sql: &str) -> String {
+    pretty_format_batches(&run(engine, sql).await)
+        .unwrap()
+        .to_string()
+}
+
+/// The count a `SELECT count(*) ...` answers.
+pub async fn count(engine: &Engine, sql: &str) -> i64 {
+    run(engine, sql).await[0]
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .value(0)
+}
+
+/// `tier`'s `counter` in `system.cache`.
+pub async fn cache_counter(engine: &Engine, tier: &str, counter: &str) -> i64 {
+    count(
+        engine,
+        &format!("SELECT {counter} FROM system.cache WHERE tier = '{tier}'"),
+    )
+    .await
+}
