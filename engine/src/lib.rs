@@ -14,6 +14,8 @@
 //! [`Engine::new_session`] gives each caller (one wire connection, one test) its own
 //! `SessionContext`: configuration such as `SET` is private to it, tables are shared.
 
+pub mod access_rule;
+pub mod access_statements;
 mod cube_joins;
 pub mod demo;
 mod errors;
@@ -407,6 +409,8 @@ async fn session_template(
     state.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner))?;
     state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
     state.add_analyzer_rule(Arc::new(scalar_subqueries::ScalarSubqueryRule));
+    // Before the DML rules rewrite writes: it checks the statement as its user wrote it.
+    state.add_analyzer_rule(Arc::new(access_rule::EnforceAccess));
     state.add_analyzer_rule(Arc::new(CubeDmlRule));
     state.add_analyzer_rule(Arc::new(MemberDmlRule));
     // Last: it decides on the plan the others made (see `tiles::TileCandidate`).

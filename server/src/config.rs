@@ -11,6 +11,8 @@ use quantatom_engine::storage::{ByteCacheConfig, DiskTierConfig};
 use quantatom_engine::storage::{RetrySettings, S3Settings, StorageConfig};
 use quantatom_engine::tiles::{RedisSettings, TileCacheConfig};
 use quantatom_engine::{CacheConfig, MetadataConfig};
+
+use crate::wire::{AuthMethod, LoginLimits, Security, tls_acceptor};
 use serde::Deserialize;
 
 /// The default listen address.
@@ -102,7 +104,174 @@ pub struct ServeArgs {
     /// The caches (docs/caching.md).
     #[command(flatten)]
     pub caches: CacheArgs,
+    /// TLS and authentication (docs/security.md).
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
+
+/// Flags of TLS and authentication; each also reads a `QUANTATOM_*` variable and a
+/// config-file key.
+#[derive(Debug, Default, Args)]
+pub struct SecurityArgs {
+    /// How clients authenticate: `scram-sha-256` (passwords of users in the metadata store)
+    /// or `trust` (a client is the user it names) [default: trust with embedded metadata,
+    /// scram-sha-256 otherwise].
+    #[arg(long, env = "QUANTATOM_AUTH", value_name = "scram-sha-256|trust")]
+    pub auth: Option<String>,
+    /// The server's TLS certificate chain, PEM; with --tls-key enables TLS [default: none].
+    #[arg(long, env = "QUANTATOM_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, PEM.
+    #[arg(long, env = "QUANTATOM_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse connections without TLS [default: false].
+    #[arg(long, env = "QUANTATOM_TLS_REQUIRED", value_name = "BOOL")]
+    pub tls_required: Option<bool>,
+    /// Failed logins in a row (per user and client address) after which that user's logins
+    /// from that address are refused for --login-lockout-secs [default: 5].
+    #[arg(long, env = "QUANTATOM_LOGIN_MAX_FAILURES", value_name = "N")]
+    pub login_max_failures: Option<u32>,
+    /// Seconds logins stay refused after too many failures [default: 60].
+    #[arg(long, env = "QUANTATOM_LOGIN_LOCKOUT_SECS", value_name = "SECONDS")]
+    pub login_lockout_secs: Option<u64>,
+    /// Milliseconds the answer to a failed login is held back [default: 500].
+    #[arg(long, env = "QUANTATOM_LOGIN_FAILURE_DELAY_MS", value_name = "MS")]
+    pub login_failure_delay_ms: Option<u64>,
+    /// The administrator created at start when it does not exist, and given
+    /// QUANTATOM_ADMIN_PASSWORD [default: quantatom].
+    #[arg(long, env = "QUANTATOM_ADMIN_USER", value_name = "NAME")]
+    pub admin_user: Option<String>,
+}
+
+/// The administrator's password comes only from the environment (or a file named by
+/// `QUANTATOM_ADMIN_PASSWORD_FILE`): never a flag, which `ps` would show.
+pub const ADMIN_PASSWORD_VARIABLE: &str = "QUANTATOM_ADMIN_PASSWORD";
+
+/// What `serve` needs to make the first administrator: the user and the password, kept out
+/// of `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminLogin {
+    /// The administrator's name.
+    pub user: String,
+    /// The password it logs in with.
+    pub password: String,
+}
+
+impl std::fmt::Debug for AdminLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminLogin")
+            .field("user", &self.user)
+            .field("password", &"********")
+            .finish()
+    }
+}
+
+/// TLS and authentication, resolved.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// What the wire server enforces.
+    pub server: Security,
+    /// The administrator to make or update at start, when a password is given.
+    pub admin: Option<AdminLogin>,
+}
+
+impl SecurityArgs {
+    /// Flags and environment over the config file over the defaults, checked; `embedded`
+    /// says whether the metadata store is the embedded one (whose default is trust).
+    fn resolve(self, file: &FileSettings, embedded: bool) -> Result<SecurityConfig, ConfigError> {
+        let auth = match self.auth.or(file.auth.clone()) {
+            None if embedded => AuthMethod::Trust,
+            None => AuthMethod::ScramSha256,
+            Some(name) => AuthMethod::named(&name).ok_or_else(|| {
+                ConfigError::new(
+                    "auth",
+                    "auth",
+                    format!("{name:?} is not a method: use scram-sha-256 or trust (md5 and cleartext passwords are not offered)"),
+                )
+            })?,
+        };
+        let tls = match (
+            self.tls_cert.or(file.tls_cert.clone()),
+            self.tls_key.or(file.tls_key.clone()),
+        ) {
+            (None, None) => None,
+            (Some(certificate), Some(key)) => Some(
+                tls_acceptor(&certificate, &key)
+                    .map_err(|message| ConfigError::new("tls_cert", "tls-cert", message))?,
+            ),
+            _ => {
+                return Err(ConfigError::new(
+                    "tls_cert",
+                    "tls-cert",
+                    "TLS needs both a certificate (tls_cert) and its key (tls_key)",
+                ));
+            }
+        };
+        let tls_required = self.tls_required.or(file.tls_required).unwrap_or(false);
+        if tls_required && tls.is_none() {
+            return Err(ConfigError::new(
+                "tls_required",
+                "tls-required",
+                "TLS is required but no certificate is configured (tls_cert, tls_key)",
+            ));
+        }
+        let defaults = LoginLimits::default();
+        let login_limits = LoginLimits {
+            max_failures: self
+                .login_max_failures
+                .or(file.login_max_failures)
+                .unwrap_or(defaults.max_failures)
+                .max(1),
+            lockout: self
+                .login_lockout_secs
+                .or(file.login_lockout_secs)
+                .map_or(defaults.lockout, Duration::from_secs),
+            failure_delay: self
+                .login_failure_delay_ms
+                .or(file.login_failure_delay_ms)
+                .map_or(defaults.failure_delay, Duration::from_millis),
+        };
+        let password = match std::env::var(ADMIN_PASSWORD_VARIABLE) {
+            Ok(password) => Some(password),
+            Err(_) => match std::env::var(format!("{ADMIN_PASSWORD_VARIABLE}_FILE")) {
+                Ok(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| {
+                            ConfigError::new(
+                                "admin_password_file",
+                                "admin-password-file",
+                                format!("cannot read {path}: {e}"),
+                            )
+                        })?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                ),
+                Err(_) => None,
+            },
+        };
+        let admin = password
+            .filter(|password| !password.is_empty())
+            .map(|password| AdminLogin {
+                user: self
+                    .admin_user
+                    .or(file.admin_user.clone())
+                    .unwrap_or_else(|| DEFAULT_ADMIN_USER.to_owned()),
+                password,
+            });
+        Ok(SecurityConfig {
+            server: Security {
+                auth,
+                tls,
+                tls_required,
+                login_limits,
+            },
+            admin,
+        })
+    }
+}
+
+/// The administrator's name unless configured.
+pub const DEFAULT_ADMIN_USER: &str = "quantatom";
 
 /// Flags of the caches; each also reads a `QUANTATOM_*` variable and a config-file key.
 #[derive(Debug, Default, Args)]
@@ -330,6 +499,14 @@ struct FileSettings {
     tile_cache_redis: Option<String>,
     tile_cache_redis_timeout_ms: Option<u64>,
     tile_cache_refresh_ms: Option<u64>,
+    auth: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_required: Option<bool>,
+    login_max_failures: Option<u32>,
+    login_lockout_secs: Option<u64>,
+    login_failure_delay_ms: Option<u64>,
+    admin_user: Option<String>,
     #[serde(default)]
     s3: FileS3Settings,
 }
@@ -354,7 +531,7 @@ struct FileS3Settings {
 }
 
 /// Everything `serve` needs, resolved and checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -366,6 +543,8 @@ pub struct ServeConfig {
     pub metadata: MetadataConfig,
     /// The caches.
     pub caches: CacheConfig,
+    /// TLS and authentication.
+    pub security: SecurityConfig,
 }
 
 /// A setting that cannot be used; the message names it and how it was given.
@@ -431,8 +610,10 @@ impl ServeArgs {
                 ));
             }
         };
+        let embedded = metadata == MetadataConfig::Embedded;
         Ok(ServeConfig {
             listen,
+            security: self.security.resolve(&file, embedded)?,
             caches: self.caches.resolve(&file)?,
             storage: self.storage.resolve_with(file)?,
             demo_cells,
@@ -538,7 +719,31 @@ mod tests {
             metadata_pool_size: None,
             metadata_timeout_secs: None,
             caches: CacheArgs::default(),
+            security: SecurityArgs::default(),
         }
+    }
+
+    #[test]
+    fn trust_is_the_default_only_with_embedded_metadata() {
+        let embedded = args(None, None).resolve().unwrap().security.server;
+        assert_eq!(embedded.auth, AuthMethod::Trust);
+        let mut postgres = args(None, None);
+        postgres.metadata = Some("postgres://metadata@127.0.0.1:1/metadata".into());
+        let postgres = postgres.resolve().unwrap().security.server;
+        assert_eq!(postgres.auth, AuthMethod::ScramSha256);
+        assert!(postgres.tls.is_none() && !postgres.tls_required);
+        let mut md5 = args(None, None);
+        md5.security.auth = Some("md5".into());
+        let error = md5.resolve().unwrap_err().to_string();
+        assert!(error.contains("`auth`") && error.contains("md5"), "{error}");
+        let mut required = args(None, None);
+        required.security.tls_required = Some(true);
+        let error = required.resolve().unwrap_err().to_string();
+        assert!(error.contains("no certificate"), "{error}");
+        let mut half = args(None, None);
+        half.security.tls_cert = Some("/nonexistent/cert.pem".into());
+        let error = half.resolve().unwrap_err().to_string();
+        assert!(error.contains("both a certificate"), "{error}");
     }
 
     #[test]

@@ -6,12 +6,13 @@ use clap::Parser;
 use quantatom_engine::demo::DemoSize;
 use quantatom_engine::mdf::MdfTable;
 use quantatom_engine::mdf::maintenance::{self, DEFAULT_RETENTION, ORPHAN_MIN_AGE, Progress};
+use quantatom_engine::metadata::{AccessChange, MetadataStore, Role, ScramVerifier, change_access};
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig, OpenError};
 use quantatom_server::Server;
 use quantatom_server::config::{
-    Cli, Command, CubeArgs, DEFAULT_DATA_DIR, DEFAULT_DEMO_CELLS, DemoArgs, LedgerCommand,
-    ServeArgs, StorageArgs, VacuumArgs,
+    ADMIN_PASSWORD_VARIABLE, AdminLogin, Cli, Command, CubeArgs, DEFAULT_DATA_DIR,
+    DEFAULT_DEMO_CELLS, DemoArgs, LedgerCommand, ServeArgs, StorageArgs, VacuumArgs,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -71,7 +72,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             format!("cannot open the data at {location} (setting `data_dir`): {e}")
         }
     })?;
-    let server = Server::bind(&engine, config.listen)
+    if let Some(admin) = &config.security.admin {
+        ensure_admin(engine.metadata().as_ref(), admin).await?;
+    }
+    let server = Server::bind_secured(&engine, config.listen, config.security.server.clone())
         .await
         .map_err(|e| format!("cannot listen on {} (setting `listen`): {e}", config.listen))?;
     let address = server.local_addr().map_err(|e| e.to_string())?;
@@ -81,6 +85,45 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("quantatom stopped");
+    Ok(())
+}
+
+/// Makes `admin` an administrator that can log in with its password: created when missing,
+/// its password replaced when it is not the one given.
+async fn ensure_admin(store: &dyn MetadataStore, admin: &AdminLogin) -> Result<(), String> {
+    let (access, _) = store
+        .access()
+        .await
+        .map_err(|e| format!("cannot read the users: {e}"))?;
+    let change = match access.roles.get(&admin.user) {
+        Some(role)
+            if role.is_admin
+                && role.can_login
+                && role
+                    .password_verifier
+                    .as_deref()
+                    .and_then(ScramVerifier::parse)
+                    .is_some_and(|verifier| verifier.matches(&admin.password)) =>
+        {
+            return Ok(());
+        }
+        existing => {
+            let role = Role {
+                name: admin.user.clone(),
+                can_login: true,
+                is_admin: true,
+                password_verifier: Some(ScramVerifier::hash(&admin.password)),
+            };
+            match existing {
+                Some(_) => AccessChange::AlterRole(role),
+                None => AccessChange::CreateRole(role),
+            }
+        }
+    };
+    change_access(store, vec![change])
+        .await
+        .map_err(|e| format!("cannot set up the administrator {:?}: {e}", admin.user))?;
+    tracing::info!(user = %admin.user, "administrator set up from {ADMIN_PASSWORD_VARIABLE}");
     Ok(())
 }
 

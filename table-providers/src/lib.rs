@@ -9,6 +9,7 @@
 //!
 //! This crate knows nothing of the wire protocol; the engine wires these into sessions.
 
+pub mod access_target;
 pub mod cache_counters;
 pub mod computed;
 mod fail_point;

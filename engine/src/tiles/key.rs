@@ -8,6 +8,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::LogicalPlan;
 use quantatom_table_providers::mdf::transaction::SessionWrites;
+use quantatom_table_providers::metadata::SessionAccess;
 use quantatom_table_providers::settings::QuantatomOptions;
 use quantatom_table_providers::table_version;
 use sha2::{Digest, Sha256};
@@ -89,9 +90,9 @@ impl fmt::Debug for TileKey {
     }
 }
 
-/// The cells the session's user may read, as part of the key. Every user reads every cell
-/// until grants can scope reads to dimension subtrees (issue 8): the scope is then empty for
-/// all, and kept in the key so that scoped users never share a tile.
-fn access_scope(_session: &dyn Session) -> &'static str {
-    ""
+/// The cells the session's user may read, as part of the key: the fingerprint of its grants
+/// (users who reach the same cells share tiles; others never do), empty for the engine's own
+/// sessions. The plan itself also carries a scoped user's filters (see `access_rule`).
+fn access_scope(session: &dyn Session) -> &str {
+    SessionAccess::of(session.config_options()).map_or("", |access| access.fingerprint())
 }

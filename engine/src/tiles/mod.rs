@@ -7,7 +7,7 @@
 //!   or two spellings the optimiser makes equal, share a tile),
 //! - the version of every table it reads: each cube's latest committed snapshot and each
 //!   dimension's member version, read *before* the query is planned,
-//! - the caller's access scope (empty until grants scope reads; in the key from day one),
+//! - the caller's access scope: the fingerprint of what its grants reach (docs/security.md),
 //! - the session settings a result depends on (the time zone).
 //!
 //! A commit changes a version, so a tile made before it is never looked up again: the cache

@@ -277,27 +277,41 @@ impl PartitionStream for ActivityView {
     }
 }
 
-/// `pg_backend_pid()`: the process id the connection's client received in BackendKeyData, as
-/// `pg_stat_activity.pid` shows it (registered in each connection's session at startup).
+/// A function answering a value fixed for the connection, registered in its session at
+/// startup: `pg_backend_pid()` (the process id the client received in BackendKeyData, as
+/// `pg_stat_activity.pid` shows it) and `current_user`/`session_user`/`user` (who logged in).
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub(crate) struct BackendPidFunction {
-    pid: i32,
+pub(crate) struct SessionConstant {
+    name: &'static str,
+    value: ScalarValue,
     signature: Signature,
 }
 
-impl BackendPidFunction {
-    /// The function for the connection with process id `pid`.
-    pub(crate) fn udf(pid: i32) -> ScalarUDF {
+impl SessionConstant {
+    /// The function `name` answering `value`.
+    pub(crate) fn udf(name: &'static str, value: ScalarValue) -> ScalarUDF {
         ScalarUDF::new_from_impl(Self {
-            pid,
+            name,
+            value,
             signature: Signature::nullary(Volatility::Stable),
         })
     }
+
+    /// The functions a connection of `user` with process id `pid` registers.
+    pub(crate) fn of_connection(pid: i32, user: &str) -> Vec<ScalarUDF> {
+        let user = || ScalarValue::Utf8(Some(user.to_owned()));
+        vec![
+            Self::udf("pg_backend_pid", ScalarValue::Int32(Some(pid))),
+            Self::udf("current_user", user()),
+            Self::udf("session_user", user()),
+            Self::udf("user", user()),
+        ]
+    }
 }
 
-impl ScalarUDFImpl for BackendPidFunction {
+impl ScalarUDFImpl for SessionConstant {
     fn name(&self) -> &str {
-        "pg_backend_pid"
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -305,10 +319,10 @@ impl ScalarUDFImpl for BackendPidFunction {
     }
 
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Int32)
+        Ok(self.value.data_type())
     }
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(self.pid))))
+        Ok(ColumnarValue::Scalar(self.value.clone()))
     }
 }

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
@@ -11,7 +13,9 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::PgWireConnectionState;
 use pgwire::api::Type;
+use pgwire::api::auth::sasl::SCRAM_SHA_256_METHOD as SCRAM_SHA_256;
 use pgwire::api::auth::{self, ServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
@@ -27,14 +31,20 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::{Authentication, PasswordMessageFamily, Startup as StartupMessage};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::types::format::FormatOptions;
+use quantatom_engine::access_statements::AccessStatement;
 use quantatom_engine::mdf::dml::CommitAuthor;
 use quantatom_engine::mdf::transaction::SessionWrites;
+use quantatom_engine::metadata::{MetadataStore, ScramVerifier, SessionAccess};
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch, by_position, parameter_types};
 use quantatom_engine::postgres_settings::PostgresSettings;
 
-use super::activity::{ActivityRegistry, BackendPidFunction, SessionActivity};
+use super::activity::{ActivityRegistry, SessionActivity, SessionConstant};
+use super::authentication::{
+    AuthMethod, LoginThrottle, ScramExchange, Security, fatal, is_our_database, password_failed,
+};
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::dml_tags::{dml_tag, retagged, run_tagged};
@@ -52,13 +62,47 @@ use super::transactions::{in_failed_block, is_rollback_to_savepoint, session_wri
 static KEY_GENERATOR: LazyLock<RandomPidSecretKeyGenerator> =
     LazyLock::new(RandomPidSecretKeyGenerator::default);
 
-/// Startup without authentication (authentication arrives with the security work): assigns
-/// the process id and secret key, applies the client's startup parameters to its session and
-/// reports PostgreSQL's parameters back, as PostgreSQL does.
+/// Startup: checks the database and TLS, authenticates the user as configured
+/// ([`super::authentication`]), then assigns the process id and secret key, applies the
+/// client's startup parameters to its session and reports PostgreSQL's parameters back, as
+/// PostgreSQL does.
 pub(crate) struct Startup {
     session: Arc<SessionContext>,
     activities: Arc<ActivityRegistry>,
     activity: Arc<OnceLock<Arc<SessionActivity>>>,
+    login: Arc<Login>,
+    /// Where the SCRAM exchange stands.
+    scram: tokio::sync::Mutex<ScramState>,
+}
+
+/// What every connection shares for who its user is: the security settings, the throttle,
+/// the store holding users and grants, and a count of the role and grant changes this server
+/// made (sessions resolve their access again when it moves).
+pub(crate) struct Login {
+    pub(crate) security: Security,
+    pub(crate) throttle: LoginThrottle,
+    pub(crate) store: Arc<dyn MetadataStore>,
+    pub(crate) access_generation: AtomicU64,
+}
+
+/// How long a session's resolved access is used before it is resolved again.
+const ACCESS_REFRESH: Duration = Duration::from_secs(1);
+
+/// The SCRAM exchange of one connection.
+#[derive(Debug, Default)]
+enum ScramState {
+    /// Not started (or not used: trust).
+    #[default]
+    Idle,
+    /// `AuthenticationSASL` sent: the client's first message is next.
+    AwaitingClientFirst,
+    /// The server's first message sent: the client's final message is next.
+    AwaitingClientFinal(Box<ScramExchange>),
+}
+
+/// The user the client names in its startup packet.
+fn startup_user<C: ClientInfo>(client: &C) -> String {
+    client.metadata().get("user").cloned().unwrap_or_default()
 }
 
 #[async_trait]
@@ -73,14 +117,60 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let PgWireFrontendMessage::Startup(startup) = message else {
-            return Ok(());
-        };
+        match message {
+            PgWireFrontendMessage::Startup(startup) => {
+                self.on_startup_packet(client, startup).await
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(message) => {
+                self.on_password_message(client, message).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Startup {
+    /// The startup packet: refuses what PostgreSQL would refuse before authentication, then
+    /// asks for SCRAM or, under trust, logs the user in.
+    async fn on_startup_packet<C>(
+        &self,
+        client: &mut C,
+        startup: StartupMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         auth::protocol_negotiation(client, &startup).await?;
         auth::save_startup_parameters_to_metadata(client, &startup);
-        let (pid, secret) = KEY_GENERATOR.generate(client);
-        client.set_pid_and_secret_key(pid, secret);
-        self.session.register_udf(BackendPidFunction::udf(pid));
+        let user = startup_user(client);
+        if user.is_empty() {
+            return Err(fatal(
+                "28000",
+                "no PostgreSQL user name specified in startup packet".into(),
+            ));
+        }
+        let security = &self.login.security;
+        if security.tls_required && !client.is_secure() {
+            return Err(fatal(
+                "28000",
+                format!(
+                    "connection refused for user \"{user}\": this server accepts only TLS connections (sslmode=require)"
+                ),
+            ));
+        }
+        let database = startup
+            .parameters
+            .get("database")
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        if !is_our_database(&database, &user) {
+            return Err(fatal(
+                "3D000",
+                format!("database \"{database}\" does not exist"),
+            ));
+        }
         apply_startup_parameters(&self.session, &startup.parameters).map_err(|e| {
             let code = super::errors::sqlstate(&e);
             PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -89,10 +179,137 @@ impl StartupHandler for Startup {
                 e.strip_backtrace(),
             )))
         })?;
+        match security.auth {
+            AuthMethod::Trust => self.logged_in(client, user, database).await,
+            AuthMethod::ScramSha256 => {
+                let address = client.socket_addr().ip();
+                if let Some(remaining) = self.login.throttle.locked_for(&user, address) {
+                    tracing::warn!(user, %address, "login refused: too many failed logins");
+                    return Err(fatal(
+                        "28000",
+                        format!(
+                            "too many failed logins for user \"{user}\" from this address: try again in {} s",
+                            remaining.as_secs().max(1)
+                        ),
+                    ));
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                *self.scram.lock().await = ScramState::AwaitingClientFirst;
+                client
+                    .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                        vec![SCRAM_SHA_256.to_owned()],
+                    )))
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The client's SCRAM messages.
+    async fn on_password_message<C>(
+        &self,
+        client: &mut C,
+        message: PasswordMessageFamily,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let user = startup_user(client);
+        let mut state = self.scram.lock().await;
+        match std::mem::take(&mut *state) {
+            ScramState::AwaitingClientFirst => {
+                let first = message.into_sasl_initial_response()?;
+                if first.auth_method != SCRAM_SHA_256 {
+                    return Err(fatal(
+                        "28000",
+                        format!(
+                            "SASL mechanism {:?} is not offered: use {SCRAM_SHA_256}",
+                            first.auth_method
+                        ),
+                    ));
+                }
+                let role = self
+                    .login
+                    .store
+                    .access()
+                    .await
+                    .map_err(|e| {
+                        fatal(
+                            "08006",
+                            format!("cannot read the users from the metadata store: {e}"),
+                        )
+                    })?
+                    .0
+                    .roles
+                    .remove(&user);
+                let verifier = role
+                    .and_then(|role| role.password_verifier)
+                    .and_then(|text| ScramVerifier::parse(&text));
+                let data = first.data.unwrap_or_default();
+                let (exchange, server_first) = ScramExchange::start(&data, &user, verifier)?;
+                *state = ScramState::AwaitingClientFinal(Box::new(exchange));
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::SASLContinue(server_first.into()),
+                    ))
+                    .await?;
+                Ok(())
+            }
+            ScramState::AwaitingClientFinal(exchange) => {
+                let response = message.into_sasl_response()?;
+                let address = client.socket_addr().ip();
+                let Some(server_final) = exchange.finish(&response.data)? else {
+                    self.login.throttle.failed(&user, address).await;
+                    return Err(password_failed(&user));
+                };
+                let (access, _) = self.login.store.access().await.map_err(|e| {
+                    fatal(
+                        "08006",
+                        format!("cannot read the users from the metadata store: {e}"),
+                    )
+                })?;
+                if !access.roles.get(&user).is_some_and(|role| role.can_login) {
+                    return Err(fatal(
+                        "28000",
+                        format!("role \"{user}\" is not permitted to log in"),
+                    ));
+                }
+                self.login.throttle.succeeded(&user, address);
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::SASLFinal(server_final.into()),
+                    ))
+                    .await?;
+                let database = client
+                    .metadata()
+                    .get("database")
+                    .cloned()
+                    .unwrap_or_else(|| user.clone());
+                self.logged_in(client, user, database).await
+            }
+            ScramState::Idle => Err(fatal("08P01", "unexpected password message".into())),
+        }
+    }
+
+    /// The client is `user`: sets up its session and reports the parameters.
+    async fn logged_in<C>(&self, client: &mut C, user: String, database: String) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let access = SessionAccess::resolve(self.login.store.as_ref(), &user)
+            .await
+            .map_err(|e| fatal("08006", format!("cannot read the user's grants: {e}")))?;
+        let (pid, secret) = KEY_GENERATOR.generate(client);
+        client.set_pid_and_secret_key(pid, secret);
+        for function in SessionConstant::of_connection(pid, &user) {
+            self.session.register_udf(function);
+        }
         let settings = PostgresSettings::of(self.session.state_ref().read().config_options());
         copy_format_parameters(client.metadata_mut(), &settings);
-        let parameter = |name: &str| startup.parameters.get(name).cloned().unwrap_or_default();
-        let user = parameter("user");
         // Commits from this connection are recorded under its user, with the statement that
         // made them; its transaction blocks are kept with its writes.
         {
@@ -101,19 +318,16 @@ impl StartupHandler for Startup {
             let config = state.config_mut();
             config.set_extension(Arc::new(CommitAuthor(user.clone())));
             config.set_extension(Arc::new(SessionWrites::default()));
+            Arc::new(access).install(config.options_mut());
         }
-        let database = startup
-            .parameters
-            .get("database")
+        let application = client
+            .metadata()
+            .get("application_name")
             .cloned()
-            .unwrap_or_else(|| user.clone());
-        let registered = self.activities.connected(
-            pid,
-            user,
-            database,
-            parameter("application_name"),
-            client.socket_addr(),
-        );
+            .unwrap_or_default();
+        let registered =
+            self.activities
+                .connected(pid, user, database, application, client.socket_addr());
         let _ = self.activity.set(registered);
         auth::finish_authentication(client, &ReportedParameters(settings)).await
     }
@@ -163,6 +377,7 @@ impl Connection {
         plan_epoch: Arc<PlanEpoch>,
         cancels: Arc<CancelRegistry>,
         activities: Arc<ActivityRegistry>,
+        login: Arc<Login>,
     ) -> Self {
         let activity = Arc::new(OnceLock::new());
         Self {
@@ -179,11 +394,15 @@ impl Connection {
                 key: Mutex::new(None),
                 activities: Arc::clone(&activities),
                 activity: Arc::clone(&activity),
+                login: Arc::clone(&login),
+                access_resolved: Mutex::new((Instant::now(), 0)),
             }),
             startup: Arc::new(Startup {
                 session,
                 activities,
                 activity,
+                login,
+                scram: Default::default(),
             }),
             cancels,
             errors: Arc::new(SqlStateErrors),
@@ -225,9 +444,72 @@ pub(crate) struct SessionQueries {
     key: Mutex<Option<ConnectionKey>>,
     activities: Arc<ActivityRegistry>,
     activity: Arc<OnceLock<Arc<SessionActivity>>>,
+    login: Arc<Login>,
+    /// When the session's access was last resolved, and the server's access generation then.
+    access_resolved: Mutex<(Instant, u64)>,
 }
 
 impl SessionQueries {
+    /// Resolves the session user's access again when it is older than
+    /// [`ACCESS_REFRESH`] or this server changed roles or grants since: grants changed on
+    /// another replica, or members moved in or out of a scope, apply within that time.
+    async fn refresh_access(&self) -> PgWireResult<()> {
+        let generation = self.login.access_generation.load(Ordering::Acquire);
+        {
+            let resolved = self
+                .access_resolved
+                .lock()
+                .expect("access freshness poisoned");
+            if resolved.1 == generation && resolved.0.elapsed() < ACCESS_REFRESH {
+                return Ok(());
+            }
+        }
+        let current = {
+            let state = self.session.state_ref();
+            let state = state.read();
+            SessionAccess::of(state.config_options()).cloned()
+        };
+        let Some(current) = current else {
+            return Ok(());
+        };
+        let access = SessionAccess::resolve(self.login.store.as_ref(), current.user())
+            .await
+            .map_err(|e| api_error(datafusion::common::DataFusionError::from(e)))?;
+        if access.fingerprint() != current.fingerprint() {
+            // Kept plans carry the old scope's filters.
+            self.plans.statement_changed_plans();
+        }
+        Arc::new(access).install(self.session.state_ref().write().config_mut().options_mut());
+        *self
+            .access_resolved
+            .lock()
+            .expect("access freshness poisoned") = (Instant::now(), generation);
+        Ok(())
+    }
+
+    /// Runs a role or grant statement.
+    async fn run_access_statement<C: ClientInfo>(
+        &self,
+        client: &C,
+        statement: datafusion::common::Result<AccessStatement>,
+    ) -> PgWireResult<Response> {
+        if client.transaction_status() == TransactionStatus::Error {
+            return Err(in_failed_block());
+        }
+        let statement = statement.map_err(api_error)?;
+        let access = {
+            let state = self.session.state_ref();
+            let state = state.read();
+            SessionAccess::of(state.config_options()).cloned()
+        };
+        statement
+            .execute(self.login.store.as_ref(), access.as_deref())
+            .await
+            .map_err(api_error)?;
+        self.login.access_generation.fetch_add(1, Ordering::AcqRel);
+        self.plans.statement_changed_plans();
+        Ok(Response::Execution(Tag::new(statement.tag())))
+    }
     /// Runs a `COPY ... TO STDOUT` (either protocol), its rows in the session's formats.
     async fn copy_out<C: ClientInfo>(
         &self,
@@ -358,6 +640,11 @@ impl SimpleQueryHandler for SessionQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.refresh_access().await?;
+        // Not shown in pg_stat_activity nor kept with commits: it may hold a password.
+        if let Some(statement) = AccessStatement::parse(query) {
+            return Ok(vec![self.run_access_statement(client, statement).await?]);
+        }
         let stop = self.begin_query(client, query);
         // COPY TO STDOUT and plain queries bypass datafusion-postgres, whose transaction hook
         // refuses statements in a failed block; refuse them here the same way.
@@ -459,6 +746,7 @@ impl ExtendedQueryHandler for SessionQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.refresh_access().await?;
         let (sql, parsed) = &portal.statement.statement;
         let stop = self.begin_query(client, sql);
         if let Some(copy) = CopyOut::parse(sql) {

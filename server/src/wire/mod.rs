@@ -6,8 +6,10 @@
 //! execution ([`cancel`]) and errors carry PostgreSQL's SQLSTATEs ([`errors`]).
 
 mod activity;
+mod admin_statements;
 mod array_expansion;
 mod array_subquery;
+mod authentication;
 mod cancel;
 mod catalog_arrays;
 mod cells;
@@ -45,8 +47,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 pub use activity::ActivityRegistry;
+use authentication::LoginThrottle;
+pub use authentication::{AuthMethod, LoginLimits, Security, tls_acceptor};
 use cancel::CancelRegistry;
-use connection::Connection;
+use connection::{Connection, Login};
 use pg_settings::SessionSettingsCatalog;
 use search_path::PublicWithPgCatalog;
 use session_hooks::BothProtocols;
@@ -104,12 +108,23 @@ pub struct Server {
     plan_epoch: Arc<PlanEpoch>,
     cancels: Arc<CancelRegistry>,
     activities: Arc<ActivityRegistry>,
+    login: Arc<Login>,
 }
 
 impl Server {
-    /// Binds `address` and prepares the session every connection starts from: the engine's
-    /// session plus the `pg_catalog` emulation clients introspect.
+    /// Binds `address` with [`Security::default`] (trust, no TLS): see [`Server::bind_secured`].
     pub async fn bind(engine: &Engine, address: SocketAddr) -> std::io::Result<Self> {
+        Self::bind_secured(engine, address, Security::default()).await
+    }
+
+    /// Binds `address` and prepares the session every connection starts from: the engine's
+    /// session plus the `pg_catalog` emulation clients introspect. Clients connect and
+    /// authenticate as `security` says.
+    pub async fn bind_secured(
+        engine: &Engine,
+        address: SocketAddr,
+        security: Security,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(address).await?;
         let activities = Arc::new(ActivityRegistry::default());
         let session_template = postgres_session(engine, &activities)
@@ -122,6 +137,12 @@ impl Server {
             plan_epoch,
             cancels: Arc::default(),
             activities,
+            login: Arc::new(Login {
+                throttle: LoginThrottle::new(security.login_limits),
+                security,
+                store: Arc::clone(engine.metadata()),
+                access_generation: Default::default(),
+            }),
         })
     }
 
@@ -148,11 +169,12 @@ impl Server {
                         }
                     };
                     let handlers = Arc::new(self.connection());
+                    let tls = self.login.security.tls.clone();
                     connections.spawn(async move {
                         tracing::debug!(%peer, "connection opened");
                         let status = Arc::clone(&handlers);
                         let handled = move |transaction| status.transaction_status_is(transaction);
-                        if let Err(e) = socket::serve_connection(socket, handlers, handled).await {
+                        if let Err(e) = socket::serve_connection(socket, tls, handlers, handled).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                         tracing::debug!(%peer, "connection closed");
@@ -172,6 +194,7 @@ impl Server {
             .with_session_id(uuid::Uuid::new_v4().to_string())
             .build();
         let hooks: Vec<Arc<dyn datafusion_postgres::QueryHook>> = vec![
+            Arc::new(admin_statements::AdminStatements),
             Arc::new(BothProtocols(TransactionHook)),
             Arc::new(CursorStatementHook),
             Arc::new(BothProtocols(SettingsHook::new(state.clone()))),
@@ -184,6 +207,7 @@ impl Server {
             Arc::clone(&self.plan_epoch),
             Arc::clone(&self.cancels),
             Arc::clone(&self.activities),
+            Arc::clone(&self.login),
         )
     }
 }

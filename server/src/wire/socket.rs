@@ -6,7 +6,8 @@
 //! for the client; this loop does the same: writes collect in a buffer (written out whenever it
 //! fills, so a large result still streams) and go to the socket when no further complete message
 //! from the client is already buffered. The loop is otherwise pgwire's own (`process_socket`):
-//! its TLS negotiation, message dispatch and error handling.
+//! its TLS negotiation, message dispatch and error handling, except that an error during
+//! startup (a failed login) ends the connection.
 
 use std::io;
 use std::pin::Pin;
@@ -81,6 +82,7 @@ fn holds_whole_message(buffer: &[u8]) -> bool {
 /// connection's transaction status after each client message.
 pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
     tcp: TcpStream,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
     handlers: H,
     handled: impl Fn(TransactionStatus),
 ) -> io::Result<()> {
@@ -95,7 +97,7 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
     tokio::pin!(deadline);
     let negotiated = tokio::select! {
         _ = &mut deadline => return Ok(()),
-        negotiated = negotiate_tls(tcp, None) => negotiated?,
+        negotiated = negotiate_tls(tcp, tls) => negotiated?,
     };
     let Some(negotiated) = negotiated else {
         return Ok(());
@@ -145,6 +147,13 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
         if let Err(mut error) = result {
             errors.on_error(&socket, &mut error);
             process_error(&mut socket, error, extended_protocol).await?;
+            if starting {
+                // An error before the session starts is FATAL, as in PostgreSQL: the client
+                // gets it and the connection ends.
+                socket.get_mut().hold = false;
+                let _ = socket.flush().await;
+                break;
+            }
         }
         handled(socket.transaction_status());
         if matches!(socket.state(), PgWireConnectionState::AwaitingStartup)

@@ -72,7 +72,7 @@ async fn count(session: &datafusion::prelude::SessionContext, sql: &str) -> i64 
         .value(0)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -10,6 +10,7 @@ mod maintenance;
 mod plan_reuse;
 mod protocol;
 mod psql;
+mod security;
 mod support;
 mod transactions;
 mod writes;

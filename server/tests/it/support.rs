@@ -8,6 +8,7 @@ use quantatom_engine::metadata::MetadataStore;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 use quantatom_server::Server;
+use quantatom_server::wire::Security;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
@@ -30,6 +31,11 @@ pub struct TestServer {
 impl TestServer {
     /// Generates the demo in a temporary folder and serves it on 127.0.0.1, free port.
     pub async fn start() -> Self {
+        Self::start_secured(Security::default()).await
+    }
+
+    /// [`TestServer::start`] with TLS and authentication as `security` says.
+    pub async fn start_secured(security: Security) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let config = EngineConfig {
             storage: StorageConfig::Local(data_dir.path().to_owned()),
@@ -39,7 +45,7 @@ impl TestServer {
             caches: Default::default(),
         };
         let engine = Engine::open(&config).await.expect("engine opens");
-        let server = Server::bind(&engine, "127.0.0.1:0".parse().unwrap())
+        let server = Server::bind_secured(&engine, "127.0.0.1:0".parse().unwrap(), security)
             .await
             .expect("server binds");
         let address = server.local_addr().unwrap();

@@ -23,7 +23,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::{Ledger, cube_source, ledger_schema};
 use crate::mdf::merge::CubeFiles;
-use crate::mdf::{CubeSchemaProvider, MdfTable};
+use crate::mdf::{CubeDefinition, CubeSchemaProvider, MdfTable};
 
 /// The `audit` schema over one ledger and the cubes it records.
 #[derive(Debug)]
@@ -39,6 +39,7 @@ impl AuditSchemaProvider {
             ledger,
             cubes: Arc::clone(&cubes),
             schema: ledger_schema(),
+            of_cube: None,
         });
         Self { ledger, cubes }
     }
@@ -71,19 +72,23 @@ impl AuditSchemaProvider {
         }
         columns.push(col("hash"));
         let source = cube_source(&definition.name);
-        let plan = LogicalPlanBuilder::scan(
-            "ledger",
-            provider_as_source(Arc::clone(&self.ledger) as _),
-            None,
-        )?
-        .filter(
-            col("kind")
-                .eq(lit("cell"))
-                .and(col("source").eq(lit(source)))
-                .and(col("operation").not_eq(lit("load"))),
-        )?
-        .project(columns)?
-        .build()?;
+        // The view reads the ledger through a table that says whose rows it is after, so
+        // that access control treats it as the cube (see `crate::access_target`).
+        let of_cube = Arc::new(LedgerTable {
+            ledger: Arc::clone(&self.ledger.ledger),
+            cubes: Arc::clone(&self.cubes),
+            schema: ledger_schema(),
+            of_cube: Some(definition.clone()),
+        });
+        let plan = LogicalPlanBuilder::scan("ledger", provider_as_source(of_cube), None)?
+            .filter(
+                col("kind")
+                    .eq(lit("cell"))
+                    .and(col("source").eq(lit(source)))
+                    .and(col("operation").not_eq(lit("load"))),
+            )?
+            .project(columns)?
+            .build()?;
         Ok(Arc::new(ViewTable::new(plan, None)))
     }
 }
@@ -116,12 +121,14 @@ impl SchemaProvider for AuditSchemaProvider {
     }
 }
 
-/// `audit.ledger`.
+/// `audit.ledger`, or the ledger as the view `audit.<cube>` reads it.
 #[derive(Debug)]
-struct LedgerTable {
+pub(crate) struct LedgerTable {
     ledger: Arc<Ledger>,
     cubes: Arc<CubeSchemaProvider>,
     schema: SchemaRef,
+    /// The cube whose cell rows the reading view keeps; `None` for `audit.ledger` itself.
+    pub(crate) of_cube: Option<CubeDefinition>,
 }
 
 #[async_trait]

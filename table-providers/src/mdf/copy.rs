@@ -24,10 +24,10 @@ use super::arguments::{constant_arguments, members_by_dimension, named_cube};
 use super::dml::commit_action;
 use super::log::{Action, FileKind};
 use super::maintenance_sql::{
-    MaintenanceCall, MaintenanceTable, Task, int64_schema, one_row, session_of,
+    MaintenanceCall, MaintenanceTable, Task, int64_schema, one_row, require_whole_cube, session_of,
 };
 use super::{CubeSchemaProvider, MdfTable, write_data_file};
-use crate::metadata::{MetadataError, MetadataStore};
+use crate::metadata::{MetadataError, MetadataStore, Privilege};
 
 /// `mdf_copy(cube, from, to)`.
 #[derive(Debug)]
@@ -59,6 +59,7 @@ impl TableFunctionImpl for MdfCopyFunction {
             );
         };
         let cube = named_cube(&self.cubes, "mdf_copy", cube)?;
+        require_whole_cube(&args, "mdf_copy", &cube, Privilege::Update)?;
         let from = members_by_dimension("mdf_copy", "source slice", from)?;
         let mut to = members_by_dimension("mdf_copy", "target slice", to)?;
         let dimensions = &cube.definition().dimensions;

@@ -35,7 +35,7 @@ use super::time_travel::{CubeAt, VersionSelector};
 use super::transaction::SessionWrites;
 use super::{MdfError, MdfTable, write_data_file};
 use crate::ledger::Ledger;
-use crate::metadata::CoordinateCheck;
+use crate::metadata::{CoordinateCheck, Privilege, SessionAccess};
 use crate::write_target::{WriteTarget, rewrite_updates_and_deletes};
 
 /// The user a session's commits are recorded under (in the log and `mdf_history`). The server
@@ -66,6 +66,15 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
+    /// The privilege the write needs.
+    fn privilege(self) -> Privilege {
+        match self {
+            WriteKind::Insert => Privilege::Insert,
+            WriteKind::Update => Privilege::Update,
+            WriteKind::Delete => Privilege::Delete,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             WriteKind::Insert => "insert",
@@ -122,6 +131,16 @@ impl DataSink for CubeSink {
     ) -> Result<u64> {
         let batches: Vec<_> = data.try_collect().await?;
         let table = &self.table;
+        // A user with a scoped grant writes only cells inside the scope, or nothing.
+        if let Some(access) = SessionAccess::of(context.session_config().options()) {
+            let dimensions = &table.definition().dimensions;
+            let columns: Vec<(&str, &str)> = dimensions
+                .iter()
+                .map(|d| (d.as_str(), d.as_str()))
+                .collect();
+            let object = format!("cube.{}", table.definition().name);
+            access.check_rows(&object, self.kind.privilege(), &batches, &columns)?;
+        }
         // New cells must sit on leaf members; updated and deleted ones are cells already.
         if self.kind == WriteKind::Insert
             && let Some(check) = context.session_config().get_extension::<CoordinateCheck>()

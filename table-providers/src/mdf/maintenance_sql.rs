@@ -30,10 +30,41 @@ use super::arguments::{constant_arguments, named_cube};
 use super::dml::CommitAuthor;
 use super::maintenance::{DEFAULT_RETENTION, ORPHAN_MIN_AGE, compact, vacuum};
 use super::{CubeSchemaProvider, MdfTable};
+use crate::metadata::{MetadataError, Privilege, Reach, SessionAccess};
 
 /// Work that yields one row, done when its plan runs.
 pub(crate) type Task =
     Arc<dyn Fn(Arc<TaskContext>) -> BoxFuture<'static, Result<RecordBatch>> + Send + Sync>;
+
+/// 42501 unless the session's user may run `function`, which changes `cube` as a whole: an
+/// administrator, or a user whose `privilege` on the cube reaches every cell.
+pub(crate) fn require_whole_cube(
+    args: &TableFunctionArgs,
+    function: &str,
+    cube: &MdfTable,
+    privilege: Privilege,
+) -> Result<()> {
+    let Some(access) = SessionAccess::of(args.session().config_options()) else {
+        return Ok(());
+    };
+    let object = format!("cube.{}", cube.definition().name);
+    match access.require(&object, privilege)? {
+        Reach::All => Ok(()),
+        Reach::Members(_) => Err(MetadataError::PermissionDenied(format!(
+            "{function} changes {object} beyond a scope: it needs a {} grant on it without one",
+            privilege.sql()
+        ))
+        .into()),
+    }
+}
+
+/// 42501 unless the session's user is an administrator; `what` names the action.
+fn require_admin(args: &TableFunctionArgs, what: &str) -> Result<()> {
+    match SessionAccess::of(args.session().config_options()) {
+        Some(access) => Ok(access.require_admin(what)?),
+        None => Ok(()),
+    }
+}
 
 /// A table of the one row a maintenance task returns.
 pub(crate) struct MaintenanceCall {
@@ -128,6 +159,7 @@ impl MdfCompactFunction {
 
 impl TableFunctionImpl for MdfCompactFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        require_admin(&args, "compact a cube")?;
         let arguments = constant_arguments("mdf_compact", &args)?;
         let [cube] = arguments.as_slice() else {
             return plan_err!("mdf_compact takes a cube: mdf_compact('cube.finance')");
@@ -179,6 +211,7 @@ impl MdfVacuumFunction {
 
 impl TableFunctionImpl for MdfVacuumFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        require_admin(&args, "vacuum a cube")?;
         let arguments = constant_arguments("mdf_vacuum", &args)?;
         let (cube, retention) = match arguments.as_slice() {
             [cube] => (cube, DEFAULT_RETENTION),

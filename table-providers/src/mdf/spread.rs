@@ -39,10 +39,10 @@ use datafusion::prelude::{Expr, SessionContext, col, lit};
 use super::arguments::{constant_arguments, members_by_dimension, named_cube};
 use super::dml::{WriteKind, commit_cells};
 use super::maintenance_sql::{
-    MaintenanceCall, MaintenanceTable, Task, int64_schema, one_row, session_of,
+    MaintenanceCall, MaintenanceTable, Task, int64_schema, one_row, require_whole_cube, session_of,
 };
 use super::{CubeSchemaProvider, MdfTable};
-use crate::metadata::{MetadataError, MetadataStore};
+use crate::metadata::{MetadataError, MetadataStore, Privilege};
 
 /// The most cells one spread writes.
 const MAX_SPREAD_CELLS: usize = 10_000_000;
@@ -96,6 +96,7 @@ impl TableFunctionImpl for MdfSpreadFunction {
             _ => return plan_err!("{USAGE}"),
         };
         let cube = named_cube(&self.cubes, "mdf_spread", cube)?;
+        require_whole_cube(&args, "mdf_spread", &cube, Privilege::Update)?;
         let definition = cube.definition();
         let [measure] = definition.measures.as_slice() else {
             return not_impl_err!(

@@ -48,6 +48,11 @@ pub struct CubeAt {
 }
 
 impl CubeAt {
+    /// The cube it reads.
+    pub fn cube(&self) -> &Arc<MdfTable> {
+        &self.cube
+    }
+
     /// `cube` as `at` selects.
     pub fn new(cube: Arc<MdfTable>, at: VersionSelector) -> Self {
         Self {
@@ -121,6 +126,11 @@ pub struct CubeHistory {
 }
 
 impl CubeHistory {
+    /// The cube whose history it is.
+    pub fn cube(&self) -> &Arc<MdfTable> {
+        &self.cube
+    }
+
     /// The history of `cube`.
     pub fn new(cube: Arc<MdfTable>) -> Self {
         let schema = Arc::new(Schema::new(vec![

@@ -125,6 +125,9 @@ pub enum AccessChange {
     Grant(Grant),
     /// Removes a grant (not held: no change).
     Revoke(Grant),
+    /// Removes every grant of the same grantee, privilege and object, whatever its scope (the
+    /// given grant's scope is ignored).
+    RevokeAll(Grant),
 }
 
 /// Applies `changes` in order; fails (changing nothing) on an unknown or duplicate role, a
@@ -194,6 +197,12 @@ pub fn apply_access_changes(
             AccessChange::Revoke(grant) => {
                 model.grants.remove(&grant);
             }
+            AccessChange::RevokeAll(revoked) => {
+                model.grants.retain(|g| {
+                    (&g.grantee, g.privilege, &g.object)
+                        != (&revoked.grantee, revoked.privilege, &revoked.object)
+                });
+            }
         }
     }
     Ok(model)
@@ -201,13 +210,15 @@ pub fn apply_access_changes(
 
 /// Whether `from` is `to` or a member of it, directly or through other roles.
 fn reaches(model: &AccessModel, from: &str, to: &str) -> bool {
-    let mut seen = BTreeSet::new();
-    let mut pending = vec![from.to_owned()];
+    roles_of(model, from).contains(to)
+}
+
+/// `role` and every role it is a member of, directly or through other roles.
+pub(crate) fn roles_of(model: &AccessModel, role: &str) -> BTreeSet<String> {
+    let mut roles = BTreeSet::new();
+    let mut pending = vec![role.to_owned()];
     while let Some(role) = pending.pop() {
-        if role == to {
-            return true;
-        }
-        if seen.insert(role.clone()) {
+        if roles.insert(role.clone()) {
             pending.extend(
                 model
                     .memberships
@@ -217,7 +228,7 @@ fn reaches(model: &AccessModel, from: &str, to: &str) -> bool {
             );
         }
     }
-    false
+    roles
 }
 
 /// A role name: 1 to 63 bytes (PostgreSQL's identifier limit), no control characters.

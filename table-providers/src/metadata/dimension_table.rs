@@ -116,6 +116,11 @@ impl DimensionTable {
         }
     }
 
+    /// The dimension (or alternate hierarchy) it shows.
+    pub fn dimension(&self) -> &str {
+        &self.dimension
+    }
+
     /// The version of the members a scan reads now (see [`MetadataStore::dimension_version`]).
     pub async fn version(&self) -> Result<u64> {
         Ok(self.store.dimension_version(&self.dimension).await?)

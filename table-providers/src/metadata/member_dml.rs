@@ -40,8 +40,9 @@ use futures::TryStreamExt;
 
 use super::dimension_table::{DERIVED_COLUMNS, dimension_schema};
 use super::{
-    ChangeAuthor, ChangedMembers, DimensionTable, MemberChange, MemberSpec, MetadataError,
-    MetadataStore, apply_member_changes, check_alternate_hierarchy,
+    ChangeAuthor, ChangedMembers, DimensionTable, HIERARCHY_SEPARATOR, MemberChange, MemberSpec,
+    MetadataError, MetadataStore, Privilege, SessionAccess, apply_member_changes,
+    check_alternate_hierarchy,
 };
 use crate::fail_point::fail_point;
 use crate::ledger::Ledger;
@@ -334,6 +335,7 @@ impl DataSink for MemberSink {
             .into());
         }
         let batches: Vec<RecordBatch> = data.try_collect().await?;
+        self.check_scope(context, &batches)?;
         let mut changes = Vec::new();
         for batch in &batches {
             changes.extend(self.changes(batch)?);
@@ -369,6 +371,29 @@ impl DataSink for MemberSink {
             }
         }
         Ok(rows)
+    }
+}
+
+impl MemberSink {
+    /// 42501 unless the session's grant on the dimension reaches every member the rows
+    /// change: a new member's parent, a changed member as it was and its (new) parent, a
+    /// deleted member.
+    fn check_scope(&self, context: &TaskContext, batches: &[RecordBatch]) -> Result<()> {
+        let Some(access) = SessionAccess::of(context.session_config().options()) else {
+            return Ok(());
+        };
+        let name = &self.table.dimension;
+        let dimension = name.split(HIERARCHY_SEPARATOR).next().unwrap_or(name);
+        let object = format!("dim.{name}");
+        let (privilege, columns): (Privilege, &[&str]) = match self.kind {
+            MemberWriteKind::Insert => (Privilege::Insert, &["parent"]),
+            MemberWriteKind::Update => (Privilege::Update, &[CODE_BEFORE, "parent"]),
+            MemberWriteKind::Delete => (Privilege::Delete, &["code"]),
+        };
+        for column in columns {
+            access.check_rows(&object, privilege, batches, &[(dimension, column)])?;
+        }
+        Ok(())
     }
 }
 

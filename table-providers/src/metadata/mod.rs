@@ -13,7 +13,9 @@ mod maintenance;
 mod member_dml;
 mod member_filter;
 mod model;
+mod passwords;
 mod postgres;
+mod session_access;
 
 use async_trait::async_trait;
 use std::fmt::Debug;
@@ -33,7 +35,9 @@ pub use model::{
     ChangeAuthor, Dimension, HIERARCHY_SEPARATOR, Member, MemberCommit, MemberSpec,
     member_differences,
 };
+pub use passwords::ScramVerifier;
 pub use postgres::{PostgresMetadataStore, PostgresStoreSettings};
+pub use session_access::{Reach, SessionAccess};
 
 /// Why a metadata operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +84,9 @@ pub enum MetadataError {
     /// A statement gave a value to a column derived from others (`path`, `level`, ...).
     #[error("{0}")]
     Derived(String),
+    /// The session's user may not do it (a missing grant, or cells outside its scope).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
 }
 
 impl MetadataError {
@@ -97,6 +104,7 @@ impl MetadataError {
             MetadataError::NotNull(_) => "23502",
             MetadataError::NotALeaf(_) => "23514",
             MetadataError::Derived(_) => "428C9",
+            MetadataError::PermissionDenied(_) => "42501",
             MetadataError::Unsupported(_) => "0A000",
             MetadataError::DependentObjects(_) => "2BP01",
             MetadataError::InvalidGrant(_) => "0LP01",
