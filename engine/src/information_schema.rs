@@ -23,6 +23,8 @@ use datafusion::logical_expr::{
     Signature, Volatility, col,
 };
 
+use crate::visible_catalog::{Listing, VisibleRows};
+
 /// The constraint views and their columns (text unless marked as an integer).
 const CONSTRAINT_VIEWS: &[(&str, &[&str])] = &[
     (
@@ -131,12 +133,22 @@ impl SchemaProvider for PostgresInformationSchema {
         {
             return Ok(Some(constraint_view(columns)));
         }
-        match self.inner.table(name).await? {
-            Some(columns) if name.eq_ignore_ascii_case("columns") => {
-                Ok(Some(with_postgres_type_names(columns)?))
+        let named = |table| Listing::Named {
+            schema: "table_schema",
+            table,
+        };
+        Ok(match self.inner.table(name).await? {
+            Some(columns) if name.eq_ignore_ascii_case("columns") => Some(VisibleRows::new(
+                with_postgres_type_names(columns)?,
+                named("table_name"),
+            )),
+            Some(table)
+                if name.eq_ignore_ascii_case("tables") || name.eq_ignore_ascii_case("views") =>
+            {
+                Some(VisibleRows::new(table, named("table_name")))
             }
-            table => Ok(table),
-        }
+            table => table,
+        })
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -27,6 +27,7 @@ pub mod postgres_settings;
 pub mod scalar_subqueries;
 pub mod system_tables;
 pub mod tiles;
+pub mod visible_catalog;
 
 pub use errors::sqlstate;
 /// Cubes: their storage format, reads and writes.

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -76,13 +75,11 @@ pub(crate) struct Startup {
 }
 
 /// What every connection shares for who its user is: the security settings, the throttle,
-/// the store holding users and grants, and a count of the role and grant changes this server
-/// made (sessions resolve their access again when it moves).
+/// and the store holding users and grants.
 pub(crate) struct Login {
     pub(crate) security: Security,
     pub(crate) throttle: LoginThrottle,
     pub(crate) store: Arc<dyn MetadataStore>,
-    pub(crate) access_generation: AtomicU64,
 }
 
 /// How long a session's resolved access is used before it is resolved again.
@@ -395,7 +392,7 @@ impl Connection {
                 activities: Arc::clone(&activities),
                 activity: Arc::clone(&activity),
                 login: Arc::clone(&login),
-                access_resolved: Mutex::new((Instant::now(), 0)),
+                access_resolved: Mutex::new((Instant::now(), login.store.committed_changes())),
             }),
             startup: Arc::new(Startup {
                 session,
@@ -445,16 +442,16 @@ pub(crate) struct SessionQueries {
     activities: Arc<ActivityRegistry>,
     activity: Arc<OnceLock<Arc<SessionActivity>>>,
     login: Arc<Login>,
-    /// When the session's access was last resolved, and the server's access generation then.
+    /// When the session's access was last resolved, and the store's committed changes then.
     access_resolved: Mutex<(Instant, u64)>,
 }
 
 impl SessionQueries {
-    /// Resolves the session user's access again when it is older than
-    /// [`ACCESS_REFRESH`] or this server changed roles or grants since: grants changed on
-    /// another replica, or members moved in or out of a scope, apply within that time.
+    /// Resolves the session user's access again when it is older than [`ACCESS_REFRESH`] or
+    /// this server committed a change of members, roles or grants since: changes made on
+    /// another replica apply within that time.
     async fn refresh_access(&self) -> PgWireResult<()> {
-        let generation = self.login.access_generation.load(Ordering::Acquire);
+        let generation = self.login.store.committed_changes();
         {
             let resolved = self
                 .access_resolved
@@ -506,7 +503,6 @@ impl SessionQueries {
             .execute(self.login.store.as_ref(), access.as_deref())
             .await
             .map_err(api_error)?;
-        self.login.access_generation.fetch_add(1, Ordering::AcqRel);
         self.plans.statement_changed_plans();
         Ok(Response::Execution(Tag::new(statement.tag())))
     }
@@ -748,6 +744,9 @@ impl ExtendedQueryHandler for SessionQueries {
     {
         self.refresh_access().await?;
         let (sql, parsed) = &portal.statement.statement;
+        if let Some(statement) = AccessStatement::parse(sql) {
+            return self.run_access_statement(client, statement).await;
+        }
         let stop = self.begin_query(client, sql);
         if let Some(copy) = CopyOut::parse(sql) {
             return self.copy_out(client, copy, stop).await;
@@ -846,7 +845,7 @@ impl QueryParser for SessionParser {
         if let Some(parsed) = self.parsed.get(sql) {
             return Ok(Some(parsed.as_ref().clone()));
         }
-        if CopyOut::parse(sql).is_some() {
+        if CopyOut::parse(sql).is_some() || AccessStatement::parse(sql).is_some() {
             // Run by the extended query handler as the simple protocol runs it.
             return Ok(Some((sql.to_owned(), None)));
         }

@@ -141,7 +141,6 @@ impl Server {
                 throttle: LoginThrottle::new(security.login_limits),
                 security,
                 store: Arc::clone(engine.metadata()),
-                access_generation: Default::default(),
             }),
         })
     }

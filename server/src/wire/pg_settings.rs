@@ -21,6 +21,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use quantatom_engine::computed::ComputedTable;
 use quantatom_engine::metadata::MetadataStore;
 use quantatom_engine::postgres_settings::PostgresSettings;
+use quantatom_engine::visible_catalog::{Listing, VisibleRows};
 
 use super::catalog_arrays::{
     PG_CLASS_MISSING_ARRAYS, vector_columns, with_array_columns, with_null_array_columns,
@@ -82,7 +83,47 @@ impl SchemaProvider for SessionSettingsCatalog {
         match name {
             PG_SETTINGS => Ok(Some(Arc::clone(&self.settings))),
             PG_STAT_ACTIVITY => Ok(Some(Arc::clone(&self.activity))),
-            _ if name == PG_CLASS || vector_columns(name).is_some() => self.array_table(name).await,
+            PG_CLASS => {
+                let Some(classes) = self.array_table(name).await? else {
+                    return Ok(None);
+                };
+                Ok(Some(VisibleRows::new(
+                    classes,
+                    Listing::Classes {
+                        namespaces: self.required("pg_namespace").await?,
+                    },
+                )))
+            }
+            "pg_attribute" => {
+                let Some(attributes) = self.inner.table(name).await? else {
+                    return Ok(None);
+                };
+                Ok(Some(VisibleRows::new(
+                    attributes,
+                    Listing::Attributes {
+                        classes: self.required(PG_CLASS).await?,
+                        namespaces: self.required("pg_namespace").await?,
+                    },
+                )))
+            }
+            "pg_tables" | "pg_views" => {
+                let Some(listed) = self.inner.table(name).await? else {
+                    return Ok(None);
+                };
+                let table = if name == "pg_tables" {
+                    "tablename"
+                } else {
+                    "viewname"
+                };
+                Ok(Some(VisibleRows::new(
+                    listed,
+                    Listing::Named {
+                        schema: "schemaname",
+                        table,
+                    },
+                )))
+            }
+            _ if vector_columns(name).is_some() => self.array_table(name).await,
             PG_ROLES | PG_AUTH_MEMBERS => {
                 let Some(inner) = self.inner.table(name).await? else {
                     return Ok(None);
@@ -105,6 +146,14 @@ impl SchemaProvider for SessionSettingsCatalog {
 }
 
 impl SessionSettingsCatalog {
+    /// The emulation's own table `name`, which must exist.
+    async fn required(&self, name: &str) -> Result<Arc<dyn TableProvider>> {
+        self.inner
+            .table(name)
+            .await?
+            .ok_or_else(|| datafusion::common::internal_datafusion_err!("pg_catalog has no {name}"))
+    }
+
     async fn array_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if self.array_tables.get().is_none() {
             let mut tables = HashMap::new();

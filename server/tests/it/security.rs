@@ -150,8 +150,9 @@ async fn passwords_are_set_by_sql_and_stored_hashed() {
         .await
         .unwrap();
     let ana = connect_as(&server, "ana", "ana pw", "").await.unwrap();
-    // A user changes its own password; not anyone else's, and grants nothing.
-    ana.simple_query("ALTER USER ana PASSWORD 'new ana pw'")
+    // A user changes its own password (here over the extended protocol, as drivers send
+    // statements); not anyone else's, and grants nothing.
+    ana.execute("ALTER USER ana PASSWORD 'new ana pw'", &[])
         .await
         .unwrap();
     let denied = ana
@@ -160,6 +161,8 @@ async fn passwords_are_set_by_sql_and_stored_hashed() {
         .unwrap_err();
     assert_eq!(code(&denied), "42501");
     let denied = ana.simple_query("CREATE USER eve").await.unwrap_err();
+    assert_eq!(code(&denied), "42501");
+    let denied = ana.execute("CREATE USER eve", &[]).await.unwrap_err();
     assert_eq!(code(&denied), "42501");
     connect_as(&server, "ana", "new ana pw", "").await.unwrap();
     assert_eq!(
@@ -325,6 +328,7 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
         "GRANT SELECT ON cube.finance TO ana WHERE entity <@ 'Total.EMEA'",
         "GRANT INSERT, UPDATE ON cube.finance TO ana WHERE entity <@ 'Total.EMEA.NORDICS'",
         "GRANT SELECT ON dim.entity TO ana WHERE entity <@ 'Total.EMEA'",
+        "GRANT INSERT, DELETE ON dim.entity TO ana WHERE entity <@ 'Total.EMEA.NORDICS'",
         "GRANT SELECT ON cube.finance TO bo WHERE entity <@ 'Total.EMEA.NORDICS'",
         "GRANT SELECT ON cube.finance TO apac_readers WHERE entity <@ 'Total.APAC'",
         // Cell changes to read back through the ledger: one inside EMEA, one outside.
@@ -390,8 +394,12 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
 
     // The hot-tile cache: ana warms the grid, bo and cy get their own numbers.
     let grid = "SELECT entity, sum(amount) FROM cube.finance GROUP BY entity ORDER BY entity";
+    let hits = "SELECT hits FROM system.cache WHERE tier = 'tile.memory'";
     let ana_grid = column(&ana, grid).await;
+    let before: i64 = value(&boss, hits).await.parse().unwrap();
     assert_eq!(column(&ana, grid).await, ana_grid);
+    let after: i64 = value(&boss, hits).await.parse().unwrap();
+    assert_eq!(after, before + 1, "ana's second run is a tile hit");
     assert_eq!(column(&bo, grid).await, NORDICS);
     assert_eq!(column(&cy, grid).await, APAC);
     assert_eq!(column(&ana, grid).await, EMEA);
@@ -474,11 +482,62 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
         "7.00"
     );
 
+    // Members: added and removed inside the scope only.
+    let members = "SELECT count(*) FROM dim.entity";
+    let member_count = value(&boss, members).await;
+    ana.simple_query(
+        "INSERT INTO dim.entity (code, name, parent) VALUES ('DK', 'Denmark', 'NORDICS')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        failure(
+            &ana,
+            "INSERT INTO dim.entity (code, name, parent) VALUES ('KR', 'Korea', 'APAC')"
+        )
+        .await,
+        "42501"
+    );
+    assert_eq!(
+        failure(&ana, "DELETE FROM dim.entity WHERE code = 'FR'").await,
+        "42501"
+    );
+    ana.simple_query("DELETE FROM dim.entity WHERE code = 'DK'")
+        .await
+        .unwrap();
+    assert_eq!(value(&boss, members).await, member_count);
+
+    // The catalogs list only what each user may see.
+    let listed = "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+                  WHERE table_schema IN ('cube', 'dim', 'audit') ORDER BY 1";
+    let ana_tables = ["audit.finance", "cube.finance", "dim.entity"];
+    assert_eq!(column(&ana, listed).await, ana_tables);
+    assert_eq!(column(&cy, listed).await, ["audit.finance", "cube.finance"]);
+    assert!(
+        column(&boss, listed)
+            .await
+            .contains(&"audit.ledger".to_owned())
+    );
+    let classes = "SELECT n.nspname || '.' || c.relname FROM pg_class c \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE n.nspname IN ('cube', 'dim', 'audit') ORDER BY 1";
+    assert_eq!(column(&ana, classes).await, ana_tables);
+    for sql in [
+        "SELECT DISTINCT table_name FROM information_schema.columns WHERE table_schema = 'dim'",
+        "SELECT DISTINCT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'dim'",
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'dim'",
+    ] {
+        assert_eq!(column(&ana, sql).await, ["entity"], "{sql}");
+        assert!(column(&boss, sql).await.len() > 1, "{sql}");
+    }
+
     // Revoking takes effect at once.
     boss.simple_query("REVOKE SELECT ON cube.finance FROM bo")
         .await
         .unwrap();
     assert_eq!(failure(&bo, entities).await, "42501");
+    assert!(column(&bo, listed).await.is_empty());
 }
 
 /// A server binary run with passwords (the administrator's from the environment, a new user's

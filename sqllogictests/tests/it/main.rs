@@ -3,6 +3,7 @@
 
 mod ltree_differential;
 mod metadata_store;
+mod security;
 
 use std::sync::Arc;
 

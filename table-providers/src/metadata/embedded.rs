@@ -10,6 +10,7 @@
 //! one-machine use; the PostgreSQL store implements the same trait for production.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -54,6 +55,9 @@ pub struct EmbeddedMetadataStore {
     access: RwLock<(Arc<AccessModel>, u64)>,
     /// Held while a change is written, so that this process's changes apply one at a time.
     committing: tokio::sync::Mutex<()>,
+    /// Member and access changes this handle committed (see
+    /// [`MetadataStore::committed_changes`]).
+    committed: AtomicU64,
 }
 
 impl EmbeddedMetadataStore {
@@ -103,6 +107,7 @@ impl EmbeddedMetadataStore {
             dimensions: RwLock::new(dimensions),
             access: RwLock::new((Arc::new(access.0), access.1)),
             committing: tokio::sync::Mutex::new(()),
+            committed: AtomicU64::new(0),
         })
     }
 
@@ -237,6 +242,7 @@ impl MetadataStore for EmbeddedMetadataStore {
             .write()
             .expect("metadata lock poisoned")
             .insert(dimension.to_owned(), Arc::new(document));
+        self.committed.fetch_add(1, Ordering::AcqRel);
         Ok(version)
     }
 
@@ -296,7 +302,12 @@ impl MetadataStore for EmbeddedMetadataStore {
             return Err(conflict());
         }
         *self.access.write().expect("metadata lock poisoned") = (Arc::new(model), version);
+        self.committed.fetch_add(1, Ordering::AcqRel);
         Ok(version)
+    }
+
+    fn committed_changes(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
     }
 
     async fn create_dimension(

@@ -278,6 +278,11 @@ pub trait MetadataStore: Debug + Send + Sync {
     /// Every role, membership and grant, and the version they are at.
     async fn access(&self) -> Result<(AccessModel, u64), MetadataError>;
 
+    /// How many member and access changes this handle has committed: it moves whenever what
+    /// a session resolved from the store (its grants' scopes) may have changed through this
+    /// process. Changes other processes commit are not counted.
+    fn committed_changes(&self) -> u64;
+
     /// Replaces the access model by `model` (derived by [`apply_access_changes`] from the one
     /// read at `read_version`), atomically; fails with [`MetadataError::Conflict`] when it
     /// changed since. Returns the new version.

@@ -8,6 +8,7 @@
 //! migration.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -75,6 +76,9 @@ pub struct PostgresMetadataStore {
     /// The server's `server_version_num`: before 160000 its `ltree` refuses labels with `-`
     /// or longer than 255 characters, which Quantatom (PostgreSQL 16's rule) accepts.
     server_version: i32,
+    /// Member and access changes this handle committed (see
+    /// [`MetadataStore::committed_changes`]).
+    committed: AtomicU64,
 }
 
 impl PostgresMetadataStore {
@@ -106,6 +110,7 @@ impl PostgresMetadataStore {
         let mut store = Self {
             pool,
             server_version: 0,
+            committed: AtomicU64::new(0),
         };
         store.migrate().await?;
         let version: String = store
@@ -579,6 +584,10 @@ impl MetadataStore for PostgresMetadataStore {
         Self::version_of(&self.client().await?, dimension).await
     }
 
+    fn committed_changes(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
     async fn commit_members(
         &self,
         dimension: &str,
@@ -686,6 +695,7 @@ impl MetadataStore for PostgresMetadataStore {
             .map_err(postgres_error)?
             .get(0);
         transaction.commit().await.map_err(postgres_error)?;
+        self.committed.fetch_add(1, Ordering::AcqRel);
         Ok(version as u64)
     }
 
@@ -910,6 +920,7 @@ impl MetadataStore for PostgresMetadataStore {
             .map_err(postgres_error)?
             .get(0);
         transaction.commit().await.map_err(postgres_error)?;
+        self.committed.fetch_add(1, Ordering::AcqRel);
         Ok(version as u64)
     }
 

@@ -147,6 +147,27 @@ impl SessionAccess {
         }
     }
 
+    /// Whether catalogs list `schema.table` to the user: a cube or dimension it holds any
+    /// privilege on, a cube's ledger view when it may read the cube, `audit.ledger` for
+    /// administrators only, and every table outside `cube`, `dim` and `audit`.
+    pub fn may_list(&self, schema: &str, table: &str) -> bool {
+        if self.admin {
+            return true;
+        }
+        let any_privilege =
+            |object: String| self.reach.keys().any(|(granted, _)| *granted == object);
+        match schema {
+            "cube" | "dim" => any_privilege(format!("{schema}.{table}")),
+            "audit" => {
+                table != "ledger"
+                    && self
+                        .reach(&format!("cube.{table}"), Privilege::Select)
+                        .is_some()
+            }
+            _ => true,
+        }
+    }
+
     /// 42501 unless `privilege` on `object` reaches every row of `batches`; `columns` says in
     /// which column a row's member of each dimension is. Writes call this on the rows they are
     /// about to commit, so a write reaching outside its scope is refused whole.
