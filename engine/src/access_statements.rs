@@ -488,7 +488,7 @@ fn parse_role_grant(granting: bool, tokens: &[Token]) -> Result<Vec<AccessChange
                 _ => return Err(invalid(format!("unexpected {token} in a role grant"))),
             }
         }
-        if names.is_empty() || tokens.len() % 2 == 0 {
+        if names.is_empty() || tokens.len().is_multiple_of(2) {
             return Err(invalid("a role grant names roles: GRANT role TO member"));
         }
         Ok(names)

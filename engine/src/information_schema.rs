@@ -138,14 +138,14 @@ impl SchemaProvider for PostgresInformationSchema {
             table,
         };
         Ok(match self.inner.table(name).await? {
-            Some(columns) if name.eq_ignore_ascii_case("columns") => Some(VisibleRows::new(
+            Some(columns) if name.eq_ignore_ascii_case("columns") => Some(VisibleRows::wrap(
                 with_postgres_type_names(columns)?,
                 named("table_name"),
             )),
             Some(table)
                 if name.eq_ignore_ascii_case("tables") || name.eq_ignore_ascii_case("views") =>
             {
-                Some(VisibleRows::new(table, named("table_name")))
+                Some(VisibleRows::wrap(table, named("table_name")))
             }
             table => table,
         })

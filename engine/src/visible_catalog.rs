@@ -55,7 +55,7 @@ pub struct VisibleRows {
 
 impl VisibleRows {
     /// `inner`, whose rows name tables as `listing` says, filtered for each session.
-    pub fn new(inner: Arc<dyn TableProvider>, listing: Listing) -> Arc<dyn TableProvider> {
+    pub fn wrap(inner: Arc<dyn TableProvider>, listing: Listing) -> Arc<dyn TableProvider> {
         Arc::new(Self { inner, listing })
     }
 }

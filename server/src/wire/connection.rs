@@ -297,9 +297,13 @@ impl Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let access = SessionAccess::resolve(self.login.store.as_ref(), &user)
-            .await
-            .map_err(|e| fatal("08006", format!("cannot read the user's grants: {e}")))?;
+        let access = SessionAccess::resolve(
+            self.login.store.as_ref(),
+            &user,
+            self.login.security.auth == AuthMethod::Trust,
+        )
+        .await
+        .map_err(|e| fatal("08006", format!("cannot read the user's grants: {e}")))?;
         let (pid, secret) = KEY_GENERATOR.generate(client);
         client.set_pid_and_secret_key(pid, secret);
         for function in SessionConstant::of_connection(pid, &user) {
@@ -469,9 +473,13 @@ impl SessionQueries {
         let Some(current) = current else {
             return Ok(());
         };
-        let access = SessionAccess::resolve(self.login.store.as_ref(), current.user())
-            .await
-            .map_err(|e| api_error(datafusion::common::DataFusionError::from(e)))?;
+        let access = SessionAccess::resolve(
+            self.login.store.as_ref(),
+            current.user(),
+            self.login.security.auth == AuthMethod::Trust,
+        )
+        .await
+        .map_err(|e| api_error(datafusion::common::DataFusionError::from(e)))?;
         if access.fingerprint() != current.fingerprint() {
             // Kept plans carry the old scope's filters.
             self.plans.statement_changed_plans();

@@ -87,7 +87,7 @@ impl SchemaProvider for SessionSettingsCatalog {
                 let Some(classes) = self.array_table(name).await? else {
                     return Ok(None);
                 };
-                Ok(Some(VisibleRows::new(
+                Ok(Some(VisibleRows::wrap(
                     classes,
                     Listing::Classes {
                         namespaces: self.required("pg_namespace").await?,
@@ -98,7 +98,7 @@ impl SchemaProvider for SessionSettingsCatalog {
                 let Some(attributes) = self.inner.table(name).await? else {
                     return Ok(None);
                 };
-                Ok(Some(VisibleRows::new(
+                Ok(Some(VisibleRows::wrap(
                     attributes,
                     Listing::Attributes {
                         classes: self.required(PG_CLASS).await?,
@@ -115,7 +115,7 @@ impl SchemaProvider for SessionSettingsCatalog {
                 } else {
                     "viewname"
                 };
-                Ok(Some(VisibleRows::new(
+                Ok(Some(VisibleRows::wrap(
                     listed,
                     Listing::Named {
                         schema: "schemaname",

@@ -24,6 +24,7 @@ use pgwire::api::{ClientInfo, Type};
 use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
+use quantatom_engine::metadata::SessionAccess;
 use quantatom_engine::postgres_settings::{
     PostgresSettings, SettingError, find_parameter, is_engine_option,
 };
@@ -186,7 +187,16 @@ impl SettingsHook {
                 "RESET".to_owned()
             }
             Change::Discard(object_type) => {
-                *session.state_ref().write() = self.fresh_state.clone();
+                // Every setting goes back to what a new session has; who the session is (its
+                // user, grants, functions such as current_user) stays, as in PostgreSQL.
+                let fresh = self.fresh_state.config_options().as_ref().clone();
+                update_options(session, |options| {
+                    let access = SessionAccess::of(options).cloned();
+                    *options = fresh;
+                    if let Some(access) = access {
+                        access.install(options);
+                    }
+                });
                 format!("DISCARD {object_type}")
             }
         };

@@ -287,8 +287,8 @@ async fn tls_is_verified_by_psql_and_required() {
 const EMEA: &[&str] = &["DE", "FR", "NO", "SE", "UK"];
 /// Under EMEA.NORDICS.
 const NORDICS: &[&str] = &["NO", "SE"];
-/// Under APAC.
-const APAC: &[&str] = &["AU", "JP", "SG"];
+/// Under APAC, and Canada (cy's scopes).
+const APAC_AND_CANADA: &[&str] = &["AU", "CA", "JP", "SG"];
 
 /// The first column of every row `sql` returns, as text.
 async fn column(client: &Client, sql: &str) -> Vec<String> {
@@ -331,6 +331,11 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
         "GRANT INSERT, DELETE ON dim.entity TO ana WHERE entity <@ 'Total.EMEA.NORDICS'",
         "GRANT SELECT ON cube.finance TO bo WHERE entity <@ 'Total.EMEA.NORDICS'",
         "GRANT SELECT ON cube.finance TO apac_readers WHERE entity <@ 'Total.APAC'",
+        // Several scopes of one dimension add up; a scope on another dimension narrows.
+        "GRANT SELECT ON cube.finance TO cy WHERE entity <@ 'Total.AMER.CA'",
+        "CREATE USER dee PASSWORD 'dee pw'",
+        "GRANT SELECT ON cube.finance TO dee WHERE entity <@ 'Total.EMEA.NORDICS'",
+        "GRANT SELECT ON cube.finance TO dee WHERE account <@ 'PL.OPEX.PERS'",
         // Cell changes to read back through the ledger: one inside EMEA, one outside.
         "UPDATE cube.finance SET amount = amount + 1 WHERE entity IN ('DE', 'US_EAST') AND time = '2025_01' AND account = '4000'",
     ] {
@@ -341,12 +346,19 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
     let ana = connect_as(&server, "ana", "ana pw", "").await.unwrap();
     let bo = connect_as(&server, "bo", "bo pw", "").await.unwrap();
     let cy = connect_as(&server, "cy", "cy pw", "").await.unwrap();
+    let dee = connect_as(&server, "dee", "dee pw", "").await.unwrap();
 
     // Every way of reading the cube shows ana EMEA's cells only.
     let entities = "SELECT DISTINCT entity FROM cube.finance ORDER BY 1";
     assert_eq!(column(&ana, entities).await, EMEA);
     assert_eq!(column(&bo, entities).await, NORDICS);
-    assert_eq!(column(&cy, entities).await, APAC);
+    assert_eq!(column(&cy, entities).await, APAC_AND_CANADA);
+    // dee: the Nordics' personnel costs only.
+    assert_eq!(column(&dee, entities).await, NORDICS);
+    assert_eq!(
+        column(&dee, "SELECT DISTINCT account FROM cube.finance ORDER BY 1").await,
+        ["6000", "6010", "6020"]
+    );
     let emea_total = value(
         &boss,
         "SELECT sum(amount) FROM cube.finance WHERE entity IN ('DE', 'FR', 'NO', 'SE', 'UK')",
@@ -401,7 +413,7 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
     let after: i64 = value(&boss, hits).await.parse().unwrap();
     assert_eq!(after, before + 1, "ana's second run is a tile hit");
     assert_eq!(column(&bo, grid).await, NORDICS);
-    assert_eq!(column(&cy, grid).await, APAC);
+    assert_eq!(column(&cy, grid).await, APAC_AND_CANADA);
     assert_eq!(column(&ana, grid).await, EMEA);
 
     // What they may not read at all.
@@ -532,12 +544,22 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
         assert!(column(&boss, sql).await.len() > 1, "{sql}");
     }
 
+    // DISCARD ALL resets settings, not who the session is.
+    ana.simple_query("DISCARD ALL").await.unwrap();
+    assert_eq!(column(&ana, entities).await, EMEA);
+    assert_eq!(value(&ana, "SELECT current_user").await, "ana");
+
     // Revoking takes effect at once.
     boss.simple_query("REVOKE SELECT ON cube.finance FROM bo")
         .await
         .unwrap();
     assert_eq!(failure(&bo, entities).await, "42501");
     assert!(column(&bo, listed).await.is_empty());
+    // A user dropped while connected keeps no privilege (it does not become an unknown
+    // user, which only trust authentication lets in).
+    boss.simple_query("DROP USER bo").await.unwrap();
+    assert_eq!(failure(&bo, entities).await, "42501");
+    assert_eq!(failure(&bo, "CREATE USER mallory").await, "42501");
 }
 
 /// A server binary run with passwords (the administrator's from the environment, a new user's

@@ -83,12 +83,21 @@ impl SessionAccess {
     }
 
     /// Resolves what `user` may do from the store's access model and members. A user the
-    /// model does not know is an administrator: only `trust` authentication lets one in, and
-    /// under it anyone could name an administrator anyway.
-    pub async fn resolve(store: &dyn MetadataStore, user: &str) -> Result<Self, MetadataError> {
+    /// model does not know (any more) is an administrator when `unknown_is_admin` (under
+    /// `trust` authentication, where anyone could name an administrator anyway), else may do
+    /// nothing: a role dropped while its session is open loses its privileges.
+    pub async fn resolve(
+        store: &dyn MetadataStore,
+        user: &str,
+        unknown_is_admin: bool,
+    ) -> Result<Self, MetadataError> {
         let (model, _) = store.access().await?;
         if !model.roles.contains_key(user) {
-            return Ok(Self::administrator(user));
+            return Ok(if unknown_is_admin {
+                Self::administrator(user)
+            } else {
+                Self::new(user.to_owned(), false, BTreeMap::new())
+            });
         }
         let roles = roles_of(&model, user);
         if roles
@@ -226,15 +235,17 @@ impl SessionAccess {
     }
 }
 
+/// The subtrees a role's grants of one privilege on one object reach, by dimension; `None`
+/// when one of them is unscoped.
+type ScopePaths = Option<BTreeMap<String, Vec<MemberPath>>>;
+
 /// What `roles` may do, grant by grant: scoped grants become the member codes they reach.
 async fn resolve_reach(
     store: &dyn MetadataStore,
     model: &AccessModel,
     roles: &BTreeSet<String>,
 ) -> Result<BTreeMap<(String, Privilege), Reach>, MetadataError> {
-    // Scope paths by (object, privilege), then by dimension; `None`: an unscoped grant.
-    let mut scopes: BTreeMap<(String, Privilege), Option<BTreeMap<String, Vec<MemberPath>>>> =
-        BTreeMap::new();
+    let mut scopes: BTreeMap<(String, Privilege), ScopePaths> = BTreeMap::new();
     for grant in model.grants.iter().filter(|g| roles.contains(&g.grantee)) {
         let entry = scopes
             .entry((grant.object.clone(), grant.privilege))
