@@ -215,6 +215,67 @@ impl AccessStatement {
     }
 }
 
+/// What the statement changes, for the audit log: names, privileges and scopes, never a
+/// password (only whether one is set).
+impl std::fmt::Display for AccessStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.action {
+            AccessAction::Create { role, .. } => write!(
+                f,
+                "CREATE ROLE {} (login: {}, administrator: {}, password: {})",
+                role.name,
+                role.can_login,
+                role.is_admin,
+                role.password_verifier.is_some()
+            ),
+            AccessAction::Alter { name, options } => write!(
+                f,
+                "ALTER ROLE {name} (login: {:?}, administrator: {:?}, password changed: {})",
+                options.login,
+                options.admin,
+                options.password.is_some()
+            ),
+            AccessAction::Drop { names, .. } => write!(f, "DROP ROLE {}", names.join(", ")),
+            AccessAction::Changes(changes) => {
+                let changes: Vec<String> = changes
+                    .iter()
+                    .map(|change| match change {
+                        AccessChange::GrantRole(m) => format!("GRANT {} TO {}", m.role, m.member),
+                        AccessChange::RevokeRole(m) => {
+                            format!("REVOKE {} FROM {}", m.role, m.member)
+                        }
+                        AccessChange::Grant(g) => format!("GRANT {}", grant_text(g)),
+                        AccessChange::Revoke(g) => format!("REVOKE {}", grant_text(g)),
+                        AccessChange::RevokeAll(g) => format!(
+                            "REVOKE {} ON {} FROM {} (every scope)",
+                            g.privilege.sql(),
+                            g.object,
+                            g.grantee
+                        ),
+                        other => format!("{other:?}"),
+                    })
+                    .collect();
+                f.write_str(&changes.join("; "))
+            }
+        }
+    }
+}
+
+/// `SELECT ON cube.finance TO ana [WHERE entity <@ 'Total.EMEA']`.
+fn grant_text(grant: &Grant) -> String {
+    let scope = grant
+        .scope
+        .as_ref()
+        .map(|s| format!(" WHERE {} <@ '{}'", s.dimension, s.path))
+        .unwrap_or_default();
+    format!(
+        "{} ON {} TO {}{scope}",
+        grant.privilege.sql(),
+        grant.object,
+        grant.grantee
+    )
+}
+
 impl RoleOptions {
     fn apply(&self, role: &mut Role) {
         if let Some(login) = self.login {

@@ -511,6 +511,8 @@ impl SessionQueries {
             .execute(self.login.store.as_ref(), access.as_deref())
             .await
             .map_err(api_error)?;
+        let user = access.as_ref().map_or("", |access| access.user());
+        tracing::info!(user, change = %statement, "roles or grants changed");
         self.plans.statement_changed_plans();
         Ok(Response::Execution(Tag::new(statement.tag())))
     }
