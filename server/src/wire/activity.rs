@@ -25,6 +25,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use pgwire::messages::response::TransactionStatus;
+use quantatom_engine::metadata::SessionAccess;
 
 /// The open connections of a server, by process id. In-process sessions (tests) use an empty
 /// one.
@@ -163,7 +164,10 @@ impl ActivityRegistry {
         )?))
     }
 
-    fn rows(&self, schema: &SchemaRef) -> Result<RecordBatch> {
+    /// The rows as `reader` (the session reading, `None` for the engine's own) may see them:
+    /// as in PostgreSQL, the query text of another user's session shows only to
+    /// administrators.
+    fn rows(&self, schema: &SchemaRef, reader: Option<&SessionAccess>) -> Result<RecordBatch> {
         let sessions: Vec<(Arc<SessionActivity>, Doing)> = self
             .sessions
             .lock()
@@ -216,7 +220,14 @@ impl ActivityRegistry {
             text(&|_, doing| (!doing.active).then(|| "Client".to_owned())),
             text(&|_, doing| (!doing.active).then(|| "ClientRead".to_owned())),
             text(&|_, doing| Some(SessionActivity::state(doing).to_owned())),
-            text(&|_, doing| Some(doing.query.clone())),
+            text(&|session, doing| {
+                Some(match reader {
+                    Some(reader) if !reader.is_admin() && reader.user() != session.user => {
+                        "<insufficient privilege>".to_owned()
+                    }
+                    _ => doing.query.clone(),
+                })
+            }),
             text(&|_, _| Some("client backend".to_owned())),
         ];
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
@@ -268,8 +279,9 @@ impl PartitionStream for ActivityView {
         &self.schema
     }
 
-    fn execute(&self, _context: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let batch = self.registry.rows(&self.schema);
+    fn execute(&self, context: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let reader = SessionAccess::of(context.session_config().options());
+        let batch = self.registry.rows(&self.schema, reader.map(Arc::as_ref));
         Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
             futures::stream::once(async move { batch }),

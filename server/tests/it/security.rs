@@ -9,7 +9,7 @@ use quantatom_engine::metadata::{AccessChange, Role, ScramVerifier, change_acces
 use quantatom_server::wire::{AuthMethod, LoginLimits, Security, tls_acceptor};
 use tokio_postgres::{Client, NoTls};
 
-use crate::support::{TestServer, value};
+use crate::support::{TestServer, rows, value};
 
 /// A server asking for SCRAM, with a throttle that locks after `max_failures`.
 async fn scram_server(max_failures: u32) -> TestServer {
@@ -292,15 +292,19 @@ const APAC_AND_CANADA: &[&str] = &["AU", "CA", "JP", "SG"];
 
 /// The first column of every row `sql` returns, as text.
 async fn column(client: &Client, sql: &str) -> Vec<String> {
-    client
-        .simple_query(sql)
+    rows(client, sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .filter_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect()
+}
+
+/// The first two columns of every row `sql` returns, as text.
+async fn client_rows(client: &Client, sql: &str) -> Vec<(String, String)> {
+    rows(client, sql)
+        .await
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].clone()))
         .collect()
 }
 
@@ -543,6 +547,20 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
         assert_eq!(column(&ana, sql).await, ["entity"], "{sql}");
         assert!(column(&boss, sql).await.len() > 1, "{sql}");
     }
+
+    // Another user's query text shows only to administrators, as in PostgreSQL.
+    let texts = "SELECT usename, query FROM pg_stat_activity ORDER BY usename";
+    for (user, query) in client_rows(&ana, texts).await {
+        if user != "ana" {
+            assert_eq!(query, "<insufficient privilege>", "{user}");
+        }
+    }
+    let by_boss = client_rows(&boss, texts).await;
+    assert!(
+        by_boss
+            .iter()
+            .any(|(user, query)| user == "ana" && query == texts)
+    );
 
     // DISCARD ALL resets settings, not who the session is.
     ana.simple_query("DISCARD ALL").await.unwrap();

@@ -129,3 +129,21 @@ pub async fn value(client: &tokio_postgres::Client, sql: &str) -> String {
         })
         .unwrap_or_else(|| panic!("{sql} returns a row"))
 }
+
+/// Every row a simple query answers, as text.
+pub async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL").to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}

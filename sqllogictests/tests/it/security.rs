@@ -6,21 +6,7 @@ use quantatom_engine::metadata::{AccessChange, Role, ScramVerifier, change_acces
 use quantatom_server::Server;
 use quantatom_server::wire::{AuthMethod, Security};
 use quantatom_sqllogictests::{DemoEngine, postgres_test_metadata};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-
-/// The first column of each row `sql` returns.
-async fn column(client: &Client, sql: &str) -> Vec<String> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .collect()
-}
+use tokio_postgres::NoTls;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_and_scoped_grants_with_postgres_metadata() {
@@ -73,10 +59,14 @@ async fn scram_and_scoped_grants_with_postgres_metadata() {
     let wrong = connect("ana", "not it").await.unwrap_err();
     assert_eq!(wrong.as_db_error().map(|e| e.code().code()), Some("28P01"));
     let ana = connect("ana", "ana pw").await.expect("ana logs in");
-    assert_eq!(
-        column(&ana, "SELECT DISTINCT entity FROM cube.finance ORDER BY 1").await,
-        ["AU", "JP", "SG"]
-    );
+    let entities: Vec<String> = ana
+        .query("SELECT DISTINCT entity FROM cube.finance ORDER BY 1", &[])
+        .await
+        .expect("ana reads her scope")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(entities, ["AU", "JP", "SG"]);
     let denied = ana
         .simple_query("SELECT count(*) FROM dim.entity")
         .await
