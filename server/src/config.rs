@@ -12,7 +12,7 @@ use quantatom_engine::storage::{RetrySettings, S3Settings, StorageConfig};
 use quantatom_engine::tiles::{RedisSettings, TileCacheConfig};
 use quantatom_engine::{CacheConfig, MetadataConfig};
 
-use crate::wire::{AuthMethod, LoginLimits, Security, tls_acceptor};
+use crate::wire::{AuthMethod, ConnectionLimits, LoginLimits, Security, tls_acceptor};
 use serde::Deserialize;
 
 /// The default listen address.
@@ -107,6 +107,13 @@ pub struct ServeArgs {
     /// TLS and authentication (docs/security.md).
     #[command(flatten)]
     pub security: SecurityArgs,
+    /// Client connections held at once; one more is refused with 53300 [default: 1000].
+    #[arg(long, env = "QUANTATOM_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a stopping server (SIGTERM, Ctrl-C) lets running statements finish before it
+    /// closes their connections [default: 30].
+    #[arg(long, env = "QUANTATOM_SHUTDOWN_DRAIN_SECS", value_name = "SECONDS")]
+    pub shutdown_drain_secs: Option<u64>,
 }
 
 /// Flags of TLS and authentication; each also reads a `QUANTATOM_*` variable and a
@@ -507,6 +514,8 @@ struct FileSettings {
     login_lockout_secs: Option<u64>,
     login_failure_delay_ms: Option<u64>,
     admin_user: Option<String>,
+    max_connections: Option<usize>,
+    shutdown_drain_secs: Option<u64>,
     #[serde(default)]
     s3: FileS3Settings,
 }
@@ -545,6 +554,8 @@ pub struct ServeConfig {
     pub caches: CacheConfig,
     /// TLS and authentication.
     pub security: SecurityConfig,
+    /// Connections held, and how they drain at shutdown.
+    pub limits: ConnectionLimits,
 }
 
 /// A setting that cannot be used; the message names it and how it was given.
@@ -611,8 +622,28 @@ impl ServeArgs {
             }
         };
         let embedded = metadata == MetadataConfig::Embedded;
+        let defaults = ConnectionLimits::default();
+        let max_connections = self
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections);
+        if max_connections == 0 {
+            return Err(ConfigError::new(
+                "max_connections",
+                "max-connections",
+                "the server must hold at least one connection",
+            ));
+        }
+        let limits = ConnectionLimits {
+            max_connections,
+            drain_timeout: self
+                .shutdown_drain_secs
+                .or(file.shutdown_drain_secs)
+                .map_or(defaults.drain_timeout, Duration::from_secs),
+        };
         Ok(ServeConfig {
             listen,
+            limits,
             security: self.security.resolve(&file, embedded)?,
             caches: self.caches.resolve(&file)?,
             storage: self.storage.resolve_with(file)?,
@@ -720,6 +751,8 @@ mod tests {
             metadata_timeout_secs: None,
             caches: CacheArgs::default(),
             security: SecurityArgs::default(),
+            max_connections: None,
+            shutdown_drain_secs: None,
         }
     }
 

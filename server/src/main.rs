@@ -77,6 +77,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let server = Server::bind_secured(&engine, config.listen, config.security.server.clone())
         .await
+        .map(|server| server.with_limits(config.limits))
         .map_err(|e| format!("cannot listen on {} (setting `listen`): {e}", config.listen))?;
     let address = server.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%address, data = %location, "quantatom is ready: psql -h {} -p {}", address.ip(), address.port());

@@ -33,6 +33,7 @@ mod transactions;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::common::DFSchemaRef;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
@@ -44,17 +45,20 @@ use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use quantatom_engine::plan_reuse::PlanEpoch;
 use quantatom_engine::{CATALOG, Engine};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use activity::ActivityRegistry;
-use authentication::LoginThrottle;
 pub use authentication::{AuthMethod, LoginLimits, Security, tls_acceptor};
+use authentication::{LoginThrottle, fatal};
+
 use cancel::CancelRegistry;
 use connection::{Connection, Login};
 use pg_settings::SessionSettingsCatalog;
 use search_path::PublicWithPgCatalog;
 use session_hooks::BothProtocols;
 use settings::SettingsHook;
+use socket::Ending;
 use transactions::TransactionHook;
 
 /// The plan of a statement a hook answers itself: no rows, `schema` for Describe.
@@ -109,6 +113,28 @@ pub struct Server {
     cancels: Arc<CancelRegistry>,
     activities: Arc<ActivityRegistry>,
     login: Arc<Login>,
+    limits: ConnectionLimits,
+}
+
+/// How many clients a server holds, and how it lets them go when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections held at once; one more is refused with 53300 (a cancel request is still
+    /// served).
+    pub max_connections: usize,
+    /// How long a stopping server lets running statements finish before it closes their
+    /// connections anyway.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    /// 1,000 connections; 30 seconds to drain.
+    fn default() -> Self {
+        Self {
+            max_connections: 1000,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Server {
@@ -142,7 +168,14 @@ impl Server {
                 security,
                 store: Arc::clone(engine.metadata()),
             }),
+            limits: ConnectionLimits::default(),
         })
+    }
+
+    /// The server holding at most, and draining as, `limits` says.
+    pub fn with_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -150,11 +183,13 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves connections until `shutdown` completes, then stops accepting and closes the
-    /// open connections. A commit is one put-if-absent, so closing mid-query never leaves a
-    /// half-written version.
+    /// Serves connections until `shutdown` completes; then stops accepting, closes idle
+    /// connections (57P01), lets running statements finish for up to the drain timeout, and
+    /// closes what is left. A commit is one put-if-absent, so even a statement closed
+    /// mid-way never leaves a half-written version.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let mut connections = JoinSet::new();
+        let (stopping, stop) = watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -167,13 +202,18 @@ impl Server {
                             continue;
                         }
                     };
+                    let refusal = (connections.len() >= self.limits.max_connections).then(|| {
+                        tracing::warn!(%peer, max_connections = self.limits.max_connections, "connection refused: too many clients");
+                        fatal("53300", "sorry, too many clients already".into())
+                    });
                     let handlers = Arc::new(self.connection());
                     let tls = self.login.security.tls.clone();
+                    let ending = Ending { shutdown: stop.clone(), refusal };
                     connections.spawn(async move {
                         tracing::debug!(%peer, "connection opened");
                         let status = Arc::clone(&handlers);
                         let handled = move |transaction| status.transaction_status_is(transaction);
-                        if let Err(e) = socket::serve_connection(socket, tls, handlers, handled).await {
+                        if let Err(e) = socket::serve_connection(socket, tls, handlers, handled, ending).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                         tracing::debug!(%peer, "connection closed");
@@ -183,7 +223,24 @@ impl Server {
             }
         }
         drop(self.listener);
-        connections.shutdown().await;
+        let _ = stopping.send(true);
+        let open = connections.len();
+        tracing::info!(
+            open,
+            drain_secs = self.limits.drain_timeout.as_secs_f64(),
+            "stopping: no new connections; running statements may finish"
+        );
+        let drained = tokio::time::timeout(self.limits.drain_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = connections.len(),
+                "drain timeout: closing connections still running statements"
+            );
+            connections.shutdown().await;
+        }
         Ok(())
     }
 

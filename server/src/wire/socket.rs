@@ -16,12 +16,16 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, ErrorHandler, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::error::PgWireError;
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::messages::response::TransactionStatus;
 use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
 use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_util::codec::{Framed, FramedParts};
+
+use super::authentication::fatal;
 
 /// How long a client has to finish startup, as PostgreSQL's `authentication_timeout`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -78,6 +82,17 @@ fn holds_whole_message(buffer: &[u8]) -> bool {
     }
 }
 
+/// What ends a connection besides its client: the server shutting down, or the server being
+/// full when it arrived.
+pub(crate) struct Ending {
+    /// Becomes `true` when the server shuts down: the connection is closed with 57P01 as soon
+    /// as it is not running a statement.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// When set, the client's startup is answered with this error (53300: too many clients);
+    /// a cancel request is still served.
+    pub(crate) refusal: Option<PgWireError>,
+}
+
 /// Serves one client connection with `handlers` until it ends, telling `handled` the
 /// connection's transaction status after each client message.
 pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
@@ -85,6 +100,7 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
     tls: Option<pgwire::tokio::TlsAcceptor>,
     handlers: H,
     handled: impl Fn(TransactionStatus),
+    mut ending: Ending,
 ) -> io::Result<()> {
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
@@ -118,16 +134,27 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
             PgWireConnectionState::AwaitingStartup
                 | PgWireConnectionState::AuthenticationInProgress
         );
-        let message = if starting {
-            tokio::select! {
-                _ = &mut deadline => None,
-                message = socket.next() => message,
+        // Between statements: a shutdown closes the connection here, never mid-statement.
+        let message = tokio::select! {
+            _ = &mut deadline, if starting => None,
+            _ = async { ending.shutdown.wait_for(|stopping| *stopping).await.is_ok() } => {
+                let error = fatal("57P01", "terminating connection due to administrator command".into());
+                process_error(&mut socket, error, false).await?;
+                socket.get_mut().hold = false;
+                let _ = socket.flush().await;
+                break;
             }
-        } else {
-            socket.next().await
+            message = socket.next() => message,
         };
         let Some(Ok(message)) = message else { break };
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            break;
+        }
+        if let (Some(_), PgWireFrontendMessage::Startup(_)) = (&ending.refusal, &message) {
+            let refusal = ending.refusal.take().expect("checked");
+            process_error(&mut socket, refusal, false).await?;
+            socket.get_mut().hold = false;
+            let _ = socket.flush().await;
             break;
         }
         let extended_protocol = match socket.state() {

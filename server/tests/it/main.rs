@@ -6,6 +6,7 @@ mod clients;
 mod crash;
 mod jdbc;
 mod ledger;
+mod lifecycle;
 mod maintenance;
 mod plan_reuse;
 mod protocol;

@@ -8,7 +8,7 @@ use quantatom_engine::metadata::MetadataStore;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 use quantatom_server::Server;
-use quantatom_server::wire::Security;
+use quantatom_server::wire::{ConnectionLimits, Security};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
@@ -36,6 +36,15 @@ impl TestServer {
 
     /// [`TestServer::start`] with TLS and authentication as `security` says.
     pub async fn start_secured(security: Security) -> Self {
+        Self::start_with(security, ConnectionLimits::default()).await
+    }
+
+    /// [`TestServer::start`] holding connections as `limits` says.
+    pub async fn start_limited(limits: ConnectionLimits) -> Self {
+        Self::start_with(Security::default(), limits).await
+    }
+
+    async fn start_with(security: Security, limits: ConnectionLimits) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let config = EngineConfig {
             storage: StorageConfig::Local(data_dir.path().to_owned()),
@@ -47,7 +56,8 @@ impl TestServer {
         let engine = Engine::open(&config).await.expect("engine opens");
         let server = Server::bind_secured(&engine, "127.0.0.1:0".parse().unwrap(), security)
             .await
-            .expect("server binds");
+            .expect("server binds")
+            .with_limits(limits);
         let address = server.local_addr().unwrap();
         let metadata = Arc::clone(engine.metadata());
         let cubes = Arc::clone(engine.cubes());

@@ -1,0 +1,211 @@
+//! A server's life around its clients: a shutdown lets running statements finish and closes
+//! idle connections (57P01), a drain timeout bounds it, and a full server refuses one more
+//! client (53300) while still serving cancel requests.
+
+use std::time::Duration;
+
+use quantatom_server::wire::ConnectionLimits;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::support::{TestServer, value};
+
+/// 300 million rows: seconds of work, all of it in execution.
+const LONG: &str = "SELECT sum(value % 7) FROM generate_series(1, 300000000)";
+/// What [`LONG`] answers.
+const LONG_ANSWER: &str = "900000003";
+
+/// Waits until a connection other than `observer`'s runs `query` (as `pg_stat_activity`
+/// shows it).
+async fn until_running(observer: &tokio_postgres::Client, query: &str) {
+    let active = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = '{}'",
+        query.replace('\'', "''")
+    );
+    for _ in 0..600 {
+        if value(observer, &active).await == "1" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{query} never started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_finishes_running_statements_and_closes_idle_connections() {
+    let limits = ConnectionLimits {
+        drain_timeout: Duration::from_secs(300),
+        ..ConnectionLimits::default()
+    };
+    let server = TestServer::start_limited(limits).await;
+    let address = server.connection_string();
+    let busy = server.client().await;
+    let idle = server.client().await;
+    let running = tokio::spawn(async move { busy.simple_query(LONG).await.map(|_| busy) });
+    until_running(&idle, LONG).await;
+    let stopping = tokio::spawn(server.stop());
+    // The idle connection is closed at once, with PostgreSQL's code for it.
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match idle.simple_query("SELECT 1").await {
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(error) => return error,
+            }
+        }
+    })
+    .await
+    .expect("the idle connection is closed");
+    assert!(
+        closed.code() == Some(&SqlState::ADMIN_SHUTDOWN) || closed.is_closed(),
+        "{closed:?}"
+    );
+    // New clients are not accepted any more.
+    assert!(tokio_postgres::connect(&address, NoTls).await.is_err());
+    // The running statement finishes with its whole answer, then its connection closes.
+    let busy = running
+        .await
+        .unwrap()
+        .expect("the running statement finishes");
+    stopping.await.unwrap();
+    assert!(busy.simple_query("SELECT 1").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_statement_answers_in_full_during_a_shutdown() {
+    let limits = ConnectionLimits {
+        drain_timeout: Duration::from_secs(300),
+        ..ConnectionLimits::default()
+    };
+    let server = TestServer::start_limited(limits).await;
+    let busy = server.client().await;
+    let observer = server.client().await;
+    let running = tokio::spawn(async move { value(&busy, LONG).await });
+    until_running(&observer, LONG).await;
+    server.stop().await;
+    assert_eq!(running.await.unwrap(), LONG_ANSWER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_timeout_bounds_a_shutdown() {
+    let limits = ConnectionLimits {
+        drain_timeout: Duration::from_millis(200),
+        ..ConnectionLimits::default()
+    };
+    let server = TestServer::start_limited(limits).await;
+    let busy = server.client().await;
+    let observer = server.client().await;
+    let endless = "SELECT sum(value % 7) FROM generate_series(1, 1000000000000)";
+    let running = tokio::spawn(async move { busy.simple_query(endless).await });
+    until_running(&observer, endless).await;
+    // A liveness guard, not a timing assertion: without the timeout this runs for hours.
+    tokio::time::timeout(Duration::from_secs(120), server.stop())
+        .await
+        .expect("the server stops after its drain timeout");
+    assert!(
+        running.await.unwrap().is_err(),
+        "the endless statement was cut off"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_refuses_one_more_client_but_serves_cancels() {
+    let limits = ConnectionLimits {
+        max_connections: 2,
+        ..ConnectionLimits::default()
+    };
+    let server = TestServer::start_limited(limits).await;
+    let first = server.client().await;
+    let second = server.client().await;
+    let Err(refused) = tokio_postgres::connect(&server.connection_string(), NoTls).await else {
+        panic!("a third client is refused");
+    };
+    assert_eq!(
+        refused.code(),
+        Some(&SqlState::TOO_MANY_CONNECTIONS),
+        "{refused:?}"
+    );
+    // A cancel request is a connection too, and is served.
+    let cancel = first.cancel_token();
+    let endless = "SELECT sum(value % 7) FROM generate_series(1, 1000000000000)";
+    let running = tokio::spawn(async move { first.simple_query(endless).await });
+    until_running(&second, endless).await;
+    cancel
+        .cancel_query(NoTls)
+        .await
+        .expect("the cancel is sent");
+    let outcome = tokio::time::timeout(Duration::from_secs(120), running)
+        .await
+        .expect("the query stops after the cancel")
+        .unwrap();
+    assert_eq!(outcome.unwrap_err().code(), Some(&SqlState::QUERY_CANCELED));
+    // Once a client leaves, another gets in.
+    drop(second);
+    let mut attempts = 0;
+    let third = loop {
+        match tokio_postgres::connect(&server.connection_string(), NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                break client;
+            }
+            Err(_) if attempts < 100 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no room after a client left: {e}"),
+        }
+    };
+    assert_eq!(value(&third, "SELECT 1").await, "1");
+}
+
+/// The binary on SIGTERM: the statement it runs answers in full, then the process exits
+/// cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_server_binary() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = crate::crash::free_port();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--demo-cells",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("QUANTATOM_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    let config = format!("host=127.0.0.1 port={port} user=tester dbname=quantatom");
+    let mut attempts = 0;
+    let (busy, observer) = loop {
+        match tokio_postgres::connect(&config, NoTls).await {
+            Ok((busy, connection)) => {
+                tokio::spawn(connection);
+                let (observer, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+                tokio::spawn(connection);
+                break (busy, observer);
+            }
+            Err(_) if attempts < 300 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the server did not accept connections: {e}"),
+        }
+    };
+    let running = tokio::spawn(async move { value(&busy, LONG).await });
+    until_running(&observer, LONG).await;
+    let pid = server.id().expect("the server runs").to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    assert_eq!(running.await.unwrap(), LONG_ANSWER);
+    let status = tokio::time::timeout(Duration::from_secs(60), server.wait())
+        .await
+        .expect("the server exits after draining")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
