@@ -7,8 +7,8 @@
 //! views all end in scans of the same tables. Writes check their rows in their sinks
 //! ([`SessionAccess::check_rows`]); this rule makes sure the user holds the privilege at all
 //! before anything runs. A session without a [`SessionAccess`] (the engine's own) and an
-//! administrator's are left alone. (DDL and `COPY` to files never reach the analyzer: the
-//! server refuses them to non-administrators before they run.)
+//! administrator's are left alone. DDL and `COPY` to files are refused to non-administrators
+//! here when they reach the analyzer, and by the server before they run otherwise.
 
 use std::sync::Arc;
 
@@ -19,11 +19,11 @@ use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::datasource::source_as_provider;
 use datafusion::functions::expr_fn::split_part;
 use datafusion::logical_expr::{
-    Expr, Filter, LogicalPlan, LogicalPlanBuilder, TableScan, TableScanBuilder, WriteOp, lit,
+    Expr, Filter, LogicalPlan, LogicalPlanBuilder, TableScan, TableScanBuilder, WriteOp, cast, lit,
 };
 use datafusion::optimizer::AnalyzerRule;
 use quantatom_table_providers::access_target::{AccessTarget, Coordinate, access_target};
-use quantatom_table_providers::metadata::{MetadataError, Privilege, Reach, SessionAccess};
+use quantatom_table_providers::metadata::{Privilege, Reach, SessionAccess};
 
 /// The analyzer rule enforcing the session user's grants (see the module documentation).
 #[derive(Debug, Default)]
@@ -69,6 +69,17 @@ fn enforce(node: LogicalPlan, access: &SessionAccess) -> Result<Transformed<Logi
             }
             Ok(Transformed::no(LogicalPlan::Dml(dml)))
         }
+        // DataFusion runs DDL and COPY to files without the analyzer when they are statements
+        // of their own (the server refuses those first); wrapped in EXPLAIN ANALYZE or made by
+        // SELECT ... INTO, they arrive here.
+        LogicalPlan::Ddl(ddl) => {
+            access.require_admin(&format!("run {}", ddl.name()))?;
+            Ok(Transformed::no(LogicalPlan::Ddl(ddl)))
+        }
+        LogicalPlan::Copy(copy) => {
+            access.require_admin("COPY to a file")?;
+            Ok(Transformed::no(LogicalPlan::Copy(copy)))
+        }
         other => Ok(Transformed::no(other)),
     }
 }
@@ -78,27 +89,19 @@ fn narrow_scan(scan: TableScan, access: &SessionAccess) -> Result<Transformed<Lo
     let Some(provider) = source_as_provider(&scan.source).ok() else {
         return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
     };
-    let (object, coordinates) = match access_target(provider.as_ref()) {
+    let (object, coordinates, withheld) = match access_target(provider.as_ref()) {
         None => return Ok(Transformed::no(LogicalPlan::TableScan(scan))),
-        Some(AccessTarget::AdminOnly { what }) => {
-            access.require_admin(&what)?;
-            return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
-        }
-        Some(AccessTarget::Whole { object }) => {
-            if let Reach::Members(_) = access.require(&object, Privilege::Select)? {
-                return Err(MetadataError::PermissionDenied(format!(
-                    "the history of {object} covers all its cells: reading it needs a SELECT grant on it without a scope"
-                ))
-                .into());
-            }
-            return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
-        }
         Some(AccessTarget::Rows {
             object,
             coordinates,
-        }) => (object, coordinates),
+            withheld,
+        }) => (object, coordinates, withheld),
+        Some(whole) => {
+            whole.check(access)?;
+            return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+        }
     };
-    let Reach::Members(reached) = access.require(&object, Privilege::Select)? else {
+    let Reach::Members(areas) = access.require(&object, Privilege::Select)? else {
         return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
     };
     // The whole table is scanned, narrowed, then shaped as the scan was: the columns the
@@ -118,21 +121,26 @@ fn narrow_scan(scan: TableScan, access: &SessionAccess) -> Result<Transformed<Lo
             ),
         })
     };
-    let mut predicate = lit(true);
-    for (dimension, codes) in reached {
-        let in_scope = match coordinates.iter().find(|(d, _)| d == dimension) {
-            // A scope on a dimension the table does not have reaches none of its rows.
-            None => lit(false),
-            Some((_, coordinate)) => {
-                let (member, data_type) = member(coordinate)?;
-                let codes = codes
-                    .iter()
-                    .map(|code| lit(typed_text(code, &data_type)))
-                    .collect();
-                member.in_list(codes, false)
-            }
-        };
-        predicate = predicate.and(in_scope);
+    // Inside any area; inside an area, each of its dimensions' members in its codes.
+    let mut predicate = lit(false);
+    for area in areas {
+        let mut in_area = lit(true);
+        for (dimension, codes) in area {
+            let in_scope = match coordinates.iter().find(|(d, _)| d == dimension) {
+                // A scope on a dimension the table does not have reaches none of its rows.
+                None => lit(false),
+                Some((_, coordinate)) => {
+                    let (member, data_type) = member(coordinate)?;
+                    let codes = codes
+                        .iter()
+                        .map(|code| lit(typed_text(code, &data_type)))
+                        .collect();
+                    member.in_list(codes, false)
+                }
+            };
+            in_area = in_area.and(in_scope);
+        }
+        predicate = predicate.or(in_area);
     }
     let whole = TableScanBuilder::new(qualifier.clone(), Arc::clone(&scan.source))
         .with_filters(scan.filters.clone())
@@ -142,6 +150,19 @@ fn narrow_scan(scan: TableScan, access: &SessionAccess) -> Result<Transformed<Lo
         Arc::new(LogicalPlan::TableScan(whole)),
     )?);
     let mut shaped = LogicalPlanBuilder::from(narrowed);
+    if !withheld.is_empty() {
+        let columns = schema.fields().iter().map(|field| {
+            let name = field.name();
+            let column = Expr::Column(Column::new(Some(qualifier.clone()), name));
+            if withheld.contains(name) {
+                cast(lit(ScalarValue::Null), field.data_type().clone())
+                    .alias_qualified(Some(qualifier.clone()), name)
+            } else {
+                column
+            }
+        });
+        shaped = shaped.project(columns)?;
+    }
     if scan.projection.is_some() {
         let columns = scan
             .projected_schema

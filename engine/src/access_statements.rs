@@ -16,7 +16,7 @@
 use datafusion::common::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
     Action, AlterRoleOperation, BinaryOperator, CreateRole, Expr as SqlExpr, GrantObjects, Grantee,
-    GranteeName, ObjectName, ObjectType, Password, Privileges, RoleOption, Statement, Value,
+    GranteeName, Ident, ObjectName, ObjectType, Password, Privileges, RoleOption, Statement, Value,
     ValueWithSpan,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -123,7 +123,7 @@ impl AccessStatement {
             Statement::CreateRole(create) => create_role(create, user),
             Statement::AlterRole { name, operation } => match operation {
                 AlterRoleOperation::WithOptions { options } => Ok(AccessAction::Alter {
-                    name: name.value,
+                    name: identifier(&name),
                     options: role_options(options)?,
                 }),
                 other => Err(unsupported(format!(
@@ -322,12 +322,12 @@ fn create_role(create: CreateRole, user: bool) -> Result<AccessAction> {
     Ok(AccessAction::Create {
         role,
         if_not_exists: create.if_not_exists,
-        in_roles: create.in_role.iter().map(|i| i.value.clone()).collect(),
+        in_roles: create.in_role.iter().map(identifier).collect(),
         members: create
             .role
             .iter()
             .chain(&create.user)
-            .map(|i| i.value.clone())
+            .map(identifier)
             .collect(),
     })
 }
@@ -379,9 +379,17 @@ fn object_name(name: &ObjectName) -> Result<String> {
     match name.0.as_slice() {
         [part] => part
             .as_ident()
-            .map(|ident| ident.value.clone())
+            .map(identifier)
             .ok_or_else(|| invalid(format!("{name} is not a role name"))),
         _ => Err(invalid(format!("{name} is not a role name"))),
+    }
+}
+
+/// An identifier as PostgreSQL reads it: folded to lower case unless quoted.
+fn identifier(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
     }
 }
 
@@ -606,7 +614,7 @@ mod tests {
         else {
             panic!("a create");
         };
-        assert!(role.can_login && !role.is_admin);
+        assert!(role.can_login && !role.is_admin && role.name == "ana");
         let verifier = role.password_verifier.expect("a verifier");
         assert!(ScramVerifier::parse(&verifier).unwrap().matches("pw"));
         let AccessAction::Create { role, in_roles, .. } =

@@ -10,8 +10,11 @@ use datafusion::catalog::TableProvider;
 use crate::computed::ComputedTable;
 use crate::ledger::audit::LedgerTable;
 use crate::mdf::MdfTable;
+use crate::mdf::maintenance_sql::MaintenanceTable;
 use crate::mdf::time_travel::{CubeAt, CubeHistory};
-use crate::metadata::{DimensionTable, HIERARCHY_SEPARATOR};
+use crate::metadata::{
+    DimensionTable, HIERARCHY_SEPARATOR, MetadataError, Privilege, Reach, SessionAccess,
+};
 
 /// Where a row's member of one dimension is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,18 +39,54 @@ pub enum AccessTarget {
         object: String,
         /// Each dimension's member in a row.
         coordinates: Vec<(String, Coordinate)>,
+        /// Columns a reader with a scoped grant sees as NULL: they may tell of cells outside
+        /// the scope (the text of a statement that changed cells inside and outside it).
+        withheld: Vec<String>,
     },
-    /// SELECT on `object` reaching every cell: the table shows what cannot be narrowed to
-    /// a scope (a cube's commit history with its statements).
+    /// Privileges on `object` reaching every cell: the table shows or changes what cannot be
+    /// narrowed to a scope (a cube's commit history with its statements, `mdf_spread`,
+    /// `mdf_copy`).
     Whole {
         /// The object.
         object: String,
+        /// The privileges, each of which must reach every cell.
+        privileges: Vec<Privilege>,
+        /// What reads it, for the error.
+        what: String,
     },
-    /// Only administrators read it (`audit.ledger`: every change of every cube).
+    /// Only administrators use it (`audit.ledger`: every change of every cube; compaction and
+    /// vacuum).
     AdminOnly {
         /// What it is, for the error.
         what: String,
     },
+}
+
+impl AccessTarget {
+    /// 42501 unless `access` may use the table at all: a `Whole` target's privileges each
+    /// reach every cell, an `AdminOnly` target is used by an administrator. `Rows` targets
+    /// pass: their scans are narrowed instead.
+    pub fn check(&self, access: &SessionAccess) -> Result<(), MetadataError> {
+        match self {
+            AccessTarget::Rows { .. } => Ok(()),
+            AccessTarget::AdminOnly { what } => access.require_admin(what),
+            AccessTarget::Whole {
+                object,
+                privileges,
+                what,
+            } => {
+                for privilege in privileges {
+                    if let Reach::Members(_) = access.require(object, *privilege)? {
+                        return Err(MetadataError::PermissionDenied(format!(
+                            "{what} covers all cells of {object}: it needs a {} grant on it without a scope",
+                            privilege.sql()
+                        )));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// What reading `provider` needs; `None` when grants do not govern it.
@@ -61,6 +100,7 @@ pub fn access_target(provider: &dyn TableProvider) -> Option<AccessTarget> {
                 .iter()
                 .map(|d| (d.clone(), Coordinate::Column(d.clone())))
                 .collect(),
+            withheld: Vec::new(),
         }
     };
     if let Some(cube) = provider.downcast_ref::<MdfTable>() {
@@ -74,6 +114,7 @@ pub fn access_target(provider: &dyn TableProvider) -> Option<AccessTarget> {
         Some(AccessTarget::Rows {
             object: format!("dim.{name}"),
             coordinates: vec![(members_of.to_owned(), Coordinate::Column("code".into()))],
+            withheld: Vec::new(),
         })
     } else if let Some(ledger) = provider.downcast_ref::<LedgerTable>() {
         Some(match &ledger.of_cube {
@@ -86,16 +127,21 @@ pub fn access_target(provider: &dyn TableProvider) -> Option<AccessTarget> {
                         (d.clone(), Coordinate::Part { column, part })
                     })
                     .collect(),
+                withheld: vec!["statement".into()],
             },
             None => AccessTarget::AdminOnly {
                 what: "read audit.ledger".into(),
             },
         })
+    } else if let Some(history) = provider.downcast_ref::<ComputedTable<CubeHistory>>() {
+        Some(AccessTarget::Whole {
+            object: format!("cube.{}", history.0.cube().definition().name),
+            privileges: vec![Privilege::Select],
+            what: "mdf_history".into(),
+        })
     } else {
         provider
-            .downcast_ref::<ComputedTable<CubeHistory>>()
-            .map(|history| AccessTarget::Whole {
-                object: format!("cube.{}", history.0.cube().definition().name),
-            })
+            .downcast_ref::<MaintenanceTable>()
+            .map(|call| call.0.needs.clone())
     }
 }

@@ -24,6 +24,7 @@ impl AdminStatements {
     /// What `statement` does when only administrators may do it.
     fn admin_only(statement: &Statement) -> Option<&'static str> {
         match statement {
+            Statement::Explain { statement, .. } => Self::admin_only(statement),
             Statement::CreateTable(_)
             | Statement::CreateView(_)
             | Statement::CreateSchema { .. }

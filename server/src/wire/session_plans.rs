@@ -6,7 +6,7 @@
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::common::ParamValues;
+use datafusion::common::{DataFusionError, ParamValues};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
@@ -22,6 +22,7 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{QueryResponse, Response};
 use pgwire::error::PgWireResult;
 use pgwire::types::format::FormatOptions;
+use quantatom_engine::metadata::SessionAccess;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 use quantatom_engine::postgres_literals::type_output_literals;
 
@@ -303,6 +304,14 @@ pub(crate) async fn plan_query(
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
         .await
         .map_err(api_error)?;
+    // `SELECT ... INTO` plans as DDL, which DataFusion runs without the analyzer that
+    // enforces grants.
+    if let (LogicalPlan::Ddl(_), Some(access)) = (&plan, SessionAccess::of(state.config_options()))
+    {
+        access
+            .require_admin("create tables")
+            .map_err(|e| api_error(DataFusionError::from(e)))?;
+    }
     type_output_literals(plan).map_err(api_error)
 }
 

@@ -24,7 +24,7 @@ use pgwire::api::{ClientInfo, Type};
 use pgwire::error::PgWireResult;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
-use quantatom_engine::metadata::SessionAccess;
+use quantatom_engine::metadata::{MetadataError, SessionAccess};
 use quantatom_engine::postgres_settings::{
     PostgresSettings, SettingError, find_parameter, is_engine_option,
 };
@@ -225,7 +225,21 @@ fn assign(
     value: Option<&str>,
 ) -> Result<(), DataFusionError> {
     if is_engine_option(name) {
-        return options.set(&name.to_ascii_lowercase(), value.unwrap_or_default());
+        let key = name.to_ascii_lowercase();
+        // The catalog settings choose what catalogs exist and show (DataFusion's own
+        // information_schema lists every table, past the filtering of `visible_catalog`).
+        if key.starts_with("datafusion.catalog.") {
+            match SessionAccess::of(options) {
+                Some(access) => access.require_admin(&format!("change {key}"))?,
+                None => {
+                    return Err(MetadataError::PermissionDenied(format!(
+                        "{key} can be changed only by an administrator, with SET after connecting"
+                    ))
+                    .into());
+                }
+            }
+        }
+        return options.set(&key, value.unwrap_or_default());
     }
     let mut settings = PostgresSettings::of(options);
     match value {

@@ -9,9 +9,8 @@ use std::time::Duration;
 use quantatom_engine::mdf::maintenance::vacuum;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
-use tokio_postgres::NoTls;
 
-use crate::support::TEST_DEMO_CELLS;
+use crate::support::{TEST_DEMO_CELLS, connect_when_up};
 
 /// The cell the killed write sets, and its demo value.
 const CELL: &str = "version = 'Budget' AND time = '2025_01' AND entity = 'DE' AND account = '4000' AND product = 'P0001'";
@@ -106,20 +105,7 @@ async fn write_until_killed(data_dir: &std::path::Path, fail_point: &str, write:
         .spawn()
         .expect("the server binary starts");
     let config = format!("host=127.0.0.1 port={port} user=tester dbname=quantatom");
-    let mut attempts = 0;
-    let client = loop {
-        match tokio_postgres::connect(&config, NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                break client;
-            }
-            Err(_) if attempts < 300 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the server did not accept connections: {e}"),
-        }
-    };
+    let client = connect_when_up(&config).await;
     let written = client.simple_query(write).await;
     assert!(
         written.is_err(),

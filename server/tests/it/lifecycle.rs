@@ -8,7 +8,7 @@ use quantatom_server::wire::ConnectionLimits;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use crate::support::{TestServer, value};
+use crate::support::{TestServer, connect_when_up, value};
 
 /// 300 million rows: seconds of work, all of it in execution.
 const LONG: &str = "SELECT sum(value % 7) FROM generate_series(1, 300000000)";
@@ -178,22 +178,8 @@ async fn sigterm_drains_the_server_binary() {
         .spawn()
         .expect("the server binary starts");
     let config = format!("host=127.0.0.1 port={port} user=tester dbname=quantatom");
-    let mut attempts = 0;
-    let (busy, observer) = loop {
-        match tokio_postgres::connect(&config, NoTls).await {
-            Ok((busy, connection)) => {
-                tokio::spawn(connection);
-                let (observer, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
-                tokio::spawn(connection);
-                break (busy, observer);
-            }
-            Err(_) if attempts < 300 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the server did not accept connections: {e}"),
-        }
-    };
+    let busy = connect_when_up(&config).await;
+    let observer = connect_when_up(&config).await;
     let running = tokio::spawn(async move { value(&busy, LONG).await });
     until_running(&observer, LONG).await;
     let pid = server.id().expect("the server runs").to_string();

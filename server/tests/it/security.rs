@@ -9,7 +9,7 @@ use quantatom_engine::metadata::{AccessChange, Role, ScramVerifier, change_acces
 use quantatom_server::wire::{AuthMethod, LoginLimits, Security, tls_acceptor};
 use tokio_postgres::{Client, NoTls};
 
-use crate::support::{TestServer, rows, value};
+use crate::support::{TestServer, connect_when_up, rows, value};
 
 /// A server asking for SCRAM, with a throttle that locks after `max_failures`.
 async fn scram_server(max_failures: u32) -> TestServer {
@@ -338,6 +338,8 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
         // Several scopes of one dimension add up; a scope on another dimension narrows.
         "GRANT SELECT ON cube.finance TO cy WHERE entity <@ 'Total.AMER.CA'",
         "CREATE USER dee PASSWORD 'dee pw'",
+        "CREATE ROLE japan",
+        "GRANT SELECT ON cube.finance TO japan WHERE entity <@ 'Total.APAC.JP'",
         "GRANT SELECT ON cube.finance TO dee WHERE entity <@ 'Total.EMEA.NORDICS'",
         "GRANT SELECT ON cube.finance TO dee WHERE account <@ 'PL.OPEX.PERS'",
         // Cell changes to read back through the ledger: one inside EMEA, one outside.
@@ -359,9 +361,15 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
     assert_eq!(column(&cy, entities).await, APAC_AND_CANADA);
     // dee: the Nordics' personnel costs only.
     assert_eq!(column(&dee, entities).await, NORDICS);
+    let accounts = "SELECT DISTINCT account FROM cube.finance ORDER BY 1";
+    assert_eq!(column(&dee, accounts).await, ["6000", "6010", "6020"]);
+    // Through a role, dee also reads Japan, every account of it: grants add up across roles.
+    boss.simple_query("GRANT japan TO dee").await.unwrap();
+    assert_eq!(column(&dee, entities).await, ["JP", "NO", "SE"]);
+    let japan_accounts = "SELECT count(DISTINCT account) FROM cube.finance WHERE entity = 'JP'";
     assert_eq!(
-        column(&dee, "SELECT DISTINCT account FROM cube.finance ORDER BY 1").await,
-        ["6000", "6010", "6020"]
+        value(&dee, japan_accounts).await,
+        value(&boss, japan_accounts).await
     );
     let emea_total = value(
         &boss,
@@ -445,6 +453,27 @@ async fn scoped_grants_hold_for_every_way_of_reading() {
         failure(&ana, "SELECT * FROM mdf_compact('cube.finance')").await,
         "42501"
     );
+    // Writing files or tables by the side doors of EXPLAIN ANALYZE and SELECT INTO.
+    let file = tempfile::tempdir().unwrap().path().join("stolen.csv");
+    let copy = format!(
+        "EXPLAIN ANALYZE COPY (SELECT * FROM cube.finance) TO '{}'",
+        file.display()
+    );
+    assert_eq!(failure(&ana, &copy).await, "42501");
+    assert!(!file.exists());
+    assert_eq!(
+        failure(&ana, "SELECT * INTO public.stolen FROM cube.finance").await,
+        "42501"
+    );
+    // DataFusion's own information_schema would list every table.
+    assert_eq!(
+        failure(&ana, "SET datafusion.catalog.information_schema = true").await,
+        "42501"
+    );
+    // The ledger's statement texts may name cells outside a scope: a scoped reader sees none.
+    let statements = "SELECT count(statement) FROM audit.finance";
+    assert_eq!(value(&ana, statements).await, "0");
+    assert_ne!(value(&boss, statements).await, "0");
 
     // Writes: inside NORDICS they commit; reaching outside, they are refused whole.
     let count = "SELECT count(*) FROM cube.finance";
@@ -611,20 +640,7 @@ async fn passwords_never_reach_the_logs() {
     let config = |user: &str, password: &str| {
         format!("host=127.0.0.1 port={port} user={user} password={password} dbname=quantatom")
     };
-    let mut attempts = 0;
-    let admin = loop {
-        match tokio_postgres::connect(&config("quantatom", "admin-Secret-1"), NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                break client;
-            }
-            Err(_) if attempts < 300 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the administrator cannot log in: {e}"),
-        }
-    };
+    let admin = connect_when_up(&config("quantatom", "admin-Secret-1")).await;
     admin
         .simple_query("CREATE USER ana PASSWORD 'user-Secret-2'")
         .await

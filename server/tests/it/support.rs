@@ -157,3 +157,22 @@ pub async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>
         })
         .collect()
 }
+
+/// A client of a server binary just started with `config`'s address: tries for 30 seconds
+/// while the binary starts, then fails the test.
+pub async fn connect_when_up(config: &str) -> Client {
+    let mut attempts = 0;
+    loop {
+        match tokio_postgres::connect(config, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                return client;
+            }
+            Err(_) if attempts < 300 => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the server did not accept connections: {e}"),
+        }
+    }
+}

@@ -24,7 +24,7 @@ use super::arguments::{constant_arguments, members_by_dimension, named_cube};
 use super::dml::commit_action;
 use super::log::{Action, FileKind};
 use super::maintenance_sql::{
-    MaintenanceCall, MaintenanceTable, Task, int64_schema, one_row, require_whole_cube, session_of,
+    MaintenanceCall, MaintenanceTable, Task, int64_schema, one_row, require, session_of, whole_cube,
 };
 use super::{CubeSchemaProvider, MdfTable, write_data_file};
 use crate::metadata::{MetadataError, MetadataStore, Privilege};
@@ -59,7 +59,17 @@ impl TableFunctionImpl for MdfCopyFunction {
             );
         };
         let cube = named_cube(&self.cubes, "mdf_copy", cube)?;
-        require_whole_cube(&args, "mdf_copy", &cube, Privilege::Update)?;
+        let needs = whole_cube(
+            "mdf_copy",
+            &cube,
+            &[
+                Privilege::Select,
+                Privilege::Insert,
+                Privilege::Update,
+                Privilege::Delete,
+            ],
+        );
+        require(&args, &needs)?;
         let from = members_by_dimension("mdf_copy", "source slice", from)?;
         let mut to = members_by_dimension("mdf_copy", "target slice", to)?;
         let dimensions = &cube.definition().dimensions;
@@ -113,6 +123,7 @@ impl TableFunctionImpl for MdfCopyFunction {
         Ok(Arc::new(MaintenanceTable(Arc::new(MaintenanceCall {
             schema,
             task,
+            needs,
         }))))
     }
 }

@@ -30,39 +30,33 @@ use super::arguments::{constant_arguments, named_cube};
 use super::dml::CommitAuthor;
 use super::maintenance::{DEFAULT_RETENTION, ORPHAN_MIN_AGE, compact, vacuum};
 use super::{CubeSchemaProvider, MdfTable};
-use crate::metadata::{MetadataError, Privilege, Reach, SessionAccess};
+use crate::access_target::AccessTarget;
+use crate::metadata::{Privilege, SessionAccess};
 
 /// Work that yields one row, done when its plan runs.
 pub(crate) type Task =
     Arc<dyn Fn(Arc<TaskContext>) -> BoxFuture<'static, Result<RecordBatch>> + Send + Sync>;
 
-/// 42501 unless the session's user may run `function`, which changes `cube` as a whole: an
-/// administrator, or a user whose `privilege` on the cube reaches every cell.
-pub(crate) fn require_whole_cube(
-    args: &TableFunctionArgs,
-    function: &str,
-    cube: &MdfTable,
-    privilege: Privilege,
-) -> Result<()> {
-    let Some(access) = SessionAccess::of(args.session().config_options()) else {
-        return Ok(());
-    };
-    let object = format!("cube.{}", cube.definition().name);
-    match access.require(&object, privilege)? {
-        Reach::All => Ok(()),
-        Reach::Members(_) => Err(MetadataError::PermissionDenied(format!(
-            "{function} changes {object} beyond a scope: it needs a {} grant on it without one",
-            privilege.sql()
-        ))
-        .into()),
+/// What running a maintenance or planning function needs (see
+/// [`crate::access_target`]), checked now: when the function is called in a plan, and again by
+/// the access rule whenever a kept plan holding it runs.
+pub(crate) fn require(args: &TableFunctionArgs, needs: &AccessTarget) -> Result<()> {
+    match SessionAccess::of(args.session().config_options()) {
+        Some(access) => Ok(needs.check(access)?),
+        None => Ok(()),
     }
 }
 
-/// 42501 unless the session's user is an administrator; `what` names the action.
-fn require_admin(args: &TableFunctionArgs, what: &str) -> Result<()> {
-    match SessionAccess::of(args.session().config_options()) {
-        Some(access) => Ok(access.require_admin(what)?),
-        None => Ok(()),
+/// What `function` needs to change `cube` as a whole: `privileges` on it, each without a scope.
+pub(crate) fn whole_cube(
+    function: &str,
+    cube: &MdfTable,
+    privileges: &[Privilege],
+) -> AccessTarget {
+    AccessTarget::Whole {
+        object: format!("cube.{}", cube.definition().name),
+        privileges: privileges.to_vec(),
+        what: function.to_owned(),
     }
 }
 
@@ -70,6 +64,8 @@ fn require_admin(args: &TableFunctionArgs, what: &str) -> Result<()> {
 pub(crate) struct MaintenanceCall {
     pub(crate) schema: SchemaRef,
     pub(crate) task: Task,
+    /// What running it needs.
+    pub(crate) needs: AccessTarget,
 }
 
 impl fmt::Debug for MaintenanceCall {
@@ -159,7 +155,10 @@ impl MdfCompactFunction {
 
 impl TableFunctionImpl for MdfCompactFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        require_admin(&args, "compact a cube")?;
+        let needs = AccessTarget::AdminOnly {
+            what: "compact a cube".into(),
+        };
+        require(&args, &needs)?;
         let arguments = constant_arguments("mdf_compact", &args)?;
         let [cube] = arguments.as_slice() else {
             return plan_err!("mdf_compact takes a cube: mdf_compact('cube.finance')");
@@ -192,6 +191,7 @@ impl TableFunctionImpl for MdfCompactFunction {
         Ok(Arc::new(MaintenanceTable(Arc::new(MaintenanceCall {
             schema,
             task,
+            needs,
         }))))
     }
 }
@@ -211,7 +211,10 @@ impl MdfVacuumFunction {
 
 impl TableFunctionImpl for MdfVacuumFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        require_admin(&args, "vacuum a cube")?;
+        let needs = AccessTarget::AdminOnly {
+            what: "vacuum a cube".into(),
+        };
+        require(&args, &needs)?;
         let arguments = constant_arguments("mdf_vacuum", &args)?;
         let (cube, retention) = match arguments.as_slice() {
             [cube] => (cube, DEFAULT_RETENTION),
@@ -241,6 +244,7 @@ impl TableFunctionImpl for MdfVacuumFunction {
         Ok(Arc::new(MaintenanceTable(Arc::new(MaintenanceCall {
             schema,
             task,
+            needs,
         }))))
     }
 }

@@ -39,7 +39,7 @@ use datafusion::prelude::{Expr, SessionContext, col, lit};
 use super::arguments::{constant_arguments, members_by_dimension, named_cube};
 use super::dml::{WriteKind, commit_cells};
 use super::maintenance_sql::{
-    MaintenanceCall, MaintenanceTable, Task, int64_schema, one_row, require_whole_cube, session_of,
+    MaintenanceCall, MaintenanceTable, Task, int64_schema, one_row, require, session_of, whole_cube,
 };
 use super::{CubeSchemaProvider, MdfTable};
 use crate::metadata::{MetadataError, MetadataStore, Privilege};
@@ -96,7 +96,8 @@ impl TableFunctionImpl for MdfSpreadFunction {
             _ => return plan_err!("{USAGE}"),
         };
         let cube = named_cube(&self.cubes, "mdf_spread", cube)?;
-        require_whole_cube(&args, "mdf_spread", &cube, Privilege::Update)?;
+        let needs = whole_cube("mdf_spread", &cube, &[Privilege::Select, Privilege::Update]);
+        require(&args, &needs)?;
         let definition = cube.definition();
         let [measure] = definition.measures.as_slice() else {
             return not_impl_err!(
@@ -181,6 +182,7 @@ impl TableFunctionImpl for MdfSpreadFunction {
         Ok(Arc::new(MaintenanceTable(Arc::new(MaintenanceCall {
             schema,
             task,
+            needs,
         }))))
     }
 }

@@ -37,7 +37,7 @@ pub use model::{
 };
 pub use passwords::ScramVerifier;
 pub use postgres::{PostgresMetadataStore, PostgresStoreSettings};
-pub use session_access::{Reach, SessionAccess};
+pub use session_access::{Area, Reach, SessionAccess};
 
 /// Why a metadata operation failed.
 #[derive(Debug, thiserror::Error)]

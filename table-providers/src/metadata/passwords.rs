@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 /// The prefix of every verifier, as in `pg_authid.rolpassword`.
 const SCHEME: &str = "SCRAM-SHA-256";
 
+/// The most PBKDF2 iterations a verifier may ask clients for: PostgreSQL's default is 4096;
+/// far more would make every login of that user (and the server's own checks) crawl.
+const MAX_ITERATIONS: u32 = 1_000_000;
+
 /// A parsed SCRAM-SHA-256 verifier.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ScramVerifier {
@@ -48,7 +52,10 @@ impl ScramVerifier {
         let (stored_key, server_key) = keys.split_once(':')?;
         let key = |text: &str| -> Option<[u8; 32]> { STANDARD.decode(text).ok()?.try_into().ok() };
         Some(Self {
-            iterations: iterations.parse().ok().filter(|i| *i > 0)?,
+            iterations: iterations
+                .parse()
+                .ok()
+                .filter(|i| (1..=MAX_ITERATIONS).contains(i))?,
             salt: STANDARD.decode(salt).ok().filter(|s| !s.is_empty())?,
             stored_key: key(stored_key)?,
             server_key: key(server_key)?,

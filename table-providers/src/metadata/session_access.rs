@@ -11,14 +11,15 @@
 //! Scopes: a role's grants of one privilege on one object are combined as a union within a
 //! dimension (`entity <@ 'Total.EMEA'` and `entity <@ 'Total.APAC'`: both subtrees) and as an
 //! intersection across dimensions (`entity <@ 'Total.EMEA'` and `account <@ 'PL'`: EMEA's P&L
-//! cells). An unscoped grant reaches every cell. A scope on an alternate hierarchy reaches the
+//! cells): an [`Area`]. What a user holds through several roles adds up (the union of their
+//! areas). An unscoped grant reaches every cell. A scope on an alternate hierarchy reaches the
 //! members of its dimension under that subtree.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result};
@@ -29,13 +30,18 @@ use sha2::{Digest, Sha256};
 use super::access::{AccessModel, Privilege, roles_of};
 use super::{MetadataError, MetadataStore};
 
+/// Cells whose member in each listed dimension column is one of its codes: what one role's
+/// scoped grants of a privilege reach.
+pub type Area = BTreeMap<String, Arc<BTreeSet<String>>>;
+
 /// The cells (or members) one privilege on one object reaches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Reach {
     /// All of them.
     All,
-    /// Those whose member in each listed dimension column is one of its codes.
-    Members(BTreeMap<String, Arc<BTreeSet<String>>>),
+    /// Those inside any of these areas (one per role holding scoped grants of it: privileges
+    /// a user holds through several roles add up).
+    Members(Vec<Area>),
 }
 
 /// What a session's user may do.
@@ -59,13 +65,16 @@ impl SessionAccess {
         hash.update(if admin { "admin\n" } else { "grants\n" });
         for ((object, privilege), reach) in &reach {
             hash.update(format!("{object} {}\n", privilege.sql()));
-            if let Reach::Members(columns) = reach {
-                for (column, codes) in columns {
-                    hash.update(format!(" {column}:"));
-                    for code in codes.iter() {
-                        hash.update(format!("{code},"));
+            if let Reach::Members(areas) = reach {
+                for area in areas {
+                    hash.update(" area\n");
+                    for (column, codes) in area {
+                        hash.update(format!("  {column}:"));
+                        for code in codes.iter() {
+                            hash.update(format!("{code},"));
+                        }
+                        hash.update("\n");
                     }
-                    hash.update("\n");
                 }
             }
         }
@@ -187,7 +196,7 @@ impl SessionAccess {
         batches: &[RecordBatch],
         columns: &[(&str, &str)],
     ) -> Result<(), MetadataError> {
-        let Reach::Members(reached) = self.require(object, privilege)? else {
+        let Reach::Members(areas) = self.require(object, privilege)? else {
             return Ok(());
         };
         let outside = |detail: String| {
@@ -197,24 +206,40 @@ impl SessionAccess {
                 privilege.sql()
             ))
         };
-        for (dimension, codes) in reached {
-            let Some((_, column)) = columns.iter().find(|(d, _)| d == dimension) else {
-                return Err(outside(format!("this write has no {dimension} to check")));
-            };
-            for batch in batches {
+        let dimensions: BTreeSet<&String> = areas.iter().flat_map(|area| area.keys()).collect();
+        for batch in batches {
+            // Each scoped dimension's member in every row, as text.
+            let mut members = BTreeMap::new();
+            for dimension in &dimensions {
+                let Some((_, column)) = columns.iter().find(|(d, _)| d == dimension) else {
+                    return Err(outside(format!("this write has no {dimension} to check")));
+                };
                 let Some(values) = batch.column_by_name(column) else {
                     return Err(outside(format!("this write has no {column} to check")));
                 };
                 let values = cast(values, &DataType::Utf8)
                     .map_err(|e| MetadataError::Invalid(e.to_string()))?;
-                for value in values.as_string::<i32>() {
-                    match value {
-                        Some(code) if codes.contains(code) => {}
-                        Some(code) => {
-                            return Err(outside(format!("{column} {code:?} is outside its scope")));
-                        }
-                        None => return Err(outside(format!("{column} NULL is outside its scope"))),
-                    }
+                members.insert(dimension.as_str(), (column, values));
+            }
+            let member = |dimension: &str, row: usize| {
+                let values = members[dimension].1.as_string::<i32>();
+                values.is_valid(row).then(|| values.value(row))
+            };
+            for row in 0..batch.num_rows() {
+                let inside = areas.iter().any(|area| {
+                    area.iter().all(|(dimension, codes)| {
+                        member(dimension, row).is_some_and(|code| codes.contains(code))
+                    })
+                });
+                if !inside {
+                    let cell: Vec<String> = dimensions
+                        .iter()
+                        .map(|d| format!("{} {:?}", members[d.as_str()].0, member(d, row)))
+                        .collect();
+                    return Err(outside(format!(
+                        "a row with {} is outside its scope",
+                        cell.join(", ")
+                    )));
                 }
             }
         }
@@ -239,16 +264,19 @@ impl SessionAccess {
 /// when one of them is unscoped.
 type ScopePaths = Option<BTreeMap<String, Vec<MemberPath>>>;
 
-/// What `roles` may do, grant by grant: scoped grants become the member codes they reach.
+/// What `roles` may do, grant by grant: each role's scoped grants of a privilege become the
+/// area of member codes they reach; the areas of several roles add up.
 async fn resolve_reach(
     store: &dyn MetadataStore,
     model: &AccessModel,
     roles: &BTreeSet<String>,
 ) -> Result<BTreeMap<(String, Privilege), Reach>, MetadataError> {
-    let mut scopes: BTreeMap<(String, Privilege), ScopePaths> = BTreeMap::new();
+    let mut scopes: BTreeMap<(String, Privilege), BTreeMap<&str, ScopePaths>> = BTreeMap::new();
     for grant in model.grants.iter().filter(|g| roles.contains(&g.grantee)) {
         let entry = scopes
             .entry((grant.object.clone(), grant.privilege))
+            .or_default()
+            .entry(grant.grantee.as_str())
             .or_insert_with(|| Some(BTreeMap::new()));
         match (&grant.scope, entry.as_mut()) {
             (None, _) => *entry = None,
@@ -262,35 +290,41 @@ async fn resolve_reach(
     let dimensions = store.dimensions().await?;
     let mut members = BTreeMap::new();
     let mut reach = BTreeMap::new();
-    for (key, scoped) in scopes {
-        let Some(scoped) = scoped else {
+    for (key, by_role) in scopes {
+        if by_role.values().any(Option::is_none) {
             reach.insert(key, Reach::All);
             continue;
-        };
-        let mut columns: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (dimension, paths) in scoped {
-            if !members.contains_key(&dimension) {
-                members.insert(dimension.clone(), store.members(&dimension).await?);
-            }
-            // An alternate hierarchy's scope is a set of its dimension's members.
-            let column = dimensions
-                .iter()
-                .find(|d| d.name == dimension)
-                .and_then(|d| d.hierarchy_of.clone())
-                .unwrap_or_else(|| dimension.clone());
-            let codes = columns.entry(column).or_default();
-            codes.extend(
-                members[&dimension]
-                    .iter()
-                    .filter(|m| paths.iter().any(|p| m.path.is_descendant_of(p)))
-                    .map(|m| m.code.clone()),
-            );
         }
-        let columns = columns
-            .into_iter()
-            .map(|(column, codes)| (column, Arc::new(codes)))
-            .collect();
-        reach.insert(key, Reach::Members(columns));
+        let mut areas: Vec<Area> = Vec::new();
+        for scoped in by_role.into_values().flatten() {
+            let mut columns: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for (dimension, paths) in scoped {
+                if !members.contains_key(&dimension) {
+                    members.insert(dimension.clone(), store.members(&dimension).await?);
+                }
+                // An alternate hierarchy's scope is a set of its dimension's members.
+                let column = dimensions
+                    .iter()
+                    .find(|d| d.name == dimension)
+                    .and_then(|d| d.hierarchy_of.clone())
+                    .unwrap_or_else(|| dimension.clone());
+                let codes = columns.entry(column).or_default();
+                codes.extend(
+                    members[&dimension]
+                        .iter()
+                        .filter(|m| paths.iter().any(|p| m.path.is_descendant_of(p)))
+                        .map(|m| m.code.clone()),
+                );
+            }
+            let area: Area = columns
+                .into_iter()
+                .map(|(column, codes)| (column, Arc::new(codes)))
+                .collect();
+            if !areas.contains(&area) {
+                areas.push(area);
+            }
+        }
+        reach.insert(key, Reach::Members(areas));
     }
     Ok(reach)
 }
