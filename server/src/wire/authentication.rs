@@ -113,6 +113,18 @@ pub(crate) fn password_failed(user: &str) -> PgWireError {
     )
 }
 
+/// The error of a login refused while `user`'s lockout holds for `remaining`.
+pub(crate) fn locked_out(user: &str, address: IpAddr, remaining: Duration) -> PgWireError {
+    tracing::warn!(user, %address, "login refused: too many failed logins");
+    fatal(
+        "28000",
+        format!(
+            "too many failed logins for user \"{user}\" from this address: try again in {} s",
+            remaining.as_secs().max(1)
+        ),
+    )
+}
+
 /// A SCRAM message that does not follow RFC 5802.
 fn malformed(what: &str) -> PgWireError {
     fatal("08P01", format!("malformed SCRAM message: {what}"))
@@ -148,22 +160,35 @@ impl LoginThrottle {
         (entry.count >= self.limits.max_failures).then_some(remaining)
     }
 
-    /// Records a failed login, logs it, and waits the failure delay.
+    /// Starts a password check of `user` from `address`: counted as a failure until it
+    /// succeeds, so that guesses sent in parallel are limited as well as guesses in a row.
+    /// Refused, with the time left, while the lockout holds.
+    pub(crate) fn attempt(&self, user: &str, address: IpAddr) -> Result<(), Duration> {
+        let mut failures = self.failures.lock().expect("login throttle poisoned");
+        let lockout = self.limits.lockout;
+        failures.retain(|_, f| f.last.elapsed() < lockout);
+        let entry = failures
+            .entry((user.to_owned(), address))
+            .or_insert(Failures {
+                count: 0,
+                last: Instant::now(),
+            });
+        if entry.count >= self.limits.max_failures {
+            return Err(lockout.saturating_sub(entry.last.elapsed()));
+        }
+        entry.count += 1;
+        entry.last = Instant::now();
+        Ok(())
+    }
+
+    /// Logs a failed password check (counted when it started) and waits the failure delay.
     pub(crate) async fn failed(&self, user: &str, address: IpAddr) {
-        let count = {
-            let mut failures = self.failures.lock().expect("login throttle poisoned");
-            let lockout = self.limits.lockout;
-            failures.retain(|_, f| f.last.elapsed() < lockout);
-            let entry = failures
-                .entry((user.to_owned(), address))
-                .or_insert(Failures {
-                    count: 0,
-                    last: Instant::now(),
-                });
-            entry.count += 1;
-            entry.last = Instant::now();
-            entry.count
-        };
+        let count = self
+            .failures
+            .lock()
+            .expect("login throttle poisoned")
+            .get(&(user.to_owned(), address))
+            .map_or(0, |f| f.count);
         if count >= self.limits.max_failures {
             tracing::warn!(user, %address, failures = count, lockout_secs = self.limits.lockout.as_secs(), "login failed: logins of this user from this address are refused for the lockout");
         } else {
@@ -353,23 +378,22 @@ mod tests {
     }
 
     #[test]
-    fn the_throttle_locks_out_after_repeated_failures() {
+    fn the_throttle_counts_attempts_as_they_start() {
         let throttle = LoginThrottle::new(LoginLimits {
             max_failures: 2,
             lockout: Duration::from_secs(60),
             failure_delay: Duration::ZERO,
         });
         let address: IpAddr = "127.0.0.1".parse().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        runtime.block_on(throttle.failed("ana", address));
+        // Two checks in flight at once use up the allowance; a third is refused at once.
+        assert!(throttle.attempt("ana", address).is_ok());
         assert!(throttle.locked_for("ana", address).is_none());
-        runtime.block_on(throttle.failed("ana", address));
+        assert!(throttle.attempt("ana", address).is_ok());
+        assert!(throttle.attempt("ana", address).is_err());
         assert!(throttle.locked_for("ana", address).is_some());
-        assert!(throttle.locked_for("bo", address).is_none());
+        assert!(throttle.attempt("bo", address).is_ok());
         throttle.succeeded("ana", address);
         assert!(throttle.locked_for("ana", address).is_none());
+        assert!(throttle.attempt("ana", address).is_ok());
     }
 }

@@ -42,7 +42,8 @@ use quantatom_engine::postgres_settings::PostgresSettings;
 
 use super::activity::{ActivityRegistry, SessionActivity, SessionConstant};
 use super::authentication::{
-    AuthMethod, LoginThrottle, ScramExchange, Security, fatal, is_our_database, password_failed,
+    AuthMethod, LoginThrottle, ScramExchange, Security, fatal, is_our_database, locked_out,
+    password_failed,
 };
 use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
@@ -181,14 +182,7 @@ impl Startup {
             AuthMethod::ScramSha256 => {
                 let address = client.socket_addr().ip();
                 if let Some(remaining) = self.login.throttle.locked_for(&user, address) {
-                    tracing::warn!(user, %address, "login refused: too many failed logins");
-                    return Err(fatal(
-                        "28000",
-                        format!(
-                            "too many failed logins for user \"{user}\" from this address: try again in {} s",
-                            remaining.as_secs().max(1)
-                        ),
-                    ));
+                    return Err(locked_out(&user, address, remaining));
                 }
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
                 *self.scram.lock().await = ScramState::AwaitingClientFirst;
@@ -246,6 +240,11 @@ impl Startup {
                     .and_then(|text| ScramVerifier::parse(&text));
                 let data = first.data.unwrap_or_default();
                 let (exchange, server_first) = ScramExchange::start(&data, &user, verifier)?;
+                let address = client.socket_addr().ip();
+                self.login
+                    .throttle
+                    .attempt(&user, address)
+                    .map_err(|remaining| locked_out(&user, address, remaining))?;
                 *state = ScramState::AwaitingClientFinal(Box::new(exchange));
                 client
                     .send(PgWireBackendMessage::Authentication(
