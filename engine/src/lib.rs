@@ -142,6 +142,7 @@ pub enum OpenError {
 /// The shared part of every session: storage, metadata and the catalog over them.
 #[derive(Debug)]
 pub struct Engine {
+    storage: Storage,
     cubes: Arc<CubeSchemaProvider>,
     metadata: Arc<dyn MetadataStore>,
     session_template: Arc<SessionState>,
@@ -218,6 +219,7 @@ impl Engine {
             );
         }
         Ok(Self {
+            storage,
             cubes,
             metadata,
             session_template,
@@ -238,6 +240,11 @@ impl Engine {
         SessionStateBuilder::new_from_existing(self.session_template.as_ref().clone())
             .with_session_id(uuid::Uuid::new_v4().to_string())
             .build()
+    }
+
+    /// Where the data is kept, with the counts of its calls.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// The cubes.

@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// TLS and authentication (docs/security.md).
     #[command(flatten)]
     pub security: SecurityArgs,
+    /// Address of the admin HTTP listener (/healthz, /readyz, /metrics), HOST:PORT
+    /// [default: 127.0.0.1:9433].
+    #[arg(long, env = "QUANTATOM_ADMIN_LISTEN", value_name = "HOST:PORT")]
+    pub admin_listen: Option<String>,
     /// Client connections held at once; one more is refused with 53300 [default: 1000].
     #[arg(long, env = "QUANTATOM_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -276,6 +280,9 @@ impl SecurityArgs {
         })
     }
 }
+
+/// Where the admin HTTP listener listens unless configured: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9433";
 
 /// The administrator's name unless configured.
 pub const DEFAULT_ADMIN_USER: &str = "quantatom";
@@ -516,6 +523,7 @@ struct FileSettings {
     admin_user: Option<String>,
     max_connections: Option<usize>,
     shutdown_drain_secs: Option<u64>,
+    admin_listen: Option<String>,
     #[serde(default)]
     s3: FileS3Settings,
 }
@@ -556,6 +564,8 @@ pub struct ServeConfig {
     pub security: SecurityConfig,
     /// Connections held, and how they drain at shutdown.
     pub limits: ConnectionLimits,
+    /// Where the admin HTTP listener listens.
+    pub admin_listen: SocketAddr,
 }
 
 /// A setting that cannot be used; the message names it and how it was given.
@@ -641,8 +651,17 @@ impl ServeArgs {
                 .or(file.shutdown_drain_secs)
                 .map_or(defaults.drain_timeout, Duration::from_secs),
         };
+        let admin_text = self
+            .admin_listen
+            .or(file.admin_listen.clone())
+            .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
+        let admin_listen = parse_listen(&admin_text).map_err(|e| ConfigError {
+            setting: "`admin_listen` (--admin-listen, QUANTATOM_ADMIN_LISTEN, or `admin_listen` in the config file)".into(),
+            message: e.message,
+        })?;
         Ok(ServeConfig {
             listen,
+            admin_listen,
             limits,
             security: self.security.resolve(&file, embedded)?,
             caches: self.caches.resolve(&file)?,
@@ -753,6 +772,7 @@ mod tests {
             security: SecurityArgs::default(),
             max_connections: None,
             shutdown_drain_secs: None,
+            admin_listen: None,
         }
     }
 

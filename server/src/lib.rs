@@ -4,6 +4,7 @@
 //! Data flows one way: this crate speaks the protocol and hands SQL to per-connection
 //! DataFusion sessions from [`quantatom_engine`]; it never reads storage itself.
 
+pub mod admin;
 pub mod config;
 pub mod wire;
 

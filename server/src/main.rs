@@ -10,6 +10,7 @@ use quantatom_engine::metadata::{AccessChange, MetadataStore, Role, ScramVerifie
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig, OpenError};
 use quantatom_server::Server;
+use quantatom_server::admin::AdminListener;
 use quantatom_server::config::{
     ADMIN_PASSWORD_VARIABLE, AdminLogin, Cli, Command, CubeArgs, DEFAULT_DATA_DIR,
     DEFAULT_DEMO_CELLS, DemoArgs, LedgerCommand, ServeArgs, StorageArgs, VacuumArgs,
@@ -79,12 +80,31 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map(|server| server.with_limits(config.limits))
         .map_err(|e| format!("cannot listen on {} (setting `listen`): {e}", config.listen))?;
+    let admin = AdminListener::bind(config.admin_listen, &engine, server.observed())
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} (setting `admin_listen`): {e}",
+                config.admin_listen
+            )
+        })?;
     let address = server.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%address, data = %location, "quantatom is ready: psql -h {} -p {}", address.ip(), address.port());
+    tracing::info!(%address, admin = %config.admin_listen, data = %location, "quantatom is ready: psql -h {} -p {}", address.ip(), address.port());
+    // One signal stops both listeners; the wire server drains its connections first.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stopped| *stopped).await;
+    };
+    let admin = tokio::spawn(admin.run_until(until_stopped(stopping.clone())));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
     server
-        .run_until(shutdown_signal())
+        .run_until(until_stopped(stopping))
         .await
         .map_err(|e| e.to_string())?;
+    let _ = admin.await;
     tracing::info!("quantatom stopped");
     Ok(())
 }

@@ -145,6 +145,11 @@ impl ActivityRegistry {
     }
 
     /// Forgets a closed connection.
+    /// The connections open now (those past startup).
+    pub fn connections(&self) -> usize {
+        self.sessions.lock().expect("activity poisoned").len()
+    }
+
     pub(crate) fn disconnected(&self, pid: i32) {
         self.sessions
             .lock()

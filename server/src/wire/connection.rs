@@ -50,6 +50,7 @@ use super::copy_out::CopyOut;
 use super::dml_tags::{dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
 use super::errors::api_error;
+use super::query_metrics::QueryMetrics;
 use super::session_plans::{
     ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
     may_change_plans, parse_text, plan_query,
@@ -378,6 +379,7 @@ impl Connection {
         cancels: Arc<CancelRegistry>,
         activities: Arc<ActivityRegistry>,
         login: Arc<Login>,
+        metrics: Arc<QueryMetrics>,
     ) -> Self {
         let activity = Arc::new(OnceLock::new());
         Self {
@@ -395,6 +397,7 @@ impl Connection {
                 activities: Arc::clone(&activities),
                 activity: Arc::clone(&activity),
                 login: Arc::clone(&login),
+                metrics,
                 access_resolved: Mutex::new((Instant::now(), login.store.committed_changes())),
             }),
             startup: Arc::new(Startup {
@@ -445,6 +448,7 @@ pub(crate) struct SessionQueries {
     activities: Arc<ActivityRegistry>,
     activity: Arc<OnceLock<Arc<SessionActivity>>>,
     login: Arc<Login>,
+    metrics: Arc<QueryMetrics>,
     /// When the session's access was last resolved, and the store's committed changes then.
     access_resolved: Mutex<(Instant, u64)>,
 }
@@ -635,7 +639,11 @@ impl SimpleQueryHandler for SessionQueries {
         {
             client.set_transaction_status(TransactionStatus::Transaction);
         }
-        self._on_query(client, query).await
+        let started = Instant::now();
+        let answered = self._on_query(client, query).await;
+        self.metrics
+            .observe(started.elapsed(), answered.as_ref().err());
+        answered
     }
 
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
@@ -748,6 +756,28 @@ impl ExtendedQueryHandler for SessionQueries {
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let started = Instant::now();
+        let answered = self.answer_portal(client, portal, max_rows).await;
+        self.metrics
+            .observe(started.elapsed(), answered.as_ref().err());
+        answered
+    }
+}
+
+impl SessionQueries {
+    /// Runs an extended-protocol portal (`Execute`).
+    async fn answer_portal<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<<Self as ExtendedQueryHandler>::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = <Self as ExtendedQueryHandler>::Statement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {

@@ -20,6 +20,7 @@ mod direct_planning;
 mod dml_tags;
 pub mod errors;
 mod pg_settings;
+mod query_metrics;
 mod regproc_literals;
 mod roles_catalog;
 mod search_path;
@@ -51,6 +52,7 @@ use tokio::task::JoinSet;
 pub use activity::ActivityRegistry;
 pub use authentication::{AuthMethod, LoginLimits, Security, tls_acceptor};
 use authentication::{LoginThrottle, fatal};
+pub use query_metrics::QueryMetrics;
 
 use cancel::CancelRegistry;
 use connection::{Connection, Login};
@@ -114,6 +116,7 @@ pub struct Server {
     activities: Arc<ActivityRegistry>,
     login: Arc<Login>,
     limits: ConnectionLimits,
+    metrics: Arc<QueryMetrics>,
 }
 
 /// How many clients a server holds, and how it lets them go when it stops.
@@ -169,6 +172,7 @@ impl Server {
                 store: Arc::clone(engine.metadata()),
             }),
             limits: ConnectionLimits::default(),
+            metrics: Arc::default(),
         })
     }
 
@@ -176,6 +180,11 @@ impl Server {
     pub fn with_limits(mut self, limits: ConnectionLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// What the admin listener reports of this server: its statements and its connections.
+    pub fn observed(&self) -> (Arc<QueryMetrics>, Arc<ActivityRegistry>) {
+        (Arc::clone(&self.metrics), Arc::clone(&self.activities))
     }
 
     /// The address actually bound (useful with port 0).
@@ -264,6 +273,7 @@ impl Server {
             Arc::clone(&self.cancels),
             Arc::clone(&self.activities),
             Arc::clone(&self.login),
+            Arc::clone(&self.metrics),
         )
     }
 }

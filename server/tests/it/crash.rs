@@ -90,6 +90,8 @@ async fn write_until_killed(data_dir: &std::path::Path, fail_point: &str, write:
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
         .args([
             "serve",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--demo-cells",

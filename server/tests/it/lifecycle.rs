@@ -166,6 +166,8 @@ async fn sigterm_drains_the_server_binary() {
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
         .args([
             "serve",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--demo-cells",

@@ -1,6 +1,7 @@
 //! Integration tests of the Postgres-wire server with real clients: tokio-postgres, the `psql`
 //! binary, pgJDBC, psycopg, asyncpg, SQLAlchemy and node-postgres.
 
+mod admin;
 mod catalog;
 mod clients;
 mod crash;

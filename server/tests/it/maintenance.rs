@@ -5,7 +5,7 @@ use std::process::Output;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 
-use crate::support::TEST_DEMO_CELLS;
+use crate::support::{TEST_DEMO_CELLS, demo_engine};
 
 async fn quantatom(args: &[&str], data_dir: &std::path::Path) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
@@ -61,15 +61,7 @@ async fn files_and_total(data_dir: &std::path::Path) -> (usize, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compact_and_vacuum_from_the_command_line() {
     let data_dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(&EngineConfig {
-        storage: StorageConfig::Local(data_dir.path().to_owned()),
-        demo_cells: Some(TEST_DEMO_CELLS),
-        ledger: true,
-        metadata: Default::default(),
-        caches: Default::default(),
-    })
-    .await
-    .unwrap();
+    let engine = demo_engine(data_dir.path()).await;
     engine
         .new_session()
         .sql("UPDATE cube.finance SET amount = amount + 1 WHERE version = 'Budget' AND time = '2025_01'")
@@ -150,7 +142,14 @@ async fn compact_and_vacuum_from_the_command_line() {
 async fn serve_with_an_unreachable_metadata_store_fails_fast_naming_the_setting() {
     let data_dir = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--demo-cells", "0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--demo-cells", "0"])
         .arg("--data-dir")
         .arg(data_dir.path())
         .args([

@@ -622,6 +622,8 @@ async fn passwords_never_reach_the_logs() {
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
         .args([
             "serve",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--demo-cells",

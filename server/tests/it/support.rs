@@ -46,14 +46,7 @@ impl TestServer {
 
     async fn start_with(security: Security, limits: ConnectionLimits) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let config = EngineConfig {
-            storage: StorageConfig::Local(data_dir.path().to_owned()),
-            demo_cells: Some(TEST_DEMO_CELLS),
-            ledger: true,
-            metadata: Default::default(),
-            caches: Default::default(),
-        };
-        let engine = Engine::open(&config).await.expect("engine opens");
+        let engine = demo_engine(data_dir.path()).await;
         let server = Server::bind_secured(&engine, "127.0.0.1:0".parse().unwrap(), security)
             .await
             .expect("server binds")
@@ -175,4 +168,17 @@ pub async fn connect_when_up(config: &str) -> Client {
             Err(e) => panic!("the server did not accept connections: {e}"),
         }
     }
+}
+
+/// An engine over the test demo, written into `data_dir` (embedded metadata, default caches).
+pub async fn demo_engine(data_dir: &std::path::Path) -> Engine {
+    Engine::open(&EngineConfig {
+        storage: StorageConfig::Local(data_dir.to_owned()),
+        demo_cells: Some(TEST_DEMO_CELLS),
+        ledger: true,
+        metadata: Default::default(),
+        caches: Default::default(),
+    })
+    .await
+    .expect("the demo engine opens")
 }

@@ -1,0 +1,140 @@
+//! Counts of the statements the server answered, by outcome, and how long they took: what
+//! the admin listener's `/metrics` shows (see [`crate::admin`]).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use pgwire::error::PgWireError;
+
+use super::errors::sqlstate;
+
+/// The upper bounds, in seconds, of the duration histogram's buckets.
+const BOUNDS: [f64; 10] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
+];
+
+/// How a statement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Error,
+    Cancelled,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Error, Outcome::Cancelled];
+
+    fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    fn of(error: Option<&PgWireError>) -> Self {
+        let code = match error {
+            None => return Outcome::Ok,
+            Some(PgWireError::UserError(info)) => info.code.as_str(),
+            Some(PgWireError::ApiError(inner)) => sqlstate(inner.as_ref()),
+            Some(_) => "XX000",
+        };
+        match code {
+            "57014" => Outcome::Cancelled,
+            _ => Outcome::Error,
+        }
+    }
+}
+
+/// Statements answered since start-up: one per simple-protocol query message, one per
+/// extended-protocol Execute.
+#[derive(Debug, Default)]
+pub struct QueryMetrics {
+    outcomes: [AtomicU64; Outcome::ALL.len()],
+    /// Statements that took at most each bound (not cumulative; summed when rendered).
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    micros: AtomicU64,
+}
+
+impl QueryMetrics {
+    /// Records a statement that took `elapsed` and ended with `error` (`None`: it succeeded).
+    pub(crate) fn observe(&self, elapsed: Duration, error: Option<&PgWireError>) {
+        self.outcomes[Outcome::of(error) as usize].fetch_add(1, Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        let bucket = BOUNDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BOUNDS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The counts in Prometheus's text format.
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP quantatom_queries_total Statements answered, by outcome.\n# TYPE quantatom_queries_total counter"
+        );
+        for outcome in Outcome::ALL {
+            let count = self.outcomes[outcome as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "quantatom_queries_total{{outcome=\"{}\"}} {count}",
+                outcome.name()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP quantatom_query_duration_seconds Time to answer a statement.\n# TYPE quantatom_query_duration_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (index, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let bound = BOUNDS
+                .get(index)
+                .map_or("+Inf".to_owned(), |bound| bound.to_string());
+            let _ = writeln!(
+                out,
+                "quantatom_query_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let seconds = self.micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "quantatom_query_duration_seconds_sum {seconds}");
+        let _ = writeln!(out, "quantatom_query_duration_seconds_count {cumulative}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgwire::error::ErrorInfo;
+
+    #[test]
+    fn outcomes_and_buckets_render_as_prometheus_reads_them() {
+        let metrics = QueryMetrics::default();
+        metrics.observe(Duration::from_micros(500), None);
+        metrics.observe(Duration::from_millis(30), None);
+        let cancelled = PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "57014".into(),
+            "canceling statement due to user request".into(),
+        )));
+        metrics.observe(Duration::from_secs(20), Some(&cancelled));
+        let mut text = String::new();
+        metrics.render(&mut text);
+        for line in [
+            "quantatom_queries_total{outcome=\"ok\"} 2",
+            "quantatom_queries_total{outcome=\"cancelled\"} 1",
+            "quantatom_queries_total{outcome=\"error\"} 0",
+            "quantatom_query_duration_seconds_bucket{le=\"0.001\"} 1",
+            "quantatom_query_duration_seconds_bucket{le=\"0.05\"} 2",
+            "quantatom_query_duration_seconds_bucket{le=\"10\"} 2",
+            "quantatom_query_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "quantatom_query_duration_seconds_count 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The admin HTTP listener over a real server: health, readiness and Prometheus metrics that
+//! move with what clients do.
+
+use std::sync::Arc;
+
+use quantatom_server::Server;
+use quantatom_server::admin::AdminListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::NoTls;
+
+use crate::support::{demo_engine, value};
+
+/// The status line and body `GET path` answers.
+async fn get(address: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The value of the metric line that starts with `series`.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics_follow_the_server() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let engine = demo_engine(data_dir.path()).await;
+    let server = Server::bind(&engine, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let admin = AdminListener::bind("127.0.0.1:0".parse().unwrap(), &engine, server.observed())
+        .await
+        .unwrap();
+    let (wire, http) = (server.local_addr().unwrap(), admin.local_addr().unwrap());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let until = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stopped| *stopped).await;
+    };
+    let serving = tokio::spawn(server.run_until(until(stopping.clone())));
+    let admin = tokio::spawn(admin.run_until(until(stopping)));
+    let engine = Arc::new(engine);
+
+    assert_eq!(
+        get(http, "/healthz").await,
+        ("HTTP/1.1 200 OK".into(), "ok\n".into())
+    );
+    let (status, body) = get(http, "/readyz").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert_eq!(body, "object_store: ok\nmetadata: ok\n");
+    assert!(get(http, "/nothing").await.0.contains("404"));
+
+    let before = get(http, "/metrics").await.1;
+    let config = format!(
+        "host=127.0.0.1 port={} user=tester dbname=quantatom",
+        wire.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let grid = "SELECT entity, sum(amount) FROM cube.finance GROUP BY entity";
+    for _ in 0..3 {
+        client.simple_query(grid).await.unwrap();
+    }
+    assert!(client.simple_query("SELECT * FROM nowhere").await.is_err());
+    assert_eq!(value(&client, "SELECT 1").await, "1");
+    let after = get(http, "/metrics").await.1;
+    let ok = "quantatom_queries_total{outcome=\"ok\"}";
+    let error = "quantatom_queries_total{outcome=\"error\"}";
+    assert_eq!(metric(&after, ok) - metric(&before, ok), 4.0);
+    assert_eq!(metric(&after, error) - metric(&before, error), 1.0);
+    assert_eq!(metric(&after, "quantatom_connections"), 1.0);
+    let count = "quantatom_query_duration_seconds_count";
+    assert_eq!(metric(&after, count) - metric(&before, count), 5.0);
+    // The demo was written through the object store; the grid's repeats were tile hits.
+    let puts = "quantatom_object_store_requests_total{operation=\"put\"}";
+    assert!(metric(&after, puts) > 0.0, "{after}");
+    let hits = "quantatom_cache_hits_total{tier=\"tile.memory\"}";
+    assert!(
+        metric(&after, hits) - metric(&before, hits) >= 2.0,
+        "{after}"
+    );
+
+    drop(client);
+    let _ = stop.send(true);
+    serving.await.unwrap().unwrap();
+    admin.await.unwrap();
+    drop(engine);
+}
