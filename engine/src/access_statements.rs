@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+use datafusion::sql::sqlparser::tokenizer::{Span, Token, Tokenizer, Word};
 use quantatom_table_providers::metadata::{
     AccessChange, Grant, Membership, MetadataError, MetadataStore, Privilege, Role, ScramVerifier,
     SessionAccess, SubtreeScope, change_access,
@@ -252,7 +252,10 @@ impl std::fmt::Display for AccessStatement {
                             g.object,
                             g.grantee
                         ),
-                        other => format!("{other:?}"),
+                        AccessChange::CreateRole(role) | AccessChange::AlterRole(role) => {
+                            format!("ROLE {}", role.name)
+                        }
+                        AccessChange::DropRole(name) => format!("DROP ROLE {name}"),
                     })
                     .collect();
                 f.write_str(&changes.join("; "))
@@ -549,10 +552,7 @@ fn parse_role_grant(granting: bool, tokens: &[Token]) -> Result<Vec<AccessChange
         let mut names = Vec::new();
         for (index, token) in tokens.iter().enumerate() {
             match (index % 2, token) {
-                (0, Token::Word(word)) => names.push(match word.quote_style {
-                    Some(_) => word.value.clone(),
-                    None => word.value.to_lowercase(),
-                }),
+                (0, Token::Word(word)) => names.push(identifier(&word.to_ident(Span::empty()))),
                 (1, Token::Comma) => {}
                 _ => return Err(invalid(format!("unexpected {token} in a role grant"))),
             }

@@ -598,7 +598,7 @@ impl ServeArgs {
             .listen
             .or(file.listen.clone())
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen = parse_listen(&listen_text)?;
+        let listen = parse_listen(&listen_text, "listen", "listen")?;
         let demo_cells = match self
             .demo_cells
             .or(file.demo_cells)
@@ -655,10 +655,7 @@ impl ServeArgs {
             .admin_listen
             .or(file.admin_listen.clone())
             .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
-        let admin_listen = parse_listen(&admin_text).map_err(|e| ConfigError {
-            setting: "`admin_listen` (--admin-listen, QUANTATOM_ADMIN_LISTEN, or `admin_listen` in the config file)".into(),
-            message: e.message,
-        })?;
+        let admin_listen = parse_listen(&admin_text, "admin_listen", "admin-listen")?;
         Ok(ServeConfig {
             listen,
             admin_listen,
@@ -741,8 +738,9 @@ fn read_config_file(path: &std::path::Path) -> Result<FileSettings, ConfigError>
     })
 }
 
-fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
-    let invalid = |why: String| ConfigError::new("listen", "listen", format!("{text:?} {why}"));
+/// `text` as the address of the setting `setting` (flag `--flag`).
+fn parse_listen(text: &str, setting: &str, flag: &str) -> Result<SocketAddr, ConfigError> {
+    let invalid = |why: String| ConfigError::new(setting, flag, format!("{text:?} {why}"));
     text.to_socket_addrs()
         .map_err(|e| invalid(format!("is not a usable HOST:PORT ({e})")))?
         .next()

@@ -12,9 +12,7 @@ use crate::ledger::audit::LedgerTable;
 use crate::mdf::MdfTable;
 use crate::mdf::maintenance_sql::MaintenanceTable;
 use crate::mdf::time_travel::{CubeAt, CubeHistory};
-use crate::metadata::{
-    DimensionTable, HIERARCHY_SEPARATOR, MetadataError, Privilege, Reach, SessionAccess,
-};
+use crate::metadata::{DimensionTable, MetadataError, Privilege, Reach, SessionAccess};
 
 /// Where a row's member of one dimension is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,11 +107,10 @@ pub fn access_target(provider: &dyn TableProvider) -> Option<AccessTarget> {
         Some(cube_rows(at.cube()))
     } else if let Some(dimension) = provider.downcast_ref::<DimensionTable>() {
         // An alternate hierarchy's codes are its dimension's members.
-        let name = dimension.dimension();
-        let members_of = name.split(HIERARCHY_SEPARATOR).next().unwrap_or(name);
+        let members_of = dimension.members_of().to_owned();
         Some(AccessTarget::Rows {
-            object: format!("dim.{name}"),
-            coordinates: vec![(members_of.to_owned(), Coordinate::Column("code".into()))],
+            object: format!("dim.{}", dimension.dimension()),
+            coordinates: vec![(members_of, Coordinate::Column("code".into()))],
             withheld: Vec::new(),
         })
     } else if let Some(ledger) = provider.downcast_ref::<LedgerTable>() {

@@ -27,7 +27,7 @@ use pgwire::api::{
     ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, PidSecretKeyGenerator,
     RandomPidSecretKeyGenerator,
 };
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::{Authentication, PasswordMessageFamily, Startup as StartupMessage};
@@ -36,7 +36,7 @@ use pgwire::types::format::FormatOptions;
 use quantatom_engine::access_statements::AccessStatement;
 use quantatom_engine::mdf::dml::CommitAuthor;
 use quantatom_engine::mdf::transaction::SessionWrites;
-use quantatom_engine::metadata::{MetadataStore, ScramVerifier, SessionAccess};
+use quantatom_engine::metadata::{MetadataError, MetadataStore, ScramVerifier, SessionAccess};
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch, by_position, parameter_types};
 use quantatom_engine::postgres_settings::PostgresSettings;
 
@@ -84,6 +84,15 @@ pub(crate) struct Login {
     pub(crate) store: Arc<dyn MetadataStore>,
 }
 
+impl Login {
+    /// What `user` may do now; a name the store does not know is an administrator only
+    /// under trust authentication (see [`SessionAccess::resolve`]).
+    async fn resolve_access(&self, user: &str) -> Result<SessionAccess, MetadataError> {
+        let trusted = self.security.auth == AuthMethod::Trust;
+        SessionAccess::resolve(self.store.as_ref(), user, trusted).await
+    }
+}
+
 /// How long a session's resolved access is used before it is resolved again.
 const ACCESS_REFRESH: Duration = Duration::from_secs(1);
 
@@ -96,7 +105,11 @@ enum ScramState {
     /// `AuthenticationSASL` sent: the client's first message is next.
     AwaitingClientFirst,
     /// The server's first message sent: the client's final message is next.
-    AwaitingClientFinal(Box<ScramExchange>),
+    /// `can_login`: whether the role may log in, read with its verifier.
+    AwaitingClientFinal {
+        exchange: Box<ScramExchange>,
+        can_login: bool,
+    },
 }
 
 /// The user the client names in its startup packet.
@@ -170,14 +183,8 @@ impl Startup {
                 format!("database \"{database}\" does not exist"),
             ));
         }
-        apply_startup_parameters(&self.session, &startup.parameters).map_err(|e| {
-            let code = super::errors::sqlstate(&e);
-            PgWireError::UserError(Box::new(ErrorInfo::new(
-                "FATAL".into(),
-                code.into(),
-                e.strip_backtrace(),
-            )))
-        })?;
+        apply_startup_parameters(&self.session, &startup.parameters)
+            .map_err(|e| fatal(super::errors::sqlstate(&e), e.strip_backtrace()))?;
         match security.auth {
             AuthMethod::Trust => self.logged_in(client, user, database).await,
             AuthMethod::ScramSha256 => {
@@ -236,6 +243,7 @@ impl Startup {
                     .0
                     .roles
                     .remove(&user);
+                let can_login = role.as_ref().is_some_and(|role| role.can_login);
                 let verifier = role
                     .and_then(|role| role.password_verifier)
                     .and_then(|text| ScramVerifier::parse(&text));
@@ -246,7 +254,10 @@ impl Startup {
                     .throttle
                     .attempt(&user, address)
                     .map_err(|remaining| locked_out(&user, address, remaining))?;
-                *state = ScramState::AwaitingClientFinal(Box::new(exchange));
+                *state = ScramState::AwaitingClientFinal {
+                    exchange: Box::new(exchange),
+                    can_login,
+                };
                 client
                     .send(PgWireBackendMessage::Authentication(
                         Authentication::SASLContinue(server_first.into()),
@@ -254,20 +265,17 @@ impl Startup {
                     .await?;
                 Ok(())
             }
-            ScramState::AwaitingClientFinal(exchange) => {
+            ScramState::AwaitingClientFinal {
+                exchange,
+                can_login,
+            } => {
                 let response = message.into_sasl_response()?;
                 let address = client.socket_addr().ip();
                 let Some(server_final) = exchange.finish(&response.data)? else {
                     self.login.throttle.failed(&user, address).await;
                     return Err(password_failed(&user));
                 };
-                let (access, _) = self.login.store.access().await.map_err(|e| {
-                    fatal(
-                        "08006",
-                        format!("cannot read the users from the metadata store: {e}"),
-                    )
-                })?;
-                if !access.roles.get(&user).is_some_and(|role| role.can_login) {
+                if !can_login {
                     return Err(fatal(
                         "28000",
                         format!("role \"{user}\" is not permitted to log in"),
@@ -297,13 +305,11 @@ impl Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let access = SessionAccess::resolve(
-            self.login.store.as_ref(),
-            &user,
-            self.login.security.auth == AuthMethod::Trust,
-        )
-        .await
-        .map_err(|e| fatal("08006", format!("cannot read the user's grants: {e}")))?;
+        let access = self
+            .login
+            .resolve_access(&user)
+            .await
+            .map_err(|e| fatal("08006", format!("cannot read the user's grants: {e}")))?;
         let (pid, secret) = KEY_GENERATOR.generate(client);
         client.set_pid_and_secret_key(pid, secret);
         for function in SessionConstant::of_connection(pid, &user) {
@@ -468,21 +474,15 @@ impl SessionQueries {
                 return Ok(());
             }
         }
-        let current = {
-            let state = self.session.state_ref();
-            let state = state.read();
-            SessionAccess::of(state.config_options()).cloned()
-        };
+        let current = self.session_access();
         let Some(current) = current else {
             return Ok(());
         };
-        let access = SessionAccess::resolve(
-            self.login.store.as_ref(),
-            current.user(),
-            self.login.security.auth == AuthMethod::Trust,
-        )
-        .await
-        .map_err(|e| api_error(datafusion::common::DataFusionError::from(e)))?;
+        let access = self
+            .login
+            .resolve_access(current.user())
+            .await
+            .map_err(|e| api_error(datafusion::common::DataFusionError::from(e)))?;
         if access.fingerprint() != current.fingerprint() {
             // Kept plans carry the old scope's filters.
             self.plans.statement_changed_plans();
@@ -495,6 +495,11 @@ impl SessionQueries {
         Ok(())
     }
 
+    /// The session's access as resolved last (`None` before login).
+    fn session_access(&self) -> Option<Arc<SessionAccess>> {
+        SessionAccess::of(self.session.state_ref().read().config_options()).cloned()
+    }
+
     /// Runs a role or grant statement.
     async fn run_access_statement<C: ClientInfo>(
         &self,
@@ -505,11 +510,7 @@ impl SessionQueries {
             return Err(in_failed_block());
         }
         let statement = statement.map_err(api_error)?;
-        let access = {
-            let state = self.session.state_ref();
-            let state = state.read();
-            SessionAccess::of(state.config_options()).cloned()
-        };
+        let access = self.session_access();
         statement
             .execute(self.login.store.as_ref(), access.as_deref())
             .await

@@ -128,7 +128,8 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
     held.write_buf = parts.write_buf;
     let mut socket = Framed::from_parts(held);
 
-    loop {
+    // The error that ends the connection, if one does: sent, then the connection closes.
+    let last_error = loop {
         let starting = matches!(
             socket.state(),
             PgWireConnectionState::AwaitingStartup
@@ -139,23 +140,18 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
             _ = &mut deadline, if starting => None,
             _ = async { ending.shutdown.wait_for(|stopping| *stopping).await.is_ok() } => {
                 let error = fatal("57P01", "terminating connection due to administrator command".into());
-                process_error(&mut socket, error, false).await?;
-                socket.get_mut().hold = false;
-                let _ = socket.flush().await;
-                break;
+                break Some((error, false));
             }
             message = socket.next() => message,
         };
-        let Some(Ok(message)) = message else { break };
+        let Some(Ok(message)) = message else {
+            break None;
+        };
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
-            break;
+            break None;
         }
         if let (Some(_), PgWireFrontendMessage::Startup(_)) = (&ending.refusal, &message) {
-            let refusal = ending.refusal.take().expect("checked");
-            process_error(&mut socket, refusal, false).await?;
-            socket.get_mut().hold = false;
-            let _ = socket.flush().await;
-            break;
+            break ending.refusal.take().map(|refusal| (refusal, false));
         }
         let extended_protocol = match socket.state() {
             PgWireConnectionState::CopyInProgress(extended_protocol) => extended_protocol,
@@ -173,14 +169,12 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
         .await;
         if let Err(mut error) = result {
             errors.on_error(&socket, &mut error);
-            process_error(&mut socket, error, extended_protocol).await?;
             if starting {
                 // An error before the session starts is FATAL, as in PostgreSQL: the client
                 // gets it and the connection ends.
-                socket.get_mut().hold = false;
-                let _ = socket.flush().await;
-                break;
+                break Some((error, extended_protocol));
             }
+            process_error(&mut socket, error, extended_protocol).await?;
         }
         handled(socket.transaction_status());
         if matches!(socket.state(), PgWireConnectionState::AwaitingStartup)
@@ -191,6 +185,11 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
             socket.get_mut().hold = true;
             flushed.map_err(io::Error::other)?;
         }
+    };
+    if let Some((error, extended_protocol)) = last_error {
+        process_error(&mut socket, error, extended_protocol).await?;
+        socket.get_mut().hold = false;
+        let _ = socket.flush().await;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use quantatom_engine::mdf::maintenance::vacuum;
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig};
 
-use crate::support::{TEST_DEMO_CELLS, connect_when_up};
+use crate::support::{TEST_DEMO_CELLS, connect_when_up, serve_command};
 
 /// The cell the killed write sets, and its demo value.
 const CELL: &str = "version = 'Budget' AND time = '2025_01' AND entity = 'DE' AND account = '4000' AND product = 'P0001'";
@@ -87,23 +87,11 @@ const WRITE: &str =
 /// for the process to die of it.
 async fn write_until_killed(data_dir: &std::path::Path, fail_point: &str, write: &str) {
     let port = free_port();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
-        .args([
-            "serve",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--demo-cells",
-            "0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
+    let mut server = serve_command(data_dir, port)
         .env("QUANTATOM_FAIL_POINT", fail_point)
         .env("QUANTATOM_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("the server binary starts");
     let config = format!("host=127.0.0.1 port={port} user=tester dbname=quantatom");

@@ -8,7 +8,7 @@ use quantatom_server::wire::ConnectionLimits;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use crate::support::{TestServer, connect_when_up, value};
+use crate::support::{TestServer, connect_when_up, serve_command, value};
 
 /// 300 million rows: seconds of work, all of it in execution.
 const LONG: &str = "SELECT sum(value % 7) FROM generate_series(1, 300000000)";
@@ -163,20 +163,8 @@ async fn a_full_server_refuses_one_more_client_but_serves_cancels() {
 async fn sigterm_drains_the_server_binary() {
     let data_dir = tempfile::tempdir().unwrap();
     let port = crate::crash::free_port();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
-        .args([
-            "serve",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--demo-cells",
-            "0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir.path())
+    let mut server = serve_command(data_dir.path(), port)
         .env("QUANTATOM_LOG", "warn")
-        .kill_on_drop(true)
         .spawn()
         .expect("the server binary starts");
     let config = format!("host=127.0.0.1 port={port} user=tester dbname=quantatom");

@@ -9,7 +9,7 @@ use quantatom_engine::metadata::{AccessChange, Role, ScramVerifier, change_acces
 use quantatom_server::wire::{AuthMethod, LoginLimits, Security, tls_acceptor};
 use tokio_postgres::{Client, NoTls};
 
-use crate::support::{TestServer, connect_when_up, rows, value};
+use crate::support::{TestServer, connect_when_up, rows, serve_command, value};
 
 /// A server asking for SCRAM, with a throttle that locks after `max_failures`.
 async fn scram_server(max_failures: u32) -> TestServer {
@@ -619,24 +619,12 @@ async fn passwords_never_reach_the_logs() {
     let log_path = log_dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let port = crate::crash::free_port();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"))
-        .args([
-            "serve",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--demo-cells",
-            "0",
-        ])
+    let mut server = serve_command(data_dir.path(), port)
         .args(["--auth", "scram-sha-256"])
-        .arg("--data-dir")
-        .arg(data_dir.path())
         .env("QUANTATOM_ADMIN_PASSWORD", "admin-Secret-1")
         .env("QUANTATOM_LOG", "debug")
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
-        .kill_on_drop(true)
         .spawn()
         .expect("the server binary starts");
     let config = |user: &str, password: &str| {

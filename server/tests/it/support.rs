@@ -182,3 +182,22 @@ pub async fn demo_engine(data_dir: &std::path::Path) -> Engine {
     .await
     .expect("the demo engine opens")
 }
+
+/// The server binary about to serve `data_dir` (no demo) on `127.0.0.1:port`, its admin
+/// listener on a free port; callers add their own settings and spawn it.
+pub fn serve_command(data_dir: &std::path::Path, port: u16) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"));
+    command
+        .args([
+            "serve",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--demo-cells",
+            "0",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .kill_on_drop(true);
+    command
+}

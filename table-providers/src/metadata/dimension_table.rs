@@ -24,7 +24,7 @@ use quantatom_udfs::ltree::LTREE;
 use quantatom_udfs::tagged_text_field;
 
 use super::member_dml::{MemberCells, insert_plan};
-use super::{Member, MemberFilter, MetadataStore};
+use super::{HIERARCHY_SEPARATOR, Member, MemberFilter, MetadataStore};
 
 /// The columns of every dimension table.
 pub fn dimension_schema() -> SchemaRef {
@@ -119,6 +119,13 @@ impl DimensionTable {
     /// The dimension (or alternate hierarchy) it shows.
     pub fn dimension(&self) -> &str {
         &self.dimension
+    }
+
+    /// The dimension whose members it holds: its own, or for an alternate hierarchy the
+    /// dimension it arranges (whose leaves are its leaves).
+    pub fn members_of(&self) -> &str {
+        let name = self.dimension.as_str();
+        name.split(HIERARCHY_SEPARATOR).next().unwrap_or(name)
     }
 
     /// The version of the members a scan reads now (see [`MetadataStore::dimension_version`]).

@@ -40,9 +40,8 @@ use futures::TryStreamExt;
 
 use super::dimension_table::{DERIVED_COLUMNS, dimension_schema};
 use super::{
-    ChangeAuthor, ChangedMembers, DimensionTable, HIERARCHY_SEPARATOR, MemberChange, MemberSpec,
-    MetadataError, MetadataStore, Privilege, SessionAccess, apply_member_changes,
-    check_alternate_hierarchy,
+    ChangeAuthor, ChangedMembers, DimensionTable, MemberChange, MemberSpec, MetadataError,
+    MetadataStore, Privilege, SessionAccess, apply_member_changes, check_alternate_hierarchy,
 };
 use crate::fail_point::fail_point;
 use crate::ledger::Ledger;
@@ -382,9 +381,8 @@ impl MemberSink {
         let Some(access) = SessionAccess::of(context.session_config().options()) else {
             return Ok(());
         };
-        let name = &self.table.dimension;
-        let dimension = name.split(HIERARCHY_SEPARATOR).next().unwrap_or(name);
-        let object = format!("dim.{name}");
+        let dimension = self.table.members_of();
+        let object = format!("dim.{}", self.table.dimension);
         let (privilege, columns): (Privilege, &[&str]) = match self.kind {
             MemberWriteKind::Insert => (Privilege::Insert, &["parent"]),
             MemberWriteKind::Update => (Privilege::Update, &[CODE_BEFORE, "parent"]),
