@@ -40,6 +40,7 @@ pub use quantatom_table_providers::metadata;
 /// Where the engine keeps its data, as configured.
 pub use quantatom_table_providers::storage;
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use cube_joins::CubeJoinPlanner;
@@ -50,7 +51,8 @@ use datafusion::catalog::{
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use information_schema::PostgresInformationSchema;
@@ -149,6 +151,9 @@ pub struct Engine {
     plan_epoch: Arc<PlanEpoch>,
     ledger: Option<Arc<Ledger>>,
     tiles: Arc<TileCache>,
+    /// Bytes one session may hold for its running statement's operators (hash tables, sorts);
+    /// `None`: no limit.
+    query_memory_limit: Option<usize>,
 }
 
 impl Engine {
@@ -226,7 +231,18 @@ impl Engine {
             plan_epoch: Arc::default(),
             ledger,
             tiles,
+            query_memory_limit: None,
         })
+    }
+
+    /// This engine with every new session's statements limited to `limit` bytes of operator
+    /// memory (hash tables, sort buffers, aggregation state): a statement that needs more
+    /// spills where its operators can, and otherwise fails with `ResourcesExhausted` (SQLSTATE
+    /// 53200) while the server and other sessions go on. A session runs one statement at a
+    /// time; cursors it keeps open share its limit.
+    pub fn with_query_memory_limit(mut self, limit: Option<usize>) -> Self {
+        self.query_memory_limit = limit;
+        self
     }
 
     /// A new session with its own configuration over the shared catalog.
@@ -237,9 +253,21 @@ impl Engine {
     /// The state a new session starts from; callers that add their own catalog layers (the
     /// wire server's `pg_catalog`) build on this.
     pub fn session_state(&self) -> SessionState {
-        SessionStateBuilder::new_from_existing(self.session_template.as_ref().clone())
-            .with_session_id(uuid::Uuid::new_v4().to_string())
-            .build()
+        let builder =
+            SessionStateBuilder::new_from_existing(self.session_template.as_ref().clone())
+                .with_session_id(uuid::Uuid::new_v4().to_string());
+        match self.query_memory_limit {
+            Some(limit) => {
+                let runtime = runtime_limited_to(self.session_template.runtime_env(), limit);
+                builder.with_runtime_env(runtime).build()
+            }
+            None => builder.build(),
+        }
+    }
+
+    /// The memory one session may hold for its statement ([`Engine::with_query_memory_limit`]).
+    pub fn query_memory_limit(&self) -> Option<usize> {
+        self.query_memory_limit
     }
 
     /// Where the data is kept, with the counts of its calls.
@@ -272,6 +300,22 @@ impl Engine {
     pub fn plan_epoch(&self) -> &Arc<PlanEpoch> {
         &self.plan_epoch
     }
+}
+
+/// `shared` (object stores, caches, spill files) with a memory pool of its own that holds at
+/// most `limit` bytes and names its largest consumers when it is full: one session's runtime
+/// under [`Engine::with_query_memory_limit`].
+pub fn runtime_limited_to(shared: &Arc<RuntimeEnv>, limit: usize) -> Arc<RuntimeEnv> {
+    let consumers_named = NonZeroUsize::new(3).expect("3 is not zero");
+    Arc::new(RuntimeEnv {
+        memory_pool: Arc::new(TrackConsumersPool::new(
+            GreedyMemoryPool::new(limit),
+            consumers_named,
+        )),
+        disk_manager: Arc::clone(&shared.disk_manager),
+        cache_manager: Arc::clone(&shared.cache_manager),
+        object_store_registry: Arc::clone(&shared.object_store_registry),
+    })
 }
 
 /// Session settings every Quantatom session starts with.

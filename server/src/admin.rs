@@ -1,7 +1,8 @@
 //! The admin HTTP listener, on a port of its own (loopback by default): `/healthz` (the
-//! process answers), `/readyz` (the object store and the metadata store answer; the body
-//! names the one that does not) and `/metrics` (Prometheus's text format: connections,
-//! statements by outcome and their durations, object-store calls and bytes, cache tiers).
+//! process answers), `/readyz` (the object store, the metadata store and the tile cache's
+//! shared store answer; the body names the one that does not) and `/metrics` (Prometheus's
+//! text format: connections, statements by outcome and their durations, rows and bytes
+//! returned, object-store calls and bytes, commits, conflicts and ledger appends, cache tiers).
 
 use std::convert::Infallible;
 use std::fmt::Write;
@@ -23,10 +24,11 @@ use object_store::ObjectStoreExt;
 use quantatom_engine::Engine;
 use quantatom_engine::metadata::MetadataStore;
 use quantatom_engine::storage::{Operation, Storage};
+use quantatom_engine::tiles::TileCache;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::wire::{ActivityRegistry, QueryMetrics};
+use crate::wire::{ActivityRegistry, QueryMetrics, write_counter};
 
 /// How long one readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,6 +38,7 @@ struct Observed {
     engine: SessionContext,
     storage: Storage,
     metadata: Arc<dyn MetadataStore>,
+    tiles: Arc<TileCache>,
     queries: Arc<QueryMetrics>,
     activities: Arc<ActivityRegistry>,
 }
@@ -60,6 +63,7 @@ impl AdminListener {
                 engine: engine.new_session(),
                 storage: engine.storage().clone(),
                 metadata: Arc::clone(engine.metadata()),
+                tiles: Arc::clone(engine.tiles()),
                 queries,
                 activities,
             }),
@@ -105,7 +109,7 @@ impl AdminListener {
 async fn answer(observed: &Observed, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, body) = match (request.method().as_str(), request.uri().path()) {
         ("GET", "/healthz") => (StatusCode::OK, "ok\n".to_owned()),
-        ("GET", "/readyz") => readiness(observed).await,
+        ("GET", "/readyz") => readiness(observed, request.uri().query()).await,
         ("GET", "/metrics") => (StatusCode::OK, metrics(observed).await),
         _ => (
             StatusCode::NOT_FOUND,
@@ -121,8 +125,15 @@ async fn answer(observed: &Observed, request: Request<Incoming>) -> Response<Ful
     response
 }
 
-/// 200 when every store answers in time, else 503; a line per store either way.
-async fn readiness(observed: &Observed) -> (StatusCode, String) {
+/// 200 when every store answers in time, else 503; a line per store either way. A check named
+/// in the query's `exclude` parameters (`/readyz?exclude=cache`, as Kubernetes's own `/readyz`
+/// takes them) is still run and shown, but does not make the server unready.
+async fn readiness(observed: &Observed, query: Option<&str>) -> (StatusCode, String) {
+    let excluded: Vec<&str> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("exclude="))
+        .collect();
     let probe = observed.storage.path(&["readyz-probe"]);
     let object_store = async {
         match observed.storage.store().head(&probe).await {
@@ -142,7 +153,7 @@ async fn readiness(observed: &Observed) -> (StatusCode, String) {
         Ok(result) => result,
         Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
     };
-    let checks = [
+    let mut checks = vec![
         (
             "object_store",
             within(tokio::time::timeout(CHECK_TIMEOUT, object_store).await),
@@ -152,14 +163,21 @@ async fn readiness(observed: &Observed) -> (StatusCode, String) {
             within(tokio::time::timeout(CHECK_TIMEOUT, metadata).await),
         ),
     ];
+    if let Some(shared) = observed.tiles.shared_tier() {
+        let ping = tokio::time::timeout(CHECK_TIMEOUT, shared.ping()).await;
+        checks.push(("cache", within(ping)));
+    }
     let mut body = String::new();
+    let mut ready = true;
     for (name, result) in &checks {
-        let _ = match result {
-            Ok(()) => writeln!(body, "{name}: ok"),
-            Err(error) => writeln!(body, "{name}: not ready: {error}"),
+        let counted = !excluded.contains(name);
+        ready &= result.is_ok() || !counted;
+        let _ = match (result, counted) {
+            (Ok(()), _) => writeln!(body, "{name}: ok"),
+            (Err(error), true) => writeln!(body, "{name}: not ready: {error}"),
+            (Err(error), false) => writeln!(body, "{name}: not ready (excluded): {error}"),
         };
     }
-    let ready = checks.iter().all(|(_, result)| result.is_ok());
     let status = if ready {
         StatusCode::OK
     } else {
@@ -205,6 +223,36 @@ async fn metrics(observed: &Observed) -> String {
                 operation.name()
             );
         }
+    }
+    let commits = observed.storage.commits().counts();
+    for (metric, help, count) in [
+        (
+            "quantatom_commits_total",
+            "Cube changes committed.",
+            commits.committed,
+        ),
+        (
+            "quantatom_commit_retries_total",
+            "Versions another writer took first; the commit re-read the log and retried.",
+            commits.lost_races,
+        ),
+        (
+            "quantatom_commit_conflicts_total",
+            "Commits refused with a serialization error (40001).",
+            commits.conflicts,
+        ),
+        (
+            "quantatom_ledger_commits_total",
+            "Commits to the ledger.",
+            commits.ledger_commits,
+        ),
+        (
+            "quantatom_ledger_entries_total",
+            "Entries (cell and formula changes) appended to the ledger.",
+            commits.ledger_entries,
+        ),
+    ] {
+        write_counter(&mut out, metric, help, count);
     }
     cache_metrics(observed, &mut out).await;
     out

@@ -12,7 +12,8 @@ use quantatom_engine::storage::{RetrySettings, S3Settings, StorageConfig};
 use quantatom_engine::tiles::{RedisSettings, TileCacheConfig};
 use quantatom_engine::{CacheConfig, MetadataConfig};
 
-use crate::wire::{AuthMethod, ConnectionLimits, LoginLimits, Security, tls_acceptor};
+use crate::telemetry::LogFormat;
+use crate::wire::{AuthMethod, ConnectionLimits, LoginLimits, QueryLog, Security, tls_acceptor};
 use serde::Deserialize;
 
 /// The default listen address.
@@ -31,6 +32,9 @@ pub const DEFAULT_METADATA_TIMEOUT_SECS: u64 = 5;
 /// MiB the byte cache's disk tier keeps, when it has one and no size is configured.
 pub const DEFAULT_BYTE_CACHE_DISK_MB: u64 = 10_240;
 
+/// MiB of operator memory one connection's statement may hold, unless configured.
+pub const DEFAULT_QUERY_MEMORY_MB: u64 = 4096;
+
 /// How long one call to the tile cache's Redis may take, in milliseconds.
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
 
@@ -46,6 +50,25 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written to stderr: `text`, or `json` (one object per line, for
+    /// Loki and other collectors) [default: text].
+    #[arg(
+        long,
+        global = true,
+        env = "QUANTATOM_LOG_FORMAT",
+        value_name = "text|json"
+    )]
+    pub log_format: Option<LogFormat>,
+    /// Where spans are exported over OTLP/HTTP (protobuf), the collector's base URL such as
+    /// http://otel-collector:4318; `/v1/traces` is added. Without one, nothing is exported
+    /// [default: none].
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The subcommands.
@@ -118,6 +141,15 @@ pub struct ServeArgs {
     /// closes their connections [default: 30].
     #[arg(long, env = "QUANTATOM_SHUTDOWN_DRAIN_SECS", value_name = "SECONDS")]
     pub shutdown_drain_secs: Option<u64>,
+    /// Operator memory (hash tables, sorts, aggregation state) one connection's statement may
+    /// hold, MiB; a statement that needs more spills where it can and otherwise fails with
+    /// 53200; 0 sets no limit [default: 4096].
+    #[arg(long, env = "QUANTATOM_QUERY_MEMORY_MB", value_name = "MIB")]
+    pub query_memory_mb: Option<u64>,
+    /// Log every statement with its user, duration, rows and SQLSTATE: `off`, `on`, or
+    /// `redacted` (literals replaced by `?`) [default: off].
+    #[arg(long, env = "QUANTATOM_QUERY_LOG", value_name = "off|on|redacted")]
+    pub query_log: Option<String>,
 }
 
 /// Flags of TLS and authentication; each also reads a `QUANTATOM_*` variable and a
@@ -524,6 +556,8 @@ struct FileSettings {
     max_connections: Option<usize>,
     shutdown_drain_secs: Option<u64>,
     admin_listen: Option<String>,
+    query_memory_mb: Option<u64>,
+    query_log: Option<String>,
     #[serde(default)]
     s3: FileS3Settings,
 }
@@ -566,6 +600,10 @@ pub struct ServeConfig {
     pub limits: ConnectionLimits,
     /// Where the admin HTTP listener listens.
     pub admin_listen: SocketAddr,
+    /// Bytes of operator memory one connection's statement may hold; `None`: no limit.
+    pub query_memory_limit: Option<usize>,
+    /// Whether statements are logged.
+    pub query_log: QueryLog,
 }
 
 /// A setting that cannot be used; the message names it and how it was given.
@@ -656,9 +694,31 @@ impl ServeArgs {
             .or(file.admin_listen.clone())
             .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
         let admin_listen = parse_listen(&admin_text, "admin_listen", "admin-listen")?;
+        let query_memory_limit = match self
+            .query_memory_mb
+            .or(file.query_memory_mb)
+            .unwrap_or(DEFAULT_QUERY_MEMORY_MB)
+        {
+            0 => None,
+            mib => Some(
+                mib.checked_mul(1 << 20)
+                    .and_then(|bytes| usize::try_from(bytes).ok())
+                    .ok_or_else(|| {
+                        ConfigError::new("query_memory_mb", "query-memory-mb", "too large")
+                    })?,
+            ),
+        };
+        let query_log = match self.query_log.or(file.query_log.clone()) {
+            Some(text) => text
+                .parse()
+                .map_err(|message| ConfigError::new("query_log", "query-log", message))?,
+            None => QueryLog::Off,
+        };
         Ok(ServeConfig {
             listen,
             admin_listen,
+            query_memory_limit,
+            query_log,
             limits,
             security: self.security.resolve(&file, embedded)?,
             caches: self.caches.resolve(&file)?,
@@ -771,6 +831,8 @@ mod tests {
             max_connections: None,
             shutdown_drain_secs: None,
             admin_listen: None,
+            query_memory_mb: None,
+            query_log: None,
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod telemetry;
 pub mod wire;
 
 pub use wire::Server;

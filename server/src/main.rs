@@ -15,32 +15,47 @@ use quantatom_server::config::{
     ADMIN_PASSWORD_VARIABLE, AdminLogin, Cli, Command, CubeArgs, DEFAULT_DATA_DIR,
     DEFAULT_DEMO_CELLS, DemoArgs, LedgerCommand, ServeArgs, StorageArgs, VacuumArgs,
 };
-use tracing_subscriber::EnvFilter;
+use quantatom_server::telemetry::Telemetry;
 
 /// mimalloc rather than the system allocator: a query's many short-lived allocations (plan
 /// nodes, batches, messages) cost a tenth of the server's CPU time under glibc's malloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter =
-        EnvFilter::try_from_env("QUANTATOM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: logs written to files and collectors stay plain text.
-    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colours)
-        .init();
-    let outcome = match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Demo(args) => write_demo(args).await,
-        Command::Compact(args) => compact_cube(args).await,
-        Command::Vacuum(args) => vacuum_cube(args).await,
-        Command::Ledger(LedgerCommand::Verify(args)) => verify_ledger(args).await,
+    // Before the runtime starts: the span exporter's HTTP client blocks on its own thread.
+    let telemetry = match Telemetry::install(
+        cli.log_format.unwrap_or_default(),
+        cli.otlp_endpoint.as_deref(),
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(message) => {
+            eprintln!("quantatom: {message}");
+            return ExitCode::FAILURE;
+        }
     };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("quantatom: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Demo(args) => write_demo(args).await,
+            Command::Compact(args) => compact_cube(args).await,
+            Command::Vacuum(args) => vacuum_cube(args).await,
+            Command::Ledger(LedgerCommand::Verify(args)) => verify_ledger(args).await,
+        }
+    });
+    drop(runtime);
+    telemetry.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -72,13 +87,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         OpenError::Data(e) => {
             format!("cannot open the data at {location} (setting `data_dir`): {e}")
         }
-    })?;
+    })?
+    .with_query_memory_limit(config.query_memory_limit);
     if let Some(admin) = &config.security.admin {
         ensure_admin(engine.metadata().as_ref(), admin).await?;
     }
     let server = Server::bind_secured(&engine, config.listen, config.security.server.clone())
         .await
-        .map(|server| server.with_limits(config.limits))
+        .map(|server| {
+            server
+                .with_limits(config.limits)
+                .with_query_log(config.query_log)
+        })
         .map_err(|e| format!("cannot listen on {} (setting `listen`): {e}", config.listen))?;
     let admin = AdminListener::bind(config.admin_listen, &engine, server.observed())
         .await

@@ -41,6 +41,7 @@ mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -184,6 +185,11 @@ impl TileCache {
         self.memory.is_some() || self.shared.is_some()
     }
 
+    /// The shared Redis-compatible tier, when one is configured.
+    pub fn shared_tier(&self) -> Option<&SharedTier> {
+        self.shared.as_ref()
+    }
+
     /// The queries whose tiles are kept fresh.
     pub fn hot_tiles(&self) -> &HotTiles {
         &self.hot
@@ -192,7 +198,14 @@ impl TileCache {
     /// The tile stored under `key`, from the first tier that has it (a tile found in the
     /// shared tier is kept in memory too). Its query becomes hot.
     pub async fn get(&self, key: &TileKey) -> Option<(Arc<Tile>, TileSource)> {
-        let found = self.find(key).await;
+        let span = tracing::info_span!("cache", found = tracing::field::Empty);
+        let found = self.find(key).instrument(span.clone()).await;
+        let source = match &found {
+            Some((_, TileSource::Memory)) => "memory",
+            Some((_, TileSource::Shared)) => "shared",
+            None => "miss",
+        };
+        span.record("found", source);
         if found.is_some() {
             self.hot.served(key);
         }

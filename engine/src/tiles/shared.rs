@@ -108,6 +108,22 @@ impl SharedTier {
         }
     }
 
+    /// Whether the store answers a `PING` within the configured timeout.
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut connection = self.connection.clone();
+        let ping = redis::cmd("PING");
+        let command = ping.query_async::<String>(&mut connection);
+        match tokio::time::timeout(self.timeout, command).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(format!("{}: {error}", self.url)),
+            Err(_) => Err(format!(
+                "{}: no answer within {} ms",
+                self.url,
+                self.timeout.as_millis()
+            )),
+        }
+    }
+
     /// Stores `tile` under `key` in a task of its own; the query does not wait for it.
     pub fn put_in_background(&self, key: TileKey, tile: Arc<Tile>) {
         let tier = self.clone();

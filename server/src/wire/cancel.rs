@@ -32,6 +32,7 @@ use pgwire::messages::data::DataRow;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::activity::RunningQuery;
+use super::statement_log::RowsSent;
 
 /// Identifies a connection the way a CancelRequest does.
 pub(crate) type ConnectionKey = (i32, Bytes);
@@ -48,6 +49,7 @@ pub(crate) struct CancelRegistry {
 pub(crate) struct QueryStop {
     token: CancellationToken,
     timed_out: Arc<AtomicBool>,
+    sent: Arc<RowsSent>,
     _running: Option<Arc<RunningQuery>>,
 }
 
@@ -101,16 +103,19 @@ impl QueryStop {
 
 impl CancelRegistry {
     /// Starts a query on `key`, replacing the previous query's entry, stopped after `timeout`
-    /// when there is one; `running` lives as long as the query.
+    /// when there is one; `running` lives as long as the query, and its rows are counted in
+    /// `sent`.
     pub(crate) fn begin(
         &self,
         key: ConnectionKey,
         timeout: Option<Duration>,
         running: Option<RunningQuery>,
+        sent: Arc<RowsSent>,
     ) -> QueryStop {
         let stop = QueryStop {
             token: CancellationToken::new(),
             timed_out: Arc::default(),
+            sent,
             _running: running.map(Arc::new),
         };
         if let Some(timeout) = timeout {
@@ -161,7 +166,8 @@ impl CancelHandler for CancelRegistry {
 /// (registering for the token's wake-up on every row cost a fifth of a large result's time).
 const ROWS_PER_CHECK: u32 = 256;
 
-/// Ends the response's row stream with SQLSTATE 57014 as soon as the query is stopped.
+/// Ends the response's row stream with SQLSTATE 57014 as soon as the query is stopped, and
+/// counts the rows it sends.
 pub(crate) fn cancellable(response: Response, stop: QueryStop) -> Response {
     let Response::Query(mut query) = response else {
         return response;
@@ -208,6 +214,10 @@ impl Stream for StoppableRows {
             Poll::Ready(None) => {
                 this.rows = None;
                 Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(row))) => {
+                this.stop.sent.sent(&row);
+                Poll::Ready(Some(Ok(row)))
             }
             Poll::Ready(row) => Poll::Ready(row),
             Poll::Pending => match this.stopped.as_mut().poll(cx) {

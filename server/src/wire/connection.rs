@@ -39,6 +39,7 @@ use quantatom_engine::mdf::transaction::SessionWrites;
 use quantatom_engine::metadata::{MetadataError, MetadataStore, ScramVerifier, SessionAccess};
 use quantatom_engine::plan_reuse::{EpochCache, PlanEpoch, by_position, parameter_types};
 use quantatom_engine::postgres_settings::PostgresSettings;
+use tracing::Instrument;
 
 use super::activity::{ActivityRegistry, SessionActivity, SessionConstant};
 use super::authentication::{
@@ -56,6 +57,7 @@ use super::session_plans::{
     may_change_plans, parse_text, plan_query,
 };
 use super::settings::{apply_startup_parameters, copy_format_parameters};
+use super::statement_log::{QueryLog, RowsSent, StatementTrace};
 use super::text_types::{result_fields, text_parameter_types};
 use super::transactions::{in_failed_block, is_rollback_to_savepoint, session_writes};
 
@@ -386,6 +388,7 @@ impl Connection {
         activities: Arc<ActivityRegistry>,
         login: Arc<Login>,
         metrics: Arc<QueryMetrics>,
+        query_log: QueryLog,
     ) -> Self {
         let activity = Arc::new(OnceLock::new());
         Self {
@@ -404,6 +407,8 @@ impl Connection {
                 activity: Arc::clone(&activity),
                 login: Arc::clone(&login),
                 metrics,
+                query_log,
+                sent: Arc::default(),
                 access_resolved: Mutex::new((Instant::now(), login.store.committed_changes())),
             }),
             startup: Arc::new(Startup {
@@ -455,6 +460,9 @@ pub(crate) struct SessionQueries {
     activity: Arc<OnceLock<Arc<SessionActivity>>>,
     login: Arc<Login>,
     metrics: Arc<QueryMetrics>,
+    query_log: QueryLog,
+    /// The rows the running statement has sent.
+    sent: Arc<RowsSent>,
     /// When the session's access was last resolved, and the store's committed changes then.
     access_resolved: Mutex<(Instant, u64)>,
 }
@@ -558,11 +566,29 @@ impl SessionQueries {
             .activity
             .get()
             .map(|activity| activity.query_started(query));
-        self.cancels.begin(key, timeout, running)
+        self.cancels
+            .begin(key, timeout, running, Arc::clone(&self.sent))
     }
 }
 
+/// The user a client logged in as.
+fn client_user<C: ClientInfo>(client: &C) -> String {
+    client.metadata().get("user").cloned().unwrap_or_default()
+}
+
 impl SessionQueries {
+    /// Records the end of the statement `trace` followed ([`StatementTrace::end`]).
+    fn statement_ended(
+        &self,
+        trace: StatementTrace,
+        text: &str,
+        user: &str,
+        error: Option<&PgWireError>,
+    ) {
+        let (sent, metrics) = (&self.sent, &self.metrics);
+        trace.end(text, user, error, sent, metrics, self.query_log);
+    }
+
     /// Runs the statements of one simple query one after another, each to completion (its
     /// rows held until the query's answer is sent) before the next starts.
     async fn run_each<C>(
@@ -640,10 +666,14 @@ impl SimpleQueryHandler for SessionQueries {
         {
             client.set_transaction_status(TransactionStatus::Transaction);
         }
-        let started = Instant::now();
-        let answered = self._on_query(client, query).await;
-        self.metrics
-            .observe(started.elapsed(), answered.as_ref().err());
+        let user = client_user(client);
+        let trace = StatementTrace::begin(&user, &query.query);
+        let text = query.query.clone();
+        let answered = self
+            ._on_query(client, query)
+            .instrument(trace.span().clone())
+            .await;
+        self.statement_ended(trace, &text, &user, answered.as_ref().err());
         answered
     }
 
@@ -665,8 +695,9 @@ impl SimpleQueryHandler for SessionQueries {
         if let Some(copy) = CopyOut::parse(query) {
             return Ok(vec![self.copy_out(client, copy, stop).await?]);
         }
+        let planning = self.plans.plan_simple_query(query);
         let plan = stop
-            .until_stopped(self.plans.plan_simple_query(query))
+            .until_stopped(planning.instrument(tracing::info_span!("planning")))
             .await?;
         let (changes_plans, tags) = match plan {
             SimpleQueryPlan::Delegate {
@@ -760,10 +791,14 @@ impl ExtendedQueryHandler for SessionQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let started = Instant::now();
-        let answered = self.answer_portal(client, portal, max_rows).await;
-        self.metrics
-            .observe(started.elapsed(), answered.as_ref().err());
+        let user = client_user(client);
+        let text = &portal.statement.statement.0;
+        let trace = StatementTrace::begin(&user, text);
+        let answered = self
+            .answer_portal(client, portal, max_rows)
+            .instrument(trace.span().clone())
+            .await;
+        self.statement_ended(trace, text, &user, answered.as_ref().err());
         answered
     }
 }
@@ -809,7 +844,8 @@ impl SessionQueries {
                     .until_stopped(run_tagged(&self.session, bound, tag))
                     .await;
             }
-            let prepared = self.plans.plan_prepared_query(sql, statement, plan)?;
+            let prepared = tracing::info_span!("planning")
+                .in_scope(|| self.plans.plan_prepared_query(sql, statement, plan))?;
             if !matches!(prepared, PreparedQueryPlan::Delegate) {
                 if client.transaction_status() == TransactionStatus::Error {
                     return Err(in_failed_block());
@@ -894,7 +930,9 @@ impl QueryParser for SessionParser {
             ParsedText::Query(statement) => {
                 // Typed (in `plan_query`) before Describe reports the columns, so that the rows
                 // match what it said.
-                let plan = plan_query(&self.session.state(), statement.clone()).await?;
+                let plan = plan_query(&self.session.state(), statement.clone())
+                    .instrument(tracing::info_span!("planning", kind = "parse"))
+                    .await?;
                 let parsed = (sql.to_owned(), Some((statement, plan)));
                 self.parsed.insert(sql, Arc::new(parsed.clone()), epoch);
                 Ok(Some(parsed))

@@ -57,6 +57,15 @@ pub fn sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static str {
     }
 }
 
+/// The SQLSTATE a client gets for `error`, before or after [`SqlStateErrors`] rewrote it.
+pub(crate) fn wire_sqlstate(error: &PgWireError) -> &str {
+    match error {
+        PgWireError::UserError(info) => info.code.as_str(),
+        PgWireError::ApiError(inner) => sqlstate(inner.as_ref()),
+        _ => "XX000",
+    }
+}
+
 /// Plan errors carry no kind, only text; these are the ones clients branch on.
 fn plan_sqlstate(message: &str) -> &'static str {
     if message.contains("not found") && message.starts_with("table") {

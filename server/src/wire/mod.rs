@@ -28,6 +28,7 @@ mod session_hooks;
 mod session_plans;
 mod settings;
 mod socket;
+mod statement_log;
 mod text_types;
 mod transactions;
 
@@ -44,7 +45,7 @@ use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use quantatom_engine::plan_reuse::PlanEpoch;
-use quantatom_engine::{CATALOG, Engine};
+use quantatom_engine::{CATALOG, Engine, runtime_limited_to};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -52,7 +53,8 @@ use tokio::task::JoinSet;
 pub use activity::ActivityRegistry;
 pub use authentication::{AuthMethod, LoginLimits, Security, tls_acceptor};
 use authentication::{LoginThrottle, fatal};
-pub use query_metrics::QueryMetrics;
+pub use query_metrics::{QueryMetrics, write_counter};
+pub use statement_log::QueryLog;
 
 use cancel::CancelRegistry;
 use connection::{Connection, Login};
@@ -117,6 +119,8 @@ pub struct Server {
     login: Arc<Login>,
     limits: ConnectionLimits,
     metrics: Arc<QueryMetrics>,
+    query_memory_limit: Option<usize>,
+    query_log: QueryLog,
 }
 
 /// How many clients a server holds, and how it lets them go when it stops.
@@ -173,12 +177,20 @@ impl Server {
             }),
             limits: ConnectionLimits::default(),
             metrics: Arc::default(),
+            query_memory_limit: engine.query_memory_limit(),
+            query_log: QueryLog::Off,
         })
     }
 
     /// The server holding at most, and draining as, `limits` says.
     pub fn with_limits(mut self, limits: ConnectionLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// The server logging every statement as `query_log` says.
+    pub fn with_query_log(mut self, query_log: QueryLog) -> Self {
+        self.query_log = query_log;
         self
     }
 
@@ -255,9 +267,13 @@ impl Server {
 
     /// Handlers for a new connection, over a session of its own.
     fn connection(&self) -> Connection {
-        let state = SessionStateBuilder::new_from_existing(self.session_template.clone())
-            .with_session_id(uuid::Uuid::new_v4().to_string())
-            .build();
+        let mut state = SessionStateBuilder::new_from_existing(self.session_template.clone())
+            .with_session_id(uuid::Uuid::new_v4().to_string());
+        if let Some(limit) = self.query_memory_limit {
+            let runtime = runtime_limited_to(self.session_template.runtime_env(), limit);
+            state = state.with_runtime_env(runtime);
+        }
+        let state = state.build();
         let hooks: Vec<Arc<dyn datafusion_postgres::QueryHook>> = vec![
             Arc::new(admin_statements::AdminStatements),
             Arc::new(BothProtocols(TransactionHook)),
@@ -274,6 +290,7 @@ impl Server {
             Arc::clone(&self.activities),
             Arc::clone(&self.login),
             Arc::clone(&self.metrics),
+            self.query_log,
         )
     }
 }

@@ -5,14 +5,18 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use pgwire::error::PgWireError;
-
-use super::errors::sqlstate;
-
 /// The upper bounds, in seconds, of the duration histogram's buckets.
 const BOUNDS: [f64; 10] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
 ];
+
+/// Writes the counter `metric` (with its `help`) at `value`, in Prometheus's text format.
+pub fn write_counter(out: &mut String, metric: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric} {value}"
+    );
+}
 
 /// How a statement ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,16 +37,11 @@ impl Outcome {
         }
     }
 
-    fn of(error: Option<&PgWireError>) -> Self {
-        let code = match error {
-            None => return Outcome::Ok,
-            Some(PgWireError::UserError(info)) => info.code.as_str(),
-            Some(PgWireError::ApiError(inner)) => sqlstate(inner.as_ref()),
-            Some(_) => "XX000",
-        };
-        match code {
-            "57014" => Outcome::Cancelled,
-            _ => Outcome::Error,
+    fn of(sqlstate: Option<&str>) -> Self {
+        match sqlstate {
+            None => Outcome::Ok,
+            Some("57014") => Outcome::Cancelled,
+            Some(_) => Outcome::Error,
         }
     }
 }
@@ -55,12 +54,17 @@ pub struct QueryMetrics {
     /// Statements that took at most each bound (not cumulative; summed when rendered).
     buckets: [AtomicU64; BOUNDS.len() + 1],
     micros: AtomicU64,
+    rows: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl QueryMetrics {
-    /// Records a statement that took `elapsed` and ended with `error` (`None`: it succeeded).
-    pub(crate) fn observe(&self, elapsed: Duration, error: Option<&PgWireError>) {
-        self.outcomes[Outcome::of(error) as usize].fetch_add(1, Ordering::Relaxed);
+    /// Records a statement that took `elapsed`, ended with the error `sqlstate` (`None`: it
+    /// succeeded) and sent `rows` rows of `bytes` bytes.
+    pub(crate) fn observe(&self, elapsed: Duration, sqlstate: Option<&str>, rows: u64, bytes: u64) {
+        self.outcomes[Outcome::of(sqlstate) as usize].fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
         let seconds = elapsed.as_secs_f64();
         let bucket = BOUNDS
             .iter()
@@ -103,25 +107,29 @@ impl QueryMetrics {
         let seconds = self.micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "quantatom_query_duration_seconds_sum {seconds}");
         let _ = writeln!(out, "quantatom_query_duration_seconds_count {cumulative}");
+        let rows = self.rows.load(Ordering::Relaxed);
+        write_counter(
+            out,
+            "quantatom_rows_returned_total",
+            "Rows sent to clients.",
+            rows,
+        );
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let help = "Bytes of row values sent to clients.";
+        write_counter(out, "quantatom_bytes_returned_total", help, bytes);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgwire::error::ErrorInfo;
 
     #[test]
     fn outcomes_and_buckets_render_as_prometheus_reads_them() {
         let metrics = QueryMetrics::default();
-        metrics.observe(Duration::from_micros(500), None);
-        metrics.observe(Duration::from_millis(30), None);
-        let cancelled = PgWireError::UserError(Box::new(ErrorInfo::new(
-            "ERROR".into(),
-            "57014".into(),
-            "canceling statement due to user request".into(),
-        )));
-        metrics.observe(Duration::from_secs(20), Some(&cancelled));
+        metrics.observe(Duration::from_micros(500), None, 1, 10);
+        metrics.observe(Duration::from_millis(30), None, 3, 32);
+        metrics.observe(Duration::from_secs(20), Some("57014"), 0, 0);
         let mut text = String::new();
         metrics.render(&mut text);
         for line in [
@@ -133,6 +141,8 @@ mod tests {
             "quantatom_query_duration_seconds_bucket{le=\"10\"} 2",
             "quantatom_query_duration_seconds_bucket{le=\"+Inf\"} 3",
             "quantatom_query_duration_seconds_count 3",
+            "quantatom_rows_returned_total 4",
+            "quantatom_bytes_returned_total 42",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

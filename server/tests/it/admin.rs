@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
+use quantatom_engine::storage::StorageConfig;
+use quantatom_engine::tiles::RedisSettings;
+use quantatom_engine::{CacheConfig, Engine, EngineConfig};
 use quantatom_server::Server;
 use quantatom_server::admin::AdminListener;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::NoTls;
 
-use crate::support::{demo_engine, value};
+use crate::support::{demo_engine, rows, value};
 
 /// The status line and body `GET path` answers.
 async fn get(address: std::net::SocketAddr, path: &str) -> (String, String) {
@@ -66,8 +69,9 @@ async fn health_readiness_and_metrics_follow_the_server() {
     let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
     tokio::spawn(connection);
     let grid = "SELECT entity, sum(amount) FROM cube.finance GROUP BY entity";
+    let mut grid_rows = 0;
     for _ in 0..3 {
-        client.simple_query(grid).await.unwrap();
+        grid_rows += rows(&client, grid).await.len();
     }
     assert!(client.simple_query("SELECT * FROM nowhere").await.is_err());
     assert_eq!(value(&client, "SELECT 1").await, "1");
@@ -87,10 +91,108 @@ async fn health_readiness_and_metrics_follow_the_server() {
         metric(&after, hits) - metric(&before, hits) >= 2.0,
         "{after}"
     );
+    let returned = "quantatom_rows_returned_total";
+    let sent = metric(&after, returned) - metric(&before, returned);
+    assert_eq!(sent, (grid_rows + 1) as f64, "{after}");
+    let bytes = "quantatom_bytes_returned_total";
+    assert!(metric(&after, bytes) - metric(&before, bytes) >= sent * 2.0);
+
+    // Commits, the ledger entries they append, and a commit refused by a conflict.
+    let cell = "version = 'Budget' AND time = '2025_01' AND entity = 'DE' AND account = '4000' AND product = 'P0001' AND currency = 'EUR'";
+    client
+        .batch_execute(&format!("UPDATE cube.finance SET amount = 12 WHERE {cell}"))
+        .await
+        .unwrap();
+    let (other, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "BEGIN; UPDATE cube.finance SET amount = amount + 1 WHERE {cell}"
+        ))
+        .await
+        .unwrap();
+    other
+        .batch_execute(&format!("UPDATE cube.finance SET amount = 20 WHERE {cell}"))
+        .await
+        .unwrap();
+    let conflict = client.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(conflict.code().unwrap().code(), "40001", "{conflict}");
+    let written = get(http, "/metrics").await.1;
+    let delta = |series: &str| metric(&written, series) - metric(&after, series);
+    assert_eq!(delta("quantatom_commits_total"), 2.0, "{written}");
+    assert_eq!(delta("quantatom_commit_conflicts_total"), 1.0, "{written}");
+    assert_eq!(delta("quantatom_ledger_entries_total"), 2.0, "{written}");
+    assert_eq!(delta("quantatom_ledger_commits_total"), 2.0, "{written}");
+    drop(other);
 
     drop(client);
     let _ = stop.send(true);
     serving.await.unwrap().unwrap();
     admin.await.unwrap();
     drop(engine);
+}
+
+/// `/readyz` with the tile cache shared through a real `redis-server`: ready while it runs;
+/// once it is gone, 503 naming the cache, unless the probe excludes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_the_cache_when_its_store_is_gone() {
+    let port = crate::crash::free_port();
+    let mut redis = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server starts (./scripts/test installs it)");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut caches = CacheConfig::default();
+    caches.tiles.redis = Some(RedisSettings {
+        url: format!("redis://127.0.0.1:{port}"),
+        timeout: std::time::Duration::from_millis(500),
+    });
+    let engine = Engine::open(&EngineConfig {
+        storage: StorageConfig::Local(data_dir.path().to_owned()),
+        demo_cells: None,
+        ledger: true,
+        metadata: Default::default(),
+        caches,
+    })
+    .await
+    .unwrap();
+    let server = Server::bind(&engine, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let admin = AdminListener::bind("127.0.0.1:0".parse().unwrap(), &engine, server.observed())
+        .await
+        .unwrap();
+    let http = admin.local_addr().unwrap();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let admin = tokio::spawn(admin.run_until(async move {
+        let mut stopping = stopping;
+        let _ = stopping.wait_for(|stopped| *stopped).await;
+    }));
+
+    let (status, body) = get(http, "/readyz").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert_eq!(body, "object_store: ok\nmetadata: ok\ncache: ok\n");
+
+    redis.kill().await.unwrap();
+    let (status, body) = get(http, "/readyz").await;
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{body}");
+    assert!(
+        body.starts_with("object_store: ok\nmetadata: ok\ncache: not ready: redis://127.0.0.1:"),
+        "{body}"
+    );
+    let (status, body) = get(http, "/readyz?exclude=cache").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert!(body.contains("cache: not ready (excluded): "), "{body}");
+
+    let _ = stop.send(true);
+    admin.await.unwrap();
 }

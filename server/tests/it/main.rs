@@ -9,6 +9,7 @@ mod jdbc;
 mod ledger;
 mod lifecycle;
 mod maintenance;
+mod observability;
 mod plan_reuse;
 mod protocol;
 mod psql;

@@ -47,7 +47,7 @@ use crate::mdf::{
     Snapshot, SnapshotVersion,
 };
 use crate::metadata::{Member, MemberCommit, MetadataStore};
-use crate::storage::Storage;
+use crate::storage::{CommitEvent, Storage};
 
 /// The hash the first entry follows.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -297,6 +297,10 @@ impl Ledger {
         let Some(version) = self.log.commit_next(ledger, change).await? else {
             return Ok(false);
         };
+        let entries = batch.num_rows() as u64;
+        self.storage
+            .commits()
+            .count(CommitEvent::LedgerAppend { entries });
         fail_point("ledger.after_log_write");
         *head = Some(Head {
             ledger_version: version,

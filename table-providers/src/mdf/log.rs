@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::Instrument;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::marks::Marks;
 use super::{CubeDefinition, MdfError};
 use crate::fail_point::fail_point;
-use crate::storage::Storage;
+use crate::storage::{CommitEvent, Storage};
 
 /// How many times a commit re-reads the log after losing a version race before giving up.
 const MAX_COMMIT_ATTEMPTS: usize = 100;
@@ -696,11 +697,25 @@ impl CubeLog {
                 "a cube is created only once, at version 0".into(),
             ));
         }
+        let span =
+            tracing::info_span!("commit", cube = %self.cube_dir, version = tracing::field::Empty);
+        let committed = self.commit_in_turn(change).instrument(span.clone()).await;
+        if let Ok(version) = &committed {
+            span.record("version", version.0);
+        }
+        committed
+    }
+
+    /// [`CubeLog::commit`], once this process's earlier commits to the cube are done.
+    async fn commit_in_turn(&self, change: Change) -> Result<SnapshotVersion, MdfError> {
         let _committing = self.committing.lock().await;
         let mut lost = 0;
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let latest = self.latest().await?;
-            latest.check_conflicts(&change)?;
+            if let Err(conflict) = latest.check_conflicts(&change) {
+                self.storage.commits().count(CommitEvent::Conflict);
+                return Err(conflict);
+            }
             let next = SnapshotVersion(latest.version.0 + 1);
             let entry = LogEntry {
                 version: next,
@@ -716,6 +731,7 @@ impl CubeLog {
             }
             match written {
                 Ok(()) => {
+                    self.storage.commits().count(CommitEvent::Committed);
                     if next.0.is_multiple_of(CHECKPOINT_INTERVAL) {
                         self.checkpoint(next).await;
                     }
@@ -723,12 +739,14 @@ impl CubeLog {
                 }
                 Err(MdfError::Storage(object_store::Error::AlreadyExists { .. })) => {
                     lost += 1;
+                    self.storage.commits().count(CommitEvent::LostRace);
                     tracing::debug!(version = %next, cube = %self.cube_dir, lost, "lost commit race, retrying");
                     tokio::time::sleep(backoff(lost)).await;
                 }
                 Err(e) => return Err(e),
             }
         }
+        self.storage.commits().count(CommitEvent::Conflict);
         Err(MdfError::CommitContention(MAX_COMMIT_ATTEMPTS))
     }
 
@@ -751,7 +769,10 @@ impl CubeLog {
         };
         match self.put_entry(&entry).await {
             Ok(()) => Ok(Some(next)),
-            Err(MdfError::Storage(object_store::Error::AlreadyExists { .. })) => Ok(None),
+            Err(MdfError::Storage(object_store::Error::AlreadyExists { .. })) => {
+                self.storage.commits().count(CommitEvent::LostRace);
+                Ok(None)
+            }
             Err(error) => Err(error),
         }
     }

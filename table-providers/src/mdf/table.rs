@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use tracing::Instrument;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -139,8 +140,10 @@ impl MdfTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let span = tracing::info_span!("scan", cube = %self.cube.name, version = %snapshot.version);
         self.files()
             .scan(state, snapshot, projection, filters, limit)
+            .instrument(span)
             .await
             .map_err(|error| self.vacuumed(error, snapshot))
     }

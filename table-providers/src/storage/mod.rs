@@ -8,6 +8,7 @@
 //! ([`CachedStore`]) when one is configured.
 
 mod cached;
+mod commit_counts;
 mod observed;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use object_store::{
 };
 
 pub use cached::{ByteCache, ByteCacheConfig, CachedStore, DiskTierConfig};
+pub use commit_counts::{CommitCounters, CommitCounts, CommitEvent};
 pub use observed::{ObservedStore, Operation, OperationCounts, StorageMetrics};
 
 /// The URL under which the engine registers its store with DataFusion. A scheme of our own
@@ -145,6 +147,7 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     url: ObjectStoreUrl,
     metrics: Arc<StorageMetrics>,
+    commits: Arc<CommitCounters>,
     byte_cache: Option<Arc<ByteCache>>,
 }
 
@@ -221,6 +224,7 @@ impl Storage {
             store: Arc::new(ObservedStore::new(store, Arc::clone(&metrics))),
             url: ObjectStoreUrl::parse(STORAGE_URL).expect("storage URL is valid"),
             metrics,
+            commits: Arc::default(),
             byte_cache: None,
         }
     }
@@ -271,6 +275,11 @@ impl Storage {
     /// The calls made to the store so far.
     pub fn metrics(&self) -> &StorageMetrics {
         &self.metrics
+    }
+
+    /// The commits made to logs in this store so far.
+    pub fn commits(&self) -> &CommitCounters {
+        &self.commits
     }
 
     /// The URL DataFusion resolves this store by; file paths in scans are relative to it.

@@ -1,0 +1,233 @@
+//! What the server tells operators about each statement it answers: a `query` tracing span
+//! (query id, user, statement kind, then rows, bytes, duration and SQLSTATE; planning, scans,
+//! the tile cache and commits are its children, and the OTLP exporter ships it when one is
+//! configured), the counts `/metrics` shows, and, when configured, a query-log line with the
+//! statement's text, its literals redacted on request.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use pgwire::error::PgWireError;
+use pgwire::messages::data::DataRow;
+use quantatom_engine::access_statements::AccessStatement;
+use tracing::Span;
+use tracing::field::Empty;
+
+use super::errors::wire_sqlstate;
+use super::query_metrics::QueryMetrics;
+
+/// Whether the server logs every statement it answers (at `info`, target `quantatom::query`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueryLog {
+    /// No query log.
+    #[default]
+    Off,
+    /// Each statement with its text as sent.
+    On,
+    /// Each statement with its literals (strings, numbers) replaced by `?`.
+    Redacted,
+}
+
+impl FromStr for QueryLog {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "off" => Ok(QueryLog::Off),
+            "on" => Ok(QueryLog::On),
+            "redacted" => Ok(QueryLog::Redacted),
+            other => Err(format!("{other:?} is not one of off, on, redacted")),
+        }
+    }
+}
+
+/// Ids of statements, unique in this process, as spans and the query log show them.
+static NEXT_QUERY_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The rows, and the bytes of their values, a connection has sent for its current statement
+/// (counted as they leave: see [`super::cancel::cancellable`]).
+#[derive(Debug, Default)]
+pub(crate) struct RowsSent {
+    rows: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl RowsSent {
+    /// Counts `row`.
+    pub(crate) fn sent(&self, row: &DataRow) {
+        self.rows.fetch_add(1, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(row.data.len() as u64, Ordering::Relaxed);
+    }
+
+    /// The rows and bytes counted since the last call.
+    fn take(&self) -> (u64, u64) {
+        (
+            self.rows.swap(0, Ordering::Relaxed),
+            self.bytes.swap(0, Ordering::Relaxed),
+        )
+    }
+}
+
+/// One statement being answered.
+pub(crate) struct StatementTrace {
+    id: u64,
+    span: Span,
+    started: Instant,
+}
+
+impl StatementTrace {
+    /// Starts the statement `text`, sent by `user`.
+    pub(crate) fn begin(user: &str, text: &str) -> Self {
+        let id = NEXT_QUERY_ID.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "query",
+            query_id = id,
+            user,
+            kind = statement_kind(text),
+            rows = Empty,
+            bytes = Empty,
+            duration_ms = Empty,
+            sqlstate = Empty,
+            otel.status_code = Empty,
+        );
+        Self {
+            id,
+            span,
+            started: Instant::now(),
+        }
+    }
+
+    /// The statement's span: what it runs in.
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Ends the statement: it sent what `sent` counted and ended with `error` (`None`: it
+    /// succeeded). Records it in its span, in `metrics` and, as `log` says, in the query log.
+    pub(crate) fn end(
+        self,
+        text: &str,
+        user: &str,
+        error: Option<&PgWireError>,
+        sent: &RowsSent,
+        metrics: &QueryMetrics,
+        log: QueryLog,
+    ) {
+        let elapsed = self.started.elapsed();
+        let (rows, bytes) = sent.take();
+        let sqlstate = error.map(wire_sqlstate);
+        metrics.observe(elapsed, sqlstate, rows, bytes);
+        let duration_ms = elapsed.as_secs_f64() * 1e3;
+        self.span.record("rows", rows);
+        self.span.record("bytes", bytes);
+        self.span.record("duration_ms", duration_ms);
+        if let Some(code) = sqlstate {
+            self.span.record("sqlstate", code);
+            self.span.record("otel.status_code", "ERROR");
+        }
+        let statement = match log {
+            QueryLog::Off => return,
+            QueryLog::On => logged_text(text, false),
+            QueryLog::Redacted => logged_text(text, true),
+        };
+        tracing::info!(
+            target: "quantatom::query",
+            parent: None,
+            query_id = self.id,
+            user,
+            duration_ms,
+            rows,
+            sqlstate = sqlstate.unwrap_or("00000"),
+            statement,
+            "statement"
+        );
+    }
+}
+
+/// The statement's first keyword, lower-cased (`select`, `insert`, `set`...), as spans show
+/// its kind.
+fn statement_kind(text: &str) -> String {
+    let keyword = text
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or_default();
+    match keyword {
+        "" => "empty".to_owned(),
+        keyword => keyword.chars().take(24).collect::<String>().to_lowercase(),
+    }
+}
+
+/// `text` as the query log shows it: a role or grant statement by its summary (never a
+/// password), anything else as sent or with its literals replaced by `?`.
+fn logged_text(text: &str, redacted: bool) -> String {
+    match AccessStatement::parse(text) {
+        Some(Ok(statement)) => return statement.to_string(),
+        Some(Err(_)) => return "(a role or grant statement that does not parse)".to_owned(),
+        None => {}
+    }
+    if !redacted {
+        return text.to_owned();
+    }
+    let dialect = PostgreSqlDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, text).tokenize() else {
+        return "(a statement that does not tokenize; redacted)".to_owned();
+    };
+    tokens
+        .iter()
+        .map(|token| match token {
+            Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DoubleQuotedByteStringLiteral(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::HexStringLiteral(_)
+            | Token::DollarQuotedString(_) => "?".to_owned(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_every_literal_and_keeps_the_shape() {
+        let text = "SELECT * FROM cube.finance WHERE account = 'Revenue' AND value > 1.5e3 \
+                    AND note = E'x\\'y' AND body = $$secret$$ AND id = $1";
+        assert_eq!(
+            logged_text(text, true),
+            "SELECT * FROM cube.finance WHERE account = ? AND value > ? \
+             AND note = ? AND body = ? AND id = $1"
+        );
+        assert_eq!(logged_text(text, false), text);
+    }
+
+    #[test]
+    fn role_statements_are_logged_without_their_password() {
+        let text = "CREATE USER alice WITH LOGIN PASSWORD 'hunter2'";
+        for redacted in [false, true] {
+            let logged = logged_text(text, redacted);
+            assert!(
+                logged.contains("alice") && !logged.contains("hunter2"),
+                "{logged}"
+            );
+        }
+    }
+
+    #[test]
+    fn kinds_are_first_keywords() {
+        assert_eq!(statement_kind("  (SELECT 1)"), "select");
+        assert_eq!(statement_kind("insert into x values (1)"), "insert");
+        assert_eq!(statement_kind(";"), "empty");
+        assert_eq!("redacted".parse(), Ok(QueryLog::Redacted));
+        assert!("loud".parse::<QueryLog>().is_err());
+    }
+}
