@@ -51,13 +51,12 @@ use super::copy_out::CopyOut;
 use super::dml_tags::{dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
 use super::errors::api_error;
-use super::query_metrics::QueryMetrics;
 use super::session_plans::{
     ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
     may_change_plans, parse_text, plan_query,
 };
 use super::settings::{apply_startup_parameters, copy_format_parameters};
-use super::statement_log::{QueryLog, RowsSent, StatementTrace};
+use super::statement_log::{RowsSent, StatementReports, StatementTrace};
 use super::text_types::{result_fields, text_parameter_types};
 use super::transactions::{in_failed_block, is_rollback_to_savepoint, session_writes};
 
@@ -387,8 +386,7 @@ impl Connection {
         cancels: Arc<CancelRegistry>,
         activities: Arc<ActivityRegistry>,
         login: Arc<Login>,
-        metrics: Arc<QueryMetrics>,
-        query_log: QueryLog,
+        reports: StatementReports,
     ) -> Self {
         let activity = Arc::new(OnceLock::new());
         Self {
@@ -406,8 +404,7 @@ impl Connection {
                 activities: Arc::clone(&activities),
                 activity: Arc::clone(&activity),
                 login: Arc::clone(&login),
-                metrics,
-                query_log,
+                reports,
                 sent: Arc::default(),
                 access_resolved: Mutex::new((Instant::now(), login.store.committed_changes())),
             }),
@@ -459,8 +456,7 @@ pub(crate) struct SessionQueries {
     activities: Arc<ActivityRegistry>,
     activity: Arc<OnceLock<Arc<SessionActivity>>>,
     login: Arc<Login>,
-    metrics: Arc<QueryMetrics>,
-    query_log: QueryLog,
+    reports: StatementReports,
     /// The rows the running statement has sent.
     sent: Arc<RowsSent>,
     /// When the session's access was last resolved, and the store's committed changes then.
@@ -585,8 +581,7 @@ impl SessionQueries {
         user: &str,
         error: Option<&PgWireError>,
     ) {
-        let (sent, metrics) = (&self.sent, &self.metrics);
-        trace.end(text, user, error, sent, metrics, self.query_log);
+        trace.end(text, user, error, &self.sent, &self.reports);
     }
 
     /// Runs the statements of one simple query one after another, each to completion (its

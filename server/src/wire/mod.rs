@@ -55,6 +55,7 @@ pub use authentication::{AuthMethod, LoginLimits, Security, tls_acceptor};
 use authentication::{LoginThrottle, fatal};
 pub use query_metrics::{QueryMetrics, write_counter};
 pub use statement_log::QueryLog;
+use statement_log::StatementReports;
 
 use cancel::CancelRegistry;
 use connection::{Connection, Login};
@@ -289,8 +290,10 @@ impl Server {
             Arc::clone(&self.cancels),
             Arc::clone(&self.activities),
             Arc::clone(&self.login),
-            Arc::clone(&self.metrics),
-            self.query_log,
+            StatementReports {
+                metrics: Arc::clone(&self.metrics),
+                log: self.query_log,
+            },
         )
     }
 }

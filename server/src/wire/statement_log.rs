@@ -5,6 +5,7 @@
 //! statement's text, its literals redacted on request.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -42,6 +43,14 @@ impl FromStr for QueryLog {
             other => Err(format!("{other:?} is not one of off, on, redacted")),
         }
     }
+}
+
+/// Where a server reports the statements it answers: the counts `/metrics` shows, and whether
+/// it keeps a query log.
+#[derive(Debug, Clone)]
+pub(crate) struct StatementReports {
+    pub(crate) metrics: Arc<QueryMetrics>,
+    pub(crate) log: QueryLog,
 }
 
 /// Ids of statements, unique in this process, as spans and the query log show them.
@@ -107,20 +116,19 @@ impl StatementTrace {
     }
 
     /// Ends the statement: it sent what `sent` counted and ended with `error` (`None`: it
-    /// succeeded). Records it in its span, in `metrics` and, as `log` says, in the query log.
+    /// succeeded). Records it in its span, and in the metrics and query log of `reports`.
     pub(crate) fn end(
         self,
         text: &str,
         user: &str,
         error: Option<&PgWireError>,
         sent: &RowsSent,
-        metrics: &QueryMetrics,
-        log: QueryLog,
+        reports: &StatementReports,
     ) {
         let elapsed = self.started.elapsed();
         let (rows, bytes) = sent.take();
         let sqlstate = error.map(wire_sqlstate);
-        metrics.observe(elapsed, sqlstate, rows, bytes);
+        reports.metrics.observe(elapsed, sqlstate, rows, bytes);
         let duration_ms = elapsed.as_secs_f64() * 1e3;
         self.span.record("rows", rows);
         self.span.record("bytes", bytes);
@@ -129,7 +137,7 @@ impl StatementTrace {
             self.span.record("sqlstate", code);
             self.span.record("otel.status_code", "ERROR");
         }
-        let statement = match log {
+        let statement = match reports.log {
             QueryLog::Off => return,
             QueryLog::On => logged_text(text, false),
             QueryLog::Redacted => logged_text(text, true),

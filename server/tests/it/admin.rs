@@ -1,6 +1,7 @@
 //! The admin HTTP listener over a real server: health, readiness and Prometheus metrics that
 //! move with what clients do.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use quantatom_engine::storage::StorageConfig;
@@ -9,12 +10,14 @@ use quantatom_engine::{CacheConfig, Engine, EngineConfig};
 use quantatom_server::Server;
 use quantatom_server::admin::AdminListener;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 use crate::support::{demo_engine, rows, value};
 
 /// The status line and body `GET path` answers.
-async fn get(address: std::net::SocketAddr, path: &str) -> (String, String) {
+async fn get(address: SocketAddr, path: &str) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -22,6 +25,47 @@ async fn get(address: std::net::SocketAddr, path: &str) -> (String, String) {
     stream.read_to_string(&mut answer).await.unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
     (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// An engine's wire server and admin listener, running until [`Serving::stop`].
+struct Serving {
+    wire: SocketAddr,
+    http: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Serving {
+    async fn start(engine: &Engine) -> Self {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let server = Server::bind(engine, loopback).await.unwrap();
+        let admin = AdminListener::bind(loopback, engine, server.observed())
+            .await
+            .unwrap();
+        let (wire, http) = (server.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (stop, stopping) = watch::channel(false);
+        let until = |mut stopping: watch::Receiver<bool>| async move {
+            let _ = stopping.wait_for(|stopped| *stopped).await;
+        };
+        let server = server.run_until(until(stopping.clone()));
+        let tasks = vec![
+            tokio::spawn(async move { server.await.unwrap() }),
+            tokio::spawn(admin.run_until(until(stopping))),
+        ];
+        Self {
+            wire,
+            http,
+            stop,
+            tasks,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+    }
 }
 
 /// The value of the metric line that starts with `series`.
@@ -37,19 +81,8 @@ fn metric(text: &str, series: &str) -> f64 {
 async fn health_readiness_and_metrics_follow_the_server() {
     let data_dir = tempfile::tempdir().unwrap();
     let engine = demo_engine(data_dir.path()).await;
-    let server = Server::bind(&engine, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let admin = AdminListener::bind("127.0.0.1:0".parse().unwrap(), &engine, server.observed())
-        .await
-        .unwrap();
-    let (wire, http) = (server.local_addr().unwrap(), admin.local_addr().unwrap());
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let until = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopping.wait_for(|stopped| *stopped).await;
-    };
-    let serving = tokio::spawn(server.run_until(until(stopping.clone())));
-    let admin = tokio::spawn(admin.run_until(until(stopping)));
+    let serving = Serving::start(&engine).await;
+    let (wire, http) = (serving.wire, serving.http);
     let engine = Arc::new(engine);
 
     assert_eq!(
@@ -126,9 +159,7 @@ async fn health_readiness_and_metrics_follow_the_server() {
     drop(other);
 
     drop(client);
-    let _ = stop.send(true);
-    serving.await.unwrap().unwrap();
-    admin.await.unwrap();
+    serving.stop().await;
     drop(engine);
 }
 
@@ -165,18 +196,8 @@ async fn readiness_names_the_cache_when_its_store_is_gone() {
     })
     .await
     .unwrap();
-    let server = Server::bind(&engine, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let admin = AdminListener::bind("127.0.0.1:0".parse().unwrap(), &engine, server.observed())
-        .await
-        .unwrap();
-    let http = admin.local_addr().unwrap();
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let admin = tokio::spawn(admin.run_until(async move {
-        let mut stopping = stopping;
-        let _ = stopping.wait_for(|stopped| *stopped).await;
-    }));
+    let serving = Serving::start(&engine).await;
+    let http = serving.http;
 
     let (status, body) = get(http, "/readyz").await;
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
@@ -192,7 +213,5 @@ async fn readiness_names_the_cache_when_its_store_is_gone() {
     let (status, body) = get(http, "/readyz?exclude=cache").await;
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
     assert!(body.contains("cache: not ready (excluded): "), "{body}");
-
-    let _ = stop.send(true);
-    admin.await.unwrap();
+    serving.stop().await;
 }
