@@ -149,7 +149,7 @@ pub struct ServeArgs {
     /// Log every statement with its user, duration, rows and SQLSTATE: `off`, `on`, or
     /// `redacted` (literals replaced by `?`) [default: off].
     #[arg(long, env = "QUANTATOM_QUERY_LOG", value_name = "off|on|redacted")]
-    pub query_log: Option<String>,
+    pub query_log: Option<QueryLog>,
 }
 
 /// Flags of TLS and authentication; each also reads a `QUANTATOM_*` variable and a
@@ -557,7 +557,7 @@ struct FileSettings {
     shutdown_drain_secs: Option<u64>,
     admin_listen: Option<String>,
     query_memory_mb: Option<u64>,
-    query_log: Option<String>,
+    query_log: Option<QueryLog>,
     #[serde(default)]
     s3: FileS3Settings,
 }
@@ -708,12 +708,7 @@ impl ServeArgs {
                     })?,
             ),
         };
-        let query_log = match self.query_log.or(file.query_log.clone()) {
-            Some(text) => text
-                .parse()
-                .map_err(|message| ConfigError::new("query_log", "query-log", message))?,
-            None => QueryLog::Off,
-        };
+        let query_log = self.query_log.or(file.query_log).unwrap_or_default();
         Ok(ServeConfig {
             listen,
             admin_listen,

@@ -24,7 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Before the runtime starts: the span exporter's HTTP client blocks on its own thread.
+    // Installed before the runtime and shut down after it, so that every span is exported.
     let telemetry = match Telemetry::install(
         cli.log_format.unwrap_or_default(),
         cli.otlp_endpoint.as_deref(),

@@ -1,14 +1,18 @@
 //! Logs and traces of the `quantatom` binary: log lines on stderr, as text or as one JSON
 //! object per line (for Loki and other collectors), filtered by `QUANTATOM_LOG`; and, when an
-//! OTLP endpoint is configured, every span (a `query` per statement with its `planning`,
-//! `scan`, `cache` and `commit` children) exported over OTLP/HTTP in batches.
+//! OTLP endpoint is configured, Quantatom's spans (a `query` per statement with its
+//! `planning`, `scan`, `cache` and `commit` children) exported over OTLP/HTTP in batches from
+//! the SDK's own thread. Export failures are logged (target `opentelemetry*`).
 
 use std::io::IsTerminal;
 
+use opentelemetry::Key;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
+use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -30,25 +34,41 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Installs the process's subscriber: logs in `format`, spans exported to
-    /// `otlp_endpoint` (an OTLP/HTTP collector's base URL) when there is one. Call it before
-    /// any async runtime starts: the exporter keeps a blocking HTTP client on a thread of its
-    /// own, so that a slow collector never holds up a query.
+    /// Installs the process's subscriber: log lines in `format`, filtered by `QUANTATOM_LOG`
+    /// (the query log's lines always pass); and, when there is an `otlp_endpoint` (an
+    /// OTLP/HTTP collector's base URL), Quantatom's spans at `info` exported there. Spans go
+    /// only to the exporter: without one, a statement's spans are not even created.
     pub fn install(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Self, String> {
-        let filter =
+        let chosen =
             EnvFilter::try_from_env("QUANTATOM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+        let query_log = Targets::new().with_target("quantatom::query", Level::INFO);
+        let events = filter_fn(|metadata| metadata.is_event()).and(chosen.or(query_log));
         let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
         let lines = match format {
             // Colours only on a terminal: logs written to files and collectors stay plain.
-            LogFormat::Text => lines.with_ansi(std::io::stderr().is_terminal()).boxed(),
-            LogFormat::Json => lines.json().flatten_event(true).boxed(),
+            LogFormat::Text => lines
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter(events)
+                .boxed(),
+            LogFormat::Json => lines
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_filter(events)
+                .boxed(),
         };
         let exporting = otlp_endpoint.map(tracer_provider).transpose()?;
         let spans = exporting.as_ref().map(|provider| {
-            tracing_opentelemetry::layer().with_tracer(provider.tracer("quantatom"))
+            let ours = Targets::new()
+                .with_target("quantatom_server", Level::INFO)
+                .with_target("quantatom_engine", Level::INFO)
+                .with_target("quantatom_table_providers", Level::INFO);
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("quantatom"))
+                .with_filter(ours)
         });
         tracing_subscriber::registry()
-            .with(filter)
             .with(lines)
             .with(spans)
             .try_init()
@@ -73,18 +93,34 @@ fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, String> {
         true => base.to_owned(),
         false => format!("{base}/v1/traces"),
     };
+    // The endpoint may come from the standard variable, set for collectors that take gRPC:
+    // this exporter speaks HTTP/protobuf only, so say so rather than send to the wrong port.
+    match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+        Err(_) | Ok("http/protobuf") => {}
+        Ok(other) => {
+            return Err(format!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL is {other:?}: Quantatom exports spans over OTLP/HTTP \
+                 (http/protobuf, port 4318) only"
+            ));
+        }
+    }
     let exporter = SpanExporter::builder()
         .with_http()
         .with_endpoint(url.clone())
         .build()
         .map_err(|e| format!("invalid setting `otlp_endpoint` ({url}): {e}"))?;
-    // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES still apply; the name defaults to ours.
-    let mut resource = Resource::builder();
-    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
-        resource = resource.with_service_name("quantatom");
-    }
+    // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the service; without either it is
+    // `quantatom` rather than the SDK's `unknown_service`.
+    let detected = Resource::builder().build();
+    let unnamed = detected
+        .get(&Key::new("service.name"))
+        .is_none_or(|name| name.as_str().starts_with("unknown_service"));
+    let resource = match unnamed {
+        true => Resource::builder().with_service_name("quantatom").build(),
+        false => detected,
+    };
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(resource.build())
+        .with_resource(resource)
         .build())
 }

@@ -41,11 +41,11 @@ mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use quantatom_table_providers::cache_counters::CacheCounters;
+use tracing::Instrument;
 
 pub use candidate::{MarkTileCandidates, PlanTileCandidates, TileCandidate};
 pub use exec::TileExec;

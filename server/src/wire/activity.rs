@@ -73,6 +73,11 @@ impl SessionActivity {
     pub(crate) fn pid(&self) -> i32 {
         self.pid
     }
+
+    /// The user the connection logged in as.
+    pub(crate) fn user(&self) -> &str {
+        &self.user
+    }
     /// Records that `query` starts now; the connection is active until the guard drops.
     pub(crate) fn query_started(self: &Arc<Self>, query: &str) -> RunningQuery {
         let started = SystemTime::now();

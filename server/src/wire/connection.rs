@@ -22,12 +22,13 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse};
 use pgwire::api::results::{Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator,
+    ClientInfo, ClientPortalStore, DEFAULT_NAME, ErrorHandler, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::{Authentication, PasswordMessageFamily, Startup as StartupMessage};
@@ -567,21 +568,16 @@ impl SessionQueries {
     }
 }
 
-/// The user a client logged in as.
-fn client_user<C: ClientInfo>(client: &C) -> String {
-    client.metadata().get("user").cloned().unwrap_or_default()
-}
-
 impl SessionQueries {
-    /// Records the end of the statement `trace` followed ([`StatementTrace::end`]).
-    fn statement_ended(
-        &self,
-        trace: StatementTrace,
-        text: &str,
-        user: &str,
-        error: Option<&PgWireError>,
-    ) {
-        trace.end(text, user, error, &self.sent, &self.reports);
+    /// Starts tracing the statement `text` ([`StatementTrace::begin`]).
+    fn begin_statement(&self, text: &str) -> StatementTrace {
+        let user = self.activity.get().map_or("", |activity| activity.user());
+        StatementTrace::begin(user, text, self.reports.log)
+    }
+
+    /// Ends `trace` with what the statement sent and how it ended ([`StatementTrace::end`]).
+    fn end_statement(&self, trace: StatementTrace, error: Option<&PgWireError>) {
+        trace.end(error, &self.sent, &self.reports.metrics);
     }
 
     /// Runs the statements of one simple query one after another, each to completion (its
@@ -661,14 +657,12 @@ impl SimpleQueryHandler for SessionQueries {
         {
             client.set_transaction_status(TransactionStatus::Transaction);
         }
-        let user = client_user(client);
-        let trace = StatementTrace::begin(&user, &query.query);
-        let text = query.query.clone();
+        let trace = self.begin_statement(&query.query);
         let answered = self
             ._on_query(client, query)
             .instrument(trace.span().clone())
             .await;
-        self.statement_ended(trace, &text, &user, answered.as_ref().err());
+        self.end_statement(trace, answered.as_ref().err());
         answered
     }
 
@@ -786,14 +780,29 @@ impl ExtendedQueryHandler for SessionQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let user = client_user(client);
-        let text = &portal.statement.statement.0;
-        let trace = StatementTrace::begin(&user, text);
+        self.answer_portal(client, portal, max_rows).await
+    }
+
+    /// Each Execute is a statement: its span, counts and query-log line cover the rows it
+    /// sends, also when they come from a portal suspended by an earlier Execute (a cursor
+    /// fetching in pages), which pgwire sends after `do_query` returns.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let trace = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) => self.begin_statement(&portal.statement.statement.0),
+            _ => self.begin_statement(""),
+        };
         let answered = self
-            .answer_portal(client, portal, max_rows)
+            ._on_execute(client, message)
             .instrument(trace.span().clone())
             .await;
-        self.statement_ended(trace, text, &user, answered.as_ref().err());
+        self.end_statement(trace, answered.as_ref().err());
         answered
     }
 }

@@ -4,13 +4,12 @@
 //! configured), the counts `/metrics` shows, and, when configured, a query-log line with the
 //! statement's text, its literals redacted on request.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 use pgwire::error::PgWireError;
 use pgwire::messages::data::DataRow;
 use quantatom_engine::access_statements::AccessStatement;
@@ -21,28 +20,16 @@ use super::errors::wire_sqlstate;
 use super::query_metrics::QueryMetrics;
 
 /// Whether the server logs every statement it answers (at `info`, target `quantatom::query`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum QueryLog {
     /// No query log.
     #[default]
     Off,
-    /// Each statement with its text as sent.
+    /// Each statement with its text as sent (a text that sets a password is redacted).
     On,
     /// Each statement with its literals (strings, numbers) replaced by `?`.
     Redacted,
-}
-
-impl FromStr for QueryLog {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "off" => Ok(QueryLog::Off),
-            "on" => Ok(QueryLog::On),
-            "redacted" => Ok(QueryLog::Redacted),
-            other => Err(format!("{other:?} is not one of off, on, redacted")),
-        }
-    }
 }
 
 /// Where a server reports the statements it answers: the counts `/metrics` shows, and whether
@@ -86,11 +73,14 @@ pub(crate) struct StatementTrace {
     id: u64,
     span: Span,
     started: Instant,
+    /// The user and the text the query log shows, when there is a query log.
+    logged: Option<(String, String)>,
 }
 
 impl StatementTrace {
-    /// Starts the statement `text`, sent by `user`.
-    pub(crate) fn begin(user: &str, text: &str) -> Self {
+    /// Starts the statement `text`, sent by `user`; `log` says whether it goes to the query
+    /// log.
+    pub(crate) fn begin(user: &str, text: &str, log: QueryLog) -> Self {
         let id = NEXT_QUERY_ID.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "query",
@@ -103,10 +93,16 @@ impl StatementTrace {
             sqlstate = Empty,
             otel.status_code = Empty,
         );
+        let logged = match log {
+            QueryLog::Off => None,
+            QueryLog::On => Some((user.to_owned(), logged_text(text, false))),
+            QueryLog::Redacted => Some((user.to_owned(), logged_text(text, true))),
+        };
         Self {
             id,
             span,
             started: Instant::now(),
+            logged,
         }
     }
 
@@ -116,31 +112,24 @@ impl StatementTrace {
     }
 
     /// Ends the statement: it sent what `sent` counted and ended with `error` (`None`: it
-    /// succeeded). Records it in its span, and in the metrics and query log of `reports`.
-    pub(crate) fn end(
-        self,
-        text: &str,
-        user: &str,
-        error: Option<&PgWireError>,
-        sent: &RowsSent,
-        reports: &StatementReports,
-    ) {
+    /// succeeded). Records it in its span, in `metrics` and in the query log.
+    pub(crate) fn end(self, error: Option<&PgWireError>, sent: &RowsSent, metrics: &QueryMetrics) {
         let elapsed = self.started.elapsed();
         let (rows, bytes) = sent.take();
         let sqlstate = error.map(wire_sqlstate);
-        reports.metrics.observe(elapsed, sqlstate, rows, bytes);
+        metrics.observe(elapsed, sqlstate, rows, bytes);
         let duration_ms = elapsed.as_secs_f64() * 1e3;
-        self.span.record("rows", rows);
-        self.span.record("bytes", bytes);
-        self.span.record("duration_ms", duration_ms);
-        if let Some(code) = sqlstate {
-            self.span.record("sqlstate", code);
-            self.span.record("otel.status_code", "ERROR");
+        if !self.span.is_disabled() {
+            self.span.record("rows", rows);
+            self.span.record("bytes", bytes);
+            self.span.record("duration_ms", duration_ms);
+            if let Some(code) = sqlstate {
+                self.span.record("sqlstate", code);
+                self.span.record("otel.status_code", "ERROR");
+            }
         }
-        let statement = match reports.log {
-            QueryLog::Off => return,
-            QueryLog::On => logged_text(text, false),
-            QueryLog::Redacted => logged_text(text, true),
+        let Some((user, statement)) = self.logged else {
+            return;
         };
         tracing::info!(
             target: "quantatom::query",
@@ -156,35 +145,82 @@ impl StatementTrace {
     }
 }
 
-/// The statement's first keyword, lower-cased (`select`, `insert`, `set`...), as spans show
-/// its kind.
-fn statement_kind(text: &str) -> String {
+/// The statement kinds spans name; any other first keyword is `other`.
+const KINDS: [&str; 36] = [
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "with",
+    "values",
+    "table",
+    "set",
+    "show",
+    "reset",
+    "discard",
+    "begin",
+    "start",
+    "commit",
+    "end",
+    "rollback",
+    "abort",
+    "savepoint",
+    "release",
+    "create",
+    "drop",
+    "alter",
+    "grant",
+    "revoke",
+    "copy",
+    "explain",
+    "declare",
+    "fetch",
+    "close",
+    "prepare",
+    "execute",
+    "deallocate",
+    "call",
+    "truncate",
+    "analyze",
+    "vacuum",
+];
+
+/// The statement's first keyword (`select`, `insert`, `set`...), as spans show its kind.
+fn statement_kind(text: &str) -> &'static str {
     let keyword = text
         .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
         .split(|c: char| !c.is_ascii_alphabetic())
         .next()
         .unwrap_or_default();
     match keyword {
-        "" => "empty".to_owned(),
-        keyword => keyword.chars().take(24).collect::<String>().to_lowercase(),
+        "" => "empty",
+        keyword => KINDS
+            .into_iter()
+            .find(|kind| kind.eq_ignore_ascii_case(keyword))
+            .unwrap_or("other"),
     }
 }
 
-/// `text` as the query log shows it: a role or grant statement by its summary (never a
-/// password), anything else as sent or with its literals replaced by `?`.
+/// `text` as the query log shows it: a role or grant statement by its summary, anything else
+/// as sent or with its literals replaced by `?` (and its comments dropped). A text that holds
+/// the keyword `PASSWORD` anywhere else (a role statement among several) is always redacted,
+/// so that no password reaches the log.
 fn logged_text(text: &str, redacted: bool) -> String {
     match AccessStatement::parse(text) {
         Some(Ok(statement)) => return statement.to_string(),
         Some(Err(_)) => return "(a role or grant statement that does not parse)".to_owned(),
         None => {}
     }
-    if !redacted {
-        return text.to_owned();
-    }
     let dialect = PostgreSqlDialect {};
     let Ok(tokens) = Tokenizer::new(&dialect, text).tokenize() else {
         return "(a statement that does not tokenize; redacted)".to_owned();
     };
+    let sets_password = tokens.iter().any(
+        |token| matches!(token, Token::Word(word) if word.value.eq_ignore_ascii_case("password")),
+    );
+    if !redacted && !sets_password {
+        return text.to_owned();
+    }
     tokens
         .iter()
         .map(|token| match token {
@@ -197,6 +233,8 @@ fn logged_text(text: &str, redacted: bool) -> String {
             | Token::UnicodeStringLiteral(_)
             | Token::HexStringLiteral(_)
             | Token::DollarQuotedString(_) => "?".to_owned(),
+            Token::Whitespace(Whitespace::SingleLineComment { .. })
+            | Token::Whitespace(Whitespace::MultiLineComment(_)) => " ".to_owned(),
             other => other.to_string(),
         })
         .collect()
@@ -220,22 +258,30 @@ mod tests {
 
     #[test]
     fn role_statements_are_logged_without_their_password() {
-        let text = "CREATE USER alice WITH LOGIN PASSWORD 'hunter2'";
+        let alone = "CREATE USER alice WITH LOGIN PASSWORD 'hunter2'";
+        let among_others = "BEGIN; CREATE USER bob PASSWORD 'hunter3'; COMMIT";
         for redacted in [false, true] {
-            let logged = logged_text(text, redacted);
+            let logged = logged_text(alone, redacted);
             assert!(
                 logged.contains("alice") && !logged.contains("hunter2"),
                 "{logged}"
             );
+            let logged = logged_text(among_others, redacted);
+            assert_eq!(logged, "BEGIN; CREATE USER bob PASSWORD ?; COMMIT");
         }
+    }
+
+    #[test]
+    fn redaction_drops_comments() {
+        let text = "SELECT 1 -- account 4711\n/* secret */ FROM t";
+        assert_eq!(logged_text(text, true), "SELECT ?    FROM t");
     }
 
     #[test]
     fn kinds_are_first_keywords() {
         assert_eq!(statement_kind("  (SELECT 1)"), "select");
         assert_eq!(statement_kind("insert into x values (1)"), "insert");
+        assert_eq!(statement_kind("LISTEN x"), "other");
         assert_eq!(statement_kind(";"), "empty");
-        assert_eq!("redacted".parse(), Ok(QueryLog::Redacted));
-        assert!("loud".parse::<QueryLog>().is_err());
     }
 }

@@ -133,7 +133,7 @@ async fn spans_reach_the_otlp_collector_and_the_query_log_is_json_and_redacted()
         .spawn()
         .expect("the server binary starts");
     let config = format!("host=127.0.0.1 port={port} user=planner dbname=quantatom");
-    let client = connect_when_up(&config).await;
+    let mut client = connect_when_up(&config).await;
     let grid =
         "SELECT entity, sum(amount) FROM cube.finance WHERE account = '4000' GROUP BY entity";
     let grid_rows = rows(&client, grid).await.len();
@@ -148,6 +148,17 @@ async fn spans_reach_the_otlp_collector_and_the_query_log_is_json_and_redacted()
         .await
         .unwrap();
     assert_eq!(prepared.len(), 1);
+    // A cursor fetching in pages: each Execute is a statement of the rows it sent.
+    let paged = client.transaction().await.unwrap();
+    let statement = paged
+        .prepare("SELECT entity, time, amount FROM cube.finance WHERE account = '4000' ORDER BY entity, time")
+        .await
+        .unwrap();
+    let portal = paged.bind(&statement, &[]).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(paged.query_portal(&portal, 5).await.unwrap().len(), 5);
+    }
+    paged.commit().await.unwrap();
 
     let select = query_span(&spans, "select", &grid_rows.to_string()).await;
     let attributes = attributes(&select);
@@ -156,6 +167,7 @@ async fn spans_reach_the_otlp_collector_and_the_query_log_is_json_and_redacted()
     assert!(attributes["duration_ms"].parse::<f64>().unwrap() > 0.0);
     let update = query_span(&spans, "update", "0").await;
     let extended = query_span(&spans, "select", "1").await;
+    query_span(&spans, "select", "5").await;
     let all = spans.lock().unwrap().clone();
     let below_select = descendants(&all, &select);
     for child in ["planning", "scan", "cache"] {
@@ -204,8 +216,19 @@ async fn spans_reach_the_otlp_collector_and_the_query_log_is_json_and_redacted()
     assert_eq!(update["user"], "planner");
     assert_eq!(update["sqlstate"], "00000");
     assert!(update["duration_ms"].as_f64().unwrap() > 0.0);
-    let grid_logged = logged("SELECT entity");
+    let grid_logged = logged("SELECT entity, sum");
     assert_eq!(grid_logged["rows"], grid_rows as u64);
+    let pages: Vec<_> = statements
+        .iter()
+        .filter(|line| {
+            line["statement"]
+                .as_str()
+                .unwrap()
+                .starts_with("SELECT entity, time")
+        })
+        .map(|line| line["rows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pages, [5, 5]);
     assert!(!log.contains("4242"), "a literal reached the log");
 }
 

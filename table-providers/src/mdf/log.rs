@@ -10,12 +10,12 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tracing::Instrument;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::marks::Marks;
 use super::{CubeDefinition, MdfError};

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use tracing::Instrument;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -17,10 +16,14 @@ use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::{DataFusionError, Result, not_impl_err};
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::UnboundedMemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use object_store::path::Path;
+use tracing::Instrument;
 
 use super::dml::{WriteKind, write_plan};
 use super::log::{CubeLog, FileKind, Snapshot, SnapshotVersion};
@@ -82,7 +85,18 @@ impl MdfTable {
             return;
         }
         let table = self.clone();
-        let session = session_of(context);
+        // Not under the writing connection's memory limit: the compaction is no statement of
+        // its own, and runs on while that connection goes on.
+        let shared = context.runtime_env();
+        let runtime = RuntimeEnv {
+            memory_pool: Arc::new(UnboundedMemoryPool::default()),
+            disk_manager: Arc::clone(&shared.disk_manager),
+            cache_manager: Arc::clone(&shared.cache_manager),
+            object_store_registry: Arc::clone(&shared.object_store_registry),
+        };
+        let session = SessionStateBuilder::new_from_existing(session_of(context))
+            .with_runtime_env(Arc::new(runtime))
+            .build();
         tokio::spawn(async move {
             match compact(&table, &session, user, &|_| {}).await {
                 Ok(report) => {
