@@ -572,12 +572,7 @@ impl SessionQueries {
     /// Starts tracing the statement `text` ([`StatementTrace::begin`]).
     fn begin_statement(&self, text: &str) -> StatementTrace {
         let user = self.activity.get().map_or("", |activity| activity.user());
-        StatementTrace::begin(user, text, self.reports.log)
-    }
-
-    /// Ends `trace` with what the statement sent and how it ended ([`StatementTrace::end`]).
-    fn end_statement(&self, trace: StatementTrace, error: Option<&PgWireError>) {
-        trace.end(error, &self.sent, &self.reports.metrics);
+        StatementTrace::begin(user, text, &self.sent, &self.reports)
     }
 
     /// Runs the statements of one simple query one after another, each to completion (its
@@ -662,7 +657,7 @@ impl SimpleQueryHandler for SessionQueries {
             ._on_query(client, query)
             .instrument(trace.span().clone())
             .await;
-        self.end_statement(trace, answered.as_ref().err());
+        trace.end(answered.as_ref().err());
         answered
     }
 
@@ -802,7 +797,7 @@ impl ExtendedQueryHandler for SessionQueries {
             ._on_execute(client, message)
             .instrument(trace.span().clone())
             .await;
-        self.end_statement(trace, answered.as_ref().err());
+        trace.end(answered.as_ref().err());
         answered
     }
 }

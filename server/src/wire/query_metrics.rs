@@ -115,7 +115,8 @@ impl QueryMetrics {
             rows,
         );
         let bytes = self.bytes.load(Ordering::Relaxed);
-        let help = "Bytes of row values sent to clients.";
+        let help =
+            "Bytes of the rows sent to clients (DataRow payloads: values and their lengths).";
         write_counter(out, "quantatom_bytes_returned_total", help, bytes);
     }
 }

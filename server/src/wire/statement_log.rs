@@ -68,19 +68,32 @@ impl RowsSent {
     }
 }
 
-/// One statement being answered.
+/// One statement being answered. Dropped before [`StatementTrace::end`] (its connection
+/// closed, or the shutdown's drain timeout ended it), it is recorded as ended by a connection
+/// failure (08006).
 pub(crate) struct StatementTrace {
     id: u64,
     span: Span,
     started: Instant,
     /// The user and the text the query log shows, when there is a query log.
     logged: Option<(String, String)>,
+    sent: Arc<RowsSent>,
+    metrics: Arc<QueryMetrics>,
+    ended: bool,
 }
 
+/// What a statement dropped before its end is recorded with.
+const CONNECTION_FAILURE: &str = "08006";
+
 impl StatementTrace {
-    /// Starts the statement `text`, sent by `user`; `log` says whether it goes to the query
-    /// log.
-    pub(crate) fn begin(user: &str, text: &str, log: QueryLog) -> Self {
+    /// Starts the statement `text`, sent by `user`, whose rows `sent` counts; `reports` say
+    /// where it is recorded.
+    pub(crate) fn begin(
+        user: &str,
+        text: &str,
+        sent: &Arc<RowsSent>,
+        reports: &StatementReports,
+    ) -> Self {
         let id = NEXT_QUERY_ID.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "query",
@@ -93,7 +106,7 @@ impl StatementTrace {
             sqlstate = Empty,
             otel.status_code = Empty,
         );
-        let logged = match log {
+        let logged = match reports.log {
             QueryLog::Off => None,
             QueryLog::On => Some((user.to_owned(), logged_text(text, false))),
             QueryLog::Redacted => Some((user.to_owned(), logged_text(text, true))),
@@ -103,6 +116,9 @@ impl StatementTrace {
             span,
             started: Instant::now(),
             logged,
+            sent: Arc::clone(sent),
+            metrics: Arc::clone(&reports.metrics),
+            ended: false,
         }
     }
 
@@ -111,13 +127,17 @@ impl StatementTrace {
         &self.span
     }
 
-    /// Ends the statement: it sent what `sent` counted and ended with `error` (`None`: it
-    /// succeeded). Records it in its span, in `metrics` and in the query log.
-    pub(crate) fn end(self, error: Option<&PgWireError>, sent: &RowsSent, metrics: &QueryMetrics) {
+    /// Ends the statement: it ended with `error` (`None`: it succeeded). Records it, with the
+    /// rows it sent, in its span, in the metrics and in the query log.
+    pub(crate) fn end(mut self, error: Option<&PgWireError>) {
+        self.record(error.map(wire_sqlstate));
+    }
+
+    fn record(&mut self, sqlstate: Option<&str>) {
+        self.ended = true;
         let elapsed = self.started.elapsed();
-        let (rows, bytes) = sent.take();
-        let sqlstate = error.map(wire_sqlstate);
-        metrics.observe(elapsed, sqlstate, rows, bytes);
+        let (rows, bytes) = self.sent.take();
+        self.metrics.observe(elapsed, sqlstate, rows, bytes);
         let duration_ms = elapsed.as_secs_f64() * 1e3;
         if !self.span.is_disabled() {
             self.span.record("rows", rows);
@@ -128,7 +148,7 @@ impl StatementTrace {
                 self.span.record("otel.status_code", "ERROR");
             }
         }
-        let Some((user, statement)) = self.logged else {
+        let Some((user, statement)) = self.logged.take() else {
             return;
         };
         tracing::info!(
@@ -142,6 +162,14 @@ impl StatementTrace {
             statement,
             "statement"
         );
+    }
+}
+
+impl Drop for StatementTrace {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.record(Some(CONNECTION_FAILURE));
+        }
     }
 }
 
@@ -275,6 +303,27 @@ mod tests {
     fn redaction_drops_comments() {
         let text = "SELECT 1 -- account 4711\n/* secret */ FROM t";
         assert_eq!(logged_text(text, true), "SELECT ?    FROM t");
+    }
+
+    #[test]
+    fn a_statement_dropped_before_its_end_is_counted_as_failed() {
+        let reports = StatementReports {
+            metrics: Arc::default(),
+            log: QueryLog::Off,
+        };
+        let sent = Arc::new(RowsSent::default());
+        drop(StatementTrace::begin(
+            "planner", "SELECT 1", &sent, &reports,
+        ));
+        StatementTrace::begin("planner", "SELECT 1", &sent, &reports).end(None);
+        let mut text = String::new();
+        reports.metrics.render(&mut text);
+        for line in [
+            "quantatom_queries_total{outcome=\"ok\"} 1",
+            "quantatom_queries_total{outcome=\"error\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 
     #[test]
