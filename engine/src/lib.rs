@@ -70,6 +70,7 @@ use quantatom_table_providers::mdf::dml::CubeDmlRule;
 use quantatom_table_providers::mdf::maintenance_sql::{MdfCompactFunction, MdfVacuumFunction};
 use quantatom_table_providers::mdf::spread::MdfSpreadFunction;
 use quantatom_table_providers::mdf::time_travel::{MdfAtFunction, MdfHistoryFunction};
+use quantatom_table_providers::memory::runtime_with_pool;
 use quantatom_table_providers::metadata::{
     CalendarSchemaProvider, CoordinateCheck, DimensionSchemaProvider, EmbeddedMetadataStore,
     MemberDmlRule, MetadataError, MetadataStore, PostgresMetadataStore, VersionSwitchoverFunction,
@@ -256,13 +257,8 @@ impl Engine {
         let builder =
             SessionStateBuilder::new_from_existing(self.session_template.as_ref().clone())
                 .with_session_id(uuid::Uuid::new_v4().to_string());
-        match self.query_memory_limit {
-            Some(limit) => {
-                let runtime = runtime_limited_to(self.session_template.runtime_env(), limit);
-                builder.with_runtime_env(runtime).build()
-            }
-            None => builder.build(),
-        }
+        let shared = self.session_template.runtime_env();
+        with_memory_limit(builder, shared, self.query_memory_limit).build()
     }
 
     /// The memory one session may hold for its statement ([`Engine::with_query_memory_limit`]).
@@ -302,20 +298,20 @@ impl Engine {
     }
 }
 
-/// `shared` (object stores, caches, spill files) with a memory pool of its own that holds at
-/// most `limit` bytes and names its largest consumers when it is full: one session's runtime
-/// under [`Engine::with_query_memory_limit`].
-pub fn runtime_limited_to(shared: &Arc<RuntimeEnv>, limit: usize) -> Arc<RuntimeEnv> {
+/// `session` with a memory pool of its own over `shared`'s object stores, caches and spill
+/// files, holding at most `limit` bytes and naming its largest consumers when it is full: a
+/// session under [`Engine::with_query_memory_limit`]. Without a limit, `session` unchanged.
+pub fn with_memory_limit(
+    session: SessionStateBuilder,
+    shared: &Arc<RuntimeEnv>,
+    limit: Option<usize>,
+) -> SessionStateBuilder {
+    let Some(limit) = limit else {
+        return session;
+    };
     let consumers_named = NonZeroUsize::new(3).expect("3 is not zero");
-    Arc::new(RuntimeEnv {
-        memory_pool: Arc::new(TrackConsumersPool::new(
-            GreedyMemoryPool::new(limit),
-            consumers_named,
-        )),
-        disk_manager: Arc::clone(&shared.disk_manager),
-        cache_manager: Arc::clone(&shared.cache_manager),
-        object_store_registry: Arc::clone(&shared.object_store_registry),
-    })
+    let pool = TrackConsumersPool::new(GreedyMemoryPool::new(limit), consumers_named);
+    session.with_runtime_env(runtime_with_pool(shared, Arc::new(pool)))
 }
 
 /// Session settings every Quantatom session starts with.

@@ -6,6 +6,7 @@
 //! - [`ledger`]: the entropy ledger of every committed change (`audit.*`).
 //! - [`storage`]: the object store everything is kept in.
 //! - [`settings`]: Quantatom's own session settings (`SET quantatom.<name>`).
+//! - [`memory`]: the memory pools sessions run under.
 //!
 //! This crate knows nothing of the wire protocol; the engine wires these into sessions.
 
@@ -15,6 +16,7 @@ pub mod computed;
 mod fail_point;
 pub mod ledger;
 pub mod mdf;
+pub mod memory;
 pub mod metadata;
 pub mod settings;
 pub mod storage;

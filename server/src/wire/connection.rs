@@ -763,6 +763,7 @@ impl ExtendedQueryHandler for SessionQueries {
         Ok(DescribePortalResponse::new(fields))
     }
 
+    /// Runs an extended-protocol portal (`Execute`).
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -772,47 +773,6 @@ impl ExtendedQueryHandler for SessionQueries {
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        self.answer_portal(client, portal, max_rows).await
-    }
-
-    /// Each Execute is a statement: its span, counts and query-log line cover the rows it
-    /// sends, also when they come from a portal suspended by an earlier Execute (a cursor
-    /// fetching in pages), which pgwire sends after `do_query` returns.
-    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
-        let trace = match client.portal_store().get_portal(name) {
-            Some(Entry::Value(portal)) => self.begin_statement(&portal.statement.statement.0),
-            _ => self.begin_statement(""),
-        };
-        let answered = self
-            ._on_execute(client, message)
-            .instrument(trace.span().clone())
-            .await;
-        trace.end(answered.as_ref().err());
-        answered
-    }
-}
-
-impl SessionQueries {
-    /// Runs an extended-protocol portal (`Execute`).
-    async fn answer_portal<C>(
-        &self,
-        client: &mut C,
-        portal: &Portal<<Self as ExtendedQueryHandler>::Statement>,
-        max_rows: usize,
-    ) -> PgWireResult<Response>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = <Self as ExtendedQueryHandler>::Statement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
@@ -891,6 +851,29 @@ impl SessionQueries {
             self.plans.statement_changed_plans();
         }
         all_rows_sent(client, cancellable(response?, stop), max_rows).await
+    }
+
+    /// Each Execute is a statement: its span, counts and query-log line cover the rows it
+    /// sends, also when they come from a portal suspended by an earlier Execute (a cursor
+    /// fetching in pages), which pgwire sends after `do_query` returns.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let trace = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) => self.begin_statement(&portal.statement.statement.0),
+            _ => self.begin_statement(""),
+        };
+        let answered = self
+            ._on_execute(client, message)
+            .instrument(trace.span().clone())
+            .await;
+        trace.end(answered.as_ref().err());
+        answered
     }
 }
 

@@ -45,7 +45,7 @@ use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use quantatom_engine::plan_reuse::PlanEpoch;
-use quantatom_engine::{CATALOG, Engine, runtime_limited_to};
+use quantatom_engine::{CATALOG, Engine, with_memory_limit};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -268,13 +268,10 @@ impl Server {
 
     /// Handlers for a new connection, over a session of its own.
     fn connection(&self) -> Connection {
-        let mut state = SessionStateBuilder::new_from_existing(self.session_template.clone())
+        let state = SessionStateBuilder::new_from_existing(self.session_template.clone())
             .with_session_id(uuid::Uuid::new_v4().to_string());
-        if let Some(limit) = self.query_memory_limit {
-            let runtime = runtime_limited_to(self.session_template.runtime_env(), limit);
-            state = state.with_runtime_env(runtime);
-        }
-        let state = state.build();
+        let shared = self.session_template.runtime_env();
+        let state = with_memory_limit(state, shared, self.query_memory_limit).build();
         let hooks: Vec<Arc<dyn datafusion_postgres::QueryHook>> = vec![
             Arc::new(admin_statements::AdminStatements),
             Arc::new(BothProtocols(TransactionHook)),

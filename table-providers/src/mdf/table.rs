@@ -17,7 +17,6 @@ use datafusion::common::{DataFusionError, Result, not_impl_err};
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::UnboundedMemoryPool;
-use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
@@ -32,6 +31,7 @@ use super::maintenance_sql::session_of;
 use super::merge::CubeFiles;
 use super::transaction::SessionWrites;
 use super::{CubeDefinition, MdfError, write_data_file};
+use crate::memory::runtime_with_pool;
 use crate::storage::Storage;
 
 /// One cube: its definition and its log. Clones share the log's cached snapshot.
@@ -87,15 +87,10 @@ impl MdfTable {
         let table = self.clone();
         // Not under the writing connection's memory limit: the compaction is no statement of
         // its own, and runs on while that connection goes on.
-        let shared = context.runtime_env();
-        let runtime = RuntimeEnv {
-            memory_pool: Arc::new(UnboundedMemoryPool::default()),
-            disk_manager: Arc::clone(&shared.disk_manager),
-            cache_manager: Arc::clone(&shared.cache_manager),
-            object_store_registry: Arc::clone(&shared.object_store_registry),
-        };
+        let unlimited = Arc::new(UnboundedMemoryPool::default());
+        let runtime = runtime_with_pool(&context.runtime_env(), unlimited);
         let session = SessionStateBuilder::new_from_existing(session_of(context))
-            .with_runtime_env(Arc::new(runtime))
+            .with_runtime_env(runtime)
             .build();
         tokio::spawn(async move {
             match compact(&table, &session, user, &|_| {}).await {
