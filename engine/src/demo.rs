@@ -128,9 +128,14 @@ const PRODUCT_CATEGORIES: &[(&str, &str)] = &[
 const YEARS: [i32; 3] = [2023, 2024, 2025];
 
 /// Seasonality of each calendar month, percent of the base.
-const SEASONALITY: [i64; 12] = [92, 90, 101, 97, 99, 103, 94, 88, 104, 106, 109, 117];
+pub(crate) const SEASONALITY: [i64; 12] = [92, 90, 101, 97, 99, 103, 94, 88, 104, 106, 109, 117];
 
-fn spec(code: &str, name: &str, parent: Option<&str>, attributes: &[(&str, &str)]) -> MemberSpec {
+pub(crate) fn spec(
+    code: &str,
+    name: &str,
+    parent: Option<&str>,
+    attributes: &[(&str, &str)],
+) -> MemberSpec {
     MemberSpec {
         code: code.to_owned(),
         name: name.to_owned(),
@@ -226,9 +231,10 @@ fn months() -> Vec<String> {
         .collect()
 }
 
-fn time_specs() -> Vec<MemberSpec> {
+/// The fiscal calendar of `years`: year > quarter > month, codes `FY2025`, `2025_Q1`, `2025_01`.
+pub(crate) fn time_specs(years: &[i32]) -> Vec<MemberSpec> {
     let mut specs = Vec::new();
-    for year in YEARS {
+    for &year in years {
         let year_code = format!("FY{year}");
         specs.push(spec(&year_code, &format!("Fiscal year {year}"), None, &[]));
         for quarter in 1..=4 {
@@ -265,7 +271,7 @@ fn currency_specs() -> Vec<MemberSpec> {
 }
 
 /// A fixed 64-bit mix (SplitMix64 finaliser) of the cell's coordinates.
-fn mix(parts: [u64; 5]) -> u64 {
+pub(crate) fn mix(parts: [u64; 5]) -> u64 {
     parts
         .iter()
         .fold(0x9E37_79B9_7F4A_7C15_u64, |state, &part| {
@@ -277,7 +283,7 @@ fn mix(parts: [u64; 5]) -> u64 {
 }
 
 /// Deviation in basis points, uniform in `-spread..=spread`.
-fn deviation_bp(parts: [u64; 5], spread: i64) -> i64 {
+pub(crate) fn deviation_bp(parts: [u64; 5], spread: i64) -> i64 {
     (mix(parts) % (2 * spread as u64 + 1)) as i64 - spread
 }
 
@@ -402,7 +408,7 @@ pub async fn load(
         (
             "time",
             "Fiscal calendar: year > quarter > month",
-            time_specs(),
+            time_specs(&YEARS),
         ),
         (
             "version",

@@ -16,6 +16,7 @@
 
 pub mod access_rule;
 pub mod access_statements;
+pub mod bench_model;
 mod cube_joins;
 pub mod demo;
 mod errors;

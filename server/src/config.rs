@@ -85,6 +85,40 @@ pub enum Command {
     /// Check the ledger (audit log) of every change.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// The planning benchmark (bench/planning-benchmark).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `quantatom bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Write the planning benchmark's model (`cube.planning` and its dimensions) into
+    /// `OUT/data`, and what the benchmark's queries need to know about it into
+    /// `OUT/bench.json`.
+    Generate(GenerateArgs),
+}
+
+/// Flags of `quantatom bench generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The size: `ci` (about 1M cells), `s` (10M) or `m` (70M).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub profile: BenchProfile,
+    /// Folder to write into; must be empty or missing.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// The planning benchmark's sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchProfile {
+    /// About 1M cells: CI's correctness check.
+    Ci,
+    /// About 10M cells.
+    S,
+    /// About 70M cells.
+    M,
 }
 
 /// `quantatom ledger ...`.

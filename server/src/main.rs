@@ -1,8 +1,10 @@
-//! The `quantatom` binary: `quantatom serve`, `demo`, `compact`, `vacuum` and `ledger verify`.
+//! The `quantatom` binary: `quantatom serve`, `demo`, `compact`, `vacuum`, `ledger verify` and
+//! `bench generate`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use quantatom_engine::bench_model::{self, Profile};
 use quantatom_engine::demo::DemoSize;
 use quantatom_engine::mdf::MdfTable;
 use quantatom_engine::mdf::maintenance::{self, DEFAULT_RETENTION, ORPHAN_MIN_AGE, Progress};
@@ -12,8 +14,9 @@ use quantatom_engine::{Engine, EngineConfig, OpenError};
 use quantatom_server::Server;
 use quantatom_server::admin::AdminListener;
 use quantatom_server::config::{
-    ADMIN_PASSWORD_VARIABLE, AdminLogin, Cli, Command, CubeArgs, DEFAULT_DATA_DIR,
-    DEFAULT_DEMO_CELLS, DemoArgs, LedgerCommand, ServeArgs, StorageArgs, VacuumArgs,
+    ADMIN_PASSWORD_VARIABLE, AdminLogin, BenchCommand, BenchProfile, Cli, Command, CubeArgs,
+    DEFAULT_DATA_DIR, DEFAULT_DEMO_CELLS, DemoArgs, GenerateArgs, LedgerCommand, ServeArgs,
+    StorageArgs, VacuumArgs,
 };
 use quantatom_server::telemetry::Telemetry;
 
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
             Command::Compact(args) => compact_cube(args).await,
             Command::Vacuum(args) => vacuum_cube(args).await,
             Command::Ledger(LedgerCommand::Verify(args)) => verify_ledger(args).await,
+            Command::Bench(BenchCommand::Generate(args)) => generate_bench(args).await,
         }
     });
     drop(runtime);
@@ -180,15 +184,7 @@ async fn shutdown_signal() {
 
 async fn write_demo(args: DemoArgs) -> Result<(), String> {
     let data_dir = args.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-    let not_empty = std::fs::read_dir(&data_dir)
-        .map(|mut entries| entries.next().is_some())
-        .unwrap_or(false);
-    if not_empty {
-        return Err(format!(
-            "data folder {} is not empty; the demo goes into a new folder",
-            data_dir.display()
-        ));
-    }
+    refuse_non_empty(&data_dir, "the demo")?;
     let size = DemoSize::with_cells(args.cells.unwrap_or(DEFAULT_DEMO_CELLS));
     let started = std::time::Instant::now();
     Engine::open(&EngineConfig {
@@ -204,6 +200,74 @@ async fn write_demo(args: DemoArgs) -> Result<(), String> {
         "wrote the demo model ({} cells in cube.finance, {} products) to {} in {:.1}s",
         size.cells(),
         size.products,
+        data_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Fails when `folder` exists and holds anything: `what` goes into a new folder.
+fn refuse_non_empty(folder: &std::path::Path, what: &str) -> Result<(), String> {
+    let not_empty = std::fs::read_dir(folder)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    match not_empty {
+        true => Err(format!(
+            "folder {} is not empty; {what} goes into a new folder",
+            folder.display()
+        )),
+        false => Ok(()),
+    }
+}
+
+/// `quantatom bench generate`: the planning benchmark's model in `OUT/data` (local folder,
+/// embedded metadata), and `OUT/bench.json`.
+async fn generate_bench(args: GenerateArgs) -> Result<(), String> {
+    refuse_non_empty(&args.out, "the benchmark model")?;
+    let data_dir = args.out.join("data");
+    let profile = match args.profile {
+        BenchProfile::Ci => Profile::Ci,
+        BenchProfile::S => Profile::S,
+        BenchProfile::M => Profile::M,
+    };
+    let started = std::time::Instant::now();
+    let engine = Engine::open(&EngineConfig {
+        storage: StorageConfig::Local(data_dir.clone()),
+        demo_cells: None,
+        ledger: true,
+        metadata: Default::default(),
+        caches: Default::default(),
+    })
+    .await
+    .map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("cells [{bar:40}] {human_pos}/{human_len} ({eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let shown = bar.clone();
+    let report = move |written: usize, total: usize| {
+        shown.set_length(total as u64);
+        shown.set_position(written as u64);
+    };
+    let model = bench_model::load(engine.cubes(), engine.metadata().as_ref(), profile, &report)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot write the benchmark model into {}: {e}",
+                data_dir.display()
+            )
+        })?;
+    bar.finish_and_clear();
+    let description = args.out.join("bench.json");
+    let json = serde_json::to_string_pretty(&model).expect("the model serialises");
+    std::fs::write(&description, json + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", description.display()))?;
+    println!(
+        "wrote the {:?} benchmark model ({} cells in cube.{}) to {} in {:.1}s",
+        args.profile,
+        model.cells,
+        model.cube,
         data_dir.display(),
         started.elapsed().as_secs_f64()
     );
