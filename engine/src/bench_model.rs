@@ -19,11 +19,11 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Decimal128Builder, RecordBatch, StringViewBuilder};
 use datafusion::common::{DataFusionError, Result};
-use quantatom_table_providers::mdf::{CubeDefinition, CubeSchemaProvider, Measure};
+use quantatom_table_providers::mdf::{CubeDefinition, CubeSchemaProvider};
 use quantatom_table_providers::metadata::{Dimension, MemberSpec, MetadataStore};
 use serde::Serialize;
 
-use crate::demo::{SEASONALITY, deviation_bp, mix, spec, time_specs};
+use crate::demo::{SEASONALITY, deviation_bp, mix, planning_shaped_cube, spec, time_specs};
 
 /// The benchmark cube's name: `cube.planning`.
 pub const CUBE: &str = "planning";
@@ -630,21 +630,9 @@ impl Generated {
     }
 }
 
-/// The cube's definition: dimensions in the files' sort order, one decimal measure.
+/// The cube's definition: the demo's dimensions and measure ([`crate::demo::finance_cube`]).
 pub fn planning_cube() -> CubeDefinition {
-    CubeDefinition {
-        name: CUBE.into(),
-        dimensions: [
-            "version", "time", "entity", "account", "product", "currency",
-        ]
-        .map(String::from)
-        .to_vec(),
-        measures: vec![Measure {
-            name: "amount".into(),
-            precision: 18,
-            scale: 2,
-        }],
-    }
+    planning_shaped_cube(CUBE)
 }
 
 /// Creates the benchmark's dimensions and its cube and fills it, one file (and commit) per

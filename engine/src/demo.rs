@@ -376,8 +376,14 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
 
 /// The finance cube's definition: dimensions in the files' sort order, one decimal measure.
 pub fn finance_cube() -> CubeDefinition {
+    planning_shaped_cube("finance")
+}
+
+/// A cube named `name` with the demo's dimensions (in the files' sort order: version, time,
+/// entity, account, product, currency) and one `numeric(18,2)` measure, `amount`.
+pub(crate) fn planning_shaped_cube(name: &str) -> CubeDefinition {
     CubeDefinition {
-        name: "finance".into(),
+        name: name.into(),
         dimensions: [
             "version", "time", "entity", "account", "product", "currency",
         ]

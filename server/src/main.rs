@@ -187,15 +187,9 @@ async fn write_demo(args: DemoArgs) -> Result<(), String> {
     refuse_non_empty(&data_dir, "the demo")?;
     let size = DemoSize::with_cells(args.cells.unwrap_or(DEFAULT_DEMO_CELLS));
     let started = std::time::Instant::now();
-    Engine::open(&EngineConfig {
-        storage: StorageConfig::Local(data_dir.clone()),
-        demo_cells: Some(size.cells()),
-        ledger: true,
-        metadata: Default::default(),
-        caches: Default::default(),
-    })
-    .await
-    .map_err(|e| format!("cannot write the demo into {}: {e}", data_dir.display()))?;
+    Engine::open(&local_folder(&data_dir, Some(size.cells())))
+        .await
+        .map_err(|e| format!("cannot write the demo into {}: {e}", data_dir.display()))?;
     println!(
         "wrote the demo model ({} cells in cube.finance, {} products) to {} in {:.1}s",
         size.cells(),
@@ -204,6 +198,18 @@ async fn write_demo(args: DemoArgs) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The engine over the local folder `data_dir` (embedded metadata, the ledger on), loading a
+/// demo of about `demo_cells` cells when it is empty.
+fn local_folder(data_dir: &std::path::Path, demo_cells: Option<usize>) -> EngineConfig {
+    EngineConfig {
+        storage: StorageConfig::Local(data_dir.to_owned()),
+        demo_cells,
+        ledger: true,
+        metadata: Default::default(),
+        caches: Default::default(),
+    }
 }
 
 /// Fails when `folder` exists and holds anything: `what` goes into a new folder.
@@ -231,20 +237,11 @@ async fn generate_bench(args: GenerateArgs) -> Result<(), String> {
         BenchProfile::M => Profile::M,
     };
     let started = std::time::Instant::now();
-    let engine = Engine::open(&EngineConfig {
-        storage: StorageConfig::Local(data_dir.clone()),
-        demo_cells: None,
-        ledger: true,
-        metadata: Default::default(),
-        caches: Default::default(),
-    })
-    .await
-    .map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template("cells [{bar:40}] {human_pos}/{human_len} ({eta})")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    let engine = Engine::open(&local_folder(&data_dir, None))
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", data_dir.display()))?;
+    let bar = styled_bar();
+    bar.set_message("cells");
     let shown = bar.clone();
     let report = move |written: usize, total: usize| {
         shown.set_length(total as u64);
@@ -330,15 +327,21 @@ async fn open_cube(args: CubeArgs) -> Result<(Engine, std::sync::Arc<MdfTable>),
     Ok((engine, cube))
 }
 
-/// A progress bar on standard error (drawn only on a terminal) following `Progress` reports.
-fn progress_bar() -> (indicatif::ProgressBar, impl Fn(Progress) + Send + Sync) {
-    let bar = indicatif::ProgressBar::new(0).with_style(
+/// A progress bar on standard error (drawn only on a terminal): its message, a bar, done of
+/// total and the time left.
+fn styled_bar() -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "{msg:>10} [{bar:40}] {human_pos}/{human_len} ({eta})",
         )
         .expect("a valid template")
         .progress_chars("=> "),
-    );
+    )
+}
+
+/// A progress bar ([`styled_bar`]) following `Progress` reports.
+fn progress_bar() -> (indicatif::ProgressBar, impl Fn(Progress) + Send + Sync) {
+    let bar = styled_bar();
     let shown = bar.clone();
     let report = move |progress: Progress| match progress {
         Progress::Merging { done, total } => {
