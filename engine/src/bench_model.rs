@@ -558,9 +558,41 @@ impl Generated {
             .into_iter()
             .filter(|(path, _)| path.contains('.'))
             .collect();
+        // Only pairs holding cells of the region, so that the spread has a basis (and Q6 a
+        // cell that every spread changes).
+        let groups_of = |groups: &[(String, Vec<usize>)]| {
+            let mut of_leaf: HashMap<usize, Vec<usize>> = HashMap::new();
+            for (index, (_, leaves)) in groups.iter().enumerate() {
+                for &leaf in leaves {
+                    of_leaf.entry(leaf).or_default().push(index);
+                }
+            }
+            of_leaf
+        };
+        let (account_groups_of, product_groups_of) =
+            (groups_of(&account_groups), groups_of(&product_groups));
+        let mut held: HashSet<(usize, usize)> = HashSet::new();
+        for &(entity, account, product) in &self.combinations {
+            if !grid_leaves.contains(&(entity as usize)) {
+                continue;
+            }
+            let products = product_groups_of.get(&(product as usize));
+            for &a in account_groups_of
+                .get(&(account as usize))
+                .into_iter()
+                .flatten()
+            {
+                for &p in products.into_iter().flatten() {
+                    held.insert((a, p));
+                }
+            }
+        }
         let mut best: Option<(f64, usize, usize)> = None;
         for (a, (_, account_leaves)) in account_groups.iter().enumerate() {
             for (p, (_, product_leaves)) in product_groups.iter().enumerate() {
+                if !held.contains(&(a, p)) {
+                    continue;
+                }
                 let cells =
                     (grid_leaves.len() * account_leaves.len() * product_leaves.len() * 3) as f64;
                 let distance = (cells / SPREAD_CELLS).ln().abs();
@@ -573,8 +605,17 @@ impl Generated {
         let (account_path, account_leaves) = &account_groups[a];
         let (product_path, product_leaves) = &product_groups[p];
         let last_label = |path: &str| path.rsplit('.').next().unwrap_or(path).to_owned();
-        let first_leaf = grid_leaves[0];
-        let currency = self.entity_currency[first_leaf];
+        // Q6: a cell of the spread with a Budget value and an Actual basis, so that every
+        // spread changes it (the region's largest entity books in the target's currency).
+        let (entity, account, product) = self
+            .combinations
+            .iter()
+            .map(|&(e, a, p)| (e as usize, a as usize, p as usize))
+            .find(|(e, a, p)| {
+                grid_leaves.contains(e) && account_leaves.contains(a) && product_leaves.contains(p)
+            })
+            .expect("the spread target holds cells");
+        let currency = self.entity_currency[grid_leaves[0]];
         let coordinate = |pairs: [(&str, String); 6]| -> Coordinate {
             pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
         };
@@ -589,15 +630,9 @@ impl Generated {
         let history_cell = coordinate([
             ("version", "Budget".to_owned()),
             ("time", format!("{last_year}_01")),
-            ("entity", self.entities.leaf_code(first_leaf).to_owned()),
-            (
-                "account",
-                self.accounts.leaf_code(account_leaves[0]).to_owned(),
-            ),
-            (
-                "product",
-                self.products.leaf_code(product_leaves[0]).to_owned(),
-            ),
+            ("entity", self.entities.leaf_code(entity).to_owned()),
+            ("account", self.accounts.leaf_code(account).to_owned()),
+            ("product", self.products.leaf_code(product).to_owned()),
             ("currency", currency.to_owned()),
         ]);
         let members = [

@@ -203,7 +203,7 @@ async fn members(join: &CubeJoin, session: &dyn Session) -> Result<Option<Vec<Sc
 }
 
 /// Whether any scan in `plan` reads a cube.
-fn reads_a_cube(plan: &LogicalPlan) -> Result<bool> {
+pub(crate) fn reads_a_cube(plan: &LogicalPlan) -> Result<bool> {
     plan.exists(|node| match node {
         LogicalPlan::TableScan(scan) => Ok(source_as_provider(&scan.source)?
             .downcast_ref::<MdfTable>()
@@ -214,7 +214,7 @@ fn reads_a_cube(plan: &LogicalPlan) -> Result<bool> {
 
 /// The way from `plan` down to the scan of a cube whose dimension `column` is (the index of
 /// the child taken at each step), through aliases, filters, projections that pass the
-/// column on, and inner joins; `None` when there is no such scan or it has a row limit.
+/// column on, groups of aggregates, and inner joins; `None` when there is no such scan or it has a row limit.
 fn route_to_cube_scan(plan: &LogicalPlan, column: &Column) -> Result<Option<Vec<usize>>> {
     let (child, column) = match plan {
         LogicalPlan::TableScan(scan) => {
@@ -240,6 +240,16 @@ fn route_to_cube_scan(plan: &LogicalPlan, column: &Column) -> Result<Option<Vec<
                 Some(input) => (0, input),
                 None => return Ok(None),
             }
+        }
+        // A group of an aggregate passes its column on (summing cells before a join, see
+        // `crate::eager_aggregation`).
+        LogicalPlan::Aggregate(aggregate)
+            if aggregate
+                .group_expr
+                .iter()
+                .any(|expr| matches!(expr, Expr::Column(group) if group == column)) =>
+        {
+            (0, column.clone())
         }
         LogicalPlan::Join(join) if join.join_type == JoinType::Inner => {
             let in_left = join.left.schema().has_column(column);

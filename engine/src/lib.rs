@@ -19,6 +19,7 @@ pub mod access_statements;
 pub mod bench_model;
 mod cube_joins;
 pub mod demo;
+mod eager_aggregation;
 mod errors;
 pub mod information_schema;
 pub mod plan_reuse;
@@ -399,6 +400,8 @@ async fn session_template(
         .with_runtime_env(runtime)
         .with_catalog_list(Arc::clone(&catalogs) as _)
         .with_default_features()
+        // Grids sum their cells before joining them to dimensions.
+        .with_optimizer_rule(Arc::new(eager_aggregation::EagerAggregation))
         .with_query_planner(Arc::new(TilePlanner::new(
             Arc::new(CubeJoinPlanner),
             Arc::clone(tiles),

@@ -3,21 +3,13 @@
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::physical_plan::{collect, displayable};
 use quantatom_engine::plan_reuse::ReusablePlan;
-use quantatom_engine::storage::StorageConfig;
-use quantatom_engine::{Engine, EngineConfig};
+
+use crate::support::demo_engine;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_parameters_are_folded_into_literals_before_physical_planning() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(&EngineConfig {
-        storage: StorageConfig::Local(dir.path().to_owned()),
-        demo_cells: Some(20_000),
-        ledger: true,
-        metadata: Default::default(),
-        caches: Default::default(),
-    })
-    .await
-    .unwrap();
+    let engine = demo_engine(dir.path(), 20_000).await;
     let state = engine.new_session().state();
     let sql =
         "SELECT code, name FROM dim.product WHERE code = 'P' || lpad(CAST($1 AS TEXT), 4, '0')";

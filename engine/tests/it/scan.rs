@@ -2,20 +2,12 @@
 //! and appends are visible to the next query.
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use quantatom_engine::storage::StorageConfig;
-use quantatom_engine::{Engine, EngineConfig};
+use quantatom_engine::Engine;
 
-use crate::support::shown;
+use crate::support::{self, shown};
 
 async fn demo_engine(dir: &tempfile::TempDir) -> Engine {
-    let config = EngineConfig {
-        storage: StorageConfig::Local(dir.path().to_owned()),
-        demo_cells: Some(1_000_000),
-        ledger: true,
-        metadata: Default::default(),
-        caches: Default::default(),
-    };
-    Engine::open(&config).await.expect("engine opens")
+    support::demo_engine(dir.path(), 1_000_000).await
 }
 
 async fn explain_analyze(engine: &Engine, sql: &str) -> String {
@@ -162,15 +154,7 @@ async fn insert_appends_a_file_and_the_next_query_sees_it() {
         "one more data file and one more log entry"
     );
 
-    let reopened = Engine::open(&EngineConfig {
-        storage: StorageConfig::Local(dir.path().to_owned()),
-        demo_cells: Some(1_000_000),
-        ledger: true,
-        metadata: Default::default(),
-        caches: Default::default(),
-    })
-    .await
-    .unwrap();
+    let reopened = demo_engine(&dir).await;
     let after_restart = reopened
         .new_session()
         .sql("SELECT count(*) FROM cube.finance")

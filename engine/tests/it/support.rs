@@ -3,7 +3,22 @@
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use quantatom_engine::Engine;
+use quantatom_engine::storage::StorageConfig;
+use quantatom_engine::{Engine, EngineConfig};
+
+/// An engine over `dir` (a local folder), the demo model of `cells` cells written on first
+/// open, with the ledger and the default caches.
+pub async fn demo_engine(dir: &std::path::Path, cells: usize) -> Engine {
+    Engine::open(&EngineConfig {
+        storage: StorageConfig::Local(dir.to_owned()),
+        demo_cells: Some(cells),
+        ledger: true,
+        metadata: Default::default(),
+        caches: Default::default(),
+    })
+    .await
+    .expect("engine opens")
+}
 
 /// The batches `sql` returns in a new session of `engine`.
 pub async fn run(engine: &Engine, sql: &str) -> Vec<RecordBatch> {

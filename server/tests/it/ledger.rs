@@ -118,6 +118,18 @@ async fn every_change_is_ledgered_and_tampering_is_found() {
         ],
     ];
     assert_eq!(history, expected.map(|row| row.map(str::to_owned)).to_vec());
+    // The cell's coordinate reaches the ledger's Parquet scan, which prunes pages by it.
+    let plan = rows(
+        &client,
+        &format!("EXPLAIN SELECT old_amount FROM audit.finance WHERE {CELL}"),
+    )
+    .await
+    .concat()
+    .join("\n");
+    assert!(
+        plan.contains("= Budget|2025_01|DE|4000|P0001|EUR"),
+        "the history filters the ledger by its item:\n{plan}"
+    );
 
     // The chain: each entry carries the hash of the one before, from the genesis hash.
     let chain = rows(

@@ -7,19 +7,23 @@
 //! Reading either first ledgers any commit not ledgered yet, so what they show is complete
 //! up to the latest commit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
-use datafusion::common::Result;
+use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::datasource::{TableType, provider_as_source};
 use datafusion::functions::expr_fn::{nullif, split_part};
+use datafusion::logical_expr::expr::BinaryExpr;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    Expr, LogicalPlanBuilder, TableProviderFilterPushDown, cast, col, lit,
+    Expr, LogicalPlanBuilder, Operator, TableProviderFilterPushDown, cast, col, lit,
 };
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExec;
 
 use super::{Ledger, cube_source, ledger_schema};
 use crate::mdf::merge::CubeFiles;
@@ -163,9 +167,127 @@ impl TableProvider for LedgerTable {
             schema: Arc::clone(&self.schema),
             dimensions: 0,
         };
-        files
+        let scan = files
             .file_set(snapshot.files.clone())
             .scan(state, projection, filters, limit)
-            .await
+            .await?;
+        // DataFusion pushes this filter, like the query's own, into the Parquet scan.
+        let item = self
+            .of_cube
+            .as_ref()
+            .and_then(|cube| item_filter(filters, cube.dimensions.len()));
+        match item {
+            Some(item) if scan.schema().index_of("item").is_ok() => {
+                let schema = DFSchema::try_from(scan.schema().as_ref().clone())?;
+                let predicate = state.create_physical_expr(item, &schema)?;
+                Ok(Arc::new(FilterExec::try_new(predicate, scan)?))
+            }
+            _ => Ok(scan),
+        }
+    }
+}
+
+/// A filter on `item` implied by `filters` on the leading dimensions of `audit.<cube>` (which
+/// arrive as `split_part(item, '|', n) = 'code'`): `item = 'a|b|...'` when every dimension is
+/// named, else the range of items starting with the leading codes. Ledger files keep their
+/// commit's cells in the cube's order, so Parquet's statistics on `item` prune the row groups
+/// and pages of other cells (a cell's history reads a page per file, not the files).
+fn item_filter(filters: &[Expr], dimensions: usize) -> Option<Expr> {
+    let mut named: HashMap<i64, &str> = HashMap::new();
+    for filter in filters.iter().flat_map(split_conjunction) {
+        if let Some((position, code)) = dimension_equality(filter) {
+            named.insert(position, code);
+        }
+    }
+    let leading: Vec<&str> = (1..=dimensions as i64)
+        .map_while(|position| named.get(&position).copied())
+        .collect();
+    if leading.is_empty() || leading.iter().any(|code| code.contains('|')) {
+        return None;
+    }
+    let prefix = leading.join("|");
+    if leading.len() == dimensions {
+        return Some(col("item").eq(lit(prefix)));
+    }
+    // Every item under the prefix lies in ["prefix|", "prefix}"): '}' follows '|'.
+    Some(
+        col("item")
+            .gt_eq(lit(format!("{prefix}|")))
+            .and(col("item").lt(lit(format!("{prefix}}}")))),
+    )
+}
+
+/// `(n, code)` of a filter `split_part(item, '|', n) = 'code'` (either way round).
+fn dimension_equality(filter: &Expr) -> Option<(i64, &str)> {
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Eq,
+        right,
+    }) = filter
+    else {
+        return None;
+    };
+    let (part, code) = match (left.as_ref(), right.as_ref()) {
+        (Expr::ScalarFunction(part), Expr::Literal(code, _))
+        | (Expr::Literal(code, _), Expr::ScalarFunction(part)) => (part, code),
+        _ => return None,
+    };
+    let code = code.try_as_str().flatten()?;
+    match (part.name(), part.args.as_slice()) {
+        (
+            "split_part",
+            [
+                Expr::Column(column),
+                Expr::Literal(separator, _),
+                Expr::Literal(position, _),
+            ],
+        ) if column.name == "item" && separator.try_as_str().flatten() == Some("|") => {
+            match position {
+                ScalarValue::Int64(Some(n)) => Some((*n, code)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::functions::expr_fn::split_part;
+    use datafusion::logical_expr::{Expr, col, lit};
+
+    use super::item_filter;
+
+    fn named(position: i64, code: &str) -> Expr {
+        split_part(col("item"), lit("|"), lit(position)).eq(lit(code))
+    }
+
+    #[test]
+    fn every_dimension_named_is_one_item() {
+        let filters = [named(2, "2025_01").and(named(1, "Budget")), named(3, "DE")];
+        assert_eq!(
+            item_filter(&filters, 3),
+            Some(col("item").eq(lit("Budget|2025_01|DE")))
+        );
+    }
+
+    #[test]
+    fn leading_dimensions_are_a_range_of_items() {
+        let filters = [named(1, "Budget"), named(2, "2025_01"), named(4, "4000")];
+        assert_eq!(
+            item_filter(&filters, 6),
+            Some(
+                col("item")
+                    .gt_eq(lit("Budget|2025_01|"))
+                    .and(col("item").lt(lit("Budget|2025_01}")))
+            )
+        );
+    }
+
+    #[test]
+    fn nothing_without_the_first_dimension_or_with_a_separator_in_a_code() {
+        assert_eq!(item_filter(&[named(2, "2025_01")], 6), None);
+        assert_eq!(item_filter(&[named(1, "a|b")], 6), None);
+        assert_eq!(item_filter(&[lit(true)], 6), None);
     }
 }

@@ -52,6 +52,9 @@ use crate::storage::{CommitEvent, Storage};
 /// The hash the first entry follows.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The most rows in a data page of a ledger file.
+const LEDGER_PAGE_ROWS: usize = 2048;
+
 /// How many times an append that lost its version race to another process is rebuilt.
 const APPEND_ATTEMPTS: usize = 100;
 
@@ -348,8 +351,10 @@ impl Ledger {
         first: u64,
         last: u64,
     ) -> Result<DataFile, MdfError> {
+        // Small pages: with the page index, a cell's history reads one page of each file.
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_data_page_row_count_limit(LEDGER_PAGE_ROWS)
             .build();
         let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties))?;
         writer.write(batch)?;
