@@ -741,7 +741,7 @@ def report(model, timings, facts, titles):
             f"{ratio(m('Quantatom', 'cold'), m('PostgreSQL', 'cold'))} | "
             f"{ratio(m('Quantatom', 'warm'), m('PostgreSQL', 'warm'))} | "
             f"{ratio(m('Quantatom', 'tile'), m('PostgreSQL', 'warm'))} |")
-    members = ", ".join(f"{n} {d}" for d, n in model["members"].items())
+    members = ", ".join(f"`{d}` {n:,}" for d, n in model["members"].items())
     cold = ("a fresh process of the system (Quantatom and PostgreSQL restarted, a new DuckDB "
             "process) and the OS page cache dropped" if facts["page_cache_dropped"] else
             "a fresh process of the system (the OS page cache could not be dropped here)")
@@ -753,8 +753,8 @@ Produced by `bench/planning-benchmark` on {time.strftime('%Y-%m-%d', time.gmtime
 (PyPI), PostgreSQL {facts['postgres']} (initdb'ed here, {', '.join(f'{k}={v}' for k, v in PG_SETTINGS.items())}).
 
 **Data**: `quantatom bench generate --profile {facts['profile']}` ({facts['generate_s']:.0f} s):
-{model['cells']:,} cells of `cube.planning` (6 dimensions, `amount numeric(18,2)`), {members}
-members. Quantatom serves the generated folder ({facts['mdf_mib']:.0f} MiB of Parquet, one
+{model['cells']:,} cells of `cube.planning` (6 dimensions, `amount numeric(18,2)`); members:
+{members}. Quantatom serves the generated folder ({facts['mdf_mib']:.0f} MiB of Parquet, one
 file per version); DuckDB reads the same Parquet files through a view, with the members in
 tables of its own ({facts['duckdb_s']:.1f} s to set up); PostgreSQL holds the cells in a
 table with the coordinate as primary key ({facts['pg_mib']:.0f} MiB with the index), the
