@@ -204,7 +204,7 @@ enum PhysicalReuse {
 #[derive(Debug)]
 struct PlannedAt {
     plan: Arc<dyn ExecutionPlan>,
-    versions: Vec<u64>,
+    versions: Vec<String>,
 }
 
 /// The values of `by_id`, keyed by placeholder (`$1`, `$2`, ...), in a vector indexed by
@@ -373,7 +373,7 @@ impl ReusablePlan {
     /// The current version of every scanned table, read before planning so that a commit
     /// racing the planning can only make the kept plan look stale, never fresh; `None` when a
     /// table is unversioned.
-    async fn scan_versions(&self) -> Result<Option<Vec<u64>>> {
+    async fn scan_versions(&self) -> Result<Option<Vec<String>>> {
         let mut versions = Vec::with_capacity(self.scans.len());
         for scan in &self.scans {
             match table_version(scan.as_ref()).await {

@@ -25,22 +25,25 @@ mod write_target;
 use datafusion::catalog::TableProvider;
 
 /// The version of what a scan of `provider` reads now, for tables whose contents change only
-/// by committing a new version (cubes and dimensions); `None` for any other table, whose
-/// contents may change without notice.
+/// by committing a new version (cubes, dimensions, and the calendar tables computed from the
+/// `time` dimension, whose version also names the table: `version_switchover`'s arguments);
+/// `None` for any other table, whose contents may change without notice.
 ///
 /// A physical plan keeps what its scans read (a cube's file list, a dimension's members), so
 /// it may be run again only while the versions of its tables are the ones it was planned at.
 pub async fn table_version(
     provider: &dyn TableProvider,
-) -> Option<datafusion::common::Result<u64>> {
+) -> Option<datafusion::common::Result<String>> {
     if let Some(cube) = provider.downcast_ref::<mdf::MdfTable>() {
         return Some(
             cube.version()
                 .await
-                .map(|version| version.0)
+                .map(|version| version.0.to_string())
                 .map_err(Into::into),
         );
     }
-    let dimension = provider.downcast_ref::<metadata::DimensionTable>()?;
-    Some(dimension.version().await)
+    if let Some(dimension) = provider.downcast_ref::<metadata::DimensionTable>() {
+        return Some(dimension.version().await.map(|version| version.to_string()));
+    }
+    metadata::calendar_version(provider).await
 }

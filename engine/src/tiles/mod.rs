@@ -17,8 +17,9 @@
 //!
 //! Only queries whose answer depends on nothing but those tables are cached: plain queries
 //! (no DML, DDL, recursion or extension nodes) of immutable functions (`now()` or `random()`
-//! are not), that read at least one table and only versioned tables (cubes and dimensions;
-//! not `audit.*`, `pg_catalog`, table functions or in-memory tables), outside a transaction
+//! are not), that read at least one table and only versioned tables (cubes, dimensions and
+//! the calendar's tables; not `audit.*`, `pg_catalog`, other table functions or in-memory
+//! tables), outside a transaction
 //! block that has staged writes. The first half is decided before the optimiser folds
 //! `now()` into a literal ([`TileCandidate`]), the rest when the query is planned.
 //!

@@ -183,6 +183,35 @@ async fn only_queries_of_versioned_tables_and_immutable_functions_are_cached() {
     );
 }
 
+/// The calendar's tables depend on the `time` dimension only: a forecast with a switchover is
+/// served from a tile, and another cutoff is another tile, never the first one's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_grid_is_cached_per_cutoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_over(dir.path(), TileCacheConfig::default()).await;
+    let switchover = |cutoff: &str| {
+        format!(
+            "SELECT s.version, sum(f.amount) AS amount \
+             FROM version_switchover('{cutoff}', 'Actual', 'Forecast') s \
+             JOIN cube.finance f ON f.time = s.period AND f.version = s.version \
+             WHERE f.time BETWEEN '2025_01' AND '2025_12' GROUP BY s.version ORDER BY 1"
+        )
+    };
+    let plan = shown(&engine, &format!("EXPLAIN {}", switchover("2025_06"))).await;
+    assert!(plan.contains("TileExec"), "cached:\n{plan}");
+    let june = shown(&engine, &switchover("2025_06")).await;
+    let hits = cache_counter(&engine, "tile.memory", "hits").await;
+    assert_eq!(shown(&engine, &switchover("2025_06")).await, june);
+    assert_eq!(
+        cache_counter(&engine, "tile.memory", "hits").await,
+        hits + 1,
+        "the repeat is a hit"
+    );
+    let march = shown(&engine, &switchover("2025_03")).await;
+    assert_ne!(march, june, "another cutoff, another answer:\n{march}");
+    assert_eq!(shown(&engine, &switchover("2025_03")).await, march);
+}
+
 /// A private `redis-server` on a free loopback port, stopped when dropped.
 struct Redis {
     port: u16,

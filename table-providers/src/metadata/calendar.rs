@@ -55,6 +55,18 @@ fn text_field(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
 }
 
+/// The version of a calendar table `provider` is: the `time` dimension's, with what the table
+/// computes (for `version_switchover`, its arguments); `None` for any other table.
+pub(crate) async fn calendar_version(provider: &dyn TableProvider) -> Option<Result<String>> {
+    let calendar = &provider.downcast_ref::<ComputedTable<CalendarTable>>()?.0;
+    let version = calendar.store.dimension_version(TIME_DIMENSION).await;
+    Some(
+        version
+            .map(|version| format!("{version}:{:?}", calendar.kind))
+            .map_err(Into::into),
+    )
+}
+
 impl CalendarTable {
     fn new(store: Arc<dyn MetadataStore>, kind: CalendarKind) -> Self {
         let fields = match kind {

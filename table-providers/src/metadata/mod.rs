@@ -24,6 +24,7 @@ pub use access::{
     AccessChange, AccessModel, Grant, Membership, Privilege, Role, SubtreeScope,
     apply_access_changes, change_access,
 };
+pub(crate) use calendar::calendar_version;
 pub use calendar::{CalendarSchemaProvider, TIME_DIMENSION, VersionSwitchoverFunction};
 pub use coordinates::CoordinateCheck;
 pub use dimension_table::{DimensionSchemaProvider, DimensionTable};
