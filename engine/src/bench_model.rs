@@ -15,15 +15,16 @@
 //! those hashes only.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Decimal128Builder, RecordBatch, StringViewBuilder};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use quantatom_table_providers::mdf::{CubeDefinition, CubeSchemaProvider};
 use quantatom_table_providers::metadata::{Dimension, MemberSpec, MetadataStore};
 use serde::Serialize;
 
-use crate::demo::{SEASONALITY, deviation_bp, mix, planning_shaped_cube, spec, time_specs};
+use crate::demo::{
+    CellBatch, SEASONALITY, deviation_bp, mix, planning_shaped_cube, spec, time_specs,
+};
 
 /// The benchmark cube's name: `cube.planning`.
 pub const CUBE: &str = "planning";
@@ -484,37 +485,23 @@ impl Generated {
     fn version_batch(&self, cube: &CubeDefinition, version: &str) -> Result<RecordBatch> {
         let months = self.month_range(version);
         let rows = months.len() * self.combinations.len();
-        let mut columns: Vec<StringViewBuilder> = (0..cube.dimensions.len())
-            .map(|_| StringViewBuilder::with_capacity(rows))
-            .collect();
-        let mut amounts = Decimal128Builder::with_capacity(rows);
+        let mut batch = CellBatch::with_capacity(cube, rows);
         for month in months {
             for (index, &(entity, account, product)) in self.combinations.iter().enumerate() {
-                let coordinates = [
-                    version,
-                    self.months[month].as_str(),
-                    self.entities.leaf_code(entity as usize),
-                    self.accounts.leaf_code(account as usize),
-                    self.products.leaf_code(product as usize),
-                    self.entity_currency[entity as usize],
-                ];
-                for (builder, value) in columns.iter_mut().zip(coordinates) {
-                    builder.append_value(value);
-                }
-                amounts.append_value(i128::from(self.amount(version, month, index)));
+                batch.push(
+                    [
+                        version,
+                        self.months[month].as_str(),
+                        self.entities.leaf_code(entity as usize),
+                        self.accounts.leaf_code(account as usize),
+                        self.products.leaf_code(product as usize),
+                        self.entity_currency[entity as usize],
+                    ],
+                    self.amount(version, month, index),
+                );
             }
         }
-        let measure = &cube.measures[0];
-        let mut arrays: Vec<ArrayRef> = columns
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
-            .collect();
-        arrays.push(Arc::new(
-            amounts
-                .finish()
-                .with_precision_and_scale(measure.precision, measure.scale)?,
-        ));
-        Ok(RecordBatch::try_new(cube.arrow_schema(), arrays)?)
+        batch.finish()
     }
 
     /// Level-2 entity groups (regions) by the combinations under them, most first.

@@ -214,7 +214,8 @@ pub(crate) fn reads_a_cube(plan: &LogicalPlan) -> Result<bool> {
 
 /// The way from `plan` down to the scan of a cube whose dimension `column` is (the index of
 /// the child taken at each step), through aliases, filters, projections that pass the
-/// column on, groups of aggregates, and inner joins; `None` when there is no such scan or it has a row limit.
+/// column on, groups of aggregates, and inner joins; `None` when there is no such scan or it
+/// has a row limit.
 fn route_to_cube_scan(plan: &LogicalPlan, column: &Column) -> Result<Option<Vec<usize>>> {
     let (child, column) = match plan {
         LogicalPlan::TableScan(scan) => {

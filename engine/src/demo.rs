@@ -306,7 +306,6 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
         .position(|m| m == LAST_CLOSED_MONTH)
         .expect("closed month is a month");
     let products: Vec<String> = (1..=size.products).map(|p| format!("P{p:04}")).collect();
-    let schema = cube.arrow_schema();
     let mut batches = Vec::new();
     for (version, ..) in VERSIONS {
         let month_range = match *version {
@@ -318,10 +317,7 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
             * leaf_entities.len()
             * leaf_accounts.len()
             * products.len();
-        let mut columns: Vec<StringViewBuilder> = (0..cube.dimensions.len())
-            .map(|_| StringViewBuilder::with_capacity(rows))
-            .collect();
-        let mut amounts = Decimal128Builder::with_capacity(rows);
+        let mut batch = CellBatch::with_capacity(cube, rows);
         for month_index in month_range {
             for (entity_index, entity) in leaf_entities.iter().enumerate() {
                 for (account_index, account) in leaf_accounts.iter().enumerate() {
@@ -343,35 +339,70 @@ fn finance_batches(cube: &CubeDefinition, size: DemoSize) -> Result<Vec<RecordBa
                             _ if month_index <= closed => actual,
                             _ => budget + budget * deviation_bp(key(2), 800) / 10_000,
                         };
-                        let coordinates = [
-                            version,
-                            months[month_index].as_str(),
-                            entity.0,
-                            account.0,
-                            product,
-                            entity.3,
-                        ];
-                        for (builder, value) in columns.iter_mut().zip(coordinates) {
-                            builder.append_value(value);
-                        }
-                        amounts.append_value(i128::from(amount));
+                        batch.push(
+                            [
+                                version,
+                                months[month_index].as_str(),
+                                entity.0,
+                                account.0,
+                                product,
+                                entity.3,
+                            ],
+                            amount,
+                        );
                     }
                 }
             }
         }
-        let measure = &cube.measures[0];
-        let mut arrays: Vec<ArrayRef> = columns
+        batches.push(batch.finish()?);
+    }
+    Ok(batches)
+}
+
+/// The cells of one batch of a planning-shaped cube ([`planning_shaped_cube`]), appended in
+/// the cube's sort order.
+pub(crate) struct CellBatch<'a> {
+    cube: &'a CubeDefinition,
+    coordinates: Vec<StringViewBuilder>,
+    amounts: Decimal128Builder,
+}
+
+impl<'a> CellBatch<'a> {
+    /// An empty batch of `cube`'s cells with room for `rows`.
+    pub(crate) fn with_capacity(cube: &'a CubeDefinition, rows: usize) -> Self {
+        Self {
+            cube,
+            coordinates: (0..cube.dimensions.len())
+                .map(|_| StringViewBuilder::with_capacity(rows))
+                .collect(),
+            amounts: Decimal128Builder::with_capacity(rows),
+        }
+    }
+
+    /// Appends the cell at `coordinates` (member codes in the cube's dimension order) holding
+    /// `cents`.
+    pub(crate) fn push(&mut self, coordinates: [&str; 6], cents: i64) {
+        for (builder, code) in self.coordinates.iter_mut().zip(coordinates) {
+            builder.append_value(code);
+        }
+        self.amounts.append_value(i128::from(cents));
+    }
+
+    /// The record batch of the cells appended.
+    pub(crate) fn finish(mut self) -> Result<RecordBatch> {
+        let measure = &self.cube.measures[0];
+        let mut arrays: Vec<ArrayRef> = self
+            .coordinates
             .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .map(|builder| Arc::new(builder.finish()) as ArrayRef)
             .collect();
         arrays.push(Arc::new(
-            amounts
+            self.amounts
                 .finish()
                 .with_precision_and_scale(measure.precision, measure.scale)?,
         ));
-        batches.push(RecordBatch::try_new(Arc::clone(&schema), arrays)?);
+        Ok(RecordBatch::try_new(self.cube.arrow_schema(), arrays)?)
     }
-    Ok(batches)
 }
 
 /// The finance cube's definition: dimensions in the files' sort order, one decimal measure.
