@@ -63,6 +63,17 @@ struct RoleOptions {
     password: Option<Option<String>>,
 }
 
+/// Whether `sql` holds, in any case, a word every role or grant statement has (`ROLE`, `USER`,
+/// `GRANT` or `REVOKE`), maybe inside a longer word: without one it is none of them.
+fn mentions_an_access_keyword(sql: &str) -> bool {
+    sql.as_bytes().windows(4).any(|four| {
+        four.eq_ignore_ascii_case(b"role")
+            || four.eq_ignore_ascii_case(b"user")
+            || four.eq_ignore_ascii_case(b"gran")
+            || four.eq_ignore_ascii_case(b"revo")
+    })
+}
+
 /// A statement this module does not take, or a malformed one.
 fn invalid(message: impl Into<String>) -> DataFusionError {
     DataFusionError::External(Box::new(MetadataError::Invalid(message.into())))
@@ -76,6 +87,10 @@ fn unsupported(message: impl Into<String>) -> DataFusionError {
 impl AccessStatement {
     /// Parses `sql` when it is a role or grant statement; `None` for any other statement.
     pub fn parse(sql: &str) -> Option<Result<Self>> {
+        // Every query passes here: most are told apart without tokenizing them.
+        if !mentions_an_access_keyword(sql) {
+            return None;
+        }
         let dialect = PostgreSqlDialect {};
         let mut tokens = Tokenizer::new(&dialect, sql).tokenize().ok()?;
         tokens.retain(|t| !matches!(t, Token::Whitespace(_)));

@@ -14,7 +14,8 @@
 //!   [`quantatom_table_providers::table_version`]) and it has no dynamic filters (which
 //!   DataFusion cannot reset for a second run). It is reused only while every scanned table is
 //!   still at the version it was planned at, and reset with DataFusion's [`reset_plan_states`]
-//!   before each run.
+//!   before each run. The caller may keep something beside each kept physical plan (the wire
+//!   keeps its encoded answer, see [`Runnable::beside`]): it lives exactly as long as the plan.
 //!
 //! Anything that may change what a query text means (DDL, `SET`, `DISCARD`, in any session)
 //! advances the engine's [`PlanEpoch`], which empties every session's cache on its next use.
@@ -183,28 +184,43 @@ impl<V> PlanCache<V> {
     }
 }
 
-/// An optimised query plan that may be run many times (see the module documentation).
+/// An optimised query plan that may be run many times (see the module documentation), with a
+/// `B` kept beside each of its kept physical plans.
 #[derive(Debug)]
-pub struct ReusablePlan {
+pub struct ReusablePlan<B = ()> {
     optimized: LogicalPlan,
     parameter_types: Vec<Option<DataType>>,
     scans: Vec<Arc<dyn TableProvider>>,
-    physical: Mutex<PhysicalReuse>,
+    physical: Mutex<PhysicalReuse<B>>,
 }
 
 #[derive(Debug)]
-enum PhysicalReuse {
+enum PhysicalReuse<B> {
     /// Physical plans by the parameter values they were planned with.
-    Kept(IndexMap<Vec<ScalarValue>, PlannedAt>),
+    Kept(IndexMap<Vec<ScalarValue>, PlannedAt<B>>),
     /// Has dynamic filters: planned physically for every run.
     Never,
 }
 
-/// A physical plan and the versions of the scanned tables it was planned at.
+/// A physical plan, the versions of the scanned tables it was planned at, and what the caller
+/// keeps beside it.
 #[derive(Debug)]
-struct PlannedAt {
+struct PlannedAt<B> {
     plan: Arc<dyn ExecutionPlan>,
     versions: Vec<String>,
+    beside: Arc<B>,
+}
+
+/// A physical plan ready to run, from [`ReusablePlan::physical_plan`].
+#[derive(Debug)]
+pub struct Runnable<B> {
+    /// The plan, its state reset.
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// When the plan is kept, what is kept beside it: the same value for every run of it,
+    /// dropped with it. A kept plan reads tables at the versions it was planned at and calls
+    /// only immutable functions, so every run of it gives the same rows: a caller may keep the
+    /// answer here. `None` when the plan is not kept.
+    pub beside: Option<Arc<B>>,
 }
 
 /// The values of `by_id`, keyed by placeholder (`$1`, `$2`, ...), in a vector indexed by
@@ -238,7 +254,7 @@ pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
         .collect())
 }
 
-impl ReusablePlan {
+impl<B: Default> ReusablePlan<B> {
     /// Optimises `plan` for reuse; `None` when it must be planned afresh for every run (it is
     /// not a plain query, or its meaning depends on the moment of planning).
     pub fn try_new(state: &SessionState, plan: &LogicalPlan) -> Result<Option<Self>> {
@@ -296,7 +312,7 @@ impl ReusablePlan {
         &self,
         state: &SessionState,
         parameters: ParamValues,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    ) -> Result<Runnable<B>> {
         let parameters = self.typed(parameters)?;
         let key: Vec<ScalarValue> = match &parameters {
             ParamValues::List(values) => values.iter().map(|value| value.value.clone()).collect(),
@@ -319,8 +335,12 @@ impl ReusablePlan {
             && let PhysicalReuse::Kept(kept) = &*self.physical.lock().expect("plan poisoned")
             && let Some(planned) = kept.get(&key)
             && planned.versions == *versions
+            && let Some(plan) = TileExec::to_run(&planned.plan)
         {
-            return reset_plan_states(Arc::clone(&planned.plan));
+            return Ok(Runnable {
+                plan: reset_plan_states(plan)?,
+                beside: Some(Arc::clone(&planned.beside)),
+            });
         }
         let bound = match key.is_empty() {
             true => self.optimized.clone(),
@@ -342,32 +362,34 @@ impl ReusablePlan {
             .query_planner()
             .create_physical_plan(&bound, state)
             .await?;
+        let once = |plan| Runnable { plan, beside: None };
         let Some(versions) = versions else {
-            return Ok(plan);
+            return Ok(once(plan));
         };
-        // A tile found at planning is served once; the next run looks it up again.
-        if plan
-            .downcast_ref::<TileExec>()
-            .is_some_and(TileExec::holds_tile)
-        {
-            return Ok(plan);
-        }
         let mut physical = self.physical.lock().expect("plan poisoned");
         if has_dynamic_filters(&plan)? {
             *physical = PhysicalReuse::Never;
-        } else if let PhysicalReuse::Kept(kept) = &mut *physical {
-            if kept.len() >= PHYSICAL_PLANS_PER_QUERY && !kept.contains_key(&key) {
-                kept.shift_remove_index(0);
-            }
-            kept.insert(
-                key,
-                PlannedAt {
-                    plan: Arc::clone(&plan),
-                    versions,
-                },
-            );
+            return Ok(once(plan));
         }
-        Ok(plan)
+        let PhysicalReuse::Kept(kept) = &mut *physical else {
+            return Ok(once(plan));
+        };
+        if kept.len() >= PHYSICAL_PLANS_PER_QUERY && !kept.contains_key(&key) {
+            kept.shift_remove_index(0);
+        }
+        let beside = Arc::new(B::default());
+        kept.insert(
+            key,
+            PlannedAt {
+                plan: TileExec::to_keep(Arc::clone(&plan)),
+                versions,
+                beside: Arc::clone(&beside),
+            },
+        );
+        Ok(Runnable {
+            plan,
+            beside: Some(beside),
+        })
     }
 
     /// The current version of every scanned table, read before planning so that a commit

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use datafusion::arrow::array::RecordBatch;
@@ -46,6 +46,9 @@ pub struct TileExec {
 enum Serves {
     /// The tile found at planning, and where.
     Tile(Arc<Tile>, TileSource),
+    /// The tile found when a kept plan was planned, held only while the cache holds it (see
+    /// [`TileExec::to_keep`]).
+    Kept(Weak<Tile>, TileSource),
     /// The query's plan, in one partition.
     Plan(Arc<dyn ExecutionPlan>),
 }
@@ -92,10 +95,42 @@ impl TileExec {
         }
     }
 
-    /// Whether this holds a tile found at planning (such a plan is not kept for reuse: the
-    /// tile would outlive its place in the cache).
-    pub fn holds_tile(&self) -> bool {
-        matches!(self.serves, Serves::Tile(..))
+    /// `plan` as a plan kept for reuse holds it: a tile found at planning is held weakly, so
+    /// that it does not outlive its place in the cache.
+    pub fn to_keep(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        let Some(exec) = plan.downcast_ref::<Self>() else {
+            return plan;
+        };
+        let Serves::Tile(tile, source) = &exec.serves else {
+            return plan;
+        };
+        let serves = Serves::Kept(Arc::downgrade(tile), *source);
+        Arc::new(Self::with(
+            exec.key.clone(),
+            Arc::clone(&exec.cache),
+            serves,
+            exec.properties.as_ref().clone(),
+        ))
+    }
+
+    /// A kept `plan` ready for another run: `None` when it was planned with a tile the cache
+    /// has dropped since (it must be planned again). A tile served this way keeps its query
+    /// hot, as a lookup would.
+    pub fn to_run(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+        let Some(exec) = plan.downcast_ref::<Self>() else {
+            return Some(Arc::clone(plan));
+        };
+        let Serves::Kept(tile, source) = &exec.serves else {
+            return Some(Arc::clone(plan));
+        };
+        let tile = tile.upgrade()?;
+        exec.cache.hot_tiles().served(&exec.key);
+        Some(Arc::new(Self::hit(
+            exec.key.clone(),
+            Arc::clone(&exec.cache),
+            tile,
+            *source,
+        )))
     }
 
     fn counter(&self, name: &'static str) -> Count {
@@ -106,6 +141,7 @@ impl TileExec {
 impl DisplayAs for TileExec {
     fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         match &self.serves {
+            Serves::Kept(..) => write!(f, "TileExec: kept tile={}", self.key.short()),
             Serves::Tile(tile, source) => write!(
                 f,
                 "TileExec: hit tile={} in {}, rows={}",
@@ -135,7 +171,7 @@ impl ExecutionPlan for TileExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         match &self.serves {
-            Serves::Tile(..) => vec![],
+            Serves::Tile(..) | Serves::Kept(..) => vec![],
             Serves::Plan(plan) => vec![plan],
         }
     }
@@ -173,6 +209,11 @@ impl ExecutionPlan for TileExec {
             Serves::Tile(tile, _) => {
                 self.counter("tile_hits").add(1);
                 return tile_stream(tile);
+            }
+            Serves::Kept(..) => {
+                return datafusion::common::internal_err!(
+                    "a kept tile plan runs through TileExec::to_run"
+                );
             }
             Serves::Plan(plan) => Arc::clone(plan),
         };

@@ -7,6 +7,7 @@
 
 mod activity;
 mod admin_statements;
+mod answers;
 mod array_expansion;
 mod array_subquery;
 mod authentication;

@@ -26,6 +26,7 @@ use quantatom_engine::metadata::SessionAccess;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 use quantatom_engine::postgres_literals::type_output_literals;
 
+use super::answers::KeptAnswers;
 use super::array_expansion::rewrite_array_expansions;
 use super::array_subquery::rewrite_array_subqueries;
 use super::data_rows::data_rows;
@@ -61,7 +62,7 @@ pub(crate) enum SimpleQueryPlan {
 /// A plain query's kept plan and, once it ran as a prepared statement, the parameter types the
 /// client was told (working them out walks the plan several times, on every Bind otherwise).
 pub(crate) struct KeptQuery {
-    plan: ReusablePlan,
+    plan: ReusablePlan<KeptAnswers>,
     wire_parameter_types: OnceLock<Vec<Type>>,
 }
 
@@ -84,7 +85,7 @@ impl KeptQuery {
         self.plan.parameter_types()
     }
 
-    fn kept(plan: ReusablePlan) -> Arc<Self> {
+    fn kept(plan: ReusablePlan<KeptAnswers>) -> Arc<Self> {
         Arc::new(Self {
             plan,
             wire_parameter_types: OnceLock::new(),
@@ -189,10 +190,11 @@ impl SessionPlans {
             .map_err(api_error)?;
         let schema = Arc::clone(frame.schema().inner());
         let batches = frame.execute_stream().await.map_err(api_error)?;
-        respond(&schema, batches, format, options)
+        respond(&schema, batches, format, options).map(Response::Query)
     }
 
-    /// Runs `plan` with `parameters` bound, encoding its rows in `format`.
+    /// Runs `plan` with `parameters` bound, encoding its rows in `format`: replays the answer
+    /// kept beside its physical plan when there is one (see [`super::answers`]).
     pub(crate) async fn run(
         &self,
         query: &KeptQuery,
@@ -201,13 +203,25 @@ impl SessionPlans {
         options: FormatOptions,
     ) -> PgWireResult<Response> {
         let snapshot = self.cache.snapshot(&self.session);
-        let physical = query
+        let runnable = query
             .plan
             .physical_plan(&snapshot.state, parameters)
             .await
             .map_err(api_error)?;
-        let batches = execute_stream(physical, Arc::clone(&snapshot.task)).map_err(api_error)?;
-        respond(query.plan.schema().as_arrow(), batches, format, options)
+        if let Some(answers) = &runnable.beside
+            && let Some(answer) = answers.replay(format, &options)
+        {
+            return Ok(Response::Query(answer));
+        }
+        let batches =
+            execute_stream(runnable.plan, Arc::clone(&snapshot.task)).map_err(api_error)?;
+        let schema = query.plan.schema().as_arrow();
+        let mut response = respond(schema, batches, format, options.clone())?;
+        if let Some(answers) = runnable.beside {
+            let rows = std::mem::replace(&mut response.data_rows, Box::pin(stream::empty()));
+            response.data_rows = answers.record(format, options, &response.row_schema, rows);
+        }
+        Ok(Response::Query(response))
     }
 }
 
@@ -217,7 +231,7 @@ fn respond(
     batches: SendableRecordBatchStream,
     format: &Format,
     options: FormatOptions,
-) -> PgWireResult<Response> {
+) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(result_fields(schema, format, Some(Arc::new(options)))?);
     let row_fields = Arc::clone(&fields);
     let rows = batches
@@ -233,7 +247,7 @@ fn respond(
             },
         )
         .flat_map(stream::iter);
-    Ok(Response::Query(QueryResponse::new(fields, rows)))
+    Ok(QueryResponse::new(fields, rows))
 }
 
 /// How the extended protocol runs a prepared statement.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{TestServer, value};
+use crate::support::{TestServer, rows, value};
 
 const SCENARIO_CELLS: &str = "SELECT count(*) FROM cube.finance WHERE version = 'Scenario'";
 const TOP_SCENARIO_CELL: &str =
@@ -130,5 +130,47 @@ async fn reused_plans_follow_catalog_changes_settings_and_the_clock() {
         before,
         "now() is the time of each statement"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_answers_follow_the_result_format_and_the_session_zone() {
+    // A run again of a kept plan replays its encoded answer: it must be the answer in the
+    // format this run asks for (text from the simple protocol, binary from tokio-postgres's
+    // prepared statements) and under the session's current settings.
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let sql = "SELECT 42::int8 AS x, TIMESTAMPTZ '2024-01-01 12:00:00+00' AS t";
+    let shown = async || {
+        let answer = rows(&client, sql).await;
+        assert_eq!(answer.len(), 1);
+        assert_eq!(answer[0][0], "42");
+        answer[0][1].clone()
+    };
+    for _ in 0..2 {
+        let noon = shown().await;
+        assert!(
+            noon.starts_with("2024-01-01 12:00:00") && noon.ends_with("+00"),
+            "{noon}"
+        );
+        let row = client.query_one(sql, &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 42);
+    }
+    client
+        .batch_execute("SET TIME ZONE 'Europe/Berlin'")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let one = shown().await;
+        assert!(
+            one.starts_with("2024-01-01 13:00:00") && one.ends_with("+01"),
+            "{one}"
+        );
+    }
+    // An answer too large to keep is still answered whole every time.
+    let wide = "SELECT repeat('ab', 2000) AS wide";
+    for _ in 0..2 {
+        assert_eq!(rows(&client, wide).await, [["ab".repeat(2000)]]);
+    }
     server.stop().await;
 }
