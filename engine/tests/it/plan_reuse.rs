@@ -92,11 +92,7 @@ async fn a_plan_that_found_its_tile_is_kept_and_serves_it() {
     let engine = demo_engine(dir.path(), 20_000).await;
     let sql =
         "SELECT entity, sum(amount) AS total FROM cube.finance GROUP BY entity ORDER BY entity";
-    let expected = datafusion::arrow::util::pretty::pretty_format_batches(
-        &crate::support::run(&engine, sql).await,
-    )
-    .unwrap()
-    .to_string();
+    let expected = crate::support::shown(&engine, sql).await;
     let state = engine.new_session().state();
     let plan = state.create_logical_plan(sql).await.unwrap();
     let reusable = ReusablePlan::<()>::try_new(&state, &plan)
