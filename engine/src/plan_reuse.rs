@@ -14,7 +14,7 @@
 //!   [`quantatom_table_providers::table_version`]) and it has no dynamic filters (which
 //!   DataFusion cannot reset for a second run). It is reused only while every scanned table is
 //!   still at the version it was planned at, and reset with DataFusion's [`reset_plan_states`]
-//!   before each run. The caller may keep something beside each kept physical plan (the wire
+//!   before each run that executes it ([`Runnable::into_plan`]). The caller may keep something beside each kept physical plan (the wire
 //!   keeps its encoded answer, see [`Runnable::beside`]): it lives exactly as long as the plan.
 //!
 //! Anything that may change what a query text means (DDL, `SET`, `DISCARD`, in any session)
@@ -214,13 +214,26 @@ struct PlannedAt<B> {
 /// A physical plan ready to run, from [`ReusablePlan::physical_plan`].
 #[derive(Debug)]
 pub struct Runnable<B> {
-    /// The plan, its state reset.
-    pub plan: Arc<dyn ExecutionPlan>,
+    /// The plan as kept: run before when `ran_before`.
+    plan: Arc<dyn ExecutionPlan>,
+    /// Whether `plan` is a kept plan that ran before, whose state [`Runnable::into_plan`]
+    /// resets: left until then, since a caller answering from `beside` never runs it.
+    ran_before: bool,
     /// When the plan is kept, what is kept beside it: the same value for every run of it,
     /// dropped with it. A kept plan reads tables at the versions it was planned at and calls
     /// only immutable functions, so every run of it gives the same rows: a caller may keep the
     /// answer here. `None` when the plan is not kept.
     pub beside: Option<Arc<B>>,
+}
+
+impl<B> Runnable<B> {
+    /// The plan, its state reset when it ran before, ready to execute.
+    pub fn into_plan(self) -> Result<Arc<dyn ExecutionPlan>> {
+        match self.ran_before {
+            true => reset_plan_states(self.plan),
+            false => Ok(self.plan),
+        }
+    }
 }
 
 /// The values of `by_id`, keyed by placeholder (`$1`, `$2`, ...), in a vector indexed by
@@ -338,7 +351,8 @@ impl<B: Default> ReusablePlan<B> {
             && let Some(plan) = TileExec::to_run(&planned.plan)
         {
             return Ok(Runnable {
-                plan: reset_plan_states(plan)?,
+                plan,
+                ran_before: true,
                 beside: Some(Arc::clone(&planned.beside)),
             });
         }
@@ -362,7 +376,11 @@ impl<B: Default> ReusablePlan<B> {
             .query_planner()
             .create_physical_plan(&bound, state)
             .await?;
-        let once = |plan| Runnable { plan, beside: None };
+        let once = |plan| Runnable {
+            plan,
+            ran_before: false,
+            beside: None,
+        };
         let Some(versions) = versions else {
             return Ok(once(plan));
         };
@@ -388,6 +406,7 @@ impl<B: Default> ReusablePlan<B> {
         );
         Ok(Runnable {
             plan,
+            ran_before: false,
             beside: Some(beside),
         })
     }

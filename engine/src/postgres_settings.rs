@@ -404,8 +404,10 @@ impl PostgresSettings {
 
     /// How long a statement may run, when the session limits it (`statement_timeout`).
     pub fn statement_timeout(&self) -> Option<Duration> {
-        let text = self.get("statement_timeout").ok()?;
-        milliseconds(&text)
+        // Read in place, without `get`'s copies: this runs for every statement. Unset, it is
+        // its default, 0 (none).
+        let text = self.changed.get("statement_timeout")?;
+        milliseconds(text)
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis)
     }

@@ -23,7 +23,8 @@ async fn bound_parameters_are_folded_into_literals_before_physical_planning() {
             .physical_plan(&state, parameters)
             .await
             .unwrap()
-            .plan;
+            .into_plan()
+            .unwrap();
         let shown = displayable(physical.as_ref()).indent(true).to_string();
         assert!(
             shown.contains(&format!("code@0 = {code}")),
@@ -104,14 +105,16 @@ async fn a_plan_that_found_its_tile_is_kept_and_serves_it() {
             .physical_plan(&state, ParamValues::List(vec![]))
             .await
             .unwrap();
-        let shown = displayable(runnable.plan.as_ref()).indent(true).to_string();
+        let beside = runnable.beside.clone().expect("the plan is kept");
+        let plan = runnable.into_plan().unwrap();
+        let shown = displayable(plan.as_ref()).indent(true).to_string();
         assert!(shown.starts_with("TileExec: hit"), "{shown}");
-        let batches = collect(runnable.plan, state.task_ctx()).await.unwrap();
+        let batches = collect(plan, state.task_ctx()).await.unwrap();
         let answer = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
             .unwrap()
             .to_string();
         assert_eq!(answer, expected);
-        kept.push(runnable.beside.expect("the plan is kept"));
+        kept.push(beside);
     }
     assert!(std::sync::Arc::ptr_eq(&kept[0], &kept[1]));
 }

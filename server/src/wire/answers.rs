@@ -36,7 +36,7 @@ pub(crate) struct KeptAnswers(Mutex<Vec<Arc<Answer>>>);
 #[derive(Debug)]
 struct Answer {
     format: Format,
-    options: FormatOptions,
+    options: Arc<FormatOptions>,
     fields: Arc<Vec<FieldInfo>>,
     rows: Vec<DataRow>,
 }
@@ -49,7 +49,7 @@ impl KeptAnswers {
             .lock()
             .expect("answers poisoned")
             .iter()
-            .find(|answer| same_format(&answer.format, format) && answer.options == *options)
+            .find(|answer| same_format(&answer.format, format) && *answer.options == *options)
             .cloned()?;
         let fields = Arc::clone(&answer.fields);
         let rows = (0..answer.rows.len()).map(move |row| Ok(answer.rows[row].clone()));
@@ -61,7 +61,7 @@ impl KeptAnswers {
     pub(crate) fn record(
         self: Arc<Self>,
         format: &Format,
-        options: FormatOptions,
+        options: Arc<FormatOptions>,
         fields: &Arc<Vec<FieldInfo>>,
         rows: SendableRowStream,
     ) -> SendableRowStream {

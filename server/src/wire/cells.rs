@@ -1,35 +1,134 @@
-//! One result cell into a row being encoded (a DataRow, a COPY row): arrow-pg's encoding,
-//! except for decimals sent as text, which are written here. arrow-pg converts each one to a
-//! `rust_decimal` and formats it through `Display` (a sixth of the server's time sending a
-//! million-row cube), and fails on values beyond `rust_decimal`'s 96 bits that a
-//! `numeric(38, s)` column holds.
+//! The cells of a result batch into rows being encoded (DataRows, COPY rows), each column's
+//! way chosen once per batch instead of once per value: arrow-pg's encoding, except for
+//! strings, whose values go to the row as they are (arrow-pg looks the column's type and
+//! metadata up again for every value), and decimals sent as text, which are written here.
+//! arrow-pg converts each decimal to a `rust_decimal` and formats it through `Display` (a
+//! sixth of the server's time sending a million-row cube), and fails on values beyond
+//! `rust_decimal`'s 96 bits that a `numeric(38, s)` column holds.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field};
+use bytes::BytesMut;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, LargeStringArray, RecordBatch, StringArray,
+    StringViewArray,
+};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, FieldRef};
+use datafusion_postgres::arrow_pg::datatypes::is_pg_char_field;
 use datafusion_postgres::arrow_pg::encoder::{Encoder, encode_value};
+use pgwire::api::Type;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::PgWireResult;
 
-/// Encodes `array`'s value at `row` (described by `arrow_field`) as the column `pg_field`.
-pub(crate) fn encode_cell<E: Encoder>(
-    encoder: &mut E,
-    array: &ArrayRef,
-    row: usize,
-    arrow_field: &Field,
-    pg_field: &FieldInfo,
-) -> PgWireResult<()> {
-    if pg_field.format() == FieldFormat::Text
-        && let DataType::Decimal128(_, scale) = array.data_type()
-        && let Ok(scale) = usize::try_from(*scale)
-    {
-        let decimals = array.as_primitive::<Decimal128Type>();
-        if decimals.is_null(row) {
-            return encoder.encode_field(&None::<&str>, pg_field);
+/// How the values of one column of a batch are encoded.
+pub(crate) enum ColumnCells {
+    /// Decimals sent as text, with their scale: written here.
+    DecimalText(Decimal128Array, usize),
+    /// Strings (not PostgreSQL `"char"` columns): each value as it is.
+    Utf8(StringArray),
+    /// Large strings, as [`ColumnCells::Utf8`].
+    LargeUtf8(LargeStringArray),
+    /// String views, as [`ColumnCells::Utf8`].
+    Utf8View(StringViewArray),
+    /// Anything else: arrow-pg's encoding of the column described by the field.
+    Other(ArrayRef, FieldRef),
+}
+
+impl ColumnCells {
+    /// The way to encode `array` (described by `arrow_field`) as the column `pg_field`.
+    pub(crate) fn of(array: &ArrayRef, arrow_field: &FieldRef, pg_field: &FieldInfo) -> Self {
+        let other = || Self::Other(ArrayRef::clone(array), FieldRef::clone(arrow_field));
+        match array.data_type() {
+            DataType::Decimal128(_, scale) if pg_field.format() == FieldFormat::Text => {
+                match usize::try_from(*scale) {
+                    Ok(scale) => {
+                        Self::DecimalText(array.as_primitive::<Decimal128Type>().clone(), scale)
+                    }
+                    Err(_) => other(),
+                }
+            }
+            _ if is_pg_char_field(arrow_field) => other(),
+            DataType::Utf8 => Self::Utf8(array.as_string::<i32>().clone()),
+            DataType::LargeUtf8 => Self::LargeUtf8(array.as_string::<i64>().clone()),
+            DataType::Utf8View => Self::Utf8View(array.as_string_view().clone()),
+            _ => other(),
         }
-        let mut text = DecimalText::default();
-        return encoder.encode_field(&Some(text.format(decimals.value(row), scale)), pg_field);
     }
-    encode_value(encoder, array, row, arrow_field, pg_field)
+
+    /// The ways to encode each column of `batch` as the columns `pg_fields`.
+    pub(crate) fn of_batch(batch: &RecordBatch, pg_fields: &[FieldInfo]) -> Vec<Self> {
+        let schema = batch.schema_ref();
+        batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .zip(pg_fields)
+            .map(|((array, arrow_field), pg_field)| Self::of(array, arrow_field, pg_field))
+            .collect()
+    }
+
+    /// Encodes the value at `row` as the column `pg_field`.
+    pub(crate) fn encode<E: Encoder>(
+        &self,
+        encoder: &mut E,
+        row: usize,
+        pg_field: &FieldInfo,
+    ) -> PgWireResult<()> {
+        match self {
+            Self::DecimalText(decimals, scale) => {
+                if decimals.is_null(row) {
+                    return encoder.encode_field(&None::<&str>, pg_field);
+                }
+                let mut text = DecimalText::default();
+                encoder.encode_field(&Some(text.format(decimals.value(row), *scale)), pg_field)
+            }
+            Self::Utf8(strings) => encoder.encode_field(
+                &(!strings.is_null(row)).then(|| strings.value(row)),
+                pg_field,
+            ),
+            Self::LargeUtf8(strings) => encoder.encode_field(
+                &(!strings.is_null(row)).then(|| strings.value(row)),
+                pg_field,
+            ),
+            Self::Utf8View(strings) => encoder.encode_field(
+                &(!strings.is_null(row)).then(|| strings.value(row)),
+                pg_field,
+            ),
+            Self::Other(array, arrow_field) => {
+                encode_value(encoder, array, row, arrow_field, pg_field)
+            }
+        }
+    }
+}
+
+/// Removes the trailing zeros of the fractional seconds of a `ty` value written as text at
+/// `start..` of `out`, and the point when no digit is left, as PostgreSQL writes them
+/// (`12:00:00`, `12:00:00.5`) where pgwire writes six digits (`12:00:00.000000`).
+pub(crate) fn trim_fractional_zeros(out: &mut BytesMut, start: usize, ty: &Type) {
+    if !matches!(
+        *ty,
+        Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::TIME | Type::TIMETZ
+    ) {
+        return;
+    }
+    // The fraction follows the seconds: `:SS.ffffff`.
+    let seconds = out[start..].windows(10).position(|at| {
+        at[0] == b':'
+            && at[1..3].iter().all(u8::is_ascii_digit)
+            && at[3] == b'.'
+            && at[4..].iter().all(u8::is_ascii_digit)
+    });
+    let Some(seconds) = seconds else {
+        return;
+    };
+    let point = start + seconds + 3;
+    let digits_end = point + 7;
+    let kept = out[point + 1..digits_end]
+        .iter()
+        .rposition(|&digit| digit != b'0')
+        .map_or(0, |last| last + 2);
+    let cut_from = point + kept;
+    let tail = out.len() - digits_end;
+    out.copy_within(digits_end.., cut_from);
+    out.truncate(cut_from + tail);
 }
 
 /// Room for the longest decimal text: a sign, 39 digits, and a point with up to 38 zeros
@@ -83,7 +182,47 @@ impl DecimalText {
 
 #[cfg(test)]
 mod tests {
-    use super::DecimalText;
+    use super::{DecimalText, trim_fractional_zeros};
+    use bytes::BytesMut;
+    use pgwire::api::Type;
+
+    #[test]
+    fn fractional_seconds_are_written_without_trailing_zeros() {
+        let cases = [
+            (
+                Type::TIMESTAMPTZ,
+                "2024-01-01 12:00:00.000000+00",
+                "2024-01-01 12:00:00+00",
+            ),
+            (
+                Type::TIMESTAMPTZ,
+                "2024-01-01 12:00:00.500000+05:30",
+                "2024-01-01 12:00:00.5+05:30",
+            ),
+            (
+                Type::TIMESTAMP,
+                "2024-01-01 12:00:00.123456",
+                "2024-01-01 12:00:00.123456",
+            ),
+            (
+                Type::TIMESTAMP,
+                "01.02.2024 12:00:00.010000",
+                "01.02.2024 12:00:00.01",
+            ),
+            (Type::TIME, "23:59:59.000000", "23:59:59"),
+            (Type::TIMETZ, "13:00:00.000000+01", "13:00:00+01"),
+            (Type::DATE, "2024-01-01", "2024-01-01"),
+            (Type::TEXT, "at 12:00:00.000000", "at 12:00:00.000000"),
+        ];
+        for (ty, written, expected) in cases {
+            let mut out = BytesMut::from(&b"\x00\x00prefix"[..]);
+            let start = out.len();
+            out.extend_from_slice(written.as_bytes());
+            trim_fractional_zeros(&mut out, start, &ty);
+            assert_eq!(&out[start..], expected.as_bytes(), "{ty} {written}");
+            assert_eq!(&out[..start], b"\x00\x00prefix");
+        }
+    }
 
     #[test]
     fn decimals_are_written_as_postgresql_writes_numerics() {

@@ -52,6 +52,7 @@ use super::copy_out::CopyOut;
 use super::dml_tags::{dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
 use super::errors::api_error;
+use super::format_options::SessionFormatOptions;
 use super::session_plans::{
     ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
     may_change_plans, parse_text, plan_query,
@@ -402,6 +403,7 @@ impl Connection {
                 session: Arc::clone(&session),
                 cancels: Arc::clone(&cancels),
                 key: Mutex::new(None),
+                format_options: SessionFormatOptions::default(),
                 activities: Arc::clone(&activities),
                 activity: Arc::clone(&activity),
                 login: Arc::clone(&login),
@@ -454,6 +456,7 @@ pub(crate) struct SessionQueries {
     session: Arc<SessionContext>,
     cancels: Arc<CancelRegistry>,
     key: Mutex<Option<ConnectionKey>>,
+    format_options: SessionFormatOptions,
     activities: Arc<ActivityRegistry>,
     activity: Arc<OnceLock<Arc<SessionActivity>>>,
     login: Arc<Login>,
@@ -542,9 +545,15 @@ impl SessionQueries {
 
     /// Starts `query` (its text as `pg_stat_activity` shows it): stoppable by cancel and timeout.
     fn begin_query<C: ClientInfo + ?Sized>(&self, client: &C, query: &str) -> QueryStop {
-        let (pid, secret) = client.pid_and_secret_key();
-        let key = (pid, secret.to_bytes());
-        *self.key.lock().expect("connection key poisoned") = Some(key.clone());
+        let key = self
+            .key
+            .lock()
+            .expect("connection key poisoned")
+            .get_or_insert_with(|| {
+                let (pid, secret) = client.pid_and_secret_key();
+                (pid, secret.to_bytes())
+            })
+            .clone();
         // Read in place: this runs for every query.
         let (timeout, writes) = {
             let state = self.session.state_ref();
@@ -679,9 +688,8 @@ impl SimpleQueryHandler for SessionQueries {
         if let Some(copy) = CopyOut::parse(query) {
             return Ok(vec![self.copy_out(client, copy, stop).await?]);
         }
-        let planning = self.plans.plan_simple_query(query);
         let plan = stop
-            .until_stopped(planning.instrument(tracing::info_span!("planning")))
+            .until_stopped(self.plans.plan_simple_query(query))
             .await?;
         let (changes_plans, tags) = match plan {
             SimpleQueryPlan::Delegate {
@@ -695,7 +703,7 @@ impl SimpleQueryHandler for SessionQueries {
                 return Err(in_failed_block());
             }
             SimpleQueryPlan::Reusable(plan) => {
-                let options = FormatOptions::from_client_metadata(client.metadata());
+                let options = self.format_options.of(client.metadata());
                 let run = self.plans.run(
                     &plan,
                     ParamValues::List(vec![]),
@@ -705,7 +713,7 @@ impl SimpleQueryHandler for SessionQueries {
                 return Ok(vec![cancellable(stop.until_stopped(run).await?, stop)]);
             }
             SimpleQueryPlan::Once(plan) => {
-                let options = FormatOptions::from_client_metadata(client.metadata());
+                let options = self.format_options.of(client.metadata());
                 let run = self.plans.run_once(plan, &Format::UnifiedText, options);
                 return Ok(vec![cancellable(stop.until_stopped(run).await?, stop)]);
             }
@@ -803,14 +811,13 @@ impl ExtendedQueryHandler for SessionQueries {
                     .until_stopped(run_tagged(&self.session, bound, tag))
                     .await;
             }
-            let prepared = tracing::info_span!("planning")
-                .in_scope(|| self.plans.plan_prepared_query(sql, statement, plan))?;
+            let prepared = self.plans.plan_prepared_query(sql, statement, plan)?;
             if !matches!(prepared, PreparedQueryPlan::Delegate) {
                 if client.transaction_status() == TransactionStatus::Error {
                     return Err(in_failed_block());
                 }
                 let describe = || self.parser.get_parameter_types(&portal.statement.statement);
-                let options = FormatOptions::from_client_metadata(client.metadata());
+                let options = self.format_options.of(client.metadata());
                 let format = &portal.result_column_format;
                 let response = match prepared {
                     PreparedQueryPlan::Reusable(kept) => {

@@ -30,7 +30,7 @@ use pgwire::types::ToSqlText;
 use pgwire::types::format::FormatOptions;
 use postgres_types::{IsNull, ToSql};
 
-use super::cells::encode_cell;
+use super::cells::{ColumnCells, trim_fractional_zeros};
 use super::data_rows::ROW_BUFFER_STEP;
 use super::errors::api_error;
 
@@ -383,7 +383,10 @@ impl Encoder for CopyTextEncoder {
         let start = self.row.len();
         match value.to_sql_text(field.datatype(), &mut self.row, &self.options)? {
             IsNull::Yes => self.row.put_slice(&self.null),
-            IsNull::No => self.escape_value_from(start),
+            IsNull::No => {
+                trim_fractional_zeros(&mut self.row, start, field.datatype());
+                self.escape_value_from(start)
+            }
         }
         self.column += 1;
         Ok(())
@@ -418,11 +421,11 @@ fn encode_batch(
     fields: &[FieldInfo],
     encoder: &mut CopyRows,
 ) -> Vec<PgWireResult<CopyData>> {
-    let schema = batch.schema();
+    let columns = ColumnCells::of_batch(batch, fields);
     (0..batch.num_rows())
         .map(|row| {
-            for (column, (array, field)) in batch.columns().iter().zip(fields).enumerate() {
-                encode_cell(encoder, array, row, schema.field(column), field)?;
+            for (cells, field) in columns.iter().zip(fields) {
+                cells.encode(encoder, row, field)?;
             }
             Ok(encoder.take_row())
         })

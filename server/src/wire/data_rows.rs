@@ -14,7 +14,7 @@ use pgwire::messages::data::DataRow;
 use pgwire::types::ToSqlText;
 use postgres_types::{IsNull, ToSql};
 
-use super::cells::encode_cell;
+use super::cells::{ColumnCells, trim_fractional_zeros};
 
 /// The smallest step a buffer that rows are split off grows by (`BytesMut` grows by at least
 /// its first capacity): once the rows split off it are sent and dropped, it takes its room back
@@ -34,10 +34,10 @@ pub(crate) fn data_rows(
         buffer: BytesMut::with_capacity(ROW_BUFFER_STEP.min(batch.num_rows() * ROW_BYTES)),
         columns: 0,
     };
+    let columns = ColumnCells::of_batch(&batch, &fields);
     (0..batch.num_rows()).map(move |row| {
-        let schema = batch.schema_ref();
-        for (column, (array, field)) in batch.columns().iter().zip(fields.iter()).enumerate() {
-            encode_cell(&mut encoder, array, row, schema.field(column), field)?;
+        for (cells, field) in columns.iter().zip(fields.iter()) {
+            cells.encode(&mut encoder, row, field)?;
         }
         Ok(encoder.take_row())
     })
@@ -61,7 +61,13 @@ impl Encoder for DataRows {
         self.buffer.put_i32(-1);
         let is_null = match field.format() {
             FieldFormat::Text => {
-                value.to_sql_text(field.datatype(), &mut self.buffer, field.format_options())?
+                let is_null = value.to_sql_text(
+                    field.datatype(),
+                    &mut self.buffer,
+                    field.format_options(),
+                )?;
+                trim_fractional_zeros(&mut self.buffer, length_at + 4, field.datatype());
+                is_null
             }
             FieldFormat::Binary => value.to_sql(field.datatype(), &mut self.buffer)?,
         };

@@ -20,6 +20,7 @@ mod data_rows;
 mod direct_planning;
 mod dml_tags;
 pub mod errors;
+mod format_options;
 mod pg_settings;
 mod query_metrics;
 mod regproc_literals;

@@ -25,6 +25,7 @@ use pgwire::types::format::FormatOptions;
 use quantatom_engine::metadata::SessionAccess;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 use quantatom_engine::postgres_literals::type_output_literals;
+use tracing::Instrument;
 
 use super::answers::KeptAnswers;
 use super::array_expansion::rewrite_array_expansions;
@@ -119,6 +120,13 @@ impl SessionPlans {
         if let Some(plan) = self.cache.plans().get(query) {
             return Ok(SimpleQueryPlan::Reusable(plan));
         }
+        self.plan_new_simple_query(query)
+            .instrument(tracing::info_span!("planning"))
+            .await
+    }
+
+    /// Plans a query the session has no kept plan for ([`Self::plan_simple_query`]).
+    async fn plan_new_simple_query(&self, query: &str) -> PgWireResult<SimpleQueryPlan> {
         let statement = match parse_text(query) {
             ParsedText::Query(statement) => statement,
             ParsedText::Other {
@@ -166,9 +174,10 @@ impl SessionPlans {
             return Ok(PreparedQueryPlan::Reusable(reusable));
         }
         let epoch = self.cache.plans().epoch().current();
-        let Some(reusable) =
-            ReusablePlan::try_new(&self.session.state(), plan).map_err(api_error)?
-        else {
+        let reusable = tracing::info_span!("planning")
+            .in_scope(|| ReusablePlan::try_new(&self.session.state(), plan))
+            .map_err(api_error)?;
+        let Some(reusable) = reusable else {
             return Ok(PreparedQueryPlan::Once);
         };
         let reusable = KeptQuery::kept(reusable);
@@ -181,7 +190,7 @@ impl SessionPlans {
         &self,
         plan: LogicalPlan,
         format: &Format,
-        options: FormatOptions,
+        options: Arc<FormatOptions>,
     ) -> PgWireResult<Response> {
         let frame = self
             .session
@@ -200,7 +209,7 @@ impl SessionPlans {
         query: &KeptQuery,
         parameters: ParamValues,
         format: &Format,
-        options: FormatOptions,
+        options: Arc<FormatOptions>,
     ) -> PgWireResult<Response> {
         let snapshot = self.cache.snapshot(&self.session);
         let runnable = query
@@ -213,11 +222,12 @@ impl SessionPlans {
         {
             return Ok(Response::Query(answer));
         }
-        let batches =
-            execute_stream(runnable.plan, Arc::clone(&snapshot.task)).map_err(api_error)?;
+        let beside = runnable.beside.clone();
+        let plan = runnable.into_plan().map_err(api_error)?;
+        let batches = execute_stream(plan, Arc::clone(&snapshot.task)).map_err(api_error)?;
         let schema = query.plan.schema().as_arrow();
-        let mut response = respond(schema, batches, format, options.clone())?;
-        if let Some(answers) = runnable.beside {
+        let mut response = respond(schema, batches, format, Arc::clone(&options))?;
+        if let Some(answers) = beside {
             let rows = std::mem::replace(&mut response.data_rows, Box::pin(stream::empty()));
             response.data_rows = answers.record(format, options, &response.row_schema, rows);
         }
@@ -230,9 +240,9 @@ fn respond(
     schema: &Schema,
     batches: SendableRecordBatchStream,
     format: &Format,
-    options: FormatOptions,
+    options: Arc<FormatOptions>,
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(result_fields(schema, format, Some(Arc::new(options)))?);
+    let fields = Arc::new(result_fields(schema, format, Some(options))?);
     let row_fields = Arc::clone(&fields);
     let rows = batches
         .map(

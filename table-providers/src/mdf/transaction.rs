@@ -45,8 +45,16 @@ pub struct SessionWrites {
 
 #[derive(Debug, Default)]
 struct SessionWriteState {
-    statement: Option<StatementRef>,
+    statement: Option<RunningStatement>,
     block: Option<Block>,
+}
+
+/// The statement a session runs: its text, and its id once a write asked for it (most
+/// statements write nothing, and run too often to make an id each).
+#[derive(Debug)]
+struct RunningStatement {
+    text: String,
+    id: Option<String>,
 }
 
 /// An open transaction block.
@@ -108,15 +116,20 @@ impl SessionWrites {
 
     /// Records that the statement `text` starts, under a new id.
     pub fn statement_started(&self, text: &str) {
-        self.state().statement = Some(StatementRef {
-            id: new_statement_id(),
+        self.state().statement = Some(RunningStatement {
             text: text.to_owned(),
+            id: None,
         });
     }
 
     /// The statement running, if the session recorded one.
     pub fn statement(&self) -> Option<StatementRef> {
-        self.state().statement.clone()
+        let mut state = self.state();
+        let running = state.statement.as_mut()?;
+        Some(StatementRef {
+            id: running.id.get_or_insert_with(new_statement_id).clone(),
+            text: running.text.clone(),
+        })
     }
 
     /// Opens a block; `false` when one is open already (it stays open).
@@ -386,4 +399,26 @@ async fn fold(table: &MdfTable, files: &[DataFile]) -> Result<Vec<DataFile>, Mdf
         }
     }
     Ok(folded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionWrites;
+
+    /// The id is made when a write first asks for it, and the statement keeps it: every change
+    /// of one statement is recorded with one id, and the next statement gets another.
+    #[test]
+    fn a_statement_keeps_one_id_and_the_next_gets_another() {
+        let writes = SessionWrites::default();
+        assert_eq!(writes.statement(), None);
+        let text = "UPDATE cube.finance SET amount = 1";
+        writes.statement_started(text);
+        let first = writes.statement().expect("a statement runs");
+        assert_eq!(first.text, text);
+        assert_eq!(writes.statement(), Some(first.clone()));
+        writes.statement_started(text);
+        let second = writes.statement().expect("a statement runs");
+        assert_eq!(second.text, text);
+        assert_ne!(second.id, first.id);
+    }
 }
