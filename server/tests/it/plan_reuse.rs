@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use tokio_postgres::types::Type;
+
 use crate::support::{TestServer, rows, value};
 
 const SCENARIO_CELLS: &str = "SELECT count(*) FROM cube.finance WHERE version = 'Scenario'";
@@ -89,9 +91,12 @@ async fn reused_plans_follow_catalog_changes_settings_and_the_clock() {
     let reader = server.client().await;
     let writer = server.client().await;
     let view = "SELECT x FROM public.reuse";
-    // Through the extended protocol, as drivers send it: Parse, Bind, Execute every time.
+    // Through the extended protocol's unnamed statement, as drivers send a query they do not
+    // prepare: Parse, Bind, Describe, Execute every time. The same text parsed again keeps the
+    // statement stored until something changes what it means.
     let extended = async |client: &tokio_postgres::Client| {
-        client.query_one(view, &[]).await.unwrap().get::<_, i64>(0)
+        let rows = client.query_typed(view, &[]).await.unwrap();
+        rows[0].get::<_, i64>(0)
     };
     writer
         .batch_execute("CREATE VIEW public.reuse AS SELECT 1 AS x")
@@ -111,6 +116,12 @@ async fn reused_plans_follow_catalog_changes_settings_and_the_clock() {
         .unwrap();
     assert_eq!(value(&reader, view).await, "2");
     assert_eq!(extended(&reader).await, 2);
+    // The same text with other parameter types is parsed again.
+    let echo = "SELECT CAST($1 AS text) AS v";
+    let number = reader.query_typed(echo, &[(&7_i64, Type::INT8)]).await;
+    assert_eq!(number.unwrap()[0].get::<_, &str>(0), "7");
+    let word = reader.query_typed(echo, &[(&"seven", Type::TEXT)]).await;
+    assert_eq!(word.unwrap()[0].get::<_, &str>(0), "seven");
 
     // A time zone given in the literal's text is read in the session's zone when planned.
     let noon = "SELECT extract(epoch FROM '2024-01-01 12:00:00'::timestamptz)::bigint";
