@@ -14,8 +14,9 @@
 //!   [`quantatom_table_providers::table_version`]) and it has no dynamic filters (which
 //!   DataFusion cannot reset for a second run). It is reused only while every scanned table is
 //!   still at the version it was planned at, and reset with DataFusion's [`reset_plan_states`]
-//!   before each run that executes it ([`Runnable::into_plan`]). The caller may keep something beside each kept physical plan (the wire
-//!   keeps its encoded answer, see [`Runnable::beside`]): it lives exactly as long as the plan.
+//!   before each run that executes it ([`Runnable::into_plan`]). The caller may keep something
+//!   beside each kept physical plan (the wire keeps its encoded answer, see
+//!   [`Runnable::beside`]): it lives exactly as long as the plan.
 //!
 //! Anything that may change what a query text means (DDL, `SET`, `DISCARD`, in any session)
 //! advances the engine's [`PlanEpoch`], which empties every session's cache on its next use.

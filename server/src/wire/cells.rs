@@ -9,7 +9,7 @@
 use bytes::BytesMut;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Decimal128Array, LargeStringArray, RecordBatch, StringArray,
-    StringViewArray,
+    StringArrayType, StringViewArray,
 };
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, FieldRef};
 use datafusion_postgres::arrow_pg::datatypes::is_pg_char_field;
@@ -80,23 +80,19 @@ impl ColumnCells {
                 let mut text = DecimalText::default();
                 encoder.encode_field(&Some(text.format(decimals.value(row), *scale)), pg_field)
             }
-            Self::Utf8(strings) => encoder.encode_field(
-                &(!strings.is_null(row)).then(|| strings.value(row)),
-                pg_field,
-            ),
-            Self::LargeUtf8(strings) => encoder.encode_field(
-                &(!strings.is_null(row)).then(|| strings.value(row)),
-                pg_field,
-            ),
-            Self::Utf8View(strings) => encoder.encode_field(
-                &(!strings.is_null(row)).then(|| strings.value(row)),
-                pg_field,
-            ),
+            Self::Utf8(strings) => encoder.encode_field(&text_at(strings, row), pg_field),
+            Self::LargeUtf8(strings) => encoder.encode_field(&text_at(strings, row), pg_field),
+            Self::Utf8View(strings) => encoder.encode_field(&text_at(strings, row), pg_field),
             Self::Other(array, arrow_field) => {
                 encode_value(encoder, array, row, arrow_field, pg_field)
             }
         }
     }
+}
+
+/// The string at `row` of `strings`, `None` when it is NULL.
+fn text_at<'a>(strings: impl StringArrayType<'a>, row: usize) -> Option<&'a str> {
+    (!strings.is_null(row)).then(|| strings.value(row))
 }
 
 /// Removes the trailing zeros of the fractional seconds of a `ty` value written as text at

@@ -874,16 +874,12 @@ impl ExtendedQueryHandler for SessionQueries {
     {
         if !self.parser.holds_parsed(client.portal_store(), &message) {
             let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
-            let unnamed = name == DEFAULT_NAME;
-            if unnamed {
-                self.parser.unnamed_parsed(None);
-            }
             let epoch = self.parser.parsed.epoch().current();
             match StoredStatement::parse(client, &message, self.query_parser()).await? {
                 Some(statement) => {
                     client.portal_store().put_statement(Arc::new(statement));
-                    if unnamed {
-                        self.parser.unnamed_parsed(Some(epoch));
+                    if name == DEFAULT_NAME {
+                        self.parser.unnamed_parsed_at(epoch);
                     }
                 }
                 None => client.portal_store().put_empty_statement(name),
@@ -927,7 +923,9 @@ pub(crate) struct SessionParser {
     inner: Arc<Parser>,
     session: Arc<SessionContext>,
     parsed: EpochCache<<Parser as QueryParser>::Statement>,
-    /// The plan epoch when the unnamed statement stored last was parsed (`None`: none is).
+    /// The plan epoch when the unnamed statement stored last was parsed (`None`: none was).
+    /// It describes the statement the store holds as unnamed, if that is a statement: a Parse
+    /// that fails or is empty leaves no other statement stored under it.
     unnamed_parsed_at: Mutex<Option<u64>>,
 }
 
@@ -962,10 +960,9 @@ impl SessionParser {
                 .all(|(stored, oid)| *stored == Type::from_oid(*oid))
     }
 
-    /// Records that the unnamed statement was parsed at plan epoch `epoch` (`None`: it was
-    /// not stored).
-    fn unnamed_parsed(&self, epoch: Option<u64>) {
-        *self.unnamed_parsed_at.lock().expect("parse epoch poisoned") = epoch;
+    /// Records that the unnamed statement now stored was parsed at plan epoch `epoch`.
+    fn unnamed_parsed_at(&self, epoch: u64) {
+        *self.unnamed_parsed_at.lock().expect("parse epoch poisoned") = Some(epoch);
     }
 }
 
