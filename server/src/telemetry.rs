@@ -12,7 +12,8 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
-use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
+use tracing::subscriber::Interest;
+use tracing_subscriber::filter::{DynFilterFn, FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -42,7 +43,16 @@ impl Telemetry {
         let chosen =
             EnvFilter::try_from_env("QUANTATOM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
         let query_log = Targets::new().with_target("quantatom::query", Level::INFO);
-        let events = filter_fn(|metadata| metadata.is_event()).and(chosen.or(query_log));
+        // Spans are never this layer's: it says so per callsite, so that without an exporter
+        // no span is made at all (a filter deciding per span would still be asked each time).
+        let only_events =
+            DynFilterFn::new(|metadata, _| metadata.is_event()).with_callsite_filter(|metadata| {
+                match metadata.is_span() {
+                    true => Interest::never(),
+                    false => Interest::sometimes(),
+                }
+            });
+        let events = only_events.and(chosen.or(query_log));
         let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
         let lines = match format {
             // Colours only on a terminal: logs written to files and collectors stay plain.
@@ -59,20 +69,14 @@ impl Telemetry {
                 .boxed(),
         };
         let exporting = otlp_endpoint.map(tracer_provider).transpose()?;
-        let spans = exporting.as_ref().map(|provider| {
-            let ours = Targets::new()
-                .with_target("quantatom_server", Level::INFO)
-                .with_target("quantatom_engine", Level::INFO)
-                .with_target("quantatom_table_providers", Level::INFO);
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("quantatom"))
-                .with_filter(ours)
-        });
-        tracing_subscriber::registry()
-            .with(lines)
-            .with(spans)
-            .try_init()
-            .map_err(|e| format!("cannot install logging: {e}"))?;
+        let logging = tracing_subscriber::registry().with(lines);
+        // Without an exporter no layer is added for spans: even a layer that is `None` would
+        // have every span made.
+        let installed = match &exporting {
+            Some(provider) => logging.with(span_exporter(provider)).try_init(),
+            None => logging.try_init(),
+        };
+        installed.map_err(|e| format!("cannot install logging: {e}"))?;
         Ok(Self { exporting })
     }
 
@@ -84,6 +88,20 @@ impl Telemetry {
             eprintln!("quantatom: the last spans could not be exported: {error}");
         }
     }
+}
+
+/// The layer that hands Quantatom's spans at `info` to `provider`.
+fn span_exporter<S>(provider: &SdkTracerProvider) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    let ours = Targets::new()
+        .with_target("quantatom_server", Level::INFO)
+        .with_target("quantatom_engine", Level::INFO)
+        .with_target("quantatom_table_providers", Level::INFO);
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("quantatom"))
+        .with_filter(ours)
 }
 
 /// A provider exporting spans in batches to the OTLP/HTTP collector at `endpoint`.

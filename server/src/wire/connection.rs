@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use datafusion::common::ParamValues;
+use datafusion::common::{DFSchemaRef, ParamValues};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::{DfSessionService, Parser};
@@ -47,7 +47,7 @@ use super::authentication::{
     AuthMethod, LoginThrottle, ScramExchange, Security, fatal, is_our_database, locked_out,
     password_failed,
 };
-use super::cancel::{CancelRegistry, ConnectionKey, QueryStop, cancellable};
+use super::cancel::{CancelRegistry, CancelSlot, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::dml_tags::{dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
@@ -398,12 +398,13 @@ impl Connection {
                     session: Arc::clone(&session),
                     parsed: EpochCache::new(Arc::clone(&plan_epoch)),
                     unnamed_parsed_at: Mutex::new(None),
+                    described: Mutex::new(None),
                 }),
                 service,
                 plans: SessionPlans::new(Arc::clone(&session), plan_epoch),
                 session: Arc::clone(&session),
                 cancels: Arc::clone(&cancels),
-                key: Mutex::new(None),
+                cancel_slot: OnceLock::new(),
                 format_options: SessionFormatOptions::default(),
                 activities: Arc::clone(&activities),
                 activity: Arc::clone(&activity),
@@ -456,7 +457,8 @@ pub(crate) struct SessionQueries {
     parser: Arc<SessionParser>,
     session: Arc<SessionContext>,
     cancels: Arc<CancelRegistry>,
-    key: Mutex<Option<ConnectionKey>>,
+    /// The connection's key and its slot in `cancels`, registered at its first query.
+    cancel_slot: OnceLock<(ConnectionKey, Arc<CancelSlot>)>,
     format_options: SessionFormatOptions,
     activities: Arc<ActivityRegistry>,
     activity: Arc<OnceLock<Arc<SessionActivity>>>,
@@ -546,15 +548,11 @@ impl SessionQueries {
 
     /// Starts `query` (its text as `pg_stat_activity` shows it): stoppable by cancel and timeout.
     fn begin_query<C: ClientInfo + ?Sized>(&self, client: &C, query: &str) -> QueryStop {
-        let key = self
-            .key
-            .lock()
-            .expect("connection key poisoned")
-            .get_or_insert_with(|| {
-                let (pid, secret) = client.pid_and_secret_key();
-                (pid, secret.to_bytes())
-            })
-            .clone();
+        let (_, cancel_slot) = self.cancel_slot.get_or_init(|| {
+            let (pid, secret) = client.pid_and_secret_key();
+            let key = (pid, secret.to_bytes());
+            (key.clone(), self.cancels.register(key))
+        });
         // Read in place: this runs for every query.
         let (timeout, writes) = {
             let state = self.session.state_ref();
@@ -573,8 +571,7 @@ impl SessionQueries {
             .activity
             .get()
             .map(|activity| activity.query_started(query));
-        self.cancels
-            .begin(key, timeout, running, Arc::clone(&self.sent))
+        cancel_slot.begin(timeout, running, Arc::clone(&self.sent))
     }
 }
 
@@ -639,8 +636,8 @@ async fn held(mut query: QueryResponse) -> PgWireResult<QueryResponse> {
 
 impl Drop for SessionQueries {
     fn drop(&mut self) {
-        if let Some(key) = self.key.lock().expect("connection key poisoned").take() {
-            self.cancels.remove(&key);
+        if let Some((key, _)) = self.cancel_slot.get() {
+            self.cancels.remove(key);
         }
         if let Some(activity) = self.activity.get() {
             self.activities.disconnected(activity.pid());
@@ -927,6 +924,25 @@ pub(crate) struct SessionParser {
     /// It describes the statement the store holds as unnamed, if that is a statement: a Parse
     /// that fails or is empty leaves no other statement stored under it.
     unnamed_parsed_at: Mutex<Option<u64>>,
+    /// The result columns described last.
+    described: Mutex<Option<Description>>,
+}
+
+/// The result columns of a plan's schema in some column formats.
+struct Description {
+    schema: DFSchemaRef,
+    format: Format,
+    fields: Vec<FieldInfo>,
+}
+
+/// Whether two result column formats are the same.
+fn same_formats(one: &Format, other: &Format) -> bool {
+    match (one, other) {
+        (Format::UnifiedText, Format::UnifiedText)
+        | (Format::UnifiedBinary, Format::UnifiedBinary) => true,
+        (Format::Individual(one), Format::Individual(other)) => one == other,
+        _ => false,
+    }
 }
 
 impl SessionParser {
@@ -1033,7 +1049,9 @@ impl QueryParser for SessionParser {
     }
 
     /// datafusion-postgres's description, with `uuid`/`json`/`jsonb` columns as those types
-    /// (see [`super::text_types`]).
+    /// (see [`super::text_types`]). A plain query's description is kept for the next Describe
+    /// of the same plan in the same formats (drivers describe a prepared statement's portal
+    /// before every run).
     fn get_result_schema(
         &self,
         statement: &Self::Statement,
@@ -1041,11 +1059,21 @@ impl QueryParser for SessionParser {
     ) -> PgWireResult<Vec<FieldInfo>> {
         match &statement.1 {
             Some((_, plan)) if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) => {
-                result_fields(
-                    plan.schema().as_arrow(),
-                    column_format.unwrap_or(&Format::UnifiedText),
-                    None,
-                )
+                let format = column_format.unwrap_or(&Format::UnifiedText);
+                let mut described = self.described.lock().expect("description poisoned");
+                if let Some(kept) = &*described
+                    && Arc::ptr_eq(&kept.schema, plan.schema())
+                    && same_formats(&kept.format, format)
+                {
+                    return Ok(kept.fields.clone());
+                }
+                let fields = result_fields(plan.schema().as_arrow(), format, None)?;
+                *described = Some(Description {
+                    schema: Arc::clone(plan.schema()),
+                    format: format.clone(),
+                    fields: fields.clone(),
+                });
+                Ok(fields)
             }
             _ => self.inner.get_result_schema(statement, column_format),
         }

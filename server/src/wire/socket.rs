@@ -82,6 +82,14 @@ fn holds_whole_message(buffer: &[u8]) -> bool {
     }
 }
 
+/// Completes when the startup deadline passes; never once the session has started (`None`).
+async fn startup_ended(deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match deadline {
+        Some(deadline) => deadline.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What ends a connection besides its client: the server shutting down, or the server being
 /// full when it arrived.
 pub(crate) struct Ending {
@@ -109,10 +117,11 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
     let cancel = handlers.cancel_handler();
     let errors = handlers.error_handler();
 
-    let deadline = tokio::time::sleep(STARTUP_TIMEOUT);
-    tokio::pin!(deadline);
+    // Dropped once the session starts, so that the timer wheel is empty and waiting for the
+    // client arms no timer.
+    let mut startup_deadline = Some(Box::pin(tokio::time::sleep(STARTUP_TIMEOUT)));
     let negotiated = tokio::select! {
-        _ = &mut deadline => return Ok(()),
+        _ = startup_ended(&mut startup_deadline) => return Ok(()),
         negotiated = negotiate_tls(tcp, tls) => negotiated?,
     };
     let Some(negotiated) = negotiated else {
@@ -135,14 +144,25 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
             PgWireConnectionState::AwaitingStartup
                 | PgWireConnectionState::AuthenticationInProgress
         );
-        // Between statements: a shutdown closes the connection here, never mid-statement.
-        let message = tokio::select! {
-            _ = &mut deadline, if starting => None,
-            _ = async { ending.shutdown.wait_for(|stopping| *stopping).await.is_ok() } => {
-                let error = fatal("57P01", "terminating connection due to administrator command".into());
-                break Some((error, false));
+        if !starting {
+            startup_deadline = None;
+        }
+        // Between statements: a shutdown closes the connection here, never mid-statement. A
+        // message already whole in the buffer (the Bind, Describe and Execute sent with a Sync)
+        // is taken without waiting, so without registering for the shutdown's wake-up.
+        let shutting_down = *ending.shutdown.borrow();
+        let message = if !starting && !shutting_down && holds_whole_message(socket.read_buffer()) {
+            socket.next().await
+        } else {
+            tokio::select! {
+                biased;
+                _ = startup_ended(&mut startup_deadline) => None,
+                _ = async { ending.shutdown.wait_for(|stopping| *stopping).await.is_ok() } => {
+                    let error = fatal("57P01", "terminating connection due to administrator command".into());
+                    break Some((error, false));
+                }
+                message = socket.next() => message,
             }
-            message = socket.next() => message,
         };
         let Some(Ok(message)) = message else {
             break None;
