@@ -29,6 +29,7 @@ pub mod postgres_settings;
 pub mod scalar_subqueries;
 pub mod system_tables;
 pub mod tiles;
+pub mod type_modifiers;
 pub mod visible_catalog;
 
 pub use errors::sqlstate;

@@ -61,13 +61,16 @@ impl VisibleRows {
 }
 
 /// Every row `provider` has, computed in `state`.
-async fn rows(provider: &dyn TableProvider, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+pub(crate) async fn rows(
+    provider: &dyn TableProvider,
+    state: &dyn Session,
+) -> Result<Vec<RecordBatch>> {
     let plan = provider.scan(state, None, &[], None).await?;
     collect(plan, state.task_ctx()).await
 }
 
 /// The text column `name` of `batch`.
-fn text<'a>(batch: &'a RecordBatch, name: &str) -> Result<Vec<Option<&'a str>>> {
+pub(crate) fn text<'a>(batch: &'a RecordBatch, name: &str) -> Result<Vec<Option<&'a str>>> {
     let column = batch
         .column_by_name(name)
         .ok_or_else(|| internal_datafusion_err!("the catalog table has no column {name}"))?;
@@ -80,7 +83,7 @@ fn text<'a>(batch: &'a RecordBatch, name: &str) -> Result<Vec<Option<&'a str>>> 
 }
 
 /// The oid column `name` of `batch`.
-fn oids<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [i32]> {
+pub(crate) fn oids<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [i32]> {
     let column = batch
         .column_by_name(name)
         .ok_or_else(|| internal_datafusion_err!("the catalog table has no column {name}"))?;
@@ -88,7 +91,7 @@ fn oids<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [i32]> {
 }
 
 /// `pg_namespace`'s schema names by oid.
-async fn namespace_names(
+pub(crate) async fn namespace_names(
     namespaces: &dyn TableProvider,
     state: &dyn Session,
 ) -> Result<HashMap<i32, String>> {

@@ -21,6 +21,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use quantatom_engine::computed::ComputedTable;
 use quantatom_engine::metadata::MetadataStore;
 use quantatom_engine::postgres_settings::PostgresSettings;
+use quantatom_engine::type_modifiers::NumericModifiers;
 use quantatom_engine::visible_catalog::{Listing, VisibleRows};
 
 use super::catalog_arrays::{
@@ -98,11 +99,18 @@ impl SchemaProvider for SessionSettingsCatalog {
                 let Some(attributes) = self.inner.table(name).await? else {
                     return Ok(None);
                 };
+                let classes = self.required(PG_CLASS).await?;
+                let namespaces = self.required("pg_namespace").await?;
+                let attributes = NumericModifiers::wrap(
+                    attributes,
+                    Arc::clone(&classes),
+                    Arc::clone(&namespaces),
+                );
                 Ok(Some(VisibleRows::wrap(
                     attributes,
                     Listing::Attributes {
-                        classes: self.required(PG_CLASS).await?,
-                        namespaces: self.required("pg_namespace").await?,
+                        classes,
+                        namespaces,
                     },
                 )))
             }

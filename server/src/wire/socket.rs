@@ -117,8 +117,7 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
     let cancel = handlers.cancel_handler();
     let errors = handlers.error_handler();
 
-    // Dropped once the session starts, so that the timer wheel is empty and waiting for the
-    // client arms no timer.
+    // Dropped once the session starts: an idle connection keeps no timer in tokio's wheel.
     let mut startup_deadline = Some(Box::pin(tokio::time::sleep(STARTUP_TIMEOUT)));
     let negotiated = tokio::select! {
         _ = startup_ended(&mut startup_deadline) => return Ok(()),

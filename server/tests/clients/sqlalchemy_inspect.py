@@ -33,7 +33,7 @@ check("entity columns", [(c["name"], str(c["type"]), c["nullable"]) for c in col
 check("column defaults and comments", {(c["default"], c.get("comment"), c["autoincrement"]) for c in columns},
       {(None, None, False)})
 finance = {c["name"]: str(c["type"]) for c in inspector.get_columns("finance", schema="cube")}
-check("cube measure type", finance["amount"], "NUMERIC")
+check("cube measure type", finance["amount"], "NUMERIC(18, 2)")
 
 for table, schema in [("entity", "dim"), ("finance", "cube")]:
     check(f"{table} primary key", inspector.get_pk_constraint(table, schema=schema),

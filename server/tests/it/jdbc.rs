@@ -41,7 +41,7 @@ async fn jdbc_metadata_prepared_statements_and_streaming() {
         "schema|public",
         "table|cube|finance",
         "column|finance|entity|text",
-        "column|finance|amount|numeric",
+        "column|finance|amount|numeric|18|2",
         "column|entity|path|text",
         // Cubes and dimensions declare no keys or indexes; the calls succeed with no rows.
         "primaryKeys|entity|0",

@@ -98,10 +98,10 @@ async fn psql_describes_the_finance_cube() {
             "{column} is text:\n{out}\n{err}"
         );
     }
-    // datafusion-pg-catalog does not report type modifiers yet, so psql shows plain numeric.
+    // The measure's precision and scale, as PostgreSQL shows a numeric(18,2) column.
     assert!(
-        out.lines().any(|l| l.starts_with("amount|numeric|")),
-        "amount is numeric:\n{out}\n{err}"
+        out.lines().any(|l| l.starts_with("amount|numeric(18,2)|")),
+        "amount is numeric(18,2):\n{out}\n{err}"
     );
     server.stop().await;
 }

@@ -20,8 +20,12 @@ public class Metadata {
     static void printColumns(DatabaseMetaData meta, String schema, String table) throws SQLException {
         try (ResultSet columns = meta.getColumns(null, schema, table, "%")) {
             while (columns.next()) {
+                String type = columns.getString("TYPE_NAME");
+                // A numeric column's precision and scale, as the driver reads them from atttypmod.
+                String size = type.equals("numeric")
+                    ? "|" + columns.getInt("COLUMN_SIZE") + "|" + columns.getInt("DECIMAL_DIGITS") : "";
                 System.out.println("column|" + columns.getString("TABLE_NAME") + "|" + columns.getString("COLUMN_NAME")
-                    + "|" + columns.getString("TYPE_NAME"));
+                    + "|" + type + size);
             }
         }
     }
