@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{Result, internal_datafusion_err};
+use datafusion::common::Result;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::visible_catalog::{namespace_names, oids, rows, text};
+use crate::visible_catalog::{class_names, int4s, namespace_names, rows, text};
 
 /// PostgreSQL's type oid of `numeric`.
 const NUMERIC: i32 = 1700;
@@ -72,11 +72,9 @@ async fn relation_names(
     let namespaces = namespace_names(namespaces, state).await?;
     let mut names = HashMap::new();
     for batch in rows(classes, state).await? {
-        let spaces = oids(&batch, "relnamespace")?;
-        let relations = text(&batch, "relname")?;
-        for ((oid, space), name) in oids(&batch, "oid")?.iter().zip(spaces).zip(relations) {
-            if let Some(schema) = namespaces.get(space) {
-                names.insert(*oid, (schema.clone(), name.unwrap_or_default().to_owned()));
+        for (oid, schema, name) in class_names(&batch, &namespaces)? {
+            if let Some(schema) = schema {
+                names.insert(oid, (schema.to_owned(), name.to_owned()));
             }
         }
     }
@@ -103,19 +101,9 @@ async fn with_modifiers(
     tables: &mut HashMap<i32, Option<SchemaRef>>,
     state: &dyn Session,
 ) -> Result<RecordBatch> {
-    let mut modifiers: Vec<i32> = {
-        let column = batch
-            .column_by_name("atttypmod")
-            .ok_or_else(|| internal_datafusion_err!("pg_attribute has no atttypmod"))?;
-        column
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .ok_or_else(|| internal_datafusion_err!("pg_attribute.atttypmod is not int4"))?
-            .values()
-            .to_vec()
-    };
-    let types = oids(&batch, "atttypid")?;
-    let owners = oids(&batch, "attrelid")?;
+    let mut modifiers = int4s(&batch, "atttypmod")?.to_vec();
+    let types = int4s(&batch, "atttypid")?;
+    let owners = int4s(&batch, "attrelid")?;
     let names = text(&batch, "attname")?;
     for (row, modifier) in modifiers.iter_mut().enumerate() {
         if types[row] != NUMERIC {
@@ -161,15 +149,23 @@ impl TableProvider for NumericModifiers {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batches = rows(self.inner.as_ref(), state).await?;
-        let relations =
-            relation_names(self.classes.as_ref(), self.namespaces.as_ref(), state).await?;
-        let mut tables = HashMap::new();
-        let mut filled = Vec::with_capacity(batches.len());
-        for batch in batches {
-            filled.push(with_modifiers(batch, &relations, &mut tables, state).await?);
+        let mut batches = rows(self.inner.as_ref(), state).await?;
+        // pg_class and pg_namespace are read only when some column needs its table found.
+        let mut has_numeric = false;
+        for batch in &batches {
+            has_numeric |= int4s(batch, "atttypid")?.contains(&NUMERIC);
         }
-        MemorySourceConfig::try_new_exec(&[filled], self.schema(), projection.cloned())
+        if has_numeric {
+            let relations =
+                relation_names(self.classes.as_ref(), self.namespaces.as_ref(), state).await?;
+            let mut tables = HashMap::new();
+            let mut filled = Vec::with_capacity(batches.len());
+            for batch in batches {
+                filled.push(with_modifiers(batch, &relations, &mut tables, state).await?);
+            }
+            batches = filled;
+        }
+        MemorySourceConfig::try_new_exec(&[batches], self.schema(), projection.cloned())
             .map(|plan| plan as Arc<dyn ExecutionPlan>)
     }
 }

@@ -82,8 +82,8 @@ pub(crate) fn text<'a>(batch: &'a RecordBatch, name: &str) -> Result<Vec<Option<
     })
 }
 
-/// The oid column `name` of `batch`.
-pub(crate) fn oids<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [i32]> {
+/// The `int4` (or oid) column `name` of `batch`.
+pub(crate) fn int4s<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a [i32]> {
     let column = batch
         .column_by_name(name)
         .ok_or_else(|| internal_datafusion_err!("the catalog table has no column {name}"))?;
@@ -97,11 +97,30 @@ pub(crate) async fn namespace_names(
 ) -> Result<HashMap<i32, String>> {
     let mut names = HashMap::new();
     for batch in rows(namespaces, state).await? {
-        for (oid, name) in oids(&batch, "oid")?.iter().zip(text(&batch, "nspname")?) {
+        for (oid, name) in int4s(&batch, "oid")?.iter().zip(text(&batch, "nspname")?) {
             names.insert(*oid, name.unwrap_or_default().to_owned());
         }
     }
     Ok(names)
+}
+
+/// Each `pg_class` row of `batch` as its oid, its schema's name (`None`: a namespace not in
+/// `namespaces`) and its relation's name.
+pub(crate) fn class_names<'a>(
+    batch: &'a RecordBatch,
+    namespaces: &'a HashMap<i32, String>,
+) -> Result<Vec<(i32, Option<&'a str>, &'a str)>> {
+    let spaces = int4s(batch, "relnamespace")?;
+    let names = text(batch, "relname")?;
+    Ok(int4s(batch, "oid")?
+        .iter()
+        .zip(spaces)
+        .zip(names)
+        .map(|((oid, space), name)| {
+            let schema = namespaces.get(space).map(String::as_str);
+            (*oid, schema, name.unwrap_or_default())
+        })
+        .collect())
 }
 
 /// Whether each `pg_class` row of `batch` is about a relation `access` may see, with its oid.
@@ -110,16 +129,9 @@ fn visible_classes(
     namespaces: &HashMap<i32, String>,
     access: &SessionAccess,
 ) -> Result<Vec<(i32, bool)>> {
-    let spaces = oids(batch, "relnamespace")?;
-    let names = text(batch, "relname")?;
-    Ok(oids(batch, "oid")?
-        .iter()
-        .zip(spaces)
-        .zip(names)
-        .map(|((oid, space), name)| {
-            let schema = namespaces.get(space).map_or("", String::as_str);
-            (*oid, access.may_list(schema, name.unwrap_or_default()))
-        })
+    Ok(class_names(batch, namespaces)?
+        .into_iter()
+        .map(|(oid, schema, name)| (oid, access.may_list(schema.unwrap_or_default(), name)))
         .collect())
 }
 
@@ -185,7 +197,7 @@ impl TableProvider for VisibleRows {
                 batches
                     .iter()
                     .map(|batch| {
-                        Ok(oids(batch, "attrelid")?
+                        Ok(int4s(batch, "attrelid")?
                             .iter()
                             .map(|oid| Some(!hidden.contains(oid)))
                             .collect())
