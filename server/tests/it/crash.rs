@@ -1,13 +1,14 @@
 //! Crash safety: a server process killed at any point of a write (fail points, see
 //! `quantatom_table_providers`' `fail_point` module) leaves the cube readable at its last
 //! committed version, the ledger agrees (intact, holding the write exactly when it committed),
-//! and vacuum removes the data file a dead writer left behind.
+//! and vacuum removes the data file a dead writer left behind; on a local folder and on the
+//! S3-compatible server `scripts/test` starts.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use quantatom_engine::mdf::maintenance::vacuum;
-use quantatom_engine::storage::StorageConfig;
+use quantatom_engine::storage::{S3Settings, StorageConfig};
 use quantatom_engine::{Engine, EngineConfig};
 
 use crate::support::{TEST_DEMO_CELLS, connect_when_up, serve_command};
@@ -28,9 +29,46 @@ const FAIL_POINTS: [(&str, bool); 6] = [
 /// Each fail point is tried this many times.
 const ROUNDS: usize = 2;
 
-async fn engine(data_dir: &std::path::Path, demo_cells: Option<usize>) -> Engine {
+/// Where a crash test's cube lives: a fresh local folder, or a fresh prefix in the bucket of
+/// the S3-compatible server `scripts/test` starts (named by `QUANTATOM_TEST_S3_BUCKET` and the
+/// `AWS_*` variables).
+struct Place {
+    /// The server's `--data-dir`.
+    location: String,
+    storage: StorageConfig,
+    _folder: Option<tempfile::TempDir>,
+}
+
+impl Place {
+    fn local() -> Place {
+        let folder = tempfile::tempdir().unwrap();
+        Place {
+            location: folder.path().to_str().unwrap().to_owned(),
+            storage: StorageConfig::Local(folder.path().to_owned()),
+            _folder: Some(folder),
+        }
+    }
+
+    fn s3() -> Place {
+        let bucket = std::env::var("QUANTATOM_TEST_S3_BUCKET").expect(
+            "QUANTATOM_TEST_S3_BUCKET is not set: run ./scripts/test, which starts an S3-compatible server",
+        );
+        let location = format!("s3://{bucket}/crash-{}", uuid::Uuid::new_v4().simple());
+        let settings = S3Settings {
+            path_style: true,
+            ..S3Settings::default()
+        };
+        Place {
+            storage: StorageConfig::from_location(&location, settings).unwrap(),
+            location,
+            _folder: None,
+        }
+    }
+}
+
+async fn engine(place: &Place, demo_cells: Option<usize>) -> Engine {
     Engine::open(&EngineConfig {
-        storage: StorageConfig::Local(data_dir.to_owned()),
+        storage: place.storage.clone(),
         demo_cells,
         ledger: true,
         metadata: Default::default(),
@@ -83,11 +121,12 @@ pub(crate) fn free_port() -> u16 {
 const WRITE: &str =
     "INSERT INTO cube.finance VALUES ('Budget', '2025_01', 'DE', '4000', 'P0001', 'EUR', 1.23)";
 
-/// Runs the server binary over `data_dir` with `fail_point` armed, sends `write`, and waits
-/// for the process to die of it.
-async fn write_until_killed(data_dir: &std::path::Path, fail_point: &str, write: &str) {
+/// Runs the server binary over `place` with `fail_point` armed, sends `write`, and waits for
+/// the process to die of it.
+async fn write_until_killed(place: &Place, fail_point: &str, write: &str) {
     let port = free_port();
-    let mut server = serve_command(data_dir, port)
+    let mut server = serve_command(&place.location, port)
+        .env("QUANTATOM_S3_PATH_STYLE", "true")
         .env("QUANTATOM_FAIL_POINT", fail_point)
         .env("QUANTATOM_LOG", "warn")
         .stdout(Stdio::null())
@@ -131,38 +170,42 @@ async fn assert_ledger_agrees(engine: &Engine, fail_point: &str, committed: bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_killed_anywhere_leaves_the_last_committed_version() {
-    let attempts = (0..ROUNDS).flat_map(|_| FAIL_POINTS);
-    for (fail_point, committed) in attempts {
-        let data_dir = tempfile::tempdir().unwrap();
-        let before = state(&engine(data_dir.path(), Some(TEST_DEMO_CELLS)).await).await;
-        write_until_killed(data_dir.path(), fail_point, WRITE).await;
+    let places: [(&str, fn() -> Place); 2] = [("local folder", Place::local), ("S3", Place::s3)];
+    let attempts = (0..ROUNDS)
+        .flat_map(|_| places)
+        .flat_map(|place| FAIL_POINTS.map(|point| (place, point)));
+    for ((backend, new_place), (point, committed)) in attempts {
+        let case = &format!("{backend}, {point}");
+        let place = new_place();
+        let before = state(&engine(&place, Some(TEST_DEMO_CELLS)).await).await;
+        write_until_killed(&place, point, WRITE).await;
 
-        let reopened = engine(data_dir.path(), None).await;
+        let reopened = engine(&place, None).await;
         let after = state(&reopened).await;
         if committed {
-            assert_eq!(after.0, before.0 + 1, "{fail_point}: the entry was written");
-            assert!(after.1.contains("1.23"), "{fail_point}: {}", after.1);
-            assert_eq!(after.2, before.2, "{fail_point}: the cell was replaced");
+            assert_eq!(after.0, before.0 + 1, "{case}: the entry was written");
+            assert!(after.1.contains("1.23"), "{case}: {}", after.1);
+            assert_eq!(after.2, before.2, "{case}: the cell was replaced");
         } else {
-            assert_eq!(after, before, "{fail_point}: as if the write never began");
+            assert_eq!(after, before, "{case}: as if the write never began");
         }
 
-        assert_ledger_agrees(&reopened, fail_point, committed).await;
+        assert_ledger_agrees(&reopened, case, committed).await;
 
         let cube = reopened.cubes().cube("finance").unwrap();
         let report = vacuum(&cube, Duration::ZERO, Duration::ZERO, &|_| {})
             .await
             .unwrap();
-        let orphaned = matches!(fail_point, "mdf.after_data_upload" | "mdf.before_log_write");
+        let orphaned = matches!(point, "mdf.after_data_upload" | "mdf.before_log_write");
         assert_eq!(
             report.files_deleted,
             usize::from(orphaned),
-            "{fail_point}: vacuum removes the dead writer's file and nothing else"
+            "{case}: vacuum removes the dead writer's file and nothing else"
         );
         assert_eq!(
             state(&reopened).await,
             after,
-            "{fail_point}: vacuum changes no answer"
+            "{case}: vacuum changes no answer"
         );
     }
 }
@@ -170,15 +213,15 @@ async fn a_writer_killed_anywhere_leaves_the_last_committed_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_change_killed_before_its_ledger_entry_is_ledgered_after() {
     for _ in 0..ROUNDS {
-        let data_dir = tempfile::tempdir().unwrap();
-        drop(engine(data_dir.path(), Some(TEST_DEMO_CELLS)).await);
+        let place = Place::local();
+        drop(engine(&place, Some(TEST_DEMO_CELLS)).await);
         write_until_killed(
-            data_dir.path(),
+            &place,
             "metadata.after_member_commit",
             "INSERT INTO dim.entity (code, name, parent) VALUES ('PL', 'Poland', 'EMEA')",
         )
         .await;
-        let reopened = engine(data_dir.path(), None).await;
+        let reopened = engine(&place, None).await;
         let members = reopened.metadata().members("entity").await.unwrap();
         assert!(
             members.iter().any(|member| member.code == "PL"),

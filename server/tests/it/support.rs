@@ -185,7 +185,7 @@ pub async fn demo_engine(data_dir: &std::path::Path) -> Engine {
 
 /// The server binary about to serve `data_dir` (no demo) on `127.0.0.1:port`, its admin
 /// listener on a free port; callers add their own settings and spawn it.
-pub fn serve_command(data_dir: &std::path::Path, port: u16) -> tokio::process::Command {
+pub fn serve_command(data_dir: impl AsRef<std::ffi::OsStr>, port: u16) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_quantatom"));
     command
         .args([

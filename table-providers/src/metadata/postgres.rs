@@ -118,7 +118,7 @@ impl PostgresMetadataStore {
             .await?
             .query_one("SHOW server_version_num", &[])
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| store.failed(e))?
             .get(0);
         store.server_version = version.parse().unwrap_or(0);
         Ok(store)
@@ -143,6 +143,17 @@ impl PostgresMetadataStore {
         }
     }
 
+    /// What `error` means for the store. A lost connection also drops every idle pooled
+    /// connection: an outage cut them all, and one whose end has not been noticed yet would
+    /// otherwise be handed out after the server is back and fail once more.
+    fn failed(&self, error: tokio_postgres::Error) -> MetadataError {
+        let error = postgres_error(error);
+        if matches!(error, MetadataError::Unavailable(_)) {
+            self.pool.retain(|_, _| false);
+        }
+        error
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, MetadataError> {
         self.pool
             .get()
@@ -153,12 +164,12 @@ impl PostgresMetadataStore {
     /// Applies the migrations not applied yet.
     async fn migrate(&self) -> Result<(), MetadataError> {
         let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let transaction = client.transaction().await.map_err(|e| self.failed(e))?;
         // First the lock: even `CREATE ... IF NOT EXISTS` fails when two sessions race it.
         transaction
             .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
-            .map_err(postgres_error)?;
+            .map_err(|e| self.failed(e))?;
         transaction
             .batch_execute(
                 "CREATE SCHEMA IF NOT EXISTS quantatom;
@@ -168,11 +179,11 @@ impl PostgresMetadataStore {
                      applied_at timestamptz NOT NULL DEFAULT now())",
             )
             .await
-            .map_err(postgres_error)?;
+            .map_err(|e| self.failed(e))?;
         let applied: Vec<i32> = transaction
             .query("SELECT version FROM quantatom.schema_migrations", &[])
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| self.failed(e))?
             .iter()
             .map(|row| row.get(0))
             .collect();
@@ -189,14 +200,15 @@ impl PostgresMetadataStore {
                     &[version, name],
                 )
                 .await
-                .map_err(postgres_error)?;
+                .map_err(|e| self.failed(e))?;
             tracing::info!(version, name, "applied a metadata migration");
         }
-        transaction.commit().await.map_err(postgres_error)
+        transaction.commit().await.map_err(|e| self.failed(e))
     }
 
     /// Fails with `NotFound` unless `dimension` exists.
     async fn version_of(
+        &self,
         client: &deadpool_postgres::Object,
         dimension: &str,
     ) -> Result<u64, MetadataError> {
@@ -206,7 +218,7 @@ impl PostgresMetadataStore {
                 &[&dimension],
             )
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| self.failed(e))?
             .ok_or_else(|| MetadataError::NotFound(format!("dimension {dimension:?}")))?;
         Ok(row.get::<_, i64>(0) as u64)
     }
@@ -295,6 +307,7 @@ const MEMBER_ROWS: &str = "unnest($2::text[], $3::text[], $4::text[], $5::text[]
 
 /// Runs `sql` with the dimension as `$1` and `members`' columns after it.
 async fn execute_with_members(
+    store: &PostgresMetadataStore,
     transaction: &deadpool_postgres::Transaction<'_>,
     sql: &str,
     dimension: &str,
@@ -309,11 +322,12 @@ async fn execute_with_members(
     transaction
         .execute(sql, &parameters)
         .await
-        .map_err(postgres_error)
+        .map_err(|e| store.failed(e))
 }
 
 /// Inserts `members` of `dimension` in one statement.
 async fn insert_members(
+    store: &PostgresMetadataStore,
     transaction: &deadpool_postgres::Transaction<'_>,
     dimension: &str,
     members: &[&Member],
@@ -324,7 +338,7 @@ async fn insert_members(
          SELECT $1, code, name, parent, path::ltree, is_leaf, sort_order, attributes::jsonb \
          FROM {MEMBER_ROWS}"
     );
-    execute_with_members(transaction, &sql, dimension, members).await?;
+    execute_with_members(store, transaction, &sql, dimension, members).await?;
     Ok(())
 }
 
@@ -500,7 +514,7 @@ impl MetadataStore for PostgresMetadataStore {
                 &[],
             )
             .await
-            .map_err(postgres_error)?;
+            .map_err(|e| self.failed(e))?;
         Ok(rows
             .iter()
             .map(|row| Dimension {
@@ -565,10 +579,10 @@ impl MetadataStore for PostgresMetadataStore {
         let rows = client
             .query(&query.sql, &parameters)
             .await
-            .map_err(postgres_error)?;
+            .map_err(|e| self.failed(e))?;
         // Members found prove the dimension exists; only no rows needs the second question.
         if rows.is_empty() {
-            Self::version_of(&client, dimension).await?;
+            self.version_of(&client, dimension).await?;
         }
         let members = rows
             .iter()
@@ -581,7 +595,7 @@ impl MetadataStore for PostgresMetadataStore {
     }
 
     async fn dimension_version(&self, dimension: &str) -> Result<u64, MetadataError> {
-        Self::version_of(&self.client().await?, dimension).await
+        self.version_of(&self.client().await?, dimension).await
     }
 
     fn committed_changes(&self) -> u64 {
@@ -597,7 +611,7 @@ impl MetadataStore for PostgresMetadataStore {
     ) -> Result<u64, MetadataError> {
         self.check_labels(members.iter().map(|m| m.path.to_string()))?;
         let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let transaction = client.transaction().await.map_err(|e| self.failed(e))?;
         // The dimension's row is the lock every change of its members takes.
         let version: i64 = transaction
             .query_opt(
@@ -605,7 +619,7 @@ impl MetadataStore for PostgresMetadataStore {
                 &[&dimension],
             )
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| self.failed(e))?
             .ok_or_else(|| MetadataError::NotFound(format!("dimension {dimension:?}")))?
             .get(0);
         if version as u64 != read_version {
@@ -617,7 +631,7 @@ impl MetadataStore for PostgresMetadataStore {
         let before: BTreeMap<String, Member> = transaction
             .query(&query.sql, &[&dimension])
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| self.failed(e))?
             .iter()
             .map(|row| member(dimension, row).map(|m| (m.code.clone(), m)))
             .collect::<Result<_, _>>()?;
@@ -637,15 +651,15 @@ impl MetadataStore for PostgresMetadataStore {
                 &[&dimension, &gone],
             )
             .await
-            .map_err(postgres_error)?;
+            .map_err(|e| self.failed(e))?;
         let update = format!(
             "UPDATE quantatom.members AS target SET name = m.name, parent = m.parent, \
              path = m.path::ltree, is_leaf = m.is_leaf, sort_order = m.sort_order, \
              attributes = m.attributes::jsonb \
              FROM {MEMBER_ROWS} WHERE target.dimension = $1 AND target.code = m.code"
         );
-        execute_with_members(&transaction, &update, dimension, &changed).await?;
-        insert_members(&transaction, dimension, &added).await?;
+        execute_with_members(self, &transaction, &update, dimension, &changed).await?;
+        insert_members(self, &transaction, dimension, &added).await?;
         // The history row of each member changed, in the same transaction.
         let before_members: Vec<Member> = before.into_values().collect();
         let history = member_differences(&before_members, &members);
@@ -684,7 +698,7 @@ impl MetadataStore for PostgresMetadataStore {
                 ],
             )
             .await
-            .map_err(postgres_error)?;
+            .map_err(|e| self.failed(e))?;
         let version: i64 = transaction
             .query_one(
                 "UPDATE quantatom.dimensions SET version = version + 1 WHERE name = $1 \
@@ -692,9 +706,9 @@ impl MetadataStore for PostgresMetadataStore {
                 &[&dimension],
             )
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| self.failed(e))?
             .get(0);
-        transaction.commit().await.map_err(postgres_error)?;
+        transaction.commit().await.map_err(|e| self.failed(e))?;
         self.committed.fetch_add(1, Ordering::AcqRel);
         Ok(version as u64)
     }
@@ -714,7 +728,7 @@ impl MetadataStore for PostgresMetadataStore {
                 &[&dimension, &(after as i64)],
             )
             .await
-            .map_err(postgres_error)?;
+            .map_err(|e| self.failed(e))?;
         let parse = |text: Option<String>| -> Result<Option<Member>, MetadataError> {
             text.map(|text| serde_json::from_str(&text))
                 .transpose()
@@ -761,18 +775,18 @@ impl MetadataStore for PostgresMetadataStore {
             .read_only(true)
             .start()
             .await
-            .map_err(postgres_error)?;
+            .map_err(|e| self.failed(e))?;
         let query = |sql: &'static str| transaction.query(sql, &[]);
         let version: i64 = query("SELECT version FROM quantatom.access_version")
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| self.failed(e))?
             .first()
             .map(|row| row.get(0))
             .unwrap_or_default();
         let mut model = AccessModel::default();
         for row in query("SELECT name, can_login, is_admin, password_verifier FROM quantatom.roles")
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| self.failed(e))?
         {
             let role = Role {
                 name: row.get(0),
@@ -784,7 +798,7 @@ impl MetadataStore for PostgresMetadataStore {
         }
         for row in query("SELECT role, member FROM quantatom.role_memberships")
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| self.failed(e))?
         {
             model.memberships.insert(Membership {
                 role: row.get(0),
@@ -796,7 +810,7 @@ impl MetadataStore for PostgresMetadataStore {
              FROM quantatom.grants",
         )
         .await
-        .map_err(postgres_error)?
+        .map_err(|e| self.failed(e))?
         {
             let privilege: String = row.get(1);
             let corrupt = |what: String| MetadataError::Storage(format!("a grant: {what}"));
@@ -818,7 +832,7 @@ impl MetadataStore for PostgresMetadataStore {
                 scope,
             });
         }
-        transaction.commit().await.map_err(postgres_error)?;
+        transaction.commit().await.map_err(|e| self.failed(e))?;
         Ok((model, version as u64))
     }
 
@@ -830,14 +844,14 @@ impl MetadataStore for PostgresMetadataStore {
         let scopes = model.grants.iter().filter_map(|g| g.scope.as_ref());
         self.check_labels(scopes.map(|scope| scope.path.to_string()))?;
         let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let transaction = client.transaction().await.map_err(|e| self.failed(e))?;
         let version: i64 = transaction
             .query_one(
                 "SELECT version FROM quantatom.access_version FOR UPDATE",
                 &[],
             )
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| self.failed(e))?
             .get(0);
         if version as u64 != read_version {
             return Err(MetadataError::Conflict(format!(
@@ -909,7 +923,7 @@ impl MetadataStore for PostgresMetadataStore {
             transaction
                 .execute(sql, &parameters)
                 .await
-                .map_err(postgres_error)?;
+                .map_err(|e| self.failed(e))?;
         }
         let version: i64 = transaction
             .query_one(
@@ -917,9 +931,9 @@ impl MetadataStore for PostgresMetadataStore {
                 &[],
             )
             .await
-            .map_err(postgres_error)?
+            .map_err(|e| self.failed(e))?
             .get(0);
-        transaction.commit().await.map_err(postgres_error)?;
+        transaction.commit().await.map_err(|e| self.failed(e))?;
         self.committed.fetch_add(1, Ordering::AcqRel);
         Ok(version as u64)
     }
@@ -932,7 +946,7 @@ impl MetadataStore for PostgresMetadataStore {
         let members = new_dimension_members(self, &dimension, members).await?;
         self.check_labels(members.iter().map(|m| m.path.to_string()))?;
         let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(postgres_error)?;
+        let transaction = client.transaction().await.map_err(|e| self.failed(e))?;
         let created = transaction
             .execute(
                 "INSERT INTO quantatom.dimensions (name, description, hierarchy_of) \
@@ -944,7 +958,7 @@ impl MetadataStore for PostgresMetadataStore {
                 ],
             )
             .await
-            .map_err(postgres_error)?;
+            .map_err(|e| self.failed(e))?;
         if created == 0 {
             return Err(MetadataError::AlreadyExists(format!(
                 "dimension {:?}",
@@ -952,7 +966,7 @@ impl MetadataStore for PostgresMetadataStore {
             )));
         }
         let members: Vec<&Member> = members.iter().collect();
-        insert_members(&transaction, &dimension.name, &members).await?;
-        transaction.commit().await.map_err(postgres_error)
+        insert_members(self, &transaction, &dimension.name, &members).await?;
+        transaction.commit().await.map_err(|e| self.failed(e))
     }
 }
