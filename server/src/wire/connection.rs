@@ -489,9 +489,7 @@ impl SessionQueries {
         let Some(current) = current else {
             return Ok(());
         };
-        let access = self
-            .login
-            .resolve_access(current.user())
+        let access = Box::pin(self.login.resolve_access(current.user()))
             .await
             .map_err(|e| api_error(datafusion::common::DataFusionError::from(e)))?;
         if access.fingerprint() != current.fingerprint() {
@@ -522,8 +520,7 @@ impl SessionQueries {
         }
         let statement = statement.map_err(api_error)?;
         let access = self.session_access();
-        statement
-            .execute(self.login.store.as_ref(), access.as_deref())
+        Box::pin(statement.execute(self.login.store.as_ref(), access.as_deref()))
             .await
             .map_err(api_error)?;
         let user = access.as_ref().map_or("", |access| access.user());
@@ -543,7 +540,10 @@ impl SessionQueries {
         }
         let copy = copy.map_err(api_error)?;
         let options = FormatOptions::from_client_metadata(client.metadata());
-        stop.until_stopped(copy.run(&self.session, options)).await
+        // Boxed: its state (several KiB) would otherwise be part of every query's future,
+        // moved into each `do_query`'s box even when the query is no COPY.
+        stop.until_stopped(Box::pin(copy.run(&self.session, options)))
+            .await
     }
 
     /// Starts `query` (its text as `pg_stat_activity` shows it): stoppable by cancel and timeout.
@@ -806,7 +806,7 @@ impl ExtendedQueryHandler for SessionQueries {
                     .replace_params_with_values(&parameters)
                     .map_err(api_error)?;
                 return stop
-                    .until_stopped(run_tagged(&self.session, bound, tag))
+                    .until_stopped(Box::pin(run_tagged(&self.session, bound, tag)))
                     .await;
             }
             let prepared = self.plans.plan_prepared_query(sql, statement, plan)?;

@@ -120,7 +120,9 @@ impl SessionPlans {
         if let Some(plan) = self.cache.plans().get(query) {
             return Ok(SimpleQueryPlan::Reusable(plan));
         }
-        self.plan_new_simple_query(query)
+        // Boxed, as every rare and large step of a query is: planning's state (KiBs) would
+        // otherwise be part of every query's future, which is moved whole into its box.
+        Box::pin(self.plan_new_simple_query(query))
             .instrument(tracing::info_span!("planning"))
             .await
     }
@@ -192,9 +194,7 @@ impl SessionPlans {
         format: &Format,
         options: Arc<FormatOptions>,
     ) -> PgWireResult<Response> {
-        let frame = self
-            .session
-            .execute_logical_plan(plan)
+        let frame = Box::pin(self.session.execute_logical_plan(plan))
             .await
             .map_err(api_error)?;
         let schema = Arc::clone(frame.schema().inner());
