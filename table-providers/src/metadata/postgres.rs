@@ -305,41 +305,44 @@ impl MemberColumns {
 const MEMBER_ROWS: &str = "unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], \
      $7::int4[], $8::text[]) AS m(code, name, parent, path, is_leaf, sort_order, attributes)";
 
-/// Runs `sql` with the dimension as `$1` and `members`' columns after it.
-async fn execute_with_members(
-    store: &PostgresMetadataStore,
-    transaction: &deadpool_postgres::Transaction<'_>,
-    sql: &str,
-    dimension: &str,
-    members: &[&Member],
-) -> Result<u64, MetadataError> {
-    if members.is_empty() {
-        return Ok(0);
+impl PostgresMetadataStore {
+    /// Runs `sql` with the dimension as `$1` and `members`' columns after it.
+    async fn execute_with_members(
+        &self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+        sql: &str,
+        dimension: &str,
+        members: &[&Member],
+    ) -> Result<u64, MetadataError> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        let columns = MemberColumns::of(members.iter().copied())?;
+        let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&dimension];
+        parameters.extend(columns.parameters());
+        transaction
+            .execute(sql, &parameters)
+            .await
+            .map_err(|e| self.failed(e))
     }
-    let columns = MemberColumns::of(members.iter().copied())?;
-    let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&dimension];
-    parameters.extend(columns.parameters());
-    transaction
-        .execute(sql, &parameters)
-        .await
-        .map_err(|e| store.failed(e))
-}
 
-/// Inserts `members` of `dimension` in one statement.
-async fn insert_members(
-    store: &PostgresMetadataStore,
-    transaction: &deadpool_postgres::Transaction<'_>,
-    dimension: &str,
-    members: &[&Member],
-) -> Result<(), MetadataError> {
-    let sql = format!(
-        "INSERT INTO quantatom.members \
-         (dimension, code, name, parent, path, is_leaf, sort_order, attributes) \
-         SELECT $1, code, name, parent, path::ltree, is_leaf, sort_order, attributes::jsonb \
-         FROM {MEMBER_ROWS}"
-    );
-    execute_with_members(store, transaction, &sql, dimension, members).await?;
-    Ok(())
+    /// Inserts `members` of `dimension` in one statement.
+    async fn insert_members(
+        &self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+        dimension: &str,
+        members: &[&Member],
+    ) -> Result<(), MetadataError> {
+        let sql = format!(
+            "INSERT INTO quantatom.members \
+             (dimension, code, name, parent, path, is_leaf, sort_order, attributes) \
+             SELECT $1, code, name, parent, path::ltree, is_leaf, sort_order, attributes::jsonb \
+             FROM {MEMBER_ROWS}"
+        );
+        self.execute_with_members(transaction, &sql, dimension, members)
+            .await?;
+        Ok(())
+    }
 }
 
 /// A member read by [`MemberQuery`]'s columns.
@@ -658,8 +661,9 @@ impl MetadataStore for PostgresMetadataStore {
              attributes = m.attributes::jsonb \
              FROM {MEMBER_ROWS} WHERE target.dimension = $1 AND target.code = m.code"
         );
-        execute_with_members(self, &transaction, &update, dimension, &changed).await?;
-        insert_members(self, &transaction, dimension, &added).await?;
+        self.execute_with_members(&transaction, &update, dimension, &changed)
+            .await?;
+        self.insert_members(&transaction, dimension, &added).await?;
         // The history row of each member changed, in the same transaction.
         let before_members: Vec<Member> = before.into_values().collect();
         let history = member_differences(&before_members, &members);
@@ -966,7 +970,8 @@ impl MetadataStore for PostgresMetadataStore {
             )));
         }
         let members: Vec<&Member> = members.iter().collect();
-        insert_members(self, &transaction, &dimension.name, &members).await?;
+        self.insert_members(&transaction, &dimension.name, &members)
+            .await?;
         transaction.commit().await.map_err(|e| self.failed(e))
     }
 }
