@@ -489,6 +489,7 @@ impl SessionQueries {
         let Some(current) = current else {
             return Ok(());
         };
+        // Boxed, as every rare and large step of a query is (see `copy_out`).
         let access = Box::pin(self.login.resolve_access(current.user()))
             .await
             .map_err(|e| api_error(datafusion::common::DataFusionError::from(e)))?;
@@ -520,6 +521,7 @@ impl SessionQueries {
         }
         let statement = statement.map_err(api_error)?;
         let access = self.session_access();
+        // Boxed, as every rare and large step of a query is (see `copy_out`).
         Box::pin(statement.execute(self.login.store.as_ref(), access.as_deref()))
             .await
             .map_err(api_error)?;
@@ -805,6 +807,7 @@ impl ExtendedQueryHandler for SessionQueries {
                     .clone()
                     .replace_params_with_values(&parameters)
                     .map_err(api_error)?;
+                // Boxed, as every rare and large step of a query is (see `copy_out`).
                 return stop
                     .until_stopped(Box::pin(run_tagged(&self.session, bound, tag)))
                     .await;

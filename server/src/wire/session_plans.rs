@@ -194,6 +194,7 @@ impl SessionPlans {
         format: &Format,
         options: Arc<FormatOptions>,
     ) -> PgWireResult<Response> {
+        // Boxed, as every rare and large step of a query is (see `plan_simple_query`).
         let frame = Box::pin(self.session.execute_logical_plan(plan))
             .await
             .map_err(api_error)?;
