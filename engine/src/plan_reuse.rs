@@ -42,7 +42,7 @@ use indexmap::IndexMap;
 use quantatom_table_providers::mdf::transaction::SessionWrites;
 use quantatom_table_providers::table_version;
 
-use crate::tiles::TileExec;
+use crate::tiles::{self, TileExec};
 
 /// How many plans a session keeps; the least recently used one goes first.
 pub const PLANS_PER_SESSION: usize = 256;
@@ -276,7 +276,7 @@ impl<B: Default> ReusablePlan<B> {
             return Ok(None);
         }
         let parameter_types = parameter_types(plan)?;
-        let optimized = state.optimize(plan)?;
+        let optimized = tiles::optimize(state, plan)?;
         let mut scans = Vec::new();
         optimized.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {

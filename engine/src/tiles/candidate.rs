@@ -2,7 +2,10 @@
 //! folds `now()` or `current_date` into literals, after which nothing would show that the
 //! answer depends on the moment. [`MarkTileCandidates`] (the last analyzer rule) wraps such a
 //! query in a [`TileCandidate`] node, which [`super::TilePlanner`] takes off again; any other
-//! physical planner plans the node as its input ([`PlanTileCandidates`]).
+//! physical planner plans the node as its input ([`PlanTileCandidates`]). [`optimize`] runs
+//! the optimiser on a candidate's query with the node taken off, since DataFusion's optimiser
+//! rewrites an extension node's input through a copy of it, which would copy the whole query
+//! once for every rule.
 
 use std::fmt;
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use datafusion::catalog::Session;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchemaRef, Result};
+use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
     Analyze, Expr, Extension, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
@@ -42,6 +46,14 @@ impl TileCandidate {
             .map(|candidate| &candidate.query)
     }
 
+    /// The query inside `plan` when `plan` is a candidate, else `plan` back as the error.
+    fn into_query(plan: LogicalPlan) -> std::result::Result<LogicalPlan, LogicalPlan> {
+        match Self::query_of(&plan) {
+            Some(query) => Ok(query.clone()),
+            None => Err(plan),
+        }
+    }
+
     /// `query` wrapped, when it is a candidate; else `query` itself.
     fn mark(query: LogicalPlan) -> Result<LogicalPlan> {
         if !is_reusable(&query)? || !reads_a_table(&query)? {
@@ -55,6 +67,28 @@ impl TileCandidate {
         LogicalPlan::Extension(Extension {
             node: Arc::new(TileCandidate { query }),
         })
+    }
+}
+
+/// `plan` analysed and optimised, as [`SessionState::optimize`] does it, except that a
+/// candidate's query is optimised on its own and wrapped again afterwards: under the node, every
+/// optimiser rule would rewrite a copy of the whole query (for `EXPLAIN`, whose output shows
+/// each rule's plan, [`SessionState::optimize`] itself).
+pub fn optimize(state: &SessionState, plan: &LogicalPlan) -> Result<LogicalPlan> {
+    if matches!(plan, LogicalPlan::Explain(_)) {
+        return state.optimize(plan);
+    }
+    let analysed =
+        state
+            .analyzer()
+            .execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
+    match TileCandidate::into_query(analysed) {
+        Ok(query) => Ok(TileCandidate::wrap(state.optimizer().optimize(
+            query,
+            state,
+            |_, _| {},
+        )?)),
+        Err(plan) => state.optimizer().optimize(plan, state, |_, _| {}),
     }
 }
 

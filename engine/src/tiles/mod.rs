@@ -48,7 +48,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use quantatom_table_providers::cache_counters::CacheCounters;
 use tracing::Instrument;
 
-pub use candidate::{MarkTileCandidates, PlanTileCandidates, TileCandidate};
+pub use candidate::{MarkTileCandidates, PlanTileCandidates, TileCandidate, optimize};
 pub use exec::TileExec;
 pub use hot::{HOT_FOR, HOT_QUERIES, HotTiles};
 pub use key::TileKey;

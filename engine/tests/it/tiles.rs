@@ -117,6 +117,31 @@ async fn a_repeated_grid_is_served_from_a_tile_until_a_commit() {
 
 /// A grid served from a tile is hot: after a commit, the engine computes its new tile before
 /// anyone asks, and the next read is a hit with the new value.
+/// `tiles::optimize` takes a candidate's mark off while the optimiser runs (so that no rule
+/// rewrites a copy of the whole query): the plan it makes is DataFusion's own, mark included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_is_optimised_as_datafusion_optimises_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_over(dir.path(), TileCacheConfig::default()).await;
+    let state = engine.session_state();
+    for sql in [
+        GRID,
+        "SELECT version, now() FROM cube.finance LIMIT 1",
+        "SELECT 1",
+    ] {
+        let plan = state.create_logical_plan(sql).await.unwrap();
+        let ours = quantatom_engine::tiles::optimize(&state, &plan).unwrap();
+        let datafusions = state.optimize(&plan).unwrap();
+        assert_eq!(
+            ours.display_indent_schema().to_string(),
+            datafusions.display_indent_schema().to_string(),
+            "{sql}"
+        );
+        let candidate = quantatom_engine::tiles::TileCandidate::query_of(&ours).is_some();
+        assert_eq!(candidate, sql == GRID, "{sql}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_tile_is_recomputed_after_a_commit() {
     let dir = tempfile::tempdir().unwrap();
