@@ -13,10 +13,10 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
 use tracing::subscriber::Interest;
-use tracing_subscriber::filter::{DynFilterFn, FilterExt, Targets};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter::{DynFilterFn, FilterExt, LevelFilter, Targets};
+use tracing_subscriber::layer::{Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +26,25 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, with the fields of the event and of its spans.
     Json,
+}
+
+/// Which events become log lines: those `chosen` lets through, and the query log's lines. Its
+/// level hint is `chosen`'s (at least the query log's INFO), which `try_init` also makes the
+/// `log` crate's maximum level.
+fn event_filter(chosen: EnvFilter) -> impl Filter<Registry> + Send + Sync + 'static {
+    let query_log = Targets::new().with_target("quantatom::query", Level::INFO);
+    // Spans are never this layer's: it says so per callsite, so that without an exporter
+    // no span is made at all (a filter deciding per span would still be asked each time).
+    let only_events = DynFilterFn::new(|metadata, _| metadata.is_event())
+        .with_callsite_filter(|metadata| match metadata.is_span() {
+            true => Interest::never(),
+            false => Interest::sometimes(),
+        })
+        // Leaves the level to `chosen`: a filter without a hint would make the combined
+        // hint, and so the `log` crate's maximum level, TRACE, and every `log::debug!` of
+        // DataFusion's would then be turned into an event only to be dropped.
+        .with_max_level_hint(LevelFilter::TRACE);
+    only_events.and(chosen.or(query_log))
 }
 
 /// The installed logging and tracing; [`Telemetry::shutdown`] sends the spans still queued.
@@ -42,17 +61,7 @@ impl Telemetry {
     pub fn install(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Self, String> {
         let chosen =
             EnvFilter::try_from_env("QUANTATOM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-        let query_log = Targets::new().with_target("quantatom::query", Level::INFO);
-        // Spans are never this layer's: it says so per callsite, so that without an exporter
-        // no span is made at all (a filter deciding per span would still be asked each time).
-        let only_events =
-            DynFilterFn::new(|metadata, _| metadata.is_event()).with_callsite_filter(|metadata| {
-                match metadata.is_span() {
-                    true => Interest::never(),
-                    false => Interest::sometimes(),
-                }
-            });
-        let events = only_events.and(chosen.or(query_log));
+        let events = event_filter(chosen);
         let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
         let lines = match format {
             // Colours only on a terminal: logs written to files and collectors stay plain.
@@ -141,4 +150,18 @@ fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, String> {
         .with_batch_exporter(exporter)
         .with_resource(resource)
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_level_hint_is_the_chosen_level_or_the_query_logs() {
+        let hint = |chosen: &str| event_filter(EnvFilter::new(chosen)).max_level_hint();
+        assert_eq!(hint("warn"), Some(LevelFilter::INFO));
+        assert_eq!(hint("info"), Some(LevelFilter::INFO));
+        assert_eq!(hint("warn,datafusion=debug"), Some(LevelFilter::DEBUG));
+        assert_eq!(hint("trace"), Some(LevelFilter::TRACE));
+    }
 }

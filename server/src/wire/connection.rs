@@ -786,11 +786,17 @@ impl ExtendedQueryHandler for SessionQueries {
     {
         self.refresh_access().await?;
         let (sql, parsed) = &portal.statement.statement;
-        if let Some(statement) = AccessStatement::parse(sql) {
+        // A statement parsed into a plan is neither of these (see `parse_sql`), so the text of
+        // a prepared query is not scanned for them on every Execute.
+        if parsed.is_none()
+            && let Some(statement) = AccessStatement::parse(sql)
+        {
             return self.run_access_statement(client, statement).await;
         }
         let stop = self.begin_query(client, sql);
-        if let Some(copy) = CopyOut::parse(sql) {
+        if parsed.is_none()
+            && let Some(copy) = CopyOut::parse(sql)
+        {
             return self.copy_out(client, copy, stop).await;
         }
         if let Some((statement, plan)) = parsed {
