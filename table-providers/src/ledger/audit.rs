@@ -168,7 +168,7 @@ impl TableProvider for LedgerTable {
             dimensions: 0,
         };
         let scan = files
-            .file_set(snapshot.files.clone())
+            .file_set(snapshot.files.to_vec())
             .scan(state, projection, filters, limit)
             .await?;
         // DataFusion pushes this filter, like the query's own, into the Parquet scan.

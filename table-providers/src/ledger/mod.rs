@@ -153,15 +153,18 @@ fn row_hash(prev_hash: &str, fields: &[Option<&str>]) -> String {
     hex(hasher.finalize().as_slice())
 }
 
-/// The last cube version of `source` the ledger at `snapshot` covers, if any.
+/// The last cube version of `source` the ledger at `snapshot` covers, if any: the one its
+/// newest file of `source` ends with, since each append covers the versions after the last
+/// one ledgered and nothing reorders the ledger's files (so a ledger of many commits is not
+/// read through for every new one).
 fn ledgered_up_to(snapshot: &Snapshot, source: &str) -> Option<u64> {
     snapshot
         .files
         .iter()
+        .rev()
         .filter_map(|file| file.bounds.as_ref())
         .filter(|bounds| bounds.min.first().map(String::as_str) == Some(source))
-        .filter_map(|bounds| bounds.max.get(1)?.parse::<u64>().ok())
-        .max()
+        .find_map(|bounds| bounds.max.get(1)?.parse::<u64>().ok())
 }
 
 impl Ledger {

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::marks::Marks;
+use super::shared_list::SharedList;
 use super::{CubeDefinition, MdfError};
 use crate::fail_point::fail_point;
 use crate::storage::{CommitEvent, Storage};
@@ -287,13 +288,13 @@ pub struct Snapshot {
     /// The cube's definition from entry 0.
     pub cube: CubeDefinition,
     /// Every live data file, oldest first.
-    pub files: Vec<DataFile>,
+    pub files: SharedList<DataFile>,
     /// Every commit up to this version, oldest first.
-    pub commits: Vec<Commit>,
+    pub commits: SharedList<Commit>,
     /// Files compactions replaced, with the version that replaced each: older versions still
     /// read them, until vacuum deletes them.
     #[serde(default)]
-    pub retired: Vec<RetiredFile>,
+    pub retired: SharedList<RetiredFile>,
 }
 
 /// A data file a compaction replaced.
@@ -895,12 +896,15 @@ impl Snapshot {
         if version.0 == 0 || version > self.version {
             return None;
         }
-        let later = self
+        // The commits are in version order: those from `version` on are the last ones.
+        let later: Vec<&Commit> = self
             .commits
             .iter()
-            .filter(|commit| commit.version >= version);
+            .rev()
+            .take_while(|commit| commit.version >= version)
+            .collect();
         if later
-            .clone()
+            .iter()
             .any(|commit| commit.operation == CommitOperation::Compact)
         {
             return None;
@@ -914,12 +918,7 @@ impl Snapshot {
                 .filter(|file| file.sequence() < version)
                 .cloned()
                 .collect(),
-            commits: self
-                .commits
-                .iter()
-                .filter(|commit| commit.version < version)
-                .cloned()
-                .collect(),
+            commits: self.commits.prefix(self.commits.len() - later.len()),
             retired: self.retired.clone(),
         })
     }
@@ -933,19 +932,18 @@ impl Snapshot {
             let bounds = file.bounds.as_ref()?;
             Some((bounds.min.first()?.as_str(), bounds.max.first()?.as_str()))
         }
-        let mut order: Vec<usize> = (0..self.files.len()).collect();
-        order.sort_by_key(|&index| first_range(&self.files[index]).map(|(low, _)| low));
-        let mut rivals = vec![Vec::new(); self.files.len()];
+        let files: Vec<&DataFile> = self.files.iter().collect();
+        let mut order: Vec<usize> = (0..files.len()).collect();
+        order.sort_by_key(|&index| first_range(files[index]).map(|(low, _)| low));
+        let mut rivals = vec![Vec::new(); files.len()];
         let mut open: Vec<usize> = Vec::new();
         for index in order {
-            let file = &self.files[index];
+            let file = files[index];
             if let Some((low, _)) = first_range(file) {
-                open.retain(|&other| {
-                    first_range(&self.files[other]).is_none_or(|(_, high)| high >= low)
-                });
+                open.retain(|&other| first_range(files[other]).is_none_or(|(_, high)| high >= low));
             }
             for &other in &open {
-                if file.may_overlap(&self.files[other]) {
+                if file.may_overlap(files[other]) {
                     rivals[index].push(other);
                     rivals[other].push(index);
                 }
@@ -975,9 +973,9 @@ impl Snapshot {
         let created = Snapshot {
             version,
             cube,
-            files: Vec::new(),
-            commits: Vec::new(),
-            retired: Vec::new(),
+            files: SharedList::default(),
+            commits: SharedList::default(),
+            retired: SharedList::default(),
         };
         created.with(std::iter::once(first).chain(entries).collect())
     }
@@ -1125,9 +1123,10 @@ mod tests {
                 bounded(2, ["c", "y"], ["e", "z"]),
                 bounded(3, ["f", "a"], ["g", "z"]),
                 file(4),
-            ],
-            commits: Vec::new(),
-            retired: Vec::new(),
+            ]
+            .into(),
+            commits: SharedList::default(),
+            retired: SharedList::default(),
         };
         let mut rivals = snapshot.rivals();
         rivals.iter_mut().for_each(|r| r.sort_unstable());
@@ -1301,7 +1300,7 @@ mod tests {
         let at_one = log.at(SnapshotVersion(1)).await.unwrap();
         assert_eq!(paths(&at_one), [file(1).path]);
         assert_eq!(at_one.commits.len(), 2, "create and the first append");
-        assert_eq!(log.at(SnapshotVersion(0)).await.unwrap().files, []);
+        assert!(log.at(SnapshotVersion(0)).await.unwrap().files.is_empty());
         let as_of = log.as_of(between).await.unwrap();
         assert_eq!(as_of.version, SnapshotVersion(1));
         let latest = log.as_of(now_ms()).await.unwrap();

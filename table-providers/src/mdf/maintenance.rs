@@ -136,7 +136,7 @@ pub async fn compact(
     let total = inputs.iter().map(|file| file.rows).sum();
     progress(Progress::Merging { done: 0, total });
     let chosen = Snapshot {
-        files: inputs.clone(),
+        files: inputs.clone().into(),
         ..snapshot.as_ref().clone()
     };
     let merged = table

@@ -86,14 +86,15 @@ impl CubeFiles {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let files = &snapshot.files;
+        let files: Vec<&DataFile> = snapshot.files.iter().collect();
         let rivals: Vec<Vec<&DataFile>> = snapshot
             .rivals()
             .into_iter()
-            .map(|indices| indices.into_iter().map(|index| &files[index]).collect())
+            .map(|indices| indices.into_iter().map(|index| files[index]).collect())
             .collect();
         let alone: Vec<DataFile> = files
             .iter()
+            .copied()
             .zip(&rivals)
             .filter(|(file, rivals)| rivals.is_empty() && file.kind == FileKind::Cells)
             .map(|(file, _)| file.clone())
@@ -117,7 +118,12 @@ impl CubeFiles {
             uncontested.push(self.read(alone, coordinate_filter.clone())?);
         }
         let mut contested = Vec::new();
-        for (file, rivals) in files.iter().zip(&rivals).filter(|(_, r)| !r.is_empty()) {
+        for (file, rivals) in files
+            .iter()
+            .copied()
+            .zip(&rivals)
+            .filter(|(_, r)| !r.is_empty())
+        {
             let shared = self.any_shared_box(file, rivals);
             if file.kind == FileKind::Cells && shared != lit(true) {
                 let outside = and_maybe(!shared.clone(), coordinate_filter.clone());

@@ -19,6 +19,7 @@ pub mod maintenance_sql;
 mod marks;
 mod member_cells;
 pub(crate) mod merge;
+pub mod shared_list;
 pub mod spread;
 mod table;
 pub mod time_travel;
