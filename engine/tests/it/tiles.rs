@@ -115,8 +115,6 @@ async fn a_repeated_grid_is_served_from_a_tile_until_a_commit() {
     assert_eq!(grid_cell(&engine).await, before + 250, "never stale");
 }
 
-/// A grid served from a tile is hot: after a commit, the engine computes its new tile before
-/// anyone asks, and the next read is a hit with the new value.
 /// `tiles::optimize` takes a candidate's mark off while the optimiser runs (so that no rule
 /// rewrites a copy of the whole query): the plan it makes is DataFusion's own, mark included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,6 +140,8 @@ async fn a_candidate_is_optimised_as_datafusion_optimises_it() {
     }
 }
 
+/// A grid served from a tile is hot: after a commit, the engine computes its new tile before
+/// anyone asks, and the next read is a hit with the new value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_tile_is_recomputed_after_a_commit() {
     let dir = tempfile::tempdir().unwrap();

@@ -408,7 +408,7 @@ impl Ledger {
             broken: None,
         };
         let mut covered: HashMap<String, u64> = HashMap::new();
-        for file in &ledger.files {
+        for file in ledger.files.iter() {
             if let Some(broken) = self
                 .verify_file(file, &mut verification, &mut covered)
                 .await

@@ -92,9 +92,9 @@ impl CubeFiles {
             .into_iter()
             .map(|indices| indices.into_iter().map(|index| files[index]).collect())
             .collect();
-        let alone: Vec<DataFile> = files
+        let alone: Vec<DataFile> = snapshot
+            .files
             .iter()
-            .copied()
             .zip(&rivals)
             .filter(|(file, rivals)| rivals.is_empty() && file.kind == FileKind::Cells)
             .map(|(file, _)| file.clone())
@@ -118,9 +118,9 @@ impl CubeFiles {
             uncontested.push(self.read(alone, coordinate_filter.clone())?);
         }
         let mut contested = Vec::new();
-        for (file, rivals) in files
+        for (file, rivals) in snapshot
+            .files
             .iter()
-            .copied()
             .zip(&rivals)
             .filter(|(_, r)| !r.is_empty())
         {

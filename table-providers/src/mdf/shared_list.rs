@@ -167,15 +167,6 @@ impl<T: Clone> Extend<T> for SharedList<T> {
     }
 }
 
-impl<'a, T> IntoIterator for &'a SharedList<T> {
-    type Item = &'a T;
-    type IntoIter = Box<dyn DoubleEndedIterator<Item = &'a T> + 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
-    }
-}
-
 impl<T: PartialEq> PartialEq for SharedList<T> {
     fn eq(&self, other: &Self) -> bool {
         self.len() == other.len() && self.iter().eq(other.iter())
