@@ -7,7 +7,9 @@ use clap::Parser;
 use quantatom_engine::bench_model::{self, Profile};
 use quantatom_engine::demo::DemoSize;
 use quantatom_engine::mdf::MdfTable;
-use quantatom_engine::mdf::maintenance::{self, DEFAULT_RETENTION, ORPHAN_MIN_AGE, Progress};
+use quantatom_engine::mdf::maintenance::{
+    self, CompactionScope, DEFAULT_RETENTION, ORPHAN_MIN_AGE, Progress,
+};
 use quantatom_engine::metadata::{AccessChange, MetadataStore, Role, ScramVerifier, change_access};
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::{Engine, EngineConfig, OpenError};
@@ -368,9 +370,10 @@ async fn compact_cube(args: CubeArgs) -> Result<(), String> {
     let (engine, cube) = open_cube(args).await?;
     let (bar, report) = progress_bar();
     let session = engine.new_session().state();
-    let compacted = maintenance::compact(&cube, &session, os_user(), &report)
-        .await
-        .map_err(|e| format!("compaction failed: {e}"))?;
+    let compacted =
+        maintenance::compact(&cube, &session, CompactionScope::Full, os_user(), &report)
+            .await
+            .map_err(|e| format!("compaction failed: {e}"))?;
     bar.finish_and_clear();
     let name = &cube.definition().name;
     match compacted.version {

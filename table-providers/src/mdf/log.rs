@@ -29,6 +29,10 @@ const MAX_COMMIT_ATTEMPTS: usize = 100;
 /// How many log entries a read fetches at once (each is a request to the store).
 const ENTRIES_READ_AT_ONCE: usize = 16;
 
+/// How many entries after the latest known snapshot a read fetches one by one before it
+/// lists the rest of the log (see `CubeLog::entries_after`).
+const ENTRIES_PROBED: usize = 4;
+
 /// Every this many versions, the committer of the version writes a checkpoint: the whole
 /// snapshot in one object, so that opening a cube reads it and the entries after it.
 pub const CHECKPOINT_INTERVAL: u64 = 100;
@@ -393,8 +397,8 @@ pub struct Change {
     pub statement: Option<StatementRef>,
 }
 
-/// The log of one cube. Clones share what has been read of it: each read lists only the
-/// entries committed after the last snapshot it knows and reads just those.
+/// The log of one cube. Clones share what has been read of it: each read fetches only the
+/// entries committed after the last snapshot it knows.
 #[derive(Debug, Clone)]
 pub struct CubeLog {
     storage: Storage,
@@ -449,6 +453,37 @@ impl CubeLog {
     /// The latest snapshot read so far, if any.
     fn known(&self) -> Option<Arc<Snapshot>> {
         self.known.lock().expect("log cache poisoned").clone()
+    }
+
+    /// The entries committed after `after` (all of them when `None`), in order. A read mostly
+    /// finds none or a few (this process's own commits), so it fetches the entries after
+    /// `after` one by one until one is missing: a request per new entry and one more, however
+    /// long the log (a listing of a local folder reads every entry's name, which made each
+    /// commit slower than the last). Past [`ENTRIES_PROBED`] entries it lists the rest in one
+    /// request and fetches them several at a time.
+    async fn entries_after(
+        &self,
+        after: Option<SnapshotVersion>,
+    ) -> Result<Vec<LogEntry>, MdfError> {
+        let mut entries = Vec::new();
+        if let Some(after) = after {
+            for version in (after.0 + 1..).take(ENTRIES_PROBED) {
+                match self.read_entry(SnapshotVersion(version)).await {
+                    Ok(entry) => entries.push(entry),
+                    Err(MdfError::Storage(object_store::Error::NotFound { .. })) => {
+                        return Ok(entries);
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        let listed_after = entries
+            .last()
+            .map(|entry: &LogEntry| entry.version)
+            .or(after);
+        let rest = self.versions_after(listed_after).await?;
+        entries.extend(self.read_entries(rest).await?);
+        Ok(entries)
     }
 
     /// The versions committed after `after` (all of them when `None`), in order: one listing
@@ -511,15 +546,9 @@ impl CubeLog {
         Ok(entry)
     }
 
-    /// The latest committed version (one listing of the entries after the latest known, no
-    /// entry read); `NotFound` when the cube has no log.
+    /// The latest committed version; `NotFound` when the cube has no log.
     pub async fn latest_version(&self) -> Result<SnapshotVersion, MdfError> {
-        let known = self.known().map(|snapshot| snapshot.version);
-        let newer = settled(|| self.versions_after(known)).await?;
-        match newer.last().copied().or(known) {
-            Some(version) => Ok(version),
-            None => Err(MdfError::NotFound(self.cube_dir.to_string())),
-        }
+        Ok(self.latest().await?.version)
     }
 
     /// Reads the latest snapshot (the entries committed since the last read, applied to what
@@ -533,10 +562,9 @@ impl CubeLog {
             Some(known) => Some(known),
             None => self.last_checkpoint().await?.map(Arc::new),
         };
-        let newer = self
-            .versions_after(known.as_ref().map(|snapshot| snapshot.version))
+        let entries = self
+            .entries_after(known.as_ref().map(|snapshot| snapshot.version))
             .await?;
-        let entries = self.read_entries(newer).await?;
         let snapshot = match (known, entries.is_empty()) {
             (Some(known), true) => return Ok(known),
             (None, true) => return Err(MdfError::NotFound(self.cube_dir.to_string())),
@@ -881,6 +909,33 @@ impl LogObject {
     }
 }
 
+/// For each of `files`, the indices of the other files whose bounds meet its own (see
+/// [`Snapshot::rivals`]).
+pub(crate) fn rivals_among(files: &[&DataFile]) -> Vec<Vec<usize>> {
+    fn first_range(file: &DataFile) -> Option<(&str, &str)> {
+        let bounds = file.bounds.as_ref()?;
+        Some((bounds.min.first()?.as_str(), bounds.max.first()?.as_str()))
+    }
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by_key(|&index| first_range(files[index]).map(|(low, _)| low));
+    let mut rivals = vec![Vec::new(); files.len()];
+    let mut open: Vec<usize> = Vec::new();
+    for index in order {
+        let file = files[index];
+        if let Some((low, _)) = first_range(file) {
+            open.retain(|&other| first_range(files[other]).is_none_or(|(_, high)| high >= low));
+        }
+        for &other in &open {
+            if file.sequence() != files[other].sequence() && file.may_overlap(files[other]) {
+                rivals[index].push(other);
+                rivals[other].push(index);
+            }
+        }
+        open.push(index);
+    }
+    rivals
+}
+
 /// The content of `_last_checkpoint`.
 #[derive(Debug, Serialize, Deserialize)]
 struct LastCheckpoint {
@@ -924,33 +979,13 @@ impl Snapshot {
     }
 
     /// For each data file (by index in `files`), the indices of the other files whose bounds
-    /// meet its own: the files a coordinate of it could also be in. The files are swept in
-    /// order of their first dimension's lowest member, so only files whose first dimensions
-    /// overlap are compared (a file without bounds meets every file).
+    /// meet its own and whose `seq` differs: the files a coordinate of it could also be in
+    /// (files of one `seq`, such as a compaction's, never share a coordinate, however their
+    /// bounds lie). The files are swept in order of their first dimension's lowest member, so
+    /// only files whose first dimensions overlap are compared (a file without bounds meets
+    /// every file).
     pub(crate) fn rivals(&self) -> Vec<Vec<usize>> {
-        fn first_range(file: &DataFile) -> Option<(&str, &str)> {
-            let bounds = file.bounds.as_ref()?;
-            Some((bounds.min.first()?.as_str(), bounds.max.first()?.as_str()))
-        }
-        let files: Vec<&DataFile> = self.files.iter().collect();
-        let mut order: Vec<usize> = (0..files.len()).collect();
-        order.sort_by_key(|&index| first_range(files[index]).map(|(low, _)| low));
-        let mut rivals = vec![Vec::new(); files.len()];
-        let mut open: Vec<usize> = Vec::new();
-        for index in order {
-            let file = files[index];
-            if let Some((low, _)) = first_range(file) {
-                open.retain(|&other| first_range(files[other]).is_none_or(|(_, high)| high >= low));
-            }
-            for &other in &open {
-                if file.may_overlap(files[other]) {
-                    rivals[index].push(other);
-                    rivals[other].push(index);
-                }
-            }
-            open.push(index);
-        }
-        rivals
+        rivals_among(&self.files.iter().collect::<Vec<_>>())
     }
 
     /// The snapshot the entries of versions 0, 1, 2, ... make.
@@ -1105,8 +1140,9 @@ mod tests {
     }
 
     #[test]
-    fn rivals_are_the_files_whose_bounds_meet() {
-        let bounded = |n: usize, min: [&str; 2], max: [&str; 2]| DataFile {
+    fn rivals_are_the_files_whose_bounds_meet_of_other_seqs() {
+        let bounded = |n: usize, seq: u64, min: [&str; 2], max: [&str; 2]| DataFile {
+            seq: Some(SnapshotVersion(seq)),
             bounds: Some(CellBounds {
                 min: min.map(String::from).to_vec(),
                 max: max.map(String::from).to_vec(),
@@ -1117,12 +1153,18 @@ mod tests {
             version: SnapshotVersion(4),
             cube: cube(),
             files: vec![
-                bounded(0, ["b", "x"], ["d", "x"]),
-                bounded(1, ["a", "x"], ["c", "x"]),
+                bounded(0, 0, ["b", "x"], ["d", "x"]),
+                bounded(1, 1, ["a", "x"], ["c", "x"]),
                 // Overlaps file 0 on the first dimension only.
-                bounded(2, ["c", "y"], ["e", "z"]),
-                bounded(3, ["f", "a"], ["g", "z"]),
-                file(4),
+                bounded(2, 2, ["c", "y"], ["e", "z"]),
+                bounded(3, 3, ["f", "a"], ["g", "z"]),
+                DataFile {
+                    seq: Some(SnapshotVersion(4)),
+                    ..file(4)
+                },
+                // Written with file 0 (a compaction's or a block's files): its bounds meet
+                // file 0's, but files of one seq never share a coordinate.
+                bounded(5, 0, ["b", "x"], ["b", "x"]),
             ]
             .into(),
             commits: SharedList::default(),
@@ -1132,7 +1174,14 @@ mod tests {
         rivals.iter_mut().for_each(|r| r.sort_unstable());
         assert_eq!(
             rivals,
-            vec![vec![1, 4], vec![0, 4], vec![4], vec![4], vec![0, 1, 2, 3]]
+            vec![
+                vec![1, 4],
+                vec![0, 4, 5],
+                vec![4],
+                vec![4],
+                vec![0, 1, 2, 3, 5],
+                vec![1, 4]
+            ]
         );
     }
 
@@ -1208,7 +1257,12 @@ mod tests {
             .put(&gap, b"{}".to_vec().into())
             .await
             .unwrap();
-        let error = log.latest().await.unwrap_err().to_string();
+        // Opening the cube lists its log, and finds the gap.
+        let error = CubeLog::new(storage.clone(), "plan")
+            .latest()
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("no entry for version 2"), "{error}");
     }
 
@@ -1269,16 +1323,41 @@ mod tests {
         // Another handle on the same cube commits; this one's next read sees it.
         other.commit_append(vec![file(10)]).await.unwrap();
         other.commit_append(vec![file(11)]).await.unwrap();
-        let before = gets();
+        let lists = || storage.metrics().of(Operation::List).calls;
+        let (before, listed) = (gets(), lists());
         let snapshot = log.latest().await.unwrap();
-        assert_eq!(gets() - before, 2, "then only the new entries are read");
+        assert_eq!(
+            gets() - before,
+            3,
+            "then only the new entries are read, and the next found missing"
+        );
+        assert_eq!(lists(), listed, "without listing the log");
         assert_eq!(snapshot.version, SnapshotVersion(12));
         let paths: Vec<&str> = snapshot.files.iter().map(|f| f.path.as_str()).collect();
         let expected: Vec<String> = (0..12).map(|n| file(n).path).collect();
         assert_eq!(paths, expected, "files in commit order");
         let before = gets();
         assert_eq!(log.latest().await.unwrap().version, SnapshotVersion(12));
-        assert_eq!(gets(), before, "nothing new, nothing read");
+        assert_eq!(
+            gets() - before,
+            1,
+            "nothing new: one look for the next entry"
+        );
+
+        // Many new entries: the first few one by one, then the rest listed.
+        for n in 12..19 {
+            other.commit_append(vec![file(n)]).await.unwrap();
+        }
+        let (before, listed) = (gets(), lists());
+        let snapshot = log.latest().await.unwrap();
+        assert_eq!(snapshot.version, SnapshotVersion(19));
+        assert_eq!(snapshot.files.len(), 19);
+        assert_eq!(gets() - before, 7, "each new entry read once");
+        assert_eq!(
+            lists() - listed,
+            1,
+            "the entries after the fourth listed at once"
+        );
     }
 
     #[tokio::test]
@@ -1380,8 +1459,8 @@ mod tests {
         let at = reader.at(SnapshotVersion(150)).await.unwrap();
         assert_eq!(
             gets() - before,
-            1 + 50,
-            "checkpoint 100 and entries 101..=150"
+            1 + 1 + 50,
+            "a look for an entry after 250, checkpoint 100 and entries 101..=150"
         );
         assert_eq!(at.files.len(), 150);
         // A lost pointer costs reads, never correctness.

@@ -28,7 +28,7 @@ use futures::future::BoxFuture;
 
 use super::arguments::{constant_arguments, named_cube};
 use super::dml::CommitAuthor;
-use super::maintenance::{DEFAULT_RETENTION, ORPHAN_MIN_AGE, compact, vacuum};
+use super::maintenance::{CompactionScope, DEFAULT_RETENTION, ORPHAN_MIN_AGE, compact, vacuum};
 use super::{CubeSchemaProvider, MdfTable};
 use crate::access_target::AccessTarget;
 use crate::metadata::{Privilege, SessionAccess};
@@ -176,7 +176,7 @@ impl TableFunctionImpl for MdfCompactFunction {
             Box::pin(async move {
                 let session = session_of(&ctx);
                 let user = CommitAuthor::of(&ctx);
-                let report = compact(&cube, &session, user, &|_| {}).await?;
+                let report = compact(&cube, &session, CompactionScope::Full, user, &|_| {}).await?;
                 one_row(
                     &schema,
                     vec![

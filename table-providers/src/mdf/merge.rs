@@ -2,8 +2,8 @@
 //! earlier one and a tombstone deletes it.
 //!
 //! Every data file carries a sequence number (`seq`, its commit's version) and the bounds of
-//! its coordinates. Two files can share a coordinate only if their bounds meet, so most reads
-//! need no merging at all:
+//! its coordinates. Two files can share a coordinate only if their `seq`s differ and their
+//! bounds meet ([`Snapshot::rivals`]), so most reads need no merging at all:
 //!
 //! - Files whose bounds meet no other file's are read as they are: one DataFusion Parquet scan
 //!   over all of them. A freshly loaded or compacted cube is only such files.
@@ -43,7 +43,7 @@ use datafusion::logical_expr::{
 use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+use datafusion::physical_plan::{ExecutionPlan, Partitioning, execute_stream};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
@@ -171,6 +171,33 @@ impl CubeFiles {
             return Ok(Arc::new(ProjectionExec::try_new(no_columns, physical)?));
         }
         Ok(physical)
+    }
+
+    /// How many rows of `file` lie in one of `boxes`: the rows a read merging it with the
+    /// files it shares those boxes with ranks per coordinate. Counted by reading the file's
+    /// dimension columns where its marks allow.
+    pub(crate) async fn rows_inside(
+        &self,
+        state: &dyn Session,
+        file: &DataFile,
+        boxes: &[CellBounds],
+    ) -> Result<u64> {
+        let Some(shared) = boxes
+            .iter()
+            .map(|shared| self.inside(shared))
+            .reduce(Expr::or)
+        else {
+            return Ok(0);
+        };
+        let first_dimension = self.columns().swap_remove(0);
+        let plan = LogicalPlanBuilder::from(self.read(vec![file.clone()], Some(shared))?)
+            .project(vec![first_dimension])?
+            .build()?;
+        let rows = execute_stream(state.create_physical_plan(&plan).await?, state.task_ctx())?;
+        rows.try_fold(0, |count, batch| async move {
+            Ok(count + batch.num_rows() as u64)
+        })
+        .await
     }
 
     /// A table of just `files`.

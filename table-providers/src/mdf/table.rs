@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use super::dml::{WriteKind, write_plan};
 use super::log::{CubeLog, FileKind, Snapshot, SnapshotVersion};
-use super::maintenance::{compact, needs_compaction};
+use super::maintenance::{CompactionPolicy, compact, due_compaction, needs_compaction};
 use super::maintenance_sql::session_of;
 use super::merge::CubeFiles;
 use super::transaction::SessionWrites;
@@ -43,6 +43,8 @@ pub struct MdfTable {
     schema: SchemaRef,
     /// Set while this process compacts the cube in the background.
     compacting: Arc<AtomicBool>,
+    /// When and how the cube is compacted in the background.
+    compaction: CompactionPolicy,
 }
 
 impl MdfTable {
@@ -69,18 +71,32 @@ impl MdfTable {
             cube,
             schema,
             compacting: Arc::default(),
+            compaction: CompactionPolicy::default(),
         }
     }
 
-    /// After a write: when the cube has [`super::maintenance::AUTO_COMPACT_FILES`] files to fold (as of the last
-    /// snapshot read) and this process is not compacting it already, compacts it in the
-    /// background with the writing query's configuration, as `user`. Compaction never
-    /// conflicts with writers; a failure is logged.
+    /// This table compacting by `policy` instead of the default one.
+    pub fn with_compaction_policy(self, policy: CompactionPolicy) -> Self {
+        Self {
+            compaction: policy,
+            ..self
+        }
+    }
+
+    /// When and how the cube is compacted in the background.
+    pub fn compaction_policy(&self) -> &CompactionPolicy {
+        &self.compaction
+    }
+
+    /// After a write: when the cube has files to fold (as of the last snapshot read, see
+    /// [`needs_compaction`]) and this process is not compacting it already, compacts it in
+    /// the background as [`due_compaction`] says, with the writing query's configuration, as
+    /// `user`. Compaction never conflicts with writers; a failure is logged.
     pub(crate) fn compact_in_background(&self, context: &TaskContext, user: Option<String>) {
         let due = self
             .log
             .cached()
-            .is_some_and(|snapshot| needs_compaction(&snapshot));
+            .is_some_and(|snapshot| needs_compaction(&snapshot, &self.compaction));
         if !due || self.compacting.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -93,10 +109,19 @@ impl MdfTable {
             .with_runtime_env(runtime)
             .build();
         tokio::spawn(async move {
-            match compact(&table, &session, user, &|_| {}).await {
-                Ok(report) => {
-                    tracing::info!(cube = %table.cube.name, version = ?report.version, files_removed = report.files_removed, files_added = report.files_added, "compacted in the background")
+            let compacted = async {
+                let snapshot = table.log.latest().await?;
+                let Some(scope) = due_compaction(&table, &session, &snapshot).await? else {
+                    return Ok(None);
+                };
+                let report = compact(&table, &session, scope, user, &|_| {}).await?;
+                Ok::<_, DataFusionError>(Some((scope, report)))
+            };
+            match compacted.await {
+                Ok(Some((scope, report))) => {
+                    tracing::info!(cube = %table.cube.name, ?scope, version = ?report.version, files_removed = report.files_removed, files_added = report.files_added, "compacted in the background")
                 }
+                Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(cube = %table.cube.name, %error, "background compaction failed")
                 }

@@ -18,18 +18,14 @@
 //!
 //! [`SessionConfig`]: datafusion::prelude::SessionConfig
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{concat_batches, take_record_batch};
-use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionConfig;
 
 use super::dml::{CommitAuthor, commit_change};
-use super::log::{Action, DataFile, FileKind, Snapshot, SnapshotVersion, StatementRef};
-use super::writer::{read_data_file, write_data_file};
+use super::log::{Action, DataFile, Snapshot, SnapshotVersion, StatementRef};
+use super::writer::fold;
 use super::{MdfError, MdfTable};
 
 /// Staged files above which `COMMIT` folds them into one file of cells and one of tombstones
@@ -326,7 +322,7 @@ impl SessionWrites {
             .enumerate()
             .any(|(i, file)| files[i + 1..].iter().any(|other| file.may_overlap(other)));
         let add = if overlapping || files.len() > FOLD_ABOVE_FILES {
-            fold(&table, &files).await?
+            fold(table.log(), table.storage(), table.definition(), &files).await?
         } else {
             files
         };
@@ -342,63 +338,6 @@ impl SessionWrites {
             commit_change(&table, action, read_version, user, Some(statement), context).await?;
         Ok(BlockEnd::Committed(Some(version)))
     }
-}
-
-/// The cells and tombstones of `files` (written in this order, a later one winning) as at
-/// most one file of each.
-async fn fold(table: &MdfTable, files: &[DataFile]) -> Result<Vec<DataFile>, MdfError> {
-    let definition = table.definition();
-    let schema = definition.arrow_schema();
-    let dimensions = definition.dimensions.len();
-    let reads = files
-        .iter()
-        .map(|file| read_data_file(table.storage(), table.log().cube_dir(), file));
-    let contents = futures::future::try_join_all(reads).await?;
-    let mut batches = Vec::with_capacity(files.len());
-    let mut tombstones = Vec::with_capacity(files.len());
-    for (file, content) in files.iter().zip(contents) {
-        batches.push(concat_batches(&schema, &content)?);
-        tombstones.push(file.kind == FileKind::Tombstones);
-    }
-    let fields = schema.fields()[..dimensions]
-        .iter()
-        .map(|field| SortField::new(field.data_type().clone()))
-        .collect();
-    let converter = RowConverter::new(fields)?;
-    // The last write of each coordinate: (file, row).
-    let mut last: HashMap<Vec<u8>, (usize, usize)> = HashMap::new();
-    for (index, batch) in batches.iter().enumerate() {
-        let rows = converter.convert_columns(&batch.columns()[..dimensions])?;
-        for (row, key) in rows.iter().enumerate() {
-            last.insert(key.as_ref().to_vec(), (index, row));
-        }
-    }
-    let mut chosen: Vec<Vec<u32>> = vec![Vec::new(); batches.len()];
-    for (index, row) in last.into_values() {
-        chosen[index].push(row as u32);
-    }
-    let mut cells = Vec::new();
-    let mut deleted = Vec::new();
-    for ((batch, rows), tombstone) in batches.iter().zip(chosen).zip(tombstones) {
-        if rows.is_empty() {
-            continue;
-        }
-        let taken: RecordBatch = take_record_batch(batch, &UInt32Array::from(rows))?;
-        if tombstone {
-            deleted.push(taken);
-        } else {
-            cells.push(taken);
-        }
-    }
-    let mut folded = Vec::new();
-    for (rows, kind) in [(cells, FileKind::Cells), (deleted, FileKind::Tombstones)] {
-        if let Some(file) =
-            write_data_file(table.log(), table.storage(), definition, &rows, kind).await?
-        {
-            folded.push(file);
-        }
-    }
-    Ok(folded)
 }
 
 #[cfg(test)]

@@ -6,14 +6,16 @@
 //! log entry names them, so a writer that dies before committing leaves an unreferenced file
 //! (which vacuum removes) and never a half-visible write.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, new_null_array};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
 use datafusion::arrow::compute::kernels::aggregate::{max_string_view, min_string_view};
 use datafusion::arrow::compute::{
     SortColumn, cast, concat_batches, lexsort_to_indices, partition, take_record_batch,
 };
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -294,6 +296,65 @@ fn bounds(coordinates: &[ArrayRef]) -> Result<CellBounds, MdfError> {
         bounds.max.push(max.to_owned());
     }
     Ok(bounds)
+}
+
+/// The cells and tombstones of `files` (written in this order, a later one winning) as at
+/// most one file of each.
+pub(crate) async fn fold(
+    log: &CubeLog,
+    storage: &Storage,
+    definition: &CubeDefinition,
+    files: &[DataFile],
+) -> Result<Vec<DataFile>, MdfError> {
+    let schema = definition.arrow_schema();
+    let dimensions = definition.dimensions.len();
+    let reads = files
+        .iter()
+        .map(|file| read_data_file(storage, log.cube_dir(), file));
+    let contents = futures::future::try_join_all(reads).await?;
+    let mut batches = Vec::with_capacity(files.len());
+    let mut tombstones = Vec::with_capacity(files.len());
+    for (file, content) in files.iter().zip(contents) {
+        batches.push(concat_batches(&schema, &content)?);
+        tombstones.push(file.kind == FileKind::Tombstones);
+    }
+    let fields = schema.fields()[..dimensions]
+        .iter()
+        .map(|field| SortField::new(field.data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields)?;
+    // The last write of each coordinate: (file, row).
+    let mut last: HashMap<Vec<u8>, (usize, usize)> = HashMap::new();
+    for (index, batch) in batches.iter().enumerate() {
+        let rows = converter.convert_columns(&batch.columns()[..dimensions])?;
+        for (row, key) in rows.iter().enumerate() {
+            last.insert(key.as_ref().to_vec(), (index, row));
+        }
+    }
+    let mut chosen: Vec<Vec<u32>> = vec![Vec::new(); batches.len()];
+    for (index, row) in last.into_values() {
+        chosen[index].push(row as u32);
+    }
+    let mut cells = Vec::new();
+    let mut deleted = Vec::new();
+    for ((batch, rows), tombstone) in batches.iter().zip(chosen).zip(tombstones) {
+        if rows.is_empty() {
+            continue;
+        }
+        let taken: RecordBatch = take_record_batch(batch, &UInt32Array::from(rows))?;
+        if tombstone {
+            deleted.push(taken);
+        } else {
+            cells.push(taken);
+        }
+    }
+    let mut folded = Vec::new();
+    for (rows, kind) in [(cells, FileKind::Cells), (deleted, FileKind::Tombstones)] {
+        if let Some(file) = write_data_file(log, storage, definition, &rows, kind).await? {
+            folded.push(file);
+        }
+    }
+    Ok(folded)
 }
 
 #[cfg(test)]

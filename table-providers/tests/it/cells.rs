@@ -7,12 +7,16 @@ use datafusion::arrow::array::{AsArray, Decimal128Array, RecordBatch, StringView
 use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
 use datafusion::catalog::TableProvider;
 use datafusion::common::DataFusionError;
+use datafusion::execution::SessionState;
 use datafusion::physical_plan::collect;
 use datafusion::prelude::SessionContext;
 use quantatom_table_providers::mdf::dml::CubeDmlRule;
-use quantatom_table_providers::mdf::maintenance::{AUTO_COMPACT_FILES, compact};
+use quantatom_table_providers::mdf::maintenance::{
+    AUTO_COMPACT_FILES, CompactionPolicy, CompactionReport, CompactionScope, compact,
+    due_compaction,
+};
 use quantatom_table_providers::mdf::{
-    CommitOperation, CubeDefinition, MdfError, MdfTable, Measure,
+    CommitOperation, CubeDefinition, FileKind, MdfError, MdfTable, Measure,
 };
 
 use crate::support::{Backend, backends, local};
@@ -58,6 +62,253 @@ fn round(table: &MdfTable, writer: usize, amount: usize) -> RecordBatch {
     cells(table, &rows)
 }
 
+/// Writers `w00`..`w63`, each with cells `c0000`..`c1023`, all amounts different (so the
+/// file is not small): eight granules of marks.
+fn large_base() -> Vec<(String, String, i128)> {
+    (0..64)
+        .flat_map(|writer| {
+            (0..1024).map(move |cell| {
+                let amount = 1000 + writer * 1024 + cell;
+                (
+                    format!("w{writer:02}"),
+                    format!("c{cell:04}"),
+                    amount as i128,
+                )
+            })
+        })
+        .collect()
+}
+
+/// One-cell appends, one commit each.
+async fn edit(table: &MdfTable, edits: &[(&str, &str, i128)]) {
+    for (writer, cell, amount) in edits {
+        let row = [(writer.to_string(), cell.to_string(), *amount)];
+        table.append(&[cells(table, &row)]).await.unwrap();
+    }
+}
+
+/// The cube's files, as `(path, kind is cells, seq)`.
+async fn files(table: &MdfTable) -> Vec<(String, bool, u64)> {
+    let snapshot = table.log().latest().await.unwrap();
+    snapshot
+        .files
+        .iter()
+        .map(|file| {
+            (
+                file.path.clone(),
+                file.kind == FileKind::Cells,
+                file.sequence().0,
+            )
+        })
+        .collect()
+}
+
+async fn minor_then_full_compactions(backend: Backend) {
+    let name = backend.name;
+    let policy = CompactionPolicy {
+        small_file_bytes: 16 * 1024,
+        auto_compact_files: 8,
+        minor_rows: 1000,
+        contested_share: 4,
+        ..CompactionPolicy::default()
+    };
+    let (table, context) = new_cube_compacted_by(&backend, policy).await;
+    table.append(&[cells(&table, &large_base())]).await.unwrap();
+    let base = files(&table).await;
+    let size = table
+        .log()
+        .latest()
+        .await
+        .unwrap()
+        .files
+        .iter()
+        .next()
+        .unwrap()
+        .size;
+    assert!(
+        size >= policy.small_file_bytes,
+        "{name}: the base file is large ({size} bytes)"
+    );
+
+    // Edits of one writer's cells: overwrites, deletes (one cell written again), a new cell.
+    let mut expected: std::collections::BTreeMap<(String, String), i128> = large_base()
+        .into_iter()
+        .map(|(writer, cell, amount)| ((writer, cell), amount))
+        .collect();
+    for cell in ["c0010", "c0011", "c0012"] {
+        let delete = format!("DELETE FROM plan WHERE writer = 'w03' AND cell = '{cell}'");
+        context.sql(&delete).await.unwrap().collect().await.unwrap();
+        expected.remove(&("w03".to_owned(), cell.to_owned()));
+    }
+    let overwrites: Vec<(String, i128)> = (0..10)
+        .map(|cell| (format!("c{cell:04}"), 100 + cell as i128))
+        .collect();
+    let mut edits: Vec<(&str, &str, i128)> = overwrites
+        .iter()
+        .map(|(cell, amount)| ("w03", cell.as_str(), *amount))
+        .collect();
+    edits.push(("w03", "c0011", 7));
+    edits.push(("w03", "c5000", 9));
+    edit(&table, &edits).await;
+    for (writer, cell, amount) in &edits {
+        expected.insert((writer.to_string(), cell.to_string()), *amount);
+    }
+    let grid_of = |expected: &std::collections::BTreeMap<(String, String), i128>| -> Vec<_> {
+        expected
+            .iter()
+            .map(|((writer, cell), amount)| (writer.clone(), cell.clone(), 1, *amount))
+            .collect()
+    };
+
+    // Few of the base's rows are contested: the background compaction is minor.
+    let snapshot = table.log().latest().await.unwrap();
+    let newest = snapshot.version.0;
+    let due = due_compaction(&table, &context.state(), &snapshot)
+        .await
+        .unwrap();
+    assert_eq!(due, Some(CompactionScope::Minor), "{name}");
+    let report = compact(
+        &table,
+        &context.state(),
+        CompactionScope::Minor,
+        None,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.files_removed, report.files_added),
+        (15, 2),
+        "{name}: {report:?}"
+    );
+    let after = files(&table).await;
+    assert_eq!(
+        after[0], base[0],
+        "{name}: the large file is left as it was"
+    );
+    assert_eq!(
+        after[1..]
+            .iter()
+            .map(|(_, cells, seq)| (*cells, *seq))
+            .collect::<Vec<_>>(),
+        [(true, newest), (false, newest)],
+        "{name}: one file of cells and one of tombstones, with the newest seq folded"
+    );
+    assert_eq!(
+        grid(&context).await,
+        grid_of(&expected),
+        "{name}: the same cells after a minor compaction"
+    );
+
+    // Edits all over the cube: most of the base would be contested, so the compaction is full.
+    let scattered: Vec<String> = (0..64)
+        .step_by(8)
+        .map(|writer| format!("w{writer:02}"))
+        .collect();
+    let edits: Vec<(&str, &str, i128)> = scattered
+        .iter()
+        .map(|writer| (writer.as_str(), "c0500", 5))
+        .collect();
+    edit(&table, &edits).await;
+    for (writer, cell, amount) in &edits {
+        expected.insert((writer.to_string(), cell.to_string()), *amount);
+    }
+    let snapshot = table.log().latest().await.unwrap();
+    let due = due_compaction(&table, &context.state(), &snapshot)
+        .await
+        .unwrap();
+    assert_eq!(due, Some(CompactionScope::Full), "{name}");
+    compact_fully(&table, &context.state()).await;
+    let after = files(&table).await;
+    assert_eq!(after.len(), 1, "{name}: {after:?}");
+    assert!(after[0].1, "{name}: no tombstones are left");
+    assert_eq!(
+        grid(&context).await,
+        grid_of(&expected),
+        "{name}: the same cells after a full compaction"
+    );
+}
+
+/// A large cube's recent edits are folded by minor compactions, which leave its large file
+/// alone and keep tombstones, until edits all over it make the background compaction full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minor_compactions_fold_recent_edits_and_full_ones_the_rest() {
+    for backend in backends() {
+        minor_then_full_compactions(backend).await;
+    }
+}
+
+/// The files one full compaction writes share a `seq`: their bounds meet (each covers every
+/// cell of its writers), but they never share a coordinate, so reads do not merge them and a
+/// later compaction leaves them alone.
+#[tokio::test]
+async fn the_files_of_one_compaction_are_not_merged_on_read() {
+    let backend = local();
+    let policy = CompactionPolicy {
+        small_file_bytes: 0,
+        compacted_file_rows: 10_000,
+        ..CompactionPolicy::default()
+    };
+    let (table, context) = new_cube_compacted_by(&backend, policy).await;
+    // 64 writers of 1,000 cells, written as even cells, then odd ones: two files whose
+    // bounds meet, so they are merged on read. Compacted, they are cut inside a writer's cells
+    // (every 16,384 rows), so the bounds of neighbouring files meet too.
+    let base: Vec<_> = (0..64)
+        .flat_map(|writer| {
+            (0..1000).map(move |cell| {
+                let amount = (writer * 1000 + cell) as i128;
+                (format!("w{writer:02}"), format!("c{cell:04}"), amount)
+            })
+        })
+        .collect();
+    for parity in [0, 1] {
+        let half: Vec<_> = base.iter().skip(parity).step_by(2).cloned().collect();
+        table.append(&[cells(&table, &half)]).await.unwrap();
+    }
+    let plan = |context: SessionContext| async move {
+        let explained = context
+            .sql("EXPLAIN SELECT sum(amount) FROM plan")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        format!(
+            "{}",
+            datafusion::arrow::util::pretty::pretty_format_batches(&explained).unwrap()
+        )
+    };
+    assert!(
+        plan(context.clone()).await.contains("__mdf_rank"),
+        "the two halves are merged"
+    );
+    let report = compact_fully(&table, &context.state()).await;
+    // Files are cut at the first batch past 10,000 rows.
+    assert!(
+        report.files_removed == 2 && report.files_added >= 3,
+        "{report:?}"
+    );
+    let merged = plan(context.clone()).await;
+    assert!(
+        !merged.contains("__mdf_rank"),
+        "the compacted files are read as they are: {merged}"
+    );
+    let expected: Vec<_> = base
+        .into_iter()
+        .map(|(writer, cell, amount)| (writer, cell, 1, amount))
+        .collect();
+    assert_eq!(grid(&context).await, expected);
+    let again = compact_fully(&table, &context.state()).await;
+    assert_eq!(again.version, None, "nothing left to compact: {again:?}");
+}
+
+/// A full compaction of `table`, planned in `state`.
+async fn compact_fully(table: &MdfTable, state: &SessionState) -> CompactionReport {
+    compact(table, state, CompactionScope::Full, None, &|_| {})
+        .await
+        .unwrap()
+}
+
 /// A session over `table` (as `plan`) that plans UPDATE and DELETE as the engine does.
 fn session(backend: &Backend, table: &Arc<MdfTable>) -> SessionContext {
     let context = SessionContext::new();
@@ -69,15 +320,23 @@ fn session(backend: &Backend, table: &Arc<MdfTable>) -> SessionContext {
     context
 }
 
-/// A new cube in `backend` and a session over it.
-async fn new_cube(backend: &Backend) -> (Arc<MdfTable>, SessionContext) {
-    let table = Arc::new(
-        MdfTable::create(backend.storage.clone(), cube())
-            .await
-            .unwrap(),
-    );
+/// A new cube in `backend` compacted by `policy`, and a session over it.
+async fn new_cube_compacted_by(
+    backend: &Backend,
+    policy: CompactionPolicy,
+) -> (Arc<MdfTable>, SessionContext) {
+    let table = MdfTable::create(backend.storage.clone(), cube())
+        .await
+        .unwrap()
+        .with_compaction_policy(policy);
+    let table = Arc::new(table);
     let context = session(backend, &table);
     (table, context)
+}
+
+/// A new cube in `backend` and a session over it.
+async fn new_cube(backend: &Backend) -> (Arc<MdfTable>, SessionContext) {
+    new_cube_compacted_by(backend, CompactionPolicy::default()).await
 }
 
 /// `(writer, cell, copies, amount)` per coordinate, in order.
@@ -126,7 +385,7 @@ async fn overwrites_during_compactions(backend: Backend) {
         tokio::spawn(async move {
             let mut compactions = 0;
             for _ in 0..4 {
-                let report = compact(&table, &state, None, &|_| {}).await.unwrap();
+                let report = compact_fully(&table, &state).await;
                 compactions += usize::from(report.version.is_some());
             }
             compactions
@@ -153,9 +412,7 @@ async fn overwrites_during_compactions(backend: Backend) {
         expected,
         "{name}: each cell once, at its last write ({compactions} compactions ran alongside)"
     );
-    compact(&table, &context.state(), None, &|_| {})
-        .await
-        .unwrap();
+    compact_fully(&table, &context.state()).await;
     assert_eq!(
         grid(&context).await,
         expected,
