@@ -235,19 +235,11 @@ pub async fn due_compaction(
     let files: Vec<&DataFile> = after.iter().collect();
     let mut contested: u64 = run.iter().map(|file| file.rows).sum();
     for (index, rivals) in rivals_among(&files).into_iter().enumerate().take(left) {
-        let file = files[index];
-        let Some(bounds) = &file.bounds else {
-            contested += file.rows;
-            continue;
-        };
-        let mut boxes = Vec::with_capacity(rivals.len());
-        for rival in rivals {
-            match &files[rival].bounds {
-                Some(theirs) => boxes.extend(bounds.intersection(theirs)),
-                None => boxes.push(bounds.clone()),
-            }
-        }
-        contested += table.files().rows_inside(session, file, &boxes).await?;
+        let rivals: Vec<&DataFile> = rivals.into_iter().map(|rival| files[rival]).collect();
+        contested += table
+            .files()
+            .rows_inside(session, files[index], &rivals)
+            .await?;
     }
     let rows: u64 = snapshot.files.iter().map(|file| file.rows).sum();
     Ok(Some(if contested * policy.contested_share >= rows {

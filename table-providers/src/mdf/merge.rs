@@ -173,22 +173,22 @@ impl CubeFiles {
         Ok(physical)
     }
 
-    /// How many rows of `file` lie in one of `boxes`: the rows a read merging it with the
-    /// files it shares those boxes with ranks per coordinate. Counted by reading the file's
-    /// dimension columns where its marks allow.
+    /// How many rows of `file` lie in a box it shares with one of `rivals` (all of them when
+    /// it or one of them has no bounds): the rows a read merging it with them ranks per
+    /// coordinate. Counted by reading the file's dimension columns where its marks allow.
     pub(crate) async fn rows_inside(
         &self,
         state: &dyn Session,
         file: &DataFile,
-        boxes: &[CellBounds],
+        rivals: &[&DataFile],
     ) -> Result<u64> {
-        let Some(shared) = boxes
-            .iter()
-            .map(|shared| self.inside(shared))
-            .reduce(Expr::or)
-        else {
+        let shared = self.any_shared_box(file, rivals);
+        if shared == lit(false) {
             return Ok(0);
-        };
+        }
+        if shared == lit(true) {
+            return Ok(file.rows);
+        }
         let first_dimension = self.columns().swap_remove(0);
         let plan = LogicalPlanBuilder::from(self.read(vec![file.clone()], Some(shared))?)
             .project(vec![first_dimension])?
