@@ -148,7 +148,7 @@ impl FileKind {
 
 /// A box in the cube's coordinate space: per dimension (in the cube's order), the smallest and
 /// largest member code, compared as bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CellBounds {
     /// The smallest member code per dimension.
     pub min: Vec<String>,
@@ -195,6 +195,12 @@ impl CellBounds {
             .zip(&max)
             .all(|(low, high)| low <= high)
             .then_some(CellBounds { min, max })
+    }
+
+    /// Whether every coordinate of `other` lies in this box.
+    pub fn covers(&self, other: &CellBounds) -> bool {
+        (self.min.iter().zip(&other.min)).all(|(mine, theirs)| mine <= theirs)
+            && (self.max.iter().zip(&other.max)).all(|(mine, theirs)| theirs <= mine)
     }
 }
 

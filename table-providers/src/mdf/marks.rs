@@ -21,6 +21,8 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use datafusion::parquet::file::metadata::KeyValue;
 use serde::{Deserialize, Serialize};
 
+use super::CellBounds;
+
 /// The footer key holding a data file's marks (JSON, see [`Marks`]).
 pub(crate) const MARKS_KEY: &str = "mdf.marks";
 
@@ -55,17 +57,30 @@ impl Marks {
         marks.is_consistent().then_some(marks)
     }
 
-    /// Whether the marks describe at least one granule and one mark per granule.
+    /// Whether the marks describe at least one granule and one mark per granule, every mark
+    /// as wide as the last row's coordinate.
     pub(crate) fn is_consistent(&self) -> bool {
         self.granule_rows > 0
             && self.first.len() == self.rows.div_ceil(self.granule_rows)
             && !self.first.is_empty()
+            && (self.first.iter()).all(|mark| mark.len() == self.last.len())
     }
 
     /// The rows of granule `granule`.
     pub(crate) fn granule_len(&self, granule: usize) -> usize {
         self.granule_rows
             .min(self.rows - granule * self.granule_rows)
+    }
+
+    /// Per granule, whether it can hold a coordinate `allowed` admits inside one of `boxes`.
+    pub(crate) fn touched(&self, allowed: &[Allowed], boxes: &[CellBounds]) -> Vec<bool> {
+        let mut touched = vec![false; self.first.len()];
+        for bounds in boxes {
+            for granule in self.granules(&Allowed::within(allowed, bounds)) {
+                touched[granule] = true;
+            }
+        }
+        touched
     }
 
     /// The granules that can hold a coordinate `allowed` admits, in file order. A file holds
@@ -77,7 +92,16 @@ impl Marks {
         if allowed.iter().all(Allowed::is_any) {
             return (0..self.first.len()).collect();
         }
-        (0..self.first.len())
+        // Every admitted coordinate starts with members no smaller than `low`'s and no
+        // larger than `high`'s, so the granules that can hold one are a run, found by binary
+        // search on the sorted marks (granule `g` ends before mark `g + 1`); only they are
+        // tested member by member.
+        let low = Allowed::leading_bounds(allowed, |(low, _)| low.as_ref(), Ordering::Less);
+        let high = Allowed::leading_bounds(allowed, |(_, high)| high.as_ref(), Ordering::Greater);
+        let start = self.first[1..].partition_point(|next| next[..low.len()] < low[..]);
+        let end =
+            start + self.first[start..].partition_point(|first| first[..high.len()] <= high[..]);
+        (start..end)
             .filter(|&granule| {
                 let low = &self.first[granule];
                 match self.first.get(granule + 1) {
@@ -163,6 +187,52 @@ impl Allowed {
             }
         }
         allowed
+    }
+
+    /// What `allowed` (one per dimension) admits inside `bounds`, dimension by dimension.
+    pub(crate) fn within(allowed: &[Allowed], bounds: &CellBounds) -> Vec<Allowed> {
+        (allowed.iter().zip(bounds.min.iter().zip(&bounds.max)))
+            .map(|(admitted, (min, max))| {
+                admitted.intersect(&Allowed(vec![(Some(min.clone()), Some(max.clone()))]))
+            })
+            .collect()
+    }
+
+    /// Whether some coordinate in `bounds` passes `allowed` (one per dimension).
+    pub(crate) fn meets(allowed: &[Allowed], bounds: &CellBounds) -> bool {
+        !Allowed::within(allowed, bounds)
+            .iter()
+            .any(Allowed::is_empty)
+    }
+
+    /// Per dimension from the first, the smallest (`Less`) or largest (`Greater`) member
+    /// `allowed` admits, up to the first dimension it leaves unbounded that way.
+    fn leading_bounds(
+        allowed: &[Allowed],
+        bound: impl Fn(&(Option<String>, Option<String>)) -> Option<&String>,
+        keep: Ordering,
+    ) -> Vec<String> {
+        let mut bounds = Vec::new();
+        for admitted in allowed {
+            let mut members = admitted.0.iter().map(&bound);
+            let Some(Some(first)) = members.next() else {
+                break;
+            };
+            let extreme = members.try_fold(first, |best, member| {
+                member.map(|member| {
+                    if member.cmp(best) == keep {
+                        member
+                    } else {
+                        best
+                    }
+                })
+            });
+            match extreme {
+                Some(extreme) => bounds.push(extreme.clone()),
+                None => break,
+            }
+        }
+        bounds
     }
 
     fn is_empty(&self) -> bool {
@@ -410,6 +480,57 @@ mod tests {
         assert_eq!(selected(&marks, &disjoint), Vec::<usize>::new());
         let unrelated = [col("amount").gt(lit(5)), col("year").not_eq(lit("2024"))];
         assert_eq!(selected(&marks, &unrelated), vec![0, 1, 2]);
+    }
+
+    /// The binary search finds exactly the granules testing every granule finds.
+    #[test]
+    fn the_granules_found_are_those_every_granule_tested_finds() {
+        let years = ["2023", "2024", "2025", "2026"];
+        let months = ["01", "02", "03", "04", "05"];
+        let rows: Vec<[&str; 2]> = (years.iter())
+            .flat_map(|year| months.iter().map(move |month| [*year, *month]))
+            .collect();
+        let mut filters = vec![
+            vec![],
+            vec![col("year").eq(lit("2025"))],
+            vec![col("year").gt(lit("2024"))],
+            vec![col("year").lt(lit("2025")), col("month").eq(lit("03"))],
+            vec![col("month").in_list(vec![lit("01"), lit("05")], false)],
+            vec![
+                col("year").between(lit("2023"), lit("2024")),
+                col("month").gt(lit("04")),
+            ],
+            vec![col("year").eq(lit("2022"))],
+            vec![col("year").eq(lit("2027"))],
+        ];
+        for year in years {
+            for month in months {
+                filters.push(vec![col("year").eq(lit(year)), col("month").eq(lit(month))]);
+            }
+        }
+        for granule_rows in [1, 2, 3, 7] {
+            let marks = Marks {
+                granule_rows,
+                rows: rows.len(),
+                first: rows.chunks(granule_rows).map(|c| key(&c[0])).collect(),
+                last: key(rows.last().unwrap()),
+            };
+            for filter in &filters {
+                let allowed = Allowed::from_filters(&["year", "month"], filter);
+                let every: Vec<usize> = (0..marks.first.len())
+                    .filter(|&g| match marks.first.get(g + 1) {
+                        Some(next) => may_hold(&allowed, Some(&marks.first[g]), Some(next), true),
+                        None => may_hold(&allowed, Some(&marks.first[g]), Some(&marks.last), false),
+                    })
+                    .collect();
+                let found = if allowed.iter().any(Allowed::is_empty) {
+                    vec![]
+                } else {
+                    every
+                };
+                assert_eq!(marks.granules(&allowed), found, "{granule_rows} {filter:?}");
+            }
+        }
     }
 
     #[test]

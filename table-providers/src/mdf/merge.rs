@@ -5,12 +5,17 @@
 //! its coordinates. Two files can share a coordinate only if their `seq`s differ and their
 //! bounds meet ([`Snapshot::rivals`]), so most reads need no merging at all:
 //!
-//! - Files whose bounds meet no other file's are read as they are: one DataFusion Parquet scan
-//!   over all of them. A freshly loaded or compacted cube is only such files.
-//! - Of a file whose bounds meet others', the rows outside every box it shares are read as
-//!   they are too; only the rows inside a shared box are *contested*.
-//! - Contested rows of all files are ranked per coordinate by `seq` (`row_number()` over the
-//!   coordinate, newest first); the newest wins, and is dropped when it is a tombstone.
+//! - Only files that can hold a cell the query's coordinate filters admit take part, and
+//!   only the boxes two files share that those filters meet count ([`Contest`]).
+//! - Files that share no such box are read as they are: one DataFusion Parquet scan over all
+//!   of them. A freshly loaded or compacted cube is only such files.
+//! - Rows inside a shared box are *contested*: one scan reads them from every file sharing a
+//!   box (the granules a box touches), tagged with their file's `seq`, and ranks them per
+//!   coordinate (`row_number()` over the coordinate, newest first); the newest wins, and is
+//!   dropped when it is a tombstone.
+//! - The other rows of those files are read as they are: the granules no box touches in
+//!   the first scan, the granules a box touches in a third one that drops the rows inside a
+//!   box. However many files wait for a compaction, a read is at most four scans.
 //!
 //! The plan is built as a DataFusion logical plan over plain Parquet scans (unions, filters
 //! and a window) and planned by the session, so pruning, parallelism and a distributed
@@ -22,16 +27,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DataFusionError, Result};
+use datafusion::common::{Column, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::datasource::{TableType, provider_as_source};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::expr_fn::col;
@@ -47,6 +53,7 @@ use datafusion::physical_plan::{ExecutionPlan, Partitioning, execute_stream};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
+use super::log::rivals_among;
 use super::marks::{Allowed, Marks};
 use super::writer::ROW_GROUP_ROWS;
 use super::{CellBounds, DataFile, FileKind, Snapshot};
@@ -86,57 +93,92 @@ impl CubeFiles {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let files: Vec<&DataFile> = snapshot.files.iter().collect();
-        let rivals: Vec<Vec<&DataFile>> = snapshot
-            .rivals()
-            .into_iter()
-            .map(|indices| indices.into_iter().map(|index| files[index]).collect())
-            .collect();
-        let alone: Vec<DataFile> = snapshot
-            .files
+        let coordinate_filters = filters
             .iter()
-            .zip(&rivals)
-            .filter(|(file, rivals)| rivals.is_empty() && file.kind == FileKind::Cells)
-            .map(|(file, _)| file.clone())
+            .filter(|filter| self.is_on_coordinates(filter))
+            .map(|filter| unqualified(filter.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let allowed = Allowed::from_filters(&self.dimension_names(), &coordinate_filters);
+        // A file that cannot hold a cell the filters admit takes no part, nor does a box
+        // two files share outside what they admit.
+        let files: Vec<&DataFile> = (snapshot.files.iter())
+            .filter(|file| (file.bounds.as_ref()).is_none_or(|b| Allowed::meets(&allowed, b)))
             .collect();
-        if rivals.iter().all(Vec::is_empty) {
+        let contest = Contest::among(&files, &allowed);
+        let whole: Vec<DataFile> = (files.iter().zip(&contest.rivalled))
+            .filter(|(file, rivalled)| !**rivalled && file.kind == FileKind::Cells)
+            .map(|(file, _)| (*file).clone())
+            .collect();
+        let rivalled: Vec<DataFile> = (files.iter().zip(&contest.rivalled))
+            .filter(|(_, rivalled)| **rivalled)
+            .map(|(file, _)| (*file).clone())
+            .collect();
+        if rivalled.is_empty() {
             return self
-                .file_set(alone)
+                .file_set(whole)
                 .scan(state, projection, filters, limit)
                 .await;
         }
 
-        let coordinate_filter = conjunction(
-            filters
-                .iter()
-                .filter(|filter| self.is_on_coordinates(filter))
-                .map(|filter| unqualified(filter.clone()))
-                .collect::<Result<Vec<_>>>()?,
-        );
-        let mut uncontested = Vec::new();
-        if !alone.is_empty() {
-            uncontested.push(self.read(alone, coordinate_filter.clone())?);
-        }
-        let mut contested = Vec::new();
-        for (file, rivals) in snapshot
-            .files
-            .iter()
-            .zip(&rivals)
-            .filter(|(_, r)| !r.is_empty())
-        {
-            let shared = self.any_shared_box(file, rivals);
-            if file.kind == FileKind::Cells && shared != lit(true) {
-                let outside = and_maybe(!shared.clone(), coordinate_filter.clone());
-                uncontested.push(self.read(vec![file.clone()], Some(outside))?);
+        let boxes: Option<Arc<[CellBounds]>> = match contest.boxes {
+            Some(boxes) => {
+                let files: Vec<&DataFile> = rivalled.iter().collect();
+                let marks = self.marks(state, &files).await?;
+                let marks: Vec<Arc<Marks>> = marks.into_iter().flatten().collect();
+                Some(merged(boxes, &allowed, &marks).into())
             }
-            let inside = and_maybe(shared, coordinate_filter.clone());
-            let mut columns = self.columns();
-            columns.push(lit(file.sequence().0).alias(SEQ));
-            columns.push(lit(file.kind == FileKind::Tombstones).alias(TOMBSTONE));
-            let read = LogicalPlanBuilder::from(self.read(vec![file.clone()], Some(inside))?)
-                .project(columns)?
-                .build()?;
-            contested.push(read);
+            None => None,
+        };
+        let coordinate_filter = conjunction(coordinate_filters);
+        let (inside, touching) = match &boxes {
+            Some(boxes) => (self.inside_any(boxes), Region::Touching(Arc::clone(boxes))),
+            None => (lit(true), Region::Whole),
+        };
+        let rivalled_cells = || rivalled.iter().filter(|file| file.kind == FileKind::Cells);
+        // Read as they are: the files without rivals, and the granules of the others that no
+        // shared box touches.
+        let mut plain: Vec<(DataFile, Region)> = whole
+            .into_iter()
+            .map(|file| (file, Region::Whole))
+            .collect();
+        // A file inside one box (such as a one-cell edit) has every row contested.
+        let covered = |file: &DataFile| match (&boxes, &file.bounds) {
+            (Some(boxes), Some(bounds)) => boxes.iter().any(|shared| shared.covers(bounds)),
+            _ => false,
+        };
+        let mut edges = Vec::new();
+        if let Some(boxes) = &boxes {
+            for file in rivalled_cells() {
+                plain.push((file.clone(), Region::Clear(Arc::clone(boxes))));
+                // The rows outside every box in the granules a box touches.
+                if !covered(file) {
+                    edges.push((file.clone(), touching.clone()));
+                }
+            }
+        }
+        let mut uncontested = Vec::new();
+        if !plain.is_empty() {
+            uncontested.push(self.read(self.regions(plain, false), coordinate_filter.clone())?);
+        }
+        if !edges.is_empty() {
+            let outside = and_maybe(!inside.clone(), coordinate_filter.clone());
+            uncontested.push(self.read(self.regions(edges, false), Some(outside))?);
+        }
+        // The rows inside the boxes, of every rivalled file (tombstones too), each tagged with
+        // its file's `seq` and kind: the files inside a box whole, without testing the boxes,
+        // the others' rows inside one.
+        let (whole_files, partly): (Vec<DataFile>, Vec<DataFile>) =
+            rivalled.into_iter().partition(|file| covered(file));
+        let mut contested = Vec::new();
+        if !whole_files.is_empty() {
+            let files = whole_files.into_iter().map(|file| (file, Region::Whole));
+            let set = self.regions(files.collect(), true);
+            contested.push(self.read(set, coordinate_filter.clone())?);
+        }
+        if !partly.is_empty() {
+            let files = partly.into_iter().map(|file| (file, touching.clone()));
+            let set = self.regions(files.collect(), true);
+            contested.push(self.read(set, Some(and_maybe(inside, coordinate_filter)))?);
         }
         let newest_first = row_number()
             .partition_by(self.columns()[..self.dimensions].to_vec())
@@ -190,9 +232,10 @@ impl CubeFiles {
             return Ok(file.rows);
         }
         let first_dimension = self.columns().swap_remove(0);
-        let plan = LogicalPlanBuilder::from(self.read(vec![file.clone()], Some(shared))?)
-            .project(vec![first_dimension])?
-            .build()?;
+        let plan =
+            LogicalPlanBuilder::from(self.read(self.file_set(vec![file.clone()]), Some(shared))?)
+                .project(vec![first_dimension])?
+                .build()?;
         let rows = execute_stream(state.create_physical_plan(&plan).await?, state.task_ctx())?;
         rows.try_fold(0, |count, batch| async move {
             Ok(count + batch.num_rows() as u64)
@@ -200,17 +243,82 @@ impl CubeFiles {
         .await
     }
 
-    /// A table of just `files`.
+    /// The marks of each of `files` that has usable ones. A file's marks are read from its
+    /// footer once (then kept with its log entry); the footer comes from DataFusion's
+    /// metadata cache, which the scan's opener reads too, and on a miss footers are fetched
+    /// several at a time, not one after another.
+    async fn marks(
+        &self,
+        state: &dyn Session,
+        files: &[&DataFile],
+    ) -> Result<Vec<Option<Arc<Marks>>>> {
+        let runtime = state.runtime_env();
+        let store = runtime.object_store(self.storage.url())?;
+        let metadata_cache = runtime.cache_manager.get_file_metadata_cache();
+        let dimensions = self.dimensions;
+        let footers: Vec<_> = (files.iter())
+            .map(|file| {
+                let path = format!("{}/{}", self.cube_dir, file.path);
+                let object = PartitionedFile::new(path, file.size).object_meta;
+                (file.marks.clone(), object, file.rows as usize)
+            })
+            .collect();
+        futures::stream::iter(footers)
+            .map(|(cell, object, rows)| {
+                let (store, metadata_cache) = (Arc::clone(&store), Arc::clone(&metadata_cache));
+                async move {
+                    let marks = match cell.get() {
+                        Some(known) => known,
+                        None => {
+                            let metadata = DFParquetMetadata::new(store.as_ref(), &object)
+                                .with_file_metadata_cache(Some(metadata_cache))
+                                .fetch_metadata()
+                                .await?;
+                            let footer = metadata.file_metadata().key_value_metadata();
+                            cell.record(Marks::from_footer(footer))
+                        }
+                    };
+                    let usable =
+                        |marks: &Arc<Marks>| marks.rows == rows && marks.last.len() == dimensions;
+                    Ok::<_, DataFusionError>(marks.filter(usable))
+                }
+            })
+            .buffered(FOOTERS_READ_AT_ONCE)
+            .try_collect()
+            .await
+    }
+
+    /// A table of just `files`, read whole.
     pub(crate) fn file_set(&self, files: Vec<DataFile>) -> FileSet {
+        let files = files
+            .into_iter()
+            .map(|file| (file, Region::Whole))
+            .collect();
+        self.regions(files, false)
+    }
+
+    /// A table of some granules of some files; `tagged`: with each row's file `seq` and
+    /// kind ([`SEQ`], [`TOMBSTONE`]).
+    fn regions(&self, files: Vec<(DataFile, Region)>, tagged: bool) -> FileSet {
+        let tags = match tagged {
+            true => vec![
+                Arc::new(Field::new(SEQ, DataType::UInt64, false)),
+                Arc::new(Field::new(TOMBSTONE, DataType::Boolean, false)),
+            ],
+            false => Vec::new(),
+        };
         FileSet {
             cube: self.clone(),
             files,
+            schema: TableSchema::builder(Arc::clone(&self.schema))
+                .with_table_partition_cols(tags)
+                .build(),
         }
     }
 
     /// A scan of `files`, filtered by `filter`.
-    fn read(&self, files: Vec<DataFile>, filter: Option<Expr>) -> Result<LogicalPlan> {
-        let source = provider_as_source(Arc::new(self.file_set(files)));
+    fn read(&self, files: FileSet, filter: Option<Expr>) -> Result<LogicalPlan> {
+        let source = provider_as_source(Arc::new(files));
         let scan = LogicalPlanBuilder::scan("mdf_files", source, None)?;
         match filter {
             Some(filter) => scan.filter(filter)?.build(),
@@ -225,6 +333,20 @@ impl CubeFiles {
             .iter()
             .map(|field| Expr::Column(Column::new_unqualified(field.name())))
             .collect()
+    }
+
+    /// The names of the cube's dimensions, in order.
+    fn dimension_names(&self) -> Vec<&str> {
+        self.schema.fields()[..self.dimensions]
+            .iter()
+            .map(|field| field.name().as_str())
+            .collect()
+    }
+
+    /// Whether a row's coordinate lies in one of `boxes`.
+    fn inside_any(&self, boxes: &[CellBounds]) -> Expr {
+        let inside = boxes.iter().map(|shared| self.inside(shared));
+        inside.reduce(Expr::or).unwrap_or(lit(false))
     }
 
     /// Whether `filter` reads only coordinate columns.
@@ -274,6 +396,93 @@ impl CubeFiles {
     }
 }
 
+/// Which files of a merged read have rivals, and the boxes rivals share.
+struct Contest {
+    /// Per file, whether it has a rival sharing a box the filters meet.
+    rivalled: Vec<bool>,
+    /// The boxes rival files share that the filters meet, each once; `None` when a rival
+    /// has no bounds (so any of its rows may be contested).
+    boxes: Option<Vec<CellBounds>>,
+}
+
+impl Contest {
+    /// The contest among `files` (those of a snapshot that can hold a cell `allowed` admits).
+    fn among(files: &[&DataFile], allowed: &[Allowed]) -> Contest {
+        let mut rivalled = vec![false; files.len()];
+        let mut boxes = Some(Vec::new());
+        let mut seen = HashSet::new();
+        for (index, rivals) in rivals_among(files).into_iter().enumerate() {
+            for other in rivals.into_iter().filter(|&other| other > index) {
+                let shared = match (&files[index].bounds, &files[other].bounds) {
+                    (Some(mine), Some(theirs)) => match mine.intersection(theirs) {
+                        Some(shared) if Allowed::meets(allowed, &shared) => Some(shared),
+                        _ => continue,
+                    },
+                    _ => None,
+                };
+                rivalled[index] = true;
+                rivalled[other] = true;
+                match (shared, &mut boxes) {
+                    (Some(shared), Some(boxes)) => {
+                        if seen.insert(shared.clone()) {
+                            boxes.push(shared);
+                        }
+                    }
+                    (None, _) => boxes = None,
+                    (Some(_), None) => {}
+                }
+            }
+        }
+        Contest { rivalled, boxes }
+    }
+}
+
+/// `boxes`, neighbours in sort order merged into their hull (the smallest box holding them)
+/// while the hull touches no more granules of `marks`, within what `allowed` admits, than its
+/// parts do apart: fewer boxes, so smaller predicates to plan and evaluate, for no more
+/// reading. A hull holds more coordinates than its parts; the merge ranks those too, and
+/// each wins alone.
+fn merged(
+    mut boxes: Vec<CellBounds>,
+    allowed: &[Allowed],
+    marks: &[Arc<Marks>],
+) -> Vec<CellBounds> {
+    let touched = |bounds: &CellBounds| -> usize {
+        let within = Allowed::within(allowed, bounds);
+        marks
+            .iter()
+            .map(|marks| marks.granules(&within).len())
+            .sum()
+    };
+    boxes.sort_by(|a, b| a.min.cmp(&b.min));
+    let mut hulls: Vec<(CellBounds, usize)> = Vec::new();
+    for next in boxes {
+        let alone = touched(&next);
+        if let Some((hull, spent)) = hulls.last_mut() {
+            let wider = hull.union(&next);
+            let together = touched(&wider);
+            if together <= *spent + alone {
+                (*hull, *spent) = (wider, together);
+                continue;
+            }
+        }
+        hulls.push((next, alone));
+    }
+    hulls.into_iter().map(|(hull, _)| hull).collect()
+}
+
+/// Which granules of a file a [`FileSet`] reads (of those the scan's filters allow).
+#[derive(Debug, Clone)]
+enum Region {
+    /// All of them.
+    Whole,
+    /// Those that can hold a coordinate inside one of the boxes (all of a file without
+    /// marks).
+    Touching(Arc<[CellBounds]>),
+    /// The others (none of a file without marks).
+    Clear(Arc<[CellBounds]>),
+}
+
 /// `a AND b`, or `a` alone when there is no `b`.
 fn and_maybe(a: Expr, b: Option<Expr>) -> Expr {
     match b {
@@ -306,7 +515,10 @@ fn union_all(plans: Vec<LogicalPlan>) -> Result<LogicalPlanBuilder> {
 #[derive(Debug)]
 pub(crate) struct FileSet {
     cube: CubeFiles,
-    files: Vec<DataFile>,
+    files: Vec<(DataFile, Region)>,
+    /// The cube's columns, and the [`SEQ`] and [`TOMBSTONE`] tags when the set has them
+    /// (as partition columns: one value per file).
+    schema: TableSchema,
 }
 
 impl FileSet {
@@ -316,63 +528,59 @@ impl FileSet {
     /// Splitting what a query reads, rather than the file's bytes as DataFusion does by
     /// default, keeps every core busy: a query on a sorted cube finds its cells in a few
     /// neighbouring row groups, which a byte split would give to one partition. A file
-    /// without marks is split into its row groups, all read.
+    /// without marks is split into its row groups, all read. Each file's [`Region`] narrows
+    /// the granules further.
     async fn file_groups(&self, state: &dyn Session, filters: &[Expr]) -> Result<Vec<FileGroup>> {
         let partitions = state.config_options().execution.target_partitions.max(1);
-        let runtime = state.runtime_env();
-        let store = runtime.object_store(self.cube.storage.url())?;
-        let metadata_cache = runtime.cache_manager.get_file_metadata_cache();
-        let dimensions: Vec<&str> = self.cube.schema.fields()[..self.cube.dimensions]
-            .iter()
-            .map(|field| field.name().as_str())
-            .collect();
-        let allowed = Allowed::from_filters(&dimensions, filters);
+        let allowed = Allowed::from_filters(&self.cube.dimension_names(), filters);
+        let tagged = !self.schema.table_partition_cols().is_empty();
         let wholes: Vec<PartitionedFile> = self
             .files
             .iter()
-            .map(|file| {
-                PartitionedFile::new(format!("{}/{}", self.cube.cube_dir, file.path), file.size)
-            })
-            .collect();
-        // A file's marks are read from its footer once (then kept with its log entry); the
-        // footer comes from DataFusion's metadata cache, which the scan's opener reads too,
-        // and on a miss footers are fetched several at a time, not one after another.
-        let cells: Vec<_> = (self.files.iter().zip(&wholes))
-            .map(|(file, whole)| (file.marks.clone(), whole.object_meta.clone()))
-            .collect();
-        let marks: Vec<Option<Arc<Marks>>> = futures::stream::iter(cells)
-            .map(|(cell, object)| {
-                let (store, metadata_cache) = (Arc::clone(&store), Arc::clone(&metadata_cache));
-                async move {
-                    if let Some(known) = cell.get() {
-                        return Ok(known);
-                    }
-                    let metadata = DFParquetMetadata::new(store.as_ref(), &object)
-                        .with_file_metadata_cache(Some(metadata_cache))
-                        .fetch_metadata()
-                        .await?;
-                    let footer = Marks::from_footer(metadata.file_metadata().key_value_metadata());
-                    Ok::<_, DataFusionError>(cell.record(footer))
+            .map(|(file, _)| {
+                let path = format!("{}/{}", self.cube.cube_dir, file.path);
+                let mut whole = PartitionedFile::new(path, file.size);
+                if tagged {
+                    whole.partition_values = vec![
+                        ScalarValue::UInt64(Some(file.sequence().0)),
+                        ScalarValue::Boolean(Some(file.kind == FileKind::Tombstones)),
+                    ];
                 }
+                whole
             })
-            .buffered(FOOTERS_READ_AT_ONCE)
-            .try_collect()
-            .await?;
+            .collect();
+        let files: Vec<&DataFile> = self.files.iter().map(|(file, _)| file).collect();
+        let marks = self.cube.marks(state, &files).await?;
         let mut groups = vec![Vec::new(); partitions];
-        for (index, ((file, whole), marks)) in self.files.iter().zip(wholes).zip(marks).enumerate()
+        for (index, (((file, region), whole), marks)) in
+            self.files.iter().zip(wholes).zip(marks).enumerate()
         {
             let rows = file.rows as usize;
             let (lengths, selected): (Vec<usize>, Vec<usize>) = match marks {
-                Some(marks) if marks.rows == rows => (
-                    (0..marks.first.len())
-                        .map(|granule| marks.granule_len(granule))
-                        .collect(),
-                    marks.granules(&allowed),
-                ),
+                Some(marks) => {
+                    let mut selected = marks.granules(&allowed);
+                    match region {
+                        Region::Whole => {}
+                        Region::Touching(boxes) => {
+                            let touched = marks.touched(&allowed, boxes);
+                            selected.retain(|&granule| touched[granule]);
+                        }
+                        Region::Clear(boxes) => {
+                            let touched = marks.touched(&allowed, boxes);
+                            selected.retain(|&granule| !touched[granule]);
+                        }
+                    }
+                    let lengths = (0..marks.first.len()).map(|g| marks.granule_len(g));
+                    (lengths.collect(), selected)
+                }
                 _ => {
                     let stripes = rows.div_ceil(ROW_GROUP_ROWS);
                     let length = |stripe| ROW_GROUP_ROWS.min(rows - stripe * ROW_GROUP_ROWS);
-                    ((0..stripes).map(length).collect(), (0..stripes).collect())
+                    let selected = match region {
+                        Region::Clear(_) => Vec::new(),
+                        Region::Whole | Region::Touching(_) => (0..stripes).collect(),
+                    };
+                    ((0..stripes).map(length).collect(), selected)
                 }
             };
             // Run `i` of the selected granules goes to partition `index + i`, so files of
@@ -409,7 +617,7 @@ impl FileSet {
 #[async_trait]
 impl TableProvider for FileSet {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.cube.schema)
+        Arc::clone(self.schema.table_schema())
     }
 
     fn table_type(&self) -> TableType {
@@ -433,7 +641,7 @@ impl TableProvider for FileSet {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = &self.cube.schema;
+        let schema = self.schema.table_schema();
         let file_groups = self.file_groups(state, filters).await?;
         if file_groups.is_empty() {
             let projected = match projection {
@@ -442,7 +650,7 @@ impl TableProvider for FileSet {
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        let source = Arc::new(ParquetSource::new(Arc::clone(schema)));
+        let source = Arc::new(ParquetSource::new(self.schema.clone()));
         // Declared so that DataFusion keeps these partitions rather than splitting the files
         // again by bytes, which would open a file once per byte range however little of it
         // a partition's row selection reads.

@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
 use datafusion::catalog::TableProvider;
 use datafusion::common::DataFusionError;
 use datafusion::execution::SessionState;
-use datafusion::physical_plan::collect;
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 use quantatom_table_providers::mdf::dml::CubeDmlRule;
 use quantatom_table_providers::mdf::maintenance::{
@@ -302,6 +302,95 @@ async fn the_files_of_one_compaction_are_not_merged_on_read() {
     assert_eq!(again.version, None, "nothing left to compact: {again:?}");
 }
 
+/// Edits waiting beside a large file are merged on read only where a query meets them: a
+/// query elsewhere reads the file as it is, one that meets them ranks only the rows of the
+/// granules the edits touch, and every answer is the latest write of each cell.
+#[tokio::test]
+async fn edits_beside_a_large_file_are_merged_only_where_a_query_meets_them() {
+    let backend = local();
+    let policy = CompactionPolicy {
+        auto_compact_files: 1000,
+        ..CompactionPolicy::default()
+    };
+    let (table, context) = new_cube_compacted_by(&backend, policy).await;
+    table.append(&[cells(&table, &large_base())]).await.unwrap();
+    let mut expected: std::collections::BTreeMap<(String, String), i128> = large_base()
+        .into_iter()
+        .map(|(writer, cell, amount)| ((writer, cell), amount))
+        .collect();
+    // One cell written twice, a new cell, a deleted one, and a file of two cells whose
+    // bounds hold seven more of the base's.
+    let edits = [
+        ("w03", "c0005", 1),
+        ("w03", "c0005", 2),
+        ("w03", "c9999", 3),
+        ("w40", "c0100", 4),
+    ];
+    edit(&table, &edits).await;
+    for (writer, cell, amount) in edits {
+        expected.insert((writer.to_owned(), cell.to_owned()), amount);
+    }
+    let delete = "DELETE FROM plan WHERE writer = 'w40' AND cell = 'c0101'";
+    context.sql(delete).await.unwrap().collect().await.unwrap();
+    expected.remove(&("w40".to_owned(), "c0101".to_owned()));
+    let corners = [
+        ("w10".to_owned(), "c0000".to_owned(), 5),
+        ("w12".to_owned(), "c0002".to_owned(), 6),
+    ];
+    table.append(&[cells(&table, &corners)]).await.unwrap();
+    for (writer, cell, amount) in corners {
+        expected.insert((writer, cell), amount);
+    }
+
+    let expect = |keep: &dyn Fn(&str, &str) -> bool| -> Vec<(String, String, i64, i128)> {
+        (expected.iter())
+            .filter(|((writer, cell), _)| keep(writer, cell))
+            .map(|((writer, cell), amount)| (writer.clone(), cell.clone(), 1, *amount))
+            .collect()
+    };
+    let (untouched, read) = grid_where(&context, "writer = 'w20'").await;
+    assert_eq!(untouched, expect(&|writer, _| writer == "w20"));
+    let plain = ReadFacts {
+        scans: 1,
+        ranked: 0,
+    };
+    assert_eq!(
+        read, plain,
+        "no edit is where w20 is: the base is read as it is"
+    );
+    let (point, read) = grid_where(&context, "writer = 'w03' AND cell = 'c0005'").await;
+    assert_eq!(point, expect(&|w, c| (w, c) == ("w03", "c0005")));
+    assert_eq!(
+        read.ranked, 3,
+        "the cell's three writes are ranked, and only they"
+    );
+    let (all, read) = grid_where(&context, "true").await;
+    assert_eq!(all, expect(&|_, _| true));
+    // The boxes the edits share with the base are merged where that reads no more granules:
+    // w03/c0005 with the 3 x 3 cells from w10/c0000 to w12/c0002 (granules 0 and 1 either
+    // way) into w03..w12 x c0000..c0005, and w40/c0100 with w40/c0101 (granule 5); not the
+    // two hulls (granules 0 to 5). Ranked: the base's 10 x 6 + 2 cells in them, and the
+    // edits' six rows (w03/c9999 is outside the base's bounds: read as it is). However many
+    // files, at most four scans: files as they are, the base's rows around the boxes, and
+    // the contested rows of the edits and of the base.
+    assert_eq!(
+        read,
+        ReadFacts {
+            scans: 4,
+            ranked: 68
+        }
+    );
+    let (some, _) = grid_where(
+        &context,
+        "writer BETWEEN 'w03' AND 'w12' AND cell < 'c0003'",
+    )
+    .await;
+    assert_eq!(
+        some,
+        expect(&|w, c| ("w03"..="w12").contains(&w) && c < "c0003")
+    );
+}
+
 /// A full compaction of `table`, planned in `state`.
 async fn compact_fully(table: &MdfTable, state: &SessionState) -> CompactionReport {
     compact(table, state, CompactionScope::Full, None, &|_| {})
@@ -341,13 +430,61 @@ async fn new_cube(backend: &Backend) -> (Arc<MdfTable>, SessionContext) {
 
 /// `(writer, cell, copies, amount)` per coordinate, in order.
 async fn grid(context: &SessionContext) -> Vec<(String, String, i64, i128)> {
-    let batches = context
-        .sql("SELECT writer, cell, count(*), max(amount) FROM plan GROUP BY writer, cell ORDER BY writer, cell")
+    grid_where(context, "true").await.0
+}
+
+/// `(writer, cell, copies, amount)` per coordinate passing `condition`, in order, and what
+/// the read did.
+async fn grid_where(
+    context: &SessionContext,
+    condition: &str,
+) -> (Vec<(String, String, i64, i128)>, ReadFacts) {
+    let query = format!(
+        "SELECT writer, cell, count(*), max(amount) FROM plan WHERE {condition} \
+         GROUP BY writer, cell ORDER BY writer, cell"
+    );
+    let plan = context
+        .sql(&query)
         .await
         .unwrap()
-        .collect()
+        .create_physical_plan()
         .await
         .unwrap();
+    let batches = collect(Arc::clone(&plan), context.task_ctx())
+        .await
+        .unwrap();
+    (coordinates(&batches), ReadFacts::of(plan.as_ref()))
+}
+
+/// What an executed read did.
+#[derive(Debug, Default, PartialEq)]
+struct ReadFacts {
+    /// Parquet scans in the plan.
+    scans: usize,
+    /// Rows ranked per coordinate (merged on read).
+    ranked: usize,
+}
+
+impl ReadFacts {
+    fn of(plan: &dyn ExecutionPlan) -> ReadFacts {
+        let mut facts = ReadFacts::default();
+        if plan.name() == "DataSourceExec" {
+            facts.scans += 1;
+        }
+        if plan.name().contains("WindowAggExec") {
+            facts.ranked += plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0);
+        }
+        for child in plan.children() {
+            let theirs = ReadFacts::of(child.as_ref());
+            facts.scans += theirs.scans;
+            facts.ranked += theirs.ranked;
+        }
+        facts
+    }
+}
+
+/// The rows of a [`grid_where`] answer.
+fn coordinates(batches: &[RecordBatch]) -> Vec<(String, String, i64, i128)> {
     batches
         .iter()
         .flat_map(|batch| {
