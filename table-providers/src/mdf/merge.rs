@@ -123,9 +123,13 @@ impl CubeFiles {
         let boxes: Option<Arc<[CellBounds]>> = match contest.boxes {
             Some(boxes) => {
                 let files: Vec<&DataFile> = rivalled.iter().collect();
-                let marks = self.marks(state, &files).await?;
-                let marks: Vec<Arc<Marks>> = marks.into_iter().flatten().collect();
-                Some(merged(boxes, &allowed, &marks).into())
+                // Without every file's marks a hull's cost is unknown: no merging then.
+                let marks: Option<Vec<Arc<Marks>>> =
+                    self.marks(state, &files).await?.into_iter().collect();
+                Some(match marks {
+                    Some(marks) => merged(boxes, &allowed, &marks).into(),
+                    None => boxes.into(),
+                })
             }
             None => None,
         };
@@ -438,10 +442,10 @@ impl Contest {
 }
 
 /// `boxes`, neighbours in sort order merged into their hull (the smallest box holding them)
-/// while the hull touches no more granules of `marks`, within what `allowed` admits, than its
-/// parts do apart: fewer boxes, so smaller predicates to plan and evaluate, for no more
-/// reading. A hull holds more coordinates than its parts; the merge ranks those too, and
-/// each wins alone.
+/// while the hull touches no more granules of `marks` (those of every file sharing a box),
+/// within what `allowed` admits, than its parts do apart: fewer boxes, so smaller predicates
+/// to plan and evaluate, for no more reading. A hull holds more coordinates than its parts;
+/// the merge ranks those too, and each wins alone.
 fn merged(
     mut boxes: Vec<CellBounds>,
     allowed: &[Allowed],
