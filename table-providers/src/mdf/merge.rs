@@ -355,17 +355,11 @@ impl CubeFiles {
 
     /// Whether `filter` reads only coordinate columns.
     fn is_on_coordinates(&self, filter: &Expr) -> bool {
-        let coordinates: HashSet<&str> = self
-            .schema
-            .fields()
-            .iter()
-            .take(self.dimensions)
-            .map(|field| field.name().as_str())
-            .collect();
+        let coordinates = self.dimension_names();
         filter
             .column_refs()
             .iter()
-            .all(|column| coordinates.contains(column.name.as_str()))
+            .all(|column| coordinates.contains(&column.name.as_str()))
     }
 
     /// Whether a row of `file` lies in a box it shares with one of `rivals`; `true` when one
@@ -379,11 +373,9 @@ impl CubeFiles {
             let Some(theirs) = &rival.bounds else {
                 return lit(true);
             };
-            if let Some(shared) = bounds.intersection(theirs) {
-                boxes.push(self.inside(&shared));
-            }
+            boxes.extend(bounds.intersection(theirs));
         }
-        boxes.into_iter().reduce(Expr::or).unwrap_or(lit(false))
+        self.inside_any(&boxes)
     }
 
     /// Whether a row's coordinate lies in `bounds`.
@@ -565,13 +557,10 @@ impl FileSet {
                     let mut selected = marks.granules(&allowed);
                     match region {
                         Region::Whole => {}
-                        Region::Touching(boxes) => {
+                        Region::Touching(boxes) | Region::Clear(boxes) => {
                             let touched = marks.touched(&allowed, boxes);
-                            selected.retain(|&granule| touched[granule]);
-                        }
-                        Region::Clear(boxes) => {
-                            let touched = marks.touched(&allowed, boxes);
-                            selected.retain(|&granule| !touched[granule]);
+                            let wanted = matches!(region, Region::Touching(_));
+                            selected.retain(|&granule| touched[granule] == wanted);
                         }
                     }
                     let lengths = (0..marks.first.len()).map(|g| marks.granule_len(g));
