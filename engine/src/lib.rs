@@ -145,6 +145,15 @@ pub enum OpenError {
     Data(#[from] DataFusionError),
 }
 
+/// What [`Engine::load_footers`] read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FootersLoaded {
+    /// Cubes whose data files' footers were read.
+    pub cubes: usize,
+    /// Data files whose footers were read.
+    pub files: usize,
+}
+
 /// The shared part of every session: storage, metadata and the catalog over them.
 #[derive(Debug)]
 pub struct Engine {
@@ -262,6 +271,29 @@ impl Engine {
                 .with_session_id(uuid::Uuid::new_v4().to_string());
         let shared = self.session_template.runtime_env();
         with_memory_limit(builder, shared, self.query_memory_limit).build()
+    }
+
+    /// Reads every cube's footers and marks (of its latest snapshot) into the caches, as the
+    /// first scan of each file would, while DataFusion's file metadata cache has room: the
+    /// first queries after a start then prune without fetching them (docs/caching.md). The
+    /// returned future owns what it needs, so a server can run it beside serving.
+    pub fn load_footers(&self) -> impl Future<Output = Result<FootersLoaded>> + Send + 'static {
+        let (cubes, state) = (self.cubes.all(), self.session_state());
+        async move {
+            let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+            let mut loaded = FootersLoaded::default();
+            for cube in cubes {
+                let held: usize = (cache.list_entries().values())
+                    .map(|entry| entry.size_bytes)
+                    .sum();
+                if held >= cache.cache_limit() {
+                    break;
+                }
+                loaded.files += cube.load_footers(&state).await?;
+                loaded.cubes += 1;
+            }
+            Ok(loaded)
+        }
     }
 
     /// The memory one session may hold for its statement ([`Engine::with_query_memory_limit`]).

@@ -115,6 +115,21 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             )
         })?;
     let address = server.local_addr().map_err(|e| e.to_string())?;
+    let footers = engine.load_footers();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match footers.await {
+            Ok(loaded) => tracing::info!(
+                cubes = loaded.cubes,
+                files = loaded.files,
+                ms = started.elapsed().as_millis() as u64,
+                "data file footers loaded"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "data file footers could not be loaded ahead of queries")
+            }
+        }
+    });
     tracing::info!(%address, admin = %config.admin_listen, data = %location, "quantatom is ready: psql -h {} -p {}", address.ip(), address.port());
     // One signal stops both listeners; the wire server drains its connections first.
     let (stop, stopping) = tokio::sync::watch::channel(false);

@@ -169,3 +169,47 @@ async fn insert_appends_a_file_and_the_next_query_sees_it() {
         "a reopened data folder keeps every cell and loads no second demo:\n{text}"
     );
 }
+
+/// A server reads the footers of every cube's data files when it starts
+/// ([`Engine::load_footers`], docs/caching.md): in an engine opened afresh none is cached;
+/// after loading, DataFusion's footer cache holds each file of each cube's latest snapshot
+/// with its page index, which is what a first query's pruning would otherwise fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn footers_are_loaded_with_their_page_indexes_before_a_first_query() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(support::demo_engine(dir.path(), 100_000).await);
+    let engine = support::demo_engine(dir.path(), 100_000).await;
+    let mut paths = Vec::new();
+    for cube in engine.cubes().all() {
+        let snapshot = cube.log().latest().await.unwrap();
+        let folder = cube.log().cube_dir().clone();
+        paths.extend((snapshot.files.iter()).map(|file| format!("{folder}/{}", file.path)));
+    }
+    let state = engine.session_state();
+    let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+    let page_indexes = || {
+        let entries = cache.list_entries();
+        (paths.iter())
+            .map(|path| {
+                let entry = entries.get(&object_store::path::Path::from(path.as_str()));
+                entry.map(|entry| entry.value.file_metadata.extra_info()["page_index"].clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(!paths.is_empty(), "the demo cube has data files");
+    assert!(
+        page_indexes().iter().all(Option::is_none),
+        "a new engine holds no footer"
+    );
+
+    let loaded = engine.load_footers().await.unwrap();
+    assert_eq!(loaded.cubes, engine.cubes().all().len());
+    assert_eq!(loaded.files, paths.len());
+    assert!(
+        page_indexes()
+            .iter()
+            .all(|page_index| page_index.as_deref() == Some("true")),
+        "every footer is cached with its page index: {:?}",
+        page_indexes()
+    );
+}

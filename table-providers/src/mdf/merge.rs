@@ -251,7 +251,7 @@ impl CubeFiles {
     /// footer once (then kept with its log entry); the footer comes from DataFusion's
     /// metadata cache, which the scan's opener reads too, and on a miss footers are fetched
     /// several at a time, not one after another.
-    async fn marks(
+    pub(crate) async fn marks(
         &self,
         state: &dyn Session,
         files: &[&DataFile],
@@ -535,7 +535,11 @@ impl FileSet {
             .iter()
             .map(|(file, _)| {
                 let path = format!("{}/{}", self.cube.cube_dir, file.path);
-                let mut whole = PartitionedFile::new(path, file.size);
+                // The file's columns as the cube has them: the reader then neither parses
+                // the footer's Arrow schema nor carries the footer's key-value metadata
+                // (the marks, tens of KiB) into every schema it derives per file and filter.
+                let mut whole = PartitionedFile::new(path, file.size)
+                    .with_arrow_schema(Arc::clone(&self.cube.schema));
                 if tagged {
                     whole.partition_values = vec![
                         ScalarValue::UInt64(Some(file.sequence().0)),

@@ -200,6 +200,16 @@ impl MdfTable {
         .into()
     }
 
+    /// Reads the footers (with their page indexes) and the marks of the latest snapshot's data
+    /// files into `state`'s caches, as the first scan of each file would; returns how many
+    /// files. A server does this when it starts, so that its first queries do not wait for it.
+    pub async fn load_footers(&self, state: &dyn Session) -> Result<usize> {
+        let snapshot = self.log.latest().await?;
+        let files: Vec<_> = snapshot.files.iter().collect();
+        self.files().marks(state, &files).await?;
+        Ok(files.len())
+    }
+
     /// Where the cube's data files are.
     pub(crate) fn files(&self) -> CubeFiles {
         CubeFiles {

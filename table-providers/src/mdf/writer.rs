@@ -360,11 +360,14 @@ pub(crate) async fn fold(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mdf::Measure;
+    use crate::mdf::{MdfTable, Measure};
+    use datafusion::arrow::array::{Decimal128Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::prelude::{SessionConfig, SessionContext};
 
-    #[test]
-    fn dimensions_are_dictionary_encoded_zstd_and_measures_plain_lz4() {
-        let cube = CubeDefinition {
+    fn finance() -> CubeDefinition {
+        CubeDefinition {
             name: "finance".to_owned(),
             dimensions: vec!["version".to_owned(), "account".to_owned()],
             measures: vec![Measure {
@@ -372,7 +375,121 @@ mod tests {
                 precision: 18,
                 scale: 2,
             }],
+        }
+    }
+
+    /// Files written before 2026-11-30 label member codes `Utf8` in their footer's Arrow
+    /// schema. A scan hands the reader the cube's own schema (`Utf8View`) for every file
+    /// rather than the footer's, so such a file reads, filters and merges like a new one.
+    #[tokio::test]
+    async fn files_whose_footer_says_utf8_read_like_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let cube = finance();
+        let table = MdfTable::create(storage.clone(), cube.clone())
+            .await
+            .unwrap();
+        let schema = cube.arrow_schema();
+        let utf8 = Arc::new(Schema::new(vec![
+            Field::new("version", DataType::Utf8, false),
+            Field::new("account", DataType::Utf8, false),
+            schema.field(2).clone(),
+        ]));
+        let cells = |schema: SchemaRef, accounts: [&str; 2], cents: [i128; 2]| {
+            let codes = |values: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(values)) };
+            let amounts = Decimal128Array::from(cents.to_vec())
+                .with_precision_and_scale(18, 2)
+                .unwrap();
+            let batch = RecordBatch::try_new(
+                Arc::clone(&utf8),
+                vec![
+                    codes(vec!["Budget"; 2]),
+                    codes(accounts.to_vec()),
+                    Arc::new(amounts),
+                ],
+            )
+            .unwrap();
+            conform(&batch, &schema).unwrap()
         };
+        // The old form, as the writer made it then: Utf8 in the footer, marks beside it.
+        let old = cells(Arc::clone(&utf8), ["4000", "5000"], [100, 200]);
+        let mut marks = MarkCollector::default();
+        let codes = [
+            old.column(0).as_string::<i32>(),
+            old.column(1).as_string::<i32>(),
+        ];
+        marks.add(2, 2, |dimension, row| {
+            codes[dimension].value(row).to_owned()
+        });
+        let mut writer = ArrowWriter::try_new(
+            Vec::new(),
+            Arc::clone(&utf8),
+            Some(data_file_properties(&cube)),
+        )
+        .unwrap();
+        writer.write(&old).unwrap();
+        writer.append_key_value_metadata(marks.finish().to_key_value());
+        let buffer = writer.into_inner().unwrap();
+        let location = table
+            .log()
+            .cube_dir()
+            .clone()
+            .join("data")
+            .join("old.parquet");
+        let size = buffer.len() as u64;
+        storage.put_if_absent(&location, buffer).await.unwrap();
+        let bounds = CellBounds {
+            min: vec!["Budget".to_owned(), "4000".to_owned()],
+            max: vec!["Budget".to_owned(), "5000".to_owned()],
+        };
+        let old_file = DataFile {
+            path: "data/old.parquet".to_owned(),
+            size,
+            rows: 2,
+            kind: FileKind::Cells,
+            seq: None,
+            bounds: Some(bounds),
+            sha256: None,
+            marks: MarksCell::default(),
+        };
+        table.log().commit_append(vec![old_file]).await.unwrap();
+        // A new file overwriting one of its cells and adding one.
+        table
+            .append(&[cells(schema, ["5000", "6000"], [250, 300])])
+            .await
+            .unwrap();
+
+        let mut config = SessionConfig::new();
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        let context = SessionContext::new_with_config(config);
+        storage.register(context.runtime_env().as_ref());
+        context.register_table("finance", Arc::new(table)).unwrap();
+        let answer = |sql: &'static str| {
+            let context = context.clone();
+            async move {
+                let batches = context.sql(sql).await.unwrap().collect().await.unwrap();
+                pretty_format_batches(&batches).unwrap().to_string()
+            }
+        };
+        let all = answer("SELECT account, amount FROM finance ORDER BY account").await;
+        assert_eq!(
+            all.lines().skip(3).collect::<Vec<_>>(),
+            [
+                "| 4000    | 1.00   |",
+                "| 5000    | 2.50   |",
+                "| 6000    | 3.00   |",
+                "+---------+--------+"
+            ],
+            "{all}"
+        );
+        let one =
+            answer("SELECT amount FROM finance WHERE version = 'Budget' AND account = '4000'");
+        assert!(one.await.contains("| 1.00   |"));
+    }
+
+    #[test]
+    fn dimensions_are_dictionary_encoded_zstd_and_measures_plain_lz4() {
+        let cube = finance();
         let properties = data_file_properties(&cube);
         for dimension in ["version", "account"] {
             let column = ColumnPath::from(dimension);
