@@ -430,21 +430,13 @@ mod tests {
         writer.write(&old).unwrap();
         writer.append_key_value_metadata(marks.finish().to_key_value());
         let buffer = writer.into_inner().unwrap();
-        let location = table
-            .log()
-            .cube_dir()
-            .clone()
-            .join("data")
-            .join("old.parquet");
-        let size = buffer.len() as u64;
-        storage.put_if_absent(&location, buffer).await.unwrap();
         let bounds = CellBounds {
             min: vec!["Budget".to_owned(), "4000".to_owned()],
             max: vec!["Budget".to_owned(), "5000".to_owned()],
         };
         let old_file = DataFile {
             path: "data/old.parquet".to_owned(),
-            size,
+            size: buffer.len() as u64,
             rows: 2,
             kind: FileKind::Cells,
             seq: None,
@@ -452,6 +444,8 @@ mod tests {
             sha256: None,
             marks: MarksCell::default(),
         };
+        let location = file_location(table.log().cube_dir(), &old_file);
+        storage.put_if_absent(&location, buffer).await.unwrap();
         table.log().commit_append(vec![old_file]).await.unwrap();
         // A new file overwriting one of its cells and adding one.
         table
