@@ -23,6 +23,7 @@ mod eager_aggregation;
 mod errors;
 pub mod information_schema;
 pub mod plan_reuse;
+pub mod postgres_column_names;
 pub mod postgres_functions;
 pub mod postgres_literals;
 pub mod postgres_settings;

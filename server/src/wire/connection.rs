@@ -1013,10 +1013,11 @@ impl QueryParser for SessionParser {
         }
         let epoch = self.parsed.epoch().current();
         match parse_text(sql) {
-            ParsedText::Query(statement) => {
+            ParsedText::Query(query) => {
                 // Typed (in `plan_query`) before Describe reports the columns, so that the rows
                 // match what it said.
-                let plan = plan_query(&self.session.state(), statement.clone())
+                let statement = query.statement.clone();
+                let plan = plan_query(&self.session.state(), query)
                     .instrument(tracing::info_span!("planning", kind = "parse"))
                     .await?;
                 let parsed = (sql.to_owned(), Some((statement, plan)));

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
 use datafusion::common::DataFusionError;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
@@ -29,10 +30,12 @@ use pgwire::messages::copy::CopyData;
 use pgwire::types::ToSqlText;
 use pgwire::types::format::FormatOptions;
 use postgres_types::{IsNull, ToSql};
+use quantatom_engine::postgres_column_names::postgres_column_name;
 
 use super::cells::{ColumnCells, trim_fractional_zeros};
 use super::data_rows::ROW_BUFFER_STEP;
 use super::errors::api_error;
+use super::session_plans::{ParsedText, parse_text, plan_query};
 
 /// The output format and options of one `COPY ... TO STDOUT`.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,7 +170,15 @@ impl CopyOut {
         session: &SessionContext,
         options: FormatOptions,
     ) -> PgWireResult<Response> {
-        let frame = session.sql(&self.query).await.map_err(api_error)?;
+        // Planned as a query on its own is, so that its header names its columns alike.
+        let frame = match parse_text(&self.query) {
+            ParsedText::Query(plain) => {
+                let plan = plan_query(&session.state(), plain).await?;
+                session.execute_logical_plan(plan).await
+            }
+            ParsedText::Other { .. } => session.sql(&self.query).await,
+        }
+        .map_err(api_error)?;
         let arrow_schema = Arc::new(frame.schema().as_arrow().clone());
         let fields = Arc::new(arrow_schema_to_pg_fields(
             &arrow_schema,
@@ -178,7 +189,7 @@ impl CopyOut {
         let batches = frame.execute_stream().await.map_err(api_error)?;
         let mut encoder = self.encoder(Arc::clone(&fields), options);
         let header = if self.header {
-            Some(header_row(&mut encoder, &fields))
+            Some(header_row(&mut encoder, &arrow_schema))
         } else {
             None
         };
@@ -400,17 +411,12 @@ impl Encoder for CopyTextEncoder {
     }
 }
 
-/// The CSV header line: the column names, quoted as values are.
-fn header_row(encoder: &mut CopyRows, fields: &[FieldInfo]) -> PgWireResult<CopyData> {
-    for field in fields {
-        let name = FieldInfo::new(
-            field.name().to_owned(),
-            None,
-            None,
-            Type::TEXT,
-            FieldFormat::Text,
-        );
-        encoder.encode_field(&Some(field.name()), &name)?;
+/// The CSV header line: the column names (as PostgreSQL names them), quoted as values are.
+fn header_row(encoder: &mut CopyRows, schema: &Schema) -> PgWireResult<CopyData> {
+    for field in schema.fields() {
+        let name = postgres_column_name(field);
+        let described = FieldInfo::new(name.to_owned(), None, None, Type::TEXT, FieldFormat::Text);
+        encoder.encode_field(&Some(name), &described)?;
     }
     Ok(encoder.take_row())
 }

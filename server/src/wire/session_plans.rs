@@ -14,6 +14,8 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
 use futures::{StreamExt, stream};
@@ -24,6 +26,7 @@ use pgwire::error::PgWireResult;
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::metadata::SessionAccess;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
+use quantatom_engine::postgres_column_names::OutputNames;
 use quantatom_engine::postgres_literals::type_output_literals;
 use tracing::Instrument;
 
@@ -129,8 +132,8 @@ impl SessionPlans {
 
     /// Plans a query the session has no kept plan for ([`Self::plan_simple_query`]).
     async fn plan_new_simple_query(&self, query: &str) -> PgWireResult<SimpleQueryPlan> {
-        let statement = match parse_text(query) {
-            ParsedText::Query(statement) => statement,
+        let plain = match parse_text(query) {
+            ParsedText::Query(plain) => plain,
             ParsedText::Other {
                 changes_plans,
                 tags,
@@ -147,7 +150,7 @@ impl SessionPlans {
         };
         let epoch = self.cache.plans().epoch().current();
         let state = self.session.state();
-        let plan = plan_query(&state, statement).await?;
+        let plan = plan_query(&state, plain).await?;
         match ReusablePlan::try_new(&state, &plan).map_err(api_error)? {
             Some(reusable) => {
                 let reusable = KeptQuery::kept(reusable);
@@ -271,12 +274,21 @@ pub(crate) enum PreparedQueryPlan {
     Delegate,
 }
 
+/// One plain query, ready for DataFusion.
+pub(crate) struct PlainQuery {
+    /// As written when it must bypass datafusion-pg-catalog's rewrites (see
+    /// [`super::direct_planning`]), else after those rewrites and ours
+    /// ([`super::regproc_literals`], [`super::array_subquery`]).
+    pub(crate) statement: Statement,
+    /// Its output columns' PostgreSQL names, from the query as the client wrote it (the
+    /// rewrites alias and replace SELECT items).
+    names: OutputNames,
+}
+
 /// What a query string holds, as the server plans it.
 pub(crate) enum ParsedText {
-    /// One plain query, ready for DataFusion: as written when it must bypass
-    /// datafusion-pg-catalog's rewrites (see [`super::direct_planning`]), else after those
-    /// rewrites and ours ([`super::regproc_literals`], [`super::array_subquery`]).
-    Query(Statement),
+    /// One plain query.
+    Query(PlainQuery),
     /// Anything else (several statements, DDL, `SET`, ..., or text that does not parse, whose
     /// error datafusion-postgres reports): datafusion-postgres handles it. `changes_plans` when
     /// a statement may change what queries mean; `tags`, per statement, the command tag of a
@@ -292,7 +304,8 @@ pub(crate) enum ParsedText {
 /// Parses `sql` the way both protocols plan plain queries.
 pub(crate) fn parse_text(sql: &str) -> ParsedText {
     if let Some(statement) = needs_direct_planning(sql) {
-        return ParsedText::Query(statement);
+        let names = OutputNames::of(&statement);
+        return ParsedText::Query(PlainQuery { statement, names });
     }
     let regproc_as_names = with_regproc_literals_as_names(sql);
     let Ok(mut statements) = COMPATIBILITY_PARSER.parse(regproc_as_names.as_deref().unwrap_or(sql))
@@ -317,16 +330,21 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
     let mut statement = statements.remove(0);
     rewrite_array_subqueries(&mut statement);
     rewrite_array_expansions(&mut statement);
-    ParsedText::Query(statement)
+    let names = match Parser::parse_sql(&PostgreSqlDialect {}, sql).as_deref() {
+        Ok([written]) => OutputNames::of(written),
+        _ => OutputNames::of(&statement),
+    };
+    ParsedText::Query(PlainQuery { statement, names })
 }
 
-/// The logical plan of a plain query, its output literals typed as PostgreSQL types them.
+/// The logical plan of a plain query, its output literals typed and its output columns named
+/// as PostgreSQL types and names them.
 pub(crate) async fn plan_query(
     state: &SessionState,
-    statement: Statement,
+    query: PlainQuery,
 ) -> PgWireResult<LogicalPlan> {
     let plan = state
-        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
         .await
         .map_err(api_error)?;
     // `SELECT ... INTO` plans as DDL, which DataFusion runs without the analyzer that
@@ -337,7 +355,9 @@ pub(crate) async fn plan_query(
             .require_admin("create tables")
             .map_err(|e| api_error(DataFusionError::from(e)))?;
     }
-    type_output_literals(plan).map_err(api_error)
+    type_output_literals(plan)
+        .and_then(|plan| query.names.apply(plan))
+        .map_err(api_error)
 }
 
 /// Decodes a portal's parameters, which DataFusion inferred as `inferred` and

@@ -29,6 +29,7 @@ use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::stmt::StoredStatement;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
+use quantatom_engine::postgres_column_names::postgres_column_name;
 use quantatom_udfs::ltree::{LQUERY, LTREE};
 use quantatom_udfs::{postgres_type_of, tagged_text_field};
 
@@ -107,7 +108,8 @@ impl TypePlanner for PostgresTypePlanner {
     }
 }
 
-/// The RowDescription of `schema` in `format`: datafusion-postgres's, with tagged text
+/// The RowDescription of `schema` in `format`: datafusion-postgres's, with columns named as
+/// PostgreSQL names them (see [`quantatom_engine::postgres_column_names`]) and tagged text
 /// columns reported as their PostgreSQL type.
 pub(crate) fn result_fields(
     schema: &Schema,
@@ -118,15 +120,27 @@ pub(crate) fn result_fields(
     Ok(fields
         .into_iter()
         .zip(schema.fields())
-        .map(|(info, field)| match TextBackedType::of(field) {
-            Some(kind) => FieldInfo::new(
-                info.name().to_owned(),
+        .map(|(info, field)| {
+            let name = postgres_column_name(field);
+            let kind = TextBackedType::of(field);
+            if kind.is_none() && name == info.name() {
+                return info;
+            }
+            let described = FieldInfo::new(
+                name.to_owned(),
                 info.table_id(),
                 info.column_id(),
-                kind.wire_type(),
+                kind.map_or_else(|| info.datatype().clone(), TextBackedType::wire_type),
                 info.format(),
-            ),
-            None => info,
+            )
+            .with_format_options(Arc::clone(info.format_options()));
+            match kind {
+                // The size and modifier datafusion-postgres gave are text's.
+                Some(_) => described,
+                None => described
+                    .with_type_size(info.type_size())
+                    .with_type_modifier(info.type_modifier()),
+            }
         })
         .collect())
 }

@@ -38,6 +38,13 @@ async function main() {
     result = await client.query(text, []);
     check("int4 literal, extended protocol", result.rows, [{ one: 1, big: "3000000000" }]);
   }
+
+  // Columns are named as PostgreSQL names them, so rows read by name as code written for it
+  // reads them.
+  const counted = "SELECT count(*), max(level), 1 + 1 FROM dim.entity WHERE level = $1";
+  result = await client.query(counted, [3]);
+  check("PostgreSQL's column names", result.fields.map((f) => f.name), ["count", "max", "?column?"]);
+  check("count by name", result.rows[0].count, "10");
   await client.end();
   console.log(`node-postgres: ${checks} checks passed`);
 }

@@ -580,6 +580,13 @@ async fn copy_writes_values_as_postgres_does() {
         csv.starts_with("t,e,n,x,ts\n\"a\tb\\c\nd|e\",\"\",,1.50,2025-01-15 13:00:00"),
         "{csv:?}"
     );
+    // The header names columns as PostgreSQL does.
+    let counted = copied(
+        &client,
+        "COPY (SELECT count(*), 1 + 1, upper('a') FROM dim.entity) TO STDOUT (FORMAT csv, HEADER)",
+    )
+    .await;
+    assert!(counted.starts_with("count,?column?,upper\n"), "{counted:?}");
     let custom = copied(
         &client,
         &format!("COPY ({row}) TO STDOUT (DELIMITER '|', NULL 'none')"),
@@ -607,4 +614,68 @@ async fn copy_writes_values_as_postgres_does() {
         ]
     );
     server.stop().await;
+}
+
+/// Queries whose result columns a client names: every one as PostgreSQL itself names them.
+const NAMED_COLUMNS: [&str; 11] = [
+    "SELECT 1, 1 + 1, 'x', -2, 'a' || 'b'",
+    "SELECT count(*), sum(a), max(b), min(upper(b)), max(length(b)) FROM (VALUES (1, 'x')) AS t(a, b)",
+    "SELECT a::bigint, 1::int, CAST('1.5' AS double precision), CAST(b AS text), '1'::numeric(10, 2) FROM (VALUES (1, 'x')) AS t(a, b)",
+    "SELECT CASE WHEN a > 0 THEN 1 END, CASE WHEN a > 0 THEN 1 ELSE a END, coalesce(a, 0), nullif(a, 2) FROM (VALUES (1, 'x')) AS t(a, b)",
+    "SELECT (SELECT max(a) FROM (VALUES (1)) AS s(a)), current_date, now() IS NOT NULL, round(1.5), abs(-1)",
+    "SELECT trim(' a '), extract(year FROM DATE '2025-01-01'), DATE '2025-01-01', substring('abc' FROM 1 FOR 2)",
+    "SELECT t.*, a + 1 FROM (VALUES (1, 'x')) AS t(a, b)",
+    "SELECT count(*) AS \"Total\", a AS Lower FROM (VALUES (1)) AS t(a) GROUP BY a ORDER BY count(*)",
+    "SELECT 1 UNION SELECT 2 ORDER BY 1",
+    "SELECT DISTINCT upper(b), ARRAY[1, 2] FROM (VALUES (1, 'x')) AS t(a, b)",
+    "SELECT version(), current_user",
+];
+
+/// The column names `client` is told for `sql`, through the simple protocol and through a
+/// prepared statement.
+async fn column_names(client: &tokio_postgres::Client, sql: &str) -> [Vec<String>; 2] {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    let simple = messages
+        .iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::RowDescription(columns) => {
+                Some(columns.iter().map(|c| c.name().to_owned()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no RowDescription"));
+    let prepared = client
+        .prepare(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    let described = prepared
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    [simple, described]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_columns_are_named_as_postgresql_names_them() {
+    let postgres_url = std::env::var("QUANTATOM_TEST_POSTGRES_URL").expect(
+        "QUANTATOM_TEST_POSTGRES_URL names the test PostgreSQL: run the tests with scripts/test",
+    );
+    let (postgres, connection) =
+        tokio_postgres::connect(&format!("{postgres_url}/postgres"), NoTls)
+            .await
+            .expect("the test PostgreSQL accepts a connection");
+    tokio::spawn(connection);
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    for sql in NAMED_COLUMNS {
+        let expected = column_names(&postgres, sql).await;
+        // Twice: the second run of each protocol is answered from the kept plan.
+        for _ in 0..2 {
+            assert_eq!(column_names(&client, sql).await, expected, "{sql}");
+        }
+    }
 }

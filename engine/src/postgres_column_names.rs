@@ -1,0 +1,447 @@
+//! Result columns named as PostgreSQL names them.
+//!
+//! PostgreSQL names an output column that has no alias after what it computes (its
+//! `FigureColname`): a column by the column's name, a function call by the function (`count`,
+//! `upper`, `now`), a cast by what it casts or else by the type (`int4`), a scalar subquery by
+//! its own column, `CASE` by its `ELSE` or as `case`, and anything else (a constant, an
+//! operator) as `?column?`. DataFusion names it after the whole expression (`count(*)`,
+//! `Int64(1) + Int64(1)`). Clients read columns by name (node-postgres's `rows[0].count`,
+//! psycopg's dictionary rows, a BI tool's headers), so the wire must give PostgreSQL's.
+//!
+//! DataFusion's names stay in the plan: what sits above the output (`ORDER BY`) refers to
+//! them, and PostgreSQL's may repeat (`SELECT 1, 2` has two `?column?`), which a DataFusion
+//! schema refuses. [`OutputNames::apply`] therefore records PostgreSQL's name in the output
+//! field's metadata, and the wire reports [`postgres_column_name`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Field;
+use datafusion::common::{Column, Result};
+use datafusion::logical_expr::expr::{Alias, FieldMetadata};
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
+use datafusion::sql::sqlparser::ast::{
+    self, AccessExpr, ArrayElemTypeDef, DataType, ExactNumberInfo, Ident, ObjectName,
+    ObjectNamePart, Query, SelectItem, SetExpr, Statement, TimezoneInfo, TrimWhereField,
+};
+
+/// The output field metadata key holding the column's PostgreSQL name, where it differs from
+/// DataFusion's.
+pub const POSTGRES_NAME: &str = "quantatom.postgres_name";
+
+/// PostgreSQL's name for a column nothing names (a constant, an operator).
+const UNNAMED: &str = "?column?";
+
+/// The name a client is told for `field`, an output column of a plan named by
+/// [`OutputNames::apply`].
+pub fn postgres_column_name(field: &Field) -> &str {
+    field
+        .metadata()
+        .get(POSTGRES_NAME)
+        .map_or(field.name().as_str(), String::as_str)
+}
+
+/// PostgreSQL's names for a query's output columns, as its SELECT list gives them; taken from
+/// the statement as the client wrote it, before any rewrite.
+#[derive(Clone, Debug, Default)]
+pub struct OutputNames {
+    /// One per SELECT item (`None`: not a query, or a body without a SELECT list).
+    items: Option<Vec<ItemName>>,
+}
+
+/// What one SELECT item tells of its columns' names.
+#[derive(Clone, Debug)]
+enum ItemName {
+    /// Its one column's PostgreSQL name.
+    Named(String),
+    /// A wildcard: as many columns as it expands to, named as DataFusion names them.
+    Expanded,
+    /// Named by the plan (`AS (a, b)`).
+    AsPlanned,
+}
+
+impl OutputNames {
+    /// The output names `statement` gives, if it is a query.
+    pub fn of(statement: &Statement) -> Self {
+        let Statement::Query(query) = statement else {
+            return Self::default();
+        };
+        Self {
+            items: select_list(query).map(|items| items.iter().map(ItemName::of).collect()),
+        }
+    }
+
+    /// `plan`, planned from the statement, with PostgreSQL's name recorded on every output
+    /// column whose DataFusion name differs. A plan whose output cannot be matched to the
+    /// SELECT list is returned as it is.
+    pub fn apply(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        let Some(items) = &self.items else {
+            return Ok(plan);
+        };
+        let names = output_names(items, plan.schema().fields().len());
+        let renames: Vec<Option<String>> = names
+            .into_iter()
+            .zip(plan.schema().fields())
+            .map(|(name, field)| name.filter(|name| name != field.name()))
+            .collect();
+        if renames.iter().all(Option::is_none) {
+            return Ok(plan);
+        }
+        with_names(plan, &renames)
+    }
+}
+
+/// `plan` with `renames[i]` recorded on output column `i`: on the output projection when the
+/// plan has one below any `ORDER BY` and `LIMIT`, else on a projection added on top.
+fn with_names(plan: LogicalPlan, renames: &[Option<String>]) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Projection(projection) => {
+            let exprs = projection
+                .expr
+                .into_iter()
+                .zip(renames)
+                .map(|(expr, rename)| match rename {
+                    Some(name) => named(expr, name),
+                    None => expr,
+                })
+                .collect();
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                exprs,
+                projection.input,
+            )?))
+        }
+        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
+            let input = plan.inputs()[0].clone();
+            let named_input = with_names(input, renames)?;
+            plan.with_new_exprs(plan.expressions(), vec![named_input])
+        }
+        other => {
+            let exprs = other
+                .schema()
+                .iter()
+                .zip(renames)
+                .map(|((qualifier, field), rename)| {
+                    let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+                    match rename {
+                        Some(name) => named(column, name),
+                        None => column,
+                    }
+                })
+                .collect();
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                exprs,
+                Arc::new(other),
+            )?))
+        }
+    }
+}
+
+/// `expr`, an output expression, keeping its DataFusion name and carrying `name` as its
+/// PostgreSQL name.
+fn named(expr: Expr, name: &str) -> Expr {
+    let metadata = FieldMetadata::new(BTreeMap::from([(
+        POSTGRES_NAME.to_owned(),
+        name.to_owned(),
+    )]));
+    match expr {
+        Expr::Alias(alias) => {
+            let merged = match alias.metadata.clone() {
+                Some(mut kept) => {
+                    kept.extend(metadata);
+                    kept
+                }
+                None => metadata,
+            };
+            Expr::Alias(alias.with_metadata(Some(merged)))
+        }
+        Expr::Column(column) => {
+            let name_as_planned = column.name.clone();
+            let relation = column.relation.clone();
+            Expr::Alias(
+                Alias::new(Expr::Column(column), relation, name_as_planned)
+                    .with_metadata(Some(metadata)),
+            )
+        }
+        other => {
+            let name_as_planned = other.schema_name().to_string();
+            other.alias_with_metadata(name_as_planned, Some(metadata))
+        }
+    }
+}
+
+/// The SELECT list whose items name a query's output: a set operation's first (leftmost)
+/// query's. `None` for `VALUES` (DataFusion already names its columns `column1`, ... as
+/// PostgreSQL does) and other bodies.
+fn select_list(query: &Query) -> Option<&[SelectItem]> {
+    let mut body = query.body.as_ref();
+    loop {
+        match body {
+            SetExpr::Select(select) => return Some(&select.projection),
+            SetExpr::Query(inner) => body = inner.body.as_ref(),
+            SetExpr::SetOperation { left, .. } => body = left.as_ref(),
+            _ => return None,
+        }
+    }
+}
+
+/// PostgreSQL's name for each of `columns` output columns planned from `items`, where the
+/// SELECT list says it (`None` for columns a wildcard expands to, and for every column when
+/// the list cannot account for `columns`).
+fn output_names(items: &[ItemName], columns: usize) -> Vec<Option<String>> {
+    let is_wildcard = |item: &&ItemName| matches!(item, ItemName::Expanded);
+    let wildcards = items.iter().filter(is_wildcard).count();
+    let mut names = vec![None; columns];
+    if wildcards == 0 && items.len() != columns || items.len() - wildcards > columns {
+        return names;
+    }
+    // Items before the first wildcard name the first columns; items after the last name the
+    // last columns (what a wildcard expands to is known only to the plan).
+    let leading = items.iter().take_while(|item| !is_wildcard(item));
+    for (slot, item) in names.iter_mut().zip(leading) {
+        *slot = item.name();
+    }
+    if wildcards > 0 {
+        let trailing = items.iter().rev().take_while(|item| !is_wildcard(item));
+        for (slot, item) in names.iter_mut().rev().zip(trailing) {
+            *slot = item.name();
+        }
+    }
+    names
+}
+
+impl ItemName {
+    /// What `item` tells of its columns' names.
+    fn of(item: &SelectItem) -> Self {
+        match item {
+            SelectItem::UnnamedExpr(expr) => Self::Named(
+                expr_name(expr)
+                    .map(|name| name.text)
+                    .unwrap_or_else(|| UNNAMED.to_owned()),
+            ),
+            SelectItem::ExprWithAlias { alias, .. } => Self::Named(identifier(alias)),
+            SelectItem::ExprWithAliases { .. } => Self::AsPlanned,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => Self::Expanded,
+        }
+    }
+
+    /// The one column's name, when the item names it.
+    fn name(&self) -> Option<String> {
+        match self {
+            Self::Named(name) => Some(name.clone()),
+            Self::Expanded | Self::AsPlanned => None,
+        }
+    }
+}
+
+/// A name PostgreSQL figures for an expression, and whether it is strong: a weak one (a
+/// cast's type, `case`, `array`, `row`) gives way to a strong one found inside a cast or a
+/// `CASE`'s `ELSE`.
+struct FiguredName {
+    text: String,
+    strong: bool,
+}
+
+impl FiguredName {
+    fn strong(text: impl Into<String>) -> Option<Self> {
+        Some(Self {
+            text: text.into(),
+            strong: true,
+        })
+    }
+
+    fn weak(text: impl Into<String>) -> Option<Self> {
+        Some(Self {
+            text: text.into(),
+            strong: false,
+        })
+    }
+}
+
+/// PostgreSQL's `FigureColnameInternal` over sqlparser's tree (`None`: `?column?`).
+fn expr_name(expr: &ast::Expr) -> Option<FiguredName> {
+    use ast::Expr as E;
+    match expr {
+        E::Identifier(ident) => FiguredName::strong(identifier(ident)),
+        E::CompoundIdentifier(idents) => FiguredName::strong(identifier(idents.last()?)),
+        E::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+            Some(AccessExpr::Dot(E::Identifier(field))) => FiguredName::strong(identifier(field)),
+            Some(AccessExpr::Subscript(_)) => expr_name(root),
+            _ => None,
+        },
+        E::Nested(inner) | E::Collate { expr: inner, .. } => expr_name(inner),
+        E::Function(function) => FiguredName::strong(object_name(&function.name)?),
+        E::Cast {
+            expr, data_type, ..
+        } => match expr_name(expr) {
+            Some(name) if name.strong => Some(name),
+            _ => FiguredName::weak(type_name(data_type)),
+        },
+        E::TypedString(typed) => FiguredName::weak(type_name(&typed.data_type)),
+        E::Interval(_) => FiguredName::weak("interval"),
+        E::Case { else_result, .. } => match else_result.as_deref().and_then(expr_name) {
+            Some(name) if name.strong => Some(name),
+            _ => FiguredName::weak("case"),
+        },
+        E::Array(_) => FiguredName::weak("array"),
+        E::Tuple(_) => FiguredName::weak("row"),
+        E::Exists { negated: false, .. } => FiguredName::strong("exists"),
+        E::Subquery(query) => {
+            let first = select_list(query)?.first()?;
+            FiguredName::strong(ItemName::of(first).name()?)
+        }
+        E::Extract { .. } => FiguredName::strong("extract"),
+        E::Position { .. } => FiguredName::strong("position"),
+        E::Substring { .. } => FiguredName::strong("substring"),
+        E::Overlay { .. } => FiguredName::strong("overlay"),
+        E::Ceil { .. } => FiguredName::strong("ceil"),
+        E::Floor { .. } => FiguredName::strong("floor"),
+        E::AtTimeZone { .. } => FiguredName::strong("timezone"),
+        E::Trim { trim_where, .. } => FiguredName::strong(match trim_where {
+            Some(TrimWhereField::Leading) => "ltrim",
+            Some(TrimWhereField::Trailing) => "rtrim",
+            Some(TrimWhereField::Both) | None => "btrim",
+        }),
+        _ => None,
+    }
+}
+
+/// An identifier as PostgreSQL folds it: unquoted ones in lower case.
+fn identifier(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_ascii_lowercase(),
+    }
+}
+
+/// The last part of a (possibly schema-qualified) name, folded.
+fn object_name(name: &ObjectName) -> Option<String> {
+    match name.0.last()? {
+        ObjectNamePart::Identifier(ident) => Some(identifier(ident)),
+        ObjectNamePart::Function(_) => None,
+    }
+}
+
+/// A type's name as PostgreSQL spells it internally (`integer` is `int4`), which names a
+/// cast's column; an array type is named by its element type.
+fn type_name(data_type: &DataType) -> String {
+    use DataType as T;
+    let name = match data_type {
+        T::SmallInt(_) | T::Int2(_) => "int2",
+        T::Int(_) | T::Integer(_) | T::Int4(_) => "int4",
+        T::BigInt(_) | T::Int8(_) => "int8",
+        T::Real | T::Float4 => "float4",
+        T::Float(ExactNumberInfo::Precision(bits)) if *bits <= 24 => "float4",
+        T::Float(_) | T::Double(_) | T::DoublePrecision | T::Float8 => "float8",
+        T::Numeric(_) | T::Decimal(_) | T::Dec(_) => "numeric",
+        T::Varchar(_) | T::CharacterVarying(_) | T::CharVarying(_) => "varchar",
+        T::Char(_) | T::Character(_) => "bpchar",
+        T::Text => "text",
+        T::Bool | T::Boolean => "bool",
+        T::Date => "date",
+        T::Time(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => "timetz",
+        T::Time(..) => "time",
+        T::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => "timestamptz",
+        T::Timestamp(..) => "timestamp",
+        T::Interval { .. } => "interval",
+        T::Bytea => "bytea",
+        T::Uuid => "uuid",
+        T::JSON => "json",
+        T::JSONB => "jsonb",
+        T::Regclass => "regclass",
+        T::Array(
+            ArrayElemTypeDef::SquareBracket(element, _)
+            | ArrayElemTypeDef::AngleBracket(element)
+            | ArrayElemTypeDef::Parenthesis(element),
+        ) => return type_name(element),
+        T::Custom(name, _) => return object_name(name).unwrap_or_else(|| UNNAMED.to_owned()),
+        other => return other.to_string().to_ascii_lowercase(),
+    };
+    name.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::SessionContext;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::{OutputNames, postgres_column_name};
+
+    /// The names a client is told for `sql`'s columns.
+    async fn names(sql: &str) -> Vec<String> {
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        let context = SessionContext::new();
+        context
+            .sql("CREATE TABLE t (a INT, b TEXT) AS VALUES (1, 'x')")
+            .await
+            .unwrap();
+        let plan = context.state().create_logical_plan(sql).await.unwrap();
+        let named = OutputNames::of(&statement).apply(plan).unwrap();
+        named
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| postgres_column_name(field).to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn expressions_are_named_as_postgresql_names_them() {
+        assert_eq!(
+            names("SELECT 1, 1 + 1, 'x', -a, a IS NULL FROM t").await,
+            ["?column?"; 5]
+        );
+        assert_eq!(
+            names("SELECT count(*), SUM(a), min(b) FROM t").await,
+            ["count", "sum", "min"]
+        );
+        assert_eq!(
+            names("SELECT upper(b), now(), CURRENT_DATE FROM t").await,
+            ["upper", "now", "current_date"]
+        );
+        assert_eq!(
+            names("SELECT a::bigint, 1::int, CAST('1' AS double precision), '{1}'::int[] FROM t")
+                .await,
+            ["a", "int4", "float8", "int4"]
+        );
+        assert_eq!(
+            names("SELECT CASE WHEN a > 0 THEN 1 END, CASE WHEN a > 0 THEN 1 ELSE a END FROM t")
+                .await,
+            ["case", "a"]
+        );
+        assert_eq!(
+            names("SELECT (SELECT max(a) FROM t), EXISTS (SELECT 1), coalesce(a, 0), t.b FROM t")
+                .await,
+            ["max", "exists", "coalesce", "b"]
+        );
+        assert_eq!(
+            names("SELECT trim(b), extract(year FROM DATE '2025-01-01'), DATE '2025-01-01' FROM t")
+                .await,
+            ["btrim", "extract", "date"]
+        );
+    }
+
+    #[tokio::test]
+    async fn aliases_wildcards_and_orderings_keep_their_names() {
+        assert_eq!(
+            names(
+                "SELECT count(*) AS Total, \"Mixed\".a FROM t AS \"Mixed\" \
+                 GROUP BY \"Mixed\".a ORDER BY count(*)"
+            )
+            .await,
+            ["total", "a"]
+        );
+        assert_eq!(
+            names("SELECT *, a + 1 FROM t").await,
+            ["a", "b", "?column?"]
+        );
+        assert_eq!(
+            names("SELECT 1, 2 UNION SELECT 3, 4 ORDER BY 1 LIMIT 1").await,
+            ["?column?", "?column?"]
+        );
+        assert_eq!(names("SELECT DISTINCT upper(b) FROM t").await, ["upper"]);
+        assert_eq!(names("VALUES (1, 2)").await, ["column1", "column2"]);
+    }
+}
