@@ -13,7 +13,7 @@
 //! schema refuses. [`OutputNames::apply`] therefore records PostgreSQL's name in the output
 //! field's metadata, and the wire reports [`postgres_column_name`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Field;
@@ -88,6 +88,65 @@ impl OutputNames {
             return Ok(plan);
         }
         with_names(plan, &renames)
+    }
+}
+
+/// Gives each SELECT item of `statement`'s output lists (every branch of a set operation) that
+/// would repeat an earlier item's DataFusion name an alias of its own (`count#2`), since
+/// DataFusion refuses a projection whose names repeat and PostgreSQL does not (`SELECT 1, 1`,
+/// `SELECT code, code`, `SELECT x::text, x`). Call it after taking [`OutputNames::of`] the
+/// statement as written: the client is told PostgreSQL's names, not these aliases.
+pub fn distinguish_repeated_items(statement: &mut Statement) {
+    if let Statement::Query(query) = statement {
+        distinguish_in_body(&mut query.body);
+    }
+}
+
+fn distinguish_in_body(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            let mut seen = HashSet::new();
+            for (position, item) in select.projection.iter_mut().enumerate() {
+                let key = match &*item {
+                    SelectItem::UnnamedExpr(expr) => planned_name_key(expr),
+                    SelectItem::ExprWithAlias { alias, .. } => identifier(alias),
+                    _ => continue,
+                };
+                if seen.insert(key) {
+                    continue;
+                }
+                let name = ItemName::of(item).name().unwrap_or_default();
+                let alias = Ident::with_quote('"', format!("{name}#{}", position + 1));
+                let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item
+                else {
+                    continue;
+                };
+                let expr = std::mem::replace(expr, ast::Expr::value(ast::Value::Null));
+                *item = SelectItem::ExprWithAlias { expr, alias };
+            }
+        }
+        SetExpr::Query(inner) => distinguish_in_body(&mut inner.body),
+        SetExpr::SetOperation { left, right, .. } => {
+            distinguish_in_body(left);
+            distinguish_in_body(right);
+        }
+        _ => {}
+    }
+}
+
+/// What DataFusion's name for an unaliased item depends on, folded so that items it names
+/// alike compare equal: a cast is named as what it casts, a column by its name (whatever
+/// qualifies it), the rest by its text.
+fn planned_name_key(expr: &ast::Expr) -> String {
+    use ast::Expr as E;
+    match expr {
+        E::Cast { expr, .. } | E::Nested(expr) => planned_name_key(expr),
+        E::Identifier(ident) => ident.value.to_ascii_lowercase(),
+        E::CompoundIdentifier(idents) => idents
+            .last()
+            .map(|ident| ident.value.to_ascii_lowercase())
+            .unwrap_or_default(),
+        other => other.to_string().to_ascii_lowercase(),
     }
 }
 
@@ -365,20 +424,28 @@ mod tests {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
 
-    use super::{OutputNames, postgres_column_name};
+    use datafusion::sql::parser::Statement as DfStatement;
+
+    use super::{OutputNames, distinguish_repeated_items, postgres_column_name};
 
     /// The names a client is told for `sql`'s columns.
     async fn names(sql: &str) -> Vec<String> {
-        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        let written = Parser::parse_sql(&PostgreSqlDialect {}, sql)
             .unwrap()
             .remove(0);
+        let mut statement = written.clone();
+        distinguish_repeated_items(&mut statement);
         let context = SessionContext::new();
         context
             .sql("CREATE TABLE t (a INT, b TEXT) AS VALUES (1, 'x')")
             .await
             .unwrap();
-        let plan = context.state().create_logical_plan(sql).await.unwrap();
-        let named = OutputNames::of(&statement).apply(plan).unwrap();
+        let plan = context
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+            .await
+            .unwrap();
+        let named = OutputNames::of(&written).apply(plan).unwrap();
         named
             .schema()
             .fields()
@@ -443,5 +510,14 @@ mod tests {
         );
         assert_eq!(names("SELECT DISTINCT upper(b) FROM t").await, ["upper"]);
         assert_eq!(names("VALUES (1, 2)").await, ["column1", "column2"]);
+        assert_eq!(
+            names("SELECT 1, 1, count(*), COUNT(*), a, t.a, a::text, b AS x, a AS x FROM t GROUP BY a, b")
+                .await,
+            ["?column?", "?column?", "count", "count", "a", "a", "a", "x", "x"]
+        );
+        assert_eq!(
+            names("SELECT a, a FROM t UNION ALL SELECT 1, 1 ORDER BY 1").await,
+            ["a", "a"]
+        );
     }
 }

@@ -26,7 +26,7 @@ use pgwire::error::PgWireResult;
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::metadata::SessionAccess;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
-use quantatom_engine::postgres_column_names::OutputNames;
+use quantatom_engine::postgres_column_names::{OutputNames, distinguish_repeated_items};
 use quantatom_engine::postgres_literals::type_output_literals;
 use tracing::Instrument;
 
@@ -281,7 +281,8 @@ pub(crate) struct PlainQuery {
     /// ([`super::regproc_literals`], [`super::array_subquery`]).
     pub(crate) statement: Statement,
     /// Its output columns' PostgreSQL names, from the query as the client wrote it (the
-    /// rewrites alias and replace SELECT items).
+    /// rewrites alias and replace SELECT items, and repeated ones are given aliases of their
+    /// own: see [`distinguish_repeated_items`]).
     names: OutputNames,
 }
 
@@ -303,8 +304,9 @@ pub(crate) enum ParsedText {
 
 /// Parses `sql` the way both protocols plan plain queries.
 pub(crate) fn parse_text(sql: &str) -> ParsedText {
-    if let Some(statement) = needs_direct_planning(sql) {
+    if let Some(mut statement) = needs_direct_planning(sql) {
         let names = OutputNames::of(&statement);
+        distinguish_repeated_items(&mut statement);
         return ParsedText::Query(PlainQuery { statement, names });
     }
     let regproc_as_names = with_regproc_literals_as_names(sql);
@@ -334,6 +336,7 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
         Ok([written]) => OutputNames::of(written),
         _ => OutputNames::of(&statement),
     };
+    distinguish_repeated_items(&mut statement);
     ParsedText::Query(PlainQuery { statement, names })
 }
 

@@ -617,7 +617,7 @@ async fn copy_writes_values_as_postgres_does() {
 }
 
 /// Queries whose result columns a client names: every one as PostgreSQL itself names them.
-const NAMED_COLUMNS: [&str; 11] = [
+const NAMED_COLUMNS: [&str; 12] = [
     "SELECT 1, 1 + 1, 'x', -2, 'a' || 'b'",
     "SELECT count(*), sum(a), max(b), min(upper(b)), max(length(b)) FROM (VALUES (1, 'x')) AS t(a, b)",
     "SELECT a::bigint, 1::int, CAST('1.5' AS double precision), CAST(b AS text), '1'::numeric(10, 2) FROM (VALUES (1, 'x')) AS t(a, b)",
@@ -629,6 +629,7 @@ const NAMED_COLUMNS: [&str; 11] = [
     "SELECT 1 UNION SELECT 2 ORDER BY 1",
     "SELECT DISTINCT upper(b), ARRAY[1, 2] FROM (VALUES (1, 'x')) AS t(a, b)",
     "SELECT version(), current_user",
+    "SELECT 1, 1, count(*), COUNT(*), a, t.a, a::text, a AS x, a + 1 AS x FROM (VALUES (1)) AS t(a) GROUP BY a",
 ];
 
 /// The column names `client` is told for `sql`, through the simple protocol and through a
