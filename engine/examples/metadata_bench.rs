@@ -75,6 +75,7 @@ async fn engine(folder: &std::path::Path, metadata: MetadataConfig) -> Engine {
         ledger: true,
         metadata,
         caches: Default::default(),
+        compaction: Default::default(),
     };
     let loading = Engine::open(&config).await.expect("the engine opens");
     let (dimension, members) = big_dimension();

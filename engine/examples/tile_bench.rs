@@ -21,6 +21,7 @@ async fn open(data: &str) -> Engine {
         ledger: true,
         metadata: Default::default(),
         caches: Default::default(),
+        compaction: Default::default(),
     })
     .await
     .expect("the data opens")

@@ -71,6 +71,7 @@ use quantatom_table_providers::ledger::audit::AuditSchemaProvider;
 use quantatom_table_providers::mdf::CubeSchemaProvider;
 use quantatom_table_providers::mdf::copy::MdfCopyFunction;
 use quantatom_table_providers::mdf::dml::CubeDmlRule;
+use quantatom_table_providers::mdf::maintenance::CompactionPolicy;
 use quantatom_table_providers::mdf::maintenance_sql::{MdfCompactFunction, MdfVacuumFunction};
 use quantatom_table_providers::mdf::spread::MdfSpreadFunction;
 use quantatom_table_providers::mdf::time_travel::{MdfAtFunction, MdfHistoryFunction};
@@ -101,6 +102,8 @@ pub struct EngineConfig {
     pub ledger: bool,
     /// The caches.
     pub caches: CacheConfig,
+    /// When cubes are compacted in the background, and how (docs/mdf.md).
+    pub compaction: CompactionPolicy,
 }
 
 /// The engine's caches (docs/caching.md).
@@ -189,7 +192,7 @@ impl Engine {
             ),
         };
         let cubes = Arc::new(
-            CubeSchemaProvider::open(storage.clone())
+            CubeSchemaProvider::open(storage.clone(), config.compaction)
                 .await
                 .map_err(DataFusionError::from)?,
         );

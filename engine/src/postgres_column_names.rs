@@ -102,6 +102,8 @@ pub fn distinguish_repeated_items(statement: &mut Statement) {
     }
 }
 
+/// [`distinguish_repeated_items`] over one query body: each SELECT list on its own, since
+/// each branch of a set operation is a projection of its own.
 fn distinguish_in_body(body: &mut SetExpr) {
     match body {
         SetExpr::Select(select) => {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use quantatom_engine::mdf::maintenance::CompactionPolicy;
 use quantatom_engine::metadata::PostgresStoreSettings;
 use quantatom_engine::storage::{ByteCacheConfig, DiskTierConfig};
 use quantatom_engine::storage::{RetrySettings, S3Settings, StorageConfig};
@@ -161,6 +162,9 @@ pub struct ServeArgs {
     /// The caches (docs/caching.md).
     #[command(flatten)]
     pub caches: CacheArgs,
+    /// When cubes are compacted in the background (docs/mdf.md).
+    #[command(flatten)]
+    pub compaction: CompactionArgs,
     /// TLS and authentication (docs/security.md).
     #[command(flatten)]
     pub security: SecurityArgs,
@@ -480,6 +484,53 @@ impl CacheArgs {
     }
 }
 
+/// Flags of the compaction policy; each also reads a `QUANTATOM_*` variable and a config-file
+/// key.
+#[derive(Debug, Default, Args)]
+pub struct CompactionArgs {
+    /// A cube is compacted in the background once it has this many files to fold; 0 never
+    /// (compact with `mdf_compact` or `quantatom compact`) [default: 32].
+    #[arg(long, env = "QUANTATOM_COMPACT_AFTER_FILES", value_name = "N")]
+    pub compact_after_files: Option<usize>,
+    /// Cells per file a full compaction writes [default: 4194304].
+    #[arg(long, env = "QUANTATOM_COMPACTED_FILE_ROWS", value_name = "N")]
+    pub compacted_file_rows: Option<u64>,
+    /// Files smaller than this, MiB, are folded even when nothing in them is overwritten, and
+    /// are the only files a minor compaction folds [default: 16].
+    #[arg(long, env = "QUANTATOM_SMALL_FILE_MB", value_name = "MIB")]
+    pub small_file_mb: Option<u64>,
+}
+
+impl CompactionArgs {
+    /// Flags and environment over the config file over the defaults, checked.
+    fn resolve(self, file: &FileSettings) -> Result<CompactionPolicy, ConfigError> {
+        let defaults = CompactionPolicy::default();
+        let compacted_file_rows = self
+            .compacted_file_rows
+            .or(file.compacted_file_rows)
+            .unwrap_or(defaults.compacted_file_rows);
+        if compacted_file_rows == 0 {
+            return Err(ConfigError::new(
+                "compacted_file_rows",
+                "compacted-file-rows",
+                "a compacted file holds at least one cell",
+            ));
+        }
+        Ok(CompactionPolicy {
+            auto_compact_files: self
+                .compact_after_files
+                .or(file.compact_after_files)
+                .unwrap_or(defaults.auto_compact_files),
+            compacted_file_rows,
+            small_file_bytes: mib(
+                self.small_file_mb.or(file.small_file_mb),
+                defaults.small_file_bytes,
+            ),
+            ..defaults
+        })
+    }
+}
+
 /// Where the data is: flags shared by the commands that open it.
 #[derive(Debug, Args)]
 pub struct StorageArgs {
@@ -579,6 +630,9 @@ struct FileSettings {
     tile_cache_redis: Option<String>,
     tile_cache_redis_timeout_ms: Option<u64>,
     tile_cache_refresh_ms: Option<u64>,
+    compact_after_files: Option<usize>,
+    compacted_file_rows: Option<u64>,
+    small_file_mb: Option<u64>,
     auth: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -628,6 +682,8 @@ pub struct ServeConfig {
     pub metadata: MetadataConfig,
     /// The caches.
     pub caches: CacheConfig,
+    /// When cubes are compacted in the background, and how.
+    pub compaction: CompactionPolicy,
     /// TLS and authentication.
     pub security: SecurityConfig,
     /// Connections held, and how they drain at shutdown.
@@ -751,6 +807,7 @@ impl ServeArgs {
             limits,
             security: self.security.resolve(&file, embedded)?,
             caches: self.caches.resolve(&file)?,
+            compaction: self.compaction.resolve(&file)?,
             storage: self.storage.resolve_with(file)?,
             demo_cells,
             metadata,
@@ -771,6 +828,14 @@ impl StorageArgs {
     pub fn resolve(self) -> Result<StorageConfig, ConfigError> {
         let file = self.file()?;
         self.resolve_with(file)
+    }
+
+    /// The storage, and the compaction policy from the config file (the maintenance commands
+    /// take no compaction flags), checked.
+    pub fn resolve_with_compaction(self) -> Result<(StorageConfig, CompactionPolicy), ConfigError> {
+        let file = self.file()?;
+        let compaction = CompactionArgs::default().resolve(&file)?;
+        Ok((self.resolve_with(file)?, compaction))
     }
 
     fn resolve_with(self, file: FileSettings) -> Result<StorageConfig, ConfigError> {
@@ -856,6 +921,7 @@ mod tests {
             metadata_pool_size: None,
             metadata_timeout_secs: None,
             caches: CacheArgs::default(),
+            compaction: CompactionArgs::default(),
             security: SecurityArgs::default(),
             max_connections: None,
             shutdown_drain_secs: None,
@@ -981,6 +1047,53 @@ mod tests {
         bad.caches.tile_cache_redis = Some("cache:6379".into());
         let error = bad.resolve().unwrap_err().to_string();
         assert!(error.contains("--tile-cache-redis"), "{error}");
+    }
+
+    #[test]
+    fn the_compaction_policy_is_configured_from_flags_and_the_file() {
+        assert_eq!(
+            args(None, None).resolve().unwrap().compaction,
+            CompactionPolicy::default()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quantatom.toml");
+        std::fs::write(
+            &path,
+            "compact_after_files = 0
+compacted_file_rows = 1000
+small_file_mb = 2
+",
+        )
+        .unwrap();
+        let mut flags = args(None, Some(path.clone()));
+        flags.compaction.compacted_file_rows = Some(500);
+        let compaction = flags.resolve().unwrap().compaction;
+        assert_eq!(
+            compaction,
+            CompactionPolicy {
+                auto_compact_files: 0,
+                compacted_file_rows: 500,
+                small_file_bytes: 2 << 20,
+                ..CompactionPolicy::default()
+            }
+        );
+        let storage = StorageArgs {
+            config: Some(path),
+            data_dir: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: None,
+        };
+        let (_, from_file) = storage.resolve_with_compaction().unwrap();
+        assert_eq!(from_file.compacted_file_rows, 1000);
+        let mut bad = args(None, None);
+        bad.compaction.compacted_file_rows = Some(0);
+        let error = bad.resolve().unwrap_err().to_string();
+        assert!(
+            error.contains("--compacted-file-rows")
+                && error.contains("QUANTATOM_COMPACTED_FILE_ROWS"),
+            "{error}"
+        );
     }
 
     #[test]

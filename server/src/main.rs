@@ -84,6 +84,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ledger,
         metadata: config.metadata.clone(),
         caches: config.caches.clone(),
+        compaction: config.compaction,
     })
     .await
     .map_err(|e| match e {
@@ -226,6 +227,7 @@ fn local_folder(data_dir: &std::path::Path, demo_cells: Option<usize>) -> Engine
         ledger: true,
         metadata: Default::default(),
         caches: Default::default(),
+        compaction: Default::default(),
     }
 }
 
@@ -290,7 +292,7 @@ async fn generate_bench(args: GenerateArgs) -> Result<(), String> {
 
 /// Opens the data `args` names, without loading a demo.
 async fn open_data(args: StorageArgs) -> Result<Engine, String> {
-    let storage = args.resolve().map_err(|e| e.to_string())?;
+    let (storage, compaction) = args.resolve_with_compaction().map_err(|e| e.to_string())?;
     let location = storage.location();
     Engine::open(&EngineConfig {
         storage,
@@ -298,6 +300,7 @@ async fn open_data(args: StorageArgs) -> Result<Engine, String> {
         ledger: true,
         metadata: Default::default(),
         caches: Default::default(),
+        compaction,
     })
     .await
     .map_err(|e| format!("cannot open the data at {location} (setting `data_dir`): {e}"))

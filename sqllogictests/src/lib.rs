@@ -47,6 +47,7 @@ impl DemoEngine {
             ledger: true,
             metadata,
             caches: Default::default(),
+            compaction: Default::default(),
         };
         let engine = Engine::open(&config)
             .await

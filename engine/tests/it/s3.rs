@@ -50,6 +50,7 @@ async fn replicas_over_one_bucket_see_each_others_commits() {
         ledger: true,
         metadata: Default::default(),
         caches: Default::default(),
+        compaction: Default::default(),
     };
     let first = Engine::open(&config)
         .await
@@ -124,6 +125,7 @@ async fn the_byte_cache_answers_a_repeated_query_without_reading_the_bucket() {
                 bytes,
                 ..CacheConfig::default()
             },
+            compaction: Default::default(),
         };
         async move { Engine::open(&config).await.unwrap() }
     };
@@ -178,6 +180,7 @@ async fn the_byte_cache_disk_tier_serves_blocks_memory_cannot_hold() {
             },
             ..CacheConfig::default()
         },
+        compaction: Default::default(),
     };
     let engine = Engine::open(&config).await.unwrap();
     // Reads every amount: more blocks than memory holds, so some come from the disk tier

@@ -15,6 +15,7 @@ pub async fn demo_engine(dir: &std::path::Path, cells: usize) -> Engine {
         ledger: true,
         metadata: Default::default(),
         caches: Default::default(),
+        compaction: Default::default(),
     })
     .await
     .expect("engine opens")

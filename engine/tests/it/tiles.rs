@@ -32,6 +32,7 @@ async fn engine_over(dir: &Path, tiles: TileCacheConfig) -> Engine {
             tiles,
             ..CacheConfig::default()
         },
+        compaction: Default::default(),
     })
     .await
     .expect("engine opens")

@@ -195,6 +195,7 @@ async fn readiness_names_the_cache_when_its_store_is_gone() {
         ledger: true,
         metadata: Default::default(),
         caches,
+        compaction: Default::default(),
     })
     .await
     .unwrap();

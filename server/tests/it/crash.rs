@@ -73,6 +73,7 @@ async fn engine(place: &Place, demo_cells: Option<usize>) -> Engine {
         ledger: true,
         metadata: Default::default(),
         caches: Default::default(),
+        compaction: Default::default(),
     })
     .await
     .expect("engine opens")

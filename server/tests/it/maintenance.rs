@@ -26,6 +26,7 @@ async fn open_engine(data_dir: &std::path::Path) -> Engine {
         ledger: true,
         metadata: Default::default(),
         caches: Default::default(),
+        compaction: Default::default(),
     })
     .await
     .unwrap()

@@ -178,6 +178,7 @@ pub async fn demo_engine(data_dir: &std::path::Path) -> Engine {
         ledger: true,
         metadata: Default::default(),
         caches: Default::default(),
+        compaction: Default::default(),
     })
     .await
     .expect("the demo engine opens")

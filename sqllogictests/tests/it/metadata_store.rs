@@ -29,6 +29,7 @@ fn config(metadata: MetadataConfig) -> (EngineConfig, tempfile::TempDir) {
         ledger: true,
         metadata,
         caches: Default::default(),
+        compaction: Default::default(),
     };
     (config, data_dir)
 }

@@ -60,7 +60,8 @@ pub struct CompactionPolicy {
     /// Files smaller than this (and tombstone files) are *small*: compacted even when nothing
     /// in them is overwritten, and the only files a minor compaction folds.
     pub small_file_bytes: u64,
-    /// A background compaction starts once this many files are to fold.
+    /// A background compaction starts once this many files are to fold; 0 never starts one
+    /// (compactions then run only when asked for).
     pub auto_compact_files: usize,
     /// Rows per file a full compaction writes.
     pub compacted_file_rows: u64,
@@ -192,7 +193,8 @@ fn newest_run(snapshot: &Snapshot, policy: &CompactionPolicy) -> Vec<DataFile> {
 
 /// Whether `snapshot` has enough files to fold for a background compaction (by `policy`).
 pub fn needs_compaction(snapshot: &Snapshot, policy: &CompactionPolicy) -> bool {
-    compaction_inputs(snapshot, policy).len() >= policy.auto_compact_files
+    policy.auto_compact_files > 0
+        && compaction_inputs(snapshot, policy).len() >= policy.auto_compact_files
 }
 
 /// The compaction a server that wrote to `table` runs in the background at `snapshot`, if
@@ -446,7 +448,7 @@ pub async fn vacuum(
 
 #[cfg(test)]
 mod tests {
-    use super::{CompactionPolicy, newest_run};
+    use super::{CompactionPolicy, needs_compaction, newest_run};
     use crate::mdf::{CubeDefinition, DataFile, FileKind, MarksCell, Snapshot, SnapshotVersion};
 
     /// A file `name` of `rows` rows and `size` bytes, winning by `seq`.
@@ -463,8 +465,9 @@ mod tests {
         }
     }
 
-    fn run_names(files: Vec<DataFile>, policy: &CompactionPolicy) -> Vec<String> {
-        let snapshot = Snapshot {
+    /// A snapshot of the one-dimensional cube `plan` holding `files`.
+    fn snapshot_of(files: Vec<DataFile>) -> Snapshot {
+        Snapshot {
             version: SnapshotVersion(9),
             cube: CubeDefinition {
                 name: "plan".into(),
@@ -474,11 +477,29 @@ mod tests {
             files: files.into(),
             commits: Default::default(),
             retired: Default::default(),
-        };
-        newest_run(&snapshot, policy)
+        }
+    }
+
+    fn run_names(files: Vec<DataFile>, policy: &CompactionPolicy) -> Vec<String> {
+        newest_run(&snapshot_of(files), policy)
             .into_iter()
             .map(|file| file.path)
             .collect()
+    }
+
+    /// A background compaction is due once `auto_compact_files` files are to fold, and never
+    /// when that is 0.
+    #[test]
+    fn background_compactions_start_at_their_file_count_unless_it_is_zero() {
+        let small =
+            |count: u64| snapshot_of((1..=count).map(|seq| file("f", seq, 1, 10)).collect());
+        let policy = |auto_compact_files| CompactionPolicy {
+            auto_compact_files,
+            ..CompactionPolicy::default()
+        };
+        assert!(!needs_compaction(&small(2), &policy(3)));
+        assert!(needs_compaction(&small(3), &policy(3)));
+        assert!(!needs_compaction(&small(100), &policy(0)));
     }
 
     /// The run is the newest small files, oldest first: it stops at a large file, takes all

@@ -293,12 +293,14 @@ impl TableProvider for MdfTable {
 #[derive(Debug)]
 pub struct CubeSchemaProvider {
     storage: Storage,
+    compaction: CompactionPolicy,
     cubes: RwLock<BTreeMap<String, Arc<MdfTable>>>,
 }
 
 impl CubeSchemaProvider {
-    /// Lists and opens the cubes in `storage`.
-    pub async fn open(storage: Storage) -> Result<Self, MdfError> {
+    /// Lists and opens the cubes in `storage`; they and the cubes created later are compacted
+    /// by `compaction`.
+    pub async fn open(storage: Storage, compaction: CompactionPolicy) -> Result<Self, MdfError> {
         let listing = storage
             .store()
             .list_with_delimiter(Some(&Path::from("cubes")))
@@ -308,11 +310,14 @@ impl CubeSchemaProvider {
             let Some(name) = prefix.filename() else {
                 continue;
             };
-            let table = MdfTable::open(storage.clone(), name).await?;
+            let table = MdfTable::open(storage.clone(), name)
+                .await?
+                .with_compaction_policy(compaction);
             cubes.insert(name.to_owned(), Arc::new(table));
         }
         Ok(Self {
             storage,
+            compaction,
             cubes: RwLock::new(cubes),
         })
     }
@@ -320,7 +325,10 @@ impl CubeSchemaProvider {
     /// Creates a cube and makes it visible in this schema.
     pub async fn create_cube(&self, cube: CubeDefinition) -> Result<Arc<MdfTable>, MdfError> {
         let name = cube.name.clone();
-        let table = Arc::new(MdfTable::create(self.storage.clone(), cube).await?);
+        let table = MdfTable::create(self.storage.clone(), cube)
+            .await?
+            .with_compaction_policy(self.compaction);
+        let table = Arc::new(table);
         self.cubes
             .write()
             .expect("cube catalog lock poisoned")
