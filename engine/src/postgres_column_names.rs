@@ -22,7 +22,8 @@ use datafusion::logical_expr::expr::{Alias, FieldMetadata};
 use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
 use datafusion::sql::sqlparser::ast::{
     self, AccessExpr, ArrayElemTypeDef, DataType, ExactNumberInfo, Ident, ObjectName,
-    ObjectNamePart, Query, SelectItem, SetExpr, Statement, TimezoneInfo, TrimWhereField,
+    ObjectNamePart, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement, TimezoneInfo,
+    TrimWhereField,
 };
 
 /// The output field metadata key holding the column's PostgreSQL name, where it differs from
@@ -99,6 +100,83 @@ impl OutputNames {
 pub fn distinguish_repeated_items(statement: &mut Statement) {
     if let Statement::Query(query) = statement {
         distinguish_in_body(&mut query.body);
+    }
+}
+
+/// Writes each `ORDER BY` key of `statement` that names an output column of its SELECT list,
+/// by position (`ORDER BY 1`) or by the name PostgreSQL gives an unaliased expression
+/// (`ORDER BY count` after `SELECT count(*)`), as that column's expression (or alias), which
+/// is how PostgreSQL resolves such a key. DataFusion knows only its own names, and refuses a
+/// position whose expression is computed from a grouped column (`SELECT upper(code) ...
+/// GROUP BY code ORDER BY 1`). A name two output columns share is left for DataFusion to
+/// refuse, as PostgreSQL refuses it; set operations keep their keys.
+pub fn resolve_order_by_keys(statement: &mut Statement) {
+    let Statement::Query(query) = statement else {
+        return;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return;
+    };
+    let items = &select.projection;
+    let Some(OrderBy {
+        kind: OrderByKind::Expressions(keys),
+        ..
+    }) = &query.order_by
+    else {
+        return;
+    };
+    let names: Vec<Option<String>> = items.iter().map(|item| ItemName::of(item).name()).collect();
+    // Positions after a wildcard are known only to the plan.
+    let known = items
+        .iter()
+        .position(|item| matches!(ItemName::of(item), ItemName::Expanded))
+        .unwrap_or(items.len());
+    let named = |name: String| {
+        let mut matching = names
+            .iter()
+            .enumerate()
+            .filter(|(_, named)| named.as_deref() == Some(name.as_str()));
+        let (position, _) = matching.next()?;
+        let computed = matches!(
+            &items[position],
+            SelectItem::UnnamedExpr(expr)
+                if !matches!(expr, ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_))
+        );
+        (matching.next().is_none() && computed).then_some(position)
+    };
+    let resolved: Vec<Option<ast::Expr>> = keys
+        .iter()
+        .map(|key| {
+            let position = match &key.expr {
+                ast::Expr::Value(value) => match &value.value {
+                    ast::Value::Number(number, _) => {
+                        number.parse::<usize>().ok()?.checked_sub(1)?
+                    }
+                    _ => return None,
+                },
+                ast::Expr::Identifier(ident) => named(identifier(ident))?,
+                _ => return None,
+            };
+            match items.get(position).filter(|_| position < known)? {
+                SelectItem::UnnamedExpr(expr) => Some(expr.clone()),
+                SelectItem::ExprWithAlias { alias, .. } => {
+                    Some(ast::Expr::Identifier(alias.clone()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let Some(OrderBy {
+        kind: OrderByKind::Expressions(keys),
+        ..
+    }) = &mut query.order_by
+    else {
+        return;
+    };
+    for (key, resolved) in keys.iter_mut().zip(resolved) {
+        if let Some(expr) = resolved {
+            key.expr = expr;
+        }
     }
 }
 
@@ -428,7 +506,9 @@ mod tests {
 
     use datafusion::sql::parser::Statement as DfStatement;
 
-    use super::{OutputNames, distinguish_repeated_items, postgres_column_name};
+    use super::{
+        OutputNames, distinguish_repeated_items, postgres_column_name, resolve_order_by_keys,
+    };
 
     /// The names a client is told for `sql`'s columns.
     async fn names(sql: &str) -> Vec<String> {
@@ -436,6 +516,7 @@ mod tests {
             .unwrap()
             .remove(0);
         let mut statement = written.clone();
+        resolve_order_by_keys(&mut statement);
         distinguish_repeated_items(&mut statement);
         let context = SessionContext::new();
         context
@@ -490,6 +571,42 @@ mod tests {
                 .await,
             ["btrim", "extract", "date"]
         );
+    }
+
+    /// `ORDER BY` a name PostgreSQL gives an output column, or a position, sorts by that
+    /// column, also when it is computed from a grouped column.
+    #[tokio::test]
+    async fn order_by_takes_output_names_and_positions() {
+        let context = SessionContext::new();
+        let sql = "SELECT upper(b), count(*) FROM (VALUES ('a'), ('b'), ('b'), ('c')) AS t(b) \
+                   GROUP BY b ORDER BY count DESC, 1 DESC";
+        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        resolve_order_by_keys(&mut statement);
+        let rows = context
+            .execute_logical_plan(
+                context
+                    .state()
+                    .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .unwrap()
+            .to_string();
+        let sorted: Vec<String> = shown
+            .lines()
+            .skip(3)
+            .filter(|line| line.starts_with("| "))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(sorted, ["| B | 2 |", "| C | 1 |", "| A | 1 |"], "{shown}");
     }
 
     #[tokio::test]

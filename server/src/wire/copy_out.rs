@@ -170,7 +170,8 @@ impl CopyOut {
         session: &SessionContext,
         options: FormatOptions,
     ) -> PgWireResult<Response> {
-        // Planned as a query on its own is, so that its header names its columns alike.
+        // Planned as the same query sent on its own is, so that the header names its columns
+        // as PostgreSQL does.
         let frame = match parse_text(&self.query) {
             ParsedText::Query(plain) => {
                 let plan = plan_query(&session.state(), plain).await?;

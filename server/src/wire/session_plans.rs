@@ -26,7 +26,9 @@ use pgwire::error::PgWireResult;
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::metadata::SessionAccess;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
-use quantatom_engine::postgres_column_names::{OutputNames, distinguish_repeated_items};
+use quantatom_engine::postgres_column_names::{
+    OutputNames, distinguish_repeated_items, resolve_order_by_keys,
+};
 use quantatom_engine::postgres_literals::type_output_literals;
 use tracing::Instrument;
 
@@ -306,6 +308,7 @@ pub(crate) enum ParsedText {
 pub(crate) fn parse_text(sql: &str) -> ParsedText {
     if let Some(mut statement) = needs_direct_planning(sql) {
         let names = OutputNames::of(&statement);
+        resolve_order_by_keys(&mut statement);
         distinguish_repeated_items(&mut statement);
         return ParsedText::Query(PlainQuery { statement, names });
     }
@@ -336,6 +339,7 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
         Ok([written]) => OutputNames::of(written),
         _ => OutputNames::of(&statement),
     };
+    resolve_order_by_keys(&mut statement);
     distinguish_repeated_items(&mut statement);
     ParsedText::Query(PlainQuery { statement, names })
 }

@@ -660,6 +660,33 @@ async fn column_names(client: &tokio_postgres::Client, sql: &str) -> [Vec<String
     [simple, described]
 }
 
+/// Queries whose `ORDER BY` names output columns by position or by PostgreSQL's name.
+const ORDERED_BY_OUTPUT: [&str; 4] = [
+    "SELECT upper(b), count(*) FROM (VALUES ('a'), ('b'), ('b'), ('c')) AS t(b) GROUP BY b ORDER BY count DESC, 1 DESC",
+    "SELECT b AS x, length(b) FROM (VALUES ('bb'), ('a'), ('ccc')) AS t(b) ORDER BY 2 DESC",
+    "SELECT a * 2, a FROM (VALUES (3), (1), (2)) AS t(a) ORDER BY 1",
+    "SELECT 1 AS k UNION SELECT 2 ORDER BY 1 DESC",
+];
+
+/// The rows `client` answers `sql` with, as text.
+async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    messages
+        .iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_columns_are_named_as_postgresql_names_them() {
     let postgres_url = std::env::var("QUANTATOM_TEST_POSTGRES_URL").expect(
@@ -678,5 +705,12 @@ async fn result_columns_are_named_as_postgresql_names_them() {
         for _ in 0..2 {
             assert_eq!(column_names(&client, sql).await, expected, "{sql}");
         }
+    }
+    for sql in ORDERED_BY_OUTPUT {
+        assert_eq!(
+            text_rows(&client, sql).await,
+            text_rows(&postgres, sql).await,
+            "{sql}"
+        );
     }
 }
