@@ -14,6 +14,7 @@
 //! field's metadata, and the wire reports [`postgres_column_name`].
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Field;
@@ -103,13 +104,19 @@ pub fn distinguish_repeated_items(statement: &mut Statement) {
     }
 }
 
-/// Writes each `ORDER BY` key of `statement` that names an output column of its SELECT list,
-/// by position (`ORDER BY 1`) or by the name PostgreSQL gives an unaliased expression
-/// (`ORDER BY count` after `SELECT count(*)`), as that column's expression (or alias), which
-/// is how PostgreSQL resolves such a key. DataFusion knows only its own names, and refuses a
+/// Writes each `ORDER BY` key of `statement` that names a computed output column of its
+/// SELECT list, by position (`ORDER BY 1`) or by the name PostgreSQL gives an unaliased
+/// expression (`ORDER BY count` after `SELECT count(*)`), as that column's expression, which
+/// DataFusion then matches to the column. DataFusion knows only its own names, and refuses a
 /// position whose expression is computed from a grouped column (`SELECT upper(code) ...
-/// GROUP BY code ORDER BY 1`). A name two output columns share is left for DataFusion to
-/// refuse, as PostgreSQL refuses it; set operations keep their keys.
+/// GROUP BY code ORDER BY 1`).
+///
+/// Only where the expression means the same in `ORDER BY`: a plain SELECT, not `DISTINCT`
+/// (DataFusion checks its keys against the input), with no aliases (DataFusion looks names in
+/// `ORDER BY` up among them first), and an expression that is not a constant (which would
+/// read as a position there) and holds no window function (a named window is known only in
+/// the SELECT list). Every other key is left as written; a name two output columns share is
+/// left for DataFusion to refuse, as PostgreSQL refuses it.
 pub fn resolve_order_by_keys(statement: &mut Statement) {
     let Statement::Query(query) = statement else {
         return;
@@ -118,6 +125,12 @@ pub fn resolve_order_by_keys(statement: &mut Statement) {
         return;
     };
     let items = &select.projection;
+    let aliased = items
+        .iter()
+        .any(|item| !matches!(item, SelectItem::UnnamedExpr(_)));
+    if select.distinct.is_some() || aliased {
+        return;
+    }
     let Some(OrderBy {
         kind: OrderByKind::Expressions(keys),
         ..
@@ -126,23 +139,13 @@ pub fn resolve_order_by_keys(statement: &mut Statement) {
         return;
     };
     let names: Vec<Option<String>> = items.iter().map(|item| ItemName::of(item).name()).collect();
-    // Positions after a wildcard are known only to the plan.
-    let known = items
-        .iter()
-        .position(|item| matches!(ItemName::of(item), ItemName::Expanded))
-        .unwrap_or(items.len());
-    let named = |name: String| {
+    let unique = |name: String| {
         let mut matching = names
             .iter()
             .enumerate()
             .filter(|(_, named)| named.as_deref() == Some(name.as_str()));
         let (position, _) = matching.next()?;
-        let computed = matches!(
-            &items[position],
-            SelectItem::UnnamedExpr(expr)
-                if !matches!(expr, ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_))
-        );
-        (matching.next().is_none() && computed).then_some(position)
+        matching.next().is_none().then_some(position)
     };
     let resolved: Vec<Option<ast::Expr>> = keys
         .iter()
@@ -154,13 +157,12 @@ pub fn resolve_order_by_keys(statement: &mut Statement) {
                     }
                     _ => return None,
                 },
-                ast::Expr::Identifier(ident) => named(identifier(ident))?,
+                ast::Expr::Identifier(ident) => unique(identifier(ident))?,
                 _ => return None,
             };
-            match items.get(position).filter(|_| position < known)? {
-                SelectItem::UnnamedExpr(expr) => Some(expr.clone()),
-                SelectItem::ExprWithAlias { alias, .. } => {
-                    Some(ast::Expr::Identifier(alias.clone()))
+            match items.get(position)? {
+                SelectItem::UnnamedExpr(expr) if means_the_same_in_order_by(expr) => {
+                    Some(expr.clone())
                 }
                 _ => None,
             }
@@ -178,6 +180,27 @@ pub fn resolve_order_by_keys(statement: &mut Statement) {
             key.expr = expr;
         }
     }
+}
+
+/// Whether a SELECT item's expression, written in `ORDER BY`, sorts by that item: a computed
+/// expression (not a bare column, which DataFusion resolves itself) that reads a column or
+/// calls a function (a constant would read as a position) and holds no window function.
+fn means_the_same_in_order_by(expr: &ast::Expr) -> bool {
+    use ast::Expr as E;
+    if matches!(expr, E::Identifier(_) | E::CompoundIdentifier(_)) {
+        return false;
+    }
+    let mut computes = false;
+    let windowless = ast::visit_expressions(expr, |inner| {
+        match inner {
+            E::Function(function) if function.over.is_some() => return ControlFlow::Break(()),
+            E::Identifier(_) | E::CompoundIdentifier(_) | E::Function(_) => computes = true,
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    })
+    .is_continue();
+    computes && windowless
 }
 
 /// [`distinguish_repeated_items`] over one query body: each SELECT list on its own, since
@@ -373,7 +396,7 @@ impl ItemName {
 }
 
 /// A name PostgreSQL figures for an expression, and whether it is strong: a weak one (a
-/// cast's type, `case`, `array`, `row`) gives way to a strong one found inside a cast or a
+/// cast's type, `case`) gives way to a strong one found inside a cast or a
 /// `CASE`'s `ELSE`.
 struct FiguredName {
     text: String,
@@ -421,8 +444,8 @@ fn expr_name(expr: &ast::Expr) -> Option<FiguredName> {
             Some(name) if name.strong => Some(name),
             _ => FiguredName::weak("case"),
         },
-        E::Array(_) => FiguredName::weak("array"),
-        E::Tuple(_) => FiguredName::weak("row"),
+        E::Array(_) => FiguredName::strong("array"),
+        E::Tuple(_) => FiguredName::strong("row"),
         E::Exists { negated: false, .. } => FiguredName::strong("exists"),
         E::Subquery(query) => {
             let first = select_list(query)?.first()?;
@@ -607,6 +630,33 @@ mod tests {
             .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect();
         assert_eq!(sorted, ["| B | 2 |", "| C | 1 |", "| A | 1 |"], "{shown}");
+    }
+
+    /// Keys whose SELECT item would mean something else in `ORDER BY` are left as written.
+    #[test]
+    fn order_by_keys_that_would_change_meaning_are_kept() {
+        let resolved = |sql: &str| {
+            let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+                .unwrap()
+                .remove(0);
+            resolve_order_by_keys(&mut statement);
+            statement.to_string()
+        };
+        for kept in [
+            "SELECT b, 1, c FROM t ORDER BY 2, 3",
+            "SELECT x AS y, y + 0 FROM v ORDER BY 2",
+            "SELECT a AS x, b AS x FROM t ORDER BY 2",
+            "SELECT DISTINCT upper(b) FROM t ORDER BY 1",
+            "SELECT a, sum(a) OVER w FROM t WINDOW w AS (ORDER BY a) ORDER BY 2",
+            "SELECT a + 1 FROM t UNION SELECT 2 ORDER BY 1",
+            "SELECT upper(b), lower(b) AS upper FROM t ORDER BY upper",
+        ] {
+            assert_eq!(resolved(kept), kept);
+        }
+        assert_eq!(
+            resolved("SELECT upper(b), count(*) FROM t GROUP BY b ORDER BY count, 1 DESC"),
+            "SELECT upper(b), count(*) FROM t GROUP BY b ORDER BY count(*), upper(b) DESC"
+        );
     }
 
     #[tokio::test]

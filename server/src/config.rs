@@ -564,6 +564,9 @@ pub struct CubeArgs {
     /// Where the data is.
     #[command(flatten)]
     pub storage: StorageArgs,
+    /// How compactions write (docs/mdf.md).
+    #[command(flatten)]
+    pub compaction: CompactionArgs,
     /// The cube, e.g. `finance` (or `cube.finance`).
     #[arg(long, value_name = "NAME")]
     pub cube: String,
@@ -830,11 +833,13 @@ impl StorageArgs {
         self.resolve_with(file)
     }
 
-    /// The storage, and the compaction policy from the config file (the maintenance commands
-    /// take no compaction flags), checked.
-    pub fn resolve_with_compaction(self) -> Result<(StorageConfig, CompactionPolicy), ConfigError> {
+    /// The storage, and the compaction policy from `compaction` over the config file, checked.
+    pub fn resolve_with_compaction(
+        self,
+        compaction: CompactionArgs,
+    ) -> Result<(StorageConfig, CompactionPolicy), ConfigError> {
         let file = self.file()?;
-        let compaction = CompactionArgs::default().resolve(&file)?;
+        let compaction = compaction.resolve(&file)?;
         Ok((self.resolve_with(file)?, compaction))
     }
 
@@ -1084,7 +1089,9 @@ small_file_mb = 2
             s3_region: None,
             s3_path_style: None,
         };
-        let (_, from_file) = storage.resolve_with_compaction().unwrap();
+        let (_, from_file) = storage
+            .resolve_with_compaction(CompactionArgs::default())
+            .unwrap();
         assert_eq!(from_file.compacted_file_rows, 1000);
         let mut bad = args(None, None);
         bad.compaction.compacted_file_rows = Some(0);

@@ -16,9 +16,9 @@ use quantatom_engine::{Engine, EngineConfig, OpenError};
 use quantatom_server::Server;
 use quantatom_server::admin::AdminListener;
 use quantatom_server::config::{
-    ADMIN_PASSWORD_VARIABLE, AdminLogin, BenchCommand, BenchProfile, Cli, Command, CubeArgs,
-    DEFAULT_DATA_DIR, DEFAULT_DEMO_CELLS, DemoArgs, GenerateArgs, LedgerCommand, ServeArgs,
-    StorageArgs, VacuumArgs,
+    ADMIN_PASSWORD_VARIABLE, AdminLogin, BenchCommand, BenchProfile, Cli, Command, CompactionArgs,
+    CubeArgs, DEFAULT_DATA_DIR, DEFAULT_DEMO_CELLS, DemoArgs, GenerateArgs, LedgerCommand,
+    ServeArgs, StorageArgs, VacuumArgs,
 };
 use quantatom_server::telemetry::Telemetry;
 
@@ -290,9 +290,11 @@ async fn generate_bench(args: GenerateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens the data `args` names, without loading a demo.
-async fn open_data(args: StorageArgs) -> Result<Engine, String> {
-    let (storage, compaction) = args.resolve_with_compaction().map_err(|e| e.to_string())?;
+/// Opens the data `args` names, without loading a demo; its cubes compacted by `compaction`.
+async fn open_data(args: StorageArgs, compaction: CompactionArgs) -> Result<Engine, String> {
+    let (storage, compaction) = args
+        .resolve_with_compaction(compaction)
+        .map_err(|e| e.to_string())?;
     let location = storage.location();
     Engine::open(&EngineConfig {
         storage,
@@ -309,7 +311,7 @@ async fn open_data(args: StorageArgs) -> Result<Engine, String> {
 /// `quantatom ledger verify`: the chain, every file's hash, and a ledger entry for every
 /// committed change (ledgering any not ledgered yet, as the server does when it starts).
 async fn verify_ledger(args: StorageArgs) -> Result<(), String> {
-    let engine = open_data(args).await?;
+    let engine = open_data(args, CompactionArgs::default()).await?;
     let ledger = engine.ledger().expect("opened with the ledger");
     let session = engine.new_session().state();
     let verification = ledger
@@ -338,7 +340,7 @@ async fn open_cube(args: CubeArgs) -> Result<(Engine, std::sync::Arc<MdfTable>),
         .data_dir
         .clone()
         .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-    let engine = open_data(args.storage).await?;
+    let engine = open_data(args.storage, args.compaction).await?;
     let name = args.cube.strip_prefix("cube.").unwrap_or(&args.cube);
     let cube = engine
         .cubes()

@@ -617,7 +617,7 @@ async fn copy_writes_values_as_postgres_does() {
 }
 
 /// Queries whose result columns a client names: every one as PostgreSQL itself names them.
-const NAMED_COLUMNS: [&str; 12] = [
+const NAMED_COLUMNS: [&str; 13] = [
     "SELECT 1, 1 + 1, 'x', -2, 'a' || 'b'",
     "SELECT count(*), sum(a), max(b), min(upper(b)), max(length(b)) FROM (VALUES (1, 'x')) AS t(a, b)",
     "SELECT a::bigint, 1::int, CAST('1.5' AS double precision), CAST(b AS text), '1'::numeric(10, 2) FROM (VALUES (1, 'x')) AS t(a, b)",
@@ -630,6 +630,7 @@ const NAMED_COLUMNS: [&str; 12] = [
     "SELECT DISTINCT upper(b), ARRAY[1, 2] FROM (VALUES (1, 'x')) AS t(a, b)",
     "SELECT version(), current_user",
     "SELECT 1, 1, count(*), COUNT(*), a, t.a, a::text, a AS x, a + 1 AS x FROM (VALUES (1)) AS t(a) GROUP BY a",
+    "SELECT true, false::text, ARRAY[1]::text",
 ];
 
 /// The column names `client` is told for `sql`, through the simple protocol and through a
@@ -661,11 +662,15 @@ async fn column_names(client: &tokio_postgres::Client, sql: &str) -> [Vec<String
 }
 
 /// Queries whose `ORDER BY` names output columns by position or by PostgreSQL's name.
-const ORDERED_BY_OUTPUT: [&str; 4] = [
+const ORDERED_BY_OUTPUT: [&str; 8] = [
     "SELECT upper(b), count(*) FROM (VALUES ('a'), ('b'), ('b'), ('c')) AS t(b) GROUP BY b ORDER BY count DESC, 1 DESC",
     "SELECT b AS x, length(b) FROM (VALUES ('bb'), ('a'), ('ccc')) AS t(b) ORDER BY 2 DESC",
     "SELECT a * 2, a FROM (VALUES (3), (1), (2)) AS t(a) ORDER BY 1",
     "SELECT 1 AS k UNION SELECT 2 ORDER BY 1 DESC",
+    "SELECT b, 1, a FROM (VALUES (2, 'x'), (1, 'y')) AS t(a, b) ORDER BY 2, 3",
+    "SELECT x AS y, y + 0 FROM (VALUES (1, 20), (2, 10)) AS v(x, y) ORDER BY 2",
+    "SELECT a AS x, b AS x FROM (VALUES (1, 20), (2, 10)) AS t(a, b) ORDER BY 2",
+    "SELECT DISTINCT upper(b) FROM (VALUES ('b'), ('a'), ('b')) AS t(b) ORDER BY 1",
 ];
 
 /// The rows `client` answers `sql` with, as text.
