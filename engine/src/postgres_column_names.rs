@@ -111,12 +111,13 @@ pub fn distinguish_repeated_items(statement: &mut Statement) {
 /// position whose expression is computed from a grouped column (`SELECT upper(code) ...
 /// GROUP BY code ORDER BY 1`).
 ///
-/// Only where the expression means the same in `ORDER BY`: a plain SELECT, not `DISTINCT`
-/// (DataFusion checks its keys against the input), with no aliases (DataFusion looks names in
-/// `ORDER BY` up among them first), and an expression that is not a constant (which would
-/// read as a position there) and holds no window function (a named window is known only in
-/// the SELECT list). Every other key is left as written; a name two output columns share is
-/// left for DataFusion to refuse, as PostgreSQL refuses it.
+/// Only where the expression means the same in `ORDER BY`: a plain SELECT without wildcards,
+/// not `DISTINCT` (DataFusion checks its keys against the input), with no aliases (DataFusion
+/// looks names in `ORDER BY` up among them first), and an expression that is not a constant
+/// (which would read as a position there) and holds no window function (a named window is
+/// known only in the SELECT list). A position on an aliased item becomes the alias, when no
+/// other column has that name. Every other key is left as written; a name two output columns
+/// share is left for DataFusion to refuse, as PostgreSQL refuses it.
 pub fn resolve_order_by_keys(statement: &mut Statement) {
     let Statement::Query(query) = statement else {
         return;
@@ -125,12 +126,16 @@ pub fn resolve_order_by_keys(statement: &mut Statement) {
         return;
     };
     let items = &select.projection;
+    // Positions after a wildcard are known only to the plan.
+    let expanded = items
+        .iter()
+        .any(|item| matches!(ItemName::of(item), ItemName::Expanded));
+    if select.distinct.is_some() || expanded {
+        return;
+    }
     let aliased = items
         .iter()
         .any(|item| !matches!(item, SelectItem::UnnamedExpr(_)));
-    if select.distinct.is_some() || aliased {
-        return;
-    }
     let Some(OrderBy {
         kind: OrderByKind::Expressions(keys),
         ..
@@ -150,19 +155,25 @@ pub fn resolve_order_by_keys(statement: &mut Statement) {
     let resolved: Vec<Option<ast::Expr>> = keys
         .iter()
         .map(|key| {
-            let position = match &key.expr {
+            let (position, by_position) = match &key.expr {
                 ast::Expr::Value(value) => match &value.value {
                     ast::Value::Number(number, _) => {
-                        number.parse::<usize>().ok()?.checked_sub(1)?
+                        (number.parse::<usize>().ok()?.checked_sub(1)?, true)
                     }
                     _ => return None,
                 },
-                ast::Expr::Identifier(ident) => unique(identifier(ident))?,
+                ast::Expr::Identifier(ident) => (unique(identifier(ident))?, false),
                 _ => return None,
             };
             match items.get(position)? {
-                SelectItem::UnnamedExpr(expr) if means_the_same_in_order_by(expr) => {
+                SelectItem::UnnamedExpr(expr) if !aliased && means_the_same_in_order_by(expr) => {
                     Some(expr.clone())
+                }
+                // A position on an alias no other column shares: the alias.
+                SelectItem::ExprWithAlias { alias, .. }
+                    if by_position && unique(identifier(alias)).is_some() =>
+                {
+                    Some(ast::Expr::Identifier(alias.clone()))
                 }
                 _ => None,
             }
@@ -653,6 +664,10 @@ mod tests {
         ] {
             assert_eq!(resolved(kept), kept);
         }
+        assert_eq!(
+            resolved("SELECT upper(b) AS u, b AS x, a AS x FROM t GROUP BY b ORDER BY 1, 2"),
+            "SELECT upper(b) AS u, b AS x, a AS x FROM t GROUP BY b ORDER BY u, 2"
+        );
         assert_eq!(
             resolved("SELECT upper(b), count(*) FROM t GROUP BY b ORDER BY count, 1 DESC"),
             "SELECT upper(b), count(*) FROM t GROUP BY b ORDER BY count(*), upper(b) DESC"

@@ -662,7 +662,7 @@ async fn column_names(client: &tokio_postgres::Client, sql: &str) -> [Vec<String
 }
 
 /// Queries whose `ORDER BY` names output columns by position or by PostgreSQL's name.
-const ORDERED_BY_OUTPUT: [&str; 8] = [
+const ORDERED_BY_OUTPUT: [&str; 9] = [
     "SELECT upper(b), count(*) FROM (VALUES ('a'), ('b'), ('b'), ('c')) AS t(b) GROUP BY b ORDER BY count DESC, 1 DESC",
     "SELECT b AS x, length(b) FROM (VALUES ('bb'), ('a'), ('ccc')) AS t(b) ORDER BY 2 DESC",
     "SELECT a * 2, a FROM (VALUES (3), (1), (2)) AS t(a) ORDER BY 1",
@@ -671,6 +671,7 @@ const ORDERED_BY_OUTPUT: [&str; 8] = [
     "SELECT x AS y, y + 0 FROM (VALUES (1, 20), (2, 10)) AS v(x, y) ORDER BY 2",
     "SELECT a AS x, b AS x FROM (VALUES (1, 20), (2, 10)) AS t(a, b) ORDER BY 2",
     "SELECT DISTINCT upper(b) FROM (VALUES ('b'), ('a'), ('b')) AS t(b) ORDER BY 1",
+    "SELECT upper(b) AS u, count(*) FROM (VALUES ('b'), ('a'), ('b')) AS t(b) GROUP BY b ORDER BY 1",
 ];
 
 /// The rows `client` answers `sql` with, as text.
