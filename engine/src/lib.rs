@@ -22,6 +22,7 @@ pub mod demo;
 mod eager_aggregation;
 mod errors;
 pub mod information_schema;
+mod output_projection;
 pub mod plan_reuse;
 pub mod postgres_column_names;
 pub mod postgres_functions;

@@ -18,7 +18,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Field;
-use datafusion::common::{Column, Result};
+use datafusion::common::Result;
 use datafusion::logical_expr::expr::{Alias, FieldMetadata};
 use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
 use datafusion::sql::sqlparser::ast::{
@@ -26,6 +26,8 @@ use datafusion::sql::sqlparser::ast::{
     ObjectNamePart, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Statement, TimezoneInfo,
     TrimWhereField,
 };
+
+use crate::output_projection::rewrite_output_projection;
 
 /// The output field metadata key holding the column's PostgreSQL name, where it differs from
 /// DataFusion's.
@@ -265,48 +267,32 @@ fn planned_name_key(expr: &ast::Expr) -> String {
 }
 
 /// `plan` with `renames[i]` recorded on output column `i`: on the output projection when the
-/// plan has one below any `ORDER BY` and `LIMIT`, else on a projection added on top.
+/// plan has one below any `ORDER BY` and `LIMIT`, else on a projection of its columns added
+/// on top.
 fn with_names(plan: LogicalPlan, renames: &[Option<String>]) -> Result<LogicalPlan> {
-    match plan {
-        LogicalPlan::Projection(projection) => {
-            let exprs = projection
-                .expr
-                .into_iter()
-                .zip(renames)
-                .map(|(expr, rename)| match rename {
-                    Some(name) => named(expr, name),
-                    None => expr,
-                })
-                .collect();
-            Ok(LogicalPlan::Projection(Projection::try_new(
-                exprs,
-                projection.input,
-            )?))
-        }
-        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
-            let input = plan.inputs()[0].clone();
-            let named_input = with_names(input, renames)?;
-            plan.with_new_exprs(plan.expressions(), vec![named_input])
-        }
-        other => {
-            let exprs = other
-                .schema()
-                .iter()
-                .zip(renames)
-                .map(|((qualifier, field), rename)| {
-                    let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-                    match rename {
-                        Some(name) => named(column, name),
-                        None => column,
-                    }
-                })
-                .collect();
-            Ok(LogicalPlan::Projection(Projection::try_new(
-                exprs,
-                Arc::new(other),
-            )?))
-        }
+    let renamed = |exprs: &[Expr]| -> Vec<Expr> {
+        exprs
+            .iter()
+            .zip(renames)
+            .map(|(expr, rename)| match rename {
+                Some(name) => named(expr.clone(), name),
+                None => expr.clone(),
+            })
+            .collect()
+    };
+    if let Some(named) = rewrite_output_projection(&plan, &|exprs| Some(renamed(exprs)))? {
+        return Ok(named);
     }
+    let columns: Vec<Expr> = plan
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        renamed(&columns),
+        Arc::new(plan),
+    )?))
 }
 
 /// `expr`, an output expression, keeping its DataFusion name and carrying `name` as its

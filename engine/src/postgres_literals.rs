@@ -9,33 +9,22 @@
 
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::expr::Alias;
-use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+
+use crate::output_projection::rewrite_output_projection;
 
 /// `plan` with its output's bare integer literals typed int4 where they fit; the output
 /// projection is found below any `ORDER BY` and `LIMIT`.
 pub fn type_output_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
-    match plan {
-        LogicalPlan::Projection(projection) => {
-            if !projection.expr.iter().any(|expr| narrowed(expr).is_some()) {
-                return Ok(LogicalPlan::Projection(projection));
-            }
-            let exprs = projection
-                .expr
+    let typed = rewrite_output_projection(&plan, &|exprs| {
+        exprs.iter().any(|expr| narrowed(expr).is_some()).then(|| {
+            exprs
                 .iter()
                 .map(|expr| narrowed(expr).unwrap_or_else(|| expr.clone()))
-                .collect();
-            Ok(LogicalPlan::Projection(Projection::try_new(
-                exprs,
-                projection.input,
-            )?))
-        }
-        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
-            let input = plan.inputs()[0].clone();
-            let typed = type_output_literals(input)?;
-            plan.with_new_exprs(plan.expressions(), vec![typed])
-        }
-        other => Ok(other),
-    }
+                .collect()
+        })
+    })?;
+    Ok(typed.unwrap_or(plan))
 }
 
 /// The int4 form of `expr`, keeping its output name, when it is a bare integer literal that
