@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::Array;
-use datafusion::catalog::Session;
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, Result, ScalarValue, internal_err};
 use datafusion::datasource::source_as_provider;
@@ -33,7 +33,7 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, Filter, Join, JoinType, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
-use quantatom_table_providers::mdf::MdfTable;
+use quantatom_table_providers::mdf::{CubeSummaries, MdfTable};
 
 use crate::tiles::PlanTileCandidates;
 
@@ -205,11 +205,21 @@ async fn members(join: &CubeJoin, session: &dyn Session) -> Result<Option<Vec<Sc
 /// Whether any scan in `plan` reads a cube.
 pub(crate) fn reads_a_cube(plan: &LogicalPlan) -> Result<bool> {
     plan.exists(|node| match node {
-        LogicalPlan::TableScan(scan) => Ok(source_as_provider(&scan.source)?
-            .downcast_ref::<MdfTable>()
-            .is_some()),
+        LogicalPlan::TableScan(scan) => {
+            Ok(cube_dimensions(source_as_provider(&scan.source)?.as_ref()).is_some())
+        }
         _ => Ok(false),
     })
+}
+
+/// The dimensions whose members the rows of a scan of `provider` carry, when it reads a
+/// cube: the cube's, or those its summaries keep.
+fn cube_dimensions(provider: &dyn TableProvider) -> Option<&[String]> {
+    if let Some(cube) = provider.downcast_ref::<MdfTable>() {
+        return Some(&cube.definition().dimensions);
+    }
+    let summaries = provider.downcast_ref::<CubeSummaries>()?;
+    Some(&summaries.cube().definition().dimensions[..summaries.dimensions()])
 }
 
 /// The way from `plan` down to the scan of a cube whose dimension `column` is (the index of
@@ -220,22 +230,30 @@ fn route_to_cube_scan(plan: &LogicalPlan, column: &Column) -> Result<Option<Vec<
     let (child, column) = match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source)?;
-            let is_dimension = provider
-                .downcast_ref::<MdfTable>()
-                .is_some_and(|cube| cube.definition().dimensions.contains(&column.name));
+            let is_dimension = cube_dimensions(provider.as_ref())
+                .is_some_and(|dimensions| dimensions.contains(&column.name));
             return Ok((is_dimension && scan.fetch.is_none()).then(Vec::new));
         }
         LogicalPlan::SubqueryAlias(_) => (0, Column::new_unqualified(&column.name)),
         LogicalPlan::Filter(_) => (0, column.clone()),
         LogicalPlan::Projection(projection) => {
-            let passed_on = projection.expr.iter().find_map(|expr| match expr {
-                Expr::Column(input)
-                    if input.name == column.name
-                        && (column.relation.is_none() || input.relation == column.relation) =>
-                {
-                    Some(input.clone())
-                }
-                _ => None,
+            // The column as it is, or requalified under its own name (aggregates read from
+            // summaries give their groups the qualifiers they had, see
+            // `crate::summary_aggregation`); a column renamed is another column.
+            let passed_on = projection.expr.iter().find_map(|expr| {
+                let (input, relation, name) = match expr {
+                    Expr::Column(input) => (input, &input.relation, &input.name),
+                    Expr::Alias(alias) => match alias.expr.as_ref() {
+                        Expr::Column(input) if input.name == alias.name => {
+                            (input, &alias.relation, &alias.name)
+                        }
+                        _ => return None,
+                    },
+                    _ => return None,
+                };
+                let same = *name == column.name
+                    && (column.relation.is_none() || *relation == column.relation);
+                same.then(|| input.clone())
             });
             match passed_on {
                 Some(input) => (0, input),

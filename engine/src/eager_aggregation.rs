@@ -64,15 +64,21 @@ impl OptimizerRule for EagerAggregation {
 }
 
 /// How an aggregate's partial results combine.
-enum Combine {
+pub(crate) enum Combine {
+    /// A `sum`: partial sums are summed.
     Sum,
+    /// A `count`: partial counts are summed (0 over none).
     Count,
+    /// A `min`: the smallest partial minimum.
     Min,
+    /// A `max`: the largest partial maximum.
     Max,
 }
 
 impl Combine {
-    fn of(expr: &Expr) -> Option<Self> {
+    /// How `expr`'s partial results combine, when it is an aggregate this applies to: `sum`,
+    /// `count`, `min` or `max`, without `DISTINCT`, `FILTER` or `ORDER BY`.
+    pub(crate) fn of(expr: &Expr) -> Option<Self> {
         let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
             return None;
         };
@@ -88,7 +94,8 @@ impl Combine {
         }
     }
 
-    fn outer(&self, partial: Expr) -> Expr {
+    /// The aggregate combining the partial results in `partial`.
+    pub(crate) fn outer(&self, partial: Expr) -> Expr {
         match self {
             Self::Sum | Self::Count => sum(partial),
             Self::Min => min(partial),
@@ -189,33 +196,67 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         join.null_equality,
         join.null_aware,
     )?;
-    let outer_aggregates = combines
+    let partials = combines
         .iter()
         .enumerate()
-        .map(|(i, combine)| combine.outer(col(partial_name(i))).alias(partial_name(i)))
-        .collect();
-    let outer = Aggregate::try_new(
-        Arc::new(LogicalPlan::Join(join)),
+        .map(|(i, combine)| (combine, col(partial_name(i))));
+    combined(
+        aggregate,
+        LogicalPlan::Join(join),
         aggregate.group_expr.clone(),
-        outer_aggregates,
-    )?;
+        partials,
+    )
+    .map(Some)
+}
+
+/// `original` computed over `input`, rows of partial results: grouped by `groups` (the
+/// original groups as `input` names them), each aggregate combining its partial result
+/// column as its [`Combine`] says, and each column given its original name and type (a sum
+/// of sums is wider; a count over no partial rows is 0).
+pub(crate) fn combined<'a>(
+    original: &Aggregate,
+    input: LogicalPlan,
+    groups: Vec<Expr>,
+    partials: impl Iterator<Item = (&'a Combine, Expr)>,
+) -> Result<LogicalPlan> {
+    let partials: Vec<(&Combine, Expr)> = partials.collect();
+    let outer_aggregates = partials
+        .iter()
+        .enumerate()
+        .map(|(i, (combine, partial))| combine.outer(partial.clone()).alias(combined_name(i)))
+        .collect();
+    let outer = Aggregate::try_new(Arc::new(input), groups, outer_aggregates)?;
+    let group_columns = original.schema.fields().len() - original.aggr_expr.len();
 
     // The original columns: the groups as they are, each aggregate in its type and name.
-    let mut columns: Vec<Expr> = outer.schema.columns()[..groups]
+    let mut columns: Vec<Expr> = outer.schema.columns()[..group_columns]
         .iter()
-        .cloned()
-        .map(Expr::Column)
+        .zip(original.schema.iter())
+        .map(|(column, (qualifier, field))| {
+            let same = column.relation.as_ref() == qualifier && column.name == *field.name();
+            match same {
+                true => Expr::Column(column.clone()),
+                false => {
+                    Expr::Column(column.clone()).alias_qualified(qualifier.cloned(), field.name())
+                }
+            }
+        })
         .collect();
-    for (i, combine) in combines.iter().enumerate() {
-        let (qualifier, field) = aggregate.schema.qualified_field(groups + i);
-        let mut value = cast(col(partial_name(i)), field.data_type().clone());
+    for (i, (combine, _)) in partials.iter().enumerate() {
+        let (qualifier, field) = original.schema.qualified_field(group_columns + i);
+        let mut value = cast(col(combined_name(i)), field.data_type().clone());
         if matches!(combine, Combine::Count) {
             value = coalesce(vec![value, lit(0i64)]);
         }
         columns.push(value.alias_qualified(qualifier.cloned(), field.name()));
     }
     let projection = Projection::try_new(columns, Arc::new(LogicalPlan::Aggregate(outer)))?;
-    Ok(Some(LogicalPlan::Projection(projection)))
+    Ok(LogicalPlan::Projection(projection))
+}
+
+/// The name of the `i`th combined aggregate, before its original name is restored.
+fn combined_name(i: usize) -> String {
+    format!("__quantatom_combined_{i}")
 }
 
 /// The join `plan` is, or passes on the columns of (projections of plain columns, which

@@ -29,6 +29,7 @@ pub mod postgres_functions;
 pub mod postgres_literals;
 pub mod postgres_settings;
 pub mod scalar_subqueries;
+mod summary_aggregation;
 pub mod system_tables;
 pub mod tiles;
 pub mod type_modifiers;
@@ -440,6 +441,9 @@ async fn session_template(
         .with_default_features()
         // Grids sum their cells before joining them to dimensions.
         .with_optimizer_rule(Arc::new(eager_aggregation::EagerAggregation))
+        // Aggregates over a cube read its files' summaries (after eager aggregation, which
+        // leaves a grid's cells summed below its joins).
+        .with_optimizer_rule(Arc::new(summary_aggregation::SummaryAggregation))
         .with_query_planner(Arc::new(TilePlanner::new(
             Arc::new(CubeJoinPlanner),
             Arc::clone(tiles),

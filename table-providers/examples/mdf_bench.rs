@@ -111,6 +111,7 @@ async fn open_time(storage: &Storage, commits: usize) -> f64 {
             seq: None,
             bounds: None,
             sha256: None,
+            summary: None,
             marks: Default::default(),
         };
         log.commit_append(vec![file]).await.unwrap();

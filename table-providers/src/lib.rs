@@ -34,7 +34,11 @@ use datafusion::catalog::TableProvider;
 pub async fn table_version(
     provider: &dyn TableProvider,
 ) -> Option<datafusion::common::Result<String>> {
-    if let Some(cube) = provider.downcast_ref::<mdf::MdfTable>() {
+    let cube = (provider.downcast_ref::<mdf::MdfTable>()).or_else(|| {
+        let summaries = provider.downcast_ref::<mdf::CubeSummaries>();
+        summaries.map(mdf::CubeSummaries::cube)
+    });
+    if let Some(cube) = cube {
         return Some(
             cube.version()
                 .await

@@ -12,6 +12,9 @@ extensions_options! {
         /// Queries over cubes and dimensions are answered from the hot-tile cache when it
         /// holds their result, and their results are kept there (docs/caching.md).
         pub tile_cache: bool, default = true
+        /// Aggregates over a cube read its data files' summaries where they can
+        /// (docs/mdf.md, "Summaries"); off, they read every cell.
+        pub summaries: bool, default = true
     }
 }
 

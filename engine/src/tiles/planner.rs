@@ -31,11 +31,15 @@ impl TilePlanner {
         Self { inner, tiles }
     }
 
-    /// `plan` planned through the cache when it is cached, else by the inner planner.
+    /// `plan` planned through the cache when it is cached, else by the inner planner. A miss
+    /// that will `run` is remembered as the query's tile being computed (for the hot tiles'
+    /// refresh); one only shown by `EXPLAIN` is not, or the refresh would take the tile it
+    /// never computed for current.
     async fn plan_query(
         &self,
         plan: &LogicalPlan,
         session: &dyn Session,
+        run: bool,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let Some(query) = TileCandidate::query_of(plan) else {
             return self.inner.create_physical_plan(plan, session).await;
@@ -57,9 +61,11 @@ impl TilePlanner {
                 source,
             )));
         }
-        self.tiles
-            .hot_tiles()
-            .computing(query, session.config(), &key);
+        if run {
+            self.tiles
+                .hot_tiles()
+                .computing(query, session.config(), &key);
+        }
         let computed = self.inner.create_physical_plan(query, session).await?;
         Ok(Arc::new(TileExec::miss(
             key,
@@ -84,7 +90,7 @@ impl TilePlanner {
         {
             return Ok(planned);
         }
-        let query = self.plan_query(&explain.plan, session).await?;
+        let query = self.plan_query(&explain.plan, session, false).await?;
         if !query.is::<TileExec>() {
             return Ok(planned);
         }
@@ -122,7 +128,7 @@ impl QueryPlanner for TilePlanner {
                 // DataFusion plans the analysed query itself; run it through the cache
                 // instead.
                 let planned = self.inner.create_physical_plan(plan, session).await?;
-                let query = self.plan_query(&analyze.input, session).await?;
+                let query = self.plan_query(&analyze.input, session, true).await?;
                 match query.is::<TileExec>() {
                     true => planned.replace_children(
                         vec![query],
@@ -131,7 +137,7 @@ impl QueryPlanner for TilePlanner {
                     false => Ok(planned),
                 }
             }
-            _ => self.plan_query(plan, session).await,
+            _ => self.plan_query(plan, session, true).await,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Grids sum their cells before joining them to dimensions (engine/src/eager_aggregation.rs),
 //! answer as the plain plan does, and still narrow the cube's scan to the members joined.
 
-use crate::support::{demo_engine, shown};
+use crate::support::{CELLS_ONLY, demo_engine, shown, shown_after};
 
 /// A grid over two dimensions with a subtree filter, every kind of aggregate the rewrite
 /// handles, and subtotals; `{join}` is the kind of join to the dimensions.
@@ -38,8 +38,9 @@ async fn grids_sum_cells_before_the_join_with_the_same_answer() {
             .contains("Aggregate: groupBy=[[c.account, c.entity, c.time]]"),
         "a left join is not rewritten"
     );
-    let counted = shown(
+    let counted = shown_after(
         &engine,
+        &[CELLS_ONLY],
         "EXPLAIN SELECT e.path, count(*) FROM cube.finance c JOIN dim.entity e ON e.code = c.entity GROUP BY e.path",
     )
     .await;

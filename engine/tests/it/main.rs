@@ -6,5 +6,6 @@ mod eager_aggregation;
 mod plan_reuse;
 mod s3;
 mod scan;
+mod summaries;
 mod support;
 mod tiles;

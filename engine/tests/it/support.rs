@@ -33,6 +33,20 @@ pub async fn run(engine: &Engine, sql: &str) -> Vec<RecordBatch> {
         .unwrap()
 }
 
+/// The rows `sql` returns, as a table, in a new session of `engine` after `settings` (`SET`
+/// statements).
+pub async fn shown_after(engine: &Engine, settings: &[&str], sql: &str) -> String {
+    let session = engine.new_session();
+    for setting in settings {
+        session.sql(setting).await.unwrap().collect().await.unwrap();
+    }
+    let batches = session.sql(sql).await.unwrap().collect().await.unwrap();
+    pretty_format_batches(&batches).unwrap().to_string()
+}
+
+/// Cells read as they are, not from summaries: for tests of reading cells.
+pub const CELLS_ONLY: &str = "SET quantatom.summaries = false";
+
 /// The rows `sql` returns, as a table.
 pub async fn shown(engine: &Engine, sql: &str) -> String {
     pretty_format_batches(&run(engine, sql).await)

@@ -108,10 +108,24 @@ async fn compact_and_vacuum_from_the_command_line() {
     let stdout = String::from_utf8_lossy(&vacuumed.stdout);
     assert!(vacuumed.status.success(), "{stdout}");
     assert!(
-        stdout.contains("deleted 2 files"),
-        "the replaced files go: {stdout}"
+        stdout.contains("deleted 3 files"),
+        "the replaced files go, the demo's with its summary: {stdout}"
     );
     assert_eq!(files_and_total(data_dir.path()).await, (1, total));
+    let stored = |folder: &str| -> Vec<String> {
+        let folder = data_dir.path().join("cubes/finance").join(folder);
+        let entries = std::fs::read_dir(folder).unwrap();
+        entries
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    let data = stored("data");
+    assert_eq!(data.len(), 1, "the compacted file: {data:?}");
+    assert_eq!(
+        stored("summaries"),
+        data,
+        "and its summary, of the same name"
+    );
     let before_compaction = open_engine(data_dir.path())
         .await
         .new_session()

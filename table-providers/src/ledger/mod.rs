@@ -375,6 +375,7 @@ impl Ledger {
                 max: vec![source.to_owned(), padded(last)],
             }),
             sha256: Some(sha256_hex(&bytes)),
+            summary: None,
             marks: Default::default(),
         };
         self.storage.put_if_absent(&location, bytes).await?;

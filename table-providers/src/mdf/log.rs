@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::marks::Marks;
 use super::shared_list::SharedList;
+use super::summary::SummaryFile;
 use super::{CubeDefinition, MdfError};
 use crate::fail_point::fail_point;
 use crate::storage::{CommitEvent, Storage};
@@ -76,6 +77,9 @@ pub struct DataFile {
     /// ledger's files always carry it, so that a changed byte is found).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The file's summary (see [`super::summary`]), stored beside it; `None`: it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<SummaryFile>,
     /// The file's marks, once known; not part of the log entry.
     #[serde(skip)]
     pub marks: MarksCell,
@@ -577,15 +581,19 @@ impl CubeLog {
             (Some(known), false) => Arc::new(known.as_ref().clone().with(entries)?),
             (None, false) => Arc::new(Snapshot::from_entries(entries)?),
         };
+        self.remember(Arc::clone(&snapshot));
+        Ok(snapshot)
+    }
+
+    /// Keeps `snapshot` as the latest known, unless another reader got further meanwhile.
+    fn remember(&self, snapshot: Arc<Snapshot>) {
         let mut cached = self.known.lock().expect("log cache poisoned");
-        // Another reader may have got further meanwhile; keep the newest.
         if cached
             .as_ref()
             .is_none_or(|cached| cached.version < snapshot.version)
         {
-            *cached = Some(Arc::clone(&snapshot));
+            *cached = Some(snapshot);
         }
-        Ok(snapshot)
     }
 
     /// The snapshot at `version` (time travel): the latest one's when that is it, else its
@@ -767,6 +775,11 @@ impl CubeLog {
             match written {
                 Ok(()) => {
                     self.storage.commits().count(CommitEvent::Committed);
+                    // The snapshot this commit made is known: the next read starts from it,
+                    // and plans made before it see this process's own write.
+                    if let Ok(committed) = latest.as_ref().clone().with(vec![entry]) {
+                        self.remember(Arc::new(committed));
+                    }
                     if next.0.is_multiple_of(CHECKPOINT_INTERVAL) {
                         self.checkpoint(next).await;
                     }
@@ -1141,6 +1154,7 @@ mod tests {
             seq: None,
             bounds: None,
             sha256: None,
+            summary: None,
             marks: MarksCell::default(),
         }
     }
@@ -1306,6 +1320,25 @@ mod tests {
         assert_eq!(snapshot.version, SnapshotVersion(3));
         let paths: Vec<&str> = snapshot.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, [file(1).path, file(2).path, file(3).path]);
+    }
+
+    /// A commit leaves the snapshot it made as the latest known: plans made right after a
+    /// write (which look at the known snapshot, such as whether a cube's files have
+    /// summaries) see it, and the next read fetches nothing it has.
+    #[tokio::test]
+    async fn a_commit_knows_the_snapshot_it_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::local(dir.path()).unwrap();
+        let log = CubeLog::new(storage.clone(), "plan");
+        log.create(cube()).await.unwrap();
+        let version = log.commit_append(vec![file(1)]).await.unwrap();
+        let known = log.cached().expect("a known snapshot");
+        assert_eq!(known.version, version);
+        assert_eq!(known.files.len(), 1);
+        assert!(
+            Arc::ptr_eq(&log.latest().await.unwrap(), &known),
+            "nothing new to read"
+        );
     }
 
     #[tokio::test]

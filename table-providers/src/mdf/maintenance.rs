@@ -16,7 +16,8 @@
 //!   a small share of the cube, full once they do not.
 //! - [`vacuum`] deletes data files no version inside the retention period reads: files a
 //!   compaction replaced before the period began, and orphans (files no log entry names, left
-//!   by a writer that died before committing) older than the period.
+//!   by a writer that died before committing) older than the period; a data file's summary
+//!   goes with it.
 //!
 //! SQL: `SELECT * FROM mdf_compact('cube.finance')` (full) and
 //! `SELECT * FROM mdf_vacuum('cube.finance', INTERVAL '7 days')`; the CLI has `quantatom
@@ -36,6 +37,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
 use super::log::{Action, Change, FileKind, Snapshot, SnapshotVersion, now_ms, rivals_among};
+use super::summary::{SUMMARIES_FOLDER, summarised_path};
 use super::writer::{SortedFileWriter, fold};
 use super::{DataFile, MdfError, MdfTable};
 
@@ -387,8 +389,11 @@ pub async fn vacuum(
 ) -> Result<VacuumReport, MdfError> {
     let store = table.storage().store();
     let data_dir = table.log().cube_dir().clone().join("data");
+    let summaries_dir = table.log().cube_dir().clone().join(SUMMARIES_FOLDER);
     // Listed before the log is read: a file committed in between is then in the snapshot.
-    let stored: Vec<_> = store.list(Some(&data_dir)).try_collect().await?;
+    let mut stored: Vec<_> = store.list(Some(&data_dir)).try_collect().await?;
+    let summaries: Vec<_> = store.list(Some(&summaries_dir)).try_collect().await?;
+    stored.extend(summaries);
     let snapshot = table.log().latest().await?;
     let now = now_ms();
     let cutoff = now.saturating_sub(retention.as_millis() as u64);
@@ -415,7 +420,10 @@ pub async fn vacuum(
         .into_iter()
         .filter(|object| {
             let location = object.location.as_ref();
-            let path = location.strip_prefix(&cube_dir).unwrap_or(location);
+            let stored_path = location.strip_prefix(&cube_dir).unwrap_or(location);
+            // A summary lives and goes with its data file.
+            let owner = summarised_path(stored_path);
+            let path = owner.as_deref().unwrap_or(stored_path);
             if live.contains(path) {
                 return false;
             }
@@ -461,6 +469,7 @@ mod tests {
             seq: Some(SnapshotVersion(seq)),
             bounds: None,
             sha256: None,
+            summary: None,
             marks: MarksCell::default(),
         }
     }

@@ -15,7 +15,9 @@
 //!   dropped when it is a tombstone.
 //! - The other rows of those files are read as they are: the granules no box touches in
 //!   the first scan, the granules a box touches in a third one that drops the rows inside a
-//!   box. However many files wait for a compaction, a read is at most four scans.
+//!   box. However many files wait for a compaction, a read is at most four scans (an
+//!   aggregate reading summaries adds one per file with rivals, see
+//!   [`CubeFiles::summary_scan`]).
 //!
 //! The plan is built as a DataFusion logical plan over plain Parquet scans (unions, filters
 //! and a window) and planned by the session, so pruning, parallelism and a distributed
@@ -27,10 +29,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DataFusionError, Result, ScalarValue};
+use datafusion::common::{Column, DataFusionError, Result, ScalarValue, internal_err};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
@@ -41,11 +42,12 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::datasource::{TableType, provider_as_source};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::expr_fn::col;
-use datafusion::logical_expr::lit;
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown,
 };
+use datafusion::logical_expr::{cast, lit};
 use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::projection::ProjectionExec;
@@ -54,7 +56,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
 use super::log::rivals_among;
-use super::marks::{Allowed, Marks};
+use super::marks::{Allowed, GRANULE_ROWS, Marks};
+use super::summary::{CELLS_COLUMN, GRANULE_COLUMN, file_schema, partial_fields, summary_path};
 use super::writer::ROW_GROUP_ROWS;
 use super::{CellBounds, DataFile, FileKind, Snapshot};
 use crate::storage::Storage;
@@ -93,11 +96,164 @@ impl CubeFiles {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let reading = self.reading(state, snapshot, filters).await?;
+        if reading.merged.is_empty() {
+            // No file has a rival: one plain scan.
+            return self
+                .regions(reading.plain, false)
+                .scan(state, projection, filters, limit)
+                .await;
+        }
+        let mut parts = Vec::new();
+        if !reading.plain.is_empty() {
+            let plain = self.regions(reading.plain, false);
+            parts.push(self.read(plain, reading.coordinate_filter)?);
+        }
+        parts.extend(reading.merged);
+        let mut plan = union_all(parts)?;
+        let columns = self.columns();
+        let projected: Vec<Expr> = match projection {
+            Some(indices) => indices.iter().map(|&i| columns[i].clone()).collect(),
+            None => columns,
+        };
+        let empty_projection = projected.is_empty();
+        if !empty_projection {
+            plan = plan.project(projected)?;
+        }
+        if limit.is_some() {
+            plan = plan.limit(0, limit)?;
+        }
+        let physical = state.create_physical_plan(&plan.build()?).await?;
+        if empty_projection {
+            return only_row_count(physical);
+        }
+        Ok(physical)
+    }
+
+    /// The cells of `snapshot` summed by the cube's first `keep` dimensions, in the columns
+    /// of [`partial_fields`], with `projection` and the coordinate filters among `filters`
+    /// (which read only those dimensions) applied: per granule that would be read as it is,
+    /// its summary rows when its file has a summary keeping as many dimensions, and every
+    /// other cell as a row of its own (see [`super::summary`]).
+    pub(crate) async fn summary_scan(
+        &self,
+        state: &dyn Session,
+        snapshot: &Snapshot,
+        keep: usize,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let reading = self.reading(state, snapshot, filters).await?;
+        let summarised =
+            |file: &DataFile| file.summary.as_ref().is_some_and(|s| s.dimensions >= keep);
+        let (with_summary, mut cells): (Vec<_>, Vec<_>) =
+            (reading.plain.into_iter()).partition(|(file, _)| summarised(file));
+        let mut parts = Vec::new();
+        let mut whole = Vec::new();
+        for (file, region) in with_summary {
+            if matches!(region, Region::Whole) {
+                whole.push(file);
+                continue;
+            }
+            // A summary numbers granules of GRANULE_ROWS; marks of another size do not tell
+            // which of its rows to take.
+            let marks = self.marks(state, &[&file]).await?.swap_remove(0);
+            let Some(marks) = marks.filter(|marks| marks.granule_rows == GRANULE_ROWS) else {
+                cells.push((file, region));
+                continue;
+            };
+            let granules = selected_granules(&marks, &reading.allowed, &region);
+            if granules.is_empty() {
+                continue;
+            }
+            let granules = granules.into_iter().map(|g| lit(g as u32)).collect();
+            let in_granules = col(GRANULE_COLUMN).in_list(granules, false);
+            let filter = and_maybe(in_granules, reading.coordinate_filter.clone());
+            parts.push(self.read_summaries(vec![file], keep, Some(filter))?);
+        }
+        if !whole.is_empty() {
+            parts.push(self.read_summaries(whole, keep, reading.coordinate_filter.clone())?);
+        }
+        let mut unsummarised = Vec::new();
+        if !cells.is_empty() {
+            let plain = self.regions(cells, false);
+            unsummarised.push(self.read(plain, reading.coordinate_filter)?);
+        }
+        unsummarised.extend(reading.merged);
+        if !unsummarised.is_empty() {
+            parts.push(self.as_partials(union_all(unsummarised)?, keep)?);
+        }
+        let fields = partial_fields(&self.schema, self.dimensions, keep);
+        let projected: Vec<Expr> = match projection {
+            Some(indices) => indices.iter().map(|&i| column(fields[i].name())).collect(),
+            None => fields.iter().map(|field| column(field.name())).collect(),
+        };
+        if parts.is_empty() {
+            let schema = Schema::new(fields);
+            let schema = match projection {
+                Some(indices) => schema.project(indices)?,
+                None => schema,
+            };
+            return Ok(Arc::new(EmptyExec::new(Arc::new(schema))));
+        }
+        if projected.is_empty() {
+            // A row is no cell here: a count reads `cells$`.
+            return internal_err!("a summary scan reads at least one column");
+        }
+        let plan = union_all(parts)?.project(projected)?.build()?;
+        state.create_physical_plan(&plan).await
+    }
+
+    /// The summary rows of `files` (each with a summary keeping at least `keep` dimensions),
+    /// filtered by `filter`, in the columns of [`partial_fields`].
+    fn read_summaries(
+        &self,
+        files: Vec<DataFile>,
+        keep: usize,
+        filter: Option<Expr>,
+    ) -> Result<LogicalPlan> {
+        let summaries = SummarySet {
+            cube: self.clone(),
+            files,
+            schema: file_schema(&self.schema, self.dimensions, keep),
+        };
+        let fields = partial_fields(&self.schema, self.dimensions, keep);
+        LogicalPlanBuilder::from(self.read_provider(Arc::new(summaries), filter)?)
+            .project(fields.iter().map(|field| column(field.name())))?
+            .build()
+    }
+
+    /// `cells` (rows of the cube's columns) as rows of [`partial_fields`]: one cell each.
+    fn as_partials(&self, cells: LogicalPlanBuilder, keep: usize) -> Result<LogicalPlan> {
+        let fields = partial_fields(&self.schema, self.dimensions, keep);
+        let mut columns: Vec<Expr> = self.columns()[..keep].to_vec();
+        // Per measure: its sum, count, minimum and maximum, in the fields' order and types.
+        let measures = self.schema.fields()[self.dimensions..].iter();
+        for (measure, partials) in measures.zip(fields[keep..].chunks(4)) {
+            let value = column(measure.name());
+            let present = value.clone().is_not_null();
+            let per_cell = [value.clone(), present, value.clone(), value];
+            for (expr, field) in per_cell.into_iter().zip(partials) {
+                columns.push(cast(expr, field.data_type().clone()).alias(field.name()));
+            }
+        }
+        columns.push(lit(1i64).alias(CELLS_COLUMN));
+        cells.project(columns)?.build()
+    }
+
+    /// How `snapshot`'s cells are read under `filters`: which granules as they are, and the
+    /// reads that merge the rest (see the module documentation).
+    async fn reading(
+        &self,
+        state: &dyn Session,
+        snapshot: &Snapshot,
+        filters: &[Expr],
+    ) -> Result<Reading> {
         let coordinate_filters = filters
             .iter()
             .filter(|filter| self.is_on_coordinates(filter))
-            .map(|filter| unqualified(filter.clone()))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|filter| unnormalize_col(filter.clone()))
+            .collect::<Vec<_>>();
         let allowed = Allowed::from_filters(&self.dimension_names(), &coordinate_filters);
         // A file that cannot hold a cell the filters admit takes no part, nor does a box
         // two files share outside what they admit.
@@ -113,11 +269,20 @@ impl CubeFiles {
             .filter(|(_, rivalled)| **rivalled)
             .map(|(file, _)| (*file).clone())
             .collect();
+        let coordinate_filter = conjunction(coordinate_filters);
+        // Read as they are: the files without rivals, and the granules of the others that no
+        // shared box touches.
+        let mut plain: Vec<(DataFile, Region)> = whole
+            .into_iter()
+            .map(|file| (file, Region::Whole))
+            .collect();
         if rivalled.is_empty() {
-            return self
-                .file_set(whole)
-                .scan(state, projection, filters, limit)
-                .await;
+            return Ok(Reading {
+                plain,
+                merged: Vec::new(),
+                coordinate_filter,
+                allowed,
+            });
         }
 
         let boxes: Option<Arc<[CellBounds]>> = match contest.boxes {
@@ -133,18 +298,11 @@ impl CubeFiles {
             }
             None => None,
         };
-        let coordinate_filter = conjunction(coordinate_filters);
         let (inside, touching) = match &boxes {
             Some(boxes) => (self.inside_any(boxes), Region::Touching(Arc::clone(boxes))),
             None => (lit(true), Region::Whole),
         };
         let rivalled_cells = || rivalled.iter().filter(|file| file.kind == FileKind::Cells);
-        // Read as they are: the files without rivals, and the granules of the others that no
-        // shared box touches.
-        let mut plain: Vec<(DataFile, Region)> = whole
-            .into_iter()
-            .map(|file| (file, Region::Whole))
-            .collect();
         // A file inside one box (such as a one-cell edit) has every row contested.
         let covered = |file: &DataFile| match (&boxes, &file.bounds) {
             (Some(boxes), Some(bounds)) => boxes.iter().any(|shared| shared.covers(bounds)),
@@ -160,13 +318,10 @@ impl CubeFiles {
                 }
             }
         }
-        let mut uncontested = Vec::new();
-        if !plain.is_empty() {
-            uncontested.push(self.read(self.regions(plain, false), coordinate_filter.clone())?);
-        }
+        let mut merged_reads = Vec::new();
         if !edges.is_empty() {
             let outside = and_maybe(!inside.clone(), coordinate_filter.clone());
-            uncontested.push(self.read(self.regions(edges, false), Some(outside))?);
+            merged_reads.push(self.read(self.regions(edges, false), Some(outside))?);
         }
         // The rows inside the boxes, of every rivalled file (tombstones too), each tagged with
         // its file's `seq` and kind: the files inside a box whole, without testing the boxes,
@@ -182,7 +337,8 @@ impl CubeFiles {
         if !partly.is_empty() {
             let files = partly.into_iter().map(|file| (file, touching.clone()));
             let set = self.regions(files.collect(), true);
-            contested.push(self.read(set, Some(and_maybe(inside, coordinate_filter)))?);
+            let filter = and_maybe(inside, coordinate_filter.clone());
+            contested.push(self.read(set, Some(filter))?);
         }
         let newest_first = row_number()
             .partition_by(self.columns()[..self.dimensions].to_vec())
@@ -194,29 +350,13 @@ impl CubeFiles {
             .filter(col(RANK).eq(lit(1u64)).and(!col(TOMBSTONE)))?
             .project(self.columns())?
             .build()?;
-        uncontested.push(winners);
-
-        let mut plan = union_all(uncontested)?;
-        let columns = self.columns();
-        let projected: Vec<Expr> = match projection {
-            Some(indices) => indices.iter().map(|&i| columns[i].clone()).collect(),
-            None => columns,
-        };
-        let empty_projection = projected.is_empty();
-        if !empty_projection {
-            plan = plan.project(projected)?;
-        }
-        if limit.is_some() {
-            plan = plan.limit(0, limit)?;
-        }
-        let physical = state.create_physical_plan(&plan.build()?).await?;
-        if empty_projection {
-            // Only the number of rows is wanted (`count(*)`).
-            let no_columns: Vec<(Arc<dyn datafusion::physical_expr::PhysicalExpr>, String)> =
-                Vec::new();
-            return Ok(Arc::new(ProjectionExec::try_new(no_columns, physical)?));
-        }
-        Ok(physical)
+        merged_reads.push(winners);
+        Ok(Reading {
+            plain,
+            merged: merged_reads,
+            coordinate_filter,
+            allowed,
+        })
     }
 
     /// How many rows of `file` lie in a box it shares with one of `rivals` (all of them when
@@ -322,7 +462,16 @@ impl CubeFiles {
 
     /// A scan of `files`, filtered by `filter`.
     fn read(&self, files: FileSet, filter: Option<Expr>) -> Result<LogicalPlan> {
-        let source = provider_as_source(Arc::new(files));
+        self.read_provider(Arc::new(files), filter)
+    }
+
+    /// A scan of `files` (a [`FileSet`] or a [`SummarySet`]), filtered by `filter`.
+    fn read_provider(
+        &self,
+        files: Arc<dyn TableProvider>,
+        filter: Option<Expr>,
+    ) -> Result<LogicalPlan> {
+        let source = provider_as_source(files);
         let scan = LogicalPlanBuilder::scan("mdf_files", source, None)?;
         match filter {
             Some(filter) => scan.filter(filter)?.build(),
@@ -390,6 +539,31 @@ impl CubeFiles {
             });
         conjunction(conditions).unwrap_or(lit(true))
     }
+}
+
+/// How a snapshot's cells are read (see [`CubeFiles::reading`]).
+struct Reading {
+    /// Granules read as they are: of files without rivals, all; of the others, those no box
+    /// they share touches.
+    plain: Vec<(DataFile, Region)>,
+    /// The reads merging the rest: the rows outside every box in the granules a box
+    /// touches, and each contested coordinate's winner. Empty when no file has a rival.
+    merged: Vec<LogicalPlan>,
+    /// The query's filters on coordinates, unqualified.
+    coordinate_filter: Option<Expr>,
+    /// What those filters admit, per dimension.
+    allowed: Vec<Allowed>,
+}
+
+/// `physical` giving only its number of rows: no columns (a `count(*)` over a scan).
+fn only_row_count(physical: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let no_columns: Vec<(Arc<dyn datafusion::physical_expr::PhysicalExpr>, String)> = Vec::new();
+    Ok(Arc::new(ProjectionExec::try_new(no_columns, physical)?))
+}
+
+/// The unqualified column `name` (any name: `col` would parse it).
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
 }
 
 /// Which files of a merged read have rivals, and the boxes rivals share.
@@ -479,23 +653,27 @@ enum Region {
     Clear(Arc<[CellBounds]>),
 }
 
+/// The granules of a file with `marks` that `region` reads of those that can hold a
+/// coordinate `allowed` admits.
+fn selected_granules(marks: &Marks, allowed: &[Allowed], region: &Region) -> Vec<usize> {
+    let mut selected = marks.granules(allowed);
+    match region {
+        Region::Whole => {}
+        Region::Touching(boxes) | Region::Clear(boxes) => {
+            let touched = marks.touched(allowed, boxes);
+            let wanted = matches!(region, Region::Touching(_));
+            selected.retain(|&granule| touched[granule] == wanted);
+        }
+    }
+    selected
+}
+
 /// `a AND b`, or `a` alone when there is no `b`.
 fn and_maybe(a: Expr, b: Option<Expr>) -> Expr {
     match b {
         Some(b) => a.and(b),
         None => a,
     }
-}
-
-/// `expr` with its columns' table names removed (filters arrive qualified by the cube's).
-fn unqualified(expr: Expr) -> Result<Expr> {
-    expr.transform(|expr| match expr {
-        Expr::Column(column) if column.relation.is_some() => Ok(Transformed::yes(Expr::Column(
-            Column::new_unqualified(column.name),
-        ))),
-        other => Ok(Transformed::no(other)),
-    })
-    .map(|transformed| transformed.data)
 }
 
 /// `UNION ALL` of `plans` (at least one).
@@ -558,15 +736,7 @@ impl FileSet {
             let rows = file.rows as usize;
             let (lengths, selected): (Vec<usize>, Vec<usize>) = match marks {
                 Some(marks) => {
-                    let mut selected = marks.granules(&allowed);
-                    match region {
-                        Region::Whole => {}
-                        Region::Touching(boxes) | Region::Clear(boxes) => {
-                            let touched = marks.touched(&allowed, boxes);
-                            let wanted = matches!(region, Region::Touching(_));
-                            selected.retain(|&granule| touched[granule] == wanted);
-                        }
-                    }
+                    let selected = selected_granules(&marks, &allowed, region);
                     let lengths = (0..marks.first.len()).map(|g| marks.granule_len(g));
                     (lengths.collect(), selected)
                 }
@@ -647,12 +817,29 @@ impl TableProvider for FileSet {
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        let source = Arc::new(ParquetSource::new(self.schema.clone()));
+        self.cube
+            .parquet_scan(state, &self.schema, file_groups, projection, limit)
+            .await
+    }
+}
+
+impl CubeFiles {
+    /// DataFusion's Parquet scan of `file_groups` (files of this cube) as partitions, read as
+    /// `schema`.
+    async fn parquet_scan(
+        &self,
+        state: &dyn Session,
+        schema: &TableSchema,
+        file_groups: Vec<FileGroup>,
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let source = Arc::new(ParquetSource::new(schema.clone()));
         // Declared so that DataFusion keeps these partitions rather than splitting the files
         // again by bytes, which would open a file once per byte range however little of it
         // a partition's row selection reads.
         let partitioning = Partitioning::UnknownPartitioning(file_groups.len());
-        let config = FileScanConfigBuilder::new(self.cube.storage.url().clone(), source)
+        let config = FileScanConfigBuilder::new(self.storage.url().clone(), source)
             .with_file_groups(file_groups)
             .with_output_partitioning(Some(partitioning))
             .with_projection_indices(projection.cloned())?
@@ -663,5 +850,58 @@ impl TableProvider for FileSet {
         options.global.bloom_filter_on_read = false;
         let format = ParquetFormat::default().with_options(options);
         format.create_physical_plan(state, config).await
+    }
+}
+
+/// The summaries of some data files of a cube (see [`super::summary`]), read whole.
+#[derive(Debug)]
+struct SummarySet {
+    cube: CubeFiles,
+    /// The data files, each with a summary.
+    files: Vec<DataFile>,
+    /// The summaries' columns read: the granule, the dimensions kept, the partials.
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for SummarySet {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// As for cells: DataFusion filters above the scan and prunes with the predicate.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let partitions = state.config_options().execution.target_partitions.max(1);
+        let mut groups = vec![Vec::new(); partitions.min(self.files.len()).max(1)];
+        let count = groups.len();
+        for (index, file) in self.files.iter().enumerate() {
+            let Some(summary) = &file.summary else {
+                return internal_err!("data file {} has no summary", file.path);
+            };
+            let path = format!("{}/{}", self.cube.cube_dir, summary_path(&file.path));
+            groups[index % count].push(PartitionedFile::new(path, summary.size));
+        }
+        let groups = groups.into_iter().map(FileGroup::new).collect();
+        let schema = TableSchema::builder(Arc::clone(&self.schema)).build();
+        self.cube
+            .parquet_scan(state, &schema, groups, projection, limit)
+            .await
     }
 }

@@ -5,6 +5,7 @@
 //! - [`writer`]: turns cells into one sorted Parquet file.
 //! - [`table`]: the `cube.<name>` table.
 //! - [`merge`]: merge-on-read, the latest write of each cell through DataFusion's Parquet scan.
+//! - [`summary`]: each large data file's cells summed per granule, which aggregates read.
 //! - [`dml`]: `INSERT`, `UPDATE` and `DELETE`, each one commit.
 //! - [`transaction`]: `BEGIN ... COMMIT` blocks, one commit for all their writes.
 //! - [`time_travel`]: `mdf_at` (a cube at a version or moment) and `mdf_history`.
@@ -21,6 +22,7 @@ mod member_cells;
 pub(crate) mod merge;
 pub mod shared_list;
 pub mod spread;
+pub mod summary;
 mod table;
 pub mod time_travel;
 pub mod transaction;
@@ -36,7 +38,7 @@ pub use log::{
     Action, CellBounds, Change, Commit, CommitOperation, CubeLog, DataFile, FileKind, MarksCell,
     Snapshot, SnapshotVersion, StatementRef,
 };
-pub use table::{CubeSchemaProvider, MdfTable};
+pub use table::{CubeSchemaProvider, CubeSummaries, MdfTable};
 pub use writer::{data_file_properties, write_data_file};
 
 /// Why an MDF operation failed.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::{DataFusionError, Result, not_impl_err};
 use datafusion::datasource::TableType;
@@ -29,6 +29,7 @@ use super::log::{CubeLog, FileKind, Snapshot, SnapshotVersion};
 use super::maintenance::{CompactionPolicy, compact, due_compaction, needs_compaction};
 use super::maintenance_sql::session_of;
 use super::merge::CubeFiles;
+use super::summary::partial_fields;
 use super::transaction::SessionWrites;
 use super::{CubeDefinition, MdfError, write_data_file};
 use crate::memory::runtime_with_pool;
@@ -286,6 +287,88 @@ impl TableProvider for MdfTable {
             );
         }
         Ok(write_plan(self.clone(), WriteKind::Insert, input))
+    }
+}
+
+impl MdfTable {
+    /// Whether the latest snapshot read so far has a data file whose summary keeps the first
+    /// `dimensions` dimensions: whether reading [`Self::summaries`] by them can pay. A hint
+    /// only; the summaries answer as the cells do in any case.
+    pub fn summarised_by(&self, dimensions: usize) -> bool {
+        let snapshot = self.log.cached();
+        let mut files = snapshot.iter().flat_map(|snapshot| snapshot.files.iter());
+        files.any(|file| (file.summary.as_ref()).is_some_and(|s| s.dimensions >= dimensions))
+    }
+
+    /// The cube's cells summed by its first `dimensions` dimensions, as a table an aggregate
+    /// over the cube can read instead (see [`CubeSummaries`]).
+    pub fn summaries(&self, dimensions: usize) -> CubeSummaries {
+        let fields = partial_fields(&self.schema, self.cube.dimensions.len(), dimensions);
+        CubeSummaries {
+            table: self.clone(),
+            dimensions,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+}
+
+/// A cube's cells summed by its first dimensions, read from the latest snapshot like the
+/// cube: rows of partial aggregates whose sums, counts, minimums and maximums over any of
+/// those dimensions are the cells' (see [`super::summary`]). Columns: those dimensions;
+/// per measure its sum (named as the measure), `<measure>$count`, `<measure>$min` and
+/// `<measure>$max`; and `cells$`, the number of cells.
+#[derive(Debug)]
+pub struct CubeSummaries {
+    table: MdfTable,
+    dimensions: usize,
+    schema: SchemaRef,
+}
+
+impl CubeSummaries {
+    /// The cube summed.
+    pub fn cube(&self) -> &MdfTable {
+        &self.table
+    }
+
+    /// How many leading dimensions the rows keep.
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+}
+
+#[async_trait]
+impl TableProvider for CubeSummaries {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// As for the cube's cells: inexact, filters on dimensions narrow what is read.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let table = &self.table;
+        let snapshot = table.latest_for(state).await?;
+        let span = tracing::info_span!("summary_scan", cube = %table.cube.name, version = %snapshot.version, dimensions = self.dimensions);
+        (table.files())
+            .summary_scan(state, &snapshot, self.dimensions, projection, filters)
+            .instrument(span)
+            .await
+            .map_err(|error| table.vacuumed(error, &snapshot))
     }
 }
 

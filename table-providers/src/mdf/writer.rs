@@ -27,6 +27,7 @@ use object_store::ObjectStoreExt;
 
 use super::log::CubeLog;
 use super::marks::{GRANULE_ROWS, MarkCollector};
+use super::summary::{self, SummaryCollector, SummaryFile};
 use super::{CellBounds, CubeDefinition, DataFile, FileKind, MarksCell, MdfError};
 use crate::fail_point::fail_point;
 use crate::storage::Storage;
@@ -124,6 +125,8 @@ pub(crate) struct SortedFileWriter {
     rows: u64,
     bounds: Option<CellBounds>,
     marks: MarkCollector,
+    /// The file's summary, for a file of cells.
+    summary: Option<SummaryCollector>,
     dimensions: usize,
 }
 
@@ -145,6 +148,7 @@ impl SortedFileWriter {
             rows: 0,
             bounds: None,
             marks: MarkCollector::default(),
+            summary: (kind == FileKind::Cells).then(|| SummaryCollector::new(cube)),
             dimensions: cube.dimensions.len(),
         })
     }
@@ -172,12 +176,16 @@ impl SortedFileWriter {
                     .value(row)
                     .to_owned()
             });
+        if let Some(summary) = &mut self.summary {
+            summary.add(batch)?;
+        }
         self.writer.write(batch)?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
 
-    /// Finishes the file and stores it under a fresh name in the cube's `data/` folder.
+    /// Finishes the file and stores it under a fresh name in the cube's `data/` folder, with
+    /// its summary beside it when it gets one (see [`super::summary`]).
     pub(crate) async fn finish(
         mut self,
         log: &CubeLog,
@@ -192,14 +200,39 @@ impl SortedFileWriter {
         fail_point("mdf.before_data_upload");
         storage.put_if_absent(&location, buffer).await?;
         fail_point("mdf.after_data_upload");
+        let path = format!("data/{file_name}");
+        let summary = match self
+            .summary
+            .map(SummaryCollector::finish)
+            .transpose()?
+            .flatten()
+        {
+            Some((rows, dimensions)) => {
+                let bytes = summary::encode(&rows)?;
+                let size = bytes.len() as u64;
+                let location = object_store::path::Path::from(format!(
+                    "{}/{}",
+                    log.cube_dir(),
+                    summary::summary_path(&path)
+                ));
+                storage.put_if_absent(&location, bytes).await?;
+                Some(SummaryFile {
+                    dimensions,
+                    rows: rows.num_rows() as u64,
+                    size,
+                })
+            }
+            None => None,
+        };
         Ok(DataFile {
-            path: format!("data/{file_name}"),
+            path,
             size,
             rows: self.rows,
             kind: self.kind,
             seq: None,
             bounds: self.bounds,
             sha256: None,
+            summary,
             marks: MarksCell::known(marks),
         })
     }
@@ -442,6 +475,7 @@ mod tests {
             seq: None,
             bounds: Some(bounds),
             sha256: None,
+            summary: None,
             marks: MarksCell::default(),
         };
         let location = file_location(table.log().cube_dir(), &old_file);
