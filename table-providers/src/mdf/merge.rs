@@ -144,20 +144,29 @@ impl CubeFiles {
         filters: &[Expr],
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let reading = self.reading(state, snapshot, filters).await?;
+        let fields = partial_fields(&self.schema, self.dimensions, keep);
         let summarised =
             |file: &DataFile| file.summary.as_ref().is_some_and(|s| s.dimensions >= keep);
         let (with_summary, mut cells): (Vec<_>, Vec<_>) =
             (reading.plain.into_iter()).partition(|(file, _)| summarised(file));
+        let (whole, partly): (Vec<_>, Vec<_>) =
+            (with_summary.into_iter()).partition(|(_, region)| matches!(region, Region::Whole));
         let mut parts = Vec::new();
-        let mut whole = Vec::new();
-        for (file, region) in with_summary {
-            if matches!(region, Region::Whole) {
-                whole.push(file);
-                continue;
-            }
+        if !whole.is_empty() {
+            let files = whole.into_iter().map(|(file, _)| file).collect();
+            let filter = reading.coordinate_filter.clone();
+            parts.push(self.read_summaries(files, keep, &fields, filter)?);
+        }
+        // The marks of every partly read file at once (fetched together on a cache miss).
+        let marks = self
+            .marks(
+                state,
+                &partly.iter().map(|(file, _)| file).collect::<Vec<_>>(),
+            )
+            .await?;
+        for ((file, region), marks) in partly.into_iter().zip(marks) {
             // A summary numbers granules of GRANULE_ROWS; marks of another size do not tell
             // which of its rows to take.
-            let marks = self.marks(state, &[&file]).await?.swap_remove(0);
             let Some(marks) = marks.filter(|marks| marks.granule_rows == GRANULE_ROWS) else {
                 cells.push((file, region));
                 continue;
@@ -169,10 +178,7 @@ impl CubeFiles {
             let granules = granules.into_iter().map(|g| lit(g as u32)).collect();
             let in_granules = col(GRANULE_COLUMN).in_list(granules, false);
             let filter = and_maybe(in_granules, reading.coordinate_filter.clone());
-            parts.push(self.read_summaries(vec![file], keep, Some(filter))?);
-        }
-        if !whole.is_empty() {
-            parts.push(self.read_summaries(whole, keep, reading.coordinate_filter.clone())?);
+            parts.push(self.read_summaries(vec![file], keep, &fields, Some(filter))?);
         }
         let mut unsummarised = Vec::new();
         if !cells.is_empty() {
@@ -181,9 +187,8 @@ impl CubeFiles {
         }
         unsummarised.extend(reading.merged);
         if !unsummarised.is_empty() {
-            parts.push(self.as_partials(union_all(unsummarised)?, keep)?);
+            parts.push(self.as_partials(union_all(unsummarised)?, keep, &fields)?);
         }
-        let fields = partial_fields(&self.schema, self.dimensions, keep);
         let projected: Vec<Expr> = match projection {
             Some(indices) => indices.iter().map(|&i| column(fields[i].name())).collect(),
             None => fields.iter().map(|field| column(field.name())).collect(),
@@ -205,11 +210,12 @@ impl CubeFiles {
     }
 
     /// The summary rows of `files` (each with a summary keeping at least `keep` dimensions),
-    /// filtered by `filter`, in the columns of [`partial_fields`].
+    /// filtered by `filter`, in the columns `fields` ([`partial_fields`] for `keep`).
     fn read_summaries(
         &self,
         files: Vec<DataFile>,
         keep: usize,
+        fields: &[Field],
         filter: Option<Expr>,
     ) -> Result<LogicalPlan> {
         let summaries = SummarySet {
@@ -217,15 +223,19 @@ impl CubeFiles {
             files,
             schema: file_schema(&self.schema, self.dimensions, keep),
         };
-        let fields = partial_fields(&self.schema, self.dimensions, keep);
         LogicalPlanBuilder::from(self.read_provider(Arc::new(summaries), filter)?)
             .project(fields.iter().map(|field| column(field.name())))?
             .build()
     }
 
-    /// `cells` (rows of the cube's columns) as rows of [`partial_fields`]: one cell each.
-    fn as_partials(&self, cells: LogicalPlanBuilder, keep: usize) -> Result<LogicalPlan> {
-        let fields = partial_fields(&self.schema, self.dimensions, keep);
+    /// `cells` (rows of the cube's columns) as rows of `fields` ([`partial_fields`] for
+    /// `keep`): one cell each.
+    fn as_partials(
+        &self,
+        cells: LogicalPlanBuilder,
+        keep: usize,
+        fields: &[Field],
+    ) -> Result<LogicalPlan> {
         let mut columns: Vec<Expr> = self.columns()[..keep].to_vec();
         // Per measure: its sum, count, minimum and maximum, in the fields' order and types.
         let measures = self.schema.fields()[self.dimensions..].iter();
