@@ -10,8 +10,10 @@ import time
 import duckdb
 import psycopg
 
-PORT, PARQUET = sys.argv[1], sys.argv[2]
 REPEATS = 10
+# One leaf cell: also the query bench/first_point.py gives a fresh server first.
+POINT = ("SELECT amount FROM {cells} WHERE version = 'Budget' AND time = '2025_01' AND entity = 'DE' "
+         "AND account = '4000' AND product = 'P0001' AND currency = 'EUR'")
 
 # Each query in its Quantatom and its DuckDB form ({cells}: the cube; {subtree}: the entity
 # dimension's members under Total.EMEA, by the dimension's path in each system's idiom).
@@ -26,9 +28,7 @@ QUERIES = [
      "GROUP BY c.account ORDER BY c.account"),
     ("whole-cube aggregate: sum by version",
      "SELECT version, sum(amount) AS amount FROM {cells} GROUP BY version ORDER BY version"),
-    ("point: one leaf cell",
-     "SELECT amount FROM {cells} WHERE version = 'Budget' AND time = '2025_01' AND entity = 'DE' "
-     "AND account = '4000' AND product = 'P0001' AND currency = 'EUR'"),
+    ("point: one leaf cell", POINT),
 ]
 
 
@@ -44,8 +44,8 @@ def measure(run):
     return first, statistics.median(warm), rows
 
 
-def connect(*settings):
-    connection = psycopg.connect(f"host=127.0.0.1 port={PORT} user=bench dbname=quantatom",
+def connect(port, *settings):
+    connection = psycopg.connect(f"host=127.0.0.1 port={port} user=bench dbname=quantatom",
                                  autocommit=True)
     # Every Quantatom run plans and scans: the hot-tile cache is off, and each run's text
     # differs (a comment), so no answer a session keeps beside a reused plan is sent again.
@@ -54,29 +54,34 @@ def connect(*settings):
     return connection
 
 
-quantatom = connect()
-# The same server reading every cell, not the data files' summaries.
-cells_only = connect("SET quantatom.summaries = false")
-duck = duckdb.connect()
-duck.execute(f"CREATE VIEW cells AS SELECT * FROM read_parquet('{PARQUET}')")
-# DuckDB gets the entity dimension as a table with its paths, as a team would load it.
-duck.execute("CREATE TABLE entity (code VARCHAR, path VARCHAR)")
-duck.executemany("INSERT INTO entity VALUES (?, ?)",
-                 quantatom.execute("SELECT code, path FROM dim.entity").fetchall())
-FORMS = {
-    "quantatom": dict(cells="cube.finance", entity="dim.entity", subtree="e.path <@ 'Total.EMEA'"),
-    "duckdb": dict(cells="cells", entity="entity",
-                   subtree="(e.path = 'Total.EMEA' OR starts_with(e.path, 'Total.EMEA.'))"),
-}
+def main(port, parquet):
+    quantatom = connect(port)
+    # The same server reading every cell, not the data files' summaries.
+    cells_only = connect(port, "SET quantatom.summaries = false")
+    duck = duckdb.connect()
+    duck.execute(f"CREATE VIEW cells AS SELECT * FROM read_parquet('{parquet}')")
+    # DuckDB gets the entity dimension as a table with its paths, as a team would load it.
+    duck.execute("CREATE TABLE entity (code VARCHAR, path VARCHAR)")
+    duck.executemany("INSERT INTO entity VALUES (?, ?)",
+                     quantatom.execute("SELECT code, path FROM dim.entity").fetchall())
+    forms = {
+        "quantatom": dict(cells="cube.finance", entity="dim.entity", subtree="e.path <@ 'Total.EMEA'"),
+        "duckdb": dict(cells="cells", entity="entity",
+                       subtree="(e.path = 'Total.EMEA' OR starts_with(e.path, 'Total.EMEA.'))"),
+    }
 
-for name, sql in QUERIES:
-    q_sql = sql.format(**FORMS["quantatom"])
-    d_sql = sql.format(**FORMS["duckdb"])
-    q_first, q_warm, q_rows = measure(lambda n: quantatom.execute(f"/* run {n} */ {q_sql}").fetchall())
-    _, c_warm, c_rows = measure(lambda n: cells_only.execute(f"/* run {n} */ {q_sql}").fetchall())
-    d_first, d_warm, d_rows = measure(lambda n: duck.execute(d_sql).fetchall())
-    shown = [[tuple(str(v) for v in r) for r in rows] for rows in (q_rows, c_rows, d_rows)]
-    if shown[0] != shown[2] or shown[1] != shown[2]:
-        raise SystemExit(f"{name}: the answers differ\n{q_rows[:5]}\n{c_rows[:5]}\n{d_rows[:5]}")
-    print(f"| {name} | {q_first:.1f} | {q_warm:.1f} | {c_warm:.1f} | {d_first:.1f} | {d_warm:.1f} "
-          f"| {q_warm / d_warm:.2f} | {c_warm / d_warm:.2f} |")
+    for name, sql in QUERIES:
+        q_sql = sql.format(**forms["quantatom"])
+        d_sql = sql.format(**forms["duckdb"])
+        q_first, q_warm, q_rows = measure(lambda n: quantatom.execute(f"/* run {n} */ {q_sql}").fetchall())
+        _, c_warm, c_rows = measure(lambda n: cells_only.execute(f"/* run {n} */ {q_sql}").fetchall())
+        d_first, d_warm, d_rows = measure(lambda n: duck.execute(d_sql).fetchall())
+        shown = [[tuple(str(v) for v in r) for r in rows] for rows in (q_rows, c_rows, d_rows)]
+        if shown[0] != shown[2] or shown[1] != shown[2]:
+            raise SystemExit(f"{name}: the answers differ\n{q_rows[:5]}\n{c_rows[:5]}\n{d_rows[:5]}")
+        print(f"| {name} | {q_first:.1f} | {q_warm:.1f} | {c_warm:.1f} | {d_first:.1f} | {d_warm:.1f} "
+              f"| {q_warm / d_warm:.2f} | {c_warm / d_warm:.2f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

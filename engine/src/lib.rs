@@ -302,6 +302,28 @@ impl Engine {
         }
     }
 
+    /// Queries a server runs once at start so its first client's first query does not pay
+    /// for the process's first planning, scan and encoding: `SELECT 1`, then per cube a point
+    /// query on a coordinate no cube holds (every dimension equal to ''), which plans, prunes
+    /// and opens the scan as a point query does without reading cells into any cache.
+    pub fn warm_up_queries(&self) -> Vec<String> {
+        let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let cubes = self.cubes.all().into_iter().map(|cube| {
+            let definition = cube.definition();
+            let point = (definition.dimensions.iter())
+                .map(|dimension| format!("{} = ''", quoted(dimension)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            format!(
+                "SELECT * FROM cube.{} WHERE {point}",
+                quoted(&definition.name)
+            )
+        });
+        std::iter::once("SELECT 1".to_string())
+            .chain(cubes)
+            .collect()
+    }
+
     /// The memory one session may hold for its statement ([`Engine::with_query_memory_limit`]).
     pub fn query_memory_limit(&self) -> Option<usize> {
         self.query_memory_limit

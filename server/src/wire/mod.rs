@@ -33,6 +33,7 @@ mod socket;
 mod statement_log;
 mod text_types;
 mod transactions;
+mod warm_up;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use pgwire::error::PgWireError;
 use quantatom_engine::plan_reuse::PlanEpoch;
 use quantatom_engine::{CATALOG, Engine, with_memory_limit};
 use tokio::net::TcpListener;
@@ -268,12 +270,32 @@ impl Server {
         Ok(())
     }
 
-    /// Handlers for a new connection, over a session of its own.
-    fn connection(&self) -> Connection {
+    /// Runs `queries` (plain queries, as text) once through a connection's own planning,
+    /// execution and encoding, before any client connects, so the first client's first query
+    /// does not pay for what the process does once (see [`warm_up`]); the hot-tile cache is
+    /// off for them. Returns how many rows they gave.
+    pub async fn warm_up(&self, queries: &[String]) -> Result<usize, PgWireError> {
+        let mut state = self.connection_state();
+        (state.config_mut().options_mut())
+            .set("quantatom.tile_cache", "false")
+            .map_err(errors::api_error)?;
+        let session = Arc::new(SessionContext::new_with_state(state));
+        let plans = session_plans::SessionPlans::new(session, Arc::clone(&self.plan_epoch));
+        warm_up::run_queries(&plans, queries).await
+    }
+
+    /// The session state a new connection starts from: the template's, under an id of its own
+    /// and the server's memory limit.
+    fn connection_state(&self) -> SessionState {
         let state = SessionStateBuilder::new_from_existing(self.session_template.clone())
             .with_session_id(uuid::Uuid::new_v4().to_string());
         let shared = self.session_template.runtime_env();
-        let state = with_memory_limit(state, shared, self.query_memory_limit).build();
+        with_memory_limit(state, shared, self.query_memory_limit).build()
+    }
+
+    /// Handlers for a new connection, over a session of its own.
+    fn connection(&self) -> Connection {
+        let state = self.connection_state();
         let hooks: Vec<Arc<dyn datafusion_postgres::QueryHook>> = vec![
             Arc::new(admin_statements::AdminStatements),
             Arc::new(BothProtocols(TransactionHook)),

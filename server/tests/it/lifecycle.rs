@@ -185,3 +185,33 @@ async fn sigterm_drains_the_server_binary() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_warms_up_through_a_connections_path_before_its_first_client() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let engine = crate::support::demo_engine(data_dir.path()).await;
+    let server = quantatom_server::Server::bind(&engine, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let queries = engine.warm_up_queries();
+    assert_eq!(queries[0], "SELECT 1");
+    assert_eq!(
+        queries.len(),
+        2,
+        "SELECT 1 and one point query per cube: {queries:?}"
+    );
+    assert!(
+        queries[1].starts_with("SELECT * FROM cube.\"finance\" WHERE \"version\" = ''"),
+        "{queries:?}"
+    );
+    // SELECT 1's row; the point query's coordinate is no cell's.
+    assert_eq!(server.warm_up(&queries).await.unwrap(), 1);
+    let refused = server.warm_up(&["SET TimeZone = 'UTC'".to_string()]).await;
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("must be one plain query"),
+        "only plain queries warm up"
+    );
+}
