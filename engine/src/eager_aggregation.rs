@@ -7,8 +7,9 @@
 //! groups by gives the same answer from far fewer rows: the join and the expressions then see
 //! one row per member and group, and the cells are summed where they are read.
 //!
-//! The rewrite, for an `Aggregate` over an inner equi-join of a side that reads a cube (and
-//! holds every column the aggregates read) and a side that reads none:
+//! The rewrite, for an `Aggregate` over an inner join (on keys, a condition or both) of a side
+//! that reads a cube (and holds every column the aggregates' arguments read) and a side that
+//! reads none:
 //!
 //! ```text
 //! Aggregate(groups, [sum(x), count(y), min(z)])          Aggregate(groups, [sum(s), sum(n), min(m)])
@@ -20,12 +21,17 @@
 //! ```
 //!
 //! with a projection on top that gives every column its original type (a sum of sums is
-//! wider) and name. It holds for any inner join, duplicates or not: each cell meets the same
-//! member rows as the group it was summed into. It is applied for `sum` (not of floats, whose
-//! sums depend on the order of addition), `count`, `min` and `max`, without `DISTINCT`,
-//! `FILTER` or `ORDER BY`, and for a query with at least one group (a total over no rows is
-//! one row, which the join would not give), again on the new aggregate when its own input is
-//! such a join, so a grid over several dimensions sums the cells once by all its members.
+//! wider) and name. The cells are summed by every column of theirs the join's keys, the
+//! join's condition (`a.path <@ p.path`), the groups and the aggregates' `FILTER` clauses
+//! read; the condition and the filters stay above, where they see one row per group and
+//! member. It holds for any inner join, duplicates or not: each cell meets, and is kept by the
+//! filters for, the same member rows as the group it was summed into. It is applied for `sum`
+//! (not of floats, whose sums depend on the order of addition), `count`, `min` and `max`,
+//! without `DISTINCT` or `ORDER BY` (a `FILTER` without volatile functions is kept above),
+//! and for a query with at least one group (a total over no rows is one row, which the join
+//! would not give), again on the new aggregate when its own input is such a join, so a grid
+//! over several dimensions — the tour's P&L grid, with its quarters as `FILTER` clauses and
+//! its account subtotals through an `<@` join — sums the cells once by all its members.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -79,28 +85,47 @@ impl Combine {
     /// How `expr`'s partial results combine, when it is an aggregate this applies to: `sum`,
     /// `count`, `min` or `max`, without `DISTINCT`, `FILTER` or `ORDER BY`.
     pub(crate) fn of(expr: &Expr) -> Option<Self> {
-        let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
-            return None;
-        };
-        if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
-            return None;
-        }
-        match func.name() {
-            "sum" => Some(Self::Sum),
-            "count" => Some(Self::Count),
-            "min" => Some(Self::Min),
-            "max" => Some(Self::Max),
+        match Self::of_filtered(expr) {
+            Some((combine, None)) => Some(combine),
             _ => None,
         }
     }
 
-    /// The aggregate combining the partial results in `partial`.
-    pub(crate) fn outer(&self, partial: Expr) -> Expr {
-        match self {
+    /// How `expr`'s partial results combine, as [`Combine::of`], and its `FILTER` clause when
+    /// it has a deterministic one (a filter with a volatile function is not taken).
+    fn of_filtered(expr: &Expr) -> Option<(Self, Option<Expr>)> {
+        let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
+            return None;
+        };
+        if params.distinct || !params.order_by.is_empty() {
+            return None;
+        }
+        let filter = params.filter.as_deref().cloned();
+        if filter.as_ref().is_some_and(Expr::is_volatile) {
+            return None;
+        }
+        let combine = match func.name() {
+            "sum" => Self::Sum,
+            "count" => Self::Count,
+            "min" => Self::Min,
+            "max" => Self::Max,
+            _ => return None,
+        };
+        Some((combine, filter))
+    }
+
+    /// The aggregate combining the partial results in `partial`, of the rows `filter` keeps
+    /// when there is one.
+    pub(crate) fn outer(&self, partial: Expr, filter: Option<Expr>) -> Expr {
+        let mut outer = match self {
             Self::Sum | Self::Count => sum(partial),
             Self::Min => min(partial),
             Self::Max => max(partial),
+        };
+        if let Expr::AggregateFunction(AggregateFunction { params, .. }) = &mut outer {
+            params.filter = filter.map(Box::new);
         }
+        outer
     }
 }
 
@@ -117,8 +142,8 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         return Ok(None);
     };
     if join.join_type != JoinType::Inner
-        || join.filter.is_some()
-        || join.on.is_empty()
+        || (join.on.is_empty() && join.filter.is_none())
+        || join.filter.as_ref().is_some_and(Expr::is_volatile)
         || join.null_equality != NullEquality::NullEqualsNothing
         || aggregate.group_expr.is_empty()
     {
@@ -126,17 +151,26 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     }
     let groups = aggregate.schema.fields().len() - aggregate.aggr_expr.len();
     let mut combines = Vec::with_capacity(aggregate.aggr_expr.len());
+    let mut partials = Vec::with_capacity(aggregate.aggr_expr.len());
     let mut read = BTreeSet::new();
     for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
-        let Some(combine) = Combine::of(&expr.clone().unalias_nested().data) else {
+        let expr = expr.clone().unalias_nested().data;
+        let Some((combine, filter)) = Combine::of_filtered(&expr) else {
             return Ok(None);
         };
         let floats = aggregate.schema.field(groups + i).data_type().is_floating();
         if matches!(combine, Combine::Sum) && floats {
             return Ok(None);
         }
-        combines.push(combine);
-        read.extend(expr.column_refs().into_iter().cloned());
+        // The cells' partial result is of every cell; the filter keeps joined rows above.
+        let Expr::AggregateFunction(mut unfiltered) = expr else {
+            return Ok(None);
+        };
+        unfiltered.params.filter = None;
+        let unfiltered = Expr::AggregateFunction(unfiltered);
+        read.extend(unfiltered.column_refs().into_iter().cloned());
+        partials.push(unfiltered.alias(partial_name(i)));
+        combines.push((combine, filter));
     }
     let cells_on_left = match (reads_a_cube(&join.left)?, reads_a_cube(&join.right)?) {
         (true, false) => true,
@@ -151,14 +185,24 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     if is_aggregate(cells) || !read.iter().all(|c| cells.schema().has_column(c)) {
         return Ok(None);
     }
+    // A filter on what is aggregated (`FILTER (WHERE amount > 0)`) would group the cells by
+    // their values: no fewer rows, so it is left as it is.
+    let mut filtered = combines.iter().filter_map(|(_, filter)| filter.as_ref());
+    if filtered.any(|filter| filter.column_refs().iter().any(|c| read.contains(*c))) {
+        return Ok(None);
+    }
 
-    // The cells summed by every column of theirs the join or the groups use.
+    // The cells summed by every column of theirs the join (its keys and its filter), the
+    // groups or the aggregates' filters use: each cell then meets, and is kept by the filters
+    // for, the same member rows as the group it was summed into.
     let cell_keys = join
         .on
         .iter()
         .map(|(left, right)| if cells_on_left { left } else { right });
+    let filters =
+        (combines.iter().filter_map(|(_, filter)| filter.as_ref())).chain(join.filter.as_ref());
     let mut keys: BTreeSet<Column> = BTreeSet::new();
-    for expr in aggregate.group_expr.iter().chain(cell_keys) {
+    for expr in aggregate.group_expr.iter().chain(cell_keys).chain(filters) {
         keys.extend(
             expr.column_refs()
                 .into_iter()
@@ -166,13 +210,6 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
                 .cloned(),
         );
     }
-    let partial_name = |i: usize| format!("__quantatom_eager_{i}");
-    let partials: Vec<Expr> = aggregate
-        .aggr_expr
-        .iter()
-        .enumerate()
-        .map(|(i, expr)| expr.clone().unalias_nested().data.alias(partial_name(i)))
-        .collect();
     let inner = Aggregate::try_new(
         Arc::clone(cells),
         keys.into_iter().map(Expr::Column).collect(),
@@ -190,16 +227,14 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         left,
         right,
         join.on.clone(),
-        None,
+        join.filter.clone(),
         JoinType::Inner,
         join.join_constraint,
         join.null_equality,
         join.null_aware,
     )?;
-    let partials = combines
-        .iter()
-        .enumerate()
-        .map(|(i, combine)| (combine, col(partial_name(i))));
+    let partials = (combines.iter().enumerate())
+        .map(|(i, (combine, filter))| (combine, col(partial_name(i)), filter.clone()));
     combined(
         aggregate,
         LogicalPlan::Join(join),
@@ -211,19 +246,19 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
 
 /// `original` computed over `input`, rows of partial results: grouped by `groups` (the
 /// original groups as `input` names them), each aggregate combining its partial result
-/// column as its [`Combine`] says, and each column given its original name and type (a sum
-/// of sums is wider; a count over no partial rows is 0).
+/// column as its [`Combine`] says, of the rows its filter keeps, and each column given its
+/// original name and type (a sum of sums is wider; a count over no partial rows is 0).
 pub(crate) fn combined<'a>(
     original: &Aggregate,
     input: LogicalPlan,
     groups: Vec<Expr>,
-    partials: impl Iterator<Item = (&'a Combine, Expr)>,
+    partials: impl Iterator<Item = (&'a Combine, Expr, Option<Expr>)>,
 ) -> Result<LogicalPlan> {
-    let partials: Vec<(&Combine, Expr)> = partials.collect();
-    let outer_aggregates = partials
-        .iter()
-        .enumerate()
-        .map(|(i, (combine, partial))| combine.outer(partial.clone()).alias(combined_name(i)))
+    let partials: Vec<(&Combine, Expr, Option<Expr>)> = partials.collect();
+    let outer_aggregates = (partials.iter().enumerate())
+        .map(|(i, (combine, partial, filter))| {
+            (combine.outer(partial.clone(), filter.clone())).alias(combined_name(i))
+        })
         .collect();
     let outer = Aggregate::try_new(Arc::new(input), groups, outer_aggregates)?;
     let group_columns = original.schema.fields().len() - original.aggr_expr.len();
@@ -242,7 +277,7 @@ pub(crate) fn combined<'a>(
             }
         })
         .collect();
-    for (i, (combine, _)) in partials.iter().enumerate() {
+    for (i, (combine, _, _)) in partials.iter().enumerate() {
         let (qualifier, field) = original.schema.qualified_field(group_columns + i);
         let mut value = cast(col(combined_name(i)), field.data_type().clone());
         if matches!(combine, Combine::Count) {
@@ -252,6 +287,11 @@ pub(crate) fn combined<'a>(
     }
     let projection = Projection::try_new(columns, Arc::new(LogicalPlan::Aggregate(outer)))?;
     Ok(LogicalPlan::Projection(projection))
+}
+
+/// The name of the `i`th aggregate's partial result below the join.
+fn partial_name(i: usize) -> String {
+    format!("__quantatom_eager_{i}")
 }
 
 /// The name of the `i`th combined aggregate, before its original name is restored.

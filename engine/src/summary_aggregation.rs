@@ -129,9 +129,10 @@ fn from_summaries(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         input = input.filter(predicate)?;
     }
     let groups = unnormalize_cols(aggregate.group_expr.iter().cloned());
-    let partials = partials
-        .iter()
-        .map(|(combine, partial)| (combine, Expr::Column(Column::new_unqualified(partial))));
+    let partials = partials.iter().map(|(combine, partial)| {
+        let partial = Expr::Column(Column::new_unqualified(partial));
+        (combine, partial, None)
+    });
     combined(aggregate, input.build()?, groups, partials).map(Some)
 }
 
