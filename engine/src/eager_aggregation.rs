@@ -85,33 +85,35 @@ impl Combine {
     /// How `expr`'s partial results combine, when it is an aggregate this applies to: `sum`,
     /// `count`, `min` or `max`, without `DISTINCT`, `FILTER` or `ORDER BY`.
     pub(crate) fn of(expr: &Expr) -> Option<Self> {
-        match Self::of_filtered(expr) {
-            Some((combine, None)) => Some(combine),
+        match Self::of_filtered(expr.clone()) {
+            Some((combine, _, None)) => Some(combine),
             _ => None,
         }
     }
 
-    /// How `expr`'s partial results combine, as [`Combine::of`], and its `FILTER` clause when
-    /// it has a deterministic one (a filter with a volatile function is not taken).
-    fn of_filtered(expr: &Expr) -> Option<(Self, Option<Expr>)> {
-        let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
+    /// How `expr`'s partial results combine, as [`Combine::of`], with `expr` taken apart into
+    /// the aggregate of every row and its `FILTER` clause, when it has a deterministic one (a
+    /// filter with a volatile function is not taken).
+    fn of_filtered(expr: Expr) -> Option<(Self, Expr, Option<Expr>)> {
+        let Expr::AggregateFunction(mut aggregate) = expr else {
             return None;
         };
+        let params = &mut aggregate.params;
         if params.distinct || !params.order_by.is_empty() {
             return None;
         }
-        let filter = params.filter.as_deref().cloned();
+        let filter = params.filter.take().map(|filter| *filter);
         if filter.as_ref().is_some_and(Expr::is_volatile) {
             return None;
         }
-        let combine = match func.name() {
+        let combine = match aggregate.func.name() {
             "sum" => Self::Sum,
             "count" => Self::Count,
             "min" => Self::Min,
             "max" => Self::Max,
             _ => return None,
         };
-        Some((combine, filter))
+        Some((combine, Expr::AggregateFunction(aggregate), filter))
     }
 
     /// The aggregate combining the partial results in `partial`, of the rows `filter` keeps
@@ -155,19 +157,14 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     let mut read = BTreeSet::new();
     for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
         let expr = expr.clone().unalias_nested().data;
-        let Some((combine, filter)) = Combine::of_filtered(&expr) else {
+        // The cells' partial result is of every cell; the filter keeps joined rows above.
+        let Some((combine, unfiltered, filter)) = Combine::of_filtered(expr) else {
             return Ok(None);
         };
         let floats = aggregate.schema.field(groups + i).data_type().is_floating();
         if matches!(combine, Combine::Sum) && floats {
             return Ok(None);
         }
-        // The cells' partial result is of every cell; the filter keeps joined rows above.
-        let Expr::AggregateFunction(mut unfiltered) = expr else {
-            return Ok(None);
-        };
-        unfiltered.params.filter = None;
-        let unfiltered = Expr::AggregateFunction(unfiltered);
         read.extend(unfiltered.column_refs().into_iter().cloned());
         partials.push(unfiltered.alias(partial_name(i)));
         combines.push((combine, filter));
@@ -187,8 +184,10 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     }
     // A filter on what is aggregated (`FILTER (WHERE amount > 0)`) would group the cells by
     // their values: no fewer rows, so it is left as it is.
-    let mut filtered = combines.iter().filter_map(|(_, filter)| filter.as_ref());
-    if filtered.any(|filter| filter.column_refs().iter().any(|c| read.contains(*c))) {
+    let filters: Vec<&Expr> = (combines.iter())
+        .filter_map(|(_, filter)| filter.as_ref())
+        .collect();
+    if (filters.iter()).any(|filter| filter.column_refs().iter().any(|c| read.contains(*c))) {
         return Ok(None);
     }
 
@@ -199,10 +198,14 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         .on
         .iter()
         .map(|(left, right)| if cells_on_left { left } else { right });
-    let filters =
-        (combines.iter().filter_map(|(_, filter)| filter.as_ref())).chain(join.filter.as_ref());
+    let conditions = filters.into_iter().chain(join.filter.as_ref());
     let mut keys: BTreeSet<Column> = BTreeSet::new();
-    for expr in aggregate.group_expr.iter().chain(cell_keys).chain(filters) {
+    for expr in aggregate
+        .group_expr
+        .iter()
+        .chain(cell_keys)
+        .chain(conditions)
+    {
         keys.extend(
             expr.column_refs()
                 .into_iter()
