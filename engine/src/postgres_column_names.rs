@@ -106,6 +106,87 @@ pub fn distinguish_repeated_items(statement: &mut Statement) {
     }
 }
 
+/// Gives each unaliased computed item of the queries nested in `statement`'s FROM clauses
+/// (derived tables) and `WITH` lists the alias PostgreSQL names it by, so that the query
+/// around refers to it as in PostgreSQL (`SELECT s.count FROM (SELECT count(*) FROM t) s`) and
+/// a wildcard over it gives PostgreSQL's names (`SELECT * FROM (...) s`, the wrapping BI tools
+/// put around a custom query). An item is left as it is when PostgreSQL does not name it
+/// (`?column?`) or when its name would not be the only one of its SELECT list, whose wildcards
+/// then hide what other names there are: DataFusion refuses repeated names in a projection.
+pub fn name_nested_columns(statement: &mut Statement) {
+    struct Nested;
+    impl ast::VisitorMut for Nested {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            for table in query.with.iter_mut().flat_map(|with| &mut with.cte_tables) {
+                name_in_body(&mut table.query.body);
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, table: &mut ast::TableFactor) -> ControlFlow<()> {
+            if let ast::TableFactor::Derived { subquery, .. } = table {
+                name_in_body(&mut subquery.body);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(statement, &mut Nested);
+}
+
+/// [`name_nested_columns`] over one nested query's body: each SELECT list of it.
+fn name_in_body(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            let is_wildcard = |item: &SelectItem| {
+                matches!(
+                    item,
+                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                )
+            };
+            if select.projection.iter().any(is_wildcard) {
+                return;
+            }
+            let names: Vec<Option<String>> = select
+                .projection
+                .iter()
+                .map(|item| ItemName::of(item).name())
+                .collect();
+            for (item, name) in select.projection.iter_mut().zip(&names) {
+                let SelectItem::UnnamedExpr(expr) = item else {
+                    continue;
+                };
+                let Some(name) = name.as_deref().filter(|name| *name != UNNAMED) else {
+                    continue;
+                };
+                let names_a_column = matches!(
+                    expr,
+                    ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
+                );
+                let repeated = names
+                    .iter()
+                    .flatten()
+                    .filter(|other| *other == name)
+                    .count()
+                    > 1;
+                if names_a_column || repeated {
+                    continue;
+                }
+                let expr = std::mem::replace(expr, ast::Expr::value(ast::Value::Null));
+                *item = SelectItem::ExprWithAlias {
+                    expr,
+                    alias: Ident::with_quote('"', name),
+                };
+            }
+        }
+        SetExpr::Query(inner) => name_in_body(&mut inner.body),
+        SetExpr::SetOperation { left, right, .. } => {
+            name_in_body(left);
+            name_in_body(right);
+        }
+        _ => {}
+    }
+}
+
 /// Writes each `ORDER BY` key of `statement` that names a computed output column of its
 /// SELECT list, by position (`ORDER BY 1`) or by the name PostgreSQL gives an unaliased
 /// expression (`ORDER BY count` after `SELECT count(*)`), as that column's expression, which
@@ -527,7 +608,8 @@ mod tests {
     use datafusion::sql::parser::Statement as DfStatement;
 
     use super::{
-        OutputNames, distinguish_repeated_items, postgres_column_name, resolve_order_by_keys,
+        OutputNames, distinguish_repeated_items, name_nested_columns, postgres_column_name,
+        resolve_order_by_keys,
     };
 
     /// The names a client is told for `sql`'s columns.
@@ -536,6 +618,7 @@ mod tests {
             .unwrap()
             .remove(0);
         let mut statement = written.clone();
+        name_nested_columns(&mut statement);
         resolve_order_by_keys(&mut statement);
         distinguish_repeated_items(&mut statement);
         let context = SessionContext::new();
@@ -595,6 +678,28 @@ mod tests {
 
     /// `ORDER BY` a name PostgreSQL gives an output column, or a position, sorts by that
     /// column, also when it is computed from a grouped column.
+    #[tokio::test]
+    async fn nested_queries_name_their_columns_as_postgresql_does() {
+        assert_eq!(
+            names("SELECT * FROM (SELECT count(*), upper(b), a::text FROM t GROUP BY a, b) s")
+                .await,
+            ["count", "upper", "a"]
+        );
+        assert_eq!(
+            names("SELECT s.count + 1 AS n, max FROM (SELECT count(*), max(b) FROM t) s").await,
+            ["n", "max"]
+        );
+        assert_eq!(
+            names("WITH m AS (SELECT min(a) FROM t) SELECT x.min FROM (SELECT * FROM m) x").await,
+            ["min"]
+        );
+        // Unnamed items, and names a SELECT list would repeat, keep DataFusion's.
+        assert_eq!(
+            names("SELECT * FROM (SELECT a + 1, max(a), max(b) FROM t GROUP BY a) s").await,
+            ["t.a + Int64(1)", "max(t.a)", "max(t.b)"]
+        );
+    }
+
     #[tokio::test]
     async fn order_by_takes_output_names_and_positions() {
         let context = SessionContext::new();

@@ -49,6 +49,7 @@ use super::authentication::{
 };
 use super::cancel::{CancelRegistry, CancelSlot, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
+use super::cursors::CursorDeclaration;
 use super::dml_tags::{dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
 use super::errors::api_error;
@@ -530,6 +531,24 @@ impl SessionQueries {
         self.plans.statement_changed_plans();
         Ok(Response::Execution(Tag::new(statement.tag())))
     }
+    /// Opens a cursor (either protocol), refused in a failed transaction block.
+    async fn declare_cursor<C>(
+        &self,
+        client: &mut C,
+        cursor: CursorDeclaration,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.transaction_status() == TransactionStatus::Error {
+            return Err(in_failed_block());
+        }
+        // Boxed, as every rare and large step of a query is (see `copy_out`).
+        Box::pin(cursor.open(&self.session, client)).await
+    }
+
     /// Runs a `COPY ... TO STDOUT` (either protocol), its rows in the session's formats.
     async fn copy_out<C: ClientInfo>(
         &self,
@@ -682,6 +701,9 @@ impl SimpleQueryHandler for SessionQueries {
         if let Some(statement) = AccessStatement::parse(query) {
             return Ok(vec![self.run_access_statement(client, statement).await?]);
         }
+        if let Some(cursor) = CursorDeclaration::parse(query) {
+            return Ok(vec![self.declare_cursor(client, cursor).await?]);
+        }
         let stop = self.begin_query(client, query);
         // COPY TO STDOUT and plain queries bypass datafusion-postgres, whose transaction hook
         // refuses statements in a failed block; refuse them here the same way.
@@ -792,6 +814,11 @@ impl ExtendedQueryHandler for SessionQueries {
             && let Some(statement) = AccessStatement::parse(sql)
         {
             return self.run_access_statement(client, statement).await;
+        }
+        if parsed.is_none()
+            && let Some(cursor) = CursorDeclaration::parse(sql)
+        {
+            return self.declare_cursor(client, cursor).await;
         }
         let stop = self.begin_query(client, sql);
         if parsed.is_none()
@@ -1007,7 +1034,10 @@ impl QueryParser for SessionParser {
         if let Some(parsed) = self.parsed.get(sql) {
             return Ok(Some(parsed.as_ref().clone()));
         }
-        if CopyOut::parse(sql).is_some() || AccessStatement::parse(sql).is_some() {
+        if CopyOut::parse(sql).is_some()
+            || AccessStatement::parse(sql).is_some()
+            || CursorDeclaration::parse(sql).is_some()
+        {
             // Run by the extended query handler as the simple protocol runs it.
             return Ok(Some((sql.to_owned(), None)));
         }

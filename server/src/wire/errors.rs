@@ -15,6 +15,15 @@ pub(crate) fn api_error(error: impl std::error::Error + Send + Sync + 'static) -
     PgWireError::ApiError(Box::new(error))
 }
 
+/// An `ERROR` with SQLSTATE `code`, as the client gets it.
+pub(crate) fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        code.into(),
+        message.into(),
+    )))
+}
+
 /// The SQLSTATE for an error raised anywhere below the wire.
 pub fn sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static str {
     if error.is::<ParserError>() {

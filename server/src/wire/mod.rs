@@ -16,6 +16,7 @@ mod catalog_arrays;
 mod cells;
 mod connection;
 mod copy_out;
+mod cursors;
 mod data_rows;
 mod direct_planning;
 mod dml_tags;

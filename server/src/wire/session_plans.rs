@@ -27,7 +27,7 @@ use pgwire::types::format::FormatOptions;
 use quantatom_engine::metadata::SessionAccess;
 use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 use quantatom_engine::postgres_column_names::{
-    OutputNames, distinguish_repeated_items, resolve_order_by_keys,
+    OutputNames, distinguish_repeated_items, name_nested_columns, resolve_order_by_keys,
 };
 use quantatom_engine::postgres_literals::type_output_literals;
 use tracing::Instrument;
@@ -199,13 +199,9 @@ impl SessionPlans {
         format: &Format,
         options: Arc<FormatOptions>,
     ) -> PgWireResult<Response> {
-        // Boxed, as every rare and large step of a query is (see `plan_simple_query`).
-        let frame = Box::pin(self.session.execute_logical_plan(plan))
+        run_planned(&self.session, plan, format, options)
             .await
-            .map_err(api_error)?;
-        let schema = Arc::clone(frame.schema().inner());
-        let batches = frame.execute_stream().await.map_err(api_error)?;
-        respond(&schema, batches, format, options).map(Response::Query)
+            .map(Response::Query)
     }
 
     /// Runs `plan` with `parameters` bound, encoding its rows in `format`: replays the answer
@@ -239,6 +235,22 @@ impl SessionPlans {
         }
         Ok(Response::Query(response))
     }
+}
+
+/// Runs `plan` in `session`, its rows encoded in `format` as they come.
+pub(crate) async fn run_planned(
+    session: &SessionContext,
+    plan: LogicalPlan,
+    format: &Format,
+    options: Arc<FormatOptions>,
+) -> PgWireResult<QueryResponse> {
+    // Boxed, as every rare and large step of a query is (see `plan_simple_query`).
+    let frame = Box::pin(session.execute_logical_plan(plan))
+        .await
+        .map_err(api_error)?;
+    let schema = Arc::clone(frame.schema().inner());
+    let batches = frame.execute_stream().await.map_err(api_error)?;
+    respond(&schema, batches, format, options)
 }
 
 /// The response streaming `batches` (rows of `schema`) in `format`.
@@ -308,6 +320,7 @@ pub(crate) enum ParsedText {
 pub(crate) fn parse_text(sql: &str) -> ParsedText {
     if let Some(mut statement) = needs_direct_planning(sql) {
         let names = OutputNames::of(&statement);
+        name_nested_columns(&mut statement);
         resolve_order_by_keys(&mut statement);
         distinguish_repeated_items(&mut statement);
         return ParsedText::Query(PlainQuery { statement, names });
@@ -339,6 +352,7 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
         Ok([written]) => OutputNames::of(written),
         _ => OutputNames::of(&statement),
     };
+    name_nested_columns(&mut statement);
     resolve_order_by_keys(&mut statement);
     distinguish_repeated_items(&mut statement);
     ParsedText::Query(PlainQuery { statement, names })

@@ -27,13 +27,13 @@ use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::api::stmt::StoredStatement;
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::postgres_column_names::postgres_column_name;
 use quantatom_udfs::ltree::{LQUERY, LTREE};
 use quantatom_udfs::{postgres_type_of, tagged_text_field};
 
-use super::errors::api_error;
+use super::errors::{api_error, user_error};
 
 /// A PostgreSQL type Quantatom holds as text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,7 +275,7 @@ pub(crate) fn with_text_parameters<S: Clone + Default>(
 fn text_of_parameter(kind: TextBackedType, bytes: &[u8], binary: bool) -> PgWireResult<String> {
     let text = |bytes: &[u8]| {
         String::from_utf8(bytes.to_vec()).map_err(|_| {
-            data_error(
+            user_error(
                 "22021",
                 format!("invalid byte sequence in a {} parameter", kind.name()),
             )
@@ -285,7 +285,7 @@ fn text_of_parameter(kind: TextBackedType, bytes: &[u8], binary: bool) -> PgWire
         (TextBackedType::Uuid, true) => uuid::Uuid::from_slice(bytes)
             .map(|uuid| uuid.hyphenated().to_string())
             .map_err(|_| {
-                data_error(
+                user_error(
                     "22P03",
                     "incorrect binary data format in a uuid parameter".to_owned(),
                 )
@@ -298,7 +298,7 @@ fn text_of_parameter(kind: TextBackedType, bytes: &[u8], binary: bool) -> PgWire
         }
         (TextBackedType::Jsonb, true) => match bytes.split_first() {
             Some((1, document)) => text(document),
-            _ => Err(data_error(
+            _ => Err(user_error(
                 "22P03",
                 "unsupported jsonb version number".to_owned(),
             )),
@@ -307,19 +307,11 @@ fn text_of_parameter(kind: TextBackedType, bytes: &[u8], binary: bool) -> PgWire
     }
 }
 
-fn data_error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_owned(),
-        code.to_owned(),
-        message,
-    )))
-}
-
 /// `value` when it is a JSON document; 22P02 otherwise, as PostgreSQL's `json` input.
 fn checked_json(value: &str) -> PgWireResult<&str> {
     match serde_json::from_str::<serde::de::IgnoredAny>(value) {
         Ok(_) => Ok(value),
-        Err(error) => Err(data_error(
+        Err(error) => Err(user_error(
             "22P02",
             format!("invalid input syntax for type json: {error}"),
         )),
@@ -327,7 +319,7 @@ fn checked_json(value: &str) -> PgWireResult<&str> {
 }
 
 fn invalid_uuid(value: &str) -> PgWireError {
-    data_error(
+    user_error(
         "22P02",
         format!("invalid input syntax for type uuid: \"{value}\""),
     )

@@ -20,13 +20,13 @@ use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::hooks::HookClient;
 use pgwire::api::ClientInfo;
 use pgwire::api::results::{Response, Tag};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use quantatom_engine::mdf::MdfError;
 use quantatom_engine::mdf::transaction::SessionWrites;
 
 use super::answered_plan;
-use super::errors::api_error;
+use super::errors::{api_error, user_error};
 use super::session_hooks::SessionStatementHook;
 
 /// Answers one connection's transaction statements and refuses the rest in a failed block.
@@ -49,14 +49,6 @@ fn is_transaction_statement(statement: &Statement) -> bool {
                 | Statement::Savepoint { .. }
                 | Statement::ReleaseSavepoint { .. }
         )
-}
-
-fn error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        code.into(),
-        message,
-    )))
 }
 
 /// Whether `sql` is `ROLLBACK TO [SAVEPOINT] name`, the one statement that takes a failed block
@@ -90,14 +82,14 @@ fn outside_block(statement: &Statement) -> PgWireError {
         .next()
         .unwrap_or_default()
         .to_uppercase();
-    error(
+    user_error(
         "25P01",
         format!("{word} can only be used in transaction blocks"),
     )
 }
 
 fn no_savepoint(name: &str) -> PgWireError {
-    error("3B001", format!("savepoint \"{name}\" does not exist"))
+    user_error("3B001", format!("savepoint \"{name}\" does not exist"))
 }
 
 impl TransactionHook {

@@ -10,6 +10,7 @@ import sys
 import uuid
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Json, Jsonb
 
 from checks import check, report
@@ -92,6 +93,11 @@ with psycopg.connect(URL, autocommit=True) as conn:
             check("named cursor first row", len(named.fetchone()), 2)
             check("named cursor fetchmany", len(named.fetchmany(10)), 10)
             check("named cursor streams every row", 11 + sum(1 for _ in named), cells)
+    # A cursor's columns are named as the query's own: dictionary rows read them by name.
+    with conn.transaction():
+        with conn.cursor(name="counted", row_factory=dict_row) as named:
+            named.execute("SELECT upper(code), count(*) FROM dim.entity GROUP BY code ORDER BY 1 LIMIT 1")
+            check("named cursor column names", list(named.fetchone().keys()), ["upper", "count"])
     with conn.transaction():
         conn.execute("DECLARE leaves CURSOR FOR SELECT code FROM dim.entity WHERE is_leaf ORDER BY code")
         first = conn.execute("FETCH 2 FROM leaves").fetchall()

@@ -617,7 +617,10 @@ async fn copy_writes_values_as_postgres_does() {
 }
 
 /// Queries whose result columns a client names: every one as PostgreSQL itself names them.
-const NAMED_COLUMNS: [&str; 13] = [
+const NAMED_COLUMNS: [&str; 16] = [
+    "SELECT s.count, s.upper, s.b FROM (SELECT count(*), upper(b), b::text FROM (VALUES ('x')) AS t(b) GROUP BY b) s",
+    "SELECT * FROM (SELECT count(*), upper(b), b::text, b AS c FROM (VALUES ('x')) AS t(b) GROUP BY b) s",
+    "WITH c AS (SELECT max(a), min(a) FROM (VALUES (1), (2)) AS t(a)) SELECT max - min, c.* FROM c",
     "SELECT 1, 1 + 1, 'x', -2, 'a' || 'b'",
     "SELECT count(*), sum(a), max(b), min(upper(b)), max(length(b)) FROM (VALUES (1, 'x')) AS t(a, b)",
     "SELECT a::bigint, 1::int, CAST('1.5' AS double precision), CAST(b AS text), '1'::numeric(10, 2) FROM (VALUES (1, 'x')) AS t(a, b)",
@@ -662,7 +665,8 @@ async fn column_names(client: &tokio_postgres::Client, sql: &str) -> [Vec<String
 }
 
 /// Queries whose `ORDER BY` names output columns by position or by PostgreSQL's name.
-const ORDERED_BY_OUTPUT: [&str; 9] = [
+const ORDERED_BY_OUTPUT: [&str; 10] = [
+    "SELECT upper, count FROM (SELECT upper(b), count(*) FROM (VALUES ('b'), ('a'), ('b')) AS t(b) GROUP BY b) s ORDER BY count DESC, upper",
     "SELECT upper(b), count(*) FROM (VALUES ('a'), ('b'), ('b'), ('c')) AS t(b) GROUP BY b ORDER BY count DESC, 1 DESC",
     "SELECT b AS x, length(b) FROM (VALUES ('bb'), ('a'), ('ccc')) AS t(b) ORDER BY 2 DESC",
     "SELECT a * 2, a FROM (VALUES (3), (1), (2)) AS t(a) ORDER BY 1",
@@ -680,6 +684,11 @@ async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option
         .simple_query(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    text_rows_of(&messages)
+}
+
+/// The rows of a simple query's answer, as text.
+fn text_rows_of(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
     messages
         .iter()
         .filter_map(|message| match message {
@@ -691,6 +700,34 @@ async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option
             _ => None,
         })
         .collect()
+}
+
+/// The column names and text rows of `sql` read through a cursor: `DECLARE`, a `FETCH` of one
+/// row (whose description names the columns), then `FETCH ALL`.
+async fn fetched(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> (Vec<String>, Vec<Vec<Option<String>>>) {
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute(&format!("DECLARE answer CURSOR FOR {sql}"))
+        .await
+        .unwrap_or_else(|e| panic!("DECLARE ... FOR {sql}: {e:?}"));
+    let first = client.simple_query("FETCH 1 FROM answer").await.unwrap();
+    let names = first
+        .iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::RowDescription(columns) => {
+                Some(columns.iter().map(|c| c.name().to_owned()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("FETCH from {sql}: no RowDescription"));
+    let mut rows = text_rows(client, "FETCH 1 FROM answer").await;
+    rows.splice(0..0, text_rows_of(&first));
+    rows.extend(text_rows(client, "FETCH ALL FROM answer").await);
+    client.batch_execute("CLOSE answer; COMMIT").await.unwrap();
+    (names, rows)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -718,5 +755,36 @@ async fn result_columns_are_named_as_postgresql_names_them() {
             text_rows(&postgres, sql).await,
             "{sql}"
         );
+    }
+    // A cursor's rows are those of its query: the same names, types and values.
+    for sql in NAMED_COLUMNS {
+        let (names, _) = fetched(&client, sql).await;
+        assert_eq!(
+            names,
+            column_names(&postgres, sql).await[0],
+            "cursor for {sql}"
+        );
+    }
+    for sql in ORDERED_BY_OUTPUT.into_iter().chain([
+        "SELECT '2025-01-15 12:00:00+00'::timestamptz, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid",
+    ]) {
+        assert_eq!(
+            fetched(&client, sql).await,
+            fetched(&postgres, sql).await,
+            "cursor for {sql}"
+        );
+    }
+    // A second cursor of the same name is refused as PostgreSQL refuses it.
+    for server in [&client, &postgres] {
+        server
+            .batch_execute("BEGIN; DECLARE twice CURSOR FOR SELECT 1")
+            .await
+            .unwrap();
+        let again = server
+            .batch_execute("DECLARE twice CURSOR FOR SELECT 2")
+            .await
+            .expect_err("a second cursor named twice");
+        assert_eq!(again.code(), Some(&SqlState::DUPLICATE_CURSOR));
+        server.batch_execute("ROLLBACK").await.unwrap();
     }
 }
