@@ -787,4 +787,16 @@ async fn result_columns_are_named_as_postgresql_names_them() {
         assert_eq!(again.code(), Some(&SqlState::DUPLICATE_CURSOR));
         server.batch_execute("ROLLBACK").await.unwrap();
     }
+    // A BINARY cursor's rows come in binary: 258 as an int4's four bytes.
+    let mut binary_rows = Vec::new();
+    for server in [&client, &postgres] {
+        server
+            .batch_execute("BEGIN; DECLARE raw BINARY CURSOR FOR SELECT 258::int4, 'ab'::text")
+            .await
+            .unwrap();
+        binary_rows.push(text_rows(server, "FETCH ALL FROM raw").await);
+        server.batch_execute("COMMIT").await.unwrap();
+    }
+    let expected = vec![vec![Some("\0\0\u{1}\u{2}".to_owned()), Some("ab".to_owned())]];
+    assert_eq!(binary_rows, [expected.clone(), expected]);
 }
