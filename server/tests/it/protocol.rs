@@ -797,6 +797,9 @@ async fn result_columns_are_named_as_postgresql_names_them() {
         binary_rows.push(text_rows(server, "FETCH ALL FROM raw").await);
         server.batch_execute("COMMIT").await.unwrap();
     }
-    let expected = vec![vec![Some("\0\0\u{1}\u{2}".to_owned()), Some("ab".to_owned())]];
+    let expected = vec![vec![
+        Some("\0\0\u{1}\u{2}".to_owned()),
+        Some("ab".to_owned()),
+    ]];
     assert_eq!(binary_rows, [expected.clone(), expected]);
 }
