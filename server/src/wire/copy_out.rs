@@ -36,6 +36,7 @@ use super::cells::{ColumnCells, trim_fractional_zeros};
 use super::data_rows::ROW_BUFFER_STEP;
 use super::errors::api_error;
 use super::session_plans::{ParsedText, parse_text, plan_query};
+use super::starts_with_keyword;
 
 /// The output format and options of one `COPY ... TO STDOUT`.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,8 +60,7 @@ impl CopyOut {
     /// Recognises `sql` as a single `COPY ... TO STDOUT`; anything else is `None` and goes
     /// the usual way (including DataFusion's own `COPY ... TO 'file'`).
     pub(crate) fn parse(sql: &str) -> Option<Result<Self, DataFusionError>> {
-        let trimmed = sql.trim_start();
-        if trimmed.len() < 4 || !trimmed[..4].eq_ignore_ascii_case("copy") {
+        if !starts_with_keyword(sql, "copy") {
             return None;
         }
         let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
@@ -468,6 +468,8 @@ mod tests {
         );
         assert!(CopyOut::parse("COPY (SELECT 1) TO '/tmp/x.parquet'").is_none());
         assert!(CopyOut::parse("SELECT 1").is_none());
+        // A query whose fourth byte falls inside a character is not a COPY (it used to panic).
+        assert!(CopyOut::parse("aéé").is_none());
         assert!(
             CopyOut::parse("COPY (SELECT 1) TO STDOUT (FORMAT text, HEADER)")
                 .unwrap()

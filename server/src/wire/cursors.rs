@@ -22,6 +22,7 @@ use pgwire::types::format::FormatOptions;
 
 use super::errors::user_error;
 use super::session_plans::{ParsedText, parse_text, plan_query, run_planned};
+use super::starts_with_keyword;
 
 /// One cursor a `DECLARE` statement opens.
 pub(crate) struct CursorDeclaration {
@@ -36,11 +37,7 @@ impl CursorDeclaration {
     /// Recognises `sql` as a single `DECLARE ... CURSOR`; anything else is `None` and goes the
     /// usual way.
     pub(crate) fn parse(sql: &str) -> Option<Self> {
-        let trimmed = sql.trim_start();
-        if !trimmed
-            .get(..7)
-            .is_some_and(|word| word.eq_ignore_ascii_case("declare"))
-        {
+        if !starts_with_keyword(sql, "declare") {
             return None;
         }
         let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;

@@ -71,6 +71,14 @@ use settings::SettingsHook;
 use socket::Ending;
 use transactions::TransactionHook;
 
+/// Whether `sql` starts with `keyword` (ASCII, any case) after leading whitespace: a cheap look
+/// before parsing a statement the server handles itself, as every query is looked at.
+fn starts_with_keyword(sql: &str, keyword: &str) -> bool {
+    sql.trim_start()
+        .get(..keyword.len())
+        .is_some_and(|word| word.eq_ignore_ascii_case(keyword))
+}
+
 /// The plan of a statement a hook answers itself: no rows, `schema` for Describe.
 fn answered_plan(schema: DFSchemaRef) -> LogicalPlan {
     LogicalPlan::EmptyRelation(EmptyRelation {
