@@ -102,7 +102,9 @@ impl OutputNames {
 /// statement as written: the client is told PostgreSQL's names, not these aliases.
 pub fn distinguish_repeated_items(statement: &mut Statement) {
     if let Statement::Query(query) = statement {
-        distinguish_in_body(&mut query.body);
+        for_each_select_list(&mut query.body, &mut |list| {
+            distinguish_in_select_list(list)
+        });
     }
 }
 
@@ -119,13 +121,13 @@ pub fn name_nested_columns(statement: &mut Statement) {
         type Break = ();
         fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
             for table in query.with.iter_mut().flat_map(|with| &mut with.cte_tables) {
-                name_in_body(&mut table.query.body);
+                for_each_select_list(&mut table.query.body, &mut |list| name_in_select_list(list));
             }
             ControlFlow::Continue(())
         }
         fn pre_visit_table_factor(&mut self, table: &mut ast::TableFactor) -> ControlFlow<()> {
             if let ast::TableFactor::Derived { subquery, .. } = table {
-                name_in_body(&mut subquery.body);
+                for_each_select_list(&mut subquery.body, &mut |list| name_in_select_list(list));
             }
             ControlFlow::Continue(())
         }
@@ -133,55 +135,50 @@ pub fn name_nested_columns(statement: &mut Statement) {
     let _ = ast::VisitMut::visit(statement, &mut Nested);
 }
 
-/// [`name_nested_columns`] over one nested query's body: each SELECT list of it.
-fn name_in_body(body: &mut SetExpr) {
-    match body {
-        SetExpr::Select(select) => {
-            let is_wildcard = |item: &SelectItem| {
-                matches!(
-                    item,
-                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
-                )
-            };
-            if select.projection.iter().any(is_wildcard) {
-                return;
-            }
-            let names: Vec<Option<String>> = select
-                .projection
-                .iter()
-                .map(|item| ItemName::of(item).name())
-                .collect();
-            for (item, name) in select.projection.iter_mut().zip(&names) {
-                let SelectItem::UnnamedExpr(expr) = item else {
-                    continue;
-                };
-                let Some(name) = name.as_deref().filter(|name| *name != UNNAMED) else {
-                    continue;
-                };
-                let names_a_column = matches!(
-                    expr,
-                    ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
-                );
-                let repeated = names
-                    .iter()
-                    .flatten()
-                    .filter(|other| *other == name)
-                    .count()
-                    > 1;
-                if names_a_column || repeated {
-                    continue;
-                }
-                let expr = std::mem::replace(expr, ast::Expr::value(ast::Value::Null));
-                *item = SelectItem::ExprWithAlias {
-                    expr,
-                    alias: Ident::with_quote('"', name),
-                };
-            }
+/// [`name_nested_columns`] over one SELECT list.
+fn name_in_select_list(projection: &mut [SelectItem]) {
+    let items: Vec<ItemName> = projection.iter().map(ItemName::of).collect();
+    if items.iter().any(|item| matches!(item, ItemName::Expanded)) {
+        return;
+    }
+    let names: Vec<Option<String>> = items.iter().map(ItemName::name).collect();
+    for (item, name) in projection.iter_mut().zip(&names) {
+        let SelectItem::UnnamedExpr(expr) = item else {
+            continue;
+        };
+        let Some(name) = name.as_deref().filter(|name| *name != UNNAMED) else {
+            continue;
+        };
+        let names_a_column = matches!(
+            expr,
+            ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
+        );
+        let repeated = names
+            .iter()
+            .flatten()
+            .filter(|other| *other == name)
+            .count()
+            > 1;
+        if names_a_column || repeated {
+            continue;
         }
-        SetExpr::Query(inner) => name_in_body(&mut inner.body),
+        let expr = std::mem::replace(expr, ast::Expr::value(ast::Value::Null));
+        *item = SelectItem::ExprWithAlias {
+            expr,
+            alias: Ident::with_quote('"', name),
+        };
+    }
+}
+
+/// Calls `each` with every SELECT list of a query body: each branch of a set operation is a
+/// projection of its own.
+fn for_each_select_list(body: &mut SetExpr, each: &mut impl FnMut(&mut Vec<SelectItem>)) {
+    match body {
+        SetExpr::Select(select) => each(&mut select.projection),
+        SetExpr::Query(inner) => for_each_select_list(&mut inner.body, each),
         SetExpr::SetOperation { left, right, .. } => {
-            name_in_body(left);
-            name_in_body(right);
+            for_each_select_list(left, each);
+            for_each_select_list(right, each);
         }
         _ => {}
     }
@@ -297,37 +294,25 @@ fn means_the_same_in_order_by(expr: &ast::Expr) -> bool {
     computes && windowless
 }
 
-/// [`distinguish_repeated_items`] over one query body: each SELECT list on its own, since
-/// each branch of a set operation is a projection of its own.
-fn distinguish_in_body(body: &mut SetExpr) {
-    match body {
-        SetExpr::Select(select) => {
-            let mut seen = HashSet::new();
-            for (position, item) in select.projection.iter_mut().enumerate() {
-                let key = match &*item {
-                    SelectItem::UnnamedExpr(expr) => planned_name_key(expr),
-                    SelectItem::ExprWithAlias { alias, .. } => identifier(alias),
-                    _ => continue,
-                };
-                if seen.insert(key) {
-                    continue;
-                }
-                let name = ItemName::of(item).name().unwrap_or_default();
-                let alias = Ident::with_quote('"', format!("{name}#{}", position + 1));
-                let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item
-                else {
-                    continue;
-                };
-                let expr = std::mem::replace(expr, ast::Expr::value(ast::Value::Null));
-                *item = SelectItem::ExprWithAlias { expr, alias };
-            }
+/// [`distinguish_repeated_items`] over one SELECT list.
+fn distinguish_in_select_list(projection: &mut [SelectItem]) {
+    let mut seen = HashSet::new();
+    for (position, item) in projection.iter_mut().enumerate() {
+        let key = match &*item {
+            SelectItem::UnnamedExpr(expr) => planned_name_key(expr),
+            SelectItem::ExprWithAlias { alias, .. } => identifier(alias),
+            _ => continue,
+        };
+        if seen.insert(key) {
+            continue;
         }
-        SetExpr::Query(inner) => distinguish_in_body(&mut inner.body),
-        SetExpr::SetOperation { left, right, .. } => {
-            distinguish_in_body(left);
-            distinguish_in_body(right);
-        }
-        _ => {}
+        let name = ItemName::of(item).name().unwrap_or_default();
+        let alias = Ident::with_quote('"', format!("{name}#{}", position + 1));
+        let (SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) = item else {
+            continue;
+        };
+        let expr = std::mem::replace(expr, ast::Expr::value(ast::Value::Null));
+        *item = SelectItem::ExprWithAlias { expr, alias };
     }
 }
 
@@ -676,8 +661,6 @@ mod tests {
         );
     }
 
-    /// `ORDER BY` a name PostgreSQL gives an output column, or a position, sorts by that
-    /// column, also when it is computed from a grouped column.
     #[tokio::test]
     async fn nested_queries_name_their_columns_as_postgresql_does() {
         assert_eq!(
@@ -700,6 +683,8 @@ mod tests {
         );
     }
 
+    /// `ORDER BY` a name PostgreSQL gives an output column, or a position, sorts by that
+    /// column, also when it is computed from a grouped column.
     #[tokio::test]
     async fn order_by_takes_output_names_and_positions() {
         let context = SessionContext::new();

@@ -643,15 +643,7 @@ async fn column_names(client: &tokio_postgres::Client, sql: &str) -> [Vec<String
         .simple_query(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    let simple = messages
-        .iter()
-        .find_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::RowDescription(columns) => {
-                Some(columns.iter().map(|c| c.name().to_owned()).collect())
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{sql}: no RowDescription"));
+    let simple = described_names(&messages, sql);
     let prepared = client
         .prepare(sql)
         .await
@@ -662,6 +654,19 @@ async fn column_names(client: &tokio_postgres::Client, sql: &str) -> [Vec<String
         .map(|c| c.name().to_owned())
         .collect();
     [simple, described]
+}
+
+/// The column names of a simple query's answer (`what` names it in a failure).
+fn described_names(messages: &[tokio_postgres::SimpleQueryMessage], what: &str) -> Vec<String> {
+    messages
+        .iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::RowDescription(columns) => {
+                Some(columns.iter().map(|c| c.name().to_owned()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{what}: no RowDescription"))
 }
 
 /// Queries whose `ORDER BY` names output columns by position or by PostgreSQL's name.
@@ -714,15 +719,7 @@ async fn fetched(
         .await
         .unwrap_or_else(|e| panic!("DECLARE ... FOR {sql}: {e:?}"));
     let first = client.simple_query("FETCH 1 FROM answer").await.unwrap();
-    let names = first
-        .iter()
-        .find_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::RowDescription(columns) => {
-                Some(columns.iter().map(|c| c.name().to_owned()).collect())
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("FETCH from {sql}: no RowDescription"));
+    let names = described_names(&first, &format!("FETCH from {sql}"));
     let mut rows = text_rows(client, "FETCH 1 FROM answer").await;
     rows.splice(0..0, text_rows_of(&first));
     rows.extend(text_rows(client, "FETCH ALL FROM answer").await);
