@@ -522,8 +522,11 @@ async fn session_template(
         "information_schema",
         Arc::new(PostgresInformationSchema::new(information_schema)),
     )?;
+    // Before the path operators: `@>` and `<@` on `jsonb` are JSON's.
+    state.register_expr_planner(Arc::new(quantatom_udfs::JsonOperatorPlanner))?;
     state.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner))?;
     state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
+    state.add_analyzer_rule(Arc::new(quantatom_udfs::JsonInputRule));
     state.add_analyzer_rule(Arc::new(scalar_subqueries::ScalarSubqueryRule));
     // Before the DML rules rewrite writes: it checks the statement as its user wrote it.
     state.add_analyzer_rule(Arc::new(access_rule::EnforceAccess));

@@ -5,8 +5,14 @@
 //! planner can write `path <@ 'Total.EMEA'` or `subpath(path, 0, 2)` as they would in Postgres.
 //! The engine registers [`functions`] and [`LtreeOperatorPlanner`] on every session; table
 //! providers use [`ltree`] to validate paths they store. PostgreSQL's `LIKE ... ESCAPE` with
-//! any escape character comes from [`LikeEscapeRule`] and `like_escape()`.
+//! any escape character comes from [`LikeEscapeRule`] and `like_escape()`. `json` and `jsonb`
+//! values (tagged text) get PostgreSQL's functions and operators from [`json`],
+//! [`JsonFunction`] and [`JsonOperatorPlanner`].
 
+mod evaluation;
+pub mod json;
+mod json_functions;
+mod json_planning;
 mod like_escape;
 pub mod lquery;
 pub mod ltree;
@@ -20,6 +26,8 @@ use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 
+pub use json_functions::{JsonFunction, JsonFunctionKind};
+pub use json_planning::{JsonInputRule, JsonOperatorPlanner};
 pub use like_escape::{LikeEscapeFunction, LikeEscapeRule};
 pub use ltree::{LtreeError, MemberPath};
 pub use ltree_functions::{LtreeFunction, LtreeFunctionKind};
@@ -42,6 +50,7 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
         .map(LtreeFunction::udf)
         .collect();
     functions.push(Arc::new(LikeEscapeFunction::udf()));
+    functions.extend(JsonFunction::udfs());
     functions.extend(VarianceFunction::udfs().into_iter().map(Arc::new));
     functions
 }

@@ -12,12 +12,13 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::cast::{as_int64_array, as_list_array, as_string_array};
-use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility,
 };
 
+use crate::evaluation::evaluate;
 use crate::lquery::{Lquery, lquery_match};
 use crate::ltree::{self, LTREE, LtreeError};
 use crate::tagged_text::tagged_text_field;
@@ -198,65 +199,58 @@ impl ScalarUDFImpl for LtreeFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|arg| matches!(arg, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let result = match self.kind {
-            LtreeFunctionKind::Nlevel => by_row::<_, Int32Array>(&arrays, |row| {
+        evaluate(&args.args, |arrays| self.compute(arrays))
+    }
+}
+
+impl LtreeFunction {
+    fn compute(&self, arrays: &[ArrayRef]) -> Result<ArrayRef> {
+        Ok(match self.kind {
+            LtreeFunctionKind::Nlevel => by_row::<_, Int32Array>(arrays, |row| {
                 ltree::nlevel(row.text(0)).map(|levels| Some(levels as i32))
             })?,
-            LtreeFunctionKind::Subpath => by_row::<_, StringArray>(&arrays, |row| {
+            LtreeFunctionKind::Subpath => by_row::<_, StringArray>(arrays, |row| {
                 let length = row.int(2);
                 ltree::subpath(row.text(0), row.int(1).unwrap_or(0), length).map(Some)
             })?,
-            LtreeFunctionKind::Subltree => by_row::<_, StringArray>(&arrays, |row| {
+            LtreeFunctionKind::Subltree => by_row::<_, StringArray>(arrays, |row| {
                 let (start, end) = (row.int(1).unwrap_or(0), row.int(2).unwrap_or(0));
                 ltree::subltree(row.text(0), start, end).map(Some)
             })?,
-            LtreeFunctionKind::Index => by_row::<_, Int32Array>(&arrays, |row| {
+            LtreeFunctionKind::Index => by_row::<_, Int32Array>(arrays, |row| {
                 let offset = row.int(2).unwrap_or(0);
                 ltree::index(row.text(0), row.text(1), offset).map(|at| Some(at as i32))
             })?,
             LtreeFunctionKind::Lca if matches!(arrays[0].data_type(), DataType::List(_)) => {
                 lca_of_arrays(as_list_array(&arrays[0])?)?
             }
-            LtreeFunctionKind::Lca => by_row::<_, StringArray>(&arrays, |row| {
+            LtreeFunctionKind::Lca => by_row::<_, StringArray>(arrays, |row| {
                 let paths: Vec<&str> = (0..row.arguments()).map(|i| row.text(i)).collect();
                 ltree::lca(&paths)
             })?,
             LtreeFunctionKind::Text2ltree | LtreeFunctionKind::Ltree2text => {
-                by_row::<_, StringArray>(&arrays, |row| {
+                by_row::<_, StringArray>(arrays, |row| {
                     let path = row.text(0);
                     ltree::labels_of(path).map(|_| Some(path.to_owned()))
                 })?
             }
-            LtreeFunctionKind::Concat => by_row::<_, StringArray>(&arrays, |row| {
+            LtreeFunctionKind::Concat => by_row::<_, StringArray>(arrays, |row| {
                 ltree::concat(row.text(0), row.text(1)).map(Some)
             })?,
             LtreeFunctionKind::IsAncestor => {
-                predicate(&arrays, [check_path, check_path], |ancestor, path| {
+                predicate(arrays, [check_path, check_path], |ancestor, path| {
                     ltree::is_descendant(path, ancestor)
                 })?
             }
             LtreeFunctionKind::IsDescendant => {
-                predicate(&arrays, [check_path, check_path], ltree::is_descendant)?
+                predicate(arrays, [check_path, check_path], ltree::is_descendant)?
             }
             LtreeFunctionKind::LqueryMatch => predicate(
-                &arrays,
+                arrays,
                 [check_path, |pattern| Lquery::parse(pattern).map(|_| ())],
                 lquery_match,
             )?,
-        };
-        // Scalars in, scalar out: keeps constant folding of literal paths working.
-        if all_scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?))
-        } else {
-            Ok(ColumnarValue::Array(result))
-        }
+        })
     }
 }
 

@@ -83,7 +83,7 @@ fn plan_tagged(expr: RawBinaryExpr, schema: &DFSchema) -> Result<PlannerResult<R
     )))
 }
 
-fn is_string(data_type: &datafusion::arrow::datatypes::DataType) -> bool {
+pub(crate) fn is_string(data_type: &datafusion::arrow::datatypes::DataType) -> bool {
     use datafusion::arrow::datatypes::DataType::{LargeUtf8, Utf8, Utf8View};
     matches!(data_type, Utf8 | Utf8View | LargeUtf8)
 }

@@ -7,7 +7,8 @@
 //! results in those types' binary forms (16 bytes for a uuid; a version byte before a jsonb
 //! document). Parameters of those types, text or binary, reach the plan as text
 //! ([`with_text_parameters`]). A text that is not a uuid, or not JSON, is refused with 22P02
-//! when it is sent, as PostgreSQL refuses it on input.
+//! when it is sent, as PostgreSQL refuses it on input. (A cast to `jsonb` normalises the
+//! document and refuses one that is not JSON itself: see [`quantatom_udfs::JsonInputRule`].)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use pgwire::api::stmt::StoredStatement;
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::postgres_column_names::postgres_column_name;
+use quantatom_udfs::json::{Document, JSON, JSONB};
 use quantatom_udfs::ltree::{LQUERY, LTREE};
 use quantatom_udfs::{postgres_type_of, tagged_text_field};
 
@@ -49,8 +51,8 @@ impl TextBackedType {
     fn name(self) -> &'static str {
         match self {
             Self::Uuid => "uuid",
-            Self::Json => "json",
-            Self::Jsonb => "jsonb",
+            Self::Json => JSON,
+            Self::Jsonb => JSONB,
         }
     }
 
@@ -79,6 +81,15 @@ pub(crate) struct PostgresTypePlanner;
 
 impl TypePlanner for PostgresTypePlanner {
     fn plan_type_field(&self, sql_type: &SqlType) -> Result<Option<FieldRef>> {
+        // Text is untagged text: DataFusion carries the operand's metadata through a cast to a
+        // bare type, so `x::jsonb::text` would otherwise still be `jsonb`. (The type is the
+        // one DataFusion gives text, `map_string_types_to_utf8view` being left on.)
+        if matches!(
+            sql_type,
+            SqlType::Text | SqlType::Varchar(None) | SqlType::CharacterVarying(None)
+        ) {
+            return Ok(Some(Arc::new(Field::new("text", DataType::Utf8View, true))));
+        }
         let named = match sql_type {
             SqlType::Uuid => Some(TextBackedType::Uuid),
             SqlType::JSON => Some(TextBackedType::Json),
@@ -309,12 +320,9 @@ fn text_of_parameter(kind: TextBackedType, bytes: &[u8], binary: bool) -> PgWire
 
 /// `value` when it is a JSON document; 22P02 otherwise, as PostgreSQL's `json` input.
 fn checked_json(value: &str) -> PgWireResult<&str> {
-    match serde_json::from_str::<serde::de::IgnoredAny>(value) {
+    match Document::parse(value) {
         Ok(_) => Ok(value),
-        Err(error) => Err(user_error(
-            "22P02",
-            format!("invalid input syntax for type json: {error}"),
-        )),
+        Err(error) => Err(user_error(error.sqlstate(), error.to_string())),
     }
 }
 

@@ -53,6 +53,14 @@ with psycopg.connect(URL, autocommit=True) as conn:
             for binary in (False, True):
                 row = conn.execute(f"SELECT %{parameter_format}::{sql_type}", [wrapped], binary=binary).fetchone()
                 check(f"{sql_type} parameter {parameter_format} binary={binary}", row[0], DOCUMENT)
+    # JSON operators on a document parameter (psycopg sends Jsonb typed as jsonb), prepared too.
+    for prepare in (False, True):
+        row = conn.execute(
+            "SELECT %s::jsonb ->> 'level', %s::jsonb -> 'accounts', %s::jsonb @> %s::jsonb",
+            [Jsonb(DOCUMENT)] * 3 + [Jsonb({"accounts": ["COGS"]})],
+            prepare=prepare,
+        ).fetchone()
+        check(f"jsonb operators prepare={prepare}", row, ("2", ["Revenue", "COGS"], True))
     check("NULL round trip", conn.execute("SELECT %s::int4", [None]).fetchone()[0], None)
     for bad in ("SELECT 'not-a-uuid'::uuid", "SELECT '{oops'::jsonb"):
         try:

@@ -727,8 +727,8 @@ async fn fetched(
     (names, rows)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn result_columns_are_named_as_postgresql_names_them() {
+/// A connection to the test PostgreSQL, to compare answers with.
+async fn test_postgres() -> tokio_postgres::Client {
     let postgres_url = std::env::var("QUANTATOM_TEST_POSTGRES_URL").expect(
         "QUANTATOM_TEST_POSTGRES_URL names the test PostgreSQL: run the tests with scripts/test",
     );
@@ -737,6 +737,12 @@ async fn result_columns_are_named_as_postgresql_names_them() {
             .await
             .expect("the test PostgreSQL accepts a connection");
     tokio::spawn(connection);
+    postgres
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_columns_are_named_as_postgresql_names_them() {
+    let postgres = test_postgres().await;
     let server = TestServer::start().await;
     let client = server.client().await;
     for sql in NAMED_COLUMNS {
@@ -799,4 +805,106 @@ async fn result_columns_are_named_as_postgresql_names_them() {
         Some("ab".to_owned()),
     ]];
     assert_eq!(binary_rows, [expected.clone(), expected]);
+}
+
+/// `json` and `jsonb` casts, operators and functions on documents of every shape.
+const JSON_QUERIES: [&str; 15] = [
+    r#"SELECT '{"b": 1, "a": [1, 2.50, 1e2, -0, 1.5e-3], "b": {"y": "\u00e9\n\/", "x": null}}'::jsonb"#,
+    r#"SELECT '  {"b" : 1,"a":[ 2 ]}  '::json, '"\ud83d\ude00"'::jsonb, '[]'::jsonb, '{}'::jsonb"#,
+    r#"SELECT '{"a": {"b": [10, "x", null]}}'::json -> 'a', '{"a": {"b": [10, "x", null]}}'::jsonb -> 'a'"#,
+    r#"SELECT '{"a": {"b": [10, "x", null]}}'::jsonb #> '{a,b,1}', '{"a": {"b": [10, "x", null]}}'::jsonb #>> '{a,b,1}', '{"a": {"b": [10, "x", null]}}'::json #>> '{a, b, -3}', '{"a": {"b": [10]}}'::jsonb #> '{a,c}', '{"a": [1]}'::jsonb #>> ARRAY['a', '0'], '{"a": 1}'::jsonb #> '{}'"#,
+    r#"SELECT '[1, 2, 3]'::jsonb -> -1, '[1, 2, 3]'::jsonb ->> 5, '[1, 2, 3]'::json -> 'a', '{"a": 1}'::jsonb -> 0, '[1, {"a": [true]}]'::json -> 1 -> 'a' ->> 0"#,
+    r#"SELECT '{"a": "x", "n": null}'::jsonb ->> 'a', '{"a": "x", "n": null}'::jsonb ->> 'n', '{"a": "x\"y\u0041"}'::json ->> 'a', '{"a": 1, "a": 2}'::json ->> 'a', '"s"'::jsonb ->> 'a'"#,
+    r#"SELECT '{"a": 1, "b": {"c": [1, 2]}}'::jsonb @> '{"b": {"c": [2]}}', '{"a": 1.0}'::jsonb @> '{"a": 1}', '["foo", "bar"]'::jsonb @> '"foo"'::jsonb, '{"a": 1}'::jsonb <@ '{"a": 1, "b": 2}', '[1, [2, 3]]'::jsonb @> '[[3]]', '[1, 2]'::jsonb @> '[[1]]', '{"a": [1]}'::jsonb @> '{"a": 1}'"#,
+    r#"SELECT '{"a": 1, "b": null}'::jsonb ? 'b', '["a", "c"]'::jsonb ?| '{b,c}', '{"a": 1, "b": 2}'::jsonb ?& '{a,b}', '{"a": 1}'::jsonb ?& ARRAY['a', 'z'], '[{"a": 1}]'::jsonb ? 'a', '"a"'::jsonb ? 'a'"#,
+    r#"SELECT json_typeof('{"a": 1}'), jsonb_typeof('[1]'), jsonb_typeof('"s"'), json_typeof('1.5'), jsonb_typeof('true'), jsonb_typeof('null')"#,
+    r#"SELECT json_extract_path_text('{"a": {"b": ["x", "y"]}}', 'a', 'b', '1'), jsonb_extract_path('{"a": {"b": ["x", "y"]}}', 'a'), jsonb_object_field_text('{"k": 7}', 'k'), json_array_element('[1, [2]]', 1)"#,
+    r#"SELECT '{"b": 1, "a": 2}'::jsonb = '{"a": 2, "b": 1}'::jsonb, ('{"b": 1, "a": 2}'::jsonb)::text, ('{"b": 1, "a": 2}'::json)::text"#,
+    r#"SELECT '1e2'::jsonb, '-0.0'::jsonb, '12.345e1'::jsonb, '-120e-1'::jsonb, '0.000'::jsonb, '1E+2'::jsonb, length('1e1001'::jsonb::text), length('0.0001e131072'::jsonb::text), '0e200000'::jsonb"#,
+    r#"SELECT '"s"'::jsonb -> 0, '"s"'::jsonb ->> -1, '5'::jsonb -> 1, '"s"'::json -> 0, '"s"'::jsonb #> '{0}', '[1, 2]'::jsonb #>> '{" 1"}', '[1, 2]'::jsonb #>> '{"1 "}', '5'::jsonb @> '[5]', '[5]'::jsonb @> '5'"#,
+    r#"SELECT NULL::jsonb -> 'a', '{"a": 1}'::jsonb ->> NULL::text, NULL::json #>> '{a}', '{"a": 1}'::jsonb ? NULL::text"#,
+    r#"SELECT v ->> 'k' FROM (VALUES ('{"k": "p"}'::jsonb), ('{"k": 2}'::jsonb), ('[1]'::jsonb), (NULL::jsonb)) AS t(v) ORDER BY 1"#,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_answers_as_postgresql_does() {
+    let postgres = test_postgres().await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    for sql in JSON_QUERIES {
+        assert_eq!(
+            text_rows(&client, sql).await,
+            text_rows(&postgres, sql).await,
+            "{sql}"
+        );
+    }
+    // Result types: a document, or text once read as text or cast to it.
+    let typed = r#"SELECT '{"a": 1}'::jsonb::text, '{"a": 1}'::jsonb -> 'a', '{"a": 1}'::json #>> '{a}', '1'::json, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid::text"#;
+    let mut types = Vec::new();
+    for server in [&client, &postgres] {
+        let statement = server.prepare(typed).await.unwrap();
+        types.push(
+            statement
+                .columns()
+                .iter()
+                .map(|c| c.type_().clone())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        types[0],
+        [Type::TEXT, Type::JSONB, Type::TEXT, Type::JSON, Type::TEXT]
+    );
+    assert_eq!(types[0], types[1]);
+    // Parameters, in the extended protocol.
+    let extract = "SELECT ($1::text)::jsonb ->> $2::text, ($1::text)::jsonb @> ($3::text)::jsonb";
+    let document = r#"{"region": "EMEA", "tags": ["a", "b"]}"#;
+    for server in [&client, &postgres] {
+        let row = server
+            .query_one(extract, &[&document, &"region", &r#"{"tags": ["b"]}"#])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "EMEA");
+        assert!(row.get::<_, bool>(1));
+    }
+    // Documents PostgreSQL refuses, with its SQLSTATEs.
+    let refused = [
+        (
+            "SELECT '{oops'::jsonb",
+            SqlState::INVALID_TEXT_REPRESENTATION,
+        ),
+        ("SELECT '[1,]'::json", SqlState::INVALID_TEXT_REPRESENTATION),
+        (
+            r#"SELECT '{"a": "\u0000"}'::jsonb"#,
+            SqlState::UNTRANSLATABLE_CHARACTER,
+        ),
+        (
+            r#"SELECT '{"a": "\u0000"}'::json ->> 'a'"#,
+            SqlState::UNTRANSLATABLE_CHARACTER,
+        ),
+        (
+            "SELECT '[1]'::jsonb #> '{a'",
+            SqlState::INVALID_TEXT_REPRESENTATION,
+        ),
+        (
+            "SELECT '100e131070'::jsonb",
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+        ),
+        (
+            "SELECT '0e-20000'::jsonb",
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+        ),
+    ];
+    for (sql, code) in refused {
+        for server in [&client, &postgres] {
+            let error = server.simple_query(sql).await.expect_err(sql);
+            assert_eq!(error.code(), Some(&code), "{sql}: {error:?}");
+        }
+    }
+    // A refused document leaves the connection working.
+    assert_eq!(
+        text_rows(&client, "SELECT 1").await,
+        [[Some("1".to_owned())]]
+    );
+    server.stop().await;
 }

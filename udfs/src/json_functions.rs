@@ -1,0 +1,405 @@
+//! PostgreSQL's `json` and `jsonb` functions, which are also what the operators and casts plan
+//! to (see [`crate::JsonOperatorPlanner`], [`crate::JsonInputRule`]): `json_in` and `jsonb_in`
+//! (a cast: the document checked, and for `jsonb` normalised), `json_object_field` (`->` with a key),
+//! `json_array_element` (`->` with an index), `json_extract_path` and `#>`, each with a
+//! `_text` form (`->>`, `#>>`), `json_typeof`, and for `jsonb` also `jsonb_contains` (`@>`),
+//! `jsonb_contained` (`<@`), `jsonb_exists` (`?`), `jsonb_exists_any` (`?|`) and
+//! `jsonb_exists_all` (`?&`).
+//!
+//! Documents are text (any string type), parsed per row with [`crate::json`]; a document that
+//! is not JSON is an error (22P02), NULL in gives NULL out, and a `jsonb` result is normalised.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::cast::{as_int64_array, as_list_array, as_string_array};
+use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+
+use crate::evaluation::evaluate;
+use crate::json::{Document, JsonError, JsonType, text_array_elements};
+use crate::tagged_text::tagged_text_field;
+
+/// What a [`JsonFunction`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JsonFunctionKind {
+    /// `json_in(text)`, `x::json`: the text, checked to be JSON (`jsonb_in`: normalised).
+    Input,
+    /// `json_object_field(doc, key)`, `doc -> 'key'`: an object's field.
+    ObjectField,
+    /// `json_object_field_text(doc, key)`, `doc ->> 'key'`: the field as text.
+    ObjectFieldText,
+    /// `json_array_element(doc, index)`, `doc -> 0`: an array's element (negative from
+    /// the end).
+    ArrayElement,
+    /// `json_array_element_text(doc, index)`, `doc ->> 0`: the element as text.
+    ArrayElementText,
+    /// `json_extract_path(doc, VARIADIC path)`: the value at a path of keys and indexes.
+    ExtractPath,
+    /// `json_extract_path_text(doc, VARIADIC path)`: the value at the path as text.
+    ExtractPathText,
+    /// `doc #> '{a,0}'`: the value at a path given as one text array.
+    ExtractPathOperator,
+    /// `doc #>> '{a,0}'`: the value at the path as text.
+    ExtractPathTextOperator,
+    /// `json_typeof(doc)`: `object`, `array`, `string`, `number`, `boolean` or `null`.
+    Typeof,
+    /// `jsonb_contains(a, b)`, `a @> b`.
+    Contains,
+    /// `jsonb_contained(a, b)`, `a <@ b`.
+    Contained,
+    /// `jsonb_exists(doc, key)`, `doc ? key`.
+    Exists,
+    /// `jsonb_exists_any(doc, keys)`, `doc ?| keys`.
+    ExistsAny,
+    /// `jsonb_exists_all(doc, keys)`, `doc ?& keys`.
+    ExistsAll,
+}
+
+impl JsonFunctionKind {
+    /// The kinds both types have.
+    const BOTH: [Self; 10] = [
+        Self::Input,
+        Self::ObjectField,
+        Self::ObjectFieldText,
+        Self::ArrayElement,
+        Self::ArrayElementText,
+        Self::ExtractPath,
+        Self::ExtractPathText,
+        Self::ExtractPathOperator,
+        Self::ExtractPathTextOperator,
+        Self::Typeof,
+    ];
+    /// The kinds only `jsonb` has.
+    const JSONB_ONLY: [Self; 5] = [
+        Self::Contains,
+        Self::Contained,
+        Self::Exists,
+        Self::ExistsAny,
+        Self::ExistsAll,
+    ];
+
+    /// The name after `json_` or `jsonb_`.
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Input => "in",
+            Self::ObjectField => "object_field",
+            Self::ObjectFieldText => "object_field_text",
+            Self::ArrayElement => "array_element",
+            Self::ArrayElementText => "array_element_text",
+            Self::ExtractPath => "extract_path",
+            Self::ExtractPathText => "extract_path_text",
+            Self::ExtractPathOperator => "extract_path_op",
+            Self::ExtractPathTextOperator => "extract_path_text_op",
+            Self::Typeof => "typeof",
+            Self::Contains => "contains",
+            Self::Contained => "contained",
+            Self::Exists => "exists",
+            Self::ExistsAny => "exists_any",
+            Self::ExistsAll => "exists_all",
+        }
+    }
+
+    /// Whether the result is a document (else text or a boolean).
+    fn returns_document(self) -> bool {
+        matches!(
+            self,
+            Self::Input
+                | Self::ObjectField
+                | Self::ArrayElement
+                | Self::ExtractPath
+                | Self::ExtractPathOperator
+        )
+    }
+
+    fn returns_boolean(self) -> bool {
+        Self::JSONB_ONLY.contains(&self)
+    }
+}
+
+/// One `json` or `jsonb` function as a DataFusion scalar UDF.
+///
+/// ```
+/// use quantatom_udfs::JsonFunction;
+/// use quantatom_udfs::json::JsonType;
+/// use quantatom_udfs::JsonFunctionKind;
+/// let field = JsonFunction::udf(JsonFunctionKind::ObjectFieldText, JsonType::Jsonb);
+/// assert_eq!(field.name(), "jsonb_object_field_text");
+/// ```
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JsonFunction {
+    kind: JsonFunctionKind,
+    of: JsonType,
+    name: String,
+    signature: Signature,
+}
+
+impl JsonFunction {
+    /// The function `kind` on documents of type `of`.
+    pub fn new(kind: JsonFunctionKind, of: JsonType) -> Self {
+        Self {
+            kind,
+            of,
+            name: format!("{}_{}", of.name(), kind.suffix()),
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+
+    /// The function as a shareable UDF.
+    pub fn udf(kind: JsonFunctionKind, of: JsonType) -> Arc<ScalarUDF> {
+        Arc::new(ScalarUDF::from(Self::new(kind, of)))
+    }
+
+    /// Every function: each kind for `json` and `jsonb`, the `jsonb`-only ones for `jsonb`.
+    pub fn udfs() -> Vec<Arc<ScalarUDF>> {
+        let both = JsonFunctionKind::BOTH
+            .into_iter()
+            .flat_map(|kind| [JsonType::Json, JsonType::Jsonb].map(|of| Self::udf(kind, of)));
+        let jsonb = JsonFunctionKind::JSONB_ONLY
+            .into_iter()
+            .map(|kind| Self::udf(kind, JsonType::Jsonb));
+        both.chain(jsonb).collect()
+    }
+
+    /// The answer for `document`, parsed from `source`.
+    fn answer(
+        &self,
+        source: &str,
+        document: &Document,
+        arguments: &Arguments,
+    ) -> Result<Answer, JsonError> {
+        use JsonFunctionKind as K;
+        let found = match self.kind {
+            // A `json` value is its text exactly, surrounding whitespace included.
+            K::Input if self.of == JsonType::Json => {
+                return Ok(Answer::Text(Some(source.to_owned())));
+            }
+            K::Input => Some(document),
+            K::ObjectField | K::ObjectFieldText => document.field(arguments.text(1))?,
+            K::ArrayElement | K::ArrayElementText => {
+                document.element(arguments.integer(1), self.of)
+            }
+            K::ExtractPath
+            | K::ExtractPathText
+            | K::ExtractPathOperator
+            | K::ExtractPathTextOperator => match arguments.path()? {
+                Some(path) => document.at_path(&path)?,
+                None => None,
+            },
+            K::Typeof => return Ok(Answer::Text(Some(document.type_name().to_owned()))),
+            K::Contains | K::Contained => {
+                let other = Document::parse(arguments.text(1))?;
+                return Ok(Answer::Boolean(match self.kind {
+                    K::Contains => document.contains(&other)?,
+                    _ => other.contains(document)?,
+                }));
+            }
+            K::Exists => return Ok(Answer::Boolean(document.has_key(arguments.text(1))?)),
+            K::ExistsAny | K::ExistsAll => {
+                let keys = arguments.keys()?;
+                let mut held = keys.iter().flatten().map(|key| document.has_key(key));
+                return Ok(Answer::Boolean(match self.kind {
+                    K::ExistsAny => held.try_fold(false, |any, has| has.map(|has| any || has))?,
+                    _ => held.try_fold(true, |all, has| has.map(|has| all && has))?,
+                }));
+            }
+        };
+        let Some(found) = found else {
+            return Ok(Answer::Text(None));
+        };
+        Ok(Answer::Text(match self.kind.returns_document() {
+            true => Some(found.to_text(self.of)?),
+            false => found.to_plain_text(self.of)?,
+        }))
+    }
+}
+
+/// One row's answer.
+enum Answer {
+    Text(Option<String>),
+    Boolean(bool),
+}
+
+/// One row of a call's arguments (after the document), none of them NULL.
+struct Arguments<'a> {
+    arrays: &'a [ArrayRef],
+    row: usize,
+    /// Whether a path or key list is one text-array literal (`#>`, `?|`, `?&`) rather than
+    /// the variadic keys of `json_extract_path`.
+    array_literal: bool,
+}
+
+impl Arguments<'_> {
+    fn text(&self, i: usize) -> &str {
+        self.arrays[i]
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .map_or("", |texts| texts.value(self.row))
+    }
+
+    fn integer(&self, i: usize) -> i64 {
+        as_int64_array(&self.arrays[i]).map_or(0, |integers| integers.value(self.row))
+    }
+
+    /// The keys of a text array: an array value, a text-array literal, or the variadic texts.
+    fn keys(&self) -> Result<Vec<Option<String>>, JsonError> {
+        let rest = &self.arrays[1..];
+        if let [single] = rest
+            && let Ok(lists) = as_list_array(single)
+        {
+            let list = lists.value(self.row);
+            let texts = list.as_any().downcast_ref::<StringArray>();
+            return Ok(texts.map_or_else(Vec::new, |texts| {
+                texts.iter().map(|text| text.map(str::to_owned)).collect()
+            }));
+        }
+        if self.array_literal {
+            return text_array_elements(self.text(1));
+        }
+        Ok((1..self.arrays.len())
+            .map(|i| Some(self.text(i).to_owned()))
+            .collect())
+    }
+
+    /// A path's steps; `None` when one of them is NULL (the answer is then NULL).
+    fn path(&self) -> Result<Option<Vec<String>>, JsonError> {
+        Ok(self.keys()?.into_iter().collect())
+    }
+}
+
+fn json_error(error: JsonError) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+impl ScalarUDFImpl for JsonFunction {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// The document and keys as text, an index as `Int64`, paths and key lists as text
+    /// arrays or (for `#>`, `?|`, `?&`) text.
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        use JsonFunctionKind as K;
+        let arity_ok = match self.kind {
+            K::Input | K::Typeof => arg_types.len() == 1,
+            K::ExtractPath | K::ExtractPathText => !arg_types.is_empty(),
+            _ => arg_types.len() == 2,
+        };
+        if !arity_ok {
+            return plan_err!("{} takes no {} arguments", self.name, arg_types.len());
+        }
+        let text_list = DataType::new_list(DataType::Utf8, true);
+        arg_types
+            .iter()
+            .enumerate()
+            .map(|(i, given)| {
+                let is_text = given.is_null()
+                    || matches!(
+                        given,
+                        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                    );
+                let is_list = matches!(given, DataType::List(_) | DataType::LargeList(_));
+                match (i, self.kind) {
+                    (0, _) if is_text => Ok(DataType::Utf8),
+                    (_, K::ArrayElement | K::ArrayElementText) if given.is_integer() => {
+                        Ok(DataType::Int64)
+                    }
+                    (
+                        _,
+                        K::ExtractPath
+                        | K::ExtractPathText
+                        | K::ExtractPathOperator
+                        | K::ExtractPathTextOperator
+                        | K::ExistsAny
+                        | K::ExistsAll,
+                    ) if is_list && arg_types.len() == 2 => Ok(text_list.clone()),
+                    (_, K::ArrayElement | K::ArrayElementText) => {
+                        plan_err!("{} takes an integer index, not {given}", self.name)
+                    }
+                    _ if is_text => Ok(DataType::Utf8),
+                    _ => plan_err!("{} does not take an argument of type {given}", self.name),
+                }
+            })
+            .collect()
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.kind.returns_boolean() {
+            true => DataType::Boolean,
+            false => DataType::Utf8,
+        })
+    }
+
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(match self.kind.returns_document() {
+            true => tagged_text_field(&self.name, self.of.name(), true),
+            false => Field::new(&self.name, self.return_type(&[])?, true),
+        }))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        evaluate(&args.args, |arrays| self.compute(arrays))
+    }
+}
+
+impl JsonFunction {
+    fn compute(&self, arrays: &[ArrayRef]) -> Result<ArrayRef> {
+        // Text already for a call, but a cast's operand (see `JsonInputRule`) is as written.
+        let documents = cast(&arrays[0], &DataType::Utf8)?;
+        let documents = as_string_array(&documents)?;
+        let array_literal = matches!(
+            self.kind,
+            JsonFunctionKind::ExtractPathOperator
+                | JsonFunctionKind::ExtractPathTextOperator
+                | JsonFunctionKind::ExistsAny
+                | JsonFunctionKind::ExistsAll
+        );
+        // Logical: a NULL literal operand of a cast is a `NullArray`, which has no null buffer.
+        let nulls: Vec<_> = arrays.iter().map(|array| array.logical_nulls()).collect();
+        let answers = (0..documents.len())
+            .map(|row| {
+                if nulls.iter().flatten().any(|nulls| nulls.is_null(row)) {
+                    return Ok(None);
+                }
+                let arguments = Arguments {
+                    arrays,
+                    row,
+                    array_literal,
+                };
+                let source = documents.value(row);
+                let document = Document::parse(source)?;
+                self.answer(source, &document, &arguments).map(Some)
+            })
+            .collect::<Result<Vec<_>, JsonError>>()
+            .map_err(json_error)?;
+        Ok(match self.kind.returns_boolean() {
+            true => Arc::new(
+                answers
+                    .into_iter()
+                    .map(|answer| match answer {
+                        Some(Answer::Boolean(holds)) => Some(holds),
+                        _ => None,
+                    })
+                    .collect::<BooleanArray>(),
+            ),
+            false => Arc::new(
+                answers
+                    .into_iter()
+                    .map(|answer| match answer {
+                        Some(Answer::Text(text)) => text,
+                        _ => None,
+                    })
+                    .collect::<StringArray>(),
+            ),
+        })
+    }
+}
