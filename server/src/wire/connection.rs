@@ -52,7 +52,7 @@ use super::copy_out::CopyOut;
 use super::cursors::CursorDeclaration;
 use super::dml_tags::{dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
-use super::errors::api_error;
+use super::errors::{api_error, user_error};
 use super::format_options::SessionFormatOptions;
 use super::session_plans::{
     ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
@@ -413,6 +413,7 @@ impl Connection {
                 reports,
                 sent: Arc::default(),
                 access_resolved: Mutex::new((Instant::now(), login.store.committed_changes())),
+                block_cursors: Mutex::default(),
             }),
             startup: Arc::new(Startup {
                 session,
@@ -469,6 +470,9 @@ pub(crate) struct SessionQueries {
     sent: Arc<RowsSent>,
     /// When the session's access was last resolved, and the store's committed changes then.
     access_resolved: Mutex<(Instant, u64)>,
+    /// The cursors declared without `WITH HOLD` in the open transaction block, closed when it
+    /// ends.
+    block_cursors: Mutex<Vec<String>>,
 }
 
 impl SessionQueries {
@@ -531,7 +535,8 @@ impl SessionQueries {
         self.plans.statement_changed_plans();
         Ok(Response::Execution(Tag::new(statement.tag())))
     }
-    /// Opens a cursor (either protocol), refused in a failed transaction block.
+    /// Opens a cursor (either protocol), refused in a failed transaction block and, unless
+    /// it is `WITH HOLD`, outside a block (25P01, as PostgreSQL).
     async fn declare_cursor<C>(
         &self,
         client: &mut C,
@@ -545,8 +550,39 @@ impl SessionQueries {
         if client.transaction_status() == TransactionStatus::Error {
             return Err(in_failed_block());
         }
+        if !cursor.holds() && !session_writes(&self.session).in_block() {
+            return Err(user_error(
+                "25P01",
+                "DECLARE CURSOR can only be used in transaction blocks",
+            ));
+        }
+        let name = cursor.name().to_owned();
+        let closes_with_block = !cursor.holds();
         // Boxed, as every rare and large step of a query is (see `copy_out`).
-        Box::pin(cursor.open(&self.session, client)).await
+        let opened = Box::pin(cursor.open(&self.session, client)).await?;
+        let mut block_cursors = self.block_cursors.lock().expect("cursors poisoned");
+        // A name declared again (after a CLOSE) is the new cursor's.
+        block_cursors.retain(|open| *open != name);
+        if closes_with_block {
+            block_cursors.push(name);
+        }
+        Ok(opened)
+    }
+
+    /// Closes the cursors declared without `WITH HOLD` once their transaction block has
+    /// ended (`COMMIT`, `ROLLBACK`, a failed `COMMIT`), as PostgreSQL does.
+    fn close_cursors_after_block<C>(&self, client: &C)
+    where
+        C: ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        let mut block_cursors = self.block_cursors.lock().expect("cursors poisoned");
+        if block_cursors.is_empty() || session_writes(&self.session).in_block() {
+            return;
+        }
+        for name in block_cursors.drain(..) {
+            client.portal_store().rm_portal(&name);
+        }
     }
 
     /// Runs a `COPY ... TO STDOUT` (either protocol), its rows in the session's formats.
@@ -743,6 +779,7 @@ impl SimpleQueryHandler for SessionQueries {
         let responses = stop
             .until_stopped(SimpleQueryHandler::do_query(&self.service, client, query))
             .await;
+        self.close_cursors_after_block(client);
         if changes_plans {
             self.plans.statement_changed_plans();
         }
@@ -885,6 +922,7 @@ impl ExtendedQueryHandler for SessionQueries {
                 max_rows,
             ))
             .await;
+        self.close_cursors_after_block(client);
         if parsed
             .as_ref()
             .is_some_and(|(statement, _)| may_change_plans(statement))

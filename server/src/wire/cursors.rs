@@ -2,7 +2,8 @@
 //! and encoded as the same query sent on its own is, so `FETCH` gives the columns, names and
 //! types it would (`count`, not DataFusion's `count(*)`; a `uuid` as a uuid; a `timestamptz`
 //! in the session's zone). `FETCH` and `CLOSE` stay datafusion-postgres's
-//! ([`CursorStatementHook`]), reading the portal stored here.
+//! ([`CursorStatementHook`]), reading the portal stored here. As in PostgreSQL, a cursor
+//! declared without `WITH HOLD` needs a transaction block and closes when it ends.
 //!
 //! [`CursorStatementHook`]: datafusion_postgres::hooks::cursor::CursorStatementHook
 
@@ -29,6 +30,8 @@ pub(crate) struct CursorDeclaration {
     name: String,
     /// `BINARY`: rows in binary format rather than text.
     binary: bool,
+    /// `WITH HOLD`: the cursor outlives its transaction (and may be declared outside one).
+    hold: bool,
     /// The cursor's query, as written.
     query: String,
 }
@@ -57,8 +60,19 @@ impl CursorDeclaration {
         Some(Self {
             name: name.value.clone(),
             binary: declaration.binary == Some(true),
+            hold: declaration.hold == Some(true),
             query: query.to_string(),
         })
+    }
+
+    /// The cursor's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the cursor is declared `WITH HOLD`.
+    pub(crate) fn holds(&self) -> bool {
+        self.hold
     }
 
     /// Opens the cursor in `client`'s portals: its query starts running in `session`, and its

@@ -790,6 +790,50 @@ async fn result_columns_are_named_as_postgresql_names_them() {
         assert_eq!(again.code(), Some(&SqlState::DUPLICATE_CURSOR));
         server.batch_execute("ROLLBACK").await.unwrap();
     }
+    // A cursor closes when its transaction ends, unless it is WITH HOLD; outside a block,
+    // only a WITH HOLD cursor may be declared.
+    for server in [&client, &postgres] {
+        server
+            .batch_execute(
+                "BEGIN; DECLARE brief CURSOR FOR SELECT 1; \
+                 DECLARE kept CURSOR WITH HOLD FOR SELECT 2; COMMIT",
+            )
+            .await
+            .unwrap();
+        let closed = server.simple_query("FETCH 1 FROM brief").await;
+        assert_eq!(
+            closed.expect_err("brief closed at COMMIT").code(),
+            Some(&SqlState::INVALID_CURSOR_NAME)
+        );
+        assert_eq!(
+            text_rows(server, "FETCH 1 FROM kept").await,
+            [[Some("2".to_owned())]]
+        );
+        server.batch_execute("CLOSE kept").await.unwrap();
+        server
+            .batch_execute("BEGIN; DECLARE undone CURSOR FOR SELECT 1; ROLLBACK")
+            .await
+            .unwrap();
+        let closed = server.simple_query("FETCH 1 FROM undone").await;
+        assert_eq!(
+            closed.expect_err("undone closed at ROLLBACK").code(),
+            Some(&SqlState::INVALID_CURSOR_NAME)
+        );
+        let outside = server
+            .batch_execute("DECLARE loose CURSOR FOR SELECT 1")
+            .await
+            .expect_err("a cursor outside a block");
+        assert_eq!(outside.code(), Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION));
+        server
+            .batch_execute("DECLARE free CURSOR WITH HOLD FOR SELECT 3")
+            .await
+            .unwrap();
+        assert_eq!(
+            text_rows(server, "FETCH ALL FROM free").await,
+            [[Some("3".to_owned())]]
+        );
+        server.batch_execute("CLOSE free").await.unwrap();
+    }
     // A BINARY cursor's rows come in binary: 258 as an int4's four bytes.
     let mut binary_rows = Vec::new();
     for server in [&client, &postgres] {
