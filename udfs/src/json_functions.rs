@@ -23,6 +23,7 @@ use datafusion::logical_expr::{
 
 use crate::evaluation::evaluate;
 use crate::json::{Document, JsonError, JsonType, text_array_elements};
+use crate::planner::is_text;
 use crate::tagged_text::tagged_text_field;
 
 /// What a [`JsonFunction`] computes.
@@ -302,11 +303,7 @@ impl ScalarUDFImpl for JsonFunction {
             .iter()
             .enumerate()
             .map(|(i, given)| {
-                let is_text = given.is_null()
-                    || matches!(
-                        given,
-                        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
-                    );
+                let is_text = is_text(given);
                 let is_list = matches!(given, DataType::List(_) | DataType::LargeList(_));
                 match (i, self.kind) {
                     (0, _) if is_text => Ok(DataType::Utf8),

@@ -11,7 +11,7 @@
 //! attributes, a JSON object held as text). `@>` and `<@` are claimed when a side is `jsonb`
 //! (on other text they stay the `ltree` operators), `?`, `?|` and `?&` when the left side is.
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::Field;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result};
@@ -25,7 +25,7 @@ use datafusion::optimizer::AnalyzerRule;
 use crate::json::JsonType;
 use crate::json_functions::{JsonFunction, JsonFunctionKind};
 use crate::plan_rewrite::rewrite_expressions;
-use crate::planner::is_string;
+use crate::planner::is_text;
 use crate::tagged_text::postgres_type_of;
 
 /// The [`ExprPlanner`] of the JSON operators; registered before [`crate::LtreeOperatorPlanner`],
@@ -100,17 +100,15 @@ pub struct JsonInputRule;
 impl AnalyzerRule for JsonInputRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         rewrite_expressions(plan, |expr| match expr {
-            Expr::Cast(Cast { expr, field }) => {
-                match crate::postgres_type_of(&field).and_then(JsonType::of_tag) {
-                    Some(of) => Ok(Transformed::yes(Expr::ScalarFunction(
-                        ScalarFunction::new_udf(
-                            JsonFunction::udf(JsonFunctionKind::Input, of),
-                            vec![*expr],
-                        ),
-                    ))),
-                    None => Ok(Transformed::no(Expr::Cast(Cast { expr, field }))),
-                }
-            }
+            Expr::Cast(Cast { expr, field }) => match json_type_of(&field) {
+                Some(of) => Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(
+                        JsonFunction::udf(JsonFunctionKind::Input, of),
+                        vec![*expr],
+                    ),
+                ))),
+                None => Ok(Transformed::no(Expr::Cast(Cast { expr, field }))),
+            },
             other => Ok(Transformed::no(other)),
         })
     }
@@ -123,9 +121,10 @@ impl AnalyzerRule for JsonInputRule {
 /// The JSON type `expr` is tagged as, if any.
 fn document_type(expr: &Expr, schema: &DFSchema) -> Result<Option<JsonType>> {
     let (_, field) = expr.to_field(schema)?;
-    Ok(postgres_type_of(&field).and_then(JsonType::of_tag))
+    Ok(json_type_of(&field))
 }
 
-fn is_text(data_type: &DataType) -> bool {
-    data_type.is_null() || is_string(data_type)
+/// The JSON type a field is tagged as, if any.
+fn json_type_of(field: &Field) -> Option<JsonType> {
+    postgres_type_of(field).and_then(JsonType::of_tag)
 }

@@ -45,11 +45,8 @@ impl ExprPlanner for LtreeOperatorPlanner {
             }
             _ => return Ok(PlannerResult::Original(expr)),
         };
-        let is_text = |e: &Expr| -> Result<bool> {
-            let data_type = e.get_type(schema)?;
-            Ok(data_type.is_null() || is_string(&data_type))
-        };
-        if !(is_text(&expr.left)? && is_text(&expr.right)?) {
+        let texts = is_text(&expr.left.get_type(schema)?) && is_text(&expr.right.get_type(schema)?);
+        if !texts {
             return Ok(PlannerResult::Original(expr));
         }
         Ok(PlannerResult::Planned(Expr::ScalarFunction(
@@ -83,7 +80,8 @@ fn plan_tagged(expr: RawBinaryExpr, schema: &DFSchema) -> Result<PlannerResult<R
     )))
 }
 
-pub(crate) fn is_string(data_type: &datafusion::arrow::datatypes::DataType) -> bool {
+/// Whether a value of `data_type` is text, or an untyped NULL that may be text.
+pub(crate) fn is_text(data_type: &datafusion::arrow::datatypes::DataType) -> bool {
     use datafusion::arrow::datatypes::DataType::{LargeUtf8, Utf8, Utf8View};
-    matches!(data_type, Utf8 | Utf8View | LargeUtf8)
+    data_type.is_null() || matches!(data_type, Utf8 | Utf8View | LargeUtf8)
 }

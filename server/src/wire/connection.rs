@@ -550,14 +550,14 @@ impl SessionQueries {
         if client.transaction_status() == TransactionStatus::Error {
             return Err(in_failed_block());
         }
-        if !cursor.holds() && !session_writes(&self.session).in_block() {
+        let closes_with_block = !cursor.holds();
+        if closes_with_block && !session_writes(&self.session).in_block() {
             return Err(user_error(
                 "25P01",
                 "DECLARE CURSOR can only be used in transaction blocks",
             ));
         }
         let name = cursor.name().to_owned();
-        let closes_with_block = !cursor.holds();
         // Boxed, as every rare and large step of a query is (see `copy_out`).
         let opened = Box::pin(cursor.open(&self.session, client)).await?;
         let mut block_cursors = self.block_cursors.lock().expect("cursors poisoned");
