@@ -5,6 +5,7 @@ use quantatom_table_providers::mdf::MdfError;
 use quantatom_table_providers::metadata::MetadataError;
 use quantatom_udfs::LtreeError;
 use quantatom_udfs::json::JsonError;
+use quantatom_udfs::uuid::UuidError;
 
 use crate::postgres_settings::SettingError;
 use crate::scalar_subqueries::MoreThanOneRow;
@@ -18,6 +19,8 @@ pub fn sqlstate(error: &DataFusionError) -> Option<&'static str> {
     if let Some(e) = inner.downcast_ref::<LtreeError>() {
         Some(e.sqlstate())
     } else if let Some(e) = inner.downcast_ref::<JsonError>() {
+        Some(e.sqlstate())
+    } else if let Some(e) = inner.downcast_ref::<UuidError>() {
         Some(e.sqlstate())
     } else if let Some(e) = inner.downcast_ref::<MoreThanOneRow>() {
         Some(e.sqlstate())

@@ -222,7 +222,13 @@ impl ScalarUDFImpl for PostgresTypeNameFunction {
 }
 
 fn postgres_type_name(arrow_name: &str) -> Option<&'static str> {
-    Some(match DataType::from_str(arrow_name).ok()? {
+    postgres_name_of_type(&DataType::from_str(arrow_name).ok()?)
+}
+
+/// The name PostgreSQL gives the type Quantatom sends `data_type` as (an array is `ARRAY`, as
+/// `information_schema` names it); `None` for a type that has no PostgreSQL counterpart.
+pub(crate) fn postgres_name_of_type(data_type: &DataType) -> Option<&'static str> {
+    Some(match data_type {
         DataType::Boolean => "boolean",
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint",
         DataType::Int32 | DataType::UInt16 => "integer",

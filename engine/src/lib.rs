@@ -65,7 +65,7 @@ use information_schema::PostgresInformationSchema;
 use plan_reuse::PlanEpoch;
 use postgres_functions::{
     ExpandArrayFunction, FixedAnswerFunction, IsVisibleFunction, JsonBuildObjectFunction,
-    ToRegtypeFunction, VersionFunction,
+    ToRegtypeFunction, TypeofFunction, VersionFunction,
 };
 use postgres_settings::{CurrentSettingFunction, PostgresSettings};
 use quantatom_table_providers::ledger::Ledger;
@@ -508,6 +508,7 @@ async fn session_template(
     state.register_udf(Arc::new(CurrentSettingFunction::udf()))?;
     state.register_udf(Arc::new(VersionFunction::udf()))?;
     state.register_udf(Arc::new(ToRegtypeFunction::udf()))?;
+    state.register_udf(Arc::new(TypeofFunction::udf()))?;
     state.register_udf(Arc::new(JsonBuildObjectFunction::udf()))?;
     state.register_udf(Arc::new(ExpandArrayFunction::udf()))?;
     for udf in IsVisibleFunction::udfs()
@@ -526,7 +527,8 @@ async fn session_template(
     state.register_expr_planner(Arc::new(quantatom_udfs::JsonOperatorPlanner))?;
     state.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner))?;
     state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
-    state.add_analyzer_rule(Arc::new(quantatom_udfs::JsonInputRule));
+    state.add_analyzer_rule(Arc::new(quantatom_udfs::InputFunctionRule));
+    state.add_analyzer_rule(Arc::new(quantatom_udfs::DatetimeTextRule));
     state.add_analyzer_rule(Arc::new(scalar_subqueries::ScalarSubqueryRule));
     // Before the DML rules rewrite writes: it checks the statement as its user wrote it.
     state.add_analyzer_rule(Arc::new(access_rule::EnforceAccess));

@@ -317,12 +317,23 @@ fn distinguish_in_select_list(projection: &mut [SelectItem]) {
 }
 
 /// What DataFusion's name for an unaliased item depends on, folded so that items it names
-/// alike compare equal: a cast is named as what it casts, a column by its name (whatever
-/// qualifies it), the rest by its text.
+/// alike compare equal: a cast, at any depth, is named as what it casts (`abs(1::int2)` and
+/// `abs(1::int4)` are both `abs(Int64(1))`), and so is a typed literal (`DATE '2025-01-01'`
+/// is named as `'2025-01-01'::date`), a column by its name (whatever qualifies it), the rest
+/// by its text.
 fn planned_name_key(expr: &ast::Expr) -> String {
     use ast::Expr as E;
-    match expr {
-        E::Cast { expr, .. } | E::Nested(expr) => planned_name_key(expr),
+    let mut folded = expr.clone();
+    let _ = ast::visit_expressions_mut(&mut folded, |expr| {
+        while let E::Cast { expr: inner, .. } | E::Nested(inner) = expr {
+            *expr = std::mem::replace(inner.as_mut(), E::value(ast::Value::Null));
+        }
+        if let E::TypedString(typed) = expr {
+            *expr = E::Value(typed.value.clone());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    match &folded {
         E::Identifier(ident) => ident.value.to_ascii_lowercase(),
         E::CompoundIdentifier(idents) => idents
             .last()
@@ -778,6 +789,15 @@ mod tests {
         assert_eq!(
             names("SELECT a, a FROM t UNION ALL SELECT 1, 1 ORDER BY 1").await,
             ["a", "a"]
+        );
+        // DataFusion names a cast as what it casts, inside a call too.
+        assert_eq!(
+            names("SELECT abs(a::int2), abs(a::int4), abs((a)::int8) FROM t").await,
+            ["abs", "abs", "abs"]
+        );
+        assert_eq!(
+            names("SELECT '2025-01-01'::date, DATE '2025-01-01'").await,
+            ["date", "date"]
         );
     }
 }

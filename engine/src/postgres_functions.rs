@@ -1,9 +1,10 @@
 //! PostgreSQL's own functions that clients call to learn about the server before they query:
-//! `version()`, `to_regtype()`, `json_build_object()`, `pg_function_is_visible()` and its
+//! `version()`, `to_regtype()`, `pg_typeof()`, `json_build_object()`, `pg_function_is_visible()` and its
 //! siblings, `_pg_expandarray()`, and those with a fixed answer here (`obj_description()`, `pg_is_in_recovery()`, ...).
 
 use std::sync::Arc;
 
+use crate::information_schema::postgres_name_of_type;
 use datafusion::arrow::array::{
     Array, AsArray, BooleanArray, Int32Array, ListArray, StringArray, StructArray,
 };
@@ -170,6 +171,57 @@ impl ScalarUDFImpl for ToRegtypeFunction {
                 Ok(ColumnarValue::Array(std::sync::Arc::new(oids)))
             }
         }
+    }
+}
+
+/// `pg_typeof(value)`: the name of the PostgreSQL type a value is sent to clients as
+/// (`integer`, `text`, `numeric`, `timestamp with time zone`, `jsonb`, `integer[]`; an
+/// untyped `NULL` is `unknown`). PostgreSQL answers a `regtype`, which prints as this name.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TypeofFunction {
+    signature: Signature,
+}
+
+impl TypeofFunction {
+    /// The function, ready to register.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        })
+    }
+
+    /// The PostgreSQL name of the type of a value held in `field`.
+    pub fn type_name(field: &Field) -> String {
+        if let Some(tag) = quantatom_udfs::postgres_type_of(field) {
+            return tag.to_owned();
+        }
+        match field.data_type() {
+            DataType::List(item)
+            | DataType::LargeList(item)
+            | DataType::FixedSizeList(item, _)
+            | DataType::ListView(item)
+            | DataType::LargeListView(item) => format!("{}[]", Self::type_name(item)),
+            other => postgres_name_of_type(other).unwrap_or("unknown").to_owned(),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TypeofFunction {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let name = Self::type_name(&args.arg_fields[0]);
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
     }
 }
 

@@ -1,5 +1,5 @@
 //! PostgreSQL's `json` and `jsonb` functions, which are also what the operators and casts plan
-//! to (see [`crate::JsonOperatorPlanner`], [`crate::JsonInputRule`]): `json_in` and `jsonb_in`
+//! to (see [`crate::JsonOperatorPlanner`], [`crate::InputFunctionRule`]): `json_in` and `jsonb_in`
 //! (a cast: the document checked, and for `jsonb` normalised), `json_object_field` (`->` with a key),
 //! `json_array_element` (`->` with an index), `json_extract_path` and `#>`, each with a
 //! `_text` form (`->>`, `#>>`), `json_typeof`, and for `jsonb` also `jsonb_contains` (`@>`),
@@ -350,7 +350,7 @@ impl ScalarUDFImpl for JsonFunction {
 
 impl JsonFunction {
     fn compute(&self, arrays: &[ArrayRef]) -> Result<ArrayRef> {
-        // Text already for a call, but a cast's operand (see `JsonInputRule`) is as written.
+        // Text already for a call, but a cast's operand (see `InputFunctionRule`) is as written.
         let documents = cast(&arrays[0], &DataType::Utf8)?;
         let documents = as_string_array(&documents)?;
         let array_literal = matches!(

@@ -1,10 +1,8 @@
 //! Plans PostgreSQL's JSON operators and casts on tagged text (see [`crate::tagged_text_field`])
 //! into the functions of [`crate::json_functions`].
 //!
-//! A cast to `json` or `jsonb` is planned (by the server's type planner) as a cast to text
-//! tagged with the type; [`JsonInputRule`] turns it into `json_in` / `jsonb_in`, so that a
-//! document that is not JSON is refused where it is cast and a `jsonb` value is normalised
-//! before anything compares, groups or prints it, as PostgreSQL's input functions do.
+//! (A cast to `json` or `jsonb` becomes `json_in` / `jsonb_in`: see
+//! [`crate::InputFunctionRule`].)
 //!
 //! `->`, `->>`, `#>` and `#>>` are claimed when their left side is `json` or `jsonb`, or any
 //! other text, which is read as `json` (so `attributes ->> 'region'` works on a member's
@@ -12,19 +10,14 @@
 //! (on other text they stay the `ltree` operators), `?`, `?|` and `?&` when the left side is.
 
 use datafusion::arrow::datatypes::Field;
-use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result};
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::logical_expr::expr::{Cast, ScalarFunction};
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::sqlparser::ast::BinaryOperator;
 use datafusion::logical_expr::{Expr, ExprSchemable};
-use datafusion::optimizer::AnalyzerRule;
 
 use crate::json::JsonType;
 use crate::json_functions::{JsonFunction, JsonFunctionKind};
-use crate::plan_rewrite::rewrite_expressions;
 use crate::planner::is_text;
 use crate::tagged_text::postgres_type_of;
 
@@ -90,31 +83,6 @@ impl ExprPlanner for JsonOperatorPlanner {
         Ok(PlannerResult::Planned(Expr::ScalarFunction(
             ScalarFunction::new_udf(JsonFunction::udf(kind, of), vec![expr.left, expr.right]),
         )))
-    }
-}
-
-/// The analyzer rule that plans casts to `json` and `jsonb` as their input functions.
-#[derive(Debug, Default)]
-pub struct JsonInputRule;
-
-impl AnalyzerRule for JsonInputRule {
-    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        rewrite_expressions(plan, |expr| match expr {
-            Expr::Cast(Cast { expr, field }) => match json_type_of(&field) {
-                Some(of) => Ok(Transformed::yes(Expr::ScalarFunction(
-                    ScalarFunction::new_udf(
-                        JsonFunction::udf(JsonFunctionKind::Input, of),
-                        vec![*expr],
-                    ),
-                ))),
-                None => Ok(Transformed::no(Expr::Cast(Cast { expr, field }))),
-            },
-            other => Ok(Transformed::no(other)),
-        })
-    }
-
-    fn name(&self) -> &str {
-        "json_input"
     }
 }
 

@@ -7,9 +7,13 @@
 //! providers use [`ltree`] to validate paths they store. PostgreSQL's `LIKE ... ESCAPE` with
 //! any escape character comes from [`LikeEscapeRule`] and `like_escape()`. `json` and `jsonb`
 //! values (tagged text) get PostgreSQL's functions and operators from [`json`],
-//! [`JsonFunction`] and [`JsonOperatorPlanner`].
+//! [`JsonFunction`] and [`JsonOperatorPlanner`]; `uuid` values its input and
+//! `gen_random_uuid()` from [`uuid`]. [`InputFunctionRule`] makes casts to these types run
+//! their input functions.
 
+pub mod datetime_text;
 mod evaluation;
+mod input_functions;
 pub mod json;
 mod json_functions;
 mod json_planning;
@@ -20,14 +24,17 @@ mod ltree_functions;
 mod plan_rewrite;
 mod planner;
 mod tagged_text;
+pub mod uuid;
 mod variance;
 
 use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 
+pub use datetime_text::DatetimeTextRule;
+pub use input_functions::InputFunctionRule;
 pub use json_functions::{JsonFunction, JsonFunctionKind};
-pub use json_planning::{JsonInputRule, JsonOperatorPlanner};
+pub use json_planning::JsonOperatorPlanner;
 pub use like_escape::{LikeEscapeFunction, LikeEscapeRule};
 pub use ltree::{LtreeError, MemberPath};
 pub use ltree_functions::{LtreeFunction, LtreeFunctionKind};
@@ -51,6 +58,7 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
         .collect();
     functions.push(Arc::new(LikeEscapeFunction::udf()));
     functions.extend(JsonFunction::udfs());
+    functions.extend(crate::uuid::UuidFunction::udfs());
     functions.extend(VarianceFunction::udfs().into_iter().map(Arc::new));
     functions
 }

@@ -34,6 +34,7 @@ mod socket;
 mod statement_log;
 mod text_types;
 mod transactions;
+mod values_types;
 mod warm_up;
 
 use std::future::Future;

@@ -41,6 +41,7 @@ use super::dml_tags::dml_tag;
 use super::errors::api_error;
 use super::regproc_literals::with_regproc_literals_as_names;
 use super::text_types::{for_the_wire, result_fields, with_text_parameters};
+use super::values_types::type_values_columns;
 
 /// datafusion-postgres's parser with its catalog-compatibility rewrites; building one parses a
 /// list of SQL snippets, so there is one per process.
@@ -300,6 +301,19 @@ pub(crate) struct PlainQuery {
     names: OutputNames,
 }
 
+impl PlainQuery {
+    /// `statement`, whose columns PostgreSQL names `names`, made ready for DataFusion: columns
+    /// named as PostgreSQL names them, `ORDER BY` keys resolved, repeated items told apart,
+    /// `VALUES` columns typed.
+    fn new(mut statement: Statement, names: OutputNames) -> Self {
+        name_nested_columns(&mut statement);
+        resolve_order_by_keys(&mut statement);
+        distinguish_repeated_items(&mut statement);
+        type_values_columns(&mut statement);
+        Self { statement, names }
+    }
+}
+
 /// What a query string holds, as the server plans it.
 pub(crate) enum ParsedText {
     /// One plain query.
@@ -318,12 +332,9 @@ pub(crate) enum ParsedText {
 
 /// Parses `sql` the way both protocols plan plain queries.
 pub(crate) fn parse_text(sql: &str) -> ParsedText {
-    if let Some(mut statement) = needs_direct_planning(sql) {
+    if let Some(statement) = needs_direct_planning(sql) {
         let names = OutputNames::of(&statement);
-        name_nested_columns(&mut statement);
-        resolve_order_by_keys(&mut statement);
-        distinguish_repeated_items(&mut statement);
-        return ParsedText::Query(PlainQuery { statement, names });
+        return ParsedText::Query(PlainQuery::new(statement, names));
     }
     let regproc_as_names = with_regproc_literals_as_names(sql);
     let Ok(mut statements) = COMPATIBILITY_PARSER.parse(regproc_as_names.as_deref().unwrap_or(sql))
@@ -352,10 +363,7 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
         Ok([written]) => OutputNames::of(written),
         _ => OutputNames::of(&statement),
     };
-    name_nested_columns(&mut statement);
-    resolve_order_by_keys(&mut statement);
-    distinguish_repeated_items(&mut statement);
-    ParsedText::Query(PlainQuery { statement, names })
+    ParsedText::Query(PlainQuery::new(statement, names))
 }
 
 /// The logical plan of a plain query, its output literals typed and its output columns named

@@ -7,8 +7,9 @@
 //! results in those types' binary forms (16 bytes for a uuid; a version byte before a jsonb
 //! document). Parameters of those types, text or binary, reach the plan as text
 //! ([`with_text_parameters`]). A text that is not a uuid, or not JSON, is refused with 22P02
-//! when it is sent, as PostgreSQL refuses it on input. (A cast to `jsonb` normalises the
-//! document and refuses one that is not JSON itself: see [`quantatom_udfs::JsonInputRule`].)
+//! when it is sent, as PostgreSQL refuses it on input. (A cast to one of these types already
+//! refuses such a value, and writes a uuid canonically and a `jsonb` document normalised: see
+//! [`quantatom_udfs::InputFunctionRule`].)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use pgwire::types::format::FormatOptions;
 use quantatom_engine::postgres_column_names::postgres_column_name;
 use quantatom_udfs::json::{Document, JSON, JSONB};
 use quantatom_udfs::ltree::{LQUERY, LTREE};
+use quantatom_udfs::uuid::{UUID, UuidError, canonical_uuid, parse_uuid, uuid_text};
 use quantatom_udfs::{postgres_type_of, tagged_text_field};
 
 use super::errors::{api_error, user_error};
@@ -50,7 +52,7 @@ impl TextBackedType {
 
     fn name(self) -> &'static str {
         match self {
-            Self::Uuid => "uuid",
+            Self::Uuid => UUID,
             Self::Json => JSON,
             Self::Jsonb => JSONB,
         }
@@ -212,8 +214,8 @@ fn wire_form(
         };
         match kind {
             TextBackedType::Uuid => {
-                let uuid = uuid::Uuid::parse_str(value).map_err(|_| invalid_uuid(value))?;
-                bytes.append_value(uuid.as_bytes());
+                let uuid = parse_uuid(value).map_err(uuid_error)?;
+                bytes.append_value(uuid);
             }
             TextBackedType::Json => bytes.append_value(checked_json(value)?.as_bytes()),
             TextBackedType::Jsonb => {
@@ -293,20 +295,13 @@ fn text_of_parameter(kind: TextBackedType, bytes: &[u8], binary: bool) -> PgWire
         })
     };
     match (kind, binary) {
-        (TextBackedType::Uuid, true) => uuid::Uuid::from_slice(bytes)
-            .map(|uuid| uuid.hyphenated().to_string())
-            .map_err(|_| {
-                user_error(
-                    "22P03",
-                    "incorrect binary data format in a uuid parameter".to_owned(),
-                )
-            }),
-        (TextBackedType::Uuid, false) => {
-            let value = text(bytes)?;
-            uuid::Uuid::parse_str(&value)
-                .map(|uuid| uuid.hyphenated().to_string())
-                .map_err(|_| invalid_uuid(&value))
-        }
+        (TextBackedType::Uuid, true) => <&[u8; 16]>::try_from(bytes).map(uuid_text).map_err(|_| {
+            user_error(
+                "22P03",
+                "incorrect binary data format in a uuid parameter".to_owned(),
+            )
+        }),
+        (TextBackedType::Uuid, false) => canonical_uuid(&text(bytes)?).map_err(uuid_error),
         (TextBackedType::Jsonb, true) => match bytes.split_first() {
             Some((1, document)) => text(document),
             _ => Err(user_error(
@@ -326,11 +321,8 @@ fn checked_json(value: &str) -> PgWireResult<&str> {
     }
 }
 
-fn invalid_uuid(value: &str) -> PgWireError {
-    user_error(
-        "22P02",
-        format!("invalid input syntax for type uuid: \"{value}\""),
-    )
+fn uuid_error(error: UuidError) -> PgWireError {
+    user_error(error.sqlstate(), error.to_string())
 }
 
 /// The wire types of `plan`'s parameters that it casts to `uuid`, `json` or `jsonb`, by

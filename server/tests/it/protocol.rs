@@ -851,6 +851,80 @@ async fn result_columns_are_named_as_postgresql_names_them() {
     assert_eq!(binary_rows, [expected.clone(), expected]);
 }
 
+/// `uuid` input in every spelling PostgreSQL accepts, comparisons, `gen_random_uuid()`,
+/// `pg_typeof()`, `VALUES` columns typed by one row's cast, and timestamps and dates written
+/// as PostgreSQL reads them.
+const VALUE_TYPE_QUERIES: [&str; 10] = [
+    "SELECT 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid, '{a0eebc99-9c0b4ef8-bb6d6bb9-bd380a11}'::uuid::text, 'a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11'::uuid = 'a0eebc999c0b4ef8bb6d6bb9bd380a11'::uuid, NULL::uuid IS NULL",
+    "SELECT count(DISTINCT u) FROM (VALUES ('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'::uuid), ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'), (NULL)) AS t (u)",
+    "SELECT u FROM (VALUES ('b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid), ('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'), ('0fffffff-ffff-ffff-ffff-ffffffffffff'), (NULL)) AS t (u) ORDER BY u",
+    "SELECT length(gen_random_uuid()::text), substr(gen_random_uuid()::text, 15, 1), substr(gen_random_uuid()::text, 20, 1) IN ('8', '9', 'a', 'b'), gen_random_uuid() <> gen_random_uuid()",
+    "SELECT pg_typeof(1::smallint), pg_typeof(1::int), pg_typeof(1::bigint), pg_typeof(1.5::numeric), pg_typeof(1.5::real), pg_typeof(1.5::float8), pg_typeof('x'::text), pg_typeof(true), pg_typeof(NULL)",
+    r#"SELECT pg_typeof('2024-01-01'::date), pg_typeof('2024-01-01 10:00:00'::timestamp), pg_typeof('2024-01-01 10:00:00+01'::timestamptz), pg_typeof(interval '1 day'), pg_typeof('\x00'::bytea), pg_typeof('{}'::jsonb), pg_typeof('{}'::json), pg_typeof(gen_random_uuid()), pg_typeof(ARRAY[1::int, 2::int]), pg_typeof(ARRAY['a'::text])"#,
+    r#"SELECT x, pg_typeof(x) FROM (VALUES ('{"b": 1, "a": 2}'::jsonb), (NULL), ('[1,2]')) AS t (x)"#,
+    "SELECT n, u FROM (VALUES (1, NULL), (2, 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'), (3, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12'::uuid)) AS t (n, u) ORDER BY n",
+    "SELECT '2024-01-31 10:00'::timestamp, '2024-1-5T9:30'::timestamp, ' 2024-01-31 10:00:05.25 '::timestamp, '2024-1-5'::date, TIMESTAMP '2024-01-31 10:00', '2024-01-31 10:00+01'::timestamptz",
+    "SELECT TIMESTAMP '2024-01-31 10:00:00' = '2024-01-31 10:00', now() > '2024-01-31 10:00', DATE '2024-01-31' < '2024-2-1'",
+];
+
+/// PostgreSQL's answers to [`VALUE_TYPE_QUERIES`], uuid parameters and uuid texts it
+/// refuses.
+#[tokio::test]
+async fn value_types_answer_as_postgresql_does() {
+    let postgres = test_postgres().await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    for sql in VALUE_TYPE_QUERIES {
+        assert_eq!(
+            text_rows(&client, sql).await,
+            text_rows(&postgres, sql).await,
+            "{sql}"
+        );
+    }
+    // A text parameter cast to uuid, in the extended protocol, and the type the client is told.
+    for server in [&client, &postgres] {
+        let statement = server.prepare("SELECT $1::text::uuid").await.unwrap();
+        assert_eq!(statement.columns()[0].type_(), &Type::UUID);
+        let row = server
+            .query_one(
+                "SELECT ($1::text::uuid)::text, $1::text::uuid = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid",
+                &[&"{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}"],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            row.get::<_, String>(0),
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+        );
+        assert!(row.get::<_, bool>(1));
+    }
+    let refused = [
+        "SELECT 'zz'::uuid",
+        "SELECT 'urn:uuid:a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid",
+        "SELECT ' a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid",
+        "SELECT 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11-'::uuid",
+        "SELECT 'a0e-ebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid",
+    ];
+    for sql in refused {
+        for server in [&client, &postgres] {
+            let error = server.simple_query(sql).await.expect_err(sql);
+            assert_eq!(
+                error.code(),
+                Some(&SqlState::INVALID_TEXT_REPRESENTATION),
+                "{sql}: {error:?}"
+            );
+            let message = error.as_db_error().map(|e| e.message().to_owned());
+            assert!(
+                message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("invalid input syntax for type uuid")),
+                "{sql}: {message:?}"
+            );
+        }
+    }
+    server.stop().await;
+}
+
 /// `json` and `jsonb` casts, operators and functions on documents of every shape.
 const JSON_QUERIES: [&str; 15] = [
     r#"SELECT '{"b": 1, "a": [1, 2.50, 1e2, -0, 1.5e-3], "b": {"y": "\u00e9\n\/", "x": null}}'::jsonb"#,
