@@ -56,7 +56,15 @@ impl JsonError {
         }
     }
 
-    /// The PostgreSQL SQLSTATE: `22P02` not JSON, `22P05` a `\u0000` where text is needed,
+    /// An operation the document does not allow (`22023`, PostgreSQL's words in `message`).
+    fn invalid(message: &str) -> Self {
+        Self {
+            sqlstate: "22023",
+            message: message.to_owned(),
+        }
+    }
+
+    /// The PostgreSQL SQLSTATE: `22023` an operation the document does not allow, `22P02` not JSON, `22P05` a `\u0000` where text is needed,
     /// `22003` a number `numeric` cannot hold, `54001` nesting too deep.
     pub fn sqlstate(&self) -> &'static str {
         self.sqlstate
@@ -274,6 +282,112 @@ impl<'a> Document<'a> {
             Value::String(text) => Ok(unescaped(text)? == key),
             _ => Ok(false),
         }
+    }
+
+    /// `jsonb`'s `||`: two objects merged (the right one's value kept for a key both have),
+    /// any other two documents as one array of the elements of both (a document that is no
+    /// array stands for an array of itself).
+    pub fn concatenated(&self, other: &Self) -> Result<String, JsonError> {
+        let joined = match (&self.value, &other.value) {
+            (Value::Object(_), Value::Object(_)) => {
+                let members: Vec<String> = [self, other]
+                    .into_iter()
+                    .map(|object| object.member_texts(&[] as &[&str]))
+                    .collect::<Result<Vec<_>, JsonError>>()?
+                    .concat();
+                format!("{{{}}}", members.join(", "))
+            }
+            _ => {
+                let elements = [self, other]
+                    .into_iter()
+                    .map(|document| match &document.value {
+                        Value::Array(elements) => {
+                            elements.iter().map(Self::to_jsonb_text).collect()
+                        }
+                        _ => document.to_jsonb_text().map(|text| vec![text]),
+                    })
+                    .collect::<Result<Vec<_>, JsonError>>()?
+                    .concat();
+                format!("[{}]", elements.join(", "))
+            }
+        };
+        // Parsed again, so that a key both objects have is kept once, with the later value.
+        Document::parse(&joined)?.to_jsonb_text()
+    }
+
+    /// `jsonb`'s `-` with keys: an object without those keys, an array without the strings
+    /// equal to one of them; a scalar is an error (22023).
+    pub fn without_keys<S: AsRef<str>>(&self, keys: &[S]) -> Result<String, JsonError> {
+        match &self.value {
+            Value::Object(_) => Ok(format!("{{{}}}", self.member_texts(keys)?.join(", "))),
+            Value::Array(elements) => {
+                let mut kept = Vec::with_capacity(elements.len());
+                for element in elements {
+                    if let Value::String(text) = element.value {
+                        let text = unescaped(text)?;
+                        if keys.iter().any(|key| key.as_ref() == text) {
+                            continue;
+                        }
+                    }
+                    kept.push(element.to_jsonb_text()?);
+                }
+                Ok(format!("[{}]", kept.join(", ")))
+            }
+            _ => Err(JsonError::invalid("cannot delete from scalar")),
+        }
+    }
+
+    /// `jsonb`'s `-` with an index: an array without that element (counted from the end when
+    /// negative; the array as it is when there is no such element). An object or a scalar is
+    /// an error (22023).
+    pub fn without_element(&self, index: i64) -> Result<String, JsonError> {
+        let elements = match &self.value {
+            Value::Array(elements) => elements,
+            Value::Object(_) => {
+                return Err(JsonError::invalid(
+                    "cannot delete from object using integer index",
+                ));
+            }
+            _ => return Err(JsonError::invalid("cannot delete from scalar")),
+        };
+        let removed = match index {
+            ..0 => elements.len().checked_sub(index.unsigned_abs() as usize),
+            _ => usize::try_from(index).ok(),
+        };
+        let kept = elements
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != removed)
+            .map(|(_, element)| element.to_jsonb_text())
+            .collect::<Result<Vec<_>, JsonError>>()?;
+        Ok(format!("[{}]", kept.join(", ")))
+    }
+
+    /// `json_array_length`: the number of an array's elements; an object or a scalar is an
+    /// error (22023).
+    pub fn array_length(&self) -> Result<usize, JsonError> {
+        match &self.value {
+            Value::Array(elements) => Ok(elements.len()),
+            Value::Object(_) => Err(JsonError::invalid("cannot get array length of a non-array")),
+            _ => Err(JsonError::invalid("cannot get array length of a scalar")),
+        }
+    }
+
+    /// An object's members as `jsonb` prints them (`"key": value`), but those named in
+    /// `leaving_out`.
+    fn member_texts<S: AsRef<str>>(&self, leaving_out: &[S]) -> Result<Vec<String>, JsonError> {
+        let mut texts = Vec::new();
+        for (key, value) in self.members()? {
+            if leaving_out.iter().any(|left| left.as_ref() == key) {
+                continue;
+            }
+            let mut text = String::new();
+            write_string(&key, &mut text);
+            text.push_str(": ");
+            value.write_jsonb(&mut text)?;
+            texts.push(text);
+        }
+        Ok(texts)
     }
 
     /// `jsonb`'s `@>`: this document contains `other` (PostgreSQL's rules: an object's
@@ -927,6 +1041,37 @@ mod tests {
         let strings = Document::parse(r#"["a", 1, {"b": 2}]"#).unwrap();
         assert!(strings.has_key("a").unwrap() && !strings.has_key("b").unwrap());
         assert!(Document::parse(r#""a""#).unwrap().has_key("a").unwrap());
+    }
+
+    #[test]
+    fn concatenation_and_deletion_follow_postgresql() {
+        let doc = |text| Document::parse(text).unwrap();
+        let joined = |a, b| doc(a).concatenated(&doc(b)).unwrap();
+        assert_eq!(
+            joined(r#"{"b": 1, "a": 2}"#, r#"{"b": [3], "c": 4}"#),
+            r#"{"a": 2, "b": [3], "c": 4}"#
+        );
+        assert_eq!(joined("[1, 2]", "[]"), "[1, 2]");
+        assert_eq!(joined(r#"{"a": 1}"#, "1"), r#"[{"a": 1}, 1]"#);
+        assert_eq!(joined(r#""x""#, r#"[{"a": 1}]"#), r#"["x", {"a": 1}]"#);
+        let without = doc(r#"{"a": 1, "b": 2, "c": 3}"#);
+        assert_eq!(
+            without.without_keys(&["a", "c", "z"]).unwrap(),
+            r#"{"b": 2}"#
+        );
+        let array = doc(r#"["a", 1, "a", "b"]"#);
+        assert_eq!(array.without_keys(&["a"]).unwrap(), r#"[1, "b"]"#);
+        assert_eq!(array.without_element(-1).unwrap(), r#"["a", 1, "a"]"#);
+        assert_eq!(array.without_element(9).unwrap(), r#"["a", 1, "a", "b"]"#);
+        assert_eq!(array.array_length().unwrap(), 4);
+        for refused in [
+            doc("1").without_keys(&["a"]),
+            without.without_element(0),
+            doc("null").without_element(0),
+        ] {
+            assert_eq!(refused.unwrap_err().sqlstate(), "22023");
+        }
+        assert_eq!(without.array_length().unwrap_err().sqlstate(), "22023");
     }
 
     #[test]

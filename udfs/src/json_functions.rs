@@ -2,16 +2,16 @@
 //! to (see [`crate::JsonOperatorPlanner`], [`crate::InputFunctionRule`]): `json_in` and `jsonb_in`
 //! (a cast: the document checked, and for `jsonb` normalised), `json_object_field` (`->` with a key),
 //! `json_array_element` (`->` with an index), `json_extract_path` and `#>`, each with a
-//! `_text` form (`->>`, `#>>`), `json_typeof`, and for `jsonb` also `jsonb_contains` (`@>`),
-//! `jsonb_contained` (`<@`), `jsonb_exists` (`?`), `jsonb_exists_any` (`?|`) and
-//! `jsonb_exists_all` (`?&`).
+//! `_text` form (`->>`, `#>>`), `json_typeof`, `json_array_length`, and for `jsonb` also
+//! `jsonb_contains` (`@>`), `jsonb_contained` (`<@`), `jsonb_exists` (`?`), `jsonb_exists_any`
+//! (`?|`), `jsonb_exists_all` (`?&`), `jsonb_concat` (`||`) and `jsonb_delete` (`-`).
 //!
 //! Documents are text (any string type), parsed per row with [`crate::json`]; a document that
 //! is not JSON is an error (22P02), NULL in gives NULL out, and a `jsonb` result is normalised.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::cast::{as_int64_array, as_list_array, as_string_array};
@@ -50,6 +50,8 @@ pub enum JsonFunctionKind {
     ExtractPathTextOperator,
     /// `json_typeof(doc)`: `object`, `array`, `string`, `number`, `boolean` or `null`.
     Typeof,
+    /// `json_array_length(doc)`: the number of an array's elements.
+    ArrayLength,
     /// `jsonb_contains(a, b)`, `a @> b`.
     Contains,
     /// `jsonb_contained(a, b)`, `a <@ b`.
@@ -60,11 +62,15 @@ pub enum JsonFunctionKind {
     ExistsAny,
     /// `jsonb_exists_all(doc, keys)`, `doc ?& keys`.
     ExistsAll,
+    /// `jsonb_concat(a, b)`, `a || b`: objects merged, anything else as one array.
+    Concat,
+    /// `jsonb_delete(doc, key | keys | index)`, `doc - 'key'`, `doc - ARRAY[...]`, `doc - 1`.
+    Delete,
 }
 
 impl JsonFunctionKind {
     /// The kinds both types have.
-    const BOTH: [Self; 10] = [
+    const BOTH: [Self; 11] = [
         Self::Input,
         Self::ObjectField,
         Self::ObjectFieldText,
@@ -75,14 +81,17 @@ impl JsonFunctionKind {
         Self::ExtractPathOperator,
         Self::ExtractPathTextOperator,
         Self::Typeof,
+        Self::ArrayLength,
     ];
     /// The kinds only `jsonb` has.
-    const JSONB_ONLY: [Self; 5] = [
+    const JSONB_ONLY: [Self; 7] = [
         Self::Contains,
         Self::Contained,
         Self::Exists,
         Self::ExistsAny,
         Self::ExistsAll,
+        Self::Concat,
+        Self::Delete,
     ];
 
     /// The name after `json_` or `jsonb_`.
@@ -103,6 +112,9 @@ impl JsonFunctionKind {
             Self::Exists => "exists",
             Self::ExistsAny => "exists_any",
             Self::ExistsAll => "exists_all",
+            Self::ArrayLength => "array_length",
+            Self::Concat => "concat",
+            Self::Delete => "delete",
         }
     }
 
@@ -115,11 +127,20 @@ impl JsonFunctionKind {
                 | Self::ArrayElement
                 | Self::ExtractPath
                 | Self::ExtractPathOperator
+                | Self::Concat
+                | Self::Delete
         )
     }
 
-    fn returns_boolean(self) -> bool {
-        Self::JSONB_ONLY.contains(&self)
+    /// The type of the result.
+    fn result_type(self) -> DataType {
+        match self {
+            Self::Contains | Self::Contained | Self::Exists | Self::ExistsAny | Self::ExistsAll => {
+                DataType::Boolean
+            }
+            Self::ArrayLength => DataType::Int32,
+            _ => DataType::Utf8,
+        }
     }
 }
 
@@ -193,6 +214,27 @@ impl JsonFunction {
                 None => None,
             },
             K::Typeof => return Ok(Answer::Text(Some(document.type_name().to_owned()))),
+            K::ArrayLength => {
+                // At most `MAX_DEPTH`-bounded text, so it fits.
+                return Ok(Answer::Integer(document.array_length()? as i32));
+            }
+            K::Concat => {
+                let other = Document::parse(arguments.text(1))?;
+                return Ok(Answer::Text(Some(document.concatenated(&other)?)));
+            }
+            K::Delete => {
+                let rest = match arguments.arrays[1].data_type() {
+                    data_type if data_type.is_integer() => {
+                        document.without_element(arguments.integer(1))?
+                    }
+                    DataType::List(_) | DataType::LargeList(_) => {
+                        let keys: Vec<String> = arguments.keys()?.into_iter().flatten().collect();
+                        document.without_keys(&keys)?
+                    }
+                    _ => document.without_keys(&[arguments.text(1)])?,
+                };
+                return Ok(Answer::Text(Some(rest)));
+            }
             K::Contains | K::Contained => {
                 let other = Document::parse(arguments.text(1))?;
                 return Ok(Answer::Boolean(match self.kind {
@@ -224,6 +266,7 @@ impl JsonFunction {
 enum Answer {
     Text(Option<String>),
     Boolean(bool),
+    Integer(i32),
 }
 
 /// One row of a call's arguments (after the document), none of them NULL.
@@ -291,7 +334,7 @@ impl ScalarUDFImpl for JsonFunction {
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         use JsonFunctionKind as K;
         let arity_ok = match self.kind {
-            K::Input | K::Typeof => arg_types.len() == 1,
+            K::Input | K::Typeof | K::ArrayLength => arg_types.len() == 1,
             K::ExtractPath | K::ExtractPathText => !arg_types.is_empty(),
             _ => arg_types.len() == 2,
         };
@@ -307,7 +350,9 @@ impl ScalarUDFImpl for JsonFunction {
                 let is_list = matches!(given, DataType::List(_) | DataType::LargeList(_));
                 match (i, self.kind) {
                     (0, _) if is_text => Ok(DataType::Utf8),
-                    (_, K::ArrayElement | K::ArrayElementText) if given.is_integer() => {
+                    (_, K::ArrayElement | K::ArrayElementText | K::Delete)
+                        if given.is_integer() =>
+                    {
                         Ok(DataType::Int64)
                     }
                     (
@@ -317,7 +362,8 @@ impl ScalarUDFImpl for JsonFunction {
                         | K::ExtractPathOperator
                         | K::ExtractPathTextOperator
                         | K::ExistsAny
-                        | K::ExistsAll,
+                        | K::ExistsAll
+                        | K::Delete,
                     ) if is_list && arg_types.len() == 2 => Ok(text_list.clone()),
                     (_, K::ArrayElement | K::ArrayElementText) => {
                         plan_err!("{} takes an integer index, not {given}", self.name)
@@ -330,10 +376,7 @@ impl ScalarUDFImpl for JsonFunction {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(match self.kind.returns_boolean() {
-            true => DataType::Boolean,
-            false => DataType::Utf8,
-        })
+        Ok(self.kind.result_type())
     }
 
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
@@ -378,8 +421,8 @@ impl JsonFunction {
             })
             .collect::<Result<Vec<_>, JsonError>>()
             .map_err(json_error)?;
-        Ok(match self.kind.returns_boolean() {
-            true => Arc::new(
+        Ok(match self.kind.result_type() {
+            DataType::Boolean => Arc::new(
                 answers
                     .into_iter()
                     .map(|answer| match answer {
@@ -388,7 +431,16 @@ impl JsonFunction {
                     })
                     .collect::<BooleanArray>(),
             ),
-            false => Arc::new(
+            DataType::Int32 => Arc::new(
+                answers
+                    .into_iter()
+                    .map(|answer| match answer {
+                        Some(Answer::Integer(length)) => Some(length),
+                        _ => None,
+                    })
+                    .collect::<Int32Array>(),
+            ),
+            _ => Arc::new(
                 answers
                     .into_iter()
                     .map(|answer| match answer {

@@ -8,6 +8,7 @@
 //! other text, which is read as `json` (so `attributes ->> 'region'` works on a member's
 //! attributes, a JSON object held as text). `@>` and `<@` are claimed when a side is `jsonb`
 //! (on other text they stay the `ltree` operators), `?`, `?|` and `?&` when the left side is.
+//! `||` (concatenation) is claimed when a side is `jsonb`, `-` (deletion) when the left side is.
 
 use datafusion::arrow::datatypes::Field;
 use datafusion::common::{DFSchema, Result};
@@ -58,6 +59,8 @@ impl ExprPlanner for JsonOperatorPlanner {
             B::Question => K::Exists,
             B::QuestionPipe => K::ExistsAny,
             B::QuestionAnd => K::ExistsAll,
+            B::StringConcat => K::Concat,
+            B::Minus => K::Delete,
             _ => return Ok(PlannerResult::Original(expr)),
         };
         let left = document_type(&expr.left, schema)?;
@@ -68,10 +71,24 @@ impl ExprPlanner for JsonOperatorPlanner {
             {
                 JsonType::Jsonb
             }
-            K::Exists | K::ExistsAny | K::ExistsAll if left == Some(JsonType::Jsonb) => {
+            K::Concat
+                if left == Some(JsonType::Jsonb)
+                    || document_type(&expr.right, schema)? == Some(JsonType::Jsonb) =>
+            {
                 JsonType::Jsonb
             }
-            K::Contains | K::Contained | K::Exists | K::ExistsAny | K::ExistsAll => {
+            K::Exists | K::ExistsAny | K::ExistsAll | K::Delete
+                if left == Some(JsonType::Jsonb) =>
+            {
+                JsonType::Jsonb
+            }
+            K::Contains
+            | K::Contained
+            | K::Exists
+            | K::ExistsAny
+            | K::ExistsAll
+            | K::Concat
+            | K::Delete => {
                 return Ok(PlannerResult::Original(expr));
             }
             _ => match left {

@@ -926,7 +926,9 @@ async fn value_types_answer_as_postgresql_does() {
 }
 
 /// `json` and `jsonb` casts, operators and functions on documents of every shape.
-const JSON_QUERIES: [&str; 15] = [
+const JSON_QUERIES: [&str; 17] = [
+    r#"SELECT '{"a": 1, "b": 2}'::jsonb || '{"b": 3, "c": {"d": 1.50}}'::jsonb, '[1, 2]'::jsonb || '[3]'::jsonb, '[1]'::jsonb || '{"a": 1}'::jsonb, '1'::jsonb || '"x"'::jsonb, '{"a": 1}'::jsonb || '[]'::jsonb, '[]'::jsonb || '[]'::jsonb, '{"a": 1}'::jsonb || '{}'"#,
+    r#"SELECT '{"a": 1, "b": 2}'::jsonb - 'a', '["a", "b", "a", 1]'::jsonb - 'a', '[1, 2, 3]'::jsonb - 1, '[1, 2, 3]'::jsonb - -1, '[1, 2, 3]'::jsonb - 5, '{"a": 1, "b": 2, "c": 3}'::jsonb - ARRAY['a', 'c'], jsonb_array_length('[1, [2], {}]'), json_array_length('[ ]'), '{"a": 1}'::jsonb - 'z'"#,
     r#"SELECT '{"b": 1, "a": [1, 2.50, 1e2, -0, 1.5e-3], "b": {"y": "\u00e9\n\/", "x": null}}'::jsonb"#,
     r#"SELECT '  {"b" : 1,"a":[ 2 ]}  '::json, '"\ud83d\ude00"'::jsonb, '[]'::jsonb, '{}'::jsonb"#,
     r#"SELECT '{"a": {"b": [10, "x", null]}}'::json -> 'a', '{"a": {"b": [10, "x", null]}}'::jsonb -> 'a'"#,
@@ -1011,6 +1013,23 @@ async fn json_answers_as_postgresql_does() {
         (
             "SELECT '0e-20000'::jsonb",
             SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+        ),
+        ("SELECT '1'::jsonb - 'a'", SqlState::INVALID_PARAMETER_VALUE),
+        (
+            r#"SELECT '{"a": 1}'::jsonb - 0"#,
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        (
+            "SELECT jsonb_array_length('{}')",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        (
+            "SELECT json_array_length('1')",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        (
+            "SELECT '[1]'::jsonb || 'x'",
+            SqlState::INVALID_TEXT_REPRESENTATION,
         ),
     ];
     for (sql, code) in refused {
