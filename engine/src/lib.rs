@@ -64,8 +64,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use information_schema::PostgresInformationSchema;
 use plan_reuse::PlanEpoch;
 use postgres_functions::{
-    ExpandArrayFunction, FixedAnswerFunction, IsVisibleFunction, JsonBuildObjectFunction,
-    ToRegtypeFunction, TypeofFunction, VersionFunction,
+    ExpandArrayFunction, FixedAnswerFunction, IsVisibleFunction, ToRegtypeFunction, TypeofFunction,
+    VersionFunction,
 };
 use postgres_settings::{CurrentSettingFunction, PostgresSettings};
 use quantatom_table_providers::ledger::Ledger;
@@ -509,7 +509,6 @@ async fn session_template(
     state.register_udf(Arc::new(VersionFunction::udf()))?;
     state.register_udf(Arc::new(ToRegtypeFunction::udf()))?;
     state.register_udf(Arc::new(TypeofFunction::udf()))?;
-    state.register_udf(Arc::new(JsonBuildObjectFunction::udf()))?;
     state.register_udf(Arc::new(ExpandArrayFunction::udf()))?;
     for udf in IsVisibleFunction::udfs()
         .into_iter()

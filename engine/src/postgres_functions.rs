@@ -1,5 +1,5 @@
 //! PostgreSQL's own functions that clients call to learn about the server before they query:
-//! `version()`, `to_regtype()`, `pg_typeof()`, `json_build_object()`, `pg_function_is_visible()` and its
+//! `version()`, `to_regtype()`, `pg_typeof()`, `pg_function_is_visible()` and its
 //! siblings, `_pg_expandarray()`, and those with a fixed answer here (`obj_description()`, `pg_is_in_recovery()`, ...).
 
 use std::sync::Arc;
@@ -323,94 +323,6 @@ impl ScalarUDFImpl for FixedAnswerFunction {
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         Ok(ColumnarValue::Scalar(self.answer.clone()))
-    }
-}
-
-/// `json_build_object(key, value, ...)`: a JSON object from alternating keys and values, as
-/// text (Quantatom has no `json` type yet). Catalog queries of SQLAlchemy's inspector use it.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct JsonBuildObjectFunction {
-    signature: Signature,
-}
-
-impl JsonBuildObjectFunction {
-    /// The function, ready to register.
-    pub fn udf() -> ScalarUDF {
-        ScalarUDF::new_from_impl(Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-        })
-    }
-}
-
-/// A value as PostgreSQL's `to_json` writes it.
-fn json_value(value: &ScalarValue) -> serde_json::Value {
-    if value.is_null() {
-        return serde_json::Value::Null;
-    }
-    match value {
-        ScalarValue::Boolean(Some(flag)) => serde_json::Value::Bool(*flag),
-        ScalarValue::Int8(_)
-        | ScalarValue::Int16(_)
-        | ScalarValue::Int32(_)
-        | ScalarValue::Int64(_)
-        | ScalarValue::UInt8(_)
-        | ScalarValue::UInt16(_)
-        | ScalarValue::UInt32(_)
-        | ScalarValue::UInt64(_)
-        | ScalarValue::Float32(_)
-        | ScalarValue::Float64(_)
-        | ScalarValue::Decimal128(..) => serde_json::from_str(&value.to_string())
-            .unwrap_or_else(|_| serde_json::Value::String(value.to_string())),
-        other => serde_json::Value::String(other.to_string()),
-    }
-}
-
-impl ScalarUDFImpl for JsonBuildObjectFunction {
-    fn name(&self) -> &str {
-        "json_build_object"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        if !args.args.len().is_multiple_of(2) {
-            return Err(DataFusionError::Plan(
-                "argument list must have even number of elements".into(),
-            ));
-        }
-        let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|arg| arg.to_array(rows))
-            .collect::<Result<Vec<_>>>()?;
-        // PostgreSQL keeps the arguments' order and writes `"key" : value` pairs.
-        let objects = (0..rows)
-            .map(|row| {
-                let mut members = Vec::with_capacity(arrays.len() / 2);
-                for pair in arrays.chunks(2) {
-                    let key = ScalarValue::try_from_array(&pair[0], row)?;
-                    if key.is_null() {
-                        return Err(DataFusionError::Execution(
-                            "null value not allowed for object key".into(),
-                        ));
-                    }
-                    let value = json_value(&ScalarValue::try_from_array(&pair[1], row)?);
-                    members.push(format!(
-                        "{} : {value}",
-                        serde_json::Value::String(key.to_string())
-                    ));
-                }
-                Ok(Some(format!("{{{}}}", members.join(", "))))
-            })
-            .collect::<Result<StringArray>>()?;
-        Ok(ColumnarValue::Array(std::sync::Arc::new(objects)))
     }
 }
 

@@ -691,7 +691,7 @@ fn hex_unit(chars: &mut std::str::Chars) -> u32 {
 }
 
 /// `text` as a JSON string, escaped as PostgreSQL escapes it.
-fn write_string(text: &str, out: &mut String) {
+pub(crate) fn write_string(text: &str, out: &mut String) {
     out.push('"');
     for c in text.chars() {
         match c {

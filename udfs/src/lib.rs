@@ -15,6 +15,7 @@ pub mod datetime_text;
 mod evaluation;
 mod input_functions;
 pub mod json;
+pub mod json_build;
 mod json_functions;
 mod json_planning;
 mod like_escape;
@@ -58,6 +59,7 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
         .collect();
     functions.push(Arc::new(LikeEscapeFunction::udf()));
     functions.extend(JsonFunction::udfs());
+    functions.extend(json_build::JsonBuildFunction::udfs());
     functions.extend(crate::uuid::UuidFunction::udfs());
     functions.extend(VarianceFunction::udfs().into_iter().map(Arc::new));
     functions
