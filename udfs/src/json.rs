@@ -363,6 +363,105 @@ impl<'a> Document<'a> {
         Ok(format!("[{}]", kept.join(", ")))
     }
 
+    /// `jsonb_set`: the document with the value at `path` replaced by `new`, or, when only
+    /// the last step finds nothing and `create`, added there (a key to its object; an index
+    /// past an array's end appends, one before its start prepends). A path that stops short
+    /// leaves the document as it is; a scalar document is an error (22023), as is an array
+    /// step that is no integer (22P02) or is NULL (22004).
+    pub fn with_value_at(
+        &self,
+        path: &[Option<String>],
+        new: &Self,
+        create: bool,
+    ) -> Result<String, JsonError> {
+        if !matches!(self.value, Value::Object(_) | Value::Array(_)) {
+            return Err(JsonError::invalid("cannot set path in scalar"));
+        }
+        if let Some(position) = path.iter().position(Option::is_none) {
+            return Err(JsonError {
+                sqlstate: "22004",
+                message: format!("path element at position {} is null", position + 1),
+            });
+        }
+        let path: Vec<&str> = path.iter().flatten().map(String::as_str).collect();
+        let mut out = String::new();
+        self.write_with_value_at(&path, 0, new, create, &mut out)?;
+        // Parsed again, so that a key added to an object takes its place among the others.
+        Document::parse(&out)?.to_jsonb_text()
+    }
+
+    fn write_with_value_at(
+        &self,
+        path: &[&str],
+        level: usize,
+        new: &Self,
+        create: bool,
+        out: &mut String,
+    ) -> Result<(), JsonError> {
+        let Some(&step) = path.get(level) else {
+            return self.write_jsonb(out);
+        };
+        let last = level + 1 == path.len();
+        let write_found = |found: &Self, out: &mut String| match last {
+            true => new.write_jsonb(out),
+            false => found.write_with_value_at(path, level + 1, new, create, out),
+        };
+        match &self.value {
+            Value::Object(_) => {
+                let members = self.members()?;
+                let mut items = Vec::with_capacity(members.len() + 1);
+                for (key, value) in &members {
+                    let mut item = String::new();
+                    write_string(key, &mut item);
+                    item.push_str(": ");
+                    match key == step {
+                        true => write_found(value, &mut item)?,
+                        false => value.write_jsonb(&mut item)?,
+                    }
+                    items.push(item);
+                }
+                if last && create && !members.iter().any(|(key, _)| key == step) {
+                    let mut item = String::new();
+                    write_string(step, &mut item);
+                    item.push_str(": ");
+                    new.write_jsonb(&mut item)?;
+                    items.push(item);
+                }
+                out.push_str(&format!("{{{}}}", items.join(", ")));
+            }
+            Value::Array(elements) => {
+                let index = step.trim_start().parse::<i64>().map_err(|_| JsonError {
+                    sqlstate: "22P02",
+                    message: format!(
+                        "path element at position {} is not an integer: \"{step}\"",
+                        level + 1
+                    ),
+                })?;
+                let length = elements.len() as i64;
+                let at = if index < 0 { index + length } else { index };
+                let mut items = Vec::with_capacity(elements.len() + 1);
+                for (i, element) in elements.iter().enumerate() {
+                    let mut item = String::new();
+                    match i as i64 == at {
+                        true => write_found(element, &mut item)?,
+                        false => element.write_jsonb(&mut item)?,
+                    }
+                    items.push(item);
+                }
+                if last && create && !(0..length).contains(&at) {
+                    let added = new.to_jsonb_text()?;
+                    match at < 0 {
+                        true => items.insert(0, added),
+                        false => items.push(added),
+                    }
+                }
+                out.push_str(&format!("[{}]", items.join(", ")));
+            }
+            _ => self.write_jsonb(out)?,
+        }
+        Ok(())
+    }
+
     /// `json_array_length`: the number of an array's elements; an object or a scalar is an
     /// error (22023).
     pub fn array_length(&self) -> Result<usize, JsonError> {
@@ -1072,6 +1171,41 @@ mod tests {
             assert_eq!(refused.unwrap_err().sqlstate(), "22023");
         }
         assert_eq!(without.array_length().unwrap_err().sqlstate(), "22023");
+    }
+
+    #[test]
+    fn set_follows_postgresql() {
+        let doc = |text| Document::parse(text).unwrap();
+        let set = |target, path: &[&str], new, create| {
+            let path: Vec<Option<String>> = path.iter().map(|s| Some(s.to_string())).collect();
+            doc(target).with_value_at(&path, &doc(new), create)
+        };
+        let nested = r#"{"b": {"c": [1, 2]}, "a": 1}"#;
+        assert_eq!(
+            set(nested, &["b", "c", "-1"], "9", true).unwrap(),
+            r#"{"a": 1, "b": {"c": [1, 9]}}"#
+        );
+        assert_eq!(
+            set(nested, &["aa"], "[]", true).unwrap(),
+            r#"{"a": 1, "b": {"c": [1, 2]}, "aa": []}"#
+        );
+        assert_eq!(
+            set(nested, &["aa"], "[]", false).unwrap(),
+            doc(nested).to_jsonb_text().unwrap()
+        );
+        assert_eq!(
+            set(nested, &["x", "y"], "1", true).unwrap(),
+            doc(nested).to_jsonb_text().unwrap()
+        );
+        assert_eq!(set("[1, 2]", &["5"], "3", true).unwrap(), "[1, 2, 3]");
+        assert_eq!(set("[1, 2]", &["-5"], "0", true).unwrap(), "[0, 1, 2]");
+        assert_eq!(
+            set("[1, 2]", &["a"], "0", true).unwrap_err().sqlstate(),
+            "22P02"
+        );
+        assert_eq!(set("1", &["a"], "0", true).unwrap_err().sqlstate(), "22023");
+        let null_step = doc("{}").with_value_at(&[None], &doc("1"), true);
+        assert_eq!(null_step.unwrap_err().sqlstate(), "22004");
     }
 
     #[test]

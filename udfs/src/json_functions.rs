@@ -4,7 +4,8 @@
 //! `json_array_element` (`->` with an index), `json_extract_path` and `#>`, each with a
 //! `_text` form (`->>`, `#>>`), `json_typeof`, `json_array_length`, and for `jsonb` also
 //! `jsonb_contains` (`@>`), `jsonb_contained` (`<@`), `jsonb_exists` (`?`), `jsonb_exists_any`
-//! (`?|`), `jsonb_exists_all` (`?&`), `jsonb_concat` (`||`) and `jsonb_delete` (`-`).
+//! (`?|`), `jsonb_exists_all` (`?&`), `jsonb_concat` (`||`), `jsonb_delete` (`-`) and
+//! `jsonb_set`.
 //!
 //! Documents are text (any string type), parsed per row with [`crate::json`]; a document that
 //! is not JSON is an error (22P02), NULL in gives NULL out, and a `jsonb` result is normalised.
@@ -66,6 +67,8 @@ pub enum JsonFunctionKind {
     Concat,
     /// `jsonb_delete(doc, key | keys | index)`, `doc - 'key'`, `doc - ARRAY[...]`, `doc - 1`.
     Delete,
+    /// `jsonb_set(doc, path, new [, create_if_missing])`: the value at a path replaced or added.
+    Set,
 }
 
 impl JsonFunctionKind {
@@ -84,7 +87,7 @@ impl JsonFunctionKind {
         Self::ArrayLength,
     ];
     /// The kinds only `jsonb` has.
-    const JSONB_ONLY: [Self; 7] = [
+    const JSONB_ONLY: [Self; 8] = [
         Self::Contains,
         Self::Contained,
         Self::Exists,
@@ -92,6 +95,7 @@ impl JsonFunctionKind {
         Self::ExistsAll,
         Self::Concat,
         Self::Delete,
+        Self::Set,
     ];
 
     /// The name after `json_` or `jsonb_`.
@@ -115,6 +119,7 @@ impl JsonFunctionKind {
             Self::ArrayLength => "array_length",
             Self::Concat => "concat",
             Self::Delete => "delete",
+            Self::Set => "set",
         }
     }
 
@@ -129,6 +134,7 @@ impl JsonFunctionKind {
                 | Self::ExtractPathOperator
                 | Self::Concat
                 | Self::Delete
+                | Self::Set
         )
     }
 
@@ -235,6 +241,18 @@ impl JsonFunction {
                 };
                 return Ok(Answer::Text(Some(rest)));
             }
+            K::Set => {
+                let path = arguments.text_array(1)?;
+                let new = Document::parse(arguments.text(2))?;
+                let create = arguments
+                    .arrays
+                    .get(3)
+                    .and_then(|flags| flags.as_any().downcast_ref::<BooleanArray>())
+                    .is_none_or(|flags| flags.value(arguments.row));
+                return Ok(Answer::Text(Some(
+                    document.with_value_at(&path, &new, create)?,
+                )));
+            }
             K::Contains | K::Contained => {
                 let other = Document::parse(arguments.text(1))?;
                 return Ok(Answer::Boolean(match self.kind {
@@ -292,22 +310,28 @@ impl Arguments<'_> {
 
     /// The keys of a text array: an array value, a text-array literal, or the variadic texts.
     fn keys(&self) -> Result<Vec<Option<String>>, JsonError> {
-        let rest = &self.arrays[1..];
-        if let [single] = rest
-            && let Ok(lists) = as_list_array(single)
-        {
+        if self.arrays.len() == 2 && (self.array_literal || self.is_list(1)) {
+            return self.text_array(1);
+        }
+        Ok((1..self.arrays.len())
+            .map(|i| Some(self.text(i).to_owned()))
+            .collect())
+    }
+
+    /// Argument `i`, a text array given as an array value or as a text-array literal.
+    fn text_array(&self, i: usize) -> Result<Vec<Option<String>>, JsonError> {
+        if let Ok(lists) = as_list_array(&self.arrays[i]) {
             let list = lists.value(self.row);
             let texts = list.as_any().downcast_ref::<StringArray>();
             return Ok(texts.map_or_else(Vec::new, |texts| {
                 texts.iter().map(|text| text.map(str::to_owned)).collect()
             }));
         }
-        if self.array_literal {
-            return text_array_elements(self.text(1));
-        }
-        Ok((1..self.arrays.len())
-            .map(|i| Some(self.text(i).to_owned()))
-            .collect())
+        text_array_elements(self.text(i))
+    }
+
+    fn is_list(&self, i: usize) -> bool {
+        as_list_array(&self.arrays[i]).is_ok()
     }
 
     /// A path's steps; `None` when one of them is NULL (the answer is then NULL).
@@ -336,6 +360,7 @@ impl ScalarUDFImpl for JsonFunction {
         let arity_ok = match self.kind {
             K::Input | K::Typeof | K::ArrayLength => arg_types.len() == 1,
             K::ExtractPath | K::ExtractPathText => !arg_types.is_empty(),
+            K::Set => matches!(arg_types.len(), 3 | 4),
             _ => arg_types.len() == 2,
         };
         if !arity_ok {
@@ -350,6 +375,10 @@ impl ScalarUDFImpl for JsonFunction {
                 let is_list = matches!(given, DataType::List(_) | DataType::LargeList(_));
                 match (i, self.kind) {
                     (0, _) if is_text => Ok(DataType::Utf8),
+                    (1, K::Set) if is_list => Ok(text_list.clone()),
+                    (3, K::Set) if matches!(given, DataType::Boolean | DataType::Null) => {
+                        Ok(DataType::Boolean)
+                    }
                     (_, K::ArrayElement | K::ArrayElementText | K::Delete)
                         if given.is_integer() =>
                     {

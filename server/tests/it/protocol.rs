@@ -926,7 +926,8 @@ async fn value_types_answer_as_postgresql_does() {
 }
 
 /// `json` and `jsonb` casts, operators and functions on documents of every shape.
-const JSON_QUERIES: [&str; 18] = [
+const JSON_QUERIES: [&str; 19] = [
+    r#"SELECT jsonb_set('{"b": {"c": [1, 2]}, "a": 1}', '{b,c,-1}', '9'), jsonb_set('{"a": 1}', '{z}', '{"y": true}'), jsonb_set('{"a": 1}', ARRAY['z'], '2', false), jsonb_set('[1, 2]', '{9}', '3'), jsonb_set('[1, 2]', '{-9}', '0'), jsonb_set('{"a": [1]}', '{a,0,x}', '5'), jsonb_set('{"a": 1}', '{a}', NULL)"#,
     r#"SELECT json_build_object('a', 1, 'b', 'x', 'c', NULL, 'd', true, 'e', '{"z": [1, 2]}'::json), jsonb_build_object('b', 1, 'a', 'y', 'a', 2), json_build_array(1, 'x', NULL, false), jsonb_build_array('{"b": 1, "a": 2}'::jsonb, 3), to_json('a"b'::text), to_jsonb(2.50::numeric(4, 2)), to_json(NULL::int), json_build_array(ARRAY[1::int, 2::int])"#,
     r#"SELECT '{"a": 1, "b": 2}'::jsonb || '{"b": 3, "c": {"d": 1.50}}'::jsonb, '[1, 2]'::jsonb || '[3]'::jsonb, '[1]'::jsonb || '{"a": 1}'::jsonb, '1'::jsonb || '"x"'::jsonb, '{"a": 1}'::jsonb || '[]'::jsonb, '[]'::jsonb || '[]'::jsonb, '{"a": 1}'::jsonb || '{}'"#,
     r#"SELECT '{"a": 1, "b": 2}'::jsonb - 'a', '["a", "b", "a", 1]'::jsonb - 'a', '[1, 2, 3]'::jsonb - 1, '[1, 2, 3]'::jsonb - -1, '[1, 2, 3]'::jsonb - 5, '{"a": 1, "b": 2, "c": 3}'::jsonb - ARRAY['a', 'c'], jsonb_array_length('[1, [2], {}]'), json_array_length('[ ]'), '{"a": 1}'::jsonb - 'z'"#,
@@ -1031,6 +1032,18 @@ async fn json_answers_as_postgresql_does() {
         (
             "SELECT '[1]'::jsonb || 'x'",
             SqlState::INVALID_TEXT_REPRESENTATION,
+        ),
+        (
+            "SELECT jsonb_set('1', '{a}', '2')",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        (
+            "SELECT jsonb_set('[1]', '{a}', '2')",
+            SqlState::INVALID_TEXT_REPRESENTATION,
+        ),
+        (
+            "SELECT jsonb_set('{}', ARRAY[NULL::text], '2')",
+            SqlState::NULL_VALUE_NOT_ALLOWED,
         ),
     ];
     for (sql, code) in refused {
