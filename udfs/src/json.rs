@@ -230,8 +230,7 @@ impl<'a> Document<'a> {
                     if i > 0 {
                         out.push_str(", ");
                     }
-                    write_string(&key, out);
-                    out.push_str(": ");
+                    write_key(&key, out);
                     value.write_jsonb(out)?;
                 }
                 out.push('}');
@@ -412,8 +411,7 @@ impl<'a> Document<'a> {
                 let mut items = Vec::with_capacity(members.len() + 1);
                 for (key, value) in &members {
                     let mut item = String::new();
-                    write_string(key, &mut item);
-                    item.push_str(": ");
+                    write_key(key, &mut item);
                     match key == step {
                         true => write_found(value, &mut item)?,
                         false => value.write_jsonb(&mut item)?,
@@ -422,8 +420,7 @@ impl<'a> Document<'a> {
                 }
                 if last && create && !members.iter().any(|(key, _)| key == step) {
                     let mut item = String::new();
-                    write_string(step, &mut item);
-                    item.push_str(": ");
+                    write_key(step, &mut item);
                     new.write_jsonb(&mut item)?;
                     items.push(item);
                 }
@@ -481,8 +478,7 @@ impl<'a> Document<'a> {
                 continue;
             }
             let mut text = String::new();
-            write_string(&key, &mut text);
-            text.push_str(": ");
+            write_key(&key, &mut text);
             value.write_jsonb(&mut text)?;
             texts.push(text);
         }
@@ -787,6 +783,12 @@ fn hex_unit(chars: &mut std::str::Chars) -> u32 {
     chars
         .take(4)
         .fold(0, |unit, c| unit * 16 + c.to_digit(16).unwrap_or(0))
+}
+
+/// An object member's key as `jsonb` prints it, up to its value: `"key": `.
+fn write_key(key: &str, out: &mut String) {
+    write_string(key, out);
+    out.push_str(": ");
 }
 
 /// `text` as a JSON string, escaped as PostgreSQL escapes it.

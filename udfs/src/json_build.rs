@@ -93,8 +93,8 @@ impl JsonBuildFunction {
             }
             JsonBuildKind::Object => {
                 let mut members = Vec::with_capacity(row.len() / 2);
-                for pair in row.chunks(2) {
-                    let [key, value] = pair else {
+                for (pair, pair_fields) in row.chunks(2).zip(fields.chunks(2)) {
+                    let ([key, value], [_, value_field]) = (pair, pair_fields) else {
                         return exec_err!("argument list must have even number of elements");
                     };
                     if key.is_null() {
@@ -103,7 +103,7 @@ impl JsonBuildFunction {
                     let mut member = String::new();
                     write_string(&scalar_text(key), &mut member);
                     member.push_str(" : ");
-                    member.push_str(&json_text(value, &fields[members.len() * 2 + 1])?);
+                    member.push_str(&json_text(value, value_field)?);
                     members.push(member);
                 }
                 format!("{{{}}}", members.join(", "))

@@ -7,7 +7,7 @@
 //! [`UuidFunction`] gives SQL `uuid_in` (what a cast to `uuid` runs: see
 //! [`crate::InputFunctionRule`]) and `gen_random_uuid()`.
 
-use std::fmt;
+use std::fmt::{self, Write};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, StringArray};
@@ -103,7 +103,8 @@ pub fn uuid_text(bytes: &[u8; 16]) -> String {
         if matches!(i, 4 | 6 | 8 | 10) {
             text.push('-');
         }
-        text.push_str(&format!("{byte:02x}"));
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{byte:02x}");
     }
     text
 }

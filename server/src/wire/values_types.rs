@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 
 use datafusion::logical_expr::planner::TypePlanner;
 use datafusion::sql::sqlparser::ast::{
-    DataType as SqlType, Expr, Query, SetExpr, Statement, Value, VisitMut, VisitorMut,
+    Expr, Query, SetExpr, Statement, Value, VisitMut, VisitorMut,
 };
 use quantatom_udfs::postgres_type_of;
 
@@ -34,7 +34,7 @@ impl VisitorMut for ValuesTyper {
                     .rows
                     .iter()
                     .filter_map(|row| row.content.get(column))
-                    .find(|value| tagged_cast_type(value).is_some())
+                    .find(|value| is_tagged_text_cast(value))
                     .cloned();
                 let Some(Expr::Cast {
                     kind,
@@ -65,13 +65,16 @@ impl VisitorMut for ValuesTyper {
     }
 }
 
-/// The type `expr` casts to, when it is a cast to a type held as tagged text.
-fn tagged_cast_type(expr: &Expr) -> Option<&SqlType> {
+/// Whether `expr` is a cast to a type held as tagged text.
+fn is_tagged_text_cast(expr: &Expr) -> bool {
     let Expr::Cast { data_type, .. } = expr else {
-        return None;
+        return false;
     };
-    let field = PostgresTypePlanner.plan_type_field(data_type).ok()??;
-    postgres_type_of(&field).map(|_| data_type)
+    PostgresTypePlanner
+        .plan_type_field(data_type)
+        .ok()
+        .flatten()
+        .is_some_and(|field| postgres_type_of(&field).is_some())
 }
 
 /// Whether `expr` is `NULL` or a string literal, whose type PostgreSQL takes from context.
