@@ -474,6 +474,9 @@ async fn session_template(
     for udf in quantatom_udfs::functions() {
         state.register_udf(udf)?;
     }
+    for udaf in quantatom_udfs::aggregate_functions() {
+        state.register_udaf(udaf)?;
+    }
     state.register_udtf("mdf_at", Arc::new(MdfAtFunction::new(Arc::clone(cubes))));
     state.register_udtf(
         "mdf_history",

@@ -57,7 +57,7 @@ impl JsonError {
     }
 
     /// An operation the document does not allow (`22023`, PostgreSQL's words in `message`).
-    fn invalid(message: &str) -> Self {
+    pub(crate) fn invalid(message: &str) -> Self {
         Self {
             sqlstate: "22023",
             message: message.to_owned(),

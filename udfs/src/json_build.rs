@@ -100,11 +100,7 @@ impl JsonBuildFunction {
                     if key.is_null() {
                         return exec_err!("null value not allowed for object key");
                     }
-                    let mut member = String::new();
-                    write_string(&scalar_text(key), &mut member);
-                    member.push_str(" : ");
-                    member.push_str(&json_text(value, value_field)?);
-                    members.push(member);
+                    members.push(member_text(key, value, value_field)?);
                 }
                 format!("{{{}}}", members.join(", "))
             }
@@ -173,7 +169,7 @@ impl ScalarUDFImpl for JsonBuildFunction {
 }
 
 /// `value` (held in `field`) as JSON text, as PostgreSQL's `to_json` writes it.
-fn json_text(value: &ScalarValue, field: &Field) -> Result<String> {
+pub(crate) fn json_text(value: &ScalarValue, field: &Field) -> Result<String> {
     if value.is_null() {
         return Ok("null".to_owned());
     }
@@ -216,6 +212,20 @@ fn json_text(value: &ScalarValue, field: &Field) -> Result<String> {
         }
         other => quoted(&scalar_text(other)),
     })
+}
+
+/// An object member as `json_build_object` writes it, `"key" : value`: the key's text as a
+/// string, the value (held in `value_field`) as [`json_text`] writes it.
+pub(crate) fn member_text(
+    key: &ScalarValue,
+    value: &ScalarValue,
+    value_field: &Field,
+) -> Result<String> {
+    let mut member = String::new();
+    write_string(&scalar_text(key), &mut member);
+    member.push_str(" : ");
+    member.push_str(&json_text(value, value_field)?);
+    Ok(member)
 }
 
 /// A float's non-finite value as PostgreSQL spells it.

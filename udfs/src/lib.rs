@@ -8,13 +8,14 @@
 //! any escape character comes from [`LikeEscapeRule`] and `like_escape()`. `json` and `jsonb`
 //! values (tagged text) get PostgreSQL's functions and operators from [`json`],
 //! [`JsonFunction`] and [`JsonOperatorPlanner`]; `uuid` values its input and
-//! `gen_random_uuid()` from [`uuid`]. [`InputFunctionRule`] makes casts to these types run
+//! `gen_random_uuid()` from [`uuid`]; [`aggregate_functions`] are the JSON aggregates. [`InputFunctionRule`] makes casts to these types run
 //! their input functions.
 
 pub mod datetime_text;
 mod evaluation;
 mod input_functions;
 pub mod json;
+pub mod json_agg;
 pub mod json_build;
 mod json_functions;
 mod json_planning;
@@ -30,7 +31,7 @@ mod variance;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 pub use datetime_text::DatetimeTextRule;
 pub use input_functions::InputFunctionRule;
@@ -43,6 +44,12 @@ pub use plan_rewrite::rewrite_expressions;
 pub use planner::LtreeOperatorPlanner;
 pub use tagged_text::{POSTGRES_TYPE_KEY, postgres_type_of, tagged_text_field};
 pub use variance::VarianceFunction;
+
+/// Every aggregate function this crate provides (the JSON aggregates of [`json_agg`]), ready
+/// for `SessionContext::register_udaf`.
+pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    json_agg::JsonAggregate::udafs()
+}
 
 /// Every scalar function this crate provides, ready for `SessionContext::register_udf`.
 ///

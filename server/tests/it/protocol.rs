@@ -926,7 +926,7 @@ async fn value_types_answer_as_postgresql_does() {
 }
 
 /// `json` and `jsonb` casts, operators and functions on documents of every shape.
-const JSON_QUERIES: [&str; 19] = [
+const JSON_QUERIES: [&str; 24] = [
     r#"SELECT jsonb_set('{"b": {"c": [1, 2]}, "a": 1}', '{b,c,-1}', '9'), jsonb_set('{"a": 1}', '{z}', '{"y": true}'), jsonb_set('{"a": 1}', ARRAY['z'], '2', false), jsonb_set('[1, 2]', '{9}', '3'), jsonb_set('[1, 2]', '{-9}', '0'), jsonb_set('{"a": [1]}', '{a,0,x}', '5'), jsonb_set('{"a": 1}', '{a}', NULL)"#,
     r#"SELECT json_build_object('a', 1, 'b', 'x', 'c', NULL, 'd', true, 'e', '{"z": [1, 2]}'::json), jsonb_build_object('b', 1, 'a', 'y', 'a', 2), json_build_array(1, 'x', NULL, false), jsonb_build_array('{"b": 1, "a": 2}'::jsonb, 3), to_json('a"b'::text), to_jsonb(2.50::numeric(4, 2)), to_json(NULL::int), json_build_array(ARRAY[1::int, 2::int])"#,
     r#"SELECT '{"a": 1, "b": 2}'::jsonb || '{"b": 3, "c": {"d": 1.50}}'::jsonb, '[1, 2]'::jsonb || '[3]'::jsonb, '[1]'::jsonb || '{"a": 1}'::jsonb, '1'::jsonb || '"x"'::jsonb, '{"a": 1}'::jsonb || '[]'::jsonb, '[]'::jsonb || '[]'::jsonb, '{"a": 1}'::jsonb || '{}'"#,
@@ -946,6 +946,11 @@ const JSON_QUERIES: [&str; 19] = [
     r#"SELECT '"s"'::jsonb -> 0, '"s"'::jsonb ->> -1, '5'::jsonb -> 1, '"s"'::json -> 0, '"s"'::jsonb #> '{0}', '[1, 2]'::jsonb #>> '{" 1"}', '[1, 2]'::jsonb #>> '{"1 "}', '5'::jsonb @> '[5]', '[5]'::jsonb @> '5'"#,
     r#"SELECT NULL::jsonb -> 'a', '{"a": 1}'::jsonb ->> NULL::text, NULL::json #>> '{a}', '{"a": 1}'::jsonb ? NULL::text"#,
     r#"SELECT v ->> 'k' FROM (VALUES ('{"k": "p"}'::jsonb), ('{"k": 2}'::jsonb), ('[1]'::jsonb), (NULL::jsonb)) AS t(v) ORDER BY 1"#,
+    r#"SELECT json_agg(x ORDER BY k, x), jsonb_agg(x ORDER BY x DESC), json_object_agg(k, x ORDER BY x), jsonb_object_agg(k, x ORDER BY x NULLS FIRST) FROM (VALUES (1, 'a'), (2, 'b'), (NULL, 'a')) AS t(x, k)"#,
+    r#"SELECT k, json_agg(v ORDER BY v), jsonb_agg(DISTINCT v ORDER BY v), json_object_agg(v, k ORDER BY v) FROM (VALUES ('a', 2), ('a', 10), ('a', 1), ('b', 3), ('a', 2)) AS t(k, v) GROUP BY k ORDER BY k"#,
+    r#"SELECT json_agg(a ORDER BY n), jsonb_agg(a ORDER BY n), json_agg(d ORDER BY n), jsonb_agg(d ORDER BY n DESC), json_object_agg(s, d ORDER BY n) FROM (VALUES (1, ARRAY[1, 2], '{"b": 1, "a": [2.50]}'::jsonb, 'x"y'), (2, ARRAY[3], '"s"'::jsonb, 'z')) AS t(n, a, d, s)"#,
+    r#"SELECT json_agg(x) IS NULL, jsonb_agg(x) IS NULL, json_object_agg(x, x) IS NULL, jsonb_object_agg(x, x) IS NULL FROM (SELECT 1 AS x WHERE false) AS t"#,
+    r#"SELECT json_agg(x), jsonb_object_agg('k', x) FROM (VALUES ('one')) AS t(x)"#,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -961,7 +966,7 @@ async fn json_answers_as_postgresql_does() {
         );
     }
     // Result types: a document, or text once read as text or cast to it.
-    let typed = r#"SELECT '{"a": 1}'::jsonb::text, '{"a": 1}'::jsonb -> 'a', '{"a": 1}'::json #>> '{a}', '1'::json, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid::text"#;
+    let typed = r#"SELECT '{"a": 1}'::jsonb::text, '{"a": 1}'::jsonb -> 'a', '{"a": 1}'::json #>> '{a}', '1'::json, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid::text, json_agg(1), jsonb_object_agg('a', 2)"#;
     let mut types = Vec::new();
     for server in [&client, &postgres] {
         let statement = server.prepare(typed).await.unwrap();
@@ -975,7 +980,15 @@ async fn json_answers_as_postgresql_does() {
     }
     assert_eq!(
         types[0],
-        [Type::TEXT, Type::JSONB, Type::TEXT, Type::JSON, Type::TEXT]
+        [
+            Type::TEXT,
+            Type::JSONB,
+            Type::TEXT,
+            Type::JSON,
+            Type::TEXT,
+            Type::JSON,
+            Type::JSONB
+        ]
     );
     assert_eq!(types[0], types[1]);
     // Parameters, in the extended protocol.
@@ -1044,6 +1057,14 @@ async fn json_answers_as_postgresql_does() {
         (
             "SELECT jsonb_set('{}', ARRAY[NULL::text], '2')",
             SqlState::NULL_VALUE_NOT_ALLOWED,
+        ),
+        (
+            "SELECT json_object_agg(k, 1) FROM (VALUES (NULL::text)) AS t(k)",
+            SqlState::INVALID_PARAMETER_VALUE,
+        ),
+        (
+            "SELECT jsonb_object_agg(k, 1) FROM (VALUES ('a'), (NULL)) AS t(k)",
+            SqlState::INVALID_PARAMETER_VALUE,
         ),
     ];
     for (sql, code) in refused {
