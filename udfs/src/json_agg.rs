@@ -22,8 +22,8 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
 };
 
-use crate::json::{Document, JsonError, JsonType};
-use crate::json_build::{json_text, member_text};
+use crate::json::{JsonError, JsonType};
+use crate::json_build::{json_text, member_text, typed_document};
 use crate::tagged_text::tagged_text_field;
 
 /// What a [`JsonAggregate`] gathers a group's rows into.
@@ -235,13 +235,7 @@ impl Accumulator for JsonAccumulator {
             Gathered::Object if self.of == JsonType::Json => format!("{{ {inner} }}"),
             Gathered::Object => format!("{{{inner}}}"),
         };
-        let document = match self.of {
-            JsonType::Json => document,
-            JsonType::Jsonb => Document::parse(&document)
-                .and_then(|document| document.to_jsonb_text())
-                .map_err(|error| DataFusionError::External(Box::new(error)))?,
-        };
-        Ok(ScalarValue::Utf8(Some(document)))
+        Ok(ScalarValue::Utf8(Some(typed_document(document, self.of)?)))
     }
 
     fn size(&self) -> usize {

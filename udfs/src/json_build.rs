@@ -105,13 +105,18 @@ impl JsonBuildFunction {
                 format!("{{{}}}", members.join(", "))
             }
         };
-        match self.of {
-            JsonType::Json => Ok(Some(json)),
-            JsonType::Jsonb => Document::parse(&json)
-                .and_then(|document| document.to_jsonb_text())
-                .map(Some)
-                .map_err(|error| DataFusionError::External(Box::new(error))),
-        }
+        typed_document(json, self.of).map(Some)
+    }
+}
+
+/// `json`, a document written here, as a value of type `of`: as it is for `json`, normalised
+/// for `jsonb`.
+pub(crate) fn typed_document(json: String, of: JsonType) -> Result<String> {
+    match of {
+        JsonType::Json => Ok(json),
+        JsonType::Jsonb => Document::parse(&json)
+            .and_then(|document| document.to_jsonb_text())
+            .map_err(|error| DataFusionError::External(Box::new(error))),
     }
 }
 
