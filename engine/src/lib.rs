@@ -461,6 +461,12 @@ async fn session_template(
         .with_runtime_env(runtime)
         .with_catalog_list(Arc::clone(&catalogs) as _)
         .with_default_features()
+        // Before DataFusion's type coercion, which fits the expressions around the casts it types.
+        .with_analyzer_rules(
+            std::iter::once(Arc::new(quantatom_udfs::PostgresNumericRule) as _)
+                .chain(datafusion::optimizer::Analyzer::new().rules)
+                .collect(),
+        )
         // Grids sum their cells before joining them to dimensions.
         .with_optimizer_rule(Arc::new(eager_aggregation::EagerAggregation))
         // Aggregates over a cube read its files' summaries (after eager aggregation, which

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
@@ -14,6 +14,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use quantatom_engine::mdf::MdfError;
 use quantatom_engine::mdf::transaction::SessionWrites;
+use quantatom_server::wire::float_text::FloatText;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 
 use crate::render_text;
@@ -101,6 +102,9 @@ impl InProcessDb {
     }
 }
 
+/// PostgreSQL's default `extra_float_digits`: floats with the fewest digits that read back.
+const EXTRA_FLOAT_DIGITS: i8 = 1;
+
 /// Renders one cell as PostgreSQL's text format would.
 fn render(array: &dyn Array, row: usize) -> Result<String, DataFusionError> {
     if array.is_null(row) {
@@ -112,6 +116,18 @@ fn render(array: &dyn Array, row: usize) -> Result<String, DataFusionError> {
         } else {
             "f"
         })
+        .to_owned(),
+        DataType::Float64 => FloatText::double(
+            array.as_primitive::<Float64Type>().value(row),
+            EXTRA_FLOAT_DIGITS,
+        )
+        .as_str()
+        .to_owned(),
+        DataType::Float32 => FloatText::real(
+            array.as_primitive::<Float32Type>().value(row),
+            EXTRA_FLOAT_DIGITS,
+        )
+        .as_str()
         .to_owned(),
         DataType::Timestamp(..) => ArrayFormatter::try_new(array, &FormatOptions::default())?
             .value(row)

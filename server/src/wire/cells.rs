@@ -1,27 +1,34 @@
 //! The cells of a result batch into rows being encoded (DataRows, COPY rows), each column's
 //! way chosen once per batch instead of once per value: arrow-pg's encoding, except for
 //! strings, whose values go to the row as they are (arrow-pg looks the column's type and
-//! metadata up again for every value), and decimals sent as text, which are written here.
+//! metadata up again for every value), and decimals and floats sent as text, which are
+//! written here (floats as PostgreSQL writes them: [`FloatText`]).
 //! arrow-pg converts each decimal to a `rust_decimal` and formats it through `Display` (a
 //! sixth of the server's time sending a million-row cube), and fails on values beyond
 //! `rust_decimal`'s 96 bits that a `numeric(38, s)` column holds.
 
 use bytes::BytesMut;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, LargeStringArray, RecordBatch, StringArray,
-    StringArrayType, StringViewArray,
+    Array, ArrayRef, AsArray, Decimal128Array, Float32Array, Float64Array, LargeStringArray,
+    RecordBatch, StringArray, StringArrayType, StringViewArray,
 };
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, FieldRef};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, FieldRef, Float32Type, Float64Type};
 use datafusion_postgres::arrow_pg::datatypes::is_pg_char_field;
 use datafusion_postgres::arrow_pg::encoder::{Encoder, encode_value};
 use pgwire::api::Type;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::PgWireResult;
 
+use super::float_text::FloatText;
+
 /// How the values of one column of a batch are encoded.
 pub(crate) enum ColumnCells {
     /// Decimals sent as text, with their scale: written here.
     DecimalText(Decimal128Array, usize),
+    /// Doubles sent as text: written here as PostgreSQL writes them ([`FloatText`]).
+    DoubleText(Float64Array),
+    /// Reals sent as text, as [`ColumnCells::DoubleText`].
+    RealText(Float32Array),
     /// Strings (not PostgreSQL `"char"` columns): each value as it is.
     Utf8(StringArray),
     /// Large strings, as [`ColumnCells::Utf8`].
@@ -44,6 +51,12 @@ impl ColumnCells {
                     }
                     Err(_) => other(),
                 }
+            }
+            DataType::Float64 if pg_field.format() == FieldFormat::Text => {
+                Self::DoubleText(array.as_primitive::<Float64Type>().clone())
+            }
+            DataType::Float32 if pg_field.format() == FieldFormat::Text => {
+                Self::RealText(array.as_primitive::<Float32Type>().clone())
             }
             _ if is_pg_char_field(arrow_field) => other(),
             DataType::Utf8 => Self::Utf8(array.as_string::<i32>().clone()),
@@ -72,6 +85,7 @@ impl ColumnCells {
         row: usize,
         pg_field: &FieldInfo,
     ) -> PgWireResult<()> {
+        let extra_float_digits = || pg_field.format_options().extra_float_digits;
         match self {
             Self::DecimalText(decimals, scale) => {
                 if decimals.is_null(row) {
@@ -79,6 +93,16 @@ impl ColumnCells {
                 }
                 let mut text = DecimalText::default();
                 encoder.encode_field(&Some(text.format(decimals.value(row), *scale)), pg_field)
+            }
+            Self::DoubleText(values) => {
+                let text = (!values.is_null(row))
+                    .then(|| FloatText::double(values.value(row), extra_float_digits()));
+                encoder.encode_field(&text.as_ref().map(FloatText::as_str), pg_field)
+            }
+            Self::RealText(values) => {
+                let text = (!values.is_null(row))
+                    .then(|| FloatText::real(values.value(row), extra_float_digits()));
+                encoder.encode_field(&text.as_ref().map(FloatText::as_str), pg_field)
             }
             Self::Utf8(strings) => encoder.encode_field(&text_at(strings, row), pg_field),
             Self::LargeUtf8(strings) => encoder.encode_field(&text_at(strings, row), pg_field),

@@ -21,6 +21,7 @@ mod data_rows;
 mod direct_planning;
 mod dml_tags;
 pub mod errors;
+pub mod float_text;
 mod format_options;
 mod pg_settings;
 mod query_metrics;

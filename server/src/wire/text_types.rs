@@ -22,7 +22,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::planner::TypePlanner;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::sql::sqlparser::ast::DataType as SqlType;
+use datafusion::sql::sqlparser::ast::{DataType as SqlType, ExactNumberInfo};
 use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use pgwire::api::Type;
@@ -35,7 +35,7 @@ use quantatom_engine::postgres_column_names::postgres_column_name;
 use quantatom_udfs::json::{Document, JSON, JSONB};
 use quantatom_udfs::ltree::{LQUERY, LTREE};
 use quantatom_udfs::uuid::{UUID, UuidError, canonical_uuid, parse_uuid, uuid_text};
-use quantatom_udfs::{postgres_type_of, tagged_text_field};
+use quantatom_udfs::{postgres_type_of, tagged_text_field, unconstrained_numeric_field};
 
 use super::errors::{api_error, user_error};
 
@@ -77,7 +77,8 @@ impl TextBackedType {
 }
 
 /// datafusion-pg-catalog's type planner (OID aliases, `pg_catalog.`-qualified names) plus
-/// `uuid`, `json` and `jsonb` as tagged text.
+/// `uuid`, `json` and `jsonb` as tagged text and a bare `numeric` as
+/// [`unconstrained_numeric_field`].
 #[derive(Debug)]
 pub(crate) struct PostgresTypePlanner;
 
@@ -91,6 +92,15 @@ impl TypePlanner for PostgresTypePlanner {
             SqlType::Text | SqlType::Varchar(None) | SqlType::CharacterVarying(None)
         ) {
             return Ok(Some(Arc::new(Field::new("text", DataType::Utf8View, true))));
+        }
+        // A bare `numeric` keeps the digits of what it casts (`quantatom_udfs::numeric`).
+        if matches!(
+            sql_type,
+            SqlType::Numeric(ExactNumberInfo::None)
+                | SqlType::Decimal(ExactNumberInfo::None)
+                | SqlType::Dec(ExactNumberInfo::None)
+        ) {
+            return Ok(Some(Arc::new(unconstrained_numeric_field())));
         }
         let named = match sql_type {
             SqlType::Uuid => Some(TextBackedType::Uuid),

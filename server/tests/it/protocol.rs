@@ -692,6 +692,21 @@ async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option
     text_rows_of(&messages)
 }
 
+/// Asserts that `client` and `postgres` answer each of `queries` with the same rows, as text.
+async fn answer_alike(
+    client: &tokio_postgres::Client,
+    postgres: &tokio_postgres::Client,
+    queries: &[&str],
+) {
+    for sql in queries {
+        assert_eq!(
+            text_rows(client, sql).await,
+            text_rows(postgres, sql).await,
+            "{sql}"
+        );
+    }
+}
+
 /// The rows of a simple query's answer, as text.
 fn text_rows_of(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
     messages
@@ -752,13 +767,7 @@ async fn result_columns_are_named_as_postgresql_names_them() {
             assert_eq!(column_names(&client, sql).await, expected, "{sql}");
         }
     }
-    for sql in ORDERED_BY_OUTPUT {
-        assert_eq!(
-            text_rows(&client, sql).await,
-            text_rows(&postgres, sql).await,
-            "{sql}"
-        );
-    }
+    answer_alike(&client, &postgres, &ORDERED_BY_OUTPUT).await;
     // A cursor's rows are those of its query: the same names, types and values.
     for sql in NAMED_COLUMNS {
         let (names, _) = fetched(&client, sql).await;
@@ -874,13 +883,7 @@ async fn value_types_answer_as_postgresql_does() {
     let postgres = test_postgres().await;
     let server = TestServer::start().await;
     let client = server.client().await;
-    for sql in VALUE_TYPE_QUERIES {
-        assert_eq!(
-            text_rows(&client, sql).await,
-            text_rows(&postgres, sql).await,
-            "{sql}"
-        );
-    }
+    answer_alike(&client, &postgres, &VALUE_TYPE_QUERIES).await;
     // A text parameter cast to uuid, in the extended protocol, and the type the client is told.
     for server in [&client, &postgres] {
         let statement = server.prepare("SELECT $1::text::uuid").await.unwrap();
@@ -925,6 +928,50 @@ async fn value_types_answer_as_postgresql_does() {
     server.stop().await;
 }
 
+/// Casts to `numeric` without a precision (PostgreSQL keeps the digits a value is written
+/// with), quotients of decimals, and floats as PostgreSQL writes them.
+const NUMBER_QUERIES: [&str; 8] = [
+    "SELECT 5::numeric, '2.50'::numeric, ' -0.5 '::numeric, '1e3'::numeric, 1e3::numeric, 1.5e-3::numeric, 2.50::numeric(4, 2)",
+    "SELECT 0.1::numeric + 0.2::numeric, 1.5::numeric * 2, 12345678901234567890, round(2.567::numeric, 2), '12.50'::numeric * 3",
+    "SELECT x::numeric, x::numeric * 1.5::numeric FROM (VALUES (1), (22)) AS t(x) ORDER BY 1",
+    "SELECT 10::numeric / 3, 12.50::numeric(12, 2) / 4, CAST(7 AS numeric) / 2, 100 / 8.0::numeric",
+    "SELECT sum(v), max(v), min(v) FROM (SELECT x::numeric(12, 2) AS v FROM (VALUES (1.25), (2.5)) AS t(x)) AS s",
+    "SELECT NULL::numeric, CASE WHEN true THEN NULL::numeric ELSE 2.5::numeric END, COALESCE(NULL, '2.50'::numeric), COALESCE(1.5::float8, 0.0)",
+    "SELECT 1200::float8, 0.1::float8 + 0.2::float8, 1e-5::float8, 0.0001::float8, 1e15::float8, 1e14::float8, 1e100::float8",
+    "SELECT 'inf'::float8, '-inf'::float8, 'nan'::float8, '-0'::float8, 1.5::real, 1234567::real",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_answer_as_postgresql_does() {
+    let postgres = test_postgres().await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    answer_alike(&client, &postgres, &NUMBER_QUERIES).await;
+    // Floats rounded to 15 + extra_float_digits significant digits.
+    let rounded =
+        "SET extra_float_digits = -3; SELECT 1/3::float8, 2::real / 3::real, 123456789::float8";
+    answer_alike(&client, &postgres, &[rounded]).await;
+    // What a bare `numeric` casts is a `numeric`.
+    let typed = "SELECT 5::numeric, '1e3'::numeric, 0.1::numeric + 0.2::numeric, 10::numeric / 3";
+    for server in [&client, &postgres] {
+        let statement = server.prepare(typed).await.unwrap();
+        let types: Vec<_> = statement
+            .columns()
+            .iter()
+            .map(|c| c.type_().clone())
+            .collect();
+        assert_eq!(types, [Type::NUMERIC; 4], "{typed}");
+    }
+    // Text that is no number is refused as PostgreSQL refuses it.
+    for server in [&client, &postgres] {
+        let error = server
+            .simple_query("SELECT 'abc'::numeric")
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::INVALID_TEXT_REPRESENTATION));
+    }
+}
+
 /// `json` and `jsonb` casts, operators and functions on documents of every shape.
 const JSON_QUERIES: [&str; 24] = [
     r#"SELECT jsonb_set('{"b": {"c": [1, 2]}, "a": 1}', '{b,c,-1}', '9'), jsonb_set('{"a": 1}', '{z}', '{"y": true}'), jsonb_set('{"a": 1}', ARRAY['z'], '2', false), jsonb_set('[1, 2]', '{9}', '3'), jsonb_set('[1, 2]', '{-9}', '0'), jsonb_set('{"a": [1]}', '{a,0,x}', '5'), jsonb_set('{"a": 1}', '{a}', NULL)"#,
@@ -958,13 +1005,7 @@ async fn json_answers_as_postgresql_does() {
     let postgres = test_postgres().await;
     let server = TestServer::start().await;
     let client = server.client().await;
-    for sql in JSON_QUERIES {
-        assert_eq!(
-            text_rows(&client, sql).await,
-            text_rows(&postgres, sql).await,
-            "{sql}"
-        );
-    }
+    answer_alike(&client, &postgres, &JSON_QUERIES).await;
     // Result types: a document, or text once read as text or cast to it.
     let typed = r#"SELECT '{"a": 1}'::jsonb::text, '{"a": 1}'::jsonb -> 'a', '{"a": 1}'::json #>> '{a}', '1'::json, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid::text, json_agg(1), jsonb_object_agg('a', 2)"#;
     let mut types = Vec::new();
