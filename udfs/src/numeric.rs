@@ -115,22 +115,23 @@ fn typed_numeric(expr: Expr, schema: &DFSchema) -> Transformed<Expr> {
             op: Operator::Divide,
             right,
         }) => {
-            let dividend = match (left.get_type(schema), right.get_type(schema)) {
-                (Ok(left), Ok(right)) => rescaled_dividend(&left, &right),
+            let rescaled = match (left.get_type(schema), right.get_type(schema)) {
+                (Ok(left), Ok(right)) => rescaled_division(&left, &right),
                 _ => None,
             };
-            match dividend {
-                Some(decimal) => Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
-                    Box::new(Expr::Cast(Cast::new(left, decimal))),
-                    Operator::Divide,
-                    right,
-                ))),
-                None => Transformed::no(Expr::BinaryExpr(BinaryExpr::new(
+            let Some(RescaledDivision { dividend, rounded }) = rescaled else {
+                return Transformed::no(Expr::BinaryExpr(BinaryExpr::new(
                     left,
                     Operator::Divide,
                     right,
-                ))),
-            }
+                )));
+            };
+            let left = Box::new(Expr::Cast(Cast::new(left, dividend)));
+            let quotient = Expr::BinaryExpr(BinaryExpr::new(left, Operator::Divide, right));
+            Transformed::yes(match rounded {
+                Some(rounded) => Expr::Cast(Cast::new(Box::new(quotient), rounded)),
+                None => quotient,
+            })
         }
         other => Transformed::no(other),
     }
@@ -144,11 +145,21 @@ const QUOTIENT_SCALE: i8 = 16;
 /// How much Arrow's decimal division adds to the dividend's scale.
 const DIVISION_SCALE_INCREMENT: i8 = 4;
 
-/// The decimal to which a dividend of type `left` is cast for its quotient by a `right` to
-/// have [`QUOTIENT_SCALE`] digits after the point (or both operands' scale, when more), as far
-/// as every value of the types still divides without overflowing 38 digits; `None` when the
+/// How a division of decimals is planned for PostgreSQL's digits.
+#[derive(Debug, PartialEq)]
+struct RescaledDivision {
+    /// The decimal the dividend is cast to.
+    dividend: DataType,
+    /// The decimal the quotient is rounded to (Arrow's division truncates: it is computed with
+    /// one digit more), when there is room for that digit.
+    rounded: Option<DataType>,
+}
+
+/// The division of a `left` by a `right` whose quotient has [`QUOTIENT_SCALE`] digits after
+/// the point (or both operands' scale, when more), rounded in the last as PostgreSQL rounds, as
+/// far as every value of the types still divides without overflowing 38 digits; `None` when the
 /// division is not between decimals (an integer counts as one with scale 0) or needs no change.
-fn rescaled_dividend(left: &DataType, right: &DataType) -> Option<DataType> {
+fn rescaled_division(left: &DataType, right: &DataType) -> Option<RescaledDivision> {
     let as_decimal = |data_type: &DataType| match data_type {
         DataType::Decimal128(precision, scale) => Some((*precision, *scale)),
         integer if integer.is_integer() => match decimal_of_type(integer)? {
@@ -162,18 +173,32 @@ fn rescaled_dividend(left: &DataType, right: &DataType) -> Option<DataType> {
     }
     let ((precision, scale), (_, divisor_scale)) = (as_decimal(left)?, as_decimal(right)?);
     let whole_digits = i16::from(precision) - i16::from(scale);
+    let increment = i16::from(DIVISION_SCALE_INCREMENT);
     // Arrow multiplies the dividend by 10^(increment + divisor scale) before it divides.
-    let widest = i16::from(DECIMAL128_MAX_PRECISION)
-        - whole_digits
-        - i16::from(DIVISION_SCALE_INCREMENT)
-        - i16::from(divisor_scale);
-    let wanted = i16::from(QUOTIENT_SCALE.max(scale).max(divisor_scale) - DIVISION_SCALE_INCREMENT);
-    let dividend_scale = i8::try_from(wanted.min(widest)).ok()?;
-    if dividend_scale <= scale {
+    let widest =
+        i16::from(DECIMAL128_MAX_PRECISION) - whole_digits - increment - i16::from(divisor_scale);
+    let quotient_scale = i16::from(QUOTIENT_SCALE.max(scale).max(divisor_scale));
+    // One digit more than shown, to round by.
+    let dividend_scale = (quotient_scale - increment + 1).min(widest);
+    if dividend_scale <= i16::from(scale) {
         return None;
     }
-    let precision = u8::try_from(whole_digits + i16::from(dividend_scale)).ok()?;
-    Some(DataType::Decimal128(precision, dividend_scale))
+    let dividend = DataType::Decimal128(
+        u8::try_from(whole_digits + dividend_scale).ok()?,
+        i8::try_from(dividend_scale).ok()?,
+    );
+    let computed_scale = dividend_scale + increment;
+    let rounded = if computed_scale > quotient_scale {
+        let digits = (whole_digits + i16::from(divisor_scale) + computed_scale)
+            .min(i16::from(DECIMAL128_MAX_PRECISION));
+        Some(DataType::Decimal128(
+            u8::try_from(digits).ok()?,
+            i8::try_from(quotient_scale).ok()?,
+        ))
+    } else {
+        None
+    };
+    Some(RescaledDivision { dividend, rounded })
 }
 
 /// A literal `operand` of a bare `numeric` cast as the decimal it is written as (a NULL as
@@ -299,31 +324,25 @@ mod tests {
 
     #[test]
     fn a_quotient_of_decimals_has_sixteen_digits_after_the_point() {
+        let decimal = DataType::Decimal128;
+        let division = |dividend, rounded| Some(RescaledDivision { dividend, rounded });
         assert_eq!(
-            rescaled_dividend(&DataType::Decimal128(2, 1), &DataType::Int64),
-            Some(DataType::Decimal128(13, 12))
+            rescaled_division(&decimal(2, 1), &DataType::Int64),
+            division(decimal(14, 13), Some(decimal(18, 16)))
         );
         assert_eq!(
-            rescaled_dividend(&DataType::Int64, &DataType::Decimal128(1, 0)),
-            Some(DataType::Decimal128(31, 12))
+            rescaled_division(&DataType::Int64, &decimal(1, 0)),
+            division(decimal(32, 13), Some(decimal(36, 16)))
         );
+        // Room for 8 digits after the point, so none to round by.
         assert_eq!(
-            rescaled_dividend(&DataType::Decimal128(30, 20), &DataType::Decimal128(5, 2)),
-            None
+            rescaled_division(&decimal(30, 2), &decimal(12, 2)),
+            division(decimal(32, 4), None)
         );
+        assert_eq!(rescaled_division(&decimal(30, 20), &decimal(5, 2)), None);
         // DataFusion's decimal(38, 10) leaves no digits to spare.
-        assert_eq!(
-            rescaled_dividend(&DataType::Decimal128(38, 10), &DataType::Decimal128(38, 10)),
-            None
-        );
-        assert_eq!(
-            rescaled_dividend(&DataType::Decimal128(30, 2), &DataType::Decimal128(12, 2)),
-            Some(DataType::Decimal128(32, 4))
-        );
-        assert_eq!(rescaled_dividend(&DataType::Int64, &DataType::Int64), None);
-        assert_eq!(
-            rescaled_dividend(&DataType::Float64, &DataType::Decimal128(5, 2)),
-            None
-        );
+        assert_eq!(rescaled_division(&decimal(38, 10), &decimal(38, 10)), None);
+        assert_eq!(rescaled_division(&DataType::Int64, &DataType::Int64), None);
+        assert_eq!(rescaled_division(&DataType::Float64, &decimal(5, 2)), None);
     }
 }

@@ -934,7 +934,7 @@ const NUMBER_QUERIES: [&str; 8] = [
     "SELECT 5::numeric, '2.50'::numeric, ' -0.5 '::numeric, '1e3'::numeric, 1e3::numeric, 1.5e-3::numeric, 2.50::numeric(4, 2)",
     "SELECT 0.1::numeric + 0.2::numeric, 1.5::numeric * 2, 12345678901234567890, round(2.567::numeric, 2), '12.50'::numeric * 3",
     "SELECT x::numeric, x::numeric * 1.5::numeric FROM (VALUES (1), (22)) AS t(x) ORDER BY 1",
-    "SELECT 10::numeric / 3, 12.50::numeric(12, 2) / 4, CAST(7 AS numeric) / 2, 100 / 8.0::numeric",
+    "SELECT 10::numeric / 3, 12.50::numeric(12, 2) / 4, CAST(7 AS numeric) / 2, 100 / 8.0::numeric, 40::numeric / 7, -40::numeric / 7, 20000::numeric / 3",
     "SELECT sum(v), max(v), min(v) FROM (SELECT x::numeric(12, 2) AS v FROM (VALUES (1.25), (2.5)) AS t(x)) AS s",
     "SELECT NULL::numeric, CASE WHEN true THEN NULL::numeric ELSE 2.5::numeric END, COALESCE(NULL, '2.50'::numeric), COALESCE(1.5::float8, 0.0)",
     "SELECT 1200::float8, 0.1::float8 + 0.2::float8, 1e-5::float8, 0.0001::float8, 1e15::float8, 1e14::float8, 1e100::float8",
