@@ -15,8 +15,8 @@
 //! Other operands keep decimal(38, 10): a float or text column, whose values' scales differ
 //! row by row (PostgreSQL keeps each one's), and the rows of a `VALUES` list, whose types
 //! DataFusion settles when it plans the list. The rule also gives a quotient of decimals at
-//! least 16 digits after the point, where Arrow gives the dividend's scale plus 4
-//! (`10::numeric / 3` is 3.3333333333333333, as in PostgreSQL, not 3.3333).
+//! least 16 digits after the point, rounded, where Arrow gives the dividend's scale plus 4,
+//! truncated (`40::numeric / 7` is 5.7142857142857143, as in PostgreSQL, not 5.7142).
 //!
 //! A number written with a point stays DataFusion's double, which PostgreSQL would read as a
 //! `numeric`: DataFusion's `parse_float_as_decimal` reads it so, but then types a double and
@@ -48,8 +48,8 @@ pub fn unconstrained_numeric_field() -> Field {
 }
 
 /// The analyzer rule that types casts to a bare `numeric` by their operand and widens decimal
-/// quotients (module docs). It must run before
-/// DataFusion's type coercion, which then fits the expressions around them.
+/// quotients (module docs). It must run before DataFusion's type coercion, which then fits the
+/// expressions around them. Run again on its own output, it changes nothing.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -137,9 +137,9 @@ fn typed_numeric(expr: Expr, schema: &DFSchema) -> Transformed<Expr> {
     }
 }
 
-/// The fewest digits after the point a quotient of decimals shows: PostgreSQL gives a quotient
-/// at least 16 significant digits (more when it is below 1, fewer above 10⁴, digit by value),
-/// where Arrow's division adds 4 to the dividend's scale.
+/// The fewest digits after the point a quotient of decimals shows: PostgreSQL's, for a quotient
+/// of 1 or more (it gives one below 1 more), where Arrow's division adds 4 to the dividend's
+/// scale.
 const QUOTIENT_SCALE: i8 = 16;
 
 /// How much Arrow's decimal division adds to the dividend's scale.
@@ -340,6 +340,9 @@ mod tests {
             division(decimal(32, 4), None)
         );
         assert_eq!(rescaled_division(&decimal(30, 20), &decimal(5, 2)), None);
+        // A dividend rescaled once is not rescaled again.
+        assert_eq!(rescaled_division(&decimal(14, 13), &DataType::Int64), None);
+        assert_eq!(rescaled_division(&decimal(32, 4), &decimal(12, 2)), None);
         // DataFusion's decimal(38, 10) leaves no digits to spare.
         assert_eq!(rescaled_division(&decimal(38, 10), &decimal(38, 10)), None);
         assert_eq!(rescaled_division(&DataType::Int64, &DataType::Int64), None);
