@@ -8,8 +8,10 @@
 //! any escape character comes from [`LikeEscapeRule`] and `like_escape()`. `json` and `jsonb`
 //! values (tagged text) get PostgreSQL's functions and operators from [`json`],
 //! [`JsonFunction`] and [`JsonOperatorPlanner`]; `uuid` values its input and
-//! `gen_random_uuid()` from [`uuid`]; [`aggregate_functions`] are the JSON aggregates. [`InputFunctionRule`] makes casts to these types run
-//! their input functions.
+//! `gen_random_uuid()` from [`uuid`]; [`aggregate_functions`] are the JSON aggregates.
+//! [`InputFunctionRule`] makes casts to these types run their input functions, and
+//! [`PostgresNumericRule`] types casts to a bare `numeric` and decimal quotients as PostgreSQL
+//! does.
 
 pub mod datetime_text;
 mod evaluation;

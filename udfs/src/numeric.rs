@@ -25,7 +25,7 @@
 
 use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DataType, Field};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
@@ -68,8 +68,9 @@ pub struct PostgresNumericRule;
 impl AnalyzerRule for PostgresNumericRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
-            // A VALUES list's types were settled from its rows when it was planned.
-            if matches!(node, LogicalPlan::Values(_)) {
+            // A VALUES list's types were settled from its rows when it was planned; a node
+            // without such a cast or a division is left before its inputs' schema is merged.
+            if matches!(node, LogicalPlan::Values(_)) || !retypes_numbers(&node)? {
                 return Ok(Transformed::no(node));
             }
             let schema = merge_schema(&node.inputs());
@@ -91,6 +92,27 @@ impl AnalyzerRule for PostgresNumericRule {
     fn name(&self) -> &str {
         "postgres_numeric"
     }
+}
+
+/// Whether an expression of `node` holds a cast to a bare `numeric` or a division, the
+/// expressions [`typed_numeric`] may change.
+fn retypes_numbers(node: &LogicalPlan) -> Result<bool> {
+    let mut found = false;
+    node.apply_expressions(|expr| {
+        found = expr.exists(|expr| {
+            Ok(match expr {
+                Expr::Cast(Cast { field, .. }) => field.name() == UNCONSTRAINED_NUMERIC,
+                Expr::BinaryExpr(BinaryExpr { op, .. }) => *op == Operator::Divide,
+                _ => false,
+            })
+        })?;
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(found)
 }
 
 /// `expr` with a cast to a bare `numeric` typed by its operand, or a decimal quotient given
