@@ -14,7 +14,9 @@ use quantatom_engine::tiles::{RedisSettings, TileCacheConfig};
 use quantatom_engine::{CacheConfig, MetadataConfig};
 
 use crate::telemetry::LogFormat;
-use crate::wire::{AuthMethod, ConnectionLimits, LoginLimits, QueryLog, Security, tls_acceptor};
+use crate::wire::{
+    AuthMethod, ConnectionLimits, DEFAULT_IDLE_POLL, LoginLimits, QueryLog, Security, tls_acceptor,
+};
 use serde::Deserialize;
 
 /// The default listen address.
@@ -179,6 +181,11 @@ pub struct ServeArgs {
     /// closes their connections [default: 30].
     #[arg(long, env = "QUANTATOM_SHUTDOWN_DRAIN_SECS", value_name = "SECONDS")]
     pub shutdown_drain_secs: Option<u64>,
+    /// Microseconds a connection polls for its client's next message after a response before
+    /// it sleeps, while the client answers that quickly (one connection at a time; 0: never)
+    /// [default: 200].
+    #[arg(long, env = "QUANTATOM_IDLE_POLL_MICROS", value_name = "MICROSECONDS")]
+    pub idle_poll_micros: Option<u64>,
     /// Operator memory (hash tables, sorts, aggregation state) one connection's statement may
     /// hold, MiB; a statement that needs more spills where it can and otherwise fails with
     /// 53200; 0 sets no limit [default: 4096].
@@ -646,6 +653,7 @@ struct FileSettings {
     admin_user: Option<String>,
     max_connections: Option<usize>,
     shutdown_drain_secs: Option<u64>,
+    idle_poll_micros: Option<u64>,
     admin_listen: Option<String>,
     query_memory_mb: Option<u64>,
     query_log: Option<QueryLog>,
@@ -691,6 +699,8 @@ pub struct ServeConfig {
     pub security: SecurityConfig,
     /// Connections held, and how they drain at shutdown.
     pub limits: ConnectionLimits,
+    /// How long a connection polls for its client's next message before it sleeps.
+    pub idle_poll: Duration,
     /// Where the admin HTTP listener listens.
     pub admin_listen: SocketAddr,
     /// Bytes of operator memory one connection's statement may hold; `None`: no limit.
@@ -802,8 +812,13 @@ impl ServeArgs {
             ),
         };
         let query_log = self.query_log.or(file.query_log).unwrap_or_default();
+        let idle_poll = self
+            .idle_poll_micros
+            .or(file.idle_poll_micros)
+            .map_or(DEFAULT_IDLE_POLL, Duration::from_micros);
         Ok(ServeConfig {
             listen,
+            idle_poll,
             admin_listen,
             query_memory_limit,
             query_log,
@@ -930,6 +945,7 @@ mod tests {
             security: SecurityArgs::default(),
             max_connections: None,
             shutdown_drain_secs: None,
+            idle_poll_micros: None,
             admin_listen: None,
             query_memory_mb: None,
             query_log: None,
@@ -968,6 +984,7 @@ mod tests {
             StorageConfig::Local(PathBuf::from(DEFAULT_DATA_DIR))
         );
         assert_eq!(config.demo_cells, Some(DEFAULT_DEMO_CELLS));
+        assert_eq!(config.idle_poll, DEFAULT_IDLE_POLL);
     }
 
     #[test]
@@ -987,11 +1004,12 @@ mod tests {
         let path = dir.path().join("quantatom.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:7000\"\ndemo_cells = 0\ndata_dir = \"/tmp/q\"\n",
+            "listen = \"127.0.0.1:7000\"\ndemo_cells = 0\ndata_dir = \"/tmp/q\"\nidle_poll_micros = 0\n",
         )
         .unwrap();
         let from_file = args(None, Some(path.clone())).resolve().unwrap();
         assert_eq!(from_file.listen.port(), 7000);
+        assert_eq!(from_file.idle_poll, Duration::ZERO);
         assert_eq!(from_file.demo_cells, None);
         assert_eq!(
             from_file.storage,

@@ -117,6 +117,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map(|server| {
             server
                 .with_limits(config.limits)
+                .with_idle_poll(config.idle_poll)
                 .with_query_log(config.query_log)
         })
         .map_err(|e| format!("cannot listen on {} (setting `listen`): {e}", config.listen))?;

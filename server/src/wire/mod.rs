@@ -70,7 +70,7 @@ use pg_settings::SessionSettingsCatalog;
 use search_path::PublicWithPgCatalog;
 use session_hooks::BothProtocols;
 use settings::SettingsHook;
-use socket::Ending;
+use socket::{Ending, IdlePoll};
 use transactions::TransactionHook;
 
 /// Whether `sql` starts with `keyword` (ASCII, any case) after leading whitespace: a cheap look
@@ -137,7 +137,12 @@ pub struct Server {
     metrics: Arc<QueryMetrics>,
     query_memory_limit: Option<usize>,
     query_log: QueryLog,
+    idle_poll: IdlePoll,
 }
+
+/// How long a connection polls for its client's next message after a response before it
+/// sleeps, by default (see [`Server::with_idle_poll`]).
+pub const DEFAULT_IDLE_POLL: Duration = Duration::from_micros(200);
 
 /// How many clients a server holds, and how it lets them go when it stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +185,7 @@ impl Server {
             .map_err(|e| std::io::Error::other(format!("cannot set up pg_catalog: {e}")))?
             .state();
         let plan_epoch = Arc::clone(engine.plan_epoch());
+        let metrics = Arc::<QueryMetrics>::default();
         Ok(Self {
             listener,
             session_template,
@@ -192,7 +198,8 @@ impl Server {
                 store: Arc::clone(engine.metadata()),
             }),
             limits: ConnectionLimits::default(),
-            metrics: Arc::default(),
+            idle_poll: IdlePoll::new(DEFAULT_IDLE_POLL, Arc::clone(&metrics)),
+            metrics,
             query_memory_limit: engine.query_memory_limit(),
             query_log: QueryLog::Off,
         })
@@ -207,6 +214,16 @@ impl Server {
     /// The server logging every statement as `query_log` says.
     pub fn with_query_log(mut self, query_log: QueryLog) -> Self {
         self.query_log = query_log;
+        self
+    }
+
+    /// The server's connections polling for up to `budget` after each response before they
+    /// sleep, while their client answers within it; one connection at a time, so at most one
+    /// core spins. Zero: connections always sleep. A round trip to a client on the same machine
+    /// or node then avoids the wake-up from sleep, which on a virtual machine costs more than
+    /// a one-row query.
+    pub fn with_idle_poll(mut self, budget: Duration) -> Self {
+        self.idle_poll = IdlePoll::new(budget, Arc::clone(&self.metrics));
         self
     }
 
@@ -246,11 +263,12 @@ impl Server {
                     let handlers = Arc::new(self.connection());
                     let tls = self.login.security.tls.clone();
                     let ending = Ending { shutdown: stop.clone(), refusal };
+                    let idle_poll = self.idle_poll.clone();
                     connections.spawn(async move {
                         tracing::debug!(%peer, "connection opened");
                         let status = Arc::clone(&handlers);
                         let handled = move |transaction| status.transaction_status_is(transaction);
-                        if let Err(e) = socket::serve_connection(socket, tls, handlers, handled, ending).await {
+                        if let Err(e) = socket::serve_connection(socket, tls, handlers, handled, ending, idle_poll).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                         tracing::debug!(%peer, "connection closed");

@@ -1,5 +1,6 @@
-//! Counts of the statements the server answered, by outcome, and how long they took: what
-//! the admin listener's `/metrics` shows (see [`crate::admin`]).
+//! Counts of the statements the server answered, by outcome, and how long they took, and of
+//! connections' polling for their clients ([`super::socket::IdlePoll`]): what the admin
+//! listener's `/metrics` shows (see [`crate::admin`]).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +57,10 @@ pub struct QueryMetrics {
     micros: AtomicU64,
     rows: AtomicU64,
     bytes: AtomicU64,
+    /// Polls for a client's next message that caught it, and that gave up and slept.
+    idle_polls_caught: AtomicU64,
+    idle_polls_missed: AtomicU64,
+    idle_poll_micros: AtomicU64,
 }
 
 impl QueryMetrics {
@@ -73,6 +78,18 @@ impl QueryMetrics {
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.micros
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Records a connection's poll for its client's next message that lasted `polled` and
+    /// caught the message, or gave up and slept.
+    pub(crate) fn observe_idle_poll(&self, caught: bool, polled: Duration) {
+        let outcome = match caught {
+            true => &self.idle_polls_caught,
+            false => &self.idle_polls_missed,
+        };
+        outcome.fetch_add(1, Ordering::Relaxed);
+        self.idle_poll_micros
+            .fetch_add(polled.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// The counts in Prometheus's text format.
@@ -118,6 +135,25 @@ impl QueryMetrics {
         let help =
             "Bytes of the rows sent to clients (DataRow payloads: values and their lengths).";
         write_counter(out, "quantatom_bytes_returned_total", help, bytes);
+        let _ = writeln!(
+            out,
+            "# HELP quantatom_idle_polls_total Waits for a client's next message begun by polling, by whether the message came while polling.\n# TYPE quantatom_idle_polls_total counter"
+        );
+        for (outcome, count) in [
+            ("caught", &self.idle_polls_caught),
+            ("missed", &self.idle_polls_missed),
+        ] {
+            let count = count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "quantatom_idle_polls_total{{outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        let seconds = self.idle_poll_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "# HELP quantatom_idle_poll_seconds_total CPU time connections spent polling for their clients' next messages.\n# TYPE quantatom_idle_poll_seconds_total counter\nquantatom_idle_poll_seconds_total {seconds}"
+        );
     }
 }
 

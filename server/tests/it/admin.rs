@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use quantatom_engine::storage::StorageConfig;
 use quantatom_engine::tiles::RedisSettings;
@@ -37,8 +38,13 @@ struct Serving {
 
 impl Serving {
     async fn start(engine: &Engine) -> Self {
+        Self::start_with(engine, |server| server).await
+    }
+
+    /// Serving with the server as `configure` makes it.
+    async fn start_with(engine: &Engine, configure: impl FnOnce(Server) -> Server) -> Self {
         let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let server = Server::bind(engine, loopback).await.unwrap();
+        let server = configure(Server::bind(engine, loopback).await.unwrap());
         let admin = AdminListener::bind(loopback, engine, server.observed())
             .await
             .unwrap();
@@ -167,6 +173,61 @@ async fn health_readiness_and_metrics_follow_the_server() {
 
 /// `/readyz` with the tile cache shared through a real `redis-server`: ready while it runs;
 /// once it is gone, 503 naming the cache, unless the probe excludes it.
+/// A connection polls for its client's next message while the client answers within the idle
+/// poll's budget, gives up and sleeps after a longer wait, and polls again once the client is
+/// quick again; `/metrics` counts each poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_poll_for_quick_clients_and_sleep_for_slow_ones() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let engine = demo_engine(data_dir.path()).await;
+    // Far longer than this process's client takes between two statements, far shorter than
+    // the pause below.
+    let budget = Duration::from_millis(200);
+    let serving = Serving::start_with(&engine, |server| server.with_idle_poll(budget)).await;
+    let (wire, http) = (serving.wire, serving.http);
+    let config = format!(
+        "host=127.0.0.1 port={} user=tester dbname=quantatom",
+        wire.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let caught = "quantatom_idle_polls_total{outcome=\"caught\"}";
+    let missed = "quantatom_idle_polls_total{outcome=\"missed\"}";
+    let polled = "quantatom_idle_poll_seconds_total";
+
+    // The first statement after the start-up wakes the connection from sleep; it came
+    // quickly, so the connection polls for each of the next four, and catches them.
+    for run in 0..5 {
+        assert_eq!(
+            value(&client, &format!("SELECT {run}")).await,
+            run.to_string()
+        );
+    }
+    let quick = get(http, "/metrics").await.1;
+    assert_eq!(metric(&quick, caught), 4.0, "{quick}");
+    assert_eq!(metric(&quick, missed), 0.0, "{quick}");
+
+    // A slow client: the poll gives up after the budget and the connection sleeps; the next
+    // statement finds it asleep; the one after that, the client being quick again, is caught.
+    tokio::time::sleep(budget * 2).await;
+    for run in 0..3 {
+        assert_eq!(
+            value(&client, &format!("SELECT {run}")).await,
+            run.to_string()
+        );
+    }
+    let after = get(http, "/metrics").await.1;
+    assert_eq!(metric(&after, missed), 1.0, "{after}");
+    assert_eq!(
+        metric(&after, caught) - metric(&quick, caught),
+        1.0,
+        "{after}"
+    );
+    let spent = metric(&after, polled) - metric(&quick, polled);
+    assert!(spent >= budget.as_secs_f64() * 0.75, "{after}");
+    serving.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_names_the_cache_when_its_store_is_gone() {
     let port = crate::crash::free_port();
