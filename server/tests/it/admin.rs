@@ -66,6 +66,17 @@ impl Serving {
         }
     }
 
+    /// A client of the wire server, its connection driven in the background.
+    async fn client(&self) -> tokio_postgres::Client {
+        let config = format!(
+            "host=127.0.0.1 port={} user=tester dbname=quantatom",
+            self.wire.port()
+        );
+        let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
     async fn stop(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
@@ -88,7 +99,7 @@ async fn health_readiness_and_metrics_follow_the_server() {
     let data_dir = tempfile::tempdir().unwrap();
     let engine = demo_engine(data_dir.path()).await;
     let serving = Serving::start(&engine).await;
-    let (wire, http) = (serving.wire, serving.http);
+    let http = serving.http;
     let engine = Arc::new(engine);
 
     assert_eq!(
@@ -101,12 +112,7 @@ async fn health_readiness_and_metrics_follow_the_server() {
     assert!(get(http, "/nothing").await.0.contains("404"));
 
     let before = get(http, "/metrics").await.1;
-    let config = format!(
-        "host=127.0.0.1 port={} user=tester dbname=quantatom",
-        wire.port()
-    );
-    let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let client = serving.client().await;
     let grid = "SELECT entity, sum(amount) FROM cube.finance GROUP BY entity";
     let mut grid_rows = 0;
     // Each run another text of the same query: a connection replays its kept answer to a text
@@ -144,8 +150,7 @@ async fn health_readiness_and_metrics_follow_the_server() {
         .batch_execute(&format!("UPDATE cube.finance SET amount = 12 WHERE {cell}"))
         .await
         .unwrap();
-    let (other, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let other = serving.client().await;
     client
         .batch_execute(&format!(
             "BEGIN; UPDATE cube.finance SET amount = amount + 1 WHERE {cell}"
@@ -173,6 +178,17 @@ async fn health_readiness_and_metrics_follow_the_server() {
 
 /// `/readyz` with the tile cache shared through a real `redis-server`: ready while it runs;
 /// once it is gone, 503 naming the cache, unless the probe excludes it.
+/// Runs `SELECT 0`, `SELECT 1`, ... (`count` statements) one after another, each answered
+/// with its number.
+async fn answer_in_turn(client: &tokio_postgres::Client, count: u32) {
+    for run in 0..count {
+        assert_eq!(
+            value(client, &format!("SELECT {run}")).await,
+            run.to_string()
+        );
+    }
+}
+
 /// A connection polls for its client's next message while the client answers within the idle
 /// poll's budget, gives up and sleeps after a longer wait, and polls again once the client is
 /// quick again; `/metrics` counts each poll.
@@ -184,25 +200,15 @@ async fn connections_poll_for_quick_clients_and_sleep_for_slow_ones() {
     // the pause below.
     let budget = Duration::from_millis(200);
     let serving = Serving::start_with(&engine, |server| server.with_idle_poll(budget)).await;
-    let (wire, http) = (serving.wire, serving.http);
-    let config = format!(
-        "host=127.0.0.1 port={} user=tester dbname=quantatom",
-        wire.port()
-    );
-    let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let http = serving.http;
+    let client = serving.client().await;
     let caught = "quantatom_idle_polls_total{outcome=\"caught\"}";
     let missed = "quantatom_idle_polls_total{outcome=\"missed\"}";
     let polled = "quantatom_idle_poll_seconds_total";
 
     // The first statement after the start-up wakes the connection from sleep; it came
     // quickly, so the connection polls for each of the next four, and catches them.
-    for run in 0..5 {
-        assert_eq!(
-            value(&client, &format!("SELECT {run}")).await,
-            run.to_string()
-        );
-    }
+    answer_in_turn(&client, 5).await;
     let quick = get(http, "/metrics").await.1;
     assert_eq!(metric(&quick, caught), 4.0, "{quick}");
     assert_eq!(metric(&quick, missed), 0.0, "{quick}");
@@ -210,12 +216,7 @@ async fn connections_poll_for_quick_clients_and_sleep_for_slow_ones() {
     // A slow client: the poll gives up after the budget and the connection sleeps; the next
     // statement finds it asleep; the one after that, the client being quick again, is caught.
     tokio::time::sleep(budget * 2).await;
-    for run in 0..3 {
-        assert_eq!(
-            value(&client, &format!("SELECT {run}")).await,
-            run.to_string()
-        );
-    }
+    answer_in_turn(&client, 3).await;
     let after = get(http, "/metrics").await.1;
     assert_eq!(metric(&after, missed), 1.0, "{after}");
     assert_eq!(
