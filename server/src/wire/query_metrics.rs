@@ -152,7 +152,7 @@ impl QueryMetrics {
         let seconds = self.idle_poll_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(
             out,
-            "# HELP quantatom_idle_poll_seconds_total CPU time connections spent polling for their clients' next messages.\n# TYPE quantatom_idle_poll_seconds_total counter\nquantatom_idle_poll_seconds_total {seconds}"
+            "# HELP quantatom_idle_poll_seconds_total Time connections spent polling for their clients' next messages.\n# TYPE quantatom_idle_poll_seconds_total counter\nquantatom_idle_poll_seconds_total {seconds}"
         );
     }
 }
