@@ -28,7 +28,7 @@ use quantatom_engine::tiles::TileCache;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::wire::{ActivityRegistry, QueryMetrics, write_counter};
+use crate::wire::{ActivityRegistry, QueryMetrics, write_counter, write_labelled_counter};
 
 /// How long one readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -218,16 +218,14 @@ async fn metrics(observed: &Observed) -> String {
             2,
         ),
     ] {
-        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
-        for operation in Operation::ALL {
+        let counts = Operation::ALL.map(|operation| {
             let counts = storage.of(operation);
-            let count = [counts.calls, counts.errors, counts.bytes][value];
-            let _ = writeln!(
-                out,
-                "{metric}{{operation=\"{}\"}} {count}",
-                operation.name()
-            );
-        }
+            (
+                operation.name(),
+                [counts.calls, counts.errors, counts.bytes][value],
+            )
+        });
+        write_labelled_counter(&mut out, metric, help, "operation", counts);
     }
     let commits = observed.storage.commits().counts();
     for (metric, help, count) in [

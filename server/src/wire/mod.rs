@@ -60,7 +60,7 @@ use tokio::task::JoinSet;
 pub use activity::ActivityRegistry;
 pub use authentication::{AuthMethod, LoginLimits, Security, tls_acceptor};
 use authentication::{LoginThrottle, fatal};
-pub use query_metrics::{QueryMetrics, write_counter};
+pub use query_metrics::{QueryMetrics, write_counter, write_labelled_counter};
 pub use statement_log::QueryLog;
 use statement_log::StatementReports;
 

@@ -12,11 +12,26 @@ const BOUNDS: [f64; 10] = [
 ];
 
 /// Writes the counter `metric` (with its `help`) at `value`, in Prometheus's text format.
-pub fn write_counter(out: &mut String, metric: &str, help: &str, value: u64) {
+pub fn write_counter(out: &mut String, metric: &str, help: &str, value: impl std::fmt::Display) {
     let _ = writeln!(
         out,
         "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric} {value}"
     );
+}
+
+/// Writes the counter `metric` (with its `help`) split by `label`: one line per
+/// `(label value, count)` of `counts`, in Prometheus's text format.
+pub fn write_labelled_counter<'a>(
+    out: &mut String,
+    metric: &str,
+    help: &str,
+    label: &str,
+    counts: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+    for (value, count) in counts {
+        let _ = writeln!(out, "{metric}{{{label}=\"{value}\"}} {count}");
+    }
 }
 
 /// How a statement ended.
@@ -60,6 +75,7 @@ pub struct QueryMetrics {
     /// Polls for a client's next message that caught it, and that gave up and slept.
     idle_polls_caught: AtomicU64,
     idle_polls_missed: AtomicU64,
+    /// Microseconds spent in those polls.
     idle_poll_micros: AtomicU64,
 }
 
@@ -94,18 +110,16 @@ impl QueryMetrics {
 
     /// The counts in Prometheus's text format.
     pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
+        write_labelled_counter(
             out,
-            "# HELP quantatom_queries_total Statements answered, by outcome.\n# TYPE quantatom_queries_total counter"
+            "quantatom_queries_total",
+            "Statements answered, by outcome.",
+            "outcome",
+            Outcome::ALL.map(|outcome| {
+                let count = self.outcomes[outcome as usize].load(Ordering::Relaxed);
+                (outcome.name(), count)
+            }),
         );
-        for outcome in Outcome::ALL {
-            let count = self.outcomes[outcome as usize].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "quantatom_queries_total{{outcome=\"{}\"}} {count}",
-                outcome.name()
-            );
-        }
         let _ = writeln!(
             out,
             "# HELP quantatom_query_duration_seconds Time to answer a statement.\n# TYPE quantatom_query_duration_seconds histogram"
@@ -135,25 +149,16 @@ impl QueryMetrics {
         let help =
             "Bytes of the rows sent to clients (DataRow payloads: values and their lengths).";
         write_counter(out, "quantatom_bytes_returned_total", help, bytes);
-        let _ = writeln!(
-            out,
-            "# HELP quantatom_idle_polls_total Waits for a client's next message begun by polling, by whether the message came while polling.\n# TYPE quantatom_idle_polls_total counter"
-        );
-        for (outcome, count) in [
+        let help = "Waits for a client's next message begun by polling, by whether the message came while polling.";
+        let polls = [
             ("caught", &self.idle_polls_caught),
             ("missed", &self.idle_polls_missed),
-        ] {
-            let count = count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "quantatom_idle_polls_total{{outcome=\"{outcome}\"}} {count}"
-            );
-        }
+        ];
+        let polls = polls.map(|(outcome, count)| (outcome, count.load(Ordering::Relaxed)));
+        write_labelled_counter(out, "quantatom_idle_polls_total", help, "outcome", polls);
         let seconds = self.idle_poll_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "# HELP quantatom_idle_poll_seconds_total Time connections spent polling for their clients' next messages.\n# TYPE quantatom_idle_poll_seconds_total counter\nquantatom_idle_poll_seconds_total {seconds}"
-        );
+        let help = "Time connections spent polling for their clients' next messages.";
+        write_counter(out, "quantatom_idle_poll_seconds_total", help, seconds);
     }
 }
 

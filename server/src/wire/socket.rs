@@ -190,9 +190,8 @@ impl ClientWaits {
             }
             // Polling uses only time this core would otherwise idle: any other thread that
             // wants the core gets it first, such as a client on the same machine that this
-            // response woke here, whose next message then comes sooner (one pgbench client's
-            // prepared SELECT 1 went from 1.56 to 1.62 times PostgreSQL's tps, at 57 rather
-            // than 65 µs of server CPU each: docs/benchmarks.md). Then every other task runs.
+            // response woke here, whose next message then comes sooner (docs/benchmarks.md
+            // measures polling). Then every other task of the runtime runs.
             std::thread::yield_now();
             tokio::task::yield_now().await;
         }
