@@ -388,6 +388,8 @@ pub fn session_config() -> SessionConfig {
     let options = config.options_mut();
     // Clients speak PostgreSQL: parse its precedence rules (`a <@ b = c`) and literals.
     options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    // A number written with a point or an exponent is a `numeric`, as in PostgreSQL.
+    options.sql_parser.parse_float_as_decimal = true;
     // Filter rows inside the Parquet decoder, not only prune row groups.
     options.execution.parquet.pushdown_filters = true;
     // `timestamptz` values carry a zone, as in PostgreSQL; `SET TIME ZONE` changes it.

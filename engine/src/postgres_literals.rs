@@ -1,4 +1,4 @@
-//! Integer literals in a query's output typed as PostgreSQL types them.
+//! Literals, and the parameters they type, as PostgreSQL types them.
 //!
 //! PostgreSQL gives an integer literal that fits in 32 bits the type `integer` (int4);
 //! DataFusion gives every integer literal Int64. Clients see the difference in a result
@@ -6,10 +6,21 @@
 //! [`type_output_literals`] makes the output columns that are bare integer literals int4.
 //! Literals inside expressions keep DataFusion's type, so `2147483647 + 1` is still computed
 //! in 64 bits rather than overflowing.
+//!
+//! A parameter compared or combined with a number written with a point (`$1 > 1.5`,
+//! `$1 * 1.05`, `coalesce($1, 0.0)`) is a `numeric` in PostgreSQL, holding any value the client
+//! sends. DataFusion gives it the written number's own decimal type (decimal(2, 1) for `1.5`),
+//! which holds no 12345.678 and would round it to 12345.7, or leaves it untyped, to be cast to
+//! that type when the plan is optimised. [`type_numeric_parameters`] types such a parameter
+//! as a bare `numeric` is typed, decimal(38, 10).
 
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::expr::Alias;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::expr::{Alias, Between, InList, Placeholder};
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan};
 
 use crate::output_projection::rewrite_output_projection;
 
@@ -41,20 +52,92 @@ fn narrowed(expr: &Expr) -> Option<Expr> {
     Some(Expr::Literal(ScalarValue::Int32(Some(value)), metadata.clone()).alias(name))
 }
 
+/// The decimal a parameter that meets a written number is: a bare `numeric`'s.
+const NUMERIC_PARAMETER: DataType = DataType::Decimal128(38, 10);
+
+/// `plan` (as DataFusion planned it, before its parameters' types are read) with each
+/// parameter that meets a number written with a point typed [`NUMERIC_PARAMETER`] (module
+/// docs): the parameter and the number are the operands of an operator, `BETWEEN`'s or `IN`'s,
+/// or the arguments of `coalesce` and its kin.
+pub fn type_numeric_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let typed = plan.transform_up_with_subqueries(|node| {
+        node.map_expressions(|expr| expr.transform_up(|expr| Ok(numeric_parameters(expr))))
+    })?;
+    if typed.transformed {
+        // The types of what the parameters flow into changed.
+        typed
+            .data
+            .transform_up_with_subqueries(|node| node.recompute_schema().map(Transformed::yes))
+            .data()
+    } else {
+        Ok(typed.data)
+    }
+}
+
+/// `expr` with its parameters typed [`NUMERIC_PARAMETER`] where they meet a written number
+/// among its operands.
+fn numeric_parameters(mut expr: Expr) -> Transformed<Expr> {
+    let operands: Vec<&mut Expr> = match &mut expr {
+        Expr::BinaryExpr(BinaryExpr { left, right, .. }) => vec![left.as_mut(), right.as_mut()],
+        Expr::Between(Between {
+            expr, low, high, ..
+        }) => vec![expr.as_mut(), low.as_mut(), high.as_mut()],
+        Expr::InList(InList { expr, list, .. }) => std::iter::once(expr.as_mut())
+            .chain(list.iter_mut())
+            .collect(),
+        Expr::ScalarFunction(call)
+            if matches!(
+                call.name(),
+                "coalesce" | "nullif" | "greatest" | "least" | "nvl" | "ifnull" | "nvl2"
+            ) =>
+        {
+            call.args.iter_mut().collect()
+        }
+        _ => return Transformed::no(expr),
+    };
+    let written: Vec<DataType> = operands
+        .iter()
+        .filter_map(|operand| match operand {
+            Expr::Literal(value, _) if value.data_type().is_decimal() => Some(value.data_type()),
+            _ => None,
+        })
+        .collect();
+    let mut typed = false;
+    for operand in operands {
+        if let Expr::Placeholder(Placeholder { field, .. }) = operand {
+            // Untyped, or typed by DataFusion from the written number beside it.
+            let from_written = field
+                .as_ref()
+                .is_none_or(|field| written.contains(field.data_type()));
+            if !written.is_empty() && from_written {
+                *field = Some(Arc::new(Field::new("", NUMERIC_PARAMETER, true)));
+                typed = true;
+            }
+        }
+    }
+    Transformed::new_transformed(expr, typed)
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::datatypes::DataType;
     use datafusion::prelude::SessionContext;
 
-    use super::type_output_literals;
+    use super::{type_numeric_parameters, type_output_literals};
+    use crate::plan_reuse::parameter_types;
 
-    async fn output_types(sql: &str) -> Vec<DataType> {
-        let plan = SessionContext::new()
+    async fn plan_of(sql: &str) -> datafusion::logical_expr::LogicalPlan {
+        let mut config = datafusion::prelude::SessionConfig::new();
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
+        SessionContext::new_with_config(config)
             .state()
             .create_logical_plan(sql)
             .await
-            .unwrap();
-        let typed = type_output_literals(plan).unwrap();
+            .unwrap()
+    }
+
+    async fn output_types(sql: &str) -> Vec<DataType> {
+        let typed = type_output_literals(plan_of(sql).await).unwrap();
         typed
             .schema()
             .fields()
@@ -73,6 +156,36 @@ mod tests {
         assert_eq!(
             output_types("SELECT 7 AS n ORDER BY n LIMIT 1").await,
             [DataType::Int32]
+        );
+    }
+
+    #[tokio::test]
+    async fn parameters_meeting_written_numbers_are_numeric() {
+        let numeric = Some(DataType::Decimal128(38, 10));
+        let types = |sql| async move {
+            parameter_types(&type_numeric_parameters(plan_of(sql).await).unwrap()).unwrap()
+        };
+        for sql in [
+            "SELECT $1 > 1.5",
+            "SELECT 1.05 * $1",
+            "SELECT coalesce($1, 0.0)",
+            "SELECT $1 BETWEEN 1.5 AND 2.55",
+            "SELECT $1 IN (1.5, 2.25)",
+            "SELECT x FROM (SELECT 1 AS x) AS t WHERE x < (SELECT $1 + 0.5)",
+        ] {
+            assert_eq!(types(sql).await, [numeric.clone()], "{sql}");
+        }
+        // A parameter typed by anything else keeps that type.
+        assert_eq!(types("SELECT $1 > 1").await, [Some(DataType::Int64)]);
+        assert_eq!(
+            types("SELECT $1 > x FROM (SELECT 1.5::decimal(4, 2) AS x) AS t").await,
+            [Some(DataType::Decimal128(4, 2))]
+        );
+        // What the parameter flows into is typed again.
+        let plan = type_numeric_parameters(plan_of("SELECT $1 * 1.5 AS product").await).unwrap();
+        assert_eq!(
+            plan.schema().field(0).data_type(),
+            &DataType::Decimal128(38, 11)
         );
     }
 }

@@ -10,8 +10,8 @@
 //! [`JsonFunction`] and [`JsonOperatorPlanner`]; `uuid` values its input and
 //! `gen_random_uuid()` from [`uuid`]; [`aggregate_functions`] are the JSON aggregates.
 //! [`InputFunctionRule`] makes casts to these types run their input functions, and
-//! [`PostgresNumericRule`] types casts to a bare `numeric` and decimal quotients as PostgreSQL
-//! does.
+//! [`PostgresNumericRule`] types casts to a bare `numeric`, decimal quotients, written numbers
+//! and decimals meeting floats as PostgreSQL does.
 
 pub mod datetime_text;
 mod evaluation;

@@ -10,7 +10,7 @@
 //! - a decimal stays as it is (a cast from `numeric` to `numeric` changes nothing);
 //! - an integer column gets scale 0 and the digits its type can hold;
 //! - a literal gets the digits it has: a text or an integer as written, a double with the
-//!   fewest digits that read back (`2.50` is a double here, so `2.50::numeric` is 2.5).
+//!   fewest digits that read back (a written number, `2.50`, is a decimal already).
 //!
 //! Other operands keep decimal(38, 10): a float or text column, whose values' scales differ
 //! row by row (PostgreSQL keeps each one's), and the rows of a `VALUES` list, whose types
@@ -18,19 +18,35 @@
 //! least 16 digits after the point, rounded, where Arrow gives the dividend's scale plus 4,
 //! truncated (`40::numeric / 7` is 5.7142857142857143, as in PostgreSQL, not 5.7142).
 //!
-//! A number written with a point stays DataFusion's double, which PostgreSQL would read as a
-//! `numeric`: DataFusion's `parse_float_as_decimal` reads it so, but then types a double and
-//! such a decimal meeting in `COALESCE`, `CASE`, `UNION` or `VALUES` as decimal(30, 15) (where
-//! PostgreSQL takes the double), and refuses exponents beyond ±128.
+//! A number written with a point or an exponent is a decimal, as PostgreSQL reads it
+//! (DataFusion's `parse_float_as_decimal`, which the engine sets). Where DataFusion then leaves
+//! such a number unlike PostgreSQL's, the rule fits it:
+//! - an exponent leaves a negative scale (`1e3` is 1 with scale -3), which no client reads: it
+//!   becomes the whole number (decimal(4, 0)); a number of more than 38 digits, which Arrow's
+//!   decimals cannot hold, is a double;
+//! - DataFusion compares and unifies a float with a decimal as decimal(30, 15), which holds no
+//!   double beyond 10^15 and drops digits beyond 15 after the point; PostgreSQL takes the
+//!   double (`float8` is the preferred numeric type), so where a float and a decimal meet in a
+//!   comparison, arithmetic, `BETWEEN`, `IN`, `CASE`, `UNION` or `COALESCE`, `NULLIF`,
+//!   `GREATEST`, `LEAST`, the decimals are cast to double (DataFusion's arithmetic gives a
+//!   double already, but a `real` where PostgreSQL gives a double);
+//! - DataFusion's `ceil`, `floor` and `trunc` of a decimal keep its scale (3.0 for
+//!   `ceil(2.1)`), and overflow where a digit is carried (`ceil(9.5)`): they get PostgreSQL's
+//!   scale.
+
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DataType, Field};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchema, Result, ScalarValue};
-use datafusion::logical_expr::expr::Cast;
+use datafusion::common::{Column, DFSchema, Result, ScalarValue};
+use datafusion::logical_expr::expr::{Between, Case, Cast, InList, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
-use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, Projection, Union,
+    Values,
+};
 use datafusion::optimizer::AnalyzerRule;
 
 /// The name that marks a cast's target field as `numeric` without a precision. A field with
@@ -68,9 +84,16 @@ pub struct PostgresNumericRule;
 impl AnalyzerRule for PostgresNumericRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
-            // A VALUES list's types were settled from its rows when it was planned; a node
-            // without such a cast or a division is left before its inputs' schema is merged.
-            if matches!(node, LogicalPlan::Values(_)) || !retypes_numbers(&node)? {
+            // A VALUES list's types were settled from its rows when it was planned: only its
+            // written numbers are fitted, and its types settled again from them.
+            if let LogicalPlan::Values(values) = node {
+                return values_with_written_numbers(values);
+            }
+            if let LogicalPlan::Union(union) = node {
+                return union_with_doubles(union);
+            }
+            // A node without such an expression is left before its inputs' schema is merged.
+            if !retypes_numbers(&node)? {
                 return Ok(Transformed::no(node));
             }
             let schema = merge_schema(&node.inputs());
@@ -94,15 +117,24 @@ impl AnalyzerRule for PostgresNumericRule {
     }
 }
 
-/// Whether an expression of `node` holds a cast to a bare `numeric` or a division, the
-/// expressions [`typed_numeric`] may change.
+/// Whether an expression of `node` holds a cast to a bare `numeric`, a division, a written
+/// number to fit or a place where values of two types meet: the expressions [`typed_numeric`]
+/// may change.
 fn retypes_numbers(node: &LogicalPlan) -> Result<bool> {
     let mut found = false;
     node.apply_expressions(|expr| {
         found = expr.exists(|expr| {
             Ok(match expr {
                 Expr::Cast(Cast { field, .. }) => field.name() == UNCONSTRAINED_NUMERIC,
-                Expr::BinaryExpr(BinaryExpr { op, .. }) => *op == Operator::Divide,
+                Expr::BinaryExpr(BinaryExpr { op, .. }) => {
+                    compares(*op) || op.is_numerical_operators()
+                }
+                Expr::Literal(value, _) => written_number_to_fit(value).is_some(),
+                Expr::Between(_) | Expr::InList(_) | Expr::Case(_) => true,
+                Expr::ScalarFunction(call) => {
+                    unifies_its_arguments(call.name())
+                        || matches!(call.name(), "ceil" | "floor" | "trunc")
+                }
                 _ => false,
             })
         })?;
@@ -115,8 +147,9 @@ fn retypes_numbers(node: &LogicalPlan) -> Result<bool> {
     Ok(found)
 }
 
-/// `expr` with a cast to a bare `numeric` typed by its operand, or a decimal quotient given
-/// PostgreSQL's scale.
+/// `expr` as PostgreSQL types it: a cast to a bare `numeric` typed by its operand, a decimal
+/// quotient with PostgreSQL's scale, a written number a client can read, decimals meeting a
+/// float as doubles, a decimal's `ceil`, `floor` or `trunc` with the scale PostgreSQL gives it.
 fn typed_numeric(expr: Expr, schema: &DFSchema) -> Transformed<Expr> {
     match expr {
         Expr::Cast(Cast {
@@ -132,31 +165,300 @@ fn typed_numeric(expr: Expr, schema: &DFSchema) -> Transformed<Expr> {
                 },
             })
         }
+        Expr::Literal(value, metadata) => match written_number_to_fit(&value) {
+            Some(fitted) => Transformed::yes(Expr::Literal(fitted, metadata)),
+            None => Transformed::no(Expr::Literal(value, metadata)),
+        },
         Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::Divide,
-            right,
-        }) => {
-            let rescaled = match (left.get_type(schema), right.get_type(schema)) {
-                (Ok(left), Ok(right)) => rescaled_division(&left, &right),
-                _ => None,
+            mut left,
+            op,
+            mut right,
+        }) if compares(op) || op.is_numerical_operators() => {
+            if decimals_as_doubles([left.as_mut(), right.as_mut()], schema) {
+                Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(left, op, right)))
+            } else if op == Operator::Divide {
+                quotient_with_postgres_scale(left, right, schema)
+            } else {
+                Transformed::no(Expr::BinaryExpr(BinaryExpr::new(left, op, right)))
+            }
+        }
+        Expr::ScalarFunction(call) if matches!(call.name(), "ceil" | "floor" | "trunc") => {
+            rounded_with_postgres_scale(call, schema)
+        }
+        Expr::Between(mut between) => {
+            let Between {
+                expr, low, high, ..
+            } = &mut between;
+            let cast = decimals_as_doubles([expr.as_mut(), low.as_mut(), high.as_mut()], schema);
+            Transformed::new_transformed(Expr::Between(between), cast)
+        }
+        Expr::InList(mut in_list) => {
+            let InList { expr, list, .. } = &mut in_list;
+            let cast = decimals_as_doubles(std::iter::once(expr.as_mut()).chain(list), schema);
+            Transformed::new_transformed(Expr::InList(in_list), cast)
+        }
+        Expr::Case(mut case) => {
+            let Case {
+                expr,
+                when_then_expr,
+                else_expr,
+            } = &mut case;
+            let (whens, thens): (Vec<_>, Vec<_>) = when_then_expr
+                .iter_mut()
+                .map(|(when, then)| (when.as_mut(), then.as_mut()))
+                .unzip();
+            // `CASE x WHEN y` compares x with each y; the results are one column.
+            let compared = match expr {
+                Some(expr) => {
+                    decimals_as_doubles(std::iter::once(expr.as_mut()).chain(whens), schema)
+                }
+                None => false,
             };
-            let Some(RescaledDivision { dividend, rounded }) = rescaled else {
-                return Transformed::no(Expr::BinaryExpr(BinaryExpr::new(
-                    left,
-                    Operator::Divide,
-                    right,
-                )));
-            };
-            let left = Box::new(Expr::Cast(Cast::new(left, dividend)));
-            let quotient = Expr::BinaryExpr(BinaryExpr::new(left, Operator::Divide, right));
-            Transformed::yes(match rounded {
-                Some(rounded) => Expr::Cast(Cast::new(Box::new(quotient), rounded)),
-                None => quotient,
-            })
+            let results = thens.into_iter().chain(else_expr.as_deref_mut());
+            let cast = decimals_as_doubles(results, schema) | compared;
+            Transformed::new_transformed(Expr::Case(case), cast)
+        }
+        Expr::ScalarFunction(mut call) if unifies_its_arguments(call.name()) => {
+            let cast = decimals_as_doubles(&mut call.args, schema);
+            Transformed::new_transformed(Expr::ScalarFunction(call), cast)
         }
         other => Transformed::no(other),
     }
+}
+
+/// `left / right`, a quotient of decimals given PostgreSQL's scale ([`rescaled_division`]).
+fn quotient_with_postgres_scale(
+    left: Box<Expr>,
+    right: Box<Expr>,
+    schema: &DFSchema,
+) -> Transformed<Expr> {
+    let rescaled = match (left.get_type(schema), right.get_type(schema)) {
+        (Ok(left), Ok(right)) => rescaled_division(&left, &right),
+        _ => None,
+    };
+    let Some(RescaledDivision { dividend, rounded }) = rescaled else {
+        return Transformed::no(Expr::BinaryExpr(BinaryExpr::new(
+            left,
+            Operator::Divide,
+            right,
+        )));
+    };
+    let left = Box::new(Expr::Cast(Cast::new(left, dividend)));
+    let quotient = Expr::BinaryExpr(BinaryExpr::new(left, Operator::Divide, right));
+    Transformed::yes(match rounded {
+        Some(rounded) => Expr::Cast(Cast::new(Box::new(quotient), rounded)),
+        None => quotient,
+    })
+}
+
+/// A decimal's `ceil` or `floor`, or `trunc` to a written number of digits after the point,
+/// with that scale, as PostgreSQL gives it (`ceil(2.1)` is 3, `trunc(2.567, 1)` 2.5), where
+/// DataFusion keeps the operand's (3.0, 2.500).
+fn rounded_with_postgres_scale(mut call: ScalarFunction, schema: &DFSchema) -> Transformed<Expr> {
+    let operand = call.args.first().map(|operand| operand.get_type(schema));
+    let Some(Ok(DataType::Decimal128(precision, scale))) = operand else {
+        return Transformed::no(Expr::ScalarFunction(call));
+    };
+    let digits_kept = match call.args.get(1) {
+        None => 0,
+        Some(Expr::Literal(digits, _)) if call.name() == "trunc" => {
+            match digits.cast_to(&DataType::Int8).ok() {
+                Some(ScalarValue::Int8(Some(digits))) if digits >= 0 => digits,
+                _ => return Transformed::no(Expr::ScalarFunction(call)),
+            }
+        }
+        Some(_) => return Transformed::no(Expr::ScalarFunction(call)),
+    };
+    if digits_kept >= scale || precision >= DECIMAL128_MAX_PRECISION {
+        return Transformed::no(Expr::ScalarFunction(call));
+    }
+    // `ceil` and `floor` may carry a digit into the whole part (`ceil(9.5)` is 10), which
+    // Arrow's would overflow into an error: the operand gets room for it.
+    let widened = DataType::Decimal128(precision + 1, scale);
+    let operand = std::mem::take(&mut call.args[0]);
+    call.args[0] = Expr::Cast(Cast::new(Box::new(operand), widened));
+    let whole_digits = precision - scale.unsigned_abs() + 1;
+    let rounded = DataType::Decimal128(whole_digits + digits_kept.unsigned_abs(), digits_kept);
+    Transformed::yes(Expr::Cast(Cast::new(
+        Box::new(Expr::ScalarFunction(call)),
+        rounded,
+    )))
+}
+
+/// Whether `op` compares its operands, so that PostgreSQL gives them one type.
+fn compares(op: Operator) -> bool {
+    matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+            | Operator::IsDistinctFrom
+            | Operator::IsNotDistinctFrom
+    )
+}
+
+/// Whether the function named `name` gives its arguments one type, as PostgreSQL resolves a
+/// `UNION`'s: `coalesce` and its kin.
+fn unifies_its_arguments(name: &str) -> bool {
+    matches!(
+        name,
+        "coalesce" | "nullif" | "greatest" | "least" | "nvl" | "ifnull" | "nvl2"
+    )
+}
+
+/// Casts the decimals among `exprs` to double when a float is among them, as PostgreSQL
+/// compares or unifies `numeric` with `float8` (DataFusion: decimal(30, 15), which cannot hold
+/// every double); whether it cast any. An expression whose type is not known yet is left.
+fn decimals_as_doubles<'a>(
+    exprs: impl IntoIterator<Item = &'a mut Expr>,
+    schema: &DFSchema,
+) -> bool {
+    let typed: Vec<(&mut Expr, DataType)> = exprs
+        .into_iter()
+        .filter_map(|expr| {
+            let of = expr.get_type(schema).ok()?;
+            Some((expr, of))
+        })
+        .collect();
+    if !typed.iter().any(|(_, of)| of.is_floating()) {
+        return false;
+    }
+    let mut cast = false;
+    for (expr, of) in typed {
+        if of.is_decimal() {
+            let decimal = std::mem::replace(expr, Expr::Literal(ScalarValue::Null, None));
+            *expr = Expr::Cast(Cast::new(Box::new(decimal), DataType::Float64));
+            cast = true;
+        }
+    }
+    cast
+}
+
+/// A written number as a client can read it, when DataFusion's reading of it needs fitting:
+/// one with an exponent that left a negative scale as its whole number (`1e3`: 1000, decimal(4,
+/// 0)), one of more than 38 digits (a negative scale beyond them, or Decimal256) as a double.
+/// `None` for any other value.
+fn written_number_to_fit(value: &ScalarValue) -> Option<ScalarValue> {
+    // Read from the digits and the exponent, so that the double is the nearest to the number
+    // (Arrow's cast multiplies, and 1e100 becomes 1.0000000000000002e100).
+    let as_double = |digits: String, scale: i8| {
+        let double = format!("{digits}e{}", -i16::from(scale))
+            .parse::<f64>()
+            .ok()?;
+        Some(ScalarValue::Float64(Some(double)))
+    };
+    match value {
+        ScalarValue::Decimal128(Some(digits), precision, scale) if *scale < 0 => {
+            let shift = u32::from(scale.unsigned_abs());
+            let whole_precision = u32::from(*precision) + shift;
+            match 10_i128
+                .checked_pow(shift)
+                .and_then(|factor| digits.checked_mul(factor))
+            {
+                Some(whole) if whole_precision <= u32::from(DECIMAL128_MAX_PRECISION) => Some(
+                    ScalarValue::Decimal128(Some(whole), u8::try_from(whole_precision).ok()?, 0),
+                ),
+                _ => as_double(digits.to_string(), *scale),
+            }
+        }
+        ScalarValue::Decimal256(Some(digits), _, scale) => as_double(digits.to_string(), *scale),
+        _ => None,
+    }
+}
+
+/// A `UNION` whose columns of floats in one input and decimals in another take the decimals
+/// as doubles, as PostgreSQL unifies them (DataFusion: decimal(30, 15), as for
+/// [`decimals_as_doubles`]).
+fn union_with_doubles(union: Union) -> Result<Transformed<LogicalPlan>> {
+    let types_of = |column: usize| {
+        union
+            .inputs
+            .iter()
+            .map(move |input| input.schema().field(column).data_type())
+    };
+    let met: Vec<usize> = (0..union.schema.fields().len())
+        .filter(|&column| {
+            types_of(column).any(DataType::is_floating)
+                && types_of(column).any(DataType::is_decimal)
+        })
+        .collect();
+    if met.is_empty() {
+        return Ok(Transformed::no(LogicalPlan::Union(union)));
+    }
+    let inputs = union
+        .inputs
+        .into_iter()
+        .map(|input| {
+            let schema = Arc::clone(input.schema());
+            let cast_here = |column: &usize| schema.field(*column).data_type().is_decimal();
+            if !met.iter().any(cast_here) {
+                return Ok(input);
+            }
+            let columns = schema
+                .iter()
+                .enumerate()
+                .map(|(column, (qualifier, field))| {
+                    let value = Expr::Column(Column::from((qualifier, field)));
+                    if cast_here(&column) && met.contains(&column) {
+                        Expr::Cast(Cast::new(Box::new(value), DataType::Float64))
+                            .alias_qualified(qualifier.cloned(), field.name())
+                    } else {
+                        value
+                    }
+                });
+            Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(
+                columns.collect(),
+                input,
+            )?)))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Transformed::yes(LogicalPlan::Union(
+        Union::try_new_with_loose_types(inputs)?,
+    )))
+}
+
+/// A VALUES list with a column of written numbers DataFusion typed as no client reads them
+/// (all of them with an exponent, or of more than 38 digits: [`written_number_to_fit`]), with
+/// those numbers fitted and its types settled again from its rows, as DataFusion settled them.
+/// A VALUES list typed by its target table, or whose other values set a column's type, casts
+/// such a number to that type and is left.
+fn values_with_written_numbers(values: Values) -> Result<Transformed<LogicalPlan>> {
+    let unreadable = |data_type: &DataType| {
+        matches!(data_type, DataType::Decimal128(_, scale) if *scale < 0)
+            || matches!(data_type, DataType::Decimal256(..))
+    };
+    if !values
+        .schema
+        .fields()
+        .iter()
+        .any(|field| unreadable(field.data_type()))
+    {
+        return Ok(Transformed::no(LogicalPlan::Values(values)));
+    }
+    let fitted = |expr: &Expr| match expr {
+        Expr::Literal(value, metadata) => Some(Expr::Literal(
+            written_number_to_fit(value)?,
+            metadata.clone(),
+        )),
+        _ => None,
+    };
+    let rows = values
+        .values
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|expr| match &expr {
+                    // The cast to the column's type DataFusion added around a written number.
+                    Expr::Cast(Cast { expr: operand, .. }) => fitted(operand).unwrap_or(expr),
+                    _ => fitted(&expr).unwrap_or(expr),
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Transformed::yes(LogicalPlanBuilder::values(rows)?.build()?))
 }
 
 /// The fewest digits after the point a quotient of decimals shows: PostgreSQL's, for a quotient
@@ -329,6 +631,38 @@ mod tests {
         assert_eq!(written_number(".5"), decimal(5, 1, 1));
         for refused in ["abc", "1.2.3", "", "-", "1e", "1e40", "NaN"] {
             assert_eq!(written_number(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn written_numbers_are_fitted_for_clients() {
+        // `1e3`, as DataFusion reads it.
+        assert_eq!(
+            written_number_to_fit(&ScalarValue::Decimal128(Some(1), 1, -3)),
+            Some(ScalarValue::Decimal128(Some(1000), 4, 0))
+        );
+        assert_eq!(
+            written_number_to_fit(&ScalarValue::Decimal128(Some(-15), 2, -36)),
+            Some(ScalarValue::Decimal128(Some(-15 * 10_i128.pow(36)), 38, 0))
+        );
+        // Beyond 38 digits, the nearest double.
+        assert_eq!(
+            written_number_to_fit(&ScalarValue::Decimal128(Some(1), 1, -100)),
+            Some(ScalarValue::Float64(Some(1e100)))
+        );
+        let wide = "123456789012345678901234567890123456789015"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            written_number_to_fit(&ScalarValue::Decimal256(Some(wide), 42, 1)),
+            Some(ScalarValue::Float64(Some(1.2345678901234568e40)))
+        );
+        for readable in [
+            ScalarValue::Decimal128(Some(250), 3, 2),
+            ScalarValue::Decimal128(None, 1, -3),
+            ScalarValue::Float64(Some(1.5)),
+        ] {
+            assert_eq!(written_number_to_fit(&readable), None, "{readable:?}");
         }
     }
 

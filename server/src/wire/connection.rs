@@ -54,6 +54,7 @@ use super::dml_tags::{dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
 use super::errors::{api_error, user_error};
 use super::format_options::SessionFormatOptions;
+use super::prepared_names::{PreparedNames, PreparedStatements};
 use super::session_plans::{
     ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
     may_change_plans, parse_text, plan_query,
@@ -414,6 +415,7 @@ impl Connection {
                 sent: Arc::default(),
                 access_resolved: Mutex::new((Instant::now(), login.store.committed_changes())),
                 block_cursors: Mutex::default(),
+                prepared: PreparedNames::default(),
             }),
             startup: Arc::new(Startup {
                 session,
@@ -473,9 +475,28 @@ pub(crate) struct SessionQueries {
     /// The cursors declared without `WITH HOLD` in the open transaction block, closed when it
     /// ends.
     block_cursors: Mutex<Vec<String>>,
+    /// The names of the statements the connection prepared, for `DEALLOCATE ALL`.
+    prepared: PreparedNames,
 }
 
 impl SessionQueries {
+    /// Forgets every statement the connection prepared, through the protocol and with SQL
+    /// `PREPARE` (one deallocated already is skipped).
+    async fn deallocate_all<C>(&self, client: &mut C)
+    where
+        C: ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        let (parsed, prepared) = self.prepared.take_all();
+        for name in parsed {
+            client.portal_store().rm_statement(&name);
+        }
+        for name in prepared {
+            // Fails only for a statement deallocated since, which is what is wanted.
+            let _ = self.session.sql(&format!("DEALLOCATE {name}")).await;
+        }
+    }
+
     /// Resolves the session user's access again when it is older than [`ACCESS_REFRESH`] or
     /// this server committed a change of members, roles or grants since: changes made on
     /// another replica apply within that time.
@@ -740,6 +761,32 @@ impl SimpleQueryHandler for SessionQueries {
         if let Some(cursor) = CursorDeclaration::parse(query) {
             return Ok(vec![self.declare_cursor(client, cursor).await?]);
         }
+        let about_prepared = PreparedStatements::parse(query);
+        match &about_prepared {
+            Some(PreparedStatements::DeallocateAll) => {
+                if client.transaction_status() == TransactionStatus::Error {
+                    return Err(in_failed_block());
+                }
+                self.deallocate_all(client).await;
+                return Ok(vec![Response::Execution(Tag::new("DEALLOCATE ALL"))]);
+            }
+            Some(PreparedStatements::Deallocate(name))
+                if client.transaction_status() != TransactionStatus::Error =>
+            {
+                // Else a SQL `PREPARE`d statement, which DataFusion deallocates.
+                if let Some(parsed) = self.prepared.forget_parsed(name) {
+                    client.portal_store().rm_statement(&parsed);
+                    return Ok(vec![Response::Execution(Tag::new("DEALLOCATE"))]);
+                }
+            }
+            // The settings are reset by the settings hook, after.
+            Some(PreparedStatements::DiscardAll)
+                if client.transaction_status() != TransactionStatus::Error =>
+            {
+                self.deallocate_all(client).await;
+            }
+            _ => {}
+        }
         let stop = self.begin_query(client, query);
         // COPY TO STDOUT and plain queries bypass datafusion-postgres, whose transaction hook
         // refuses statements in a failed block; refuse them here the same way.
@@ -780,6 +827,9 @@ impl SimpleQueryHandler for SessionQueries {
             .until_stopped(SimpleQueryHandler::do_query(&self.service, client, query))
             .await;
         self.close_cursors_after_block(client);
+        if let (Some(PreparedStatements::Prepare(name)), Ok(_)) = (&about_prepared, &responses) {
+            self.prepared.prepared(name);
+        }
         if changes_plans {
             self.plans.statement_changed_plans();
         }
@@ -949,6 +999,7 @@ impl ExtendedQueryHandler for SessionQueries {
             match StoredStatement::parse(client, &message, self.query_parser()).await? {
                 Some(statement) => {
                     client.portal_store().put_statement(Arc::new(statement));
+                    self.prepared.parsed(name);
                     if name == DEFAULT_NAME {
                         self.parser.unnamed_parsed_at(epoch);
                     }

@@ -51,11 +51,27 @@ pub fn sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static str {
         {
             "23502"
         }
+        // `EXECUTE`, `DEALLOCATE` or `PREPARE` of a statement that is not there, or is.
+        Some(DataFusionError::Execution(message)) if message.starts_with("Prepared statement") => {
+            if message.ends_with("does not exist") {
+                "26000"
+            } else if message.ends_with("already exists") {
+                "42P05"
+            } else {
+                "XX000"
+            }
+        }
         Some(DataFusionError::ArrowError(arrow, _)) => match arrow.as_ref() {
             ArrowError::InvalidArgumentError(message)
                 if message.contains("non-nullable but contains null values") =>
             {
                 "23502"
+            }
+            // A value beyond a decimal's precision (PostgreSQL: numeric field overflow).
+            ArrowError::InvalidArgumentError(message)
+                if message.contains("is too large to store in a Decimal") =>
+            {
+                "22003"
             }
             ArrowError::DivideByZero => "22012",
             ArrowError::ArithmeticOverflow(_) => "22003",
@@ -110,6 +126,31 @@ impl ErrorHandler for SqlStateErrors {
                 code.into(),
                 message,
             )));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_have_postgresql_sqlstates() {
+        let execution = |message: &str| DataFusionError::Execution(message.to_owned());
+        let arrow = |error| DataFusionError::ArrowError(Box::new(error), None);
+        for (error, code) in [
+            (execution("Prepared statement 'q' does not exist"), "26000"),
+            (execution("Prepared statement 'q' already exists"), "42P05"),
+            (
+                arrow(ArrowError::InvalidArgumentError(
+                    "12345.7 is too large to store in a Decimal128 of precision 2. Max is 9.9"
+                        .to_owned(),
+                )),
+                "22003",
+            ),
+            (execution("something else"), "XX000"),
+        ] {
+            assert_eq!(sqlstate(&error), code, "{error}");
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod errors;
 pub mod float_text;
 mod format_options;
 mod pg_settings;
+mod prepared_names;
 mod query_metrics;
 mod regproc_literals;
 mod roles_catalog;

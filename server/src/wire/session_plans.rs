@@ -29,7 +29,7 @@ use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
 use quantatom_engine::postgres_column_names::{
     OutputNames, distinguish_repeated_items, name_nested_columns, resolve_order_by_keys,
 };
-use quantatom_engine::postgres_literals::type_output_literals;
+use quantatom_engine::postgres_literals::{type_numeric_parameters, type_output_literals};
 use tracing::Instrument;
 
 use super::answers::KeptAnswers;
@@ -384,7 +384,8 @@ pub(crate) async fn plan_query(
             .require_admin("create tables")
             .map_err(|e| api_error(DataFusionError::from(e)))?;
     }
-    type_output_literals(plan)
+    type_numeric_parameters(plan)
+        .and_then(type_output_literals)
         .and_then(|plan| query.names.apply(plan))
         .map_err(api_error)
 }
@@ -396,7 +397,24 @@ pub(crate) fn bind_parameters<S: Clone + Default>(
     inferred: &[Option<DataType>],
     wire_types: &[Type],
 ) -> PgWireResult<ParamValues> {
-    let inferred: Vec<Option<&DataType>> = inferred.iter().map(Option::as_ref).collect();
+    // arrow-pg cannot turn a number the client sent as an integer or a float into the decimal
+    // DataFusion inferred (`amount > $1` with a float8 `$1`): the value is kept as sent, and
+    // cast to the decimal when it is bound ([`ReusablePlan`]) or planned with.
+    let inferred: Vec<Option<&DataType>> = inferred
+        .iter()
+        .enumerate()
+        .map(|(index, inferred)| {
+            let sent_as_number = matches!(
+                portal.statement.parameter_types.get(index),
+                Some(Some(
+                    Type::INT2 | Type::INT4 | Type::INT8 | Type::FLOAT4 | Type::FLOAT8
+                ))
+            );
+            inferred
+                .as_ref()
+                .filter(|inferred| !(sent_as_number && inferred.is_decimal()))
+        })
+        .collect();
     let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
     match with_text_parameters(portal, wire_types)? {
         Some(text_portal) => {

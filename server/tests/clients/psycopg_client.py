@@ -79,6 +79,42 @@ with psycopg.connect(URL, autocommit=True) as conn:
         cur.execute("SELECT level FROM dim.entity WHERE code = %s", [code], prepare=True)
         check(f"prepared lookup {code}", cur.fetchone()[0], level)
 
+    # Numbers written with a point are numerics, and a parameter meeting one holds whatever
+    # number is sent (PostgreSQL types it numeric): a decimal, a float or an integer, prepared
+    # or not. An amount compared with a float parameter too.
+    D = decimal.Decimal
+    for prepare in (False, True):
+        row = conn.execute(
+            "SELECT 0.1 + 0.2, %s * 1.05, coalesce(%s, 0.0), %s > 1.5, %s BETWEEN 1.5 AND 2.55",
+            [D("12345.678"), 12345.678, 12345, 2.0],
+            prepare=prepare,
+        ).fetchone()
+        check(f"numbers meeting parameters prepare={prepare}", row,
+              (D("0.3"), D("12962.96190"), D("12345.678"), True, True))
+        counts = [
+            conn.execute("SELECT count(*) FROM cube.finance WHERE amount > %s", [limit], prepare=prepare).fetchone()[0]
+            for limit in (D("1000.5"), 1000.5, 1000)
+        ]
+        check(f"amounts against decimal, float and integer parameters prepare={prepare}",
+              counts[0] > 0 and counts[0] == counts[1] <= counts[2], True)
+
+    # After an error in a transaction psycopg forgets its prepared statements with DEALLOCATE
+    # ALL, then prepares them again.
+    for attempt in range(2):
+        try:
+            with conn.transaction():
+                conn.execute("SELECT %s::int4 / 0", [attempt], prepare=True)
+        except psycopg.errors.DivisionByZero:
+            pass
+    check("prepared again after DEALLOCATE ALL",
+          conn.execute("SELECT %s::int4 + 1", [1], prepare=True).fetchone()[0], 2)
+
+    # psycopg deallocates its oldest prepared statement by name when it holds prepared_max.
+    conn.prepared_max = 2
+    sums = [conn.execute(f"SELECT %s::int4 + {n}", [1], prepare=True).fetchone()[0] for n in range(4)]
+    check("prepared statements deallocated by name", sums, [1, 2, 3, 4])
+    conn.prepared_max = 100
+
     # executemany and pipeline mode.
     cur.executemany("SELECT %s::int8 * 2", [(i,) for i in range(5)], returning=True)
     results = []

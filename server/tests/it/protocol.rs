@@ -930,7 +930,7 @@ async fn value_types_answer_as_postgresql_does() {
 
 /// Casts to `numeric` without a precision (PostgreSQL keeps the digits a value is written
 /// with), quotients of decimals, and floats as PostgreSQL writes them.
-const NUMBER_QUERIES: [&str; 8] = [
+const NUMBER_QUERIES: [&str; 14] = [
     "SELECT 5::numeric, '2.50'::numeric, ' -0.5 '::numeric, '1e3'::numeric, 1e3::numeric, 1.5e-3::numeric, 2.50::numeric(4, 2)",
     "SELECT 0.1::numeric + 0.2::numeric, 1.5::numeric * 2, 12345678901234567890, round(2.567::numeric, 2), '12.50'::numeric * 3",
     "SELECT x::numeric, x::numeric * 1.5::numeric FROM (VALUES (1), (22)) AS t(x) ORDER BY 1",
@@ -939,6 +939,14 @@ const NUMBER_QUERIES: [&str; 8] = [
     "SELECT NULL::numeric, CASE WHEN true THEN NULL::numeric ELSE 2.5::numeric END, COALESCE(NULL, '2.50'::numeric), COALESCE(1.5::float8, 0.0)",
     "SELECT 1200::float8, 0.1::float8 + 0.2::float8, 1e-5::float8, 0.0001::float8, 1e15::float8, 1e14::float8, 1e100::float8",
     "SELECT 'inf'::float8, '-inf'::float8, 'nan'::float8, '-0'::float8, 1.5::real, 1234567::real",
+    // Numbers written with a point or an exponent are numerics.
+    "SELECT 2.50, 0.1 + 0.2, 1e3, 1.5e-3, -2.5, 1e30, 0.00001, 100.00 * 1.05, 19.99 * 3, 2.5::text, 1e3::text",
+    "SELECT pg_typeof(2.50), pg_typeof(1e3), pg_typeof(1.5 * 2::float8), pg_typeof(1.5::real + 1.5), pg_typeof(coalesce(NULL::float8, 0.0)), pg_typeof(x) FROM (VALUES (1e3)) AS t(x)",
+    // Where one meets a float, the float's type wins, so no double is squeezed into a decimal.
+    "SELECT 1.5 = 1.5::float8, 1e20::float8 > 1.5, 2.5 BETWEEN 1::float8 AND 3, 2.5 IN (1::float8, 2.5), 0.1 + 0.2 = 0.3, 0.1::float8 + 0.2::float8 = 0.3",
+    "SELECT coalesce(NULL::float8, 0.0), coalesce(1e20::float8, 0.5), CASE WHEN true THEN 1e20::float8 ELSE 0.5 END, CASE 1.5::float8 WHEN 1.5 THEN 'a' ELSE 'b' END, greatest(1.5, 2::float8), least(0.5, 1e20::float8), nullif(1.5, 1.5::float8)",
+    "SELECT 1e20::float8 AS v UNION ALL SELECT 0.5 ORDER BY v",
+    "SELECT round(2.567, 2), round(2.5), trunc(2.567, 1), abs(-2.5), ceil(2.1), floor(-2.1), ceil(9.5), trunc(-2.5), floor(-9.5)",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -951,8 +959,8 @@ async fn numbers_answer_as_postgresql_does() {
     let rounded =
         "SET extra_float_digits = -3; SELECT 1/3::float8, 2::real / 3::real, 123456789::float8";
     answer_alike(&client, &postgres, &[rounded]).await;
-    // What a bare `numeric` casts is a `numeric`.
-    let typed = "SELECT 5::numeric, '1e3'::numeric, 0.1::numeric + 0.2::numeric, 10::numeric / 3";
+    // What a bare `numeric` casts is a `numeric`, and so is a number written with a point.
+    let typed = "SELECT 5::numeric, '1e3'::numeric, 0.1::numeric + 0.2::numeric, 10::numeric / 3, 2.50, 1e3";
     for server in [&client, &postgres] {
         let statement = server.prepare(typed).await.unwrap();
         let types: Vec<_> = statement
@@ -960,7 +968,7 @@ async fn numbers_answer_as_postgresql_does() {
             .iter()
             .map(|c| c.type_().clone())
             .collect();
-        assert_eq!(types, [Type::NUMERIC; 4], "{typed}");
+        assert_eq!(types, [Type::NUMERIC; 6], "{typed}");
     }
     // Text that is no number is refused as PostgreSQL refuses it.
     for server in [&client, &postgres] {
@@ -969,6 +977,30 @@ async fn numbers_answer_as_postgresql_does() {
             .await
             .unwrap_err();
         assert_eq!(error.code(), Some(&SqlState::INVALID_TEXT_REPRESENTATION));
+    }
+}
+
+/// `DEALLOCATE ALL` forgets the statements SQL `PREPARE` prepared and those prepared through
+/// the protocol, as in PostgreSQL; a statement that is not there is 26000. (psycopg's test
+/// deallocates protocol statements by name.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deallocate_forgets_prepared_statements() {
+    let postgres = test_postgres().await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let not_there = Some(&SqlState::INVALID_SQL_STATEMENT_NAME);
+    for server in [&client, &postgres] {
+        let parsed = server.prepare("SELECT 1::int4").await.unwrap();
+        server.batch_execute("PREPARE q AS SELECT 2").await.unwrap();
+        server.batch_execute("DEALLOCATE ALL").await.unwrap();
+        let error = server.batch_execute("EXECUTE q").await.unwrap_err();
+        assert_eq!(error.code(), not_there, "{error}");
+        let error = server.query(&parsed, &[]).await.unwrap_err();
+        assert_eq!(error.code(), not_there, "{error}");
+        server.batch_execute("PREPARE q AS SELECT 4").await.unwrap();
+        server.batch_execute("DEALLOCATE q").await.unwrap();
+        let error = server.batch_execute("DEALLOCATE q").await.unwrap_err();
+        assert_eq!(error.code(), not_there, "{error}");
     }
 }
 
