@@ -30,16 +30,19 @@
 //!   comparison, arithmetic, `BETWEEN`, `IN`, `CASE`, `UNION` or `COALESCE`, `NULLIF`,
 //!   `GREATEST`, `LEAST`, the decimals are cast to double (DataFusion's arithmetic gives a
 //!   double already, but a `real` where PostgreSQL gives a double);
+//! - Arrow's cast of a decimal or a float to an integer drops the fraction (`2.5::int` is 2):
+//!   the number is rounded first, as PostgreSQL rounds (3);
 //! - DataFusion's `ceil`, `floor` and `trunc` of a decimal keep its scale (3.0 for
 //!   `ceil(2.1)`), and overflow where a digit is carried (`ceil(9.5)`): they get PostgreSQL's
 //!   scale.
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DataType, Field};
+use datafusion::arrow::datatypes::{DECIMAL128_MAX_PRECISION, DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result, ScalarValue};
+use datafusion::functions::math::expr_fn::round;
 use datafusion::logical_expr::expr::{Between, Case, Cast, InList, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
@@ -125,7 +128,9 @@ fn retypes_numbers(node: &LogicalPlan) -> Result<bool> {
     node.apply_expressions(|expr| {
         found = expr.exists(|expr| {
             Ok(match expr {
-                Expr::Cast(Cast { field, .. }) => field.name() == UNCONSTRAINED_NUMERIC,
+                Expr::Cast(Cast { field, .. }) => {
+                    field.name() == UNCONSTRAINED_NUMERIC || field.data_type().is_integer()
+                }
                 Expr::BinaryExpr(BinaryExpr { op, .. }) => {
                     compares(*op) || op.is_numerical_operators()
                 }
@@ -165,6 +170,10 @@ fn typed_numeric(expr: Expr, schema: &DFSchema) -> Transformed<Expr> {
                 },
             })
         }
+        Expr::Cast(Cast {
+            expr: operand,
+            field,
+        }) if field.data_type().is_integer() => rounded_to_integer(operand, field, schema),
         Expr::Literal(value, metadata) => match written_number_to_fit(&value) {
             Some(fitted) => Transformed::yes(Expr::Literal(fitted, metadata)),
             None => Transformed::no(Expr::Literal(value, metadata)),
@@ -283,6 +292,32 @@ fn rounded_with_postgres_scale(mut call: ScalarFunction, schema: &DFSchema) -> T
         Box::new(Expr::ScalarFunction(call)),
         rounded,
     )))
+}
+
+/// A cast of `operand` to the integer `field` that rounds to the nearest integer, as
+/// PostgreSQL does (`2.5::int` is 3, `2.7::float8::int` 3), where Arrow's cast drops the
+/// fraction: a decimal is first cast to scale 0, which rounds halves away from zero as
+/// PostgreSQL rounds a `numeric`; a float is first `round`ed, which rounds its halves so too
+/// (PostgreSQL: to even, `2.5::float8::int` is 2).
+fn rounded_to_integer(operand: Box<Expr>, field: FieldRef, schema: &DFSchema) -> Transformed<Expr> {
+    let rounded = match operand.get_type(schema) {
+        Ok(DataType::Decimal128(precision, scale)) if scale > 0 => {
+            // Room for a digit carried into the whole part (9.5 is 10).
+            let whole_digits = (precision - scale.unsigned_abs() + 1).min(DECIMAL128_MAX_PRECISION);
+            Expr::Cast(Cast::new(operand, DataType::Decimal128(whole_digits, 0)))
+        }
+        Ok(float) if float.is_floating() => round(vec![*operand]),
+        _ => {
+            return Transformed::no(Expr::Cast(Cast {
+                expr: operand,
+                field,
+            }));
+        }
+    };
+    Transformed::yes(Expr::Cast(Cast {
+        expr: Box::new(rounded),
+        field,
+    }))
 }
 
 /// Whether `op` compares its operands, so that PostgreSQL gives them one type.
