@@ -87,6 +87,10 @@ pub struct PostgresNumericRule;
 impl AnalyzerRule for PostgresNumericRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
+            // A parent is rebuilt around its retyped children with its old schema: its
+            // expressions must be typed by theirs (`coalesce(f, 0.0)` below an alias is a
+            // double now), as DataFusion's type coercion retypes every node it passes.
+            let node = node.recompute_schema()?;
             // A VALUES list's types were settled from its rows when it was planned: only its
             // written numbers are fitted, and its types settled again from them.
             if let LogicalPlan::Values(values) = node {

@@ -38,7 +38,7 @@ use super::array_subquery::rewrite_array_subqueries;
 use super::data_rows::data_rows;
 use super::direct_planning::needs_direct_planning;
 use super::dml_tags::dml_tag;
-use super::errors::api_error;
+use super::errors::{api_error, user_error};
 use super::regproc_literals::with_regproc_literals_as_names;
 use super::text_types::{for_the_wire, result_fields, with_text_parameters};
 use super::values_types::type_values_columns;
@@ -398,9 +398,9 @@ pub(crate) fn bind_parameters<S: Clone + Default>(
     wire_types: &[Type],
 ) -> PgWireResult<ParamValues> {
     // arrow-pg cannot turn a number the client sent as an integer or a float into the decimal
-    // DataFusion inferred (`amount > $1` with a float8 `$1`): the value is kept as sent, and
-    // cast to the decimal when it is bound ([`ReusablePlan`]) or planned with.
-    let inferred: Vec<Option<&DataType>> = inferred
+    // DataFusion inferred (`amount > $1` with a float8 `$1`): such a value is decoded as sent,
+    // then cast to the decimal here, so every way of running the plan binds the inferred type.
+    let to_cast: Vec<Option<&DataType>> = inferred
         .iter()
         .enumerate()
         .map(|(index, inferred)| {
@@ -412,16 +412,35 @@ pub(crate) fn bind_parameters<S: Clone + Default>(
             );
             inferred
                 .as_ref()
-                .filter(|inferred| !(sent_as_number && inferred.is_decimal()))
+                .filter(|inferred| sent_as_number && inferred.is_decimal())
         })
         .collect();
+    let decoded_as: Vec<Option<&DataType>> = inferred
+        .iter()
+        .zip(&to_cast)
+        .map(|(inferred, cast)| inferred.as_ref().filter(|_| cast.is_none()))
+        .collect();
     let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
-    match with_text_parameters(portal, wire_types)? {
+    let decoded = match with_text_parameters(portal, wire_types)? {
         Some(text_portal) => {
-            deserialize_parameters_with_server_types(&text_portal, &inferred, &wire)
+            deserialize_parameters_with_server_types(&text_portal, &decoded_as, &wire)
         }
-        None => deserialize_parameters_with_server_types(portal, &inferred, &wire),
+        None => deserialize_parameters_with_server_types(portal, &decoded_as, &wire),
+    }?;
+    let ParamValues::List(mut values) = decoded else {
+        return Ok(decoded);
+    };
+    for (value, decimal) in values.iter_mut().zip(&to_cast) {
+        if let Some(decimal) = decimal {
+            value.value = value.value.cast_to(decimal).map_err(|_| {
+                user_error(
+                    "22003",
+                    format!("parameter {} is out of range for {decimal}", value.value),
+                )
+            })?;
+        }
     }
+    Ok(ParamValues::List(values))
 }
 
 /// Whether running `statement` may change what a query text means: anything but queries,
