@@ -91,6 +91,9 @@ with psycopg.connect(URL, autocommit=True) as conn:
         ).fetchone()
         check(f"numbers meeting parameters prepare={prepare}", row,
               (D("0.3"), D("12962.96190"), D("12345.678"), True, True))
+        # A plan run once (now()) binds the float as the decimal too, in binary results.
+        row = conn.execute("SELECT %s * 1.5, now() IS NOT NULL", [12345.678], binary=True, prepare=prepare).fetchone()
+        check(f"float parameter meeting a written number, run once, prepare={prepare}", row, (D("18518.517"), True))
         counts = [
             conn.execute("SELECT count(*) FROM cube.finance WHERE amount > %s", [limit], prepare=prepare).fetchone()[0]
             for limit in (D("1000.5"), 1000.5, 1000)

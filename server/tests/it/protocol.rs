@@ -930,7 +930,7 @@ async fn value_types_answer_as_postgresql_does() {
 
 /// Casts to `numeric` without a precision (PostgreSQL keeps the digits a value is written
 /// with), quotients of decimals, and floats as PostgreSQL writes them.
-const NUMBER_QUERIES: [&str; 15] = [
+const NUMBER_QUERIES: [&str; 16] = [
     "SELECT 5::numeric, '2.50'::numeric, ' -0.5 '::numeric, '1e3'::numeric, 1e3::numeric, 1.5e-3::numeric, 2.50::numeric(4, 2)",
     "SELECT 0.1::numeric + 0.2::numeric, 1.5::numeric * 2, 12345678901234567890, round(2.567::numeric, 2), '12.50'::numeric * 3",
     "SELECT x::numeric, x::numeric * 1.5::numeric FROM (VALUES (1), (22)) AS t(x) ORDER BY 1",
@@ -947,6 +947,8 @@ const NUMBER_QUERIES: [&str; 15] = [
     "SELECT coalesce(NULL::float8, 0.0), coalesce(1e20::float8, 0.5), CASE WHEN true THEN 1e20::float8 ELSE 0.5 END, CASE 1.5::float8 WHEN 1.5 THEN 'a' ELSE 'b' END, greatest(1.5, 2::float8), least(0.5, 1e20::float8), nullif(1.5, 1.5::float8)",
     "SELECT 1e20::float8 AS v UNION ALL SELECT 0.5 ORDER BY v",
     "SELECT round(2.567, 2), round(2.5), trunc(2.567, 1), abs(-2.5), ceil(2.1), floor(-2.1), ceil(9.5), trunc(-2.5), floor(-9.5)",
+    // A double below an alias still meets a written number as a double.
+    "SELECT * FROM (SELECT coalesce(f, 0.0) AS c FROM (SELECT 1e20::float8 AS f) AS t) AS s WHERE c > 1.5",
     "SELECT 2.5::int, (-2.5)::int, 3.5::bigint, 2.4::smallint, 9.5::int, 1e3::int, 12.50::numeric(4, 2)::int, 2.7::float8::int, (-2.7)::real::bigint, 2.2::float8::int",
 ];
 
