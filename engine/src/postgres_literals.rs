@@ -22,6 +22,8 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::expr::{Alias, Between, InList, Placeholder};
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan};
 
+use quantatom_udfs::{DEFAULT_DECIMAL, unifies_its_arguments};
+
 use crate::output_projection::rewrite_output_projection;
 
 /// `plan` with its output's bare integer literals typed int4 where they fit; the output
@@ -52,13 +54,10 @@ fn narrowed(expr: &Expr) -> Option<Expr> {
     Some(Expr::Literal(ScalarValue::Int32(Some(value)), metadata.clone()).alias(name))
 }
 
-/// The decimal a parameter that meets a written number is: a bare `numeric`'s.
-const NUMERIC_PARAMETER: DataType = DataType::Decimal128(38, 10);
-
 /// `plan` (as DataFusion planned it, before its parameters' types are read) with each
-/// parameter that meets a number written with a point typed [`NUMERIC_PARAMETER`] (module
-/// docs): the parameter and the number are the operands of an operator, `BETWEEN`'s or `IN`'s,
-/// or the arguments of `coalesce` and its kin.
+/// parameter that meets a number written with a point typed as a bare `numeric`,
+/// [`DEFAULT_DECIMAL`] (module docs): the parameter and the number are the operands of an
+/// operator, `BETWEEN`'s or `IN`'s, or the arguments of `coalesce` and its kin.
 pub fn type_numeric_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
     let typed = plan.transform_up_with_subqueries(|node| {
         node.map_expressions(|expr| expr.transform_up(|expr| Ok(numeric_parameters(expr))))
@@ -74,8 +73,8 @@ pub fn type_numeric_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
     }
 }
 
-/// `expr` with its parameters typed [`NUMERIC_PARAMETER`] where they meet a written number
-/// among its operands.
+/// `expr` with its parameters typed [`DEFAULT_DECIMAL`] where they meet a written number among
+/// its operands.
 fn numeric_parameters(mut expr: Expr) -> Transformed<Expr> {
     let operands: Vec<&mut Expr> = match &mut expr {
         Expr::BinaryExpr(BinaryExpr { left, right, .. }) => vec![left.as_mut(), right.as_mut()],
@@ -85,12 +84,7 @@ fn numeric_parameters(mut expr: Expr) -> Transformed<Expr> {
         Expr::InList(InList { expr, list, .. }) => std::iter::once(expr.as_mut())
             .chain(list.iter_mut())
             .collect(),
-        Expr::ScalarFunction(call)
-            if matches!(
-                call.name(),
-                "coalesce" | "nullif" | "greatest" | "least" | "nvl" | "ifnull" | "nvl2"
-            ) =>
-        {
+        Expr::ScalarFunction(call) if unifies_its_arguments(call.name()) => {
             call.args.iter_mut().collect()
         }
         _ => return Transformed::no(expr),
@@ -110,7 +104,7 @@ fn numeric_parameters(mut expr: Expr) -> Transformed<Expr> {
                 .as_ref()
                 .is_none_or(|field| written.contains(field.data_type()));
             if !written.is_empty() && from_written {
-                *field = Some(Arc::new(Field::new("", NUMERIC_PARAMETER, true)));
+                *field = Some(Arc::new(Field::new("", DEFAULT_DECIMAL, true)));
                 typed = true;
             }
         }

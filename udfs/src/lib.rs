@@ -43,7 +43,9 @@ pub use json_planning::JsonOperatorPlanner;
 pub use like_escape::{LikeEscapeFunction, LikeEscapeRule};
 pub use ltree::{LtreeError, MemberPath};
 pub use ltree_functions::{LtreeFunction, LtreeFunctionKind};
-pub use numeric::{PostgresNumericRule, unconstrained_numeric_field};
+pub use numeric::{
+    DEFAULT_DECIMAL, PostgresNumericRule, unconstrained_numeric_field, unifies_its_arguments,
+};
 pub use plan_rewrite::rewrite_expressions;
 pub use planner::LtreeOperatorPlanner;
 pub use tagged_text::{POSTGRES_TYPE_KEY, postgres_type_of, tagged_text_field};

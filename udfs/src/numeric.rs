@@ -58,7 +58,7 @@ use datafusion::optimizer::AnalyzerRule;
 const UNCONSTRAINED_NUMERIC: &str = "numeric";
 
 /// The decimal a bare `numeric` is when nothing says better: DataFusion's own.
-const DEFAULT_DECIMAL: DataType = DataType::Decimal128(38, 10);
+pub const DEFAULT_DECIMAL: DataType = DataType::Decimal128(38, 10);
 
 /// The target field of a cast to `numeric` without a precision: DataFusion's decimal(38, 10),
 /// marked so that [`PostgresNumericRule`] finds the cast.
@@ -341,7 +341,7 @@ fn compares(op: Operator) -> bool {
 
 /// Whether the function named `name` gives its arguments one type, as PostgreSQL resolves a
 /// `UNION`'s: `coalesce` and its kin.
-fn unifies_its_arguments(name: &str) -> bool {
+pub fn unifies_its_arguments(name: &str) -> bool {
     matches!(
         name,
         "coalesce" | "nullif" | "greatest" | "least" | "nvl" | "ifnull" | "nvl2"
