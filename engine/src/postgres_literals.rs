@@ -20,9 +20,9 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::expr::{Alias, Between, InList, Placeholder};
-use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan};
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Values};
 
-use quantatom_udfs::{DEFAULT_DECIMAL, unifies_its_arguments};
+use quantatom_udfs::{DEFAULT_DECIMAL, unified_arguments, unifies_its_arguments};
 
 use crate::output_projection::rewrite_output_projection;
 
@@ -59,8 +59,9 @@ fn narrowed(expr: &Expr) -> Option<Expr> {
 /// [`DEFAULT_DECIMAL`] (module docs): the parameter and the number are the operands of an
 /// operator, `BETWEEN`'s or `IN`'s, or the arguments of `coalesce` and its kin.
 pub fn type_numeric_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
-    let typed = plan.transform_up_with_subqueries(|node| {
-        node.map_expressions(|expr| expr.transform_up(|expr| Ok(numeric_parameters(expr))))
+    let typed = plan.transform_up_with_subqueries(|node| match node {
+        LogicalPlan::Values(values) => values_with_numeric_parameters(values),
+        node => node.map_expressions(|expr| expr.transform_up(|expr| Ok(numeric_parameters(expr)))),
     })?;
     if typed.transformed {
         // The types of what the parameters flow into changed.
@@ -70,6 +71,37 @@ pub fn type_numeric_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
             .data()
     } else {
         Ok(typed.data)
+    }
+}
+
+/// A `VALUES` list with its parameters typed as [`numeric_parameters`] types them, built again
+/// when one was: its column types are its rows' types, read when it was built. A row DataFusion
+/// cast to its column's type (the type of the list's other rows) keeps that cast, which cannot
+/// be told from one written in the query: `VALUES ($1 * 1.5), (123.456)` stays decimal(6, 3).
+fn values_with_numeric_parameters(values: Values) -> Result<Transformed<LogicalPlan>> {
+    let mut typed = false;
+    let rows = values
+        .values
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|cell| {
+                    let cell = cell.transform_up(|expr| Ok(numeric_parameters(expr)))?;
+                    typed |= cell.transformed;
+                    Ok(cell.data)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if typed {
+        LogicalPlanBuilder::values(rows)?
+            .build()
+            .map(Transformed::yes)
+    } else {
+        Ok(Transformed::no(LogicalPlan::Values(Values {
+            schema: values.schema,
+            values: rows,
+        })))
     }
 }
 
@@ -85,7 +117,9 @@ fn numeric_parameters(mut expr: Expr) -> Transformed<Expr> {
             .chain(list.iter_mut())
             .collect(),
         Expr::ScalarFunction(call) if unifies_its_arguments(call.name()) => {
-            call.args.iter_mut().collect()
+            unified_arguments(call.func.name(), &mut call.args)
+                .iter_mut()
+                .collect()
         }
         _ => return Transformed::no(expr),
     };
@@ -174,6 +208,15 @@ mod tests {
         assert_eq!(
             types("SELECT $1 > x FROM (SELECT 1.5::decimal(4, 2) AS x) AS t").await,
             [Some(DataType::Decimal128(4, 2))]
+        );
+        // In a VALUES list, whose column takes the parameter's new type.
+        let plan =
+            type_numeric_parameters(plan_of("SELECT column1 FROM (VALUES ($1 * 1.5))").await)
+                .unwrap();
+        assert_eq!(parameter_types(&plan).unwrap(), [numeric.clone()]);
+        assert_eq!(
+            plan.schema().field(0).data_type(),
+            &DataType::Decimal128(38, 11)
         );
         // What the parameter flows into is typed again.
         let plan = type_numeric_parameters(plan_of("SELECT $1 * 1.5 AS product").await).unwrap();

@@ -68,7 +68,8 @@ pub fn unconstrained_numeric_field() -> Field {
 
 /// The analyzer rule that types casts to a bare `numeric` by their operand and widens decimal
 /// quotients (module docs). It must run before DataFusion's type coercion, which then fits the
-/// expressions around them. Run again on its own output, it changes nothing.
+/// expressions around them. Run again on its own output, it gives the same types and values
+/// (it may wrap an expression in a cast that changes nothing, or round a rounded float again).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -91,10 +92,10 @@ impl AnalyzerRule for PostgresNumericRule {
             // expressions must be typed by theirs (`coalesce(f, 0.0)` below an alias is a
             // double now), as DataFusion's type coercion retypes every node it passes.
             let node = node.recompute_schema()?;
-            // A VALUES list's types were settled from its rows when it was planned: only its
-            // written numbers are fitted, and its types settled again from them.
+            // A VALUES list's types were settled from its rows when it was planned: they are
+            // settled again from its typed rows.
             if let LogicalPlan::Values(values) = node {
-                return values_with_written_numbers(values);
+                return values_with_numbers_typed(values);
             }
             if let LogicalPlan::Union(union) = node {
                 return union_with_doubles(union);
@@ -232,7 +233,8 @@ fn typed_numeric(expr: Expr, schema: &DFSchema) -> Transformed<Expr> {
             Transformed::new_transformed(Expr::Case(case), cast)
         }
         Expr::ScalarFunction(mut call) if unifies_its_arguments(call.name()) => {
-            let cast = decimals_as_doubles(&mut call.args, schema);
+            let unified = unified_arguments(call.func.name(), &mut call.args);
+            let cast = decimals_as_doubles(unified, schema);
             Transformed::new_transformed(Expr::ScalarFunction(call), cast)
         }
         other => Transformed::no(other),
@@ -282,16 +284,22 @@ fn rounded_with_postgres_scale(mut call: ScalarFunction, schema: &DFSchema) -> T
         }
         Some(_) => return Transformed::no(Expr::ScalarFunction(call)),
     };
-    if digits_kept >= scale || precision >= DECIMAL128_MAX_PRECISION {
+    if digits_kept >= scale {
         return Transformed::no(Expr::ScalarFunction(call));
     }
     // `ceil` and `floor` may carry a digit into the whole part (`ceil(9.5)` is 10), which
-    // Arrow's would overflow into an error: the operand gets room for it.
-    let widened = DataType::Decimal128(precision + 1, scale);
-    let operand = std::mem::take(&mut call.args[0]);
-    call.args[0] = Expr::Cast(Cast::new(Box::new(operand), widened));
+    // Arrow's would overflow into an error: the operand gets room for it, up to the most digits
+    // a decimal holds.
+    if precision < DECIMAL128_MAX_PRECISION {
+        let widened = DataType::Decimal128(precision + 1, scale);
+        let operand = std::mem::take(&mut call.args[0]);
+        call.args[0] = Expr::Cast(Cast::new(Box::new(operand), widened));
+    }
     let whole_digits = precision - scale.unsigned_abs() + 1;
-    let rounded = DataType::Decimal128(whole_digits + digits_kept.unsigned_abs(), digits_kept);
+    let rounded = DataType::Decimal128(
+        (whole_digits + digits_kept.unsigned_abs()).min(DECIMAL128_MAX_PRECISION),
+        digits_kept,
+    );
     Transformed::yes(Expr::Cast(Cast::new(
         Box::new(Expr::ScalarFunction(call)),
         rounded,
@@ -346,6 +354,15 @@ pub fn unifies_its_arguments(name: &str) -> bool {
         name,
         "coalesce" | "nullif" | "greatest" | "least" | "nvl" | "ifnull" | "nvl2"
     )
+}
+
+/// The arguments of a call of `name`, a function that [`unifies_its_arguments`], that it gives
+/// one type: all of `args`, but for `nvl2`, which only tests its first for null.
+pub fn unified_arguments<'a>(name: &str, args: &'a mut [Expr]) -> &'a mut [Expr] {
+    match name {
+        "nvl2" => args.get_mut(1..).unwrap_or_default(),
+        _ => args,
+    }
 }
 
 /// Casts the decimals among `exprs` to double when a float is among them, as PostgreSQL
@@ -459,45 +476,44 @@ fn union_with_doubles(union: Union) -> Result<Transformed<LogicalPlan>> {
     )))
 }
 
-/// A VALUES list with a column of written numbers DataFusion typed as no client reads them
-/// (all of them with an exponent, or of more than 38 digits: [`written_number_to_fit`]), with
-/// those numbers fitted and its types settled again from its rows, as DataFusion settled them.
-/// A VALUES list typed by its target table, or whose other values set a column's type, casts
-/// such a number to that type and is left.
-fn values_with_written_numbers(values: Values) -> Result<Transformed<LogicalPlan>> {
+/// A VALUES list with its rows typed as [`typed_numeric`] types any expression, and its column
+/// types settled again from its rows, as DataFusion settled them, when a row changed. The cast
+/// DataFusion puts around a row to give it its column's type stays (a column of rows of several
+/// types, or of a target table's type), unless that type is one no client reads: a column of
+/// written numbers that all have an exponent or more than 38 digits ([`written_number_to_fit`])
+/// takes the fitted numbers' type.
+fn values_with_numbers_typed(values: Values) -> Result<Transformed<LogicalPlan>> {
     let unreadable = |data_type: &DataType| {
         matches!(data_type, DataType::Decimal128(_, scale) if *scale < 0)
             || matches!(data_type, DataType::Decimal256(..))
     };
-    if !values
-        .schema
-        .fields()
-        .iter()
-        .any(|field| unreadable(field.data_type()))
-    {
-        return Ok(Transformed::no(LogicalPlan::Values(values)));
+    let schema = DFSchema::empty();
+    let mut typed = false;
+    let mut rows = Vec::with_capacity(values.values.len());
+    for row in values.values {
+        let mut cells = Vec::with_capacity(row.len());
+        for cell in row {
+            let cell = match cell {
+                Expr::Cast(Cast { expr, field }) if unreadable(field.data_type()) => {
+                    typed = true;
+                    *expr
+                }
+                cell => cell,
+            };
+            let cell = cell.transform_up(|expr| Ok(typed_numeric(expr, &schema)))?;
+            typed |= cell.transformed;
+            cells.push(cell.data);
+        }
+        rows.push(cells);
     }
-    let fitted = |expr: &Expr| match expr {
-        Expr::Literal(value, metadata) => Some(Expr::Literal(
-            written_number_to_fit(value)?,
-            metadata.clone(),
-        )),
-        _ => None,
-    };
-    let rows = values
-        .values
-        .into_iter()
-        .map(|row| {
-            row.into_iter()
-                .map(|expr| match &expr {
-                    // The cast to the column's type DataFusion added around a written number.
-                    Expr::Cast(Cast { expr: operand, .. }) => fitted(operand).unwrap_or(expr),
-                    _ => fitted(&expr).unwrap_or(expr),
-                })
-                .collect()
-        })
-        .collect();
-    Ok(Transformed::yes(LogicalPlanBuilder::values(rows)?.build()?))
+    if typed {
+        Ok(Transformed::yes(LogicalPlanBuilder::values(rows)?.build()?))
+    } else {
+        Ok(Transformed::no(LogicalPlan::Values(Values {
+            schema: values.schema,
+            values: rows,
+        })))
+    }
 }
 
 /// The fewest digits after the point a quotient of decimals shows: PostgreSQL's, for a quotient

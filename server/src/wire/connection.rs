@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::common::{DFSchemaRef, ParamValues};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_postgres::{DfSessionService, Parser};
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use pgwire::api::PgWireConnectionState;
 use pgwire::api::Type;
 use pgwire::api::auth::sasl::SCRAM_SHA_256_METHOD as SCRAM_SHA_256;
@@ -28,7 +29,10 @@ use pgwire::api::{
     PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::extendedquery::{Execute, Parse, ParseComplete};
+use pgwire::messages::extendedquery::{
+    Close, CloseComplete, Execute, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL,
+    TARGET_TYPE_BYTE_STATEMENT,
+};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::{Authentication, PasswordMessageFamily, Startup as StartupMessage};
@@ -50,14 +54,14 @@ use super::authentication::{
 use super::cancel::{CancelRegistry, CancelSlot, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::cursors::CursorDeclaration;
-use super::dml_tags::{dml_tag, retagged, run_tagged};
+use super::dml_tags::{dml_tag, planned_dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
 use super::errors::{api_error, user_error};
 use super::format_options::SessionFormatOptions;
 use super::prepared_names::{PreparedNames, PreparedStatements};
 use super::session_plans::{
     ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
-    may_change_plans, parse_text, plan_query,
+    may_change_plans, parse_text, plan_prepare, plan_query,
 };
 use super::settings::{apply_startup_parameters, copy_format_parameters};
 use super::statement_log::{RowsSent, StatementReports, StatementTrace};
@@ -497,6 +501,111 @@ impl SessionQueries {
         }
     }
 
+    /// Answers what `about` asks of the connection's prepared statements (either protocol)
+    /// where DataFusion cannot: `DEALLOCATE ALL`, `DEALLOCATE` of a statement stored by a
+    /// Parse, and `PREPARE` of a plain query, planned as the server plans one
+    /// ([`plan_prepare`]) and stored in the session by DataFusion. `DISCARD ALL` deallocates
+    /// here and is answered by the settings hook after; `DEALLOCATE` of a SQL `PREPARE`d
+    /// statement and `PREPARE` of anything else go to DataFusion (`None`).
+    async fn answer_prepared_statements<C>(
+        &self,
+        client: &mut C,
+        about: Option<&PreparedStatements>,
+    ) -> PgWireResult<Option<Response>>
+    where
+        C: ClientInfo + ClientPortalStore,
+        C::PortalStore: PortalStore,
+    {
+        let Some(about) = about else {
+            return Ok(None);
+        };
+        if client.transaction_status() == TransactionStatus::Error {
+            return match about {
+                PreparedStatements::DeallocateAll => Err(in_failed_block()),
+                // Refused by DataFusion's session as well.
+                _ => Ok(None),
+            };
+        }
+        match about {
+            PreparedStatements::DeallocateAll => {
+                self.deallocate_all(client).await;
+                Ok(Some(Response::Execution(Tag::new("DEALLOCATE ALL"))))
+            }
+            PreparedStatements::Deallocate(name) => {
+                Ok(self.prepared.forget_parsed(name).map(|parsed| {
+                    client.portal_store().rm_statement(&parsed);
+                    Response::Execution(Tag::new("DEALLOCATE"))
+                }))
+            }
+            PreparedStatements::DiscardAll => {
+                self.deallocate_all(client).await;
+                Ok(None)
+            }
+            // Run where the protocol's formats are known (`executed`).
+            PreparedStatements::Execute(_) => Ok(None),
+            PreparedStatements::Prepare {
+                name,
+                data_types,
+                statement,
+            } => {
+                let state = self.session.state();
+                let plan = plan_prepare(&state, name.clone(), data_types.clone(), statement);
+                let Some(plan) = Box::pin(plan).await? else {
+                    return Ok(None);
+                };
+                self.session
+                    .execute_logical_plan(plan)
+                    .await
+                    .map_err(api_error)?;
+                self.prepared.prepared(name);
+                Ok(Some(Response::Execution(Tag::new("PREPARE"))))
+            }
+        }
+    }
+
+    /// Runs `execute` (an `EXECUTE name [(parameters)]` plan, `query` its text) as a plain
+    /// query runs, its rows in `format` with PostgreSQL's column names and types (DataFusion's
+    /// handler would name a column `Int64(1) + Int64(2)`), or as a data change, tagged as
+    /// PostgreSQL tags it (`INSERT 0 1`); `None` for any other statement, which
+    /// datafusion-postgres's handler runs.
+    async fn executed<C: ClientInfo>(
+        &self,
+        client: &C,
+        query: &str,
+        execute: LogicalPlan,
+        format: &Format,
+    ) -> PgWireResult<Option<Response>> {
+        let plan = self.plans.bound_execute(execute).await?;
+        let stop = self.begin_query(client, query);
+        if let Some(tag) = planned_dml_tag(&plan) {
+            // Boxed, as every rare and large step of a query is (see `copy_out`).
+            let changed = Box::pin(run_tagged(&self.session, plan, tag));
+            return stop.until_stopped(changed).await.map(Some);
+        }
+        if matches!(
+            plan,
+            LogicalPlan::Dml(_)
+                | LogicalPlan::Ddl(_)
+                | LogicalPlan::Copy(_)
+                | LogicalPlan::Statement(_)
+        ) {
+            return Ok(None);
+        }
+        let options = self.format_options.of(client.metadata());
+        let run = self.plans.run_once(plan, format, options);
+        Ok(Some(cancellable(stop.until_stopped(run).await?, stop)))
+    }
+
+    /// Remembers the statement a SQL `PREPARE` that succeeded stored (`about` is what the
+    /// statement was, as [`PreparedStatements::parse`] read it); whether it was one.
+    fn prepared_by(&self, about: Option<&PreparedStatements>) -> bool {
+        let Some(PreparedStatements::Prepare { name, .. }) = about else {
+            return false;
+        };
+        self.prepared.prepared(name);
+        true
+    }
+
     /// Resolves the session user's access again when it is older than [`ACCESS_REFRESH`] or
     /// this server committed a change of members, roles or grants since: changes made on
     /// another replica apply within that time.
@@ -762,30 +871,26 @@ impl SimpleQueryHandler for SessionQueries {
             return Ok(vec![self.declare_cursor(client, cursor).await?]);
         }
         let about_prepared = PreparedStatements::parse(query);
-        match &about_prepared {
-            Some(PreparedStatements::DeallocateAll) => {
-                if client.transaction_status() == TransactionStatus::Error {
-                    return Err(in_failed_block());
-                }
-                self.deallocate_all(client).await;
-                return Ok(vec![Response::Execution(Tag::new("DEALLOCATE ALL"))]);
-            }
-            Some(PreparedStatements::Deallocate(name))
-                if client.transaction_status() != TransactionStatus::Error =>
+        if let Some(answer) = self
+            .answer_prepared_statements(client, about_prepared.as_ref())
+            .await?
+        {
+            return Ok(vec![answer]);
+        }
+        if let Some(PreparedStatements::Execute(execute)) = &about_prepared
+            && client.transaction_status() != TransactionStatus::Error
+        {
+            let state = self.session.state();
+            let execute = DfStatement::Statement(execute.clone());
+            let plan = Box::pin(state.statement_to_plan(execute))
+                .await
+                .map_err(api_error)?;
+            if let Some(answer) = self
+                .executed(client, query, plan, &Format::UnifiedText)
+                .await?
             {
-                // Else a SQL `PREPARE`d statement, which DataFusion deallocates.
-                if let Some(parsed) = self.prepared.forget_parsed(name) {
-                    client.portal_store().rm_statement(&parsed);
-                    return Ok(vec![Response::Execution(Tag::new("DEALLOCATE"))]);
-                }
+                return Ok(vec![answer]);
             }
-            // The settings are reset by the settings hook, after.
-            Some(PreparedStatements::DiscardAll)
-                if client.transaction_status() != TransactionStatus::Error =>
-            {
-                self.deallocate_all(client).await;
-            }
-            _ => {}
         }
         let stop = self.begin_query(client, query);
         // COPY TO STDOUT and plain queries bypass datafusion-postgres, whose transaction hook
@@ -827,8 +932,8 @@ impl SimpleQueryHandler for SessionQueries {
             .until_stopped(SimpleQueryHandler::do_query(&self.service, client, query))
             .await;
         self.close_cursors_after_block(client);
-        if let (Some(PreparedStatements::Prepare(name)), Ok(_)) = (&about_prepared, &responses) {
-            self.prepared.prepared(name);
+        if responses.is_ok() && self.prepared_by(about_prepared.as_ref()) {
+            return Ok(vec![Response::Execution(Tag::new("PREPARE"))]);
         }
         if changes_plans {
             self.plans.statement_changed_plans();
@@ -907,6 +1012,21 @@ impl ExtendedQueryHandler for SessionQueries {
         {
             return self.declare_cursor(client, cursor).await;
         }
+        let about_prepared = PreparedStatements::parse(sql);
+        if let Some(answer) = self
+            .answer_prepared_statements(client, about_prepared.as_ref())
+            .await?
+        {
+            return Ok(answer);
+        }
+        if let Some((_, execute @ LogicalPlan::Statement(PlanStatement::Execute(_)))) = parsed
+            && client.transaction_status() != TransactionStatus::Error
+        {
+            let format = &portal.result_column_format;
+            if let Some(answer) = self.executed(client, sql, execute.clone(), format).await? {
+                return all_rows_sent(client, answer, max_rows).await;
+            }
+        }
         let stop = self.begin_query(client, sql);
         if parsed.is_none()
             && let Some(copy) = CopyOut::parse(sql)
@@ -973,6 +1093,9 @@ impl ExtendedQueryHandler for SessionQueries {
             ))
             .await;
         self.close_cursors_after_block(client);
+        if response.is_ok() && self.prepared_by(about_prepared.as_ref()) {
+            return Ok(Response::Execution(Tag::new("PREPARE")));
+        }
         if parsed
             .as_ref()
             .is_some_and(|(statement, _)| may_change_plans(statement))
@@ -1009,6 +1132,30 @@ impl ExtendedQueryHandler for SessionQueries {
         }
         client
             .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    /// Closes a statement or a portal as pgwire does; a closed statement's name is no longer
+    /// one `DEALLOCATE` finds.
+    async fn on_close<C>(&self, client: &mut C, message: Close) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => {
+                client.portal_store().rm_statement(name);
+                self.prepared.closed(name);
+            }
+            TARGET_TYPE_BYTE_PORTAL => client.portal_store().rm_portal(name),
+            _ => {}
+        }
+        client
+            .send(PgWireBackendMessage::CloseComplete(CloseComplete::new()))
             .await?;
         Ok(())
     }
@@ -1187,6 +1334,19 @@ impl QueryParser for SessionParser {
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match &statement.1 {
+            Some((_, plan @ LogicalPlan::Statement(PlanStatement::Execute(_)))) => {
+                // `EXECUTE name`: the columns of the statement it runs. Binding one is done at
+                // once (no I/O), so the future is ready when first polled.
+                let bound = self
+                    .session
+                    .execute_logical_plan(plan.clone())
+                    .now_or_never();
+                let frame = bound
+                    .ok_or_else(|| user_error("XX000", "EXECUTE could not be described"))?
+                    .map_err(api_error)?;
+                let format = column_format.unwrap_or(&Format::UnifiedText);
+                result_fields(frame.schema().as_arrow(), format, None)
+            }
             Some((_, plan)) if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) => {
                 let format = column_format.unwrap_or(&Format::UnifiedText);
                 let mut described = self.described.lock().expect("description poisoned");

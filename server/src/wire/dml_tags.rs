@@ -4,7 +4,7 @@
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::UInt64Type;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
@@ -22,7 +22,22 @@ pub(crate) fn dml_tag(statement: &Statement) -> Option<&'static str> {
     }
 }
 
-/// Runs a data change planned as `plan` and answers with `tag` and the rows it changed.
+/// The command tag of a data change planned as `plan` (the plan an `EXECUTE` of a prepared
+/// `INSERT`, `UPDATE` or `DELETE` runs); `None` for any other plan.
+pub(crate) fn planned_dml_tag(plan: &LogicalPlan) -> Option<&'static str> {
+    match plan {
+        LogicalPlan::Dml(DmlStatement { op, .. }) => match op {
+            WriteOp::Insert(_) => Some("INSERT"),
+            WriteOp::Update => Some("UPDATE"),
+            WriteOp::Delete => Some("DELETE"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Runs a data change planned as `plan` and answers with `tag` and the rows it changed
+/// (`INSERT 0 3`, with the object id PostgreSQL still writes for an insert).
 pub(crate) async fn run_tagged(
     session: &SessionContext,
     plan: LogicalPlan,
@@ -39,9 +54,11 @@ pub(crate) async fn run_tagged(
         .filter_map(|count| count.as_primitive_opt::<UInt64Type>())
         .flat_map(|count| count.iter().flatten())
         .sum();
-    Ok(Response::Execution(
-        Tag::new(tag).with_rows(changed as usize),
-    ))
+    let tagged = match tag {
+        "INSERT" => Tag::new(tag).with_oid(0),
+        _ => Tag::new(tag),
+    };
+    Ok(Response::Execution(tagged.with_rows(changed as usize)))
 }
 
 /// `query`, datafusion-postgres's answer to a statement tagged `tag` in the simple protocol

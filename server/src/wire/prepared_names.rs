@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use datafusion::sql::sqlparser::ast::{DiscardObject, Ident, Statement};
+use datafusion::sql::sqlparser::ast::{DataType, DiscardObject, Ident, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
@@ -20,11 +20,17 @@ pub(crate) enum PreparedStatements {
     DeallocateAll,
     /// `DISCARD ALL`: forget every one, then reset the session as the settings hook does.
     DiscardAll,
-    /// SQL `PREPARE name AS ...`: one more, by the name as written.
-    Prepare(Ident),
+    /// SQL `PREPARE name [(data_types)] AS statement`: one more, by the name as written.
+    Prepare {
+        name: Ident,
+        data_types: Vec<DataType>,
+        statement: Box<Statement>,
+    },
     /// `DEALLOCATE name`: forget one, which may have been prepared through the protocol
     /// (psycopg deallocates its statements so when it has prepared too many).
     Deallocate(Ident),
+    /// `EXECUTE name [(parameters)]`: run one prepared with SQL `PREPARE`.
+    Execute(Box<Statement>),
 }
 
 impl PreparedStatements {
@@ -33,7 +39,7 @@ impl PreparedStatements {
     pub(crate) fn parse(query: &str) -> Option<Self> {
         let start = query.trim_start();
         let keyword = start.get(..7)?;
-        if !["dealloc", "discard", "prepare"]
+        if !["dealloc", "discard", "prepare", "execute"]
             .iter()
             .any(|word| keyword.eq_ignore_ascii_case(word))
         {
@@ -52,8 +58,17 @@ impl PreparedStatements {
             Statement::Discard {
                 object_type: DiscardObject::ALL,
             } => Some(Self::DiscardAll),
-            Statement::Prepare { name, .. } => Some(Self::Prepare(name.clone())),
+            Statement::Prepare {
+                name,
+                data_types,
+                statement,
+            } => Some(Self::Prepare {
+                name: name.clone(),
+                data_types: data_types.clone(),
+                statement: statement.clone(),
+            }),
             Statement::Deallocate { name, .. } => Some(Self::Deallocate(name.clone())),
+            Statement::Execute { .. } => Some(Self::Execute(Box::new(statement.clone()))),
             _ => None,
         }
     }
@@ -76,6 +91,14 @@ impl PreparedNames {
                 .expect("prepared names poisoned")
                 .insert(name.to_owned());
         }
+    }
+
+    /// The statement a Parse stored under `name` was closed (a Close message).
+    pub(crate) fn closed(&self, name: &str) {
+        self.protocol
+            .lock()
+            .expect("prepared names poisoned")
+            .remove(name);
     }
 
     /// Forgets the statement a Parse stored under the name `DEALLOCATE` wrote as `name`
@@ -130,9 +153,15 @@ mod tests {
             PreparedStatements::parse("DISCARD ALL"),
             Some(PreparedStatements::DiscardAll)
         );
+        let Some(PreparedStatements::Prepare {
+            name, data_types, ..
+        }) = PreparedStatements::parse("PREPARE \"Q\" (int) AS SELECT $1")
+        else {
+            panic!("PREPARE not recognised");
+        };
         assert_eq!(
-            PreparedStatements::parse("PREPARE \"Q\" AS SELECT 1"),
-            Some(PreparedStatements::Prepare(Ident::with_quote('"', "Q")))
+            (name, data_types),
+            (Ident::with_quote('"', "Q"), vec![DataType::Int(None)])
         );
         // A statement named "all", and other statements.
         for other in ["DISCARD PLANS", "SELECT 1", "", "DEALLOCATE ALL; SELECT 1"] {
@@ -161,6 +190,9 @@ mod tests {
         );
         assert_eq!(names.forget_parsed(&Ident::new("_pg3_0")), None);
         assert_eq!(names.forget_parsed(&Ident::new("S_1")), None);
+        names.parsed("S_2");
+        names.closed("S_2");
+        assert_eq!(names.forget_parsed(&Ident::new("S_2")), None);
         assert_eq!(
             names
                 .forget_parsed(&Ident::with_quote('"', "S_1"))

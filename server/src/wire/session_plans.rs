@@ -6,14 +6,14 @@
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::common::{DataFusionError, ParamValues};
+use datafusion::common::{DataFusionError, ParamValues, Result as DfResult};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, Prepare, Statement as PlanStatement};
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{DataType as SqlDataType, Ident, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -25,7 +25,7 @@ use pgwire::api::results::{QueryResponse, Response};
 use pgwire::error::PgWireResult;
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::metadata::SessionAccess;
-use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan};
+use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan, by_position};
 use quantatom_engine::postgres_column_names::{
     OutputNames, distinguish_repeated_items, name_nested_columns, resolve_order_by_keys,
 };
@@ -191,6 +191,17 @@ impl SessionPlans {
         let reusable = KeptQuery::kept(reusable);
         self.cache.plans().insert(sql, Arc::clone(&reusable), epoch);
         Ok(PreparedQueryPlan::Reusable(reusable))
+    }
+
+    /// The plan `execute` (an `EXECUTE name [(parameters)]`) runs: the prepared statement's,
+    /// its parameters bound by DataFusion.
+    pub(crate) async fn bound_execute(&self, execute: LogicalPlan) -> PgWireResult<LogicalPlan> {
+        Ok(self
+            .session
+            .execute_logical_plan(execute)
+            .await
+            .map_err(api_error)?
+            .into_unoptimized_plan())
     }
 
     /// Runs a plan planned for one run only, encoding its rows in `format`.
@@ -385,9 +396,73 @@ pub(crate) async fn plan_query(
             .map_err(|e| api_error(DataFusionError::from(e)))?;
     }
     type_numeric_parameters(plan)
-        .and_then(type_output_literals)
-        .and_then(|plan| query.names.apply(plan))
+        .and_then(|plan| typed_and_named(plan, &query.names))
         .map_err(api_error)
+}
+
+/// `plan` with its output literals typed and its output columns named as PostgreSQL types and
+/// names them (`names`).
+fn typed_and_named(plan: LogicalPlan, names: &OutputNames) -> DfResult<LogicalPlan> {
+    type_output_literals(plan).and_then(|plan| names.apply(plan))
+}
+
+/// The plan of SQL `PREPARE name [(types)] AS statement`, its statement planned as
+/// [`plan_query`] plans a plain query, so that `EXECUTE` answers with PostgreSQL's column names
+/// and types (DataFusion alone names a column `Int64(1) + Int64(2)`). Without declared types, a
+/// parameter meeting a written number is numeric, and the statement's parameter types are
+/// read from its plan, as DataFusion reads them. `None` when the statement is no plain query
+/// (a data change, ...), which DataFusion prepares as it is.
+pub(crate) async fn plan_prepare(
+    state: &SessionState,
+    name: Ident,
+    data_types: Vec<SqlDataType>,
+    statement: &Statement,
+) -> PgWireResult<Option<LogicalPlan>> {
+    let ParsedText::Query(query) = parse_text(&statement.to_string()) else {
+        return Ok(None);
+    };
+    let declared = !data_types.is_empty();
+    let prepare = Statement::Prepare {
+        name,
+        data_types,
+        statement: Box::new(query.statement),
+    };
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(prepare)))
+        .await
+        .map_err(api_error)?;
+    let LogicalPlan::Statement(PlanStatement::Prepare(Prepare {
+        name,
+        fields,
+        input,
+    })) = plan
+    else {
+        return Ok(Some(plan));
+    };
+    let input = Arc::unwrap_or_clone(input);
+    let (fields, input) = if declared {
+        (
+            fields,
+            typed_and_named(input, &query.names).map_err(api_error)?,
+        )
+    } else {
+        let input = type_numeric_parameters(input)
+            .and_then(|plan| typed_and_named(plan, &query.names))
+            .map_err(api_error)?;
+        let fields = by_position(input.get_parameter_fields().map_err(api_error)?)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        (fields, input)
+    };
+    Ok(Some(LogicalPlan::Statement(PlanStatement::Prepare(
+        Prepare {
+            name,
+            fields,
+            input: Arc::new(input),
+        },
+    ))))
 }
 
 /// Decodes a portal's parameters, which DataFusion inferred as `inferred` and

@@ -118,6 +118,40 @@ with psycopg.connect(URL, autocommit=True) as conn:
     check("prepared statements deallocated by name", sums, [1, 2, 3, 4])
     conn.prepared_max = 100
 
+    # The extended protocol (binary results, pipeline mode, pgJDBC) runs DEALLOCATE, PREPARE
+    # and EXECUTE as the simple one does; a statement closed by a Close message is gone.
+    pq = conn.pgconn
+    missing = psycopg.pq.DiagnosticField.SQLSTATE
+    pq.prepare(b"closed_one", b"SELECT 1")
+    pq.close_prepared(b"closed_one")
+    try:
+        conn.execute("DEALLOCATE closed_one")
+        sys.exit("FAILED DEALLOCATE of a closed statement was accepted")
+    except psycopg.errors.InvalidSqlStatementName:
+        check("DEALLOCATE of a closed statement refused with 26000", True, True)
+    pq.prepare(b"protocol_one", b"SELECT 1")
+    conn.execute("DEALLOCATE protocol_one", binary=True)
+    check("extended DEALLOCATE of a protocol statement",
+          pq.exec_prepared(b"protocol_one", []).error_field(missing), b"26000")
+    conn.execute("PREPARE sql_one AS SELECT 42::int4 AS answer", binary=True)
+    executed = conn.execute("EXECUTE sql_one", binary=True)
+    check("extended EXECUTE described", (executed.fetchall(), executed.description[0].name, executed.description[0].type_code), ([(42,)], "answer", 23))
+    pq.prepare(b"protocol_two", b"SELECT 2")
+    with conn.pipeline():
+        conn.execute("DEALLOCATE ALL")
+    check("pipelined DEALLOCATE ALL forgets protocol statements",
+          pq.exec_prepared(b"protocol_two", []).error_field(missing), b"26000")
+    try:
+        conn.execute("EXECUTE sql_one", binary=True)
+        sys.exit("FAILED a statement was executed after DEALLOCATE ALL")
+    except psycopg.errors.InvalidSqlStatementName:
+        check("pipelined DEALLOCATE ALL forgets SQL statements", True, True)
+
+    # A parameter meeting a written number in a VALUES list makes its column numeric.
+    row = conn.execute("SELECT column1 FROM (VALUES (%s * 1.5)) AS v WHERE column1 > 200",
+                       [D("12345.678")]).fetchone()
+    check("VALUES of a parameter and a written number", row, (D("18518.517"),))
+
     # executemany and pipeline mode.
     cur.executemany("SELECT %s::int8 * 2", [(i,) for i in range(5)], returning=True)
     results = []

@@ -1007,6 +1007,59 @@ async fn deallocate_forgets_prepared_statements() {
     }
 }
 
+/// SQL `PREPARE` answers with its tag, and `EXECUTE`, on either protocol, with PostgreSQL's
+/// column names and types; a statement that meets a written number types its parameter as
+/// numeric; a statement closed with a Close message is no longer there for `DEALLOCATE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepared_statements_answer_as_postgresql_does() {
+    use tokio_postgres::SimpleQueryMessage::{CommandComplete, Row, RowDescription};
+    let postgres = test_postgres().await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let mut answers = Vec::new();
+    for server in [&client, &postgres] {
+        let prepared = server
+            .simple_query("PREPARE q (text) AS SELECT 42 AS answer, 1.5 * 2, 'x' || $1 AS tagged")
+            .await
+            .unwrap();
+        assert!(
+            matches!(prepared.as_slice(), [CommandComplete(0)]),
+            "{prepared:?}"
+        );
+        let simple = server.simple_query("EXECUTE q('y')").await.unwrap();
+        let [RowDescription(columns), Row(row), CommandComplete(1)] = simple.as_slice() else {
+            panic!("EXECUTE answered {simple:?}");
+        };
+        let names: Vec<_> = columns.iter().map(|c| c.name().to_owned()).collect();
+        let values: Vec<_> = (0..row.len())
+            .map(|i| row.get(i).map(str::to_owned))
+            .collect();
+        // The extended protocol: Describe reports the prepared statement's columns.
+        let extended = server.prepare("EXECUTE q('z')").await.unwrap();
+        let described: Vec<_> = extended
+            .columns()
+            .iter()
+            .map(|c| (c.name().to_owned(), c.type_().clone()))
+            .collect();
+        let row = server.query_one(&extended, &[]).await.unwrap();
+        let tagged: String = row.get(2);
+        // A parameter meeting a written number is numeric, holding the client's digits.
+        server
+            .batch_execute("PREPARE n AS SELECT $1 * 1.5 > 18518")
+            .await
+            .unwrap();
+        let numeric = text_rows(server, "EXECUTE n(12345.678)").await;
+        server.batch_execute("DEALLOCATE ALL").await.unwrap();
+        answers.push((names, values, described, tagged, numeric));
+    }
+    assert_eq!(
+        answers[0].0,
+        ["answer", "?column?", "tagged"],
+        "EXECUTE's column names"
+    );
+    assert_eq!(answers[0], answers[1]);
+}
+
 /// `json` and `jsonb` casts, operators and functions on documents of every shape.
 const JSON_QUERIES: [&str; 24] = [
     r#"SELECT jsonb_set('{"b": {"c": [1, 2]}, "a": 1}', '{b,c,-1}', '9'), jsonb_set('{"a": 1}', '{z}', '{"y": true}'), jsonb_set('{"a": 1}', ARRAY['z'], '2', false), jsonb_set('[1, 2]', '{9}', '3'), jsonb_set('[1, 2]', '{-9}', '0'), jsonb_set('{"a": [1]}', '{a,0,x}', '5'), jsonb_set('{"a": 1}', '{a}', NULL)"#,
