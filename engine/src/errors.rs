@@ -3,9 +3,9 @@
 use datafusion::common::DataFusionError;
 use quantatom_table_providers::mdf::MdfError;
 use quantatom_table_providers::metadata::MetadataError;
-use quantatom_udfs::LtreeError;
 use quantatom_udfs::json::JsonError;
 use quantatom_udfs::uuid::UuidError;
+use quantatom_udfs::{IntervalOutOfRange, LtreeError};
 
 use crate::postgres_settings::SettingError;
 use crate::scalar_subqueries::MoreThanOneRow;
@@ -21,6 +21,8 @@ pub fn sqlstate(error: &DataFusionError) -> Option<&'static str> {
     } else if let Some(e) = inner.downcast_ref::<JsonError>() {
         Some(e.sqlstate())
     } else if let Some(e) = inner.downcast_ref::<UuidError>() {
+        Some(e.sqlstate())
+    } else if let Some(e) = inner.downcast_ref::<IntervalOutOfRange>() {
         Some(e.sqlstate())
     } else if let Some(e) = inner.downcast_ref::<MoreThanOneRow>() {
         Some(e.sqlstate())

@@ -536,6 +536,7 @@ async fn session_template(
     // Before the path operators: `@>` and `<@` on `jsonb` are JSON's.
     state.register_expr_planner(Arc::new(quantatom_udfs::JsonOperatorPlanner))?;
     state.register_expr_planner(Arc::new(quantatom_udfs::LtreeOperatorPlanner))?;
+    state.register_expr_planner(Arc::new(quantatom_udfs::IntervalArithmeticPlanner))?;
     state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
     state.add_analyzer_rule(Arc::new(quantatom_udfs::InputFunctionRule));
     state.add_analyzer_rule(Arc::new(quantatom_udfs::DatetimeTextRule));

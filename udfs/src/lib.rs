@@ -11,11 +11,13 @@
 //! `gen_random_uuid()` from [`uuid`]; [`aggregate_functions`] are the JSON aggregates.
 //! [`InputFunctionRule`] makes casts to these types run their input functions, and
 //! [`PostgresNumericRule`] types casts to a bare `numeric`, decimal quotients, written numbers
-//! and decimals meeting floats as PostgreSQL does.
+//! and decimals meeting floats as PostgreSQL does. [`IntervalArithmeticPlanner`] plans an
+//! interval times or divided by a number.
 
 pub mod datetime_text;
 mod evaluation;
 mod input_functions;
+mod interval_arithmetic;
 pub mod json;
 pub mod json_agg;
 pub mod json_build;
@@ -38,6 +40,9 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 pub use datetime_text::DatetimeTextRule;
 pub use input_functions::InputFunctionRule;
+pub use interval_arithmetic::{
+    IntervalArithmeticPlanner, IntervalOutOfRange, IntervalScaleFunction,
+};
 pub use json_functions::{JsonFunction, JsonFunctionKind};
 pub use json_planning::JsonOperatorPlanner;
 pub use like_escape::{LikeEscapeFunction, LikeEscapeRule};
@@ -76,5 +81,6 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
     functions.extend(json_build::JsonBuildFunction::udfs());
     functions.extend(crate::uuid::UuidFunction::udfs());
     functions.extend(VarianceFunction::udfs().into_iter().map(Arc::new));
+    functions.extend(IntervalScaleFunction::udfs().into_iter().map(Arc::new));
     functions
 }

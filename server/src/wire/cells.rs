@@ -107,6 +107,10 @@ impl ColumnCells {
             Self::Utf8(strings) => encoder.encode_field(&text_at(strings, row), pg_field),
             Self::LargeUtf8(strings) => encoder.encode_field(&text_at(strings, row), pg_field),
             Self::Utf8View(strings) => encoder.encode_field(&text_at(strings, row), pg_field),
+            // arrow-pg writes a NULL interval as `00:00:00`: a NULL of any type is NULL here.
+            Self::Other(array, _) if array.is_null(row) => {
+                encoder.encode_field(&None::<&str>, pg_field)
+            }
             Self::Other(array, arrow_field) => {
                 encode_value(encoder, array, row, arrow_field, pg_field)
             }
@@ -119,13 +123,14 @@ fn text_at<'a>(strings: impl StringArrayType<'a>, row: usize) -> Option<&'a str>
     (!strings.is_null(row)).then(|| strings.value(row))
 }
 
-/// Removes the trailing zeros of the fractional seconds of a `ty` value written as text at
+/// Removes the trailing zeros of the fractional seconds of a `ty` value (a time, a timestamp or
+/// an interval) written as text at
 /// `start..` of `out`, and the point when no digit is left, as PostgreSQL writes them
 /// (`12:00:00`, `12:00:00.5`) where pgwire writes six digits (`12:00:00.000000`).
 pub(crate) fn trim_fractional_zeros(out: &mut BytesMut, start: usize, ty: &Type) {
     if !matches!(
         *ty,
-        Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::TIME | Type::TIMETZ
+        Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::TIME | Type::TIMETZ | Type::INTERVAL
     ) {
         return;
     }
@@ -232,6 +237,12 @@ mod tests {
             (Type::TIME, "23:59:59.000000", "23:59:59"),
             (Type::TIMETZ, "13:00:00.000000+01", "13:00:00+01"),
             (Type::DATE, "2024-01-01", "2024-01-01"),
+            (
+                Type::INTERVAL,
+                "1 mon 21 days 10:17:08.534400",
+                "1 mon 21 days 10:17:08.5344",
+            ),
+            (Type::INTERVAL, "-00:00:00.500000", "-00:00:00.5"),
             (Type::TEXT, "at 12:00:00.000000", "at 12:00:00.000000"),
         ];
         for (ty, written, expected) in cases {

@@ -1007,6 +1007,49 @@ async fn deallocate_forgets_prepared_statements() {
     }
 }
 
+/// An interval times or divided by a number, the fractions carried down as PostgreSQL
+/// carries them; a NULL interval is NULL.
+const INTERVAL_QUERIES: [&str; 7] = [
+    "SELECT interval '1 hour' * 2, 3 * interval '1 day', interval '1 day' / 2, interval '1 month' / 3",
+    "SELECT interval '1 hour' * 1.5, 2.5 * interval '1 day', interval '1 month 1 day' * 0.7, interval '1 year' / 7",
+    "SELECT interval '1 hour' * 1.5::float8, interval '1 day' * 2::int2, interval '-1 day 2 hours' * -1.25",
+    "SELECT now() - interval '1 day' * 3 < now(), interval '1 hour' * NULL, NULL * interval '1 day', NULL::interval",
+    "SELECT x * interval '1 minute' FROM (VALUES (1), (90), (NULL)) AS t(x) ORDER BY x",
+    "SELECT interval '1 hour' * x FROM (VALUES (1.5), (0.25)) AS t(x) ORDER BY x",
+    "SELECT interval '3 days 5 hours' / 4, interval '1 day' * 1e-3",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_arithmetic_answers_as_postgresql_does() {
+    let postgres = test_postgres().await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    answer_alike(&client, &postgres, &INTERVAL_QUERIES).await;
+    for (sql, code) in [
+        ("SELECT interval '1 day' / 0", SqlState::DIVISION_BY_ZERO),
+        (
+            "SELECT interval '2147483647 months' * 2",
+            SqlState::DATETIME_VALUE_OUT_OF_RANGE,
+        ),
+    ] {
+        for server in [&client, &postgres] {
+            let error = server.simple_query(sql).await.unwrap_err();
+            assert_eq!(error.code(), Some(&code), "{sql}: {error}");
+        }
+    }
+    // A parameter, in the extended protocol.
+    for server in [&client, &postgres] {
+        let row = server
+            .query_one(
+                "SELECT interval '1 hour' * $1::float8 = interval '2 hours 30 minutes'",
+                &[&2.5f64],
+            )
+            .await
+            .unwrap();
+        assert!(row.get::<_, bool>(0));
+    }
+}
+
 /// SQL `PREPARE` answers with its tag, and `EXECUTE`, on either protocol, with PostgreSQL's
 /// column names and types; a statement that meets a written number types its parameter as
 /// numeric; a statement closed with a Close message is no longer there for `DEALLOCATE`.
