@@ -12,7 +12,8 @@
 //! [`InputFunctionRule`] makes casts to these types run their input functions, and
 //! [`PostgresNumericRule`] types casts to a bare `numeric`, decimal quotients, written numbers
 //! and decimals meeting floats as PostgreSQL does. [`IntervalArithmeticPlanner`] plans an
-//! interval times or divided by a number.
+//! interval times or divided by a number; [`PostgresMathFunction`] adds PostgreSQL's `mod`,
+//! `div`, `sign` and `ceiling`.
 
 pub mod datetime_text;
 mod evaluation;
@@ -30,6 +31,7 @@ mod ltree_functions;
 mod numeric;
 mod plan_rewrite;
 mod planner;
+mod postgres_math;
 mod tagged_text;
 pub mod uuid;
 mod variance;
@@ -54,6 +56,7 @@ pub use numeric::{
 };
 pub use plan_rewrite::rewrite_expressions;
 pub use planner::LtreeOperatorPlanner;
+pub use postgres_math::PostgresMathFunction;
 pub use tagged_text::{POSTGRES_TYPE_KEY, postgres_type_of, tagged_text_field};
 pub use variance::VarianceFunction;
 
@@ -82,5 +85,6 @@ pub fn functions() -> Vec<Arc<ScalarUDF>> {
     functions.extend(crate::uuid::UuidFunction::udfs());
     functions.extend(VarianceFunction::udfs().into_iter().map(Arc::new));
     functions.extend(IntervalScaleFunction::udfs().into_iter().map(Arc::new));
+    functions.extend(PostgresMathFunction::udfs().into_iter().map(Arc::new));
     functions
 }

@@ -930,7 +930,8 @@ async fn value_types_answer_as_postgresql_does() {
 
 /// Casts to `numeric` without a precision (PostgreSQL keeps the digits a value is written
 /// with), quotients of decimals, and floats as PostgreSQL writes them.
-const NUMBER_QUERIES: [&str; 16] = [
+const NUMBER_QUERIES: [&str; 17] = [
+    "SELECT mod(7, 3), mod(-7, 3), mod(7.5, 2), div(-7.5, 2), div(9.99, 0.1), sign(-2.5), sign(3::int), sign(-0.0::float8), ceiling(-1.2), ceiling(2.5::float8)",
     "SELECT 5::numeric, '2.50'::numeric, ' -0.5 '::numeric, '1e3'::numeric, 1e3::numeric, 1.5e-3::numeric, 2.50::numeric(4, 2)",
     "SELECT 0.1::numeric + 0.2::numeric, 1.5::numeric * 2, 12345678901234567890, round(2.567::numeric, 2), '12.50'::numeric * 3",
     "SELECT x::numeric, x::numeric * 1.5::numeric FROM (VALUES (1), (22)) AS t(x) ORDER BY 1",
