@@ -22,7 +22,7 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::expr::{Alias, Between, InList, Placeholder};
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Values};
 
-use quantatom_udfs::{DEFAULT_DECIMAL, unified_arguments, unifies_its_arguments};
+use quantatom_udfs::{DEFAULT_DECIMAL, unifies_its_arguments};
 
 use crate::output_projection::rewrite_output_projection;
 
@@ -117,9 +117,7 @@ fn numeric_parameters(mut expr: Expr) -> Transformed<Expr> {
             .chain(list.iter_mut())
             .collect(),
         Expr::ScalarFunction(call) if unifies_its_arguments(call.name()) => {
-            unified_arguments(call.func.name(), &mut call.args)
-                .iter_mut()
-                .collect()
+            call.args.iter_mut().collect()
         }
         _ => return Transformed::no(expr),
     };

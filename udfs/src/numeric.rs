@@ -233,8 +233,7 @@ fn typed_numeric(expr: Expr, schema: &DFSchema) -> Transformed<Expr> {
             Transformed::new_transformed(Expr::Case(case), cast)
         }
         Expr::ScalarFunction(mut call) if unifies_its_arguments(call.name()) => {
-            let unified = unified_arguments(call.func.name(), &mut call.args);
-            let cast = decimals_as_doubles(unified, schema);
+            let cast = decimals_as_doubles(&mut call.args, schema);
             Transformed::new_transformed(Expr::ScalarFunction(call), cast)
         }
         other => Transformed::no(other),
@@ -354,15 +353,6 @@ pub fn unifies_its_arguments(name: &str) -> bool {
         name,
         "coalesce" | "nullif" | "greatest" | "least" | "nvl" | "ifnull" | "nvl2"
     )
-}
-
-/// The arguments of a call of `name`, a function that [`unifies_its_arguments`], that it gives
-/// one type: all of `args`, but for `nvl2`, which only tests its first for null.
-pub fn unified_arguments<'a>(name: &str, args: &'a mut [Expr]) -> &'a mut [Expr] {
-    match name {
-        "nvl2" => args.get_mut(1..).unwrap_or_default(),
-        _ => args,
-    }
 }
 
 /// Casts the decimals among `exprs` to double when a float is among them, as PostgreSQL

@@ -12,7 +12,7 @@ use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion_postgres::{DfSessionService, Parser};
-use futures::{FutureExt, Sink, SinkExt, StreamExt};
+use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::PgWireConnectionState;
 use pgwire::api::Type;
 use pgwire::api::auth::sasl::SCRAM_SHA_256_METHOD as SCRAM_SHA_256;
@@ -54,11 +54,11 @@ use super::authentication::{
 use super::cancel::{CancelRegistry, CancelSlot, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::cursors::CursorDeclaration;
-use super::dml_tags::{dml_tag, planned_dml_tag, retagged, run_tagged};
+use super::dml_tags::{answers_with_rows, dml_tag, planned_dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
 use super::errors::{api_error, user_error};
 use super::format_options::SessionFormatOptions;
-use super::prepared_names::{PreparedNames, PreparedStatements};
+use super::prepared_names::{PreparedNames, PreparedStatements, not_prepared};
 use super::session_plans::{
     ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
     may_change_plans, parse_text, plan_prepare, plan_query,
@@ -397,6 +397,7 @@ impl Connection {
         reports: StatementReports,
     ) -> Self {
         let activity = Arc::new(OnceLock::new());
+        let prepared = Arc::new(PreparedNames::default());
         Self {
             queries: Arc::new(SessionQueries {
                 parser: Arc::new(SessionParser {
@@ -405,6 +406,7 @@ impl Connection {
                     parsed: EpochCache::new(Arc::clone(&plan_epoch)),
                     unnamed_parsed_at: Mutex::new(None),
                     described: Mutex::new(None),
+                    prepared: Arc::clone(&prepared),
                 }),
                 service,
                 plans: SessionPlans::new(Arc::clone(&session), plan_epoch),
@@ -419,7 +421,7 @@ impl Connection {
                 sent: Arc::default(),
                 access_resolved: Mutex::new((Instant::now(), login.store.committed_changes())),
                 block_cursors: Mutex::default(),
-                prepared: PreparedNames::default(),
+                prepared,
             }),
             startup: Arc::new(Startup {
                 session,
@@ -479,37 +481,35 @@ pub(crate) struct SessionQueries {
     /// The cursors declared without `WITH HOLD` in the open transaction block, closed when it
     /// ends.
     block_cursors: Mutex<Vec<String>>,
-    /// The names of the statements the connection prepared, for `DEALLOCATE ALL`.
-    prepared: PreparedNames,
+    /// The statements the connection prepared (shared with its parser, which describes
+    /// `EXECUTE`).
+    prepared: Arc<PreparedNames>,
 }
 
 impl SessionQueries {
     /// Forgets every statement the connection prepared, through the protocol and with SQL
-    /// `PREPARE` (one deallocated already is skipped).
-    async fn deallocate_all<C>(&self, client: &mut C)
+    /// `PREPARE`.
+    fn deallocate_all<C>(&self, client: &mut C)
     where
         C: ClientPortalStore,
         C::PortalStore: PortalStore,
     {
-        let (parsed, prepared) = self.prepared.take_all();
-        for name in parsed {
+        for name in self.prepared.take_all() {
             client.portal_store().rm_statement(&name);
-        }
-        for name in prepared {
-            // Fails only for a statement deallocated since, which is what is wanted.
-            let _ = self.session.sql(&format!("DEALLOCATE {name}")).await;
         }
     }
 
-    /// Answers what `about` asks of the connection's prepared statements (either protocol)
-    /// where DataFusion cannot: `DEALLOCATE ALL`, `DEALLOCATE` of a statement stored by a
-    /// Parse, and `PREPARE` of a plain query, planned as the server plans one
-    /// ([`plan_prepare`]) and stored in the session by DataFusion. `DISCARD ALL` deallocates
-    /// here and is answered by the settings hook after; `DEALLOCATE` of a SQL `PREPARE`d
-    /// statement and `PREPARE` of anything else go to DataFusion (`None`).
+    /// Answers what `about` asks of the connection's prepared statements (either protocol;
+    /// `query` is its text): `DEALLOCATE ALL`, `DEALLOCATE name` of a statement stored by a
+    /// Parse or by SQL `PREPARE`, and `PREPARE`, planned as the server plans any query
+    /// ([`plan_prepare`]) and kept with the connection. `DISCARD ALL` deallocates
+    /// here and is answered by the settings hook after; `EXECUTE` is run by [`Self::executed`]
+    /// (`None` for both). In a failed transaction block all are refused, by datafusion-postgres
+    /// when not here.
     async fn answer_prepared_statements<C>(
         &self,
         client: &mut C,
+        query: &str,
         about: Option<&PreparedStatements>,
     ) -> PgWireResult<Option<Response>>
     where
@@ -522,88 +522,65 @@ impl SessionQueries {
         if client.transaction_status() == TransactionStatus::Error {
             return match about {
                 PreparedStatements::DeallocateAll => Err(in_failed_block()),
-                // Refused by DataFusion's session as well.
                 _ => Ok(None),
             };
         }
-        match about {
+        let tag = match about {
+            PreparedStatements::DiscardAll => {
+                self.deallocate_all(client);
+                return Ok(None);
+            }
+            PreparedStatements::Execute(_) => return Ok(None),
             PreparedStatements::DeallocateAll => {
-                self.deallocate_all(client).await;
-                Ok(Some(Response::Execution(Tag::new("DEALLOCATE ALL"))))
+                self.deallocate_all(client);
+                "DEALLOCATE ALL"
             }
             PreparedStatements::Deallocate(name) => {
-                Ok(self.prepared.forget_parsed(name).map(|parsed| {
-                    client.portal_store().rm_statement(&parsed);
-                    Response::Execution(Tag::new("DEALLOCATE"))
-                }))
+                match self.prepared.forget_parsed(name) {
+                    Some(parsed) => client.portal_store().rm_statement(&parsed),
+                    None if self.prepared.forget_sql_prepared(name) => {}
+                    None => return Err(not_prepared(&name.value)),
+                }
+                "DEALLOCATE"
             }
-            PreparedStatements::DiscardAll => {
-                self.deallocate_all(client).await;
-                Ok(None)
-            }
-            // Run where the protocol's formats are known (`executed`).
-            PreparedStatements::Execute(_) => Ok(None),
             PreparedStatements::Prepare {
                 name,
                 data_types,
                 statement,
             } => {
+                let stop = self.begin_query(client, query);
                 let state = self.session.state();
                 let plan = plan_prepare(&state, name.clone(), data_types.clone(), statement);
-                let Some(plan) = Box::pin(plan).await? else {
-                    return Ok(None);
-                };
-                self.session
-                    .execute_logical_plan(plan)
-                    .await
-                    .map_err(api_error)?;
-                self.prepared.prepared(name);
-                Ok(Some(Response::Execution(Tag::new("PREPARE"))))
+                // Boxed, as every rare and large step of a query is (see `copy_out`).
+                let prepared = stop.until_stopped(Box::pin(plan)).await?;
+                self.prepared.prepare(prepared)?;
+                "PREPARE"
             }
-        }
+        };
+        Ok(Some(Response::Execution(Tag::new(tag))))
     }
 
-    /// Runs `execute` (an `EXECUTE name [(parameters)]` plan, `query` its text) as a plain
-    /// query runs, its rows in `format` with PostgreSQL's column names and types (DataFusion's
-    /// handler would name a column `Int64(1) + Int64(2)`), or as a data change, tagged as
-    /// PostgreSQL tags it (`INSERT 0 1`); `None` for any other statement, which
-    /// datafusion-postgres's handler runs.
+    /// Runs `execute`, an `EXECUTE name [(parameters)]` plan (`query` its text): the statement
+    /// SQL `PREPARE` kept, its parameters bound, as a plain query runs, its rows in `format` with
+    /// PostgreSQL's column names and types, or as a data change, tagged as PostgreSQL tags it
+    /// (`INSERT 0 1`).
     async fn executed<C: ClientInfo>(
         &self,
         client: &C,
         query: &str,
-        execute: LogicalPlan,
+        execute: &LogicalPlan,
         format: &Format,
-    ) -> PgWireResult<Option<Response>> {
-        let plan = self.plans.bound_execute(execute).await?;
+    ) -> PgWireResult<Response> {
         let stop = self.begin_query(client, query);
+        let plan = self.prepared.bound(&self.session.state(), execute)?;
         if let Some(tag) = planned_dml_tag(&plan) {
             // Boxed, as every rare and large step of a query is (see `copy_out`).
             let changed = Box::pin(run_tagged(&self.session, plan, tag));
-            return stop.until_stopped(changed).await.map(Some);
-        }
-        if matches!(
-            plan,
-            LogicalPlan::Dml(_)
-                | LogicalPlan::Ddl(_)
-                | LogicalPlan::Copy(_)
-                | LogicalPlan::Statement(_)
-        ) {
-            return Ok(None);
+            return stop.until_stopped(changed).await;
         }
         let options = self.format_options.of(client.metadata());
         let run = self.plans.run_once(plan, format, options);
-        Ok(Some(cancellable(stop.until_stopped(run).await?, stop)))
-    }
-
-    /// Remembers the statement a SQL `PREPARE` that succeeded stored (`about` is what the
-    /// statement was, as [`PreparedStatements::parse`] read it); whether it was one.
-    fn prepared_by(&self, about: Option<&PreparedStatements>) -> bool {
-        let Some(PreparedStatements::Prepare { name, .. }) = about else {
-            return false;
-        };
-        self.prepared.prepared(name);
-        true
+        Ok(cancellable(stop.until_stopped(run).await?, stop))
     }
 
     /// Resolves the session user's access again when it is older than [`ACCESS_REFRESH`] or
@@ -872,7 +849,7 @@ impl SimpleQueryHandler for SessionQueries {
         }
         let about_prepared = PreparedStatements::parse(query);
         if let Some(answer) = self
-            .answer_prepared_statements(client, about_prepared.as_ref())
+            .answer_prepared_statements(client, query, about_prepared.as_ref())
             .await?
         {
             return Ok(vec![answer]);
@@ -885,12 +862,8 @@ impl SimpleQueryHandler for SessionQueries {
             let plan = Box::pin(state.statement_to_plan(execute))
                 .await
                 .map_err(api_error)?;
-            if let Some(answer) = self
-                .executed(client, query, plan, &Format::UnifiedText)
-                .await?
-            {
-                return Ok(vec![answer]);
-            }
+            let format = &Format::UnifiedText;
+            return Ok(vec![self.executed(client, query, &plan, format).await?]);
         }
         let stop = self.begin_query(client, query);
         // COPY TO STDOUT and plain queries bypass datafusion-postgres, whose transaction hook
@@ -932,9 +905,6 @@ impl SimpleQueryHandler for SessionQueries {
             .until_stopped(SimpleQueryHandler::do_query(&self.service, client, query))
             .await;
         self.close_cursors_after_block(client);
-        if responses.is_ok() && self.prepared_by(about_prepared.as_ref()) {
-            return Ok(vec![Response::Execution(Tag::new("PREPARE"))]);
-        }
         if changes_plans {
             self.plans.statement_changed_plans();
         }
@@ -1014,7 +984,7 @@ impl ExtendedQueryHandler for SessionQueries {
         }
         let about_prepared = PreparedStatements::parse(sql);
         if let Some(answer) = self
-            .answer_prepared_statements(client, about_prepared.as_ref())
+            .answer_prepared_statements(client, sql, about_prepared.as_ref())
             .await?
         {
             return Ok(answer);
@@ -1023,9 +993,8 @@ impl ExtendedQueryHandler for SessionQueries {
             && client.transaction_status() != TransactionStatus::Error
         {
             let format = &portal.result_column_format;
-            if let Some(answer) = self.executed(client, sql, execute.clone(), format).await? {
-                return all_rows_sent(client, answer, max_rows).await;
-            }
+            let answer = self.executed(client, sql, execute, format).await?;
+            return all_rows_sent(client, answer, max_rows).await;
         }
         let stop = self.begin_query(client, sql);
         if parsed.is_none()
@@ -1093,9 +1062,6 @@ impl ExtendedQueryHandler for SessionQueries {
             ))
             .await;
         self.close_cursors_after_block(client);
-        if response.is_ok() && self.prepared_by(about_prepared.as_ref()) {
-            return Ok(Response::Execution(Tag::new("PREPARE")));
-        }
         if parsed
             .as_ref()
             .is_some_and(|(statement, _)| may_change_plans(statement))
@@ -1198,6 +1164,8 @@ pub(crate) struct SessionParser {
     unnamed_parsed_at: Mutex<Option<u64>>,
     /// The result columns described last.
     described: Mutex<Option<Description>>,
+    /// The statements the connection prepared, for a Describe of `EXECUTE`.
+    prepared: Arc<PreparedNames>,
 }
 
 /// The result columns of a plan's schema in some column formats.
@@ -1300,6 +1268,10 @@ impl QueryParser for SessionParser {
     /// would shift every later parameter onto the wrong type. Parameters cast to `uuid`,
     /// `json` or `jsonb` are described as those types.
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        // `PREPARE name AS ...` takes no parameters itself; its statement's are EXECUTE's.
+        if let Some((_, LogicalPlan::Statement(PlanStatement::Prepare(_)))) = &statement.1 {
+            return Ok(Vec::new());
+        }
         let types = self.inner.get_parameter_types(statement)?;
         // No types: the plan holds no placeholder, so there is nothing to place or retype.
         let Some((_, plan)) = statement.1.as_ref().filter(|_| !types.is_empty()) else {
@@ -1334,18 +1306,15 @@ impl QueryParser for SessionParser {
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match &statement.1 {
-            Some((_, plan @ LogicalPlan::Statement(PlanStatement::Execute(_)))) => {
-                // `EXECUTE name`: the columns of the statement it runs. Binding one is done at
-                // once (no I/O), so the future is ready when first polled.
-                let bound = self
-                    .session
-                    .execute_logical_plan(plan.clone())
-                    .now_or_never();
-                let frame = bound
-                    .ok_or_else(|| user_error("XX000", "EXECUTE could not be described"))?
-                    .map_err(api_error)?;
+            Some((_, execute @ LogicalPlan::Statement(PlanStatement::Execute(_)))) => {
+                // `EXECUTE name`: the columns of the statement it runs; a data change answers
+                // with its tag alone.
+                let plan = self.prepared.bound(&self.session.state(), execute)?;
+                if !answers_with_rows(&plan) {
+                    return Ok(Vec::new());
+                }
                 let format = column_format.unwrap_or(&Format::UnifiedText);
-                result_fields(frame.schema().as_arrow(), format, None)
+                result_fields(plan.schema().as_arrow(), format, None)
             }
             Some((_, plan)) if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) => {
                 let format = column_format.unwrap_or(&Format::UnifiedText);

@@ -36,6 +36,18 @@ pub(crate) fn planned_dml_tag(plan: &LogicalPlan) -> Option<&'static str> {
     }
 }
 
+/// Whether `plan` answers with rows: a query, not a data change, a definition, a `COPY` or a
+/// statement such as `SET`.
+pub(crate) fn answers_with_rows(plan: &LogicalPlan) -> bool {
+    !matches!(
+        plan,
+        LogicalPlan::Dml(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Statement(_)
+    )
+}
+
 /// Runs a data change planned as `plan` and answers with `tag` and the rows it changed
 /// (`INSERT 0 3`, with the object id PostgreSQL still writes for an insert).
 pub(crate) async fn run_tagged(

@@ -57,6 +57,9 @@ pub fn sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static str {
                 "26000"
             } else if message.ends_with("already exists") {
                 "42P05"
+            } else if message.contains("parameters, but") {
+                // EXECUTE with the wrong number of parameters.
+                "42601"
             } else {
                 "XX000"
             }
@@ -140,6 +143,10 @@ mod tests {
         let arrow = |error| DataFusionError::ArrowError(Box::new(error), None);
         for (error, code) in [
             (execution("Prepared statement 'q' does not exist"), "26000"),
+            (
+                execution("Prepared statement 'q' expects 2 parameters, but 1 provided"),
+                "42601",
+            ),
             (execution("Prepared statement 'q' already exists"), "42P05"),
             (
                 arrow(ArrowError::InvalidArgumentError(

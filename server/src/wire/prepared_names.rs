@@ -1,17 +1,31 @@
-//! `DEALLOCATE ALL` (and the deallocation `DISCARD ALL` does), which forgets every statement a
-//! connection prepared, as PostgreSQL does. psycopg sends it after a failed transaction
-//! when it has prepared statements; DataFusion would look for a statement named `all`.
+//! Prepared statements named by SQL: `PREPARE`, `EXECUTE`, `DEALLOCATE [ALL]`, and the
+//! deallocation `DISCARD ALL` does, as PostgreSQL has them. psycopg sends `DEALLOCATE ALL`
+//! after a failed transaction when it has prepared statements, and `DEALLOCATE name` for a
+//! statement it prepared through the protocol; DataFusion would look for a statement named
+//! `all`, and knows only its own.
 //!
-//! pgwire's statement store can forget a statement by name but cannot list them, and
-//! DataFusion's session keeps the statements of SQL `PREPARE` to itself, so a connection
-//! remembers the names it prepared, in [`PreparedNames`].
+//! pgwire's statement store can forget a statement by name but cannot list them, so a
+//! connection remembers the names it parsed, in [`PreparedNames`]. The statements of SQL
+//! `PREPARE` are kept there too, analysed as any query is before it runs: DataFusion's own
+//! store optimises a statement without analysing it first, which types numbers unlike
+//! PostgreSQL and panics on some plans (`DISTINCT ON`).
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use datafusion::common::ParamValues;
+use datafusion::common::metadata::ScalarAndMetadata;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::{Execute, Expr, LogicalPlan, Prepare, Statement as PlanStatement};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
 use datafusion::sql::sqlparser::ast::{DataType, DiscardObject, Ident, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use pgwire::error::{PgWireError, PgWireResult};
+
+use super::errors::{api_error, user_error};
 
 /// What a query text asks of a connection's prepared statements.
 #[derive(Debug, PartialEq)]
@@ -74,12 +88,28 @@ impl PreparedStatements {
     }
 }
 
-/// The names of the statements a connection prepared: through the protocol (Parse) and with
-/// SQL `PREPARE`, which are kept apart.
+/// The statements a connection prepared: the names of those stored by a Parse, and the plans
+/// of those prepared with SQL `PREPARE`, which are kept apart.
 #[derive(Debug, Default)]
 pub(crate) struct PreparedNames {
     protocol: Mutex<BTreeSet<String>>,
-    sql: Mutex<BTreeSet<String>>,
+    sql: Mutex<HashMap<String, Arc<Prepare>>>,
+}
+
+/// `name` as PostgreSQL (and DataFusion's planner) folds it: in lower case unless quoted.
+fn folded(name: &Ident) -> String {
+    match name.quote_style {
+        Some(_) => name.value.clone(),
+        None => name.value.to_lowercase(),
+    }
+}
+
+/// The error for a statement `name` that is not prepared (SQLSTATE 26000).
+pub(crate) fn not_prepared(name: &str) -> PgWireError {
+    user_error(
+        "26000",
+        format!("prepared statement \"{name}\" does not exist"),
+    )
 }
 
 impl PreparedNames {
@@ -101,35 +131,115 @@ impl PreparedNames {
             .remove(name);
     }
 
-    /// Forgets the statement a Parse stored under the name `DEALLOCATE` wrote as `name`
-    /// (unquoted, in lower case, as PostgreSQL folds it): that stored name, when there was one.
+    /// Forgets the statement a Parse stored under the name `DEALLOCATE` wrote as `name`: that
+    /// stored name, when there was one.
     pub(crate) fn forget_parsed(&self, name: &Ident) -> Option<String> {
-        let name = match name.quote_style {
-            Some(_) => name.value.clone(),
-            None => name.value.to_lowercase(),
-        };
+        let name = folded(name);
         let mut parsed = self.protocol.lock().expect("prepared names poisoned");
         parsed.remove(&name).then_some(name)
     }
 
-    /// A statement prepared by SQL `PREPARE name`, with `name` as written (quoted or not).
-    pub(crate) fn prepared(&self, name: &Ident) {
-        self.sql
-            .lock()
-            .expect("prepared names poisoned")
-            .insert(name.to_string());
+    /// Keeps the statement SQL `PREPARE` planned as `prepared` (its name folded by the
+    /// planner); `42P05` when one of that name is kept already.
+    pub(crate) fn prepare(&self, prepared: Prepare) -> PgWireResult<()> {
+        let mut sql = self.sql.lock().expect("prepared names poisoned");
+        if sql.contains_key(&prepared.name) {
+            return Err(user_error(
+                "42P05",
+                format!("prepared statement \"{}\" already exists", prepared.name),
+            ));
+        }
+        sql.insert(prepared.name.clone(), Arc::new(prepared));
+        Ok(())
     }
 
-    /// Every name remembered, forgotten: those stored by Parse, and the SQL statements, as
-    /// `DEALLOCATE` takes their names (a statement deallocated since is among them).
-    pub(crate) fn take_all(&self) -> (Vec<String>, Vec<String>) {
-        let take = |names: &Mutex<BTreeSet<String>>| {
-            std::mem::take(&mut *names.lock().expect("prepared names poisoned"))
-                .into_iter()
-                .collect()
-        };
-        (take(&self.protocol), take(&self.sql))
+    /// The statement SQL `PREPARE` stored under `name` (as the planner folded it); `26000`
+    /// when there is none.
+    pub(crate) fn sql_prepared(&self, name: &str) -> PgWireResult<Arc<Prepare>> {
+        let sql = self.sql.lock().expect("prepared names poisoned");
+        sql.get(name).cloned().ok_or_else(|| not_prepared(name))
     }
+
+    /// Forgets the statement SQL `PREPARE` stored under the name `DEALLOCATE` wrote as
+    /// `name`; whether there was one.
+    pub(crate) fn forget_sql_prepared(&self, name: &Ident) -> bool {
+        let mut sql = self.sql.lock().expect("prepared names poisoned");
+        sql.remove(&folded(name)).is_some()
+    }
+
+    /// The plan `execute` (an `EXECUTE name [(parameters)]` plan) runs: the statement SQL
+    /// `PREPARE` stored under its name, its parameters bound ([`bind_execute`]).
+    pub(crate) fn bound(
+        &self,
+        state: &SessionState,
+        execute: &LogicalPlan,
+    ) -> PgWireResult<LogicalPlan> {
+        let LogicalPlan::Statement(PlanStatement::Execute(Execute {
+            name, parameters, ..
+        })) = execute
+        else {
+            return Err(user_error("XX000", "EXECUTE expected"));
+        };
+        let prepared = self.sql_prepared(name)?;
+        bind_execute(state, &prepared, parameters.clone())
+    }
+
+    /// Forgets every statement: the SQL ones, and the names stored by Parse, returned to be
+    /// removed from the connection's statement store.
+    pub(crate) fn take_all(&self) -> Vec<String> {
+        self.sql.lock().expect("prepared names poisoned").clear();
+        std::mem::take(&mut *self.protocol.lock().expect("prepared names poisoned"))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The plan `EXECUTE` runs: `prepared`'s, its `parameters` bound. Each parameter must be a
+/// constant; it is cast to the type the statement declares or inferred, as DataFusion binds
+/// its own prepared statements. The wrong number of parameters is `42601`.
+fn bind_execute(
+    state: &SessionState,
+    prepared: &Prepare,
+    parameters: Vec<Expr>,
+) -> PgWireResult<LogicalPlan> {
+    // As in PostgreSQL, a statement without parameters ignores those given.
+    if !prepared.fields.is_empty() && parameters.len() != prepared.fields.len() {
+        return Err(user_error(
+            "42601",
+            format!(
+                "wrong number of parameters for prepared statement \"{}\": {} expected, {} given",
+                prepared.name,
+                prepared.fields.len(),
+                parameters.len()
+            ),
+        ));
+    }
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::clone(prepared.input.schema()))
+        .with_config_options(Arc::clone(state.config_options()))
+        .with_query_execution_start_time(state.execution_props().query_execution_start_time)
+        .build();
+    let simplifier = ExprSimplifier::new(context);
+    let values = parameters
+        .into_iter()
+        .zip(&prepared.fields)
+        .map(|(parameter, field)| match simplifier.simplify(parameter) {
+            Ok(Expr::Literal(value, metadata)) => ScalarAndMetadata::new(value, metadata)
+                .cast_storage_to(field.data_type())
+                .map_err(api_error),
+            Ok(other) => Err(user_error(
+                "0A000",
+                format!("EXECUTE takes constant parameters, not {other}"),
+            )),
+            Err(error) => Err(api_error(error)),
+        })
+        .collect::<PgWireResult<Vec<_>>>()?;
+    prepared
+        .input
+        .as_ref()
+        .clone()
+        .replace_params_with_values(&ParamValues::List(values))
+        .map_err(api_error)
 }
 
 #[cfg(test)]
@@ -206,11 +316,25 @@ mod tests {
         let names = PreparedNames::default();
         names.parsed("_pg3_0");
         names.parsed("");
-        names.prepared(&Ident::new("q"));
-        assert_eq!(
-            names.take_all(),
-            (vec!["_pg3_0".to_owned()], vec!["q".to_owned()])
-        );
-        assert_eq!(names.take_all(), (vec![], vec![]));
+        let prepare = |name: &str| Prepare {
+            name: name.to_owned(),
+            fields: Vec::new(),
+            input: Arc::new(datafusion::logical_expr::LogicalPlan::EmptyRelation(
+                datafusion::logical_expr::EmptyRelation {
+                    produce_one_row: true,
+                    schema: Arc::new(datafusion::common::DFSchema::empty()),
+                },
+            )),
+        };
+        names.prepare(prepare("q")).unwrap();
+        let again = names.prepare(prepare("q")).unwrap_err();
+        assert!(again.to_string().contains("already exists"), "{again}");
+        assert!(names.sql_prepared("q").is_ok());
+        assert_eq!(names.take_all(), ["_pg3_0"]);
+        assert_eq!(names.take_all(), Vec::<String>::new());
+        assert!(names.sql_prepared("q").is_err());
+        names.prepare(prepare("q")).unwrap();
+        assert!(!names.forget_sql_prepared(&Ident::with_quote('"', "Q")));
+        assert!(names.forget_sql_prepared(&Ident::new("Q")));
     }
 }

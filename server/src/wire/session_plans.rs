@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{DataFusionError, ParamValues, Result as DfResult};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionState;
@@ -191,17 +191,6 @@ impl SessionPlans {
         let reusable = KeptQuery::kept(reusable);
         self.cache.plans().insert(sql, Arc::clone(&reusable), epoch);
         Ok(PreparedQueryPlan::Reusable(reusable))
-    }
-
-    /// The plan `execute` (an `EXECUTE name [(parameters)]`) runs: the prepared statement's,
-    /// its parameters bound by DataFusion.
-    pub(crate) async fn bound_execute(&self, execute: LogicalPlan) -> PgWireResult<LogicalPlan> {
-        Ok(self
-            .session
-            .execute_logical_plan(execute)
-            .await
-            .map_err(api_error)?
-            .into_unoptimized_plan())
     }
 
     /// Runs a plan planned for one run only, encoding its rows in `format`.
@@ -406,26 +395,27 @@ fn typed_and_named(plan: LogicalPlan, names: &OutputNames) -> DfResult<LogicalPl
     type_output_literals(plan).and_then(|plan| names.apply(plan))
 }
 
-/// The plan of SQL `PREPARE name [(types)] AS statement`, its statement planned as
-/// [`plan_query`] plans a plain query, so that `EXECUTE` answers with PostgreSQL's column names
-/// and types (DataFusion alone names a column `Int64(1) + Int64(2)`). Without declared types, a
-/// parameter meeting a written number is numeric, and the statement's parameter types are
-/// read from its plan, as DataFusion reads them. `None` when the statement is no plain query
-/// (a data change, ...), which DataFusion prepares as it is.
+/// The plan of SQL `PREPARE name [(types)] AS statement`, a query or a data change, analysed
+/// as any plan is before it runs. A query is planned as [`plan_query`] plans one, so that
+/// `EXECUTE` answers with PostgreSQL's column names and types (DataFusion alone names a column
+/// `Int64(1) + Int64(2)`). Without declared types, a parameter meeting a written number is
+/// numeric, and the statement's parameter types are read from its plan (text where nothing
+/// types one). Any other statement is refused, as PostgreSQL refuses it (`42601`).
 pub(crate) async fn plan_prepare(
     state: &SessionState,
     name: Ident,
     data_types: Vec<SqlDataType>,
     statement: &Statement,
-) -> PgWireResult<Option<LogicalPlan>> {
-    let ParsedText::Query(query) = parse_text(&statement.to_string()) else {
-        return Ok(None);
+) -> PgWireResult<Prepare> {
+    let (statement, names) = match parse_text(&statement.to_string()) {
+        ParsedText::Query(query) => (query.statement, Some(query.names)),
+        ParsedText::Other { .. } => (statement.clone(), None),
     };
     let declared = !data_types.is_empty();
     let prepare = Statement::Prepare {
         name,
         data_types,
-        statement: Box::new(query.statement),
+        statement: Box::new(statement),
     };
     let plan = state
         .statement_to_plan(DfStatement::Statement(Box::new(prepare)))
@@ -437,32 +427,53 @@ pub(crate) async fn plan_prepare(
         input,
     })) = plan
     else {
-        return Ok(Some(plan));
+        return Err(user_error("42601", "PREPARE could not be planned"));
     };
     let input = Arc::unwrap_or_clone(input);
-    let (fields, input) = if declared {
-        (
-            fields,
-            typed_and_named(input, &query.names).map_err(api_error)?,
-        )
-    } else {
-        let input = type_numeric_parameters(input)
-            .and_then(|plan| typed_and_named(plan, &query.names))
-            .map_err(api_error)?;
-        let fields = by_position(input.get_parameter_fields().map_err(api_error)?)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect();
-        (fields, input)
+    let (fields, input) = match names {
+        None if matches!(input, LogicalPlan::Dml(_)) => (fields, input),
+        None => {
+            return Err(user_error(
+                "42601",
+                "PREPARE takes a SELECT, VALUES, INSERT, UPDATE or DELETE statement",
+            ));
+        }
+        Some(names) if declared => (fields, typed_and_named(input, &names).map_err(api_error)?),
+        Some(names) => {
+            let input = type_numeric_parameters(input)
+                .and_then(|plan| typed_and_named(plan, &names))
+                .map_err(api_error)?;
+            // A parameter nothing types is text, as in PostgreSQL.
+            let fields = by_position(input.get_parameter_fields().map_err(api_error)?)
+                .into_iter()
+                .map(|field| {
+                    field
+                        .flatten()
+                        .unwrap_or_else(|| Arc::new(Field::new("", DataType::Utf8, true)))
+                })
+                .collect();
+            (fields, input)
+        }
     };
-    Ok(Some(LogicalPlan::Statement(PlanStatement::Prepare(
-        Prepare {
-            name,
-            fields,
-            input: Arc::new(input),
-        },
-    ))))
+    if fields.len() != input.get_parameter_names().map_err(api_error)?.len() {
+        return Err(user_error(
+            "42P18",
+            format!(
+                "PREPARE declares {} parameter types for a statement of {} parameters",
+                fields.len(),
+                input.get_parameter_names().map_err(api_error)?.len()
+            ),
+        ));
+    }
+    let input = state
+        .analyzer()
+        .execute_and_check(input, state.config_options(), |_, _| {})
+        .map_err(api_error)?;
+    Ok(Prepare {
+        name,
+        fields,
+        input: Arc::new(input),
+    })
 }
 
 /// Decodes a portal's parameters, which DataFusion inferred as `inferred` and

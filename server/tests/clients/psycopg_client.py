@@ -118,6 +118,13 @@ with psycopg.connect(URL, autocommit=True) as conn:
     check("prepared statements deallocated by name", sums, [1, 2, 3, 4])
     conn.prepared_max = 100
 
+    # A prepared data change answers with its tag alone, also to a Describe (rolled back).
+    # Before the checks below: psycopg deallocates all after an error once it has prepared.
+    with conn.transaction(force_rollback=True):
+        conn.execute("PREPARE sql_insert (numeric) AS INSERT INTO cube.finance VALUES ('Actual', '2023_01', 'AU', '4000', 'P0001', 'AUD', $1)")
+        inserted = conn.execute("EXECUTE sql_insert(2.5)", binary=True)
+        check("extended EXECUTE of an INSERT", (inserted.description, inserted.rowcount), (None, 1))
+
     # The extended protocol (binary results, pipeline mode, pgJDBC) runs DEALLOCATE, PREPARE
     # and EXECUTE as the simple one does; a statement closed by a Close message is gone.
     pq = conn.pgconn

@@ -1093,8 +1093,40 @@ async fn sql_prepared_statements_answer_as_postgresql_does() {
             .await
             .unwrap();
         let numeric = text_rows(server, "EXECUTE n(12345.678)").await;
+        // Analysed as a plain query is: integers rounded, timestamps without seconds read,
+        // DISTINCT ON planned, parameters nothing types read as text.
+        server
+            .batch_execute(
+                "PREPARE a AS SELECT 7.5::int, ceil(2.5), timestamp '2024-01-01 10:00', $1 AS u; \
+                 PREPARE d AS SELECT DISTINCT ON (x) x, y FROM (VALUES (1, 2), (1, 1), (2, 5)) AS t(x, y) ORDER BY x, y",
+            )
+            .await
+            .unwrap();
+        let analysed = [
+            text_rows(server, "EXECUTE a('x')").await,
+            text_rows(server, "EXECUTE d").await,
+        ];
+        let error = server
+            .batch_execute("EXECUTE a('x', 'y')")
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Some(&SqlState::SYNTAX_ERROR), "{error}");
+        let deallocated = server.simple_query("DEALLOCATE a").await.unwrap();
+        assert!(
+            matches!(deallocated.as_slice(), [CommandComplete(0)]),
+            "{deallocated:?}"
+        );
+        let error = server
+            .batch_execute("PREPARE d AS SELECT 1")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::DUPLICATE_PSTATEMENT),
+            "{error}"
+        );
         server.batch_execute("DEALLOCATE ALL").await.unwrap();
-        answers.push((names, values, described, tagged, numeric));
+        answers.push((names, values, described, tagged, numeric, analysed));
     }
     assert_eq!(
         answers[0].0,
