@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::expr::{Alias, Between, InList, Placeholder};
@@ -26,32 +26,49 @@ use quantatom_udfs::{DEFAULT_DECIMAL, unifies_its_arguments};
 
 use crate::output_projection::rewrite_output_projection;
 
-/// `plan` with its output's bare integer literals typed int4 where they fit; the output
-/// projection is found below any `ORDER BY` and `LIMIT`.
+/// `plan` with its output's bare integer literals typed int4 where they fit, and its bare
+/// parameters nothing typed typed `text`, as PostgreSQL resolves an `unknown` one (`SELECT $1`);
+/// the output projection is found below any `ORDER BY` and `LIMIT`.
 pub fn type_output_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
     let typed = rewrite_output_projection(&plan, &|exprs| {
-        exprs.iter().any(|expr| narrowed(expr).is_some()).then(|| {
-            exprs
-                .iter()
-                .map(|expr| narrowed(expr).unwrap_or_else(|| expr.clone()))
-                .collect()
-        })
+        exprs
+            .iter()
+            .any(|expr| output_typed(expr).is_some())
+            .then(|| {
+                exprs
+                    .iter()
+                    .map(|expr| output_typed(expr).unwrap_or_else(|| expr.clone()))
+                    .collect()
+            })
     })?;
     Ok(typed.unwrap_or(plan))
 }
 
-/// The int4 form of `expr`, keeping its output name, when it is a bare integer literal that
-/// fits in 32 bits.
-fn narrowed(expr: &Expr) -> Option<Expr> {
-    let (literal, name) = match expr {
+/// `expr`, an output column, typed as PostgreSQL types it, keeping its output name: a bare
+/// integer literal that fits in 32 bits as int4, a bare parameter nothing typed as text.
+fn output_typed(expr: &Expr) -> Option<Expr> {
+    let (bare, name) = match expr {
         Expr::Alias(Alias { expr, name, .. }) => (expr.as_ref(), name.clone()),
-        literal => (literal, literal.schema_name().to_string()),
+        bare => (bare, bare.schema_name().to_string()),
     };
-    let Expr::Literal(ScalarValue::Int64(Some(value)), metadata) = literal else {
-        return None;
+    let typed = match bare {
+        Expr::Literal(ScalarValue::Int64(Some(value)), metadata) => {
+            let value = i32::try_from(*value).ok()?;
+            Expr::Literal(ScalarValue::Int32(Some(value)), metadata.clone())
+        }
+        Expr::Placeholder(Placeholder { id, field }) if is_untyped(field.as_ref()) => {
+            let text = Arc::new(Field::new("", DataType::Utf8, true));
+            Expr::Placeholder(Placeholder::new_with_field(id.clone(), Some(text)))
+        }
+        _ => return None,
     };
-    let value = i32::try_from(*value).ok()?;
-    Some(Expr::Literal(ScalarValue::Int32(Some(value)), metadata.clone()).alias(name))
+    Some(typed.alias(name))
+}
+
+/// Whether a parameter of type `field` is untyped: DataFusion gives a parameter it cannot type
+/// no type, or `Null` in some places (`SELECT $1`).
+fn is_untyped(field: Option<&FieldRef>) -> bool {
+    field.is_none_or(|field| field.data_type() == &DataType::Null)
 }
 
 /// `plan` (as DataFusion planned it, before its parameters' types are read) with each
@@ -59,12 +76,45 @@ fn narrowed(expr: &Expr) -> Option<Expr> {
 /// [`DEFAULT_DECIMAL`] (module docs): the parameter and the number are the operands of an
 /// operator, `BETWEEN`'s or `IN`'s, or the arguments of `coalesce` and its kin.
 pub fn type_numeric_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
+    retype_parameters(plan, &numeric_parameters)
+}
+
+/// `plan` with each parameter DataFusion left untyped (`SELECT $1`) given the type the client
+/// declared for it, `declared[n - 1]` for `$n`, as PostgreSQL takes a parameter's declared
+/// type; a parameter DataFusion typed keeps its type.
+pub fn type_untyped_parameters(
+    plan: LogicalPlan,
+    declared: &[Option<DataType>],
+) -> Result<LogicalPlan> {
+    retype_parameters(plan, &|mut expr| {
+        let Expr::Placeholder(Placeholder { id, field }) = &mut expr else {
+            return Transformed::no(expr);
+        };
+        let declared = id
+            .strip_prefix('$')
+            .and_then(|number| number.parse::<usize>().ok())
+            .and_then(|number| declared.get(number.checked_sub(1)?)?.as_ref());
+        match declared {
+            Some(declared) if is_untyped(field.as_ref()) => {
+                *field = Some(Arc::new(Field::new("", declared.clone(), true)));
+                Transformed::yes(expr)
+            }
+            _ => Transformed::no(expr),
+        }
+    })
+}
+
+/// `plan` with `retype` applied to every expression, bottom up; where it typed a parameter,
+/// what the parameter flows into is typed again.
+fn retype_parameters(
+    plan: LogicalPlan,
+    retype: &dyn Fn(Expr) -> Transformed<Expr>,
+) -> Result<LogicalPlan> {
     let typed = plan.transform_up_with_subqueries(|node| match node {
-        LogicalPlan::Values(values) => values_with_numeric_parameters(values),
-        node => node.map_expressions(|expr| expr.transform_up(|expr| Ok(numeric_parameters(expr)))),
+        LogicalPlan::Values(values) => values_with_parameters_typed(values, retype),
+        node => node.map_expressions(|expr| expr.transform_up(|expr| Ok(retype(expr)))),
     })?;
     if typed.transformed {
-        // The types of what the parameters flow into changed.
         typed
             .data
             .transform_up_with_subqueries(|node| node.recompute_schema().map(Transformed::yes))
@@ -74,11 +124,14 @@ pub fn type_numeric_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
     }
 }
 
-/// A `VALUES` list with its parameters typed as [`numeric_parameters`] types them, built again
-/// when one was: its column types are its rows' types, read when it was built. A row DataFusion
-/// cast to its column's type (the type of the list's other rows) keeps that cast, which cannot
-/// be told from one written in the query: `VALUES ($1 * 1.5), (123.456)` stays decimal(6, 3).
-fn values_with_numeric_parameters(values: Values) -> Result<Transformed<LogicalPlan>> {
+/// A `VALUES` list with its parameters typed by `retype`, built again when one was: its column
+/// types are its rows' types, read when it was built. A row DataFusion cast to its column's
+/// type (the type of the list's other rows) keeps that cast, which cannot be told from one
+/// written in the query: `VALUES ($1 * 1.5), (123.456)` stays decimal(6, 3).
+fn values_with_parameters_typed(
+    values: Values,
+    retype: &dyn Fn(Expr) -> Transformed<Expr>,
+) -> Result<Transformed<LogicalPlan>> {
     let mut typed = false;
     let rows = values
         .values
@@ -86,7 +139,7 @@ fn values_with_numeric_parameters(values: Values) -> Result<Transformed<LogicalP
         .map(|row| {
             row.into_iter()
                 .map(|cell| {
-                    let cell = cell.transform_up(|expr| Ok(numeric_parameters(expr)))?;
+                    let cell = cell.transform_up(|expr| Ok(retype(expr)))?;
                     typed |= cell.transformed;
                     Ok(cell.data)
                 })
@@ -216,6 +269,18 @@ mod tests {
             plan.schema().field(0).data_type(),
             &DataType::Decimal128(38, 11)
         );
+        // A parameter DataFusion leaves untyped takes the client's type; a typed one keeps its.
+        let declared = [Some(DataType::Int16), Some(DataType::Utf8)];
+        let plan = super::type_untyped_parameters(
+            plan_of("SELECT $1 AS untyped, $2 > 1 AS typed").await,
+            &declared,
+        )
+        .unwrap();
+        assert_eq!(
+            parameter_types(&plan).unwrap(),
+            [Some(DataType::Int16), Some(DataType::Int64)]
+        );
+        assert_eq!(plan.schema().field(0).data_type(), &DataType::Int16);
         // What the parameter flows into is typed again.
         let plan = type_numeric_parameters(plan_of("SELECT $1 * 1.5 AS product").await).unwrap();
         assert_eq!(

@@ -61,7 +61,7 @@ use super::format_options::SessionFormatOptions;
 use super::prepared_names::{PreparedNames, PreparedStatements, not_prepared};
 use super::session_plans::{
     ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
-    may_change_plans, parse_text, plan_prepare, plan_query,
+    declared_parameter_types, may_change_plans, parse_text, plan_key, plan_prepare, plan_query,
 };
 use super::settings::{apply_startup_parameters, copy_format_parameters};
 use super::statement_log::{RowsSent, StatementReports, StatementTrace};
@@ -1021,7 +1021,10 @@ impl ExtendedQueryHandler for SessionQueries {
                     .until_stopped(Box::pin(run_tagged(&self.session, bound, tag)))
                     .await;
             }
-            let prepared = self.plans.plan_prepared_query(sql, statement, plan)?;
+            let declared = &portal.statement.parameter_types;
+            let prepared = self
+                .plans
+                .plan_prepared_query(sql, declared, statement, plan)?;
             if !matches!(prepared, PreparedQueryPlan::Delegate) {
                 if client.transaction_status() == TransactionStatus::Error {
                     return Err(in_failed_block());
@@ -1235,7 +1238,8 @@ impl QueryParser for SessionParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        if let Some(parsed) = self.parsed.get(sql) {
+        let key = plan_key(sql, types);
+        if let Some(parsed) = self.parsed.get(&key) {
             return Ok(Some(parsed.as_ref().clone()));
         }
         if CopyOut::parse(sql).is_some()
@@ -1251,11 +1255,12 @@ impl QueryParser for SessionParser {
                 // Typed (in `plan_query`) before Describe reports the columns, so that the rows
                 // match what it said.
                 let statement = query.statement.clone();
-                let plan = plan_query(&self.session.state(), query)
+                let declared = declared_parameter_types(types);
+                let plan = plan_query(&self.session.state(), query, &declared)
                     .instrument(tracing::info_span!("planning", kind = "parse"))
                     .await?;
                 let parsed = (sql.to_owned(), Some((statement, plan)));
-                self.parsed.insert(sql, Arc::new(parsed.clone()), epoch);
+                self.parsed.insert(&key, Arc::new(parsed.clone()), epoch);
                 Ok(Some(parsed))
             }
             ParsedText::Other { .. } => self.inner.parse_sql(client, sql, types).await,

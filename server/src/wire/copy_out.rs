@@ -174,7 +174,7 @@ impl CopyOut {
         // as PostgreSQL does.
         let frame = match parse_text(&self.query) {
             ParsedText::Query(plain) => {
-                let plan = plan_query(&session.state(), plain).await?;
+                let plan = plan_query(&session.state(), plain, &[]).await?;
                 session.execute_logical_plan(plan).await
             }
             ParsedText::Other { .. } => session.sql(&self.query).await,

@@ -94,7 +94,7 @@ impl CursorDeclaration {
                 "a cursor's query must be one SELECT or VALUES",
             ));
         };
-        let plan = plan_query(&session.state(), plain).await?;
+        let plan = plan_query(&session.state(), plain, &[]).await?;
         let format = match self.binary {
             true => Format::UnifiedBinary,
             false => Format::UnifiedText,

@@ -3,9 +3,10 @@
 //! other statement goes through datafusion-postgres's handlers, and those that may change what
 //! a query means advance the engine's plan epoch.
 
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, OnceLock};
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, Schema, TimeUnit};
 use datafusion::common::{DataFusionError, ParamValues, Result as DfResult};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionState;
@@ -29,7 +30,10 @@ use quantatom_engine::plan_reuse::{PlanCache, PlanEpoch, ReusablePlan, by_positi
 use quantatom_engine::postgres_column_names::{
     OutputNames, distinguish_repeated_items, name_nested_columns, resolve_order_by_keys,
 };
-use quantatom_engine::postgres_literals::{type_numeric_parameters, type_output_literals};
+use quantatom_engine::postgres_literals::{
+    type_numeric_parameters, type_output_literals, type_untyped_parameters,
+};
+use quantatom_udfs::DEFAULT_DECIMAL;
 use tracing::Instrument;
 
 use super::answers::KeptAnswers;
@@ -153,7 +157,7 @@ impl SessionPlans {
         };
         let epoch = self.cache.plans().epoch().current();
         let state = self.session.state();
-        let plan = plan_query(&state, plain).await?;
+        let plan = plan_query(&state, plain, &[]).await?;
         match ReusablePlan::try_new(&state, &plan).map_err(api_error)? {
             Some(reusable) => {
                 let reusable = KeptQuery::kept(reusable);
@@ -166,18 +170,20 @@ impl SessionPlans {
         }
     }
 
-    /// How to run a prepared statement (`sql` as datafusion-postgres's parser rewrote it,
-    /// `plan` as it was planned): plain queries here, reused when they can be, everything else
+    /// How to run a prepared statement (`sql` as datafusion-postgres's parser rewrote it, with
+    /// the parameter types the client `declared`, `plan` as it was planned): plain queries here, reused when they can be, everything else
     /// by datafusion-postgres's handler.
     pub(crate) fn plan_prepared_query(
         &self,
         sql: &str,
+        declared: &[Option<Type>],
         statement: &Statement,
         plan: &LogicalPlan,
     ) -> PgWireResult<PreparedQueryPlan> {
         if !matches!(statement, Statement::Query(_)) {
             return Ok(PreparedQueryPlan::Delegate);
         }
+        let sql = &*plan_key(sql, declared);
         if let Some(reusable) = self.cache.plans().get(sql) {
             return Ok(PreparedQueryPlan::Reusable(reusable));
         }
@@ -366,11 +372,13 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
     ParsedText::Query(PlainQuery::new(statement, names))
 }
 
-/// The logical plan of a plain query, its output literals typed and its output columns named
-/// as PostgreSQL types and names them.
+/// The logical plan of a plain query, its parameters DataFusion leaves untyped given the types
+/// the client `declared` (Arrow types, position by position; none in the simple protocol), its
+/// output literals typed and its output columns named as PostgreSQL types and names them.
 pub(crate) async fn plan_query(
     state: &SessionState,
     query: PlainQuery,
+    declared: &[Option<DataType>],
 ) -> PgWireResult<LogicalPlan> {
     let plan = state
         .statement_to_plan(DfStatement::Statement(Box::new(query.statement)))
@@ -384,6 +392,10 @@ pub(crate) async fn plan_query(
             .require_admin("create tables")
             .map_err(|e| api_error(DataFusionError::from(e)))?;
     }
+    let plan = match declared.iter().any(Option::is_some) {
+        true => type_untyped_parameters(plan, declared).map_err(api_error)?,
+        false => plan,
+    };
     type_numeric_parameters(plan)
         .and_then(|plan| typed_and_named(plan, &query.names))
         .map_err(api_error)
@@ -474,6 +486,51 @@ pub(crate) async fn plan_prepare(
         fields,
         input: Arc::new(input),
     })
+}
+
+/// The Arrow type a parameter the client declared as `declared` is decoded into (by arrow-pg,
+/// which reads a parameter as the client's type), for the types a query may use as they are;
+/// `None` for other types (`unknown`, `uuid`, `json`, arrays), read as text.
+fn declared_arrow_type(declared: &Type) -> Option<DataType> {
+    Some(match *declared {
+        Type::INT2 => DataType::Int16,
+        Type::INT4 => DataType::Int32,
+        Type::INT8 => DataType::Int64,
+        Type::FLOAT4 => DataType::Float32,
+        Type::FLOAT8 => DataType::Float64,
+        Type::NUMERIC => DEFAULT_DECIMAL,
+        Type::BOOL => DataType::Boolean,
+        Type::TEXT | Type::VARCHAR => DataType::Utf8,
+        Type::DATE => DataType::Date32,
+        Type::TIME => DataType::Time64(TimeUnit::Microsecond),
+        Type::TIMESTAMP => DataType::Timestamp(TimeUnit::Microsecond, None),
+        Type::TIMESTAMPTZ => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        Type::INTERVAL => DataType::Interval(IntervalUnit::MonthDayNano),
+        Type::BYTEA => DataType::Binary,
+        _ => return None,
+    })
+}
+
+/// The Arrow types of the parameters the client declared (Parse), position by position.
+pub(crate) fn declared_parameter_types(declared: &[Option<Type>]) -> Vec<Option<DataType>> {
+    declared
+        .iter()
+        .map(|declared| declared.as_ref().and_then(declared_arrow_type))
+        .collect()
+}
+
+/// The key a parse result or a kept plan of `sql` is found by: its text, and the parameter
+/// types the client declared when one types a parameter ([`declared_parameter_types`]), since
+/// those type the parameters DataFusion leaves untyped (`SELECT $1`).
+pub(crate) fn plan_key<'a>(sql: &'a str, declared: &[Option<Type>]) -> Cow<'a, str> {
+    if declared
+        .iter()
+        .all(|declared| declared.as_ref().and_then(declared_arrow_type).is_none())
+    {
+        return Cow::Borrowed(sql);
+    }
+    let oids: Vec<_> = declared.iter().map(|t| t.as_ref().map(Type::oid)).collect();
+    Cow::Owned(format!("{sql}\0{oids:?}"))
 }
 
 /// Decodes a portal's parameters, which DataFusion inferred as `inferred` and

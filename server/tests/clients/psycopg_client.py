@@ -154,6 +154,18 @@ with psycopg.connect(URL, autocommit=True) as conn:
     except psycopg.errors.InvalidSqlStatementName:
         check("pipelined DEALLOCATE ALL forgets SQL statements", True, True)
 
+    # A parameter nothing in the query types takes the type psycopg declares for it (text for
+    # a str, which psycopg leaves unknown), in text and binary results, prepared or not.
+    declared = [5, 2**40, 1.5, True, "s", datetime.date(2024, 1, 2),
+                datetime.datetime(2024, 1, 2, 3, 4, 5), datetime.timedelta(hours=1, microseconds=5)]
+    for binary in (False, True):
+        for prepare in (False, True):
+            answered = [conn.execute("SELECT %s", [value], binary=binary, prepare=prepare).fetchone()[0]
+                        for value in declared]
+            check(f"SELECT of a declared parameter binary={binary} prepare={prepare}", answered, declared)
+    aware = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    check("SELECT of a timestamptz parameter", conn.execute("SELECT %s", [aware]).fetchone()[0], aware)
+
     # A parameter meeting a written number in a VALUES list makes its column numeric.
     row = conn.execute("SELECT column1 FROM (VALUES (%s * 1.5)) AS v WHERE column1 > 200",
                        [D("12345.678")]).fetchone()
