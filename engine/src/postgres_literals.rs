@@ -19,7 +19,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::expr::{Alias, Between, InList, Placeholder};
+use datafusion::logical_expr::expr::{Alias, Between, Cast, InList, Placeholder, TryCast};
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Values};
 
 use quantatom_udfs::{DEFAULT_DECIMAL, unifies_its_arguments};
@@ -101,6 +101,32 @@ pub fn type_untyped_parameters(
             }
             _ => Transformed::no(expr),
         }
+    })
+}
+
+/// `plan` with each parameter nothing typed but a cast of it (`$1::int`) typed as the cast's
+/// target, as PostgreSQL infers it.
+pub fn type_cast_parameters(plan: LogicalPlan) -> Result<LogicalPlan> {
+    retype_parameters(plan, &|mut expr| {
+        let (Expr::Cast(Cast {
+            expr: operand,
+            field: target,
+        })
+        | Expr::TryCast(TryCast {
+            expr: operand,
+            field: target,
+        })) = &mut expr
+        else {
+            return Transformed::no(expr);
+        };
+        let Expr::Placeholder(Placeholder { field, .. }) = operand.as_mut() else {
+            return Transformed::no(expr);
+        };
+        if !is_untyped(field.as_ref()) {
+            return Transformed::no(expr);
+        }
+        *field = Some(Arc::new(Field::new("", target.data_type().clone(), true)));
+        Transformed::yes(expr)
     })
 }
 

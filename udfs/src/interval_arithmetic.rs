@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, IntervalMonthDayNanoArray};
 use datafusion::arrow::datatypes::{
-    DataType, Float64Type, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit,
+    DataType, Field, Float64Type, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit,
 };
 use datafusion::common::{DFSchema, DataFusionError, Result, exec_err};
-use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr::{Placeholder, ScalarFunction};
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::sqlparser::ast::BinaryOperator;
 use datafusion::logical_expr::{
@@ -158,7 +158,8 @@ fn scaled(
 ) -> Result<IntervalMonthDayNano> {
     let out_of_range = || DataFusionError::External(Box::new(IntervalOutOfRange));
     let whole = |value: f64| -> Result<i32> {
-        if value.is_nan() || value > f64::from(i32::MAX) || value < f64::from(i32::MIN) {
+        // PostgreSQL's range check: -2^31 <= value < 2^31 (the cast then truncates).
+        if value.is_nan() || value >= 2_147_483_648.0 || value < -2_147_483_648.0 {
             return Err(out_of_range());
         }
         // Toward zero, as C's cast.
@@ -216,6 +217,12 @@ fn is_number(data_type: &DataType) -> bool {
     data_type.is_numeric() || data_type == &DataType::Null
 }
 
+/// Whether `expr`, of type `data_type`, can scale an interval: a number, or a parameter
+/// nothing types.
+fn is_factor(expr: &Expr, data_type: &DataType) -> bool {
+    is_number(data_type) || matches!(expr, Expr::Placeholder(Placeholder { field: None, .. }))
+}
+
 /// The [`ExprPlanner`] that plans `interval * number`, `number * interval` and
 /// `interval / number` as [`IntervalScaleFunction`] calls.
 ///
@@ -242,17 +249,24 @@ impl ExprPlanner for IntervalArithmeticPlanner {
             _ => return Ok(PlannerResult::Original(expr)),
         };
         let (scaling, args) = match expr.op {
-            BinaryOperator::Multiply if is_interval(&left) && is_number(&right) => {
+            BinaryOperator::Multiply if is_interval(&left) && is_factor(&expr.right, &right) => {
                 (Scaling::Multiply, vec![expr.left, expr.right])
             }
-            BinaryOperator::Multiply if is_number(&left) && is_interval(&right) => {
+            BinaryOperator::Multiply if is_factor(&expr.left, &left) && is_interval(&right) => {
                 (Scaling::Multiply, vec![expr.right, expr.left])
             }
-            BinaryOperator::Divide if is_interval(&left) && is_number(&right) => {
+            BinaryOperator::Divide if is_interval(&left) && is_factor(&expr.right, &right) => {
                 (Scaling::Divide, vec![expr.left, expr.right])
             }
             _ => return Ok(PlannerResult::Original(expr)),
         };
+        let mut args = args;
+        // A parameter nothing types is the factor's `double precision`, as PostgreSQL infers.
+        if let Expr::Placeholder(Placeholder { field, .. }) = &mut args[1]
+            && field.is_none()
+        {
+            *field = Some(Arc::new(Field::new("", DataType::Float64, true)));
+        }
         let function = Arc::new(ScalarUDF::from(IntervalScaleFunction::new(scaling)));
         Ok(PlannerResult::Planned(Expr::ScalarFunction(
             ScalarFunction::new_udf(function, args),

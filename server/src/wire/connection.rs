@@ -54,11 +54,11 @@ use super::authentication::{
 use super::cancel::{CancelRegistry, CancelSlot, ConnectionKey, QueryStop, cancellable};
 use super::copy_out::CopyOut;
 use super::cursors::CursorDeclaration;
-use super::dml_tags::{answers_with_rows, dml_tag, planned_dml_tag, retagged, run_tagged};
+use super::dml_tags::{dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
 use super::errors::{api_error, user_error};
 use super::format_options::SessionFormatOptions;
-use super::prepared_names::{PreparedNames, PreparedStatements, not_prepared};
+use super::prepared_names::{PreparedNames, PreparedStatements, folded, not_prepared};
 use super::session_plans::{
     ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
     declared_parameter_types, may_change_plans, parse_text, plan_key, plan_prepare, plan_query,
@@ -539,7 +539,7 @@ impl SessionQueries {
                 match self.prepared.forget_parsed(name) {
                     Some(parsed) => client.portal_store().rm_statement(&parsed),
                     None if self.prepared.forget_sql_prepared(name) => {}
-                    None => return Err(not_prepared(&name.value)),
+                    None => return Err(not_prepared(&folded(name))),
                 }
                 "DEALLOCATE"
             }
@@ -572,8 +572,8 @@ impl SessionQueries {
         format: &Format,
     ) -> PgWireResult<Response> {
         let stop = self.begin_query(client, query);
-        let plan = self.prepared.bound(&self.session.state(), execute)?;
-        if let Some(tag) = planned_dml_tag(&plan) {
+        let (plan, tag) = self.prepared.bound(&self.session.state(), execute)?;
+        if let Some(tag) = tag {
             // Boxed, as every rare and large step of a query is (see `copy_out`).
             let changed = Box::pin(run_tagged(&self.session, plan, tag));
             return stop.until_stopped(changed).await;
@@ -1314,8 +1314,8 @@ impl QueryParser for SessionParser {
             Some((_, execute @ LogicalPlan::Statement(PlanStatement::Execute(_)))) => {
                 // `EXECUTE name`: the columns of the statement it runs; a data change answers
                 // with its tag alone.
-                let plan = self.prepared.bound(&self.session.state(), execute)?;
-                if !answers_with_rows(&plan) {
+                let (plan, tag) = self.prepared.bound(&self.session.state(), execute)?;
+                if tag.is_some() {
                     return Ok(Vec::new());
                 }
                 let format = column_format.unwrap_or(&Format::UnifiedText);

@@ -4,7 +4,7 @@
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::UInt64Type;
-use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
@@ -22,30 +22,14 @@ pub(crate) fn dml_tag(statement: &Statement) -> Option<&'static str> {
     }
 }
 
-/// The command tag of a data change planned as `plan` (the plan an `EXECUTE` of a prepared
-/// `INSERT`, `UPDATE` or `DELETE` runs); `None` for any other plan.
-pub(crate) fn planned_dml_tag(plan: &LogicalPlan) -> Option<&'static str> {
-    match plan {
-        LogicalPlan::Dml(DmlStatement { op, .. }) => match op {
-            WriteOp::Insert(_) => Some("INSERT"),
-            WriteOp::Update => Some("UPDATE"),
-            WriteOp::Delete => Some("DELETE"),
-            _ => None,
-        },
-        _ => None,
+/// The command tag a data change `statement` answers with, whoever runs it: `dml_tag`'s, or
+/// `INSERT` (an `EXECUTE` of a prepared one runs it here, where a cube's writes are planned as
+/// inserts into a sink whatever the statement was); `None` for a query.
+pub(crate) fn change_tag(statement: &Statement) -> Option<&'static str> {
+    match statement {
+        Statement::Insert(_) => Some("INSERT"),
+        other => dml_tag(other),
     }
-}
-
-/// Whether `plan` answers with rows: a query, not a data change, a definition, a `COPY` or a
-/// statement such as `SET`.
-pub(crate) fn answers_with_rows(plan: &LogicalPlan) -> bool {
-    !matches!(
-        plan,
-        LogicalPlan::Dml(_)
-            | LogicalPlan::Ddl(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Statement(_)
-    )
 }
 
 /// Runs a data change planned as `plan` and answers with `tag` and the rows it changed

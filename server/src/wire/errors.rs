@@ -51,19 +51,6 @@ pub fn sqlstate(error: &(dyn std::error::Error + 'static)) -> &'static str {
         {
             "23502"
         }
-        // `EXECUTE`, `DEALLOCATE` or `PREPARE` of a statement that is not there, or is.
-        Some(DataFusionError::Execution(message)) if message.starts_with("Prepared statement") => {
-            if message.ends_with("does not exist") {
-                "26000"
-            } else if message.ends_with("already exists") {
-                "42P05"
-            } else if message.contains("parameters, but") {
-                // EXECUTE with the wrong number of parameters.
-                "42601"
-            } else {
-                "XX000"
-            }
-        }
         Some(DataFusionError::ArrowError(arrow, _)) => match arrow.as_ref() {
             ArrowError::InvalidArgumentError(message)
                 if message.contains("non-nullable but contains null values") =>
@@ -142,12 +129,6 @@ mod tests {
         let execution = |message: &str| DataFusionError::Execution(message.to_owned());
         let arrow = |error| DataFusionError::ArrowError(Box::new(error), None);
         for (error, code) in [
-            (execution("Prepared statement 'q' does not exist"), "26000"),
-            (
-                execution("Prepared statement 'q' expects 2 parameters, but 1 provided"),
-                "42601",
-            ),
-            (execution("Prepared statement 'q' already exists"), "42P05"),
             (
                 arrow(ArrowError::InvalidArgumentError(
                     "12345.7 is too large to store in a Decimal128 of precision 2. Max is 9.9"

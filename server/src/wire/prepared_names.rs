@@ -13,8 +13,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use datafusion::common::ParamValues;
+use datafusion::arrow::datatypes::DataType as ArrowType;
 use datafusion::common::metadata::ScalarAndMetadata;
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Execute, Expr, LogicalPlan, Prepare, Statement as PlanStatement};
@@ -93,14 +94,23 @@ impl PreparedStatements {
 #[derive(Debug, Default)]
 pub(crate) struct PreparedNames {
     protocol: Mutex<BTreeSet<String>>,
-    sql: Mutex<HashMap<String, Arc<Prepare>>>,
+    sql: Mutex<HashMap<String, Arc<SqlPrepared>>>,
 }
 
-/// `name` as PostgreSQL (and DataFusion's planner) folds it: in lower case unless quoted.
-fn folded(name: &Ident) -> String {
+/// A statement prepared with SQL `PREPARE`: its analysed plan, and the tag it answers with
+/// when it is a data change.
+#[derive(Debug)]
+pub(crate) struct SqlPrepared {
+    pub(crate) prepare: Prepare,
+    pub(crate) tag: Option<&'static str>,
+}
+
+/// `name` as PostgreSQL (and DataFusion's planner) folds it: its ASCII letters in lower case
+/// unless quoted.
+pub(crate) fn folded(name: &Ident) -> String {
     match name.quote_style {
         Some(_) => name.value.clone(),
-        None => name.value.to_lowercase(),
+        None => name.value.to_ascii_lowercase(),
     }
 }
 
@@ -141,21 +151,22 @@ impl PreparedNames {
 
     /// Keeps the statement SQL `PREPARE` planned as `prepared` (its name folded by the
     /// planner); `42P05` when one of that name is kept already.
-    pub(crate) fn prepare(&self, prepared: Prepare) -> PgWireResult<()> {
+    pub(crate) fn prepare(&self, prepared: SqlPrepared) -> PgWireResult<()> {
         let mut sql = self.sql.lock().expect("prepared names poisoned");
-        if sql.contains_key(&prepared.name) {
+        let name = &prepared.prepare.name;
+        if sql.contains_key(name) {
             return Err(user_error(
                 "42P05",
-                format!("prepared statement \"{}\" already exists", prepared.name),
+                format!("prepared statement \"{name}\" already exists"),
             ));
         }
-        sql.insert(prepared.name.clone(), Arc::new(prepared));
+        sql.insert(name.clone(), Arc::new(prepared));
         Ok(())
     }
 
     /// The statement SQL `PREPARE` stored under `name` (as the planner folded it); `26000`
     /// when there is none.
-    pub(crate) fn sql_prepared(&self, name: &str) -> PgWireResult<Arc<Prepare>> {
+    pub(crate) fn sql_prepared(&self, name: &str) -> PgWireResult<Arc<SqlPrepared>> {
         let sql = self.sql.lock().expect("prepared names poisoned");
         sql.get(name).cloned().ok_or_else(|| not_prepared(name))
     }
@@ -168,12 +179,13 @@ impl PreparedNames {
     }
 
     /// The plan `execute` (an `EXECUTE name [(parameters)]` plan) runs: the statement SQL
-    /// `PREPARE` stored under its name, its parameters bound ([`bind_execute`]).
+    /// `PREPARE` stored under its name, its parameters bound ([`bind_execute`]); with the tag
+    /// it answers with when it is a data change.
     pub(crate) fn bound(
         &self,
         state: &SessionState,
         execute: &LogicalPlan,
-    ) -> PgWireResult<LogicalPlan> {
+    ) -> PgWireResult<(LogicalPlan, Option<&'static str>)> {
         let LogicalPlan::Statement(PlanStatement::Execute(Execute {
             name, parameters, ..
         })) = execute
@@ -181,7 +193,8 @@ impl PreparedNames {
             return Err(user_error("XX000", "EXECUTE expected"));
         };
         let prepared = self.sql_prepared(name)?;
-        bind_execute(state, &prepared, parameters.clone())
+        let plan = bind_execute(state, &prepared.prepare, parameters.clone())?;
+        Ok((plan, prepared.tag))
     }
 
     /// Forgets every statement: the SQL ones, and the names stored by Parse, returned to be
@@ -224,9 +237,12 @@ fn bind_execute(
         .into_iter()
         .zip(&prepared.fields)
         .map(|(parameter, field)| match simplifier.simplify(parameter) {
-            Ok(Expr::Literal(value, metadata)) => ScalarAndMetadata::new(value, metadata)
-                .cast_storage_to(field.data_type())
-                .map_err(api_error),
+            Ok(Expr::Literal(value, metadata)) => {
+                let value = rounded_for(value, field.data_type()).map_err(api_error)?;
+                ScalarAndMetadata::new(value, metadata)
+                    .cast_storage_to(field.data_type())
+                    .map_err(api_error)
+            }
             Ok(other) => Err(user_error(
                 "0A000",
                 format!("EXECUTE takes constant parameters, not {other}"),
@@ -240,6 +256,30 @@ fn bind_execute(
         .clone()
         .replace_params_with_values(&ParamValues::List(values))
         .map_err(api_error)
+}
+
+/// `value` rounded to a whole number when it is cast to the integer type `target`, as
+/// PostgreSQL rounds (`2.5` is 3; Arrow's cast drops the fraction): a decimal by a cast to
+/// scale 0 (halves away from zero, as for `numeric`), a float by `round`.
+fn rounded_for(value: ScalarValue, target: &ArrowType) -> datafusion::common::Result<ScalarValue> {
+    if !target.is_integer() {
+        return Ok(value);
+    }
+    match value.data_type() {
+        ArrowType::Decimal128(precision, scale) if scale > 0 => {
+            let whole_digits = (precision - scale.unsigned_abs() + 1).min(38);
+            value.cast_to(&ArrowType::Decimal128(whole_digits, 0))
+        }
+        ArrowType::Float64 => match value {
+            ScalarValue::Float64(float) => Ok(ScalarValue::Float64(float.map(f64::round))),
+            other => Ok(other),
+        },
+        ArrowType::Float32 => match value {
+            ScalarValue::Float32(float) => Ok(ScalarValue::Float32(float.map(f32::round))),
+            other => Ok(other),
+        },
+        _ => Ok(value),
+    }
 }
 
 #[cfg(test)]
@@ -316,15 +356,18 @@ mod tests {
         let names = PreparedNames::default();
         names.parsed("_pg3_0");
         names.parsed("");
-        let prepare = |name: &str| Prepare {
-            name: name.to_owned(),
-            fields: Vec::new(),
-            input: Arc::new(datafusion::logical_expr::LogicalPlan::EmptyRelation(
-                datafusion::logical_expr::EmptyRelation {
-                    produce_one_row: true,
-                    schema: Arc::new(datafusion::common::DFSchema::empty()),
-                },
-            )),
+        let prepare = |name: &str| SqlPrepared {
+            tag: None,
+            prepare: Prepare {
+                name: name.to_owned(),
+                fields: Vec::new(),
+                input: Arc::new(datafusion::logical_expr::LogicalPlan::EmptyRelation(
+                    datafusion::logical_expr::EmptyRelation {
+                        produce_one_row: true,
+                        schema: Arc::new(datafusion::common::DFSchema::empty()),
+                    },
+                )),
+            },
         };
         names.prepare(prepare("q")).unwrap();
         let again = names.prepare(prepare("q")).unwrap_err();

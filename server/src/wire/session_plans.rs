@@ -31,7 +31,7 @@ use quantatom_engine::postgres_column_names::{
     OutputNames, distinguish_repeated_items, name_nested_columns, resolve_order_by_keys,
 };
 use quantatom_engine::postgres_literals::{
-    type_numeric_parameters, type_output_literals, type_untyped_parameters,
+    type_cast_parameters, type_numeric_parameters, type_output_literals, type_untyped_parameters,
 };
 use quantatom_udfs::DEFAULT_DECIMAL;
 use tracing::Instrument;
@@ -41,8 +41,9 @@ use super::array_expansion::rewrite_array_expansions;
 use super::array_subquery::rewrite_array_subqueries;
 use super::data_rows::data_rows;
 use super::direct_planning::needs_direct_planning;
-use super::dml_tags::dml_tag;
+use super::dml_tags::{change_tag, dml_tag};
 use super::errors::{api_error, user_error};
+use super::prepared_names::SqlPrepared;
 use super::regproc_literals::with_regproc_literals_as_names;
 use super::text_types::{for_the_wire, result_fields, with_text_parameters};
 use super::values_types::type_values_columns;
@@ -407,18 +408,21 @@ fn typed_and_named(plan: LogicalPlan, names: &OutputNames) -> DfResult<LogicalPl
     type_output_literals(plan).and_then(|plan| names.apply(plan))
 }
 
-/// The plan of SQL `PREPARE name [(types)] AS statement`, a query or a data change, analysed
+/// SQL `PREPARE name [(types)] AS statement`, a query or a data change, planned and analysed
 /// as any plan is before it runs. A query is planned as [`plan_query`] plans one, so that
 /// `EXECUTE` answers with PostgreSQL's column names and types (DataFusion alone names a column
-/// `Int64(1) + Int64(2)`). Without declared types, a parameter meeting a written number is
-/// numeric, and the statement's parameter types are read from its plan (text where nothing
-/// types one). Any other statement is refused, as PostgreSQL refuses it (`42601`).
+/// `Int64(1) + Int64(2)`); without declared types, a parameter meeting a written number is
+/// numeric. A parameter takes its declared type, else the type the plan gives it (a cast of
+/// it, `$1::int`, gives its target), else text, as PostgreSQL infers one; more types may be
+/// declared than the statement uses. Any other statement is refused, as PostgreSQL refuses it
+/// (`42601`).
 pub(crate) async fn plan_prepare(
     state: &SessionState,
     name: Ident,
     data_types: Vec<SqlDataType>,
     statement: &Statement,
-) -> PgWireResult<Prepare> {
+) -> PgWireResult<SqlPrepared> {
+    let tag = change_tag(statement);
     let (statement, names) = match parse_text(&statement.to_string()) {
         ParsedText::Query(query) => (query.statement, Some(query.names)),
         ParsedText::Other { .. } => (statement.clone(), None),
@@ -435,56 +439,48 @@ pub(crate) async fn plan_prepare(
         .map_err(api_error)?;
     let LogicalPlan::Statement(PlanStatement::Prepare(Prepare {
         name,
-        fields,
+        fields: declared_fields,
         input,
     })) = plan
     else {
         return Err(user_error("42601", "PREPARE could not be planned"));
     };
     let input = Arc::unwrap_or_clone(input);
-    let (fields, input) = match names {
-        None if matches!(input, LogicalPlan::Dml(_)) => (fields, input),
+    let input = match names {
+        None if tag.is_some() => Ok(input),
         None => {
             return Err(user_error(
                 "42601",
                 "PREPARE takes a SELECT, VALUES, INSERT, UPDATE or DELETE statement",
             ));
         }
-        Some(names) if declared => (fields, typed_and_named(input, &names).map_err(api_error)?),
+        Some(names) if declared => typed_and_named(input, &names),
         Some(names) => {
-            let input = type_numeric_parameters(input)
-                .and_then(|plan| typed_and_named(plan, &names))
-                .map_err(api_error)?;
-            // A parameter nothing types is text, as in PostgreSQL.
-            let fields = by_position(input.get_parameter_fields().map_err(api_error)?)
-                .into_iter()
-                .map(|field| {
-                    field
-                        .flatten()
-                        .unwrap_or_else(|| Arc::new(Field::new("", DataType::Utf8, true)))
-                })
-                .collect();
-            (fields, input)
+            type_numeric_parameters(input).and_then(|plan| typed_and_named(plan, &names))
         }
-    };
-    if fields.len() != input.get_parameter_names().map_err(api_error)?.len() {
-        return Err(user_error(
-            "42P18",
-            format!(
-                "PREPARE declares {} parameter types for a statement of {} parameters",
-                fields.len(),
-                input.get_parameter_names().map_err(api_error)?.len()
-            ),
-        ));
     }
+    .and_then(type_cast_parameters)
+    .map_err(api_error)?;
+    let typed = by_position(input.get_parameter_fields().map_err(api_error)?);
+    let fields = (0..typed.len().max(declared_fields.len()))
+        .map(|position| {
+            let typed = typed.get(position).cloned().flatten().flatten();
+            typed
+                .or_else(|| declared_fields.get(position).cloned())
+                .unwrap_or_else(|| Arc::new(Field::new("", DataType::Utf8, true)))
+        })
+        .collect();
     let input = state
         .analyzer()
         .execute_and_check(input, state.config_options(), |_, _| {})
         .map_err(api_error)?;
-    Ok(Prepare {
-        name,
-        fields,
-        input: Arc::new(input),
+    Ok(SqlPrepared {
+        prepare: Prepare {
+            name,
+            fields,
+            input: Arc::new(input),
+        },
+        tag,
     })
 }
 

@@ -124,6 +124,14 @@ with psycopg.connect(URL, autocommit=True) as conn:
         conn.execute("PREPARE sql_insert (numeric) AS INSERT INTO cube.finance VALUES ('Actual', '2023_01', 'AU', '4000', 'P0001', 'AUD', $1)")
         inserted = conn.execute("EXECUTE sql_insert(2.5)", binary=True)
         check("extended EXECUTE of an INSERT", (inserted.description, inserted.rowcount), (None, 1))
+        conn.execute("PREPARE sql_update AS UPDATE cube.finance SET amount = amount * 2 WHERE entity = 'SG' AND time = '2024_01'")
+        updated = conn.execute("EXECUTE sql_update")
+        check("EXECUTE of an UPDATE is tagged UPDATE", updated.statusmessage.split()[0], "UPDATE")
+
+    # An interval times a parameter: the parameter is a double, NULL included.
+    scaled = [conn.execute("SELECT interval '1 day' * %s", [factor]).fetchone()[0] for factor in (2, 1.5, None)]
+    check("interval times a parameter", scaled,
+          [datetime.timedelta(days=2), datetime.timedelta(days=1, hours=12), None])
 
     # The extended protocol (binary results, pipeline mode, pgJDBC) runs DEALLOCATE, PREPARE
     # and EXECUTE as the simple one does; a statement closed by a Close message is gone.

@@ -1102,10 +1102,29 @@ async fn sql_prepared_statements_answer_as_postgresql_does() {
             )
             .await
             .unwrap();
-        let analysed = [
+        // Parameters rounded to a declared integer, more types declared than used, one typed
+        // by the plan, one typed by its cast.
+        server
+            .batch_execute(
+                "PREPARE qi(int) AS SELECT $1; PREPARE w(int) AS SELECT 1; \
+                 PREPARE pp(int) AS SELECT $1 + $2; PREPARE c AS SELECT $1::int + 1",
+            )
+            .await
+            .unwrap();
+        let mut analysed = vec![
             text_rows(server, "EXECUTE a('x')").await,
             text_rows(server, "EXECUTE d").await,
         ];
+        for execute in [
+            "EXECUTE qi(2.5)",
+            "EXECUTE qi(-2.5)",
+            "EXECUTE qi(2.7::float8)",
+            "EXECUTE w(1)",
+            "EXECUTE pp(1, 2)",
+            "EXECUTE c(2.5)",
+        ] {
+            analysed.push(text_rows(server, execute).await);
+        }
         let error = server
             .batch_execute("EXECUTE a('x', 'y')")
             .await
