@@ -4,9 +4,10 @@
 //! One of those rewrites replaces a correlated scalar subquery in a SELECT list with NULL (and
 //! adds `LIMIT 1` to an uncorrelated one), which keeps BI tools' catalog queries running but
 //! would silently answer NULL to a planner's `SELECT (SELECT e.name FROM dim.entity e WHERE
-//! e.code = f.entity) FROM cube.finance f`. A query that reads tables outside the system
-//! catalogs and has a subquery in a SELECT list is therefore planned by DataFusion from the SQL
-//! as written: the right answer, or a clear error, never a silent NULL.
+//! e.code = f.entity) FROM cube.finance f`, or to `SELECT (SELECT t.x * 2) FROM (VALUES (2))
+//! t(x)` (which DataFusion cannot plan: an error). A query with a subquery in a SELECT list that reads anything but the system catalogs
+//! (tables outside them, or no table at all) is therefore planned by DataFusion from the SQL as
+//! written: the right answer, or a clear error, never a silent NULL.
 
 use std::ops::ControlFlow;
 
@@ -33,13 +34,15 @@ pub(crate) fn needs_direct_planning(sql: &str) -> Option<Statement> {
     let statement = statements.remove(0);
     let mut finder = Finder::default();
     let _ = statement.visit(&mut finder);
-    (finder.projection_subquery && finder.user_table).then_some(statement)
+    let catalogs_only = finder.catalog_table && !finder.user_table;
+    (finder.projection_subquery && !catalogs_only).then_some(statement)
 }
 
 #[derive(Default)]
 struct Finder {
     projection_subquery: bool,
     user_table: bool,
+    catalog_table: bool,
 }
 
 fn is_catalog_table(name: &ObjectName) -> bool {
@@ -59,7 +62,9 @@ impl Visitor for Finder {
     type Break = ();
 
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
-        self.user_table |= !is_catalog_table(relation);
+        let catalog = is_catalog_table(relation);
+        self.user_table |= !catalog;
+        self.catalog_table |= catalog;
         ControlFlow::Continue(())
     }
 
@@ -100,5 +105,10 @@ mod tests {
             .is_none()
         );
         assert!(needs_direct_planning("SELECT 1").is_none());
+        let values = "SELECT (SELECT t.x * 2) FROM (VALUES (2)) AS t(x)";
+        assert!(
+            needs_direct_planning(values).is_some(),
+            "no table is no catalog"
+        );
     }
 }
