@@ -51,7 +51,8 @@ pub use like_escape::{LikeEscapeFunction, LikeEscapeRule};
 pub use ltree::{LtreeError, MemberPath};
 pub use ltree_functions::{LtreeFunction, LtreeFunctionKind};
 pub use numeric::{
-    DEFAULT_DECIMAL, PostgresNumericRule, unconstrained_numeric_field, unifies_its_arguments,
+    DEFAULT_DECIMAL, PostgresNumericRule, postgres_cast, unconstrained_numeric_field,
+    unifies_its_arguments,
 };
 pub use plan_rewrite::rewrite_expressions;
 pub use planner::LtreeOperatorPlanner;

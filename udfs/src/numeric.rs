@@ -305,6 +305,20 @@ fn rounded_with_postgres_scale(mut call: ScalarFunction, schema: &DFSchema) -> T
     )))
 }
 
+/// A cast of `operand` (of a type read in `schema`) to `field` as PostgreSQL casts: rounded to
+/// the nearest integer when `field` is an integer ([`rounded_to_integer`]), else Arrow's cast.
+/// What the rule makes of a written cast, for a cast the server builds itself.
+pub fn postgres_cast(operand: Expr, field: FieldRef, schema: &DFSchema) -> Expr {
+    let operand = Box::new(operand);
+    match field.data_type().is_integer() {
+        true => rounded_to_integer(operand, field, schema).data,
+        false => Expr::Cast(Cast {
+            expr: operand,
+            field,
+        }),
+    }
+}
+
 /// A cast of `operand` to the integer `field` that rounds to the nearest integer, as
 /// PostgreSQL does (`2.5::int` is 3, `2.7::float8::int` 3), where Arrow's cast drops the
 /// fraction: a decimal is first cast to scale 0, which rounds halves away from zero as

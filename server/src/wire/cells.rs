@@ -124,9 +124,9 @@ fn text_at<'a>(strings: impl StringArrayType<'a>, row: usize) -> Option<&'a str>
 }
 
 /// Removes the trailing zeros of the fractional seconds of a `ty` value (a time, a timestamp or
-/// an interval) written as text at
-/// `start..` of `out`, and the point when no digit is left, as PostgreSQL writes them
-/// (`12:00:00`, `12:00:00.5`) where pgwire writes six digits (`12:00:00.000000`).
+/// an interval) written as text at `start..` of `out`, and the point when no digit is left, as
+/// PostgreSQL writes them (`12:00:00`, `12:00:00.5`) where pgwire writes six digits
+/// (`12:00:00.000000`).
 pub(crate) fn trim_fractional_zeros(out: &mut BytesMut, start: usize, ty: &Type) {
     if !matches!(
         *ty,

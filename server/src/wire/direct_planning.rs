@@ -5,9 +5,10 @@
 //! adds `LIMIT 1` to an uncorrelated one), which keeps BI tools' catalog queries running but
 //! would silently answer NULL to a planner's `SELECT (SELECT e.name FROM dim.entity e WHERE
 //! e.code = f.entity) FROM cube.finance f`, or to `SELECT (SELECT t.x * 2) FROM (VALUES (2))
-//! t(x)` (which DataFusion cannot plan: an error). A query with a subquery in a SELECT list that reads anything but the system catalogs
-//! (tables outside them, or no table at all) is therefore planned by DataFusion from the SQL as
-//! written: the right answer, or a clear error, never a silent NULL.
+//! t(x)` (which DataFusion cannot plan: an error). A query with a subquery in a SELECT list
+//! that reads anything but the system catalogs (tables outside them, or no table at all) is
+//! therefore planned by DataFusion from the SQL as written: the right answer, or a clear
+//! error, never a silent NULL.
 
 use std::ops::ControlFlow;
 

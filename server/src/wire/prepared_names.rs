@@ -13,9 +13,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::datatypes::DataType as ArrowType;
 use datafusion::common::metadata::ScalarAndMetadata;
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::{DFSchema, ParamValues};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Execute, Expr, LogicalPlan, Prepare, Statement as PlanStatement};
@@ -25,6 +24,7 @@ use datafusion::sql::sqlparser::ast::{DataType, DiscardObject, Ident, Statement}
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use pgwire::error::{PgWireError, PgWireResult};
+use quantatom_udfs::postgres_cast;
 
 use super::errors::{api_error, user_error};
 
@@ -208,8 +208,8 @@ impl PreparedNames {
 }
 
 /// The plan `EXECUTE` runs: `prepared`'s, its `parameters` bound. Each parameter must be a
-/// constant; it is cast to the type the statement declares or inferred, as DataFusion binds
-/// its own prepared statements. The wrong number of parameters is `42601`.
+/// constant; it is cast to the type the statement declares or inferred, as PostgreSQL casts
+/// ([`postgres_cast`]). The wrong number of parameters is `42601`.
 fn bind_execute(
     state: &SessionState,
     prepared: &Prepare,
@@ -236,13 +236,12 @@ fn bind_execute(
     let values = parameters
         .into_iter()
         .zip(&prepared.fields)
-        .map(|(parameter, field)| match simplifier.simplify(parameter) {
-            Ok(Expr::Literal(value, metadata)) => {
-                let value = rounded_for(value, field.data_type()).map_err(api_error)?;
-                ScalarAndMetadata::new(value, metadata)
-                    .cast_storage_to(field.data_type())
-                    .map_err(api_error)
-            }
+        .map(|(parameter, field)| {
+            // Cast as PostgreSQL casts: to an integer, rounded (2.5 is 3).
+            postgres_cast(parameter, Arc::clone(field), &DFSchema::empty())
+        })
+        .map(|parameter| match simplifier.simplify(parameter) {
+            Ok(Expr::Literal(value, metadata)) => Ok(ScalarAndMetadata::new(value, metadata)),
             Ok(other) => Err(user_error(
                 "0A000",
                 format!("EXECUTE takes constant parameters, not {other}"),
@@ -256,30 +255,6 @@ fn bind_execute(
         .clone()
         .replace_params_with_values(&ParamValues::List(values))
         .map_err(api_error)
-}
-
-/// `value` rounded to a whole number when it is cast to the integer type `target`, as
-/// PostgreSQL rounds (`2.5` is 3; Arrow's cast drops the fraction): a decimal by a cast to
-/// scale 0 (halves away from zero, as for `numeric`), a float by `round`.
-fn rounded_for(value: ScalarValue, target: &ArrowType) -> datafusion::common::Result<ScalarValue> {
-    if !target.is_integer() {
-        return Ok(value);
-    }
-    match value.data_type() {
-        ArrowType::Decimal128(precision, scale) if scale > 0 => {
-            let whole_digits = (precision - scale.unsigned_abs() + 1).min(38);
-            value.cast_to(&ArrowType::Decimal128(whole_digits, 0))
-        }
-        ArrowType::Float64 => match value {
-            ScalarValue::Float64(float) => Ok(ScalarValue::Float64(float.map(f64::round))),
-            other => Ok(other),
-        },
-        ArrowType::Float32 => match value {
-            ScalarValue::Float32(float) => Ok(ScalarValue::Float32(float.map(f32::round))),
-            other => Ok(other),
-        },
-        _ => Ok(value),
-    }
 }
 
 #[cfg(test)]

@@ -172,8 +172,8 @@ impl SessionPlans {
     }
 
     /// How to run a prepared statement (`sql` as datafusion-postgres's parser rewrote it, with
-    /// the parameter types the client `declared`, `plan` as it was planned): plain queries here, reused when they can be, everything else
-    /// by datafusion-postgres's handler.
+    /// the parameter types the client `declared`, `plan` as it was planned): plain queries
+    /// here, reused when they can be, everything else by datafusion-postgres's handler.
     pub(crate) fn plan_prepared_query(
         &self,
         sql: &str,
