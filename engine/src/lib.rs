@@ -34,6 +34,7 @@ pub mod system_tables;
 pub mod tiles;
 pub mod type_modifiers;
 pub mod visible_catalog;
+mod yielding_operators;
 
 pub use errors::sqlstate;
 /// Cubes: their storage format, reads and writes.
@@ -474,6 +475,8 @@ async fn session_template(
         // Aggregates over a cube read its files' summaries (after eager aggregation, which
         // leaves a grid's cells summed below its joins).
         .with_optimizer_rule(Arc::new(summary_aggregation::SummaryAggregation))
+        // Joins give their task back as their rows flow, so that cancel stops them.
+        .with_physical_optimizer_rule(Arc::new(yielding_operators::YieldingOperators))
         .with_query_planner(Arc::new(TilePlanner::new(
             Arc::new(CubeJoinPlanner),
             Arc::clone(tiles),

@@ -319,8 +319,9 @@ fn distinguish_in_select_list(projection: &mut [SelectItem]) {
 /// What DataFusion's name for an unaliased item depends on, folded so that items it names
 /// alike compare equal: a cast, at any depth, is named as what it casts (`abs(1::int2)` and
 /// `abs(1::int4)` are both `abs(Int64(1))`), and so is a typed literal (`DATE '2025-01-01'`
-/// is named as `'2025-01-01'::date`), a column by its name (whatever qualifies it), the rest
-/// by its text.
+/// is named as `'2025-01-01'::date`), a subquery as any other (`EXISTS (SELECT 1)` and
+/// `EXISTS (SELECT 2)` are both `EXISTS (<subquery>)`), a column by its name (whatever
+/// qualifies it), the rest by its text.
 fn planned_name_key(expr: &ast::Expr) -> String {
     use ast::Expr as E;
     let mut folded = expr.clone();
@@ -330,6 +331,15 @@ fn planned_name_key(expr: &ast::Expr) -> String {
         }
         if let E::TypedString(typed) = expr {
             *expr = E::Value(typed.value.clone());
+        }
+        // DataFusion names every subquery `(<subquery>)`, whatever it holds.
+        match expr {
+            E::Subquery(_) => *expr = E::Identifier(Ident::new("(<subquery>)")),
+            E::Exists { negated, .. } => {
+                let name = format!("{}EXISTS (<subquery>)", if *negated { "NOT " } else { "" });
+                *expr = E::Identifier(Ident::new(name));
+            }
+            _ => {}
         }
         ControlFlow::<()>::Continue(())
     });
@@ -798,6 +808,12 @@ mod tests {
         assert_eq!(
             names("SELECT '2025-01-01'::date, DATE '2025-01-01'").await,
             ["date", "date"]
+        );
+        // DataFusion names every subquery alike.
+        assert_eq!(
+            names("SELECT EXISTS (SELECT 1), EXISTS (SELECT a FROM t), NOT EXISTS (SELECT 2)")
+                .await,
+            ["exists", "exists", "?column?"]
         );
     }
 }

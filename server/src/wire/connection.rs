@@ -58,7 +58,9 @@ use super::dml_tags::{dml_tag, retagged, run_tagged};
 use super::errors::SqlStateErrors;
 use super::errors::{api_error, user_error};
 use super::format_options::SessionFormatOptions;
-use super::prepared_names::{PreparedNames, PreparedStatements, folded, not_prepared};
+use super::prepared_names::{
+    PreparedNames, PreparedStatements, SqlPrepared, executed_statement, folded, not_prepared,
+};
 use super::session_plans::{
     ParsedText, PreparedQueryPlan, SessionPlans, SimpleQueryPlan, bind_parameters,
     declared_parameter_types, may_change_plans, parse_text, plan_key, plan_prepare, plan_query,
@@ -543,14 +545,10 @@ impl SessionQueries {
                 }
                 "DEALLOCATE"
             }
-            PreparedStatements::Prepare {
-                name,
-                data_types,
-                statement,
-            } => {
+            PreparedStatements::Prepare(written) => {
                 let stop = self.begin_query(client, query);
                 let state = self.session.state();
-                let plan = plan_prepare(&state, name.clone(), data_types.clone(), statement);
+                let plan = plan_prepare(&state, written.clone(), self.plans.epoch());
                 // Boxed, as every rare and large step of a query is (see `copy_out`).
                 let prepared = stop.until_stopped(Box::pin(plan)).await?;
                 self.prepared.prepare(prepared)?;
@@ -561,9 +559,9 @@ impl SessionQueries {
     }
 
     /// Runs `execute`, an `EXECUTE name [(parameters)]` plan (`query` its text): the statement
-    /// SQL `PREPARE` kept, its parameters bound, as a plain query runs, its rows in `format` with
-    /// PostgreSQL's column names and types, or as a data change, tagged as PostgreSQL tags it
-    /// (`INSERT 0 1`).
+    /// SQL `PREPARE` kept ([`Self::current_sql_prepared`]), its parameters bound, as a plain
+    /// query runs, its rows in `format` with PostgreSQL's column names and types, or as a data
+    /// change, tagged as PostgreSQL tags it (`INSERT 0 1`).
     async fn executed<C: ClientInfo>(
         &self,
         client: &C,
@@ -572,8 +570,10 @@ impl SessionQueries {
         format: &Format,
     ) -> PgWireResult<Response> {
         let stop = self.begin_query(client, query);
-        let (plan, tag) = self.prepared.bound(&self.session.state(), execute)?;
-        if let Some(tag) = tag {
+        let (name, parameters) = executed_statement(execute)?;
+        let prepared = self.current_sql_prepared(name, &stop).await?;
+        let plan = prepared.bound(&self.session.state(), parameters)?;
+        if let Some(tag) = prepared.tag {
             // Boxed, as every rare and large step of a query is (see `copy_out`).
             let changed = Box::pin(run_tagged(&self.session, plan, tag));
             return stop.until_stopped(changed).await;
@@ -581,6 +581,33 @@ impl SessionQueries {
         let options = self.format_options.of(client.metadata());
         let run = self.plans.run_once(plan, format, options);
         Ok(cancellable(stop.until_stopped(run).await?, stop))
+    }
+
+    /// The statement SQL `PREPARE` kept under `name`, planned again when anything it may read
+    /// has changed since it was planned (the plan epoch moved: DDL, `SET`, new access), as
+    /// PostgreSQL plans it again: `42P01` once its table is gone, `0A000` when its columns
+    /// are no longer those the client was told.
+    async fn current_sql_prepared(
+        &self,
+        name: &str,
+        stop: &QueryStop,
+    ) -> PgWireResult<Arc<SqlPrepared>> {
+        let prepared = self.prepared.sql_prepared(name)?;
+        let epoch = self.plans.epoch();
+        if prepared.planned_at == epoch {
+            return Ok(prepared);
+        }
+        let state = self.session.state();
+        // Boxed, as every rare and large step of a query is (see `copy_out`).
+        let plan = Box::pin(plan_prepare(&state, prepared.written.clone(), epoch));
+        let replanned = stop.until_stopped(plan).await?;
+        if !prepared.answers_as(&replanned)? {
+            return Err(user_error(
+                "0A000",
+                "cached plan must not change result type",
+            ));
+        }
+        Ok(self.prepared.replanned(replanned))
     }
 
     /// Resolves the session user's access again when it is older than [`ACCESS_REFRESH`] or
@@ -1314,10 +1341,12 @@ impl QueryParser for SessionParser {
             Some((_, execute @ LogicalPlan::Statement(PlanStatement::Execute(_)))) => {
                 // `EXECUTE name`: the columns of the statement it runs; a data change answers
                 // with its tag alone.
-                let (plan, tag) = self.prepared.bound(&self.session.state(), execute)?;
-                if tag.is_some() {
+                let (name, parameters) = executed_statement(execute)?;
+                let prepared = self.prepared.sql_prepared(name)?;
+                if prepared.tag.is_some() {
                     return Ok(Vec::new());
                 }
+                let plan = prepared.bound(&self.session.state(), parameters)?;
                 let format = column_format.unwrap_or(&Format::UnifiedText);
                 result_fields(plan.schema().as_arrow(), format, None)
             }

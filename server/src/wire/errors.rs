@@ -94,6 +94,19 @@ fn plan_sqlstate(message: &str) -> &'static str {
     }
 }
 
+/// PostgreSQL's words for DataFusion's `table 'quantatom.public.t' not found`: `relation "t"
+/// does not exist`, the table named as a query in the default schema names it.
+fn undefined_table(message: &str) -> Option<String> {
+    let (_, quoted) = message.split_once('\'')?;
+    let (name, _) = quoted.rsplit_once('\'')?;
+    let name = name
+        .strip_prefix(quantatom_engine::CATALOG)
+        .and_then(|name| name.strip_prefix('.'))
+        .unwrap_or(name);
+    let name = name.strip_prefix("public.").unwrap_or(name);
+    Some(format!("relation \"{name}\" does not exist"))
+}
+
 /// The [`ErrorHandler`] that gives engine errors their SQLSTATE.
 #[derive(Debug, Default)]
 pub(crate) struct SqlStateErrors;
@@ -106,6 +119,9 @@ impl ErrorHandler for SqlStateErrors {
                 // Quantatom's own errors are worded for the user already.
                 Some(df) => match df.find_root() {
                     DataFusionError::External(own) => own.to_string(),
+                    DataFusionError::Plan(message) if code == "42P01" => {
+                        undefined_table(message).unwrap_or_else(|| df.strip_backtrace())
+                    }
                     _ => df.strip_backtrace(),
                 },
                 None => inner.to_string(),
@@ -123,6 +139,27 @@ impl ErrorHandler for SqlStateErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_undefined_table_is_named_as_postgresql_names_it() {
+        for (message, expected) in [
+            (
+                "table 'quantatom.public.nosuch' not found",
+                "relation \"nosuch\" does not exist",
+            ),
+            (
+                "table 'quantatom.dim.nosuch' not found",
+                "relation \"dim.nosuch\" does not exist",
+            ),
+            (
+                "table 'other.s.it's' not found",
+                "relation \"other.s.it's\" does not exist",
+            ),
+        ] {
+            assert_eq!(undefined_table(message).as_deref(), Some(expected));
+        }
+        assert_eq!(undefined_table("table nosuch not found"), None);
+    }
 
     #[test]
     fn engine_errors_have_postgresql_sqlstates() {

@@ -26,7 +26,7 @@ mod format_options;
 mod pg_settings;
 mod prepared_names;
 mod query_metrics;
-mod regproc_literals;
+mod reg_literals;
 mod roles_catalog;
 mod search_path;
 mod session_hooks;

@@ -23,10 +23,13 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::sql::sqlparser::ast::{DataType, DiscardObject, Ident, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use pgwire::api::Type;
+use pgwire::api::portal::Format;
 use pgwire::error::{PgWireError, PgWireResult};
 use quantatom_udfs::postgres_cast;
 
 use super::errors::{api_error, user_error};
+use super::text_types::result_fields;
 
 /// What a query text asks of a connection's prepared statements.
 #[derive(Debug, PartialEq)]
@@ -36,11 +39,7 @@ pub(crate) enum PreparedStatements {
     /// `DISCARD ALL`: forget every one, then reset the session as the settings hook does.
     DiscardAll,
     /// SQL `PREPARE name [(data_types)] AS statement`: one more, by the name as written.
-    Prepare {
-        name: Ident,
-        data_types: Vec<DataType>,
-        statement: Box<Statement>,
-    },
+    Prepare(WrittenPrepare),
     /// `DEALLOCATE name`: forget one, which may have been prepared through the protocol
     /// (psycopg deallocates its statements so when it has prepared too many).
     Deallocate(Ident),
@@ -77,16 +76,25 @@ impl PreparedStatements {
                 name,
                 data_types,
                 statement,
-            } => Some(Self::Prepare {
+            } => Some(Self::Prepare(WrittenPrepare {
                 name: name.clone(),
                 data_types: data_types.clone(),
                 statement: statement.clone(),
-            }),
+            })),
             Statement::Deallocate { name, .. } => Some(Self::Deallocate(name.clone())),
             Statement::Execute { .. } => Some(Self::Execute(Box::new(statement.clone()))),
             _ => None,
         }
     }
+}
+
+/// SQL `PREPARE name [(data_types)] AS statement` as written: planned when it runs, and again
+/// whenever what its statement reads may have changed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct WrittenPrepare {
+    pub(crate) name: Ident,
+    pub(crate) data_types: Vec<DataType>,
+    pub(crate) statement: Box<Statement>,
 }
 
 /// The statements a connection prepared: the names of those stored by a Parse, and the plans
@@ -97,12 +105,53 @@ pub(crate) struct PreparedNames {
     sql: Mutex<HashMap<String, Arc<SqlPrepared>>>,
 }
 
-/// A statement prepared with SQL `PREPARE`: its analysed plan, and the tag it answers with
-/// when it is a data change.
+/// A statement prepared with SQL `PREPARE`: its analysed plan, the tag it answers with when it
+/// is a data change, and what it was planned from, when (the plan epoch then).
 #[derive(Debug)]
 pub(crate) struct SqlPrepared {
     pub(crate) prepare: Prepare,
     pub(crate) tag: Option<&'static str>,
+    pub(crate) written: WrittenPrepare,
+    pub(crate) planned_at: u64,
+}
+
+impl SqlPrepared {
+    /// The plan `EXECUTE` runs with `parameters` ([`bind_execute`]).
+    pub(crate) fn bound(
+        &self,
+        state: &SessionState,
+        parameters: &[Expr],
+    ) -> PgWireResult<LogicalPlan> {
+        bind_execute(state, &self.prepare, parameters.to_vec())
+    }
+
+    /// Whether `replanned` answers as this plan does: the same tag, or columns of the same
+    /// names and PostgreSQL types (a `timestamptz` is one whatever the session's time zone).
+    /// PostgreSQL refuses to run a statement planned again otherwise (`0A000` `cached plan
+    /// must not change result type`), since its client was told the columns.
+    pub(crate) fn answers_as(&self, replanned: &SqlPrepared) -> PgWireResult<bool> {
+        let columns = |prepared: &SqlPrepared| -> PgWireResult<Vec<(String, Type)>> {
+            let schema = Arc::clone(prepared.prepare.input.schema());
+            Ok(
+                result_fields(schema.as_arrow(), &Format::UnifiedText, None)?
+                    .into_iter()
+                    .map(|field| (field.name().to_owned(), field.datatype().clone()))
+                    .collect(),
+            )
+        };
+        Ok(self.tag == replanned.tag
+            && (self.tag.is_some() || columns(self)? == columns(replanned)?))
+    }
+}
+
+/// The name and the parameters of `execute`, an `EXECUTE name [(parameters)]` plan.
+pub(crate) fn executed_statement(execute: &LogicalPlan) -> PgWireResult<(&str, &[Expr])> {
+    match execute {
+        LogicalPlan::Statement(PlanStatement::Execute(Execute {
+            name, parameters, ..
+        })) => Ok((name, parameters)),
+        _ => Err(user_error("XX000", "EXECUTE expected")),
+    }
 }
 
 /// `name` as PostgreSQL (and DataFusion's planner) folds it: its ASCII letters in lower case
@@ -178,23 +227,15 @@ impl PreparedNames {
         sql.remove(&folded(name)).is_some()
     }
 
-    /// The plan `execute` (an `EXECUTE name [(parameters)]` plan) runs: the statement SQL
-    /// `PREPARE` stored under its name, its parameters bound ([`bind_execute`]); with the tag
-    /// it answers with when it is a data change.
-    pub(crate) fn bound(
-        &self,
-        state: &SessionState,
-        execute: &LogicalPlan,
-    ) -> PgWireResult<(LogicalPlan, Option<&'static str>)> {
-        let LogicalPlan::Statement(PlanStatement::Execute(Execute {
-            name, parameters, ..
-        })) = execute
-        else {
-            return Err(user_error("XX000", "EXECUTE expected"));
-        };
-        let prepared = self.sql_prepared(name)?;
-        let plan = bind_execute(state, &prepared.prepare, parameters.clone())?;
-        Ok((plan, prepared.tag))
+    /// Keeps `replanned` in place of the statement of its name, when that is still kept; the
+    /// statement to run either way.
+    pub(crate) fn replanned(&self, replanned: SqlPrepared) -> Arc<SqlPrepared> {
+        let replanned = Arc::new(replanned);
+        let mut sql = self.sql.lock().expect("prepared names poisoned");
+        if let Some(kept) = sql.get_mut(&replanned.prepare.name) {
+            *kept = Arc::clone(&replanned);
+        }
+        replanned
     }
 
     /// Forgets every statement: the SQL ones, and the names stored by Parse, returned to be
@@ -278,14 +319,13 @@ mod tests {
             PreparedStatements::parse("DISCARD ALL"),
             Some(PreparedStatements::DiscardAll)
         );
-        let Some(PreparedStatements::Prepare {
-            name, data_types, ..
-        }) = PreparedStatements::parse("PREPARE \"Q\" (int) AS SELECT $1")
+        let Some(PreparedStatements::Prepare(written)) =
+            PreparedStatements::parse("PREPARE \"Q\" (int) AS SELECT $1")
         else {
             panic!("PREPARE not recognised");
         };
         assert_eq!(
-            (name, data_types),
+            (written.name, written.data_types),
             (Ident::with_quote('"', "Q"), vec![DataType::Int(None)])
         );
         // A statement named "all", and other statements.
@@ -333,6 +373,14 @@ mod tests {
         names.parsed("");
         let prepare = |name: &str| SqlPrepared {
             tag: None,
+            written: WrittenPrepare {
+                name: Ident::new(name),
+                data_types: Vec::new(),
+                statement: Box::new(
+                    Parser::parse_sql(&PostgreSqlDialect {}, "SELECT 1").unwrap()[0].clone(),
+                ),
+            },
+            planned_at: 0,
             prepare: Prepare {
                 name: name.to_owned(),
                 fields: Vec::new(),

@@ -14,7 +14,7 @@ use datafusion::logical_expr::{LogicalPlan, Prepare, Statement as PlanStatement}
 use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{DataType as SqlDataType, Ident, Statement};
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -43,8 +43,8 @@ use super::data_rows::data_rows;
 use super::direct_planning::needs_direct_planning;
 use super::dml_tags::{change_tag, dml_tag};
 use super::errors::{api_error, user_error};
-use super::prepared_names::SqlPrepared;
-use super::regproc_literals::with_regproc_literals_as_names;
+use super::prepared_names::{SqlPrepared, WrittenPrepare};
+use super::reg_literals::with_reg_literals_resolvable;
 use super::text_types::{for_the_wire, result_fields, with_text_parameters};
 use super::values_types::type_values_columns;
 
@@ -118,6 +118,11 @@ impl SessionPlans {
             cache: PlanCache::new(epoch),
             session,
         }
+    }
+
+    /// The plan epoch now: it moves when anything a plan reads may have changed.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.cache.plans().epoch().current()
     }
 
     /// Records that a statement which may change what queries mean has run.
@@ -300,7 +305,7 @@ pub(crate) enum PreparedQueryPlan {
 pub(crate) struct PlainQuery {
     /// As written when it must bypass datafusion-pg-catalog's rewrites (see
     /// [`super::direct_planning`]), else after those rewrites and ours
-    /// ([`super::regproc_literals`], [`super::array_subquery`]).
+    /// ([`super::reg_literals`], [`super::array_subquery`]).
     pub(crate) statement: Statement,
     /// Its output columns' PostgreSQL names, from the query as the client wrote it (the
     /// rewrites alias and replace SELECT items, and repeated ones are given aliases of their
@@ -343,8 +348,9 @@ pub(crate) fn parse_text(sql: &str) -> ParsedText {
         let names = OutputNames::of(&statement);
         return ParsedText::Query(PlainQuery::new(statement, names));
     }
-    let regproc_as_names = with_regproc_literals_as_names(sql);
-    let Ok(mut statements) = COMPATIBILITY_PARSER.parse(regproc_as_names.as_deref().unwrap_or(sql))
+    let reg_literals_resolvable = with_reg_literals_resolvable(sql);
+    let Ok(mut statements) =
+        COMPATIBILITY_PARSER.parse(reg_literals_resolvable.as_deref().unwrap_or(sql))
     else {
         return ParsedText::Other {
             changes_plans: false,
@@ -415,22 +421,21 @@ fn typed_and_named(plan: LogicalPlan, names: &OutputNames) -> DfResult<LogicalPl
 /// numeric. A parameter takes its declared type, else the type the plan gives it (a cast of
 /// it, `$1::int`, gives its target), else text, as PostgreSQL infers one; more types may be
 /// declared than the statement uses. Any other statement is refused, as PostgreSQL refuses it
-/// (`42601`).
+/// (`42601`). `epoch` is the plan epoch as planning starts.
 pub(crate) async fn plan_prepare(
     state: &SessionState,
-    name: Ident,
-    data_types: Vec<SqlDataType>,
-    statement: &Statement,
+    written: WrittenPrepare,
+    epoch: u64,
 ) -> PgWireResult<SqlPrepared> {
-    let tag = change_tag(statement);
-    let (statement, names) = match parse_text(&statement.to_string()) {
+    let tag = change_tag(&written.statement);
+    let (statement, names) = match parse_text(&written.statement.to_string()) {
         ParsedText::Query(query) => (query.statement, Some(query.names)),
-        ParsedText::Other { .. } => (statement.clone(), None),
+        ParsedText::Other { .. } => (written.statement.as_ref().clone(), None),
     };
-    let declared = !data_types.is_empty();
+    let declared = !written.data_types.is_empty();
     let prepare = Statement::Prepare {
-        name,
-        data_types,
+        name: written.name.clone(),
+        data_types: written.data_types.clone(),
         statement: Box::new(statement),
     };
     let plan = state
@@ -481,6 +486,8 @@ pub(crate) async fn plan_prepare(
             input: Arc::new(input),
         },
         tag,
+        written,
+        planned_at: epoch,
     })
 }
 

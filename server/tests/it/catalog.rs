@@ -112,6 +112,29 @@ async fn constraint_views_exist_with_postgres_columns_and_user_tables_stay_in_pu
     server.stop().await;
 }
 
+/// A `pg_catalog` table named without its schema, cast to `regclass`, is found as PostgreSQL
+/// finds it (`pg_catalog` is searched first): tools match `pg_description.classoid` with
+/// `'pg_class'::regclass`, which failed with a non-nullable column holding a null.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_tables_cast_to_regclass_are_found_without_their_schema() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let same = "SELECT 'pg_class'::regclass = 'pg_catalog.pg_class'::regclass, \
+                'pg_type'::regclass::oid = (SELECT c.oid FROM pg_catalog.pg_class c \
+                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                WHERE n.nspname = 'pg_catalog' AND c.relname = 'pg_type')";
+    assert_eq!(value(&client, same).await, "t");
+    let row = client
+        .query_one(same, &[])
+        .await
+        .expect("extended protocol");
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
+    let described = "SELECT count(*) FROM pg_catalog.pg_description d \
+                     WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0";
+    assert_eq!(value(&client, described).await, "0");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn array_subqueries_answer_through_both_protocols() {
     let server = TestServer::start().await;

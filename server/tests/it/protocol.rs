@@ -235,6 +235,60 @@ async fn cancel_request_stops_a_running_query() {
     server.stop().await;
 }
 
+/// A join's output can be endless without its input moving: a cross join makes millions of
+/// rows from each batch it reads, and the aggregate above it drains them in one poll of a task
+/// of its own, which an abort stops only when it yields (DataFusion's joins take no
+/// cooperative budget). The client got its 57014 while that task went on for hours, holding
+/// a worker thread: two such queries stopped, and the server's two workers served no one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_statement_timeout_stop_a_cross_join_and_free_its_workers() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let cancel = client.cancel_token();
+    // 15,000 cells to the third power: hours of counting.
+    let endless = "SELECT count(*) FROM cube.finance a, cube.finance b, cube.finance c";
+    let running = tokio::spawn(async move {
+        let outcome = client.simple_query(endless).await;
+        (client, outcome)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel
+        .cancel_query(NoTls)
+        .await
+        .expect("cancel request is sent");
+    // Liveness guards, not timings (a test still hanging is stopped by nextest's timeout).
+    let (client, outcome) = tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .expect("the join stops after the cancel request")
+        .unwrap();
+    let error = outcome.expect_err("the join was cancelled");
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
+
+    client
+        .simple_query("SET statement_timeout = '1s'")
+        .await
+        .unwrap();
+    let timed_out = tokio::time::timeout(Duration::from_secs(60), client.simple_query(endless))
+        .await
+        .expect("the join stops at its statement timeout")
+        .expect_err("the join timed out");
+    assert_eq!(timed_out.code(), Some(&SqlState::QUERY_CANCELED));
+    assert_eq!(
+        timed_out.as_db_error().unwrap().message(),
+        "canceling statement due to statement timeout"
+    );
+    // Both joins' work stopped with them, or it would hold both workers now.
+    let other = tokio::time::timeout(Duration::from_secs(60), async {
+        let other = server.client().await;
+        value(&other, "SELECT 41 + 1").await
+    })
+    .await
+    .expect("another connection is served after the joins stopped");
+    assert_eq!(other, "42");
+    assert_eq!(value(&client, "SELECT 1").await, "1");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_request_stops_a_query_while_its_rows_stream() {
     use futures::StreamExt;
@@ -1144,8 +1198,11 @@ async fn sql_prepared_statements_answer_as_postgresql_does() {
             Some(&SqlState::DUPLICATE_PSTATEMENT),
             "{error}"
         );
+        let replanned = replanned_after_ddl_and_set(server).await;
         server.batch_execute("DEALLOCATE ALL").await.unwrap();
-        answers.push((names, values, described, tagged, numeric, analysed));
+        answers.push((
+            names, values, described, tagged, numeric, analysed, replanned,
+        ));
     }
     assert_eq!(
         answers[0].0,
@@ -1153,6 +1210,59 @@ async fn sql_prepared_statements_answer_as_postgresql_does() {
         "EXECUTE's column names"
     );
     assert_eq!(answers[0], answers[1]);
+}
+
+/// What `EXECUTE` of statements prepared before a table they read is dropped and created again,
+/// and before a `SET`, answers in `server`: each answer's rows, or its SQLSTATE and message.
+/// PostgreSQL plans such a statement again, and refuses to run it once its columns change.
+async fn replanned_after_ddl_and_set(server: &tokio_postgres::Client) -> Vec<String> {
+    let answer = |sql: &'static str| async move {
+        match server.simple_query(sql).await {
+            Ok(messages) => format!("{:?}", text_rows_of(&messages)),
+            Err(error) => {
+                let error = error.as_db_error().expect("a database error");
+                format!("{}: {}", error.code().code(), error.message())
+            }
+        }
+    };
+    server
+        .batch_execute(
+            "DROP TABLE IF EXISTS prepared_replanned; \
+             CREATE TABLE prepared_replanned (a int); \
+             INSERT INTO prepared_replanned VALUES (1); \
+             PREPARE r AS SELECT * FROM prepared_replanned; \
+             PREPARE z AS SELECT timestamptz '2024-01-01 12:00:00+00'",
+        )
+        .await
+        .unwrap();
+    let mut answers = vec![answer("EXECUTE r").await, answer("EXECUTE z").await];
+    server
+        .batch_execute("DROP TABLE prepared_replanned; SET timezone = 'Asia/Tokyo'")
+        .await
+        .unwrap();
+    answers.push(answer("EXECUTE r").await);
+    answers.push(answer("EXECUTE z").await);
+    server
+        .batch_execute(
+            "RESET timezone; CREATE TABLE prepared_replanned (a int, b text); \
+             INSERT INTO prepared_replanned VALUES (2, 'x')",
+        )
+        .await
+        .unwrap();
+    answers.push(answer("EXECUTE r").await);
+    server
+        .batch_execute(
+            "DROP TABLE prepared_replanned; CREATE TABLE prepared_replanned (a int); \
+             INSERT INTO prepared_replanned VALUES (3)",
+        )
+        .await
+        .unwrap();
+    answers.push(answer("EXECUTE r").await);
+    server
+        .batch_execute("DROP TABLE prepared_replanned")
+        .await
+        .unwrap();
+    answers
 }
 
 /// `json` and `jsonb` casts, operators and functions on documents of every shape.
