@@ -543,6 +543,8 @@ async fn session_template(
     state.add_analyzer_rule(Arc::new(quantatom_udfs::LikeEscapeRule));
     state.add_analyzer_rule(Arc::new(quantatom_udfs::InputFunctionRule));
     state.add_analyzer_rule(Arc::new(quantatom_udfs::DatetimeTextRule));
+    // After DataFusion's type coercion, whose casts to text it rewrites too.
+    state.add_analyzer_rule(Arc::new(quantatom_udfs::TemporalTextRule));
     state.add_analyzer_rule(Arc::new(scalar_subqueries::ScalarSubqueryRule));
     // Before the DML rules rewrite writes: it checks the statement as its user wrote it.
     state.add_analyzer_rule(Arc::new(access_rule::EnforceAccess));

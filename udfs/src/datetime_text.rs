@@ -6,11 +6,13 @@
 //! `YYYY-MM-DD HH:MM:SS`. [`DatetimeTextRule`] writes those spellings out in full in every
 //! text literal cast to a timestamp or date, written or implied (`ts > '2024-01-31 10:00'`
 //! compares with a cast), and leaves any other text as it is, so what Arrow reads, and how, is
-//! unchanged. (Text computed at run time, a column or a parameter, is Arrow's to read.)
+//! unchanged. A text literal cast to an interval is read as PostgreSQL reads it
+//! ([`postgres_interval`]: `'1 day 04:05:06'::interval`), where PostgreSQL's form differs
+//! from Arrow's. (Text computed at run time, a column or a parameter, is Arrow's to read.)
 
 use std::borrow::Cow;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, IntervalUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Result, ScalarValue};
@@ -18,6 +20,7 @@ use datafusion::logical_expr::expr::{Cast, TryCast};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::optimizer::AnalyzerRule;
 
+use crate::interval_text::postgres_interval;
 use crate::plan_rewrite::rewrite_expressions;
 
 /// `text` with a date's one-digit month or day, a one-digit hour and missing seconds written
@@ -88,6 +91,12 @@ pub struct DatetimeTextRule;
 impl AnalyzerRule for DatetimeTextRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         rewrite_expressions(plan, |expr| match expr {
+            Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })
+                if is_interval(field.data_type())
+                    && let Some(interval) = interval_literal(&expr) =>
+            {
+                Ok(Transformed::yes(interval))
+            }
             Expr::Cast(Cast { expr, field }) if is_datetime(field.data_type()) => {
                 Ok(written_out(*expr).map_data(|expr| {
                     Ok(Expr::Cast(Cast {
@@ -111,6 +120,29 @@ impl AnalyzerRule for DatetimeTextRule {
     fn name(&self) -> &str {
         "datetime_text"
     }
+}
+
+/// The interval `expr` is, when it is a text literal PostgreSQL's interval input reads
+/// ([`postgres_interval`]).
+fn interval_literal(expr: &Expr) -> Option<Expr> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    let (ScalarValue::Utf8(Some(text))
+    | ScalarValue::Utf8View(Some(text))
+    | ScalarValue::LargeUtf8(Some(text))) = value
+    else {
+        return None;
+    };
+    let interval = postgres_interval(text)?;
+    Some(Expr::Literal(
+        ScalarValue::IntervalMonthDayNano(Some(interval)),
+        None,
+    ))
+}
+
+fn is_interval(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Interval(IntervalUnit::MonthDayNano))
 }
 
 /// `expr` with its text written out when it is a text literal that needs it.

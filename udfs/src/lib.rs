@@ -13,12 +13,14 @@
 //! [`PostgresNumericRule`] types casts to a bare `numeric`, decimal quotients, written numbers
 //! and decimals meeting floats as PostgreSQL does. [`IntervalArithmeticPlanner`] plans an
 //! interval times or divided by a number; [`PostgresMathFunction`] adds PostgreSQL's `mod`,
-//! `div`, `sign` and `ceiling`.
+//! `div`, `sign` and `ceiling`. [`TemporalTextRule`] writes timestamps, times and intervals
+//! cast to text as PostgreSQL does.
 
 pub mod datetime_text;
 mod evaluation;
 mod input_functions;
 mod interval_arithmetic;
+pub mod interval_text;
 pub mod json;
 pub mod json_agg;
 pub mod json_build;
@@ -33,6 +35,7 @@ mod plan_rewrite;
 mod planner;
 mod postgres_math;
 mod tagged_text;
+mod temporal_text;
 pub mod uuid;
 mod variance;
 
@@ -58,6 +61,7 @@ pub use plan_rewrite::rewrite_expressions;
 pub use planner::LtreeOperatorPlanner;
 pub use postgres_math::PostgresMathFunction;
 pub use tagged_text::{POSTGRES_TYPE_KEY, postgres_type_of, tagged_text_field};
+pub use temporal_text::{TemporalTextFunction, TemporalTextRule, write_duration, write_interval};
 pub use variance::VarianceFunction;
 
 /// Every aggregate function this crate provides (the JSON aggregates of [`json_agg`]), ready

@@ -23,6 +23,7 @@ mod dml_tags;
 pub mod errors;
 pub mod float_text;
 mod format_options;
+mod interval_literals;
 mod pg_settings;
 mod prepared_names;
 mod query_metrics;

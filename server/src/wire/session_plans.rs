@@ -43,6 +43,7 @@ use super::data_rows::data_rows;
 use super::direct_planning::needs_direct_planning;
 use super::dml_tags::{change_tag, dml_tag};
 use super::errors::{api_error, user_error};
+use super::interval_literals::rewrite_interval_literals;
 use super::prepared_names::{SqlPrepared, WrittenPrepare};
 use super::reg_literals::with_reg_literals_resolvable;
 use super::text_types::{for_the_wire, result_fields, with_text_parameters};
@@ -316,8 +317,9 @@ pub(crate) struct PlainQuery {
 impl PlainQuery {
     /// `statement`, whose columns PostgreSQL names `names`, made ready for DataFusion: columns
     /// named as PostgreSQL names them, `ORDER BY` keys resolved, repeated items told apart,
-    /// `VALUES` columns typed.
+    /// `VALUES` columns typed, interval literals read as PostgreSQL reads them.
     fn new(mut statement: Statement, names: OutputNames) -> Self {
+        rewrite_interval_literals(&mut statement);
         name_nested_columns(&mut statement);
         resolve_order_by_keys(&mut statement);
         distinguish_repeated_items(&mut statement);

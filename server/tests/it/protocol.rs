@@ -1074,12 +1074,37 @@ const INTERVAL_QUERIES: [&str; 7] = [
     "SELECT interval '3 days 5 hours' / 4, interval '1 day' * 1e-3",
 ];
 
+/// Timestamps, times, intervals and timestamp differences as text, cast or coerced, and
+/// intervals and differences as the wire sends them (a `+` after a negative part, days);
+/// interval text in PostgreSQL's forms read back.
+const TEMPORAL_TEXT_QUERIES: [&str; 11] = [
+    "SELECT interval '02:30:00', interval '1 day 04:05:06', '1:00'::interval, CAST('-1 days +02:00:00' AS interval)",
+    "SELECT interval '1 mon -3 days', interval '-1 year -2 mons +3 days -04:00:00', interval '@ 1 hour ago', interval '1.5 years', interval '1.5 months'",
+    "SELECT timestamp '2024-01-01 10:00' + '02:30'::interval, timestamp '2024-01-01 10:00' - interval '1 day 01:00', interval '1 day 02:00' * 2",
+    "SELECT interval '90', interval '1 week', interval '2w 3h', interval '1' day",
+    "SELECT timestamptz '2024-01-01 12:00:00.5+00'::text, timestamp '2024-01-01 12:00:00.250'::text, CAST(timestamp '2024-01-01 12:00' AS varchar), now()::text LIKE '____-__-__ __:__:%'",
+    "SELECT time '12:00:00.5'::text, interval '1 day'::text, interval '1 year 2 months 3 days 4 hours 5 minutes 6.5 seconds'::text, CAST(interval '0 seconds' AS text), NULL::timestamp::text",
+    "SELECT (interval '-1 day' + interval '2 hours')::text, interval '-1 day' + interval '2 hours', interval '1 month' - interval '3 days'",
+    "SELECT timestamp '2024-01-03 12:00' - timestamp '2024-01-01 10:30', (timestamp '2024-01-01 10:30' - timestamp '2024-01-03 12:00')::text, timestamp '2024-01-01 10:30:00.5' - timestamp '2024-01-01 10:30'",
+    "SELECT 'at ' || timestamp '2024-01-01 12:00:00', 'took ' || interval '90 minutes', 'on ' || timestamptz '2024-06-01 00:00:00+02'",
+    "SELECT x::text, x - timestamp '2024-01-01' FROM (VALUES (timestamp '2024-01-01 00:00:00'), (timestamp '2024-06-01 10:00:01.000001'), (NULL)) t(x) ORDER BY x",
+    "SELECT max(x) - min(x) FROM (VALUES (timestamp '2024-01-01'), (timestamp '2024-03-01 06:00')) t(x)",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interval_arithmetic_answers_as_postgresql_does() {
     let postgres = test_postgres().await;
     let server = TestServer::start().await;
     let client = server.client().await;
     answer_alike(&client, &postgres, &INTERVAL_QUERIES).await;
+    answer_alike(&client, &postgres, &TEMPORAL_TEXT_QUERIES).await;
+    for server in [&client, &postgres] {
+        server
+            .batch_execute("SET timezone = 'Asia/Kolkata'")
+            .await
+            .unwrap();
+    }
+    answer_alike(&client, &postgres, &TEMPORAL_TEXT_QUERIES).await;
     for (sql, code) in [
         ("SELECT interval '1 day' / 0", SqlState::DIVISION_BY_ZERO),
         (

@@ -1,0 +1,445 @@
+//! Timestamps, times and intervals as text, written as PostgreSQL writes them, wherever one
+//! becomes text: a cast (`now()::text`, `CAST(ts AS varchar)`) or a coercion (`'at ' || ts`).
+//!
+//! DataFusion casts them to text with Arrow's formatter, which writes `2024-01-01T12:00:00Z`,
+//! `12:00:00.500` and `1 days` where PostgreSQL writes `2024-01-01 12:00:00+00`, `12:00:00.5`
+//! and `1 day`. [`TemporalTextRule`], an analyzer rule run after DataFusion's type coercion (so
+//! that the casts coercion adds are seen too), turns each such cast into a call of
+//! `temporal_text` ([`TemporalTextFunction`]), which writes PostgreSQL's ISO style: a
+//! `timestamptz` in the session's time zone with its offset (`+09`, `+05:30`), fractions of a
+//! second to the microsecond without trailing zeros, years before 1 as `BC`, an interval's
+//! years, months and days by name and its time as `HH:MM:SS`, with `+` before a positive
+//! part that follows a negative one (`-1 days +02:00:00`). A timestamp difference (Arrow's
+//! duration) is written as the interval PostgreSQL's difference is: days and a time. Dates are
+//! left to Arrow, whose ISO text is PostgreSQL's.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike};
+use datafusion::arrow::array::timezone::Tz;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::datatypes::{
+    DataType, DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType,
+    DurationSecondType, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit,
+    IntervalYearMonthType, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
+    Time64NanosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use datafusion::arrow::temporal_conversions::as_datetime;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+const MICROSECONDS_PER_SECOND: i64 = 1_000_000;
+const MICROSECONDS_PER_DAY: i64 = 86_400 * MICROSECONDS_PER_SECOND;
+
+/// The analyzer rule that writes timestamps, times and intervals cast to text as PostgreSQL
+/// does (see the module documentation).
+#[derive(Debug, Default)]
+pub struct TemporalTextRule;
+
+impl AnalyzerRule for TemporalTextRule {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        let function = Arc::new(ScalarUDF::from(TemporalTextFunction::new()));
+        plan.transform_up_with_subqueries(|node| {
+            let schema = match node.inputs().as_slice() {
+                [] => Arc::clone(node.schema()),
+                inputs => Arc::new(merge_schema(inputs)),
+            };
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|expr| {
+                let name = names.save(&expr);
+                expr.transform_up(|expr| as_postgres_text(expr, &schema, &function))?
+                    .map_data(|expr| Ok(name.restore(expr)))
+            })
+        })
+        .map(|transformed| transformed.data)
+    }
+
+    fn name(&self) -> &str {
+        "temporal_text"
+    }
+}
+
+/// `expr` as `temporal_text(...)` when it casts a timestamp, time, interval or duration (its
+/// type in `schema`) to text; as it is otherwise.
+fn as_postgres_text(
+    expr: Expr,
+    schema: &DFSchema,
+    function: &Arc<ScalarUDF>,
+) -> Result<Transformed<Expr>> {
+    let (Expr::Cast(Cast { expr: inner, field }) | Expr::TryCast(TryCast { expr: inner, field })) =
+        &expr
+    else {
+        return Ok(Transformed::no(expr));
+    };
+    let to_text = matches!(
+        field.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    if !to_text || !is_temporal(&inner.get_type(schema)?) {
+        return Ok(Transformed::no(expr));
+    }
+    let text = Expr::ScalarFunction(ScalarFunction::new_udf(
+        Arc::clone(function),
+        vec![inner.as_ref().clone()],
+    ));
+    Ok(Transformed::yes(match field.data_type() {
+        DataType::Utf8 => text,
+        _ => Expr::Cast(Cast {
+            expr: Box::new(text),
+            field: Arc::clone(field),
+        }),
+    }))
+}
+
+/// Whether `data_type` is one [`TemporalTextFunction`] writes.
+fn is_temporal(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Timestamp(..)
+            | DataType::Time32(_)
+            | DataType::Time64(_)
+            | DataType::Interval(_)
+            | DataType::Duration(_)
+    )
+}
+
+/// `temporal_text(value)`: a timestamp, time, interval or duration as PostgreSQL writes it;
+/// a `timestamptz` in the session's time zone (DataFusion's `execution.time_zone`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TemporalTextFunction {
+    signature: Signature,
+}
+
+impl TemporalTextFunction {
+    /// The function, as [`TemporalTextRule`] calls it.
+    pub fn new() -> Self {
+        Self {
+            // The text of a `timestamptz` depends on the session's time zone.
+            signature: Signature::any(1, Volatility::Stable),
+        }
+    }
+}
+
+impl Default for TemporalTextFunction {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for TemporalTextFunction {
+    fn name(&self) -> &str {
+        "temporal_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return exec_err!("temporal_text takes one value");
+        };
+        let zone = args.config_options.execution.time_zone.as_deref();
+        match value {
+            ColumnarValue::Array(values) => {
+                Ok(ColumnarValue::Array(Arc::new(texts(values, zone)?)))
+            }
+            ColumnarValue::Scalar(value) => {
+                let texts = texts(&value.to_array()?, zone)?;
+                ScalarValue::try_from_array(&texts, 0).map(ColumnarValue::Scalar)
+            }
+        }
+    }
+}
+
+/// Each of `values` as PostgreSQL's text, a `timestamptz` in `session_zone` when there is one.
+fn texts(values: &ArrayRef, session_zone: Option<&str>) -> Result<ArrayRef> {
+    let mut texts = StringBuilder::with_capacity(values.len(), values.len() * 24);
+    let mut text = String::new();
+    for row in 0..values.len() {
+        if values.is_null(row) {
+            texts.append_null();
+            continue;
+        }
+        text.clear();
+        write_value(&mut text, values, row, session_zone)?;
+        texts.append_value(&text);
+    }
+    Ok(Arc::new(texts.finish()))
+}
+
+/// Writes the value at `row` of `values` to `out`.
+fn write_value(
+    out: &mut String,
+    values: &ArrayRef,
+    row: usize,
+    session_zone: Option<&str>,
+) -> Result<()> {
+    use DataType as D;
+    match values.data_type() {
+        D::Timestamp(unit, zone) => {
+            let Some(utc) = timestamp_at(values, row, *unit) else {
+                return exec_err!("timestamp out of range");
+            };
+            match zone.as_deref().map(|zone| session_zone.unwrap_or(zone)) {
+                None => write_timestamp(out, &utc),
+                Some(zone) => {
+                    let zone: Tz = zone.parse()?;
+                    let local = zone.from_utc_datetime(&utc);
+                    write_timestamp(out, &local.naive_local());
+                    write_offset(out, local.offset().fix().local_minus_utc());
+                }
+            }
+        }
+        D::Time32(TimeUnit::Second) => {
+            let seconds = values.as_primitive::<Time32SecondType>().value(row);
+            write_time_of_day(out, i64::from(seconds) * MICROSECONDS_PER_SECOND);
+        }
+        D::Time32(_) => {
+            let millis = values.as_primitive::<Time32MillisecondType>().value(row);
+            write_time_of_day(out, i64::from(millis) * 1_000);
+        }
+        D::Time64(TimeUnit::Microsecond) => {
+            write_time_of_day(
+                out,
+                values.as_primitive::<Time64MicrosecondType>().value(row),
+            );
+        }
+        D::Time64(_) => {
+            let nanos = values.as_primitive::<Time64NanosecondType>().value(row);
+            write_time_of_day(out, nanos / 1_000);
+        }
+        D::Interval(IntervalUnit::YearMonth) => {
+            let months = values.as_primitive::<IntervalYearMonthType>().value(row);
+            write_interval(out, months, 0, 0);
+        }
+        D::Interval(IntervalUnit::DayTime) => {
+            let value = values.as_primitive::<IntervalDayTimeType>().value(row);
+            write_interval(out, 0, value.days, i64::from(value.milliseconds) * 1_000);
+        }
+        D::Interval(IntervalUnit::MonthDayNano) => {
+            let value = values.as_primitive::<IntervalMonthDayNanoType>().value(row);
+            write_interval(out, value.months, value.days, value.nanoseconds / 1_000);
+        }
+        D::Duration(unit) => {
+            let micros = match unit {
+                TimeUnit::Second => values
+                    .as_primitive::<DurationSecondType>()
+                    .value(row)
+                    .saturating_mul(MICROSECONDS_PER_SECOND),
+                TimeUnit::Millisecond => values
+                    .as_primitive::<DurationMillisecondType>()
+                    .value(row)
+                    .saturating_mul(1_000),
+                TimeUnit::Microsecond => {
+                    values.as_primitive::<DurationMicrosecondType>().value(row)
+                }
+                TimeUnit::Nanosecond => {
+                    values.as_primitive::<DurationNanosecondType>().value(row) / 1_000
+                }
+            };
+            write_duration(out, micros);
+        }
+        other => return exec_err!("temporal_text cannot write {other}"),
+    }
+    Ok(())
+}
+
+/// The UTC time of the timestamp at `row` of `values`, held in `unit`, to the microsecond as
+/// PostgreSQL keeps it.
+fn timestamp_at(values: &ArrayRef, row: usize, unit: TimeUnit) -> Option<NaiveDateTime> {
+    match unit {
+        TimeUnit::Second => as_datetime::<TimestampSecondType>(
+            values.as_primitive::<TimestampSecondType>().value(row),
+        ),
+        TimeUnit::Millisecond => as_datetime::<TimestampMillisecondType>(
+            values.as_primitive::<TimestampMillisecondType>().value(row),
+        ),
+        TimeUnit::Microsecond => as_datetime::<TimestampMicrosecondType>(
+            values.as_primitive::<TimestampMicrosecondType>().value(row),
+        ),
+        TimeUnit::Nanosecond => {
+            let nanos = values.as_primitive::<TimestampNanosecondType>().value(row);
+            as_datetime::<TimestampMicrosecondType>(nanos.div_euclid(1_000))
+        }
+    }
+}
+
+/// `2024-01-01 12:00:00.5`; a year before 1 as PostgreSQL's `0001-01-01 00:00:00 BC`.
+fn write_timestamp(out: &mut String, at: &NaiveDateTime) {
+    let year = at.year();
+    let shown = if year > 0 { year } else { 1 - year };
+    let _ = write!(out, "{shown:04}-{:02}-{:02} ", at.month(), at.day());
+    write_clock(out, at.time());
+    if year <= 0 {
+        out.push_str(" BC");
+    }
+}
+
+/// `12:00:00` or `12:00:00.25`, from microseconds since midnight (`micros` is not negative).
+fn write_time_of_day(out: &mut String, micros: i64) {
+    let seconds = micros.div_euclid(MICROSECONDS_PER_SECOND);
+    let fraction = micros.rem_euclid(MICROSECONDS_PER_SECOND);
+    let _ = write!(
+        out,
+        "{:02}:{:02}:{:02}",
+        seconds / 3_600,
+        seconds / 60 % 60,
+        seconds % 60
+    );
+    write_fraction(out, fraction);
+}
+
+/// A time of day, to the microsecond.
+fn write_clock(out: &mut String, time: NaiveTime) {
+    let micros = i64::from(time.num_seconds_from_midnight()) * MICROSECONDS_PER_SECOND
+        + i64::from(time.nanosecond() / 1_000);
+    write_time_of_day(out, micros);
+}
+
+/// `.25` for 250,000 microseconds; nothing for none.
+fn write_fraction(out: &mut String, micros: i64) {
+    if micros == 0 {
+        return;
+    }
+    let digits = format!("{micros:06}");
+    out.push('.');
+    out.push_str(digits.trim_end_matches('0'));
+}
+
+/// A UTC offset as PostgreSQL writes it: `+09`, `+05:30`, `-00:00:36`.
+fn write_offset(out: &mut String, seconds: i32) {
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let seconds = seconds.unsigned_abs();
+    let _ = write!(out, "{sign}{:02}", seconds / 3_600);
+    if seconds % 3_600 != 0 {
+        let _ = write!(out, ":{:02}", seconds / 60 % 60);
+    }
+    if seconds % 60 != 0 {
+        let _ = write!(out, ":{:02}", seconds % 60);
+    }
+}
+
+/// A timestamp difference of `micros` microseconds, as PostgreSQL writes the interval its
+/// difference is: whole days, then the time (`2 days 01:30:00`).
+pub fn write_duration(out: &mut String, micros: i64) {
+    let days = micros / MICROSECONDS_PER_DAY;
+    // Beyond 5.8 million years of days; the rest is time then.
+    let days = i32::try_from(days).unwrap_or(0);
+    write_interval(
+        out,
+        0,
+        days,
+        micros - i64::from(days) * MICROSECONDS_PER_DAY,
+    );
+}
+
+/// An interval in PostgreSQL's default style: `1 year 2 mons -3 days +04:05:06.5`, and
+/// `00:00:00` for none.
+pub fn write_interval(out: &mut String, months: i32, days: i32, micros: i64) {
+    // Each part is signed; after a negative one, a positive one is written with `+`.
+    let mut nothing_yet = true;
+    let mut after_negative = false;
+    for (value, unit) in [(months / 12, "year"), (months % 12, "mon"), (days, "day")] {
+        if value == 0 {
+            continue;
+        }
+        let space = if nothing_yet { "" } else { " " };
+        let plus = if after_negative && value > 0 { "+" } else { "" };
+        let plural = if value == 1 { "" } else { "s" };
+        let _ = write!(out, "{space}{plus}{value} {unit}{plural}");
+        after_negative = value < 0;
+        nothing_yet = false;
+    }
+    if nothing_yet || micros != 0 {
+        if !nothing_yet {
+            out.push(' ');
+        }
+        if micros < 0 {
+            out.push('-');
+        } else if after_negative {
+            out.push('+');
+        }
+        // Hours past 24 as they are (`30:00:00`).
+        write_time_of_day(out, micros.saturating_abs());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+
+    /// The UTC time `utc` in `zone`.
+    fn local(zone: &str, utc: &str) -> DateTime<Tz> {
+        let zone: Tz = zone.parse().unwrap();
+        let utc = NaiveDateTime::parse_from_str(utc, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+        zone.from_utc_datetime(&utc)
+    }
+
+    fn interval(months: i32, days: i32, micros: i64) -> String {
+        let mut out = String::new();
+        write_interval(&mut out, months, days, micros);
+        out
+    }
+
+    #[test]
+    fn intervals_are_written_as_postgresql_writes_them() {
+        let hour = 3_600 * MICROSECONDS_PER_SECOND;
+        assert_eq!(interval(0, 0, 0), "00:00:00");
+        assert_eq!(interval(0, 1, 0), "1 day");
+        assert_eq!(
+            interval(14, 3, 4 * hour + 5 * 60_000_000 + 6_500_000),
+            "1 year 2 mons 3 days 04:05:06.5"
+        );
+        assert_eq!(interval(0, -1, 2 * hour), "-1 days +02:00:00");
+        assert_eq!(
+            interval(-13, 2, -hour),
+            "-1 years -1 mons +2 days -01:00:00"
+        );
+        assert_eq!(interval(1, 0, 0), "1 mon");
+        assert_eq!(interval(0, 0, 30 * hour + 1), "30:00:00.000001");
+        assert_eq!(interval(0, 0, -1_500_000), "-00:00:01.5");
+        let mut out = String::new();
+        write_duration(&mut out, -(49 * hour + 30 * 60_000_000));
+        assert_eq!(out, "-2 days -01:30:00");
+    }
+
+    #[test]
+    fn timestamps_and_offsets_are_written_as_postgresql_writes_them() {
+        let mut out = String::new();
+        let at = local("Asia/Kolkata", "2024-01-01 12:00:00.25");
+        write_timestamp(&mut out, &at.naive_local());
+        write_offset(&mut out, at.offset().fix().local_minus_utc());
+        assert_eq!(out, "2024-01-01 17:30:00.25+05:30");
+        out.clear();
+        let at = local("+00:00", "2024-01-01 12:00:00");
+        write_timestamp(&mut out, &at.naive_local());
+        write_offset(&mut out, at.offset().fix().local_minus_utc());
+        assert_eq!(out, "2024-01-01 12:00:00+00");
+        out.clear();
+        let bc =
+            NaiveDateTime::parse_from_str("-0044-03-15 00:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        write_timestamp(&mut out, &bc);
+        assert_eq!(out, "0045-03-15 00:00:00 BC");
+        out.clear();
+        write_offset(&mut out, -36);
+        assert_eq!(out, "-00:00:36");
+    }
+}
