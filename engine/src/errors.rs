@@ -3,6 +3,7 @@
 use datafusion::common::DataFusionError;
 use quantatom_table_providers::mdf::MdfError;
 use quantatom_table_providers::metadata::MetadataError;
+use quantatom_udfs::interval_text::InvalidIntervalText;
 use quantatom_udfs::json::JsonError;
 use quantatom_udfs::uuid::UuidError;
 use quantatom_udfs::{IntervalOutOfRange, LtreeError};
@@ -23,6 +24,8 @@ pub fn sqlstate(error: &DataFusionError) -> Option<&'static str> {
     } else if let Some(e) = inner.downcast_ref::<UuidError>() {
         Some(e.sqlstate())
     } else if let Some(e) = inner.downcast_ref::<IntervalOutOfRange>() {
+        Some(e.sqlstate())
+    } else if let Some(e) = inner.downcast_ref::<InvalidIntervalText>() {
         Some(e.sqlstate())
     } else if let Some(e) = inner.downcast_ref::<MoreThanOneRow>() {
         Some(e.sqlstate())

@@ -6,12 +6,14 @@
 //! and `1 day`. [`TemporalTextRule`], an analyzer rule run after DataFusion's type coercion (so
 //! that the casts coercion adds are seen too), turns each such cast into a call of
 //! `temporal_text` ([`TemporalTextFunction`]), which writes PostgreSQL's ISO style: a
-//! `timestamptz` in the session's time zone with its offset (`+09`, `+05:30`), fractions of a
+//! `timestamptz` in its time zone with its offset (`+09`, `+05:30`), fractions of a
 //! second to the microsecond without trailing zeros, years before 1 as `BC`, an interval's
 //! years, months and days by name and its time as `HH:MM:SS`, with `+` before a positive
 //! part that follows a negative one (`-1 days +02:00:00`). A timestamp difference (Arrow's
 //! duration) is written as the interval PostgreSQL's difference is: days and a time. Dates are
-//! left to Arrow, whose ISO text is PostgreSQL's.
+//! left to Arrow, whose ISO text is PostgreSQL's. The other way, text cast to an interval while
+//! a query runs is read as PostgreSQL reads it (`interval_in`, [`IntervalInFunction`]), so
+//! interval text reads back.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use datafusion::arrow::temporal_conversions::as_datetime;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
-use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
@@ -38,6 +40,8 @@ use datafusion::logical_expr::{
     Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
+
+use crate::interval_text::IntervalInFunction;
 
 const MICROSECONDS_PER_SECOND: i64 = 1_000_000;
 const MICROSECONDS_PER_DAY: i64 = 86_400 * MICROSECONDS_PER_SECOND;
@@ -49,7 +53,10 @@ pub struct TemporalTextRule;
 
 impl AnalyzerRule for TemporalTextRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let function = Arc::new(ScalarUDF::from(TemporalTextFunction::new()));
+        let functions = TextFunctions {
+            temporal_text: Arc::new(ScalarUDF::from(TemporalTextFunction::new())),
+            interval_in: Arc::new(ScalarUDF::from(IntervalInFunction::new())),
+        };
         plan.transform_up_with_subqueries(|node| {
             let schema = match node.inputs().as_slice() {
                 [] => Arc::clone(node.schema()),
@@ -58,7 +65,7 @@ impl AnalyzerRule for TemporalTextRule {
             let names = NamePreserver::new(&node);
             node.map_expressions(|expr| {
                 let name = names.save(&expr);
-                expr.transform_up(|expr| as_postgres_text(expr, &schema, &function))?
+                expr.transform_up(|expr| as_postgres_text(expr, &schema, &functions))?
                     .map_data(|expr| Ok(name.restore(expr)))
             })
         })
@@ -70,27 +77,47 @@ impl AnalyzerRule for TemporalTextRule {
     }
 }
 
+/// The functions [`TemporalTextRule`] calls.
+struct TextFunctions {
+    temporal_text: Arc<ScalarUDF>,
+    interval_in: Arc<ScalarUDF>,
+}
+
 /// `expr` as `temporal_text(...)` when it casts a timestamp, time, interval or duration (its
-/// type in `schema`) to text; as it is otherwise.
+/// type in `schema`) to text, as `interval_in(...)` when it casts text to an interval; as it
+/// is otherwise. (`TRY_CAST`, not PostgreSQL's, keeps Arrow's cast and its NULLs.)
 fn as_postgres_text(
     expr: Expr,
     schema: &DFSchema,
-    function: &Arc<ScalarUDF>,
+    functions: &TextFunctions,
 ) -> Result<Transformed<Expr>> {
-    let (Expr::Cast(Cast { expr: inner, field }) | Expr::TryCast(TryCast { expr: inner, field })) =
-        &expr
-    else {
+    let Expr::Cast(Cast { expr: inner, field }) = &expr else {
         return Ok(Transformed::no(expr));
     };
-    let to_text = matches!(
+    let is_text = |data_type: &DataType| {
+        matches!(
+            data_type,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        )
+    };
+    let from = inner.get_type(schema)?;
+    if matches!(
         field.data_type(),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    );
-    if !to_text || !is_temporal(&inner.get_type(schema)?) {
+        DataType::Interval(IntervalUnit::MonthDayNano)
+    ) && is_text(&from)
+    {
+        return Ok(Transformed::yes(Expr::ScalarFunction(
+            ScalarFunction::new_udf(
+                Arc::clone(&functions.interval_in),
+                vec![inner.as_ref().clone()],
+            ),
+        )));
+    }
+    if !is_text(field.data_type()) || !is_temporal(&from) {
         return Ok(Transformed::no(expr));
     }
     let text = Expr::ScalarFunction(ScalarFunction::new_udf(
-        Arc::clone(function),
+        Arc::clone(&functions.temporal_text),
         vec![inner.as_ref().clone()],
     ));
     Ok(Transformed::yes(match field.data_type() {
@@ -115,7 +142,9 @@ fn is_temporal(data_type: &DataType) -> bool {
 }
 
 /// `temporal_text(value)`: a timestamp, time, interval or duration as PostgreSQL writes it;
-/// a `timestamptz` in the session's time zone (DataFusion's `execution.time_zone`).
+/// a `timestamptz` in its own time zone, which is the session's (DataFusion gives literals and
+/// `now()` `execution.time_zone`, and a `SET TimeZone` plans queries again), as the server
+/// sends one.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TemporalTextFunction {
     signature: Signature,
@@ -125,8 +154,7 @@ impl TemporalTextFunction {
     /// The function, as [`TemporalTextRule`] calls it.
     pub fn new() -> Self {
         Self {
-            // The text of a `timestamptz` depends on the session's time zone.
-            signature: Signature::any(1, Volatility::Stable),
+            signature: Signature::any(1, Volatility::Immutable),
         }
     }
 }
@@ -154,21 +182,18 @@ impl ScalarUDFImpl for TemporalTextFunction {
         let [value] = args.args.as_slice() else {
             return exec_err!("temporal_text takes one value");
         };
-        let zone = args.config_options.execution.time_zone.as_deref();
         match value {
-            ColumnarValue::Array(values) => {
-                Ok(ColumnarValue::Array(Arc::new(texts(values, zone)?)))
-            }
+            ColumnarValue::Array(values) => Ok(ColumnarValue::Array(Arc::new(texts(values)?))),
             ColumnarValue::Scalar(value) => {
-                let texts = texts(&value.to_array()?, zone)?;
+                let texts = texts(&value.to_array()?)?;
                 ScalarValue::try_from_array(&texts, 0).map(ColumnarValue::Scalar)
             }
         }
     }
 }
 
-/// Each of `values` as PostgreSQL's text, a `timestamptz` in `session_zone` when there is one.
-fn texts(values: &ArrayRef, session_zone: Option<&str>) -> Result<ArrayRef> {
+/// Each of `values` as PostgreSQL's text.
+fn texts(values: &ArrayRef) -> Result<ArrayRef> {
     let mut texts = StringBuilder::with_capacity(values.len(), values.len() * 24);
     let mut text = String::new();
     for row in 0..values.len() {
@@ -177,32 +202,27 @@ fn texts(values: &ArrayRef, session_zone: Option<&str>) -> Result<ArrayRef> {
             continue;
         }
         text.clear();
-        write_value(&mut text, values, row, session_zone)?;
+        write_value(&mut text, values, row)?;
         texts.append_value(&text);
     }
     Ok(Arc::new(texts.finish()))
 }
 
 /// Writes the value at `row` of `values` to `out`.
-fn write_value(
-    out: &mut String,
-    values: &ArrayRef,
-    row: usize,
-    session_zone: Option<&str>,
-) -> Result<()> {
+fn write_value(out: &mut String, values: &ArrayRef, row: usize) -> Result<()> {
     use DataType as D;
     match values.data_type() {
         D::Timestamp(unit, zone) => {
             let Some(utc) = timestamp_at(values, row, *unit) else {
                 return exec_err!("timestamp out of range");
             };
-            match zone.as_deref().map(|zone| session_zone.unwrap_or(zone)) {
-                None => write_timestamp(out, &utc),
+            match zone {
+                None => write_timestamp(out, &utc, None),
                 Some(zone) => {
                     let zone: Tz = zone.parse()?;
                     let local = zone.from_utc_datetime(&utc);
-                    write_timestamp(out, &local.naive_local());
-                    write_offset(out, local.offset().fix().local_minus_utc());
+                    let offset = local.offset().fix().local_minus_utc();
+                    write_timestamp(out, &local.naive_local(), Some(offset));
                 }
             }
         }
@@ -280,12 +300,16 @@ fn timestamp_at(values: &ArrayRef, row: usize, unit: TimeUnit) -> Option<NaiveDa
     }
 }
 
-/// `2024-01-01 12:00:00.5`; a year before 1 as PostgreSQL's `0001-01-01 00:00:00 BC`.
-fn write_timestamp(out: &mut String, at: &NaiveDateTime) {
+/// `2024-01-01 12:00:00.5`, with its UTC `offset` in seconds when it has one (`+05:30`); a
+/// year before 1 as PostgreSQL's `0001-01-01 00:00:00+00 BC`.
+fn write_timestamp(out: &mut String, at: &NaiveDateTime, offset: Option<i32>) {
     let year = at.year();
     let shown = if year > 0 { year } else { 1 - year };
     let _ = write!(out, "{shown:04}-{:02}-{:02} ", at.month(), at.day());
     write_clock(out, at.time());
+    if let Some(offset) = offset {
+        write_offset(out, offset);
+    }
     if year <= 0 {
         out.push_str(" BC");
     }
@@ -425,19 +449,25 @@ mod tests {
     fn timestamps_and_offsets_are_written_as_postgresql_writes_them() {
         let mut out = String::new();
         let at = local("Asia/Kolkata", "2024-01-01 12:00:00.25");
-        write_timestamp(&mut out, &at.naive_local());
-        write_offset(&mut out, at.offset().fix().local_minus_utc());
+        write_timestamp(
+            &mut out,
+            &at.naive_local(),
+            Some(at.offset().fix().local_minus_utc()),
+        );
         assert_eq!(out, "2024-01-01 17:30:00.25+05:30");
         out.clear();
         let at = local("+00:00", "2024-01-01 12:00:00");
-        write_timestamp(&mut out, &at.naive_local());
-        write_offset(&mut out, at.offset().fix().local_minus_utc());
+        write_timestamp(
+            &mut out,
+            &at.naive_local(),
+            Some(at.offset().fix().local_minus_utc()),
+        );
         assert_eq!(out, "2024-01-01 12:00:00+00");
         out.clear();
         let bc =
             NaiveDateTime::parse_from_str("-0044-03-15 00:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
-        write_timestamp(&mut out, &bc);
-        assert_eq!(out, "0045-03-15 00:00:00 BC");
+        write_timestamp(&mut out, &bc, Some(-12_652));
+        assert_eq!(out, "0045-03-15 00:00:00-03:30:52 BC");
         out.clear();
         write_offset(&mut out, -36);
         assert_eq!(out, "-00:00:36");

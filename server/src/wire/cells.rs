@@ -38,8 +38,8 @@ pub(crate) enum ColumnCells {
     /// Intervals sent as text in the `postgres` interval style: written here as PostgreSQL
     /// writes them ([`write_interval`]; arrow-pg leaves out the `+` of `-1 days +02:00:00`).
     IntervalText(IntervalMonthDayNanoArray),
-    /// Timestamp differences (durations, in microseconds) sent as text: written as the
-    /// interval PostgreSQL's difference is ([`write_duration`]: `2 days 01:30:00`, where
+    /// Timestamp differences (durations, in microseconds) sent as text in the `postgres`
+    /// interval style: written as the interval PostgreSQL's difference is ([`write_duration`]: `2 days 01:30:00`, where
     /// arrow-pg writes `49:30:00`).
     DurationText(Int64Array),
     /// Strings (not PostgreSQL `"char"` columns): each value as it is.
@@ -80,7 +80,13 @@ impl ColumnCells {
             {
                 Self::IntervalText(array.as_primitive::<IntervalMonthDayNanoType>().clone())
             }
-            DataType::Duration(_) if pg_field.format() == FieldFormat::Text => {
+            DataType::Duration(_)
+                if pg_field.format() == FieldFormat::Text
+                    && pg_field
+                        .format_options()
+                        .interval_style
+                        .eq_ignore_ascii_case("postgres") =>
+            {
                 match cast(array, &DataType::Duration(TimeUnit::Microsecond))
                     .and_then(|micros| cast(&micros, &DataType::Int64))
                 {

@@ -1077,7 +1077,9 @@ const INTERVAL_QUERIES: [&str; 7] = [
 /// Timestamps, times, intervals and timestamp differences as text, cast or coerced, and
 /// intervals and differences as the wire sends them (a `+` after a negative part, days);
 /// interval text in PostgreSQL's forms read back.
-const TEMPORAL_TEXT_QUERIES: [&str; 11] = [
+const TEMPORAL_TEXT_QUERIES: [&str; 13] = [
+    "SELECT interval '1 day 2 hours'::text::interval, x::text::interval, '1 day 04:05:06'::varchar::interval, y::interval FROM (VALUES (interval '-1 days +02:00', '1 day 04:05')) t(x, y)",
+    "SELECT interval '0.375 years', interval '1.5 microseconds', interval '1.9999995 seconds', interval '1 12:00:00', interval '1:30.5', interval '00:00:60', interval '@ 1 day, 2 hours'",
     "SELECT interval '02:30:00', interval '1 day 04:05:06', '1:00'::interval, CAST('-1 days +02:00:00' AS interval)",
     "SELECT interval '1 mon -3 days', interval '-1 year -2 mons +3 days -04:00:00', interval '@ 1 hour ago', interval '1.5 years', interval '1.5 months'",
     "SELECT timestamp '2024-01-01 10:00' + '02:30'::interval, timestamp '2024-01-01 10:00' - interval '1 day 01:00', interval '1 day 02:00' * 2",
@@ -1110,6 +1112,10 @@ async fn interval_arithmetic_answers_as_postgresql_does() {
         (
             "SELECT interval '2147483647 months' * 2",
             SqlState::DATETIME_VALUE_OUT_OF_RANGE,
+        ),
+        (
+            "SELECT x::interval FROM (VALUES ('1 day'), ('nonsense')) t(x)",
+            SqlState::INVALID_DATETIME_FORMAT,
         ),
     ] {
         for server in [&client, &postgres] {
