@@ -15,8 +15,9 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-const MICROSECONDS_PER_SECOND: i64 = 1_000_000;
-const MICROSECONDS_PER_DAY: i64 = 86_400 * MICROSECONDS_PER_SECOND;
+/// Microseconds in a second, and in a day (of an interval: 24 hours).
+pub(crate) const MICROSECONDS_PER_SECOND: i64 = 1_000_000;
+pub(crate) const MICROSECONDS_PER_DAY: i64 = 86_400 * MICROSECONDS_PER_SECOND;
 
 /// The fields of an interval a part of its text sets; each may be set once, as in PostgreSQL.
 #[derive(Clone, Copy, PartialEq)]

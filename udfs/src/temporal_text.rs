@@ -41,13 +41,11 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-use crate::interval_text::IntervalInFunction;
-
-const MICROSECONDS_PER_SECOND: i64 = 1_000_000;
-const MICROSECONDS_PER_DAY: i64 = 86_400 * MICROSECONDS_PER_SECOND;
+use crate::interval_text::{IntervalInFunction, MICROSECONDS_PER_DAY, MICROSECONDS_PER_SECOND};
 
 /// The analyzer rule that writes timestamps, times and intervals cast to text as PostgreSQL
-/// does (see the module documentation).
+/// does, and reads text cast to an interval as PostgreSQL does (see the module
+/// documentation).
 #[derive(Debug, Default)]
 pub struct TemporalTextRule;
 
