@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, IntervalMonthDayNano, Schema};
 use datafusion::common::Result;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::expr::Cast;
@@ -32,6 +32,7 @@ use pgwire::api::stmt::StoredStatement;
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 use quantatom_engine::postgres_column_names::postgres_column_name;
+use quantatom_udfs::interval_text::postgres_interval;
 use quantatom_udfs::json::{Document, JSON, JSONB};
 use quantatom_udfs::ltree::{LQUERY, LTREE};
 use quantatom_udfs::uuid::{UUID, UuidError, canonical_uuid, parse_uuid, uuid_text};
@@ -236,9 +237,20 @@ fn wire_form(
     Ok(binary.then(|| Arc::new(bytes.finish()) as ArrayRef))
 }
 
+/// How a parameter is given to arrow-pg's decoder.
+enum Readable {
+    /// A `uuid`/`json`/`jsonb` parameter, as text.
+    TextBacked(TextBackedType),
+    /// An interval sent as text that PostgreSQL's interval input reads, in binary: arrow-pg
+    /// reads fewer forms (not `-1 days +02:00:00` or `02:30`, which PostgreSQL sends).
+    Interval(IntervalMonthDayNano),
+}
+
 /// `portal` with its `uuid`/`json`/`jsonb` parameters turned into text parameters, which
-/// arrow-pg's decoder (it has no such types) reads; `None` when it has none. A parameter's type
-/// is the one the client declared, else the one the server described (`wire_types`).
+/// arrow-pg's decoder (it has no such types) reads, and its interval parameters sent as text
+/// read as PostgreSQL reads them ([`postgres_interval`]) and turned into binary ones; `None`
+/// when it has neither. A parameter's type is the one the client declared, else the one the
+/// server described (`wire_types`).
 pub(crate) fn with_text_parameters<S: Clone + Default>(
     portal: &Portal<S>,
     wire_types: &[Type],
@@ -253,16 +265,22 @@ pub(crate) fn with_text_parameters<S: Clone + Default>(
                 .flatten()
         })
         .collect();
-    let kind_at = |index: usize| -> Option<TextBackedType> {
+    let readable_at = |index: usize| -> Option<Readable> {
         let sent = declared[index]
             .clone()
             .filter(|declared| *declared != Type::UNKNOWN)
             .or_else(|| wire_types.get(index).cloned())?;
+        if sent == Type::INTERVAL && !portal.parameter_format.is_binary(index) {
+            let text = std::str::from_utf8(portal.parameters[index].as_deref()?).ok()?;
+            return postgres_interval(text).map(Readable::Interval);
+        }
         TextBackedType::ALL
             .into_iter()
             .find(|kind| kind.wire_type() == sent)
+            .map(Readable::TextBacked)
     };
-    if !(0..portal.parameter_len()).any(|index| kind_at(index).is_some()) {
+    let readable: Vec<Option<Readable>> = (0..portal.parameter_len()).map(readable_at).collect();
+    if readable.iter().all(Option::is_none) {
         return Ok(None);
     }
     let mut parameter_types = declared.clone();
@@ -270,14 +288,31 @@ pub(crate) fn with_text_parameters<S: Clone + Default>(
     let mut formats: Vec<i16> = (0..portal.parameter_len())
         .map(|index| i16::from(portal.parameter_format.is_binary(index)))
         .collect();
-    for index in 0..portal.parameter_len() {
-        let Some(kind) = kind_at(index) else { continue };
-        parameter_types[index] = Some(Type::TEXT);
-        if let Some(bytes) = &parameters[index] {
-            let binary = portal.parameter_format.is_binary(index);
-            parameters[index] = Some(Bytes::from(text_of_parameter(kind, bytes, binary)?));
+    for (index, readable) in readable.into_iter().enumerate() {
+        match readable {
+            None => {}
+            Some(Readable::TextBacked(kind)) => {
+                parameter_types[index] = Some(Type::TEXT);
+                if let Some(bytes) = &parameters[index] {
+                    let binary = portal.parameter_format.is_binary(index);
+                    parameters[index] = Some(Bytes::from(text_of_parameter(kind, bytes, binary)?));
+                }
+                formats[index] = 0;
+            }
+            Some(Readable::Interval(interval)) => {
+                // PostgreSQL's binary interval: microseconds, days, months.
+                let micros = interval.nanoseconds / 1_000;
+                let binary = [
+                    &micros.to_be_bytes()[..],
+                    &interval.days.to_be_bytes(),
+                    &interval.months.to_be_bytes(),
+                ]
+                .concat();
+                parameter_types[index] = Some(Type::INTERVAL);
+                parameters[index] = Some(Bytes::from(binary));
+                formats[index] = 1;
+            }
         }
-        formats[index] = 0;
     }
     let statement = StoredStatement::new(
         portal.statement.id.clone(),

@@ -132,6 +132,12 @@ with psycopg.connect(URL, autocommit=True) as conn:
     scaled = [conn.execute("SELECT interval '1 day' * %s", [factor]).fetchone()[0] for factor in (2, 1.5, None)]
     check("interval times a parameter", scaled,
           [datetime.timedelta(days=2), datetime.timedelta(days=1, hours=12), None])
+    # Interval parameters sent as text in PostgreSQL's forms, what it sends among them.
+    read = [conn.execute("SELECT %s::interval", [text]).fetchone()[0]
+            for text in ("-1 days +02:00:00", "02:30", "1 day 04:05:06.5", "3 hrs")]
+    check("interval text parameters in PostgreSQL's forms", read,
+          [datetime.timedelta(days=-1, hours=2), datetime.timedelta(hours=2, minutes=30),
+           datetime.timedelta(days=1, hours=4, minutes=5, seconds=6.5), datetime.timedelta(hours=3)])
 
     # The extended protocol (binary results, pipeline mode, pgJDBC) runs DEALLOCATE, PREPARE
     # and EXECUTE as the simple one does; a statement closed by a Close message is gone.
