@@ -206,8 +206,9 @@ fn texts(values: &ArrayRef) -> Result<ArrayRef> {
     Ok(Arc::new(texts.finish()))
 }
 
-/// Writes the value at `row` of `values` to `out`.
-fn write_value(out: &mut String, values: &ArrayRef, row: usize) -> Result<()> {
+/// Writes the value at `row` of `values` (a timestamp, time, interval or duration, not NULL)
+/// to `out` as PostgreSQL's text in its `ISO` date style.
+pub fn write_value(out: &mut String, values: &ArrayRef, row: usize) -> Result<()> {
     use DataType as D;
     match values.data_type() {
         D::Timestamp(unit, zone) => {

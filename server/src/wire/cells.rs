@@ -23,8 +23,9 @@ use datafusion_postgres::arrow_pg::encoder::{Encoder, encode_value};
 use pgwire::api::Type;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::PgWireResult;
-use quantatom_udfs::{write_duration, write_interval};
+use quantatom_udfs::{write_duration, write_interval, write_value};
 
+use super::errors::api_error;
 use super::float_text::FloatText;
 
 /// How the values of one column of a batch are encoded.
@@ -38,6 +39,10 @@ pub(crate) enum ColumnCells {
     /// Intervals sent as text in the `postgres` interval style: written here as PostgreSQL
     /// writes them ([`write_interval`]; arrow-pg leaves out the `+` of `-1 days +02:00:00`).
     IntervalText(IntervalMonthDayNanoArray),
+    /// Timestamps with a time zone sent as text in the `ISO` date style: written as PostgreSQL
+    /// writes them ([`write_value`]; arrow-pg drops the minutes of an offset, sending
+    /// `17:30:00+05` for `17:30:00+05:30`, which a client reads as another instant).
+    ZonedTimestampText(ArrayRef),
     /// Timestamp differences (durations, in microseconds) sent as text in the `postgres`
     /// interval style: written as the interval PostgreSQL's difference is ([`write_duration`]: `2 days 01:30:00`, where
     /// arrow-pg writes `49:30:00`).
@@ -79,6 +84,12 @@ impl ColumnCells {
                         .eq_ignore_ascii_case("postgres") =>
             {
                 Self::IntervalText(array.as_primitive::<IntervalMonthDayNanoType>().clone())
+            }
+            DataType::Timestamp(_, Some(_))
+                if pg_field.format() == FieldFormat::Text
+                    && pg_field.format_options().date_style.starts_with("ISO") =>
+            {
+                Self::ZonedTimestampText(ArrayRef::clone(array))
             }
             DataType::Duration(_)
                 if pg_field.format() == FieldFormat::Text
@@ -152,6 +163,14 @@ impl ColumnCells {
                     interval.days,
                     interval.nanoseconds / 1_000,
                 );
+                encoder.encode_field(&Some(text.as_str()), pg_field)
+            }
+            Self::ZonedTimestampText(timestamps) => {
+                if timestamps.is_null(row) {
+                    return encoder.encode_field(&None::<&str>, pg_field);
+                }
+                let mut text = String::with_capacity(32);
+                write_value(&mut text, timestamps, row).map_err(api_error)?;
                 encoder.encode_field(&Some(text.as_str()), pg_field)
             }
             Self::DurationText(micros) => {

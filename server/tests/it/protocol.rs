@@ -1075,9 +1075,11 @@ const INTERVAL_QUERIES: [&str; 7] = [
 ];
 
 /// Timestamps, times, intervals and timestamp differences as text, cast or coerced, and
-/// intervals and differences as the wire sends them (a `+` after a negative part, days);
+/// intervals, differences and zoned timestamps as the wire sends them (a `+` after a negative
+/// part, days, an offset's minutes: `+05:30`);
 /// interval text in PostgreSQL's forms read back.
-const TEMPORAL_TEXT_QUERIES: [&str; 13] = [
+const TEMPORAL_TEXT_QUERIES: [&str; 14] = [
+    "SELECT timestamptz '2024-01-01 12:00:00.5+00', timestamptz '1850-06-01 00:00+00', timestamp '2024-01-01 12:00:00.5'",
     "SELECT interval '1 day 2 hours'::text::interval, x::text::interval, '1 day 04:05:06'::varchar::interval, y::interval FROM (VALUES (interval '-1 days +02:00', '1 day 04:05')) t(x, y)",
     "SELECT interval '0.375 years', interval '1.5 microseconds', interval '1.9999995 seconds', interval '1 12:00:00', interval '1:30.5', interval '00:00:60', interval '@ 1 day, 2 hours'",
     "SELECT interval '02:30:00', interval '1 day 04:05:06', '1:00'::interval, CAST('-1 days +02:00:00' AS interval)",
