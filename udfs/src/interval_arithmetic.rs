@@ -12,7 +12,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, IntervalMonthDayNanoArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, IntervalMonthDayNanoArray};
 use datafusion::arrow::datatypes::{
     DataType, Field, Float64Type, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit,
 };
@@ -24,6 +24,8 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
 };
+
+use crate::evaluation::evaluate;
 
 /// Days in a month, and seconds in a day, as PostgreSQL carries fractions down.
 const DAYS_PER_MONTH: f64 = 30.0;
@@ -111,19 +113,19 @@ impl ScalarUDFImpl for IntervalScaleFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        let [interval, number] = args.args.as_slice() else {
-            return exec_err!("{} takes an interval and a number", self.name());
-        };
-        let scalars = matches!(
-            (interval, number),
-            (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))
-        );
-        let intervals = interval.to_array(rows)?;
-        let numbers = number.to_array(rows)?;
+        evaluate(&args.args, |arrays| match arrays {
+            [intervals, numbers] => self.scaled_all(intervals, numbers),
+            _ => exec_err!("{} takes an interval and a number", self.name()),
+        })
+    }
+}
+
+impl IntervalScaleFunction {
+    /// Each of `intervals` scaled by the number beside it in `numbers`.
+    fn scaled_all(&self, intervals: &ArrayRef, numbers: &ArrayRef) -> Result<ArrayRef> {
         let intervals = intervals.as_primitive::<IntervalMonthDayNanoType>();
         let numbers = numbers.as_primitive::<Float64Type>();
-        let scaled = (0..rows)
+        let scaled = (0..intervals.len())
             .map(|row| {
                 if intervals.is_null(row) || numbers.is_null(row) {
                     return Ok(None);
@@ -140,12 +142,7 @@ impl ScalarUDFImpl for IntervalScaleFunction {
                 .map(Some)
             })
             .collect::<Result<IntervalMonthDayNanoArray>>()?;
-        let scaled: Arc<dyn Array> = Arc::new(scaled);
-        if scalars {
-            return datafusion::common::ScalarValue::try_from_array(&scaled, 0)
-                .map(ColumnarValue::Scalar);
-        }
-        Ok(ColumnarValue::Array(scaled))
+        Ok(Arc::new(scaled))
     }
 }
 

@@ -7,13 +7,15 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, IntervalMonthDayNanoBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, IntervalMonthDayNanoBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit};
-use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err};
+use datafusion::common::{DataFusionError, Result, exec_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
+
+use crate::evaluation::evaluate;
 
 /// Microseconds in a second, and in a day (of an interval: 24 hours).
 pub(crate) const MICROSECONDS_PER_SECOND: i64 = 1_000_000;
@@ -162,34 +164,35 @@ impl ScalarUDFImpl for IntervalInFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [text] = args.args.as_slice() else {
-            return exec_err!("interval_in takes one text");
-        };
-        let scalar = matches!(text, ColumnarValue::Scalar(_));
-        let texts = cast(&text.to_array(args.number_rows)?, &DataType::Utf8)?;
-        let texts = texts.as_string::<i32>();
-        let mut intervals = IntervalMonthDayNanoBuilder::with_capacity(texts.len());
-        for row in 0..texts.len() {
-            if texts.is_null(row) {
-                intervals.append_null();
-                continue;
-            }
-            let text = texts.value(row);
-            match postgres_interval(text) {
-                Some(interval) => intervals.append_value(interval),
-                None => {
-                    return Err(DataFusionError::External(Box::new(InvalidIntervalText(
-                        text.to_owned(),
-                    ))));
-                }
-            }
-        }
-        let intervals: Arc<dyn Array> = Arc::new(intervals.finish());
-        if scalar {
-            return ScalarValue::try_from_array(&intervals, 0).map(ColumnarValue::Scalar);
-        }
-        Ok(ColumnarValue::Array(intervals))
+        evaluate(&args.args, |arrays| match arrays {
+            [texts] => intervals_of(texts),
+            _ => exec_err!("interval_in takes one text"),
+        })
     }
+}
+
+/// Each of `texts` read as an interval ([`postgres_interval`]); [`InvalidIntervalText`] for
+/// the first that is not one.
+fn intervals_of(texts: &ArrayRef) -> Result<ArrayRef> {
+    let texts = cast(texts, &DataType::Utf8)?;
+    let texts = texts.as_string::<i32>();
+    let mut intervals = IntervalMonthDayNanoBuilder::with_capacity(texts.len());
+    for row in 0..texts.len() {
+        if texts.is_null(row) {
+            intervals.append_null();
+            continue;
+        }
+        let text = texts.value(row);
+        match postgres_interval(text) {
+            Some(interval) => intervals.append_value(interval),
+            None => {
+                return Err(DataFusionError::External(Box::new(InvalidIntervalText(
+                    text.to_owned(),
+                ))));
+            }
+        }
+    }
+    Ok(Arc::new(intervals.finish()))
 }
 
 /// A number as PostgreSQL's interval input splits it: its whole part, and its fraction (of

@@ -61,9 +61,7 @@ pub use plan_rewrite::rewrite_expressions;
 pub use planner::LtreeOperatorPlanner;
 pub use postgres_math::PostgresMathFunction;
 pub use tagged_text::{POSTGRES_TYPE_KEY, postgres_type_of, tagged_text_field};
-pub use temporal_text::{
-    TemporalTextFunction, TemporalTextRule, write_duration, write_interval, write_value,
-};
+pub use temporal_text::{TemporalTextFunction, TemporalTextRule, write_value};
 pub use variance::VarianceFunction;
 
 /// Every aggregate function this crate provides (the JSON aggregates of [`json_agg`]), ready

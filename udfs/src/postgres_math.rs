@@ -14,12 +14,13 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, Float6
 use datafusion::arrow::compute::kernels::numeric::rem;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
 use datafusion::arrow::error::ArrowError;
-use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
 use datafusion::logical_expr::type_coercion::binary::{BinaryTypeCoercer, comparison_coercion};
 use datafusion::logical_expr::{
     ColumnarValue, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
+use crate::evaluation::evaluate;
 use crate::numeric::DEFAULT_DECIMAL;
 
 /// The quotient `div` gives: a whole `numeric`.
@@ -115,21 +116,12 @@ impl ScalarUDFImpl for PostgresMathFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalars = args
-            .args
-            .iter()
-            .all(|arg| matches!(arg, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let answer = match (self.function, arrays.as_slice()) {
-            (MathFunction::Mod, [a, b]) => rem(a, b)?,
-            (MathFunction::Div, [a, b]) => truncated_quotients(a, b)?,
-            (MathFunction::Sign, [x]) => signs(x)?,
-            _ => return exec_err!("{} called with {} arguments", self.name(), arrays.len()),
-        };
-        if scalars {
-            return ScalarValue::try_from_array(&answer, 0).map(ColumnarValue::Scalar);
-        }
-        Ok(ColumnarValue::Array(answer))
+        evaluate(&args.args, |arrays| match (self.function, arrays) {
+            (MathFunction::Mod, [a, b]) => Ok(rem(a, b)?),
+            (MathFunction::Div, [a, b]) => truncated_quotients(a, b),
+            (MathFunction::Sign, [x]) => signs(x),
+            _ => exec_err!("{} called with {} arguments", self.name(), arrays.len()),
+        })
     }
 }
 

@@ -31,7 +31,7 @@ use datafusion::arrow::datatypes::{
 use datafusion::arrow::temporal_conversions::as_datetime;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
+use datafusion::common::{DFSchema, Result, exec_err};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
@@ -41,6 +41,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
+use crate::evaluation::evaluate;
 use crate::interval_text::{IntervalInFunction, MICROSECONDS_PER_DAY, MICROSECONDS_PER_SECOND};
 
 /// The analyzer rule that writes timestamps, times and intervals cast to text as PostgreSQL
@@ -177,16 +178,10 @@ impl ScalarUDFImpl for TemporalTextFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [value] = args.args.as_slice() else {
-            return exec_err!("temporal_text takes one value");
-        };
-        match value {
-            ColumnarValue::Array(values) => Ok(ColumnarValue::Array(Arc::new(texts(values)?))),
-            ColumnarValue::Scalar(value) => {
-                let texts = texts(&value.to_array()?)?;
-                ScalarValue::try_from_array(&texts, 0).map(ColumnarValue::Scalar)
-            }
-        }
+        evaluate(&args.args, |arrays| match arrays {
+            [values] => texts(values),
+            _ => exec_err!("temporal_text takes one value"),
+        })
     }
 }
 
@@ -360,7 +355,7 @@ fn write_offset(out: &mut String, seconds: i32) {
 
 /// A timestamp difference of `micros` microseconds, as PostgreSQL writes the interval its
 /// difference is: whole days, then the time (`2 days 01:30:00`).
-pub fn write_duration(out: &mut String, micros: i64) {
+fn write_duration(out: &mut String, micros: i64) {
     let days = micros / MICROSECONDS_PER_DAY;
     // Beyond 5.8 million years of days; the rest is time then.
     let days = i32::try_from(days).unwrap_or(0);
@@ -374,7 +369,7 @@ pub fn write_duration(out: &mut String, micros: i64) {
 
 /// An interval in PostgreSQL's default style: `1 year 2 mons -3 days +04:05:06.5`, and
 /// `00:00:00` for none.
-pub fn write_interval(out: &mut String, months: i32, days: i32, micros: i64) {
+fn write_interval(out: &mut String, months: i32, days: i32, micros: i64) {
     // Each part is signed; after a negative one, a positive one is written with `+`.
     let mut nothing_yet = true;
     let mut after_negative = false;
@@ -405,15 +400,17 @@ pub fn write_interval(out: &mut String, months: i32, days: i32, micros: i64) {
 
 #[cfg(test)]
 mod tests {
-    use chrono::DateTime;
-
     use super::*;
 
-    /// The UTC time `utc` in `zone`.
-    fn local(zone: &str, utc: &str) -> DateTime<Tz> {
+    /// The UTC time `utc` as text in `zone`.
+    fn local(zone: &str, utc: &str) -> String {
         let zone: Tz = zone.parse().unwrap();
         let utc = NaiveDateTime::parse_from_str(utc, "%Y-%m-%d %H:%M:%S%.f").unwrap();
-        zone.from_utc_datetime(&utc)
+        let at = zone.from_utc_datetime(&utc);
+        let mut out = String::new();
+        let offset = at.offset().fix().local_minus_utc();
+        write_timestamp(&mut out, &at.naive_local(), Some(offset));
+        out
     }
 
     fn interval(months: i32, days: i32, micros: i64) -> String {
@@ -446,23 +443,15 @@ mod tests {
 
     #[test]
     fn timestamps_and_offsets_are_written_as_postgresql_writes_them() {
+        assert_eq!(
+            local("Asia/Kolkata", "2024-01-01 12:00:00.25"),
+            "2024-01-01 17:30:00.25+05:30"
+        );
+        assert_eq!(
+            local("+00:00", "2024-01-01 12:00:00"),
+            "2024-01-01 12:00:00+00"
+        );
         let mut out = String::new();
-        let at = local("Asia/Kolkata", "2024-01-01 12:00:00.25");
-        write_timestamp(
-            &mut out,
-            &at.naive_local(),
-            Some(at.offset().fix().local_minus_utc()),
-        );
-        assert_eq!(out, "2024-01-01 17:30:00.25+05:30");
-        out.clear();
-        let at = local("+00:00", "2024-01-01 12:00:00");
-        write_timestamp(
-            &mut out,
-            &at.naive_local(),
-            Some(at.offset().fix().local_minus_utc()),
-        );
-        assert_eq!(out, "2024-01-01 12:00:00+00");
-        out.clear();
         let bc =
             NaiveDateTime::parse_from_str("-0044-03-15 00:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
         write_timestamp(&mut out, &bc, Some(-12_652));

@@ -9,21 +9,18 @@
 
 use bytes::BytesMut;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Float32Array, Float64Array, Int64Array,
-    IntervalMonthDayNanoArray, LargeStringArray, RecordBatch, StringArray, StringArrayType,
-    StringViewArray,
+    Array, ArrayRef, AsArray, Decimal128Array, Float32Array, Float64Array, LargeStringArray,
+    RecordBatch, StringArray, StringArrayType, StringViewArray,
 };
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, FieldRef, Float32Type, Float64Type, Int64Type,
-    IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
+    DataType, Decimal128Type, FieldRef, Float32Type, Float64Type, IntervalUnit,
 };
 use datafusion_postgres::arrow_pg::datatypes::is_pg_char_field;
 use datafusion_postgres::arrow_pg::encoder::{Encoder, encode_value};
 use pgwire::api::Type;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::PgWireResult;
-use quantatom_udfs::{write_duration, write_interval, write_value};
+use quantatom_udfs::write_value;
 
 use super::errors::api_error;
 use super::float_text::FloatText;
@@ -36,17 +33,13 @@ pub(crate) enum ColumnCells {
     DoubleText(Float64Array),
     /// Reals sent as text, as [`ColumnCells::DoubleText`].
     RealText(Float32Array),
-    /// Intervals sent as text in the `postgres` interval style: written here as PostgreSQL
-    /// writes them ([`write_interval`]; arrow-pg leaves out the `+` of `-1 days +02:00:00`).
-    IntervalText(IntervalMonthDayNanoArray),
-    /// Timestamps with a time zone sent as text in the `ISO` date style: written as PostgreSQL
-    /// writes them ([`write_value`]; arrow-pg drops the minutes of an offset, sending
-    /// `17:30:00+05` for `17:30:00+05:30`, which a client reads as another instant).
-    ZonedTimestampText(ArrayRef),
-    /// Timestamp differences (durations, in microseconds) sent as text in the `postgres`
-    /// interval style: written as the interval PostgreSQL's difference is ([`write_duration`]: `2 days 01:30:00`, where
-    /// arrow-pg writes `49:30:00`).
-    DurationText(Int64Array),
+    /// Intervals and timestamp differences sent as text in the `postgres` interval style, and
+    /// timestamps with a time zone sent as text in the `ISO` date style: written as PostgreSQL
+    /// writes them (udfs' [`write_value`]), where arrow-pg leaves out the `+` of
+    /// `-1 days +02:00:00`, writes a difference as `49:30:00` (`2 days 01:30:00`) and drops
+    /// the minutes of an offset (`17:30:00+05` for `17:30:00+05:30`, which a client reads as
+    /// another instant).
+    TemporalText(ArrayRef),
     /// Strings (not PostgreSQL `"char"` columns): each value as it is.
     Utf8(StringArray),
     /// Large strings, as [`ColumnCells::Utf8`].
@@ -76,34 +69,20 @@ impl ColumnCells {
             DataType::Float32 if pg_field.format() == FieldFormat::Text => {
                 Self::RealText(array.as_primitive::<Float32Type>().clone())
             }
-            DataType::Interval(IntervalUnit::MonthDayNano)
+            DataType::Interval(IntervalUnit::MonthDayNano) | DataType::Duration(_)
                 if pg_field.format() == FieldFormat::Text
                     && pg_field
                         .format_options()
                         .interval_style
                         .eq_ignore_ascii_case("postgres") =>
             {
-                Self::IntervalText(array.as_primitive::<IntervalMonthDayNanoType>().clone())
+                Self::TemporalText(ArrayRef::clone(array))
             }
             DataType::Timestamp(_, Some(_))
                 if pg_field.format() == FieldFormat::Text
                     && pg_field.format_options().date_style.starts_with("ISO") =>
             {
-                Self::ZonedTimestampText(ArrayRef::clone(array))
-            }
-            DataType::Duration(_)
-                if pg_field.format() == FieldFormat::Text
-                    && pg_field
-                        .format_options()
-                        .interval_style
-                        .eq_ignore_ascii_case("postgres") =>
-            {
-                match cast(array, &DataType::Duration(TimeUnit::Microsecond))
-                    .and_then(|micros| cast(&micros, &DataType::Int64))
-                {
-                    Ok(micros) => Self::DurationText(micros.as_primitive::<Int64Type>().clone()),
-                    Err(_) => other(),
-                }
+                Self::TemporalText(ArrayRef::clone(array))
             }
             _ if is_pg_char_field(arrow_field) => other(),
             DataType::Utf8 => Self::Utf8(array.as_string::<i32>().clone()),
@@ -151,34 +130,12 @@ impl ColumnCells {
                     .then(|| FloatText::real(values.value(row), extra_float_digits()));
                 encoder.encode_field(&text.as_ref().map(FloatText::as_str), pg_field)
             }
-            Self::IntervalText(intervals) => {
-                if intervals.is_null(row) {
-                    return encoder.encode_field(&None::<&str>, pg_field);
-                }
-                let interval = intervals.value(row);
-                let mut text = String::with_capacity(32);
-                write_interval(
-                    &mut text,
-                    interval.months,
-                    interval.days,
-                    interval.nanoseconds / 1_000,
-                );
-                encoder.encode_field(&Some(text.as_str()), pg_field)
-            }
-            Self::ZonedTimestampText(timestamps) => {
-                if timestamps.is_null(row) {
+            Self::TemporalText(values) => {
+                if values.is_null(row) {
                     return encoder.encode_field(&None::<&str>, pg_field);
                 }
                 let mut text = String::with_capacity(32);
-                write_value(&mut text, timestamps, row).map_err(api_error)?;
-                encoder.encode_field(&Some(text.as_str()), pg_field)
-            }
-            Self::DurationText(micros) => {
-                if micros.is_null(row) {
-                    return encoder.encode_field(&None::<&str>, pg_field);
-                }
-                let mut text = String::with_capacity(32);
-                write_duration(&mut text, micros.value(row));
+                write_value(&mut text, values, row).map_err(api_error)?;
                 encoder.encode_field(&Some(text.as_str()), pg_field)
             }
             Self::Utf8(strings) => encoder.encode_field(&text_at(strings, row), pg_field),

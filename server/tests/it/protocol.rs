@@ -203,13 +203,13 @@ async fn insert_commits_and_is_visible_to_the_next_query_on_another_connection()
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_request_stops_a_running_query() {
-    let server = TestServer::start().await;
-    let client = server.client().await;
+/// Runs `endless` on `client`, sends a CancelRequest half a second in, and asserts that the
+/// query ends with 57014; gives `client` back.
+async fn cancelled_while_running(
+    client: tokio_postgres::Client,
+    endless: &'static str,
+) -> tokio_postgres::Client {
     let cancel = client.cancel_token();
-    // 10^12 rows: hours of work, all of it inside execution (planning is instant).
-    let endless = "SELECT sum(value % 7) FROM generate_series(1, 1000000000000)";
     let running = tokio::spawn(async move {
         let outcome = client.simple_query(endless).await;
         (client, outcome)
@@ -219,13 +219,22 @@ async fn cancel_request_stops_a_running_query() {
         .cancel_query(NoTls)
         .await
         .expect("cancel request is sent");
-    // A liveness guard, not a timing assertion: without cancel this query runs for hours.
-    let (client, outcome) = tokio::time::timeout(Duration::from_secs(120), running)
+    // A liveness guard, not a timing assertion: without cancel the query runs for hours.
+    let (client, outcome) = tokio::time::timeout(Duration::from_secs(60), running)
         .await
         .expect("the query stops after the cancel request")
         .unwrap();
     let error = outcome.expect_err("the query was cancelled");
     assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_a_running_query() {
+    let server = TestServer::start().await;
+    // 10^12 rows: hours of work, all of it inside execution (planning is instant).
+    let endless = "SELECT sum(value % 7) FROM generate_series(1, 1000000000000)";
+    let client = cancelled_while_running(server.client().await, endless).await;
     let after: i64 = client
         .query_one("SELECT 1::bigint", &[])
         .await
@@ -243,26 +252,10 @@ async fn cancel_request_stops_a_running_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_statement_timeout_stop_a_cross_join_and_free_its_workers() {
     let server = TestServer::start().await;
-    let client = server.client().await;
-    let cancel = client.cancel_token();
     // 15,000 cells to the third power: hours of counting.
     let endless = "SELECT count(*) FROM cube.finance a, cube.finance b, cube.finance c";
-    let running = tokio::spawn(async move {
-        let outcome = client.simple_query(endless).await;
-        (client, outcome)
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    cancel
-        .cancel_query(NoTls)
-        .await
-        .expect("cancel request is sent");
+    let client = cancelled_while_running(server.client().await, endless).await;
     // Liveness guards, not timings (a test still hanging is stopped by nextest's timeout).
-    let (client, outcome) = tokio::time::timeout(Duration::from_secs(60), running)
-        .await
-        .expect("the join stops after the cancel request")
-        .unwrap();
-    let error = outcome.expect_err("the join was cancelled");
-    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
 
     client
         .simple_query("SET statement_timeout = '1s'")
