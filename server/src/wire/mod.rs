@@ -2,7 +2,9 @@
 //!
 //! Built on pgwire and datafusion-postgres (which brings the `pg_catalog` emulation and the
 //! statement hooks), entered through our own accept loop so that every connection gets its own
-//! DataFusion session: a `SET` in one connection never reaches another. Cancel requests stop
+//! DataFusion session (a `SET` in one connection never reaches another) and its own thread
+//! ([`connection_threads`]), while queries run their parallel parts on the server's shared
+//! runtime. Cancel requests stop
 //! execution ([`cancel`]) and errors carry PostgreSQL's SQLSTATEs ([`errors`]).
 
 mod activity;
@@ -15,6 +17,7 @@ mod cancel;
 mod catalog_arrays;
 mod cells;
 mod connection;
+mod connection_threads;
 mod copy_out;
 mod cursors;
 mod data_rows;
@@ -266,12 +269,18 @@ impl Server {
                     let tls = self.login.security.tls.clone();
                     let ending = Ending { shutdown: stop.clone(), refusal };
                     let idle_poll = self.idle_poll.clone();
+                    let shared = tokio::runtime::Handle::current();
                     connections.spawn(async move {
                         tracing::debug!(%peer, "connection opened");
-                        let status = Arc::clone(&handlers);
-                        let handled = move |transaction| status.transaction_status_is(transaction);
-                        if let Err(e) = socket::serve_connection(socket, tls, handlers, handled, ending, idle_poll).await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        let served = connection_threads::serve_on_own_thread(shared, socket, move |socket| async move {
+                            let status = Arc::clone(&handlers);
+                            let handled = move |transaction| status.transaction_status_is(transaction);
+                            if let Err(e) = socket::serve_connection(socket, tls, handlers, handled, ending, idle_poll).await {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                        });
+                        if let Err(e) = served.await {
+                            tracing::warn!(%peer, error = %e, "connection closed: cannot start its thread");
                         }
                         tracing::debug!(%peer, "connection closed");
                     });

@@ -191,7 +191,7 @@ impl ClientWaits {
             // Polling uses only time this core would otherwise idle: any other thread that
             // wants the core gets it first, such as a client on the same machine that this
             // response woke here, whose next message then comes sooner (docs/benchmarks.md
-            // measures polling). Then every other task of the runtime runs.
+            // measures polling). Then the connection's event loop looks at its socket again.
             std::thread::yield_now();
             tokio::task::yield_now().await;
         }

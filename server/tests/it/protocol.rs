@@ -252,17 +252,37 @@ async fn cancel_request_stops_a_running_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_statement_timeout_stop_a_cross_join_and_free_its_workers() {
     let server = TestServer::start().await;
+    // The server runs on this test's runtime: a query's parallel parts are its tasks.
+    let alive_tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
     // 15,000 cells to the third power: hours of counting.
     let endless = "SELECT count(*) FROM cube.finance a, cube.finance b, cube.finance c";
-    let client = cancelled_while_running(server.client().await, endless).await;
+    let client = server.client().await;
+    let before_joins = alive_tasks();
+    let client = cancelled_while_running(client, endless).await;
     // Liveness guards, not timings (a test still hanging is stopped by nextest's timeout).
 
     client
         .simple_query("SET statement_timeout = '1s'")
         .await
         .unwrap();
-    let timed_out = tokio::time::timeout(Duration::from_secs(60), client.simple_query(endless))
-        .await
+    let (timed_out, while_joining) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(60), client.simple_query(endless)),
+        async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            alive_tasks()
+        }
+    );
+    // The connection has a thread of its own; the join's parallel parts run on the server's
+    // shared runtime, this test's.
+    assert!(
+        while_joining > before_joins,
+        "{while_joining} tasks while joining"
+    );
+    let timed_out = timed_out
         .expect("the join stops at its statement timeout")
         .expect_err("the join timed out");
     assert_eq!(timed_out.code(), Some(&SqlState::QUERY_CANCELED));
@@ -270,7 +290,15 @@ async fn cancel_and_statement_timeout_stop_a_cross_join_and_free_its_workers() {
         timed_out.as_db_error().unwrap().message(),
         "canceling statement due to statement timeout"
     );
-    // Both joins' work stopped with them, or it would hold both workers now.
+    // Both joins' work stopped with them: their tasks end (and, never yielding, they would
+    // hold both workers, so that nothing here ran).
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while alive_tasks() > before_joins {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the joins' tasks end with their cancel and timeout");
     let other = tokio::time::timeout(Duration::from_secs(60), async {
         let other = server.client().await;
         value(&other, "SELECT 41 + 1").await
