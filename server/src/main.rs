@@ -38,9 +38,31 @@ fn disable_transparent_huge_pages() {
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
 
+/// Raises this process's soft limit on open files to its hard limit, as Go's runtime does at
+/// start: each connection holds its socket and its own event loop's descriptors
+/// (docs/configuration.md, "Connections and threads"), so the soft limit many shells give
+/// (1024) would refuse clients long before `--max-connections`.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the plain struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     #[cfg(target_os = "linux")]
     disable_transparent_huge_pages();
+    #[cfg(unix)]
+    raise_open_files_limit();
     let cli = Cli::parse();
     // Installed before the runtime and shut down after it, so that every span is exported.
     let telemetry = match Telemetry::install(

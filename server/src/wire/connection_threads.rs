@@ -55,7 +55,7 @@ where
                 };
                 let served = InRuntime {
                     runtime: shared,
-                    future: Box::pin(serve(socket)),
+                    future: Some(Box::pin(serve(socket))),
                 };
                 tokio::select! {
                     () = served => {}
@@ -70,11 +70,12 @@ where
     Ok(())
 }
 
-/// `future` polled with `runtime` as the current runtime: what it spawns, and its timers, go
-/// there rather than to the connection's own event loop.
+/// `future` polled, and dropped, with `runtime` as the current runtime: what it spawns, and
+/// its timers, go there rather than to the connection's own event loop.
 struct InRuntime<F> {
     runtime: Handle,
-    future: Pin<Box<F>>,
+    /// Taken when dropped, to be dropped inside `runtime`.
+    future: Option<Pin<Box<F>>>,
 }
 
 impl<F: Future> Future for InRuntime<F> {
@@ -83,6 +84,14 @@ impl<F: Future> Future for InRuntime<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
         let _entered = this.runtime.enter();
-        this.future.as_mut().poll(cx)
+        let future = this.future.as_mut().expect("taken only when dropped");
+        future.as_mut().poll(cx)
+    }
+}
+
+impl<F> Drop for InRuntime<F> {
+    fn drop(&mut self) {
+        let _entered = self.runtime.enter();
+        self.future = None;
     }
 }

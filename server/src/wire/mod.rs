@@ -149,6 +149,10 @@ pub struct Server {
 /// sleeps, by default (see [`Server::with_idle_poll`]).
 pub const DEFAULT_IDLE_POLL: Duration = Duration::from_micros(200);
 
+/// How long the accept loop waits after a failed accept (out of file descriptors or memory)
+/// before it tries again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
 /// How many clients a server holds, and how it lets them go when it stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -257,7 +261,9 @@ impl Server {
                     let (socket, peer) = match accepted {
                         Ok(accepted) => accepted,
                         Err(e) => {
+                            // Out of file descriptors or memory: retrying at once would spin.
                             tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(ACCEPT_RETRY).await;
                             continue;
                         }
                     };
@@ -267,19 +273,24 @@ impl Server {
                     });
                     let handlers = Arc::new(self.connection());
                     let tls = self.login.security.tls.clone();
+                    let refused = refusal.is_some();
                     let ending = Ending { shutdown: stop.clone(), refusal };
                     let idle_poll = self.idle_poll.clone();
                     let shared = tokio::runtime::Handle::current();
                     connections.spawn(async move {
                         tracing::debug!(%peer, "connection opened");
-                        let served = connection_threads::serve_on_own_thread(shared, socket, move |socket| async move {
+                        let serve = move |socket| async move {
                             let status = Arc::clone(&handlers);
                             let handled = move |transaction| status.transaction_status_is(transaction);
                             if let Err(e) = socket::serve_connection(socket, tls, handlers, handled, ending, idle_poll).await {
                                 tracing::debug!(%peer, error = %e, "connection ended with an error");
                             }
-                        });
-                        if let Err(e) = served.await {
+                        };
+                        // A refused client (or its cancel request) gets no thread: max_connections
+                        // bounds the threads.
+                        if refused {
+                            serve(socket).await;
+                        } else if let Err(e) = connection_threads::serve_on_own_thread(shared, socket, serve).await {
                             tracing::warn!(%peer, error = %e, "connection closed: cannot start its thread");
                         }
                         tracing::debug!(%peer, "connection closed");

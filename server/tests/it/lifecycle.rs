@@ -215,3 +215,47 @@ async fn a_server_warms_up_through_a_connections_path_before_its_first_client() 
         "only plain queries warm up"
     );
 }
+
+/// The binary started with the soft open-files limit of many shells (1024; here 256, for a
+/// smaller test) holds more connections than that limit would allow: each connection's own
+/// thread and event loop hold a few descriptors besides its socket, so the server raises its
+/// soft limit to the hard one at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_binary_holds_more_connections_than_a_low_open_files_limit_allows() {
+    const SOFT_LIMIT: libc::rlim_t = 256;
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = crate::crash::free_port();
+    let mut command = serve_command(data_dir.path(), port);
+    command.env("QUANTATOM_LOG", "warn");
+    // SAFETY: between fork and exec the closure only calls getrlimit and setrlimit, which are
+    // async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = SOFT_LIMIT;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let _server = command.spawn().expect("the server binary starts");
+    let config = format!("host=127.0.0.1 port={port} user=tester dbname=quantatom");
+    let mut clients = vec![connect_when_up(&config).await];
+    while clients.len() < SOFT_LIMIT as usize {
+        let (client, connection) = tokio_postgres::connect(&config, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connection {} refused: {e}", clients.len() + 1));
+        tokio::spawn(connection);
+        clients.push(client);
+    }
+    for (n, client) in clients.iter().enumerate() {
+        assert_eq!(value(client, &format!("SELECT {n}")).await, n.to_string());
+    }
+}
