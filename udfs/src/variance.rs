@@ -5,15 +5,17 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Float64Array};
+use datafusion::arrow::array::{ArrayRef, Float64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::numeric::sub;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::cast::as_float64_array;
-use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
+
+use crate::evaluation::evaluate;
 
 /// Which comparison a [`VarianceFunction`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,38 +89,29 @@ impl ScalarUDFImpl for VarianceFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|arg| matches!(arg, ColumnarValue::Scalar(_)));
         let types: Vec<DataType> = args.args.iter().map(ColumnarValue::data_type).collect();
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let result: ArrayRef = match self.kind {
-            Variance::Difference => {
-                let common = difference_type(&types)?;
-                sub(&cast(&arrays[0], &common)?, &cast(&arrays[1], &common)?)?
-            }
-            Variance::Percent => {
-                let actual = cast(&arrays[0], &DataType::Float64)?;
-                let plan = cast(&arrays[1], &DataType::Float64)?;
-                let (actual, plan) = (as_float64_array(&actual)?, as_float64_array(&plan)?);
-                Arc::new(
-                    actual
-                        .iter()
-                        .zip(plan.iter())
-                        .map(|pair| match pair {
-                            (Some(a), Some(p)) if p != 0.0 => Some((a - p) * 100.0 / p.abs()),
-                            _ => None,
-                        })
-                        .collect::<Float64Array>(),
-                )
-            }
-        };
-        if all_scalar && result.len() == 1 {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(result))
+        evaluate(&args.args, |arrays| -> Result<ArrayRef> {
+            Ok(match self.kind {
+                Variance::Difference => {
+                    let common = difference_type(&types)?;
+                    sub(&cast(&arrays[0], &common)?, &cast(&arrays[1], &common)?)?
+                }
+                Variance::Percent => {
+                    let actual = cast(&arrays[0], &DataType::Float64)?;
+                    let plan = cast(&arrays[1], &DataType::Float64)?;
+                    let (actual, plan) = (as_float64_array(&actual)?, as_float64_array(&plan)?);
+                    Arc::new(
+                        actual
+                            .iter()
+                            .zip(plan.iter())
+                            .map(|pair| match pair {
+                                (Some(a), Some(p)) if p != 0.0 => Some((a - p) * 100.0 / p.abs()),
+                                _ => None,
+                            })
+                            .collect::<Float64Array>(),
+                    )
+                }
+            })
+        })
     }
 }
