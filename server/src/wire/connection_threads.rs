@@ -1,8 +1,8 @@
 //! Each client connection on a thread of its own, as PostgreSQL gives each one a backend.
 //!
 //! The connection's thread sleeps on its one socket; a client's message wakes that thread,
-//! and the kernel runs it on the client's core at once, so the answer is usually written before
-//! the client next reads. Served by a pool of worker threads, a message waits until a worker
+//! which moves to its client's core ([`super::client_core`]), so the answer is usually written
+//! before the client next reads. Served by a pool of worker threads, a message waits until a worker
 //! next looks at its event loop, and a client on the same machine sleeps again meanwhile
 //! (docs/benchmarks.md measures both). Only the socket belongs to the connection's thread:
 //! everything the connection starts (a query's parallel parts, timers, object storage requests)

@@ -16,6 +16,7 @@ mod authentication;
 mod cancel;
 mod catalog_arrays;
 mod cells;
+mod client_core;
 mod connection;
 mod connection_threads;
 mod copy_out;
@@ -45,6 +46,7 @@ mod warm_up;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +72,7 @@ pub use statement_log::QueryLog;
 use statement_log::StatementReports;
 
 use cancel::CancelRegistry;
+use client_core::ClientCore;
 use connection::{Connection, Login};
 use pg_settings::SessionSettingsCatalog;
 use search_path::PublicWithPgCatalog;
@@ -276,13 +279,16 @@ impl Server {
                     let refused = refusal.is_some();
                     let ending = Ending { shutdown: stop.clone(), refusal };
                     let idle_poll = self.idle_poll.clone();
+                    // The socket stays open while its connection is served: the raw descriptor
+                    // stays valid for as long as the connection looks where its client is.
+                    let client_core = (!refused).then(|| ClientCore::new(socket.as_raw_fd(), Arc::clone(&self.metrics)));
                     let shared = tokio::runtime::Handle::current();
                     connections.spawn(async move {
                         tracing::debug!(%peer, "connection opened");
                         let serve = move |socket| async move {
                             let status = Arc::clone(&handlers);
                             let handled = move |transaction| status.transaction_status_is(transaction);
-                            if let Err(e) = socket::serve_connection(socket, tls, handlers, handled, ending, idle_poll).await {
+                            if let Err(e) = socket::serve_connection(socket, tls, handlers, handled, ending, idle_poll, client_core).await {
                                 tracing::debug!(%peer, error = %e, "connection ended with an error");
                             }
                         };

@@ -77,6 +77,8 @@ pub struct QueryMetrics {
     idle_polls_missed: AtomicU64,
     /// Microseconds spent in those polls.
     idle_poll_micros: AtomicU64,
+    /// Connection threads moved to their clients' cores.
+    core_moves: AtomicU64,
 }
 
 impl QueryMetrics {
@@ -106,6 +108,11 @@ impl QueryMetrics {
         outcome.fetch_add(1, Ordering::Relaxed);
         self.idle_poll_micros
             .fetch_add(polled.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Records that a connection's thread moved to its client's core.
+    pub(crate) fn observe_core_move(&self) {
+        self.core_moves.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counts in Prometheus's text format.
@@ -159,6 +166,10 @@ impl QueryMetrics {
         let seconds = self.idle_poll_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let help = "Time connections spent polling for their clients' next messages.";
         write_counter(out, "quantatom_idle_poll_seconds_total", help, seconds);
+        let moves = self.core_moves.load(Ordering::Relaxed);
+        let help =
+            "Times a connection's thread was moved to the core its client's messages arrive on.";
+        write_counter(out, "quantatom_connection_core_moves_total", help, moves);
     }
 }
 

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio_util::codec::{Framed, FramedParts};
 
 use super::authentication::fatal;
+use super::client_core::ClientCore;
 use super::query_metrics::QueryMetrics;
 
 /// How long a client has to finish startup, as PostgreSQL's `authentication_timeout`.
@@ -218,7 +219,8 @@ pub(crate) struct Ending {
 }
 
 /// Serves one client connection with `handlers` until it ends, telling `handled` the
-/// connection's transaction status after each client message.
+/// connection's transaction status after each client message; `client_core`, on a
+/// connection's own thread, keeps that thread on its client's core.
 pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
     tcp: TcpStream,
     tls: Option<pgwire::tokio::TlsAcceptor>,
@@ -226,6 +228,7 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
     handled: impl Fn(TransactionStatus),
     mut ending: Ending,
     idle_poll: IdlePoll,
+    mut client_core: Option<ClientCore>,
 ) -> io::Result<()> {
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
@@ -302,6 +305,9 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
         let Some(Ok(message)) = message else {
             break None;
         };
+        if let Some(client_core) = &mut client_core {
+            client_core.message_received();
+        }
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             break None;
         }

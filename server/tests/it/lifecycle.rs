@@ -1,6 +1,7 @@
 //! A server's life around its clients: a shutdown lets running statements finish and closes
 //! idle connections (57P01), a drain timeout bounds it, and a full server refuses one more
-//! client (53300) while still serving cancel requests.
+//! client (53300) while still serving cancel requests. A connection's thread follows its client
+//! from core to core.
 
 use std::time::Duration;
 
@@ -258,4 +259,87 @@ async fn the_server_binary_holds_more_connections_than_a_low_open_files_limit_al
     for (n, client) in clients.iter().enumerate() {
         assert_eq!(value(client, &format!("SELECT {n}")).await, n.to_string());
     }
+}
+
+/// The core the connection thread of this process's one open connection last ran on.
+fn connection_thread_core() -> usize {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("this process's threads");
+    let mut cores = tasks.filter_map(|task| {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+        // "pid (name) state ...": the name (at most 15 bytes) is in parentheses, and the core
+        // is field 39, the 37th after the name.
+        let (name, fields) = stat.split_once('(')?.1.rsplit_once(')')?;
+        let core = fields.split_whitespace().nth(36)?.parse().ok()?;
+        (name == "quantatom-conne").then_some(core)
+    });
+    let core = cores.next().expect("a connection thread");
+    assert!(cores.next().is_none(), "one connection thread");
+    core
+}
+
+/// Pins the calling thread to `core`.
+fn pin_to(core: usize) {
+    // SAFETY: a zeroed set with one core in range set; pid 0 names the calling thread.
+    unsafe {
+        let mut only: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut only);
+        assert_eq!(libc::sched_setaffinity(0, size_of_val(&only), &only), 0);
+    }
+}
+
+#[test]
+fn a_connections_thread_moves_to_the_core_its_client_sends_from() {
+    // SAFETY: a zeroed set for the kernel to fill; pid 0 names the calling thread.
+    let cores: Vec<usize> = unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, size_of_val(&allowed), &mut allowed),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|core| libc::CPU_ISSET(*core, &allowed))
+            .take(2)
+            .collect()
+    };
+    assert_eq!(cores.len(), 2, "this test needs two cores");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let config = server.connection_string();
+    // The client runs on one core, then on the other: whichever core its thread started on,
+    // the connection's thread has to move at least once to keep up with it, within a few
+    // looks (a look every 32 messages, a move at most every 100 ms: 200-1,000 queries here).
+    // Left to the kernel, the thread came over after 14,703 and 19,160 queries.
+    std::thread::spawn(move || {
+        let client_runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        client_runtime.block_on(async {
+            let client = connect_when_up(&config).await;
+            for core in cores {
+                pin_to(core);
+                let mut in_a_row = 0;
+                for query in 0..4_000 {
+                    assert_eq!(value(&client, "SELECT 1").await, "1");
+                    in_a_row = if connection_thread_core() == core {
+                        in_a_row + 1
+                    } else {
+                        0
+                    };
+                    if in_a_row == 100 {
+                        eprintln!("on core {core} after {query} queries");
+                        break;
+                    }
+                }
+                assert_eq!(in_a_row, 100, "100 answers in a row from core {core}");
+            }
+        });
+    })
+    .join()
+    .expect("the client");
+    runtime.block_on(server.stop());
 }
