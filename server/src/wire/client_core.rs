@@ -103,58 +103,60 @@ fn current_core() -> Option<usize> {
     usize::try_from(unsafe { libc::sched_getcpu() }).ok()
 }
 
+/// The cores the calling thread may run on.
+fn allowed_cores() -> Option<libc::cpu_set_t> {
+    // SAFETY: a zeroed plain bit set for the kernel to fill; pid 0 names the calling thread.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        (libc::sched_getaffinity(0, size_of_val(&allowed), &mut allowed) == 0).then_some(allowed)
+    }
+}
+
 /// Moves the calling thread to `core`, if its allowed cores include it, and allows it its
 /// cores again at once; whether it moved.
 fn move_current_thread(core: usize) -> bool {
-    const SET_SIZE: usize = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: the sets are plain bit sets of SET_SIZE bytes, zeroed before use; `core` is
-    // checked against the set's capacity before CPU_SET; pid 0 names the calling thread.
+    let Some(allowed) = allowed_cores() else {
+        return false;
+    };
+    // SAFETY: CPU_ISSET reads the set at `core`, checked against its capacity first.
+    if core >= libc::CPU_SETSIZE as usize || !unsafe { libc::CPU_ISSET(core, &allowed) } {
+        return false;
+    }
+    // SAFETY: a zeroed plain bit set with one core, checked against its capacity above; pid 0
+    // names the calling thread.
     unsafe {
-        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-        if core >= libc::CPU_SETSIZE as usize
-            || libc::sched_getaffinity(0, SET_SIZE, &mut allowed) != 0
-            || !libc::CPU_ISSET(core, &allowed)
-        {
-            return false;
-        }
         let mut only: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(core, &mut only);
-        if libc::sched_setaffinity(0, SET_SIZE, &only) != 0 {
+        if libc::sched_setaffinity(0, size_of_val(&only), &only) != 0 {
             return false;
         }
-        if libc::sched_setaffinity(0, SET_SIZE, &allowed) != 0 {
+        if libc::sched_setaffinity(0, size_of_val(&allowed), &allowed) != 0 {
             tracing::warn!(
                 error = %std::io::Error::last_os_error(),
                 core,
                 "a connection's thread stays on one core: its allowed cores could not be restored"
             );
         }
-        true
     }
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The calling thread's allowed cores.
-    fn allowed_cores() -> Vec<usize> {
-        // SAFETY: a zeroed set for the kernel to fill; pid 0 names the calling thread.
-        unsafe {
-            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-            assert_eq!(
-                libc::sched_getaffinity(0, size_of_val(&allowed), &mut allowed),
-                0
-            );
-            (0..libc::CPU_SETSIZE as usize)
-                .filter(|core| libc::CPU_ISSET(*core, &allowed))
-                .collect()
-        }
+    /// The calling thread's allowed cores, listed.
+    fn allowed_core_list() -> Vec<usize> {
+        let allowed = allowed_cores().expect("this thread's allowed cores");
+        (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: every core is below the set's capacity.
+            .filter(|core| unsafe { libc::CPU_ISSET(*core, &allowed) })
+            .collect()
     }
 
     #[test]
     fn a_moved_thread_runs_on_the_core_and_keeps_all_its_cores() {
-        let before = allowed_cores();
+        let before = allowed_core_list();
         assert!(
             before.len() >= 2,
             "this test needs two cores, has {before:?}"
@@ -165,10 +167,10 @@ mod tests {
                 // Moved at once: it runs there until the kernel moves it, which an idle
                 // test thread gives it no reason to within a few microseconds.
                 assert_eq!(current_core(), Some(core));
-                assert_eq!(allowed_cores(), before);
+                assert_eq!(allowed_core_list(), before);
             }
             assert!(!move_current_thread(libc::CPU_SETSIZE as usize));
-            assert_eq!(allowed_cores(), before);
+            assert_eq!(allowed_core_list(), before);
         })
         .join()
         .expect("the moving thread");
