@@ -24,6 +24,7 @@ mod cursors;
 mod data_rows;
 mod direct_planning;
 mod dml_tags;
+mod eager_reads;
 pub mod errors;
 pub mod float_text;
 mod format_options;

@@ -33,6 +33,7 @@ use tokio_util::codec::{Framed, FramedParts};
 
 use super::authentication::fatal;
 use super::client_core::ClientCore;
+use super::eager_reads::EagerReads;
 use super::query_metrics::QueryMetrics;
 
 /// How long a client has to finish startup, as PostgreSQL's `authentication_timeout`.
@@ -180,8 +181,9 @@ impl ClientWaits {
         let started = Instant::now();
         let deadline = answered + self.poll.budget;
         loop {
-            // One poll without waiting: the socket is ready once the runtime's event loop,
-            // which a yielding task makes look again without sleeping, has seen the bytes.
+            // One poll without waiting: a plain connection asks its socket itself
+            // (`EagerReads`); a TLS one sees the bytes once the runtime's event loop, which a
+            // yielding task makes look again without sleeping, has.
             let next = std::future::poll_fn(|cx| Poll::Ready(messages.poll_next_unpin(cx))).await;
             let now = Instant::now();
             if next.is_ready() || now >= deadline {
@@ -248,7 +250,7 @@ pub(crate) async fn serve_connection<H: PgWireServerHandlers>(
     };
     let parts = negotiated.into_parts();
     let io = HeldFlushes {
-        io: BufWriter::with_capacity(WRITE_BUFFER, parts.io),
+        io: BufWriter::with_capacity(WRITE_BUFFER, EagerReads::new(parts.io)),
         hold: true,
     };
     let mut held = FramedParts::new(io, parts.codec);
