@@ -18,21 +18,16 @@ use std::task::{Context, Poll};
 use pgwire::tokio::server::MaybeTls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A negotiated client stream whose reads ask a plain TCP socket directly first.
+/// A negotiated client stream whose reads ask a plain TCP socket directly first (bytes over
+/// TLS must pass through its session).
 pub(crate) struct EagerReads {
     stream: MaybeTls,
-    /// The socket of a plain TCP connection; `None` when bytes must pass through TLS.
-    plain: Option<RawFd>,
 }
 
 impl EagerReads {
     /// Reads from `stream`, eagerly when it is plain TCP.
     pub(crate) fn new(stream: MaybeTls) -> Self {
-        let plain = match &stream {
-            MaybeTls::Plain(tcp) => Some(tcp.as_raw_fd()),
-            _ => None,
-        };
-        Self { stream, plain }
+        Self { stream }
     }
 }
 
@@ -73,9 +68,9 @@ impl AsyncRead for EagerReads {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(socket) = self.plain
+        if let MaybeTls::Plain(tcp) = &self.stream
             && buf.remaining() > 0
-            && let Some(received) = receive_now(socket, buf)
+            && let Some(received) = receive_now(tcp.as_raw_fd(), buf)
         {
             return Poll::Ready(received);
         }
