@@ -22,15 +22,20 @@ use quantatom_server::config::{
 };
 use quantatom_server::telemetry::Telemetry;
 
-/// mimalloc rather than the system allocator: a query's many short-lived allocations (plan
-/// nodes, batches, messages) cost a tenth of the server's CPU time under glibc's malloc.
+/// jemalloc, whose per-thread caches hand a freed block back to the next allocation of its size
+/// on the same thread. Under mimalloc 3, which reuses a page's freed blocks only once its free
+/// list runs out, a one-row query's allocations each landed on a block no longer in cache: with
+/// 64 pgbench clients that one load was a fifth of the server's user time, and prepared one-row
+/// and point queries ran 15-60% faster under jemalloc or glibc's malloc. jemalloc also committed
+/// cells faster than either and gave an idle server's memory back to the system
+/// (docs/benchmarks.md, "Allocator").
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Turns transparent huge pages off for this process, as PostgreSQL's and Redis's operators
-/// are told to for the whole machine: mimalloc asks for them, and a query's first touch of
-/// fresh memory then zeroes 2 MiB instead of 4 KiB, which made a fresh server's point queries
-/// take up to 10 ms instead of 4 (docs/operations.md). Nothing else changes if the kernel
+/// are told to for the whole machine: where the kernel backs large mappings with them, a query's
+/// first touch of fresh memory zeroes 2 MiB instead of 4 KiB, which made a fresh server's point
+/// queries take up to 10 ms instead of 4 (docs/caching.md). Nothing else changes if the kernel
 /// refuses.
 #[cfg(target_os = "linux")]
 fn disable_transparent_huge_pages() {
